@@ -1,0 +1,236 @@
+"""The library's one exception tree.
+
+Every transport translates its driver's errors (``amqp``, ``redis``, ``botocore``,
+``socket``/``OSError``, ``ssl``) into these classes at the transport seam, keeping the
+original as ``__cause__``.  The retry loop decides by class alone::
+
+    KombuError
+     +-- OperationalError                 broker unreachable / gave up retrying
+     |    +-- ConnectionError             the connection is broken: reconnect
+     |    |    +-- InconsistencyError     broker state found inconsistent
+     |    +-- ConnectionTimeout           connect or a broker round trip timed out
+     +-- ChannelError                     the channel is unusable: open a new one
+     |    +-- NotFound                    404: exchange/queue does not exist
+     |    +-- PreconditionFailed          406: redeclared with other arguments
+     |    +-- AccessRefused               403: not allowed
+     |    +-- ResourceLocked              405: exclusive queue used elsewhere
+     |    +-- ConsumerCancelled           the broker cancelled a consumer
+     |    +-- MessageNacked               publisher confirm came back negative
+     |    +-- MessageReturned             mandatory message was unroutable
+     +-- SerializationError
+     |    +-- EncodeError
+     |    |    +-- MessageTooLarge
+     |    +-- DecodeError
+     +-- SerializerNotInstalled
+     |    +-- ContentDisallowed
+     +-- NotBoundError, MessageStateError, VersionMismatch, BatchPublishError
+     +-- LimitExceeded
+          +-- ConnectionLimitExceeded, ChannelLimitExceeded
+
+``TimeoutError`` is :class:`socket.timeout` (the builtin ``TimeoutError``), raised by
+``drain_events`` when nothing arrives in time, as in Kombu.
+"""
+
+from __future__ import annotations
+
+from socket import timeout as TimeoutError  # noqa: N812 - Kombu's public name
+from types import TracebackType
+from typing import Any, TypeVar
+
+__all__ = (
+    "AccessRefused",
+    "BatchPublishError",
+    "ChannelError",
+    "ChannelLimitExceeded",
+    "ConnectionError",
+    "ConnectionLimitExceeded",
+    "ConnectionTimeout",
+    "ConsumerCancelled",
+    "ContentDisallowed",
+    "DecodeError",
+    "EncodeError",
+    "HttpError",
+    "InconsistencyError",
+    "KombuError",
+    "LimitExceeded",
+    "MessageNacked",
+    "MessageReturned",
+    "MessageStateError",
+    "MessageTooLarge",
+    "NotBoundError",
+    "NotFound",
+    "OperationalError",
+    "PreconditionFailed",
+    "ResourceError",
+    "ResourceLocked",
+    "SerializationError",
+    "SerializerNotInstalled",
+    "TimeoutError",
+    "VersionMismatch",
+    "reraise",
+)
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def reraise(tp: type[_E], value: _E, tb: TracebackType | None = None) -> _E:
+    """Raise ``value`` with traceback ``tb`` (Kombu compatibility helper)."""
+    if value.__traceback__ is not tb:
+        raise value.with_traceback(tb)
+    raise value
+
+
+class KombuError(Exception):
+    """Base class of every error raised by this library."""
+
+
+class OperationalError(KombuError):
+    """The broker could not be reached or an operation gave up after retrying."""
+
+
+class ConnectionError(OperationalError):  # noqa: A001 - Kombu's public name
+    """The connection to the broker is broken; reconnecting may help."""
+
+    #: AMQP-style reply code when the broker closed the connection, else None.
+    reply_code: int | None = None
+    #: the AMQP method that failed, when known (py-amqp's name, read by Kombu-era code)
+    method_name: str | None = None
+
+    @property
+    def code(self) -> int | None:
+        """py-amqp's name for :attr:`reply_code`."""
+        return self.reply_code
+
+
+class ConnectionTimeout(OperationalError):
+    """Connecting, or a round trip to the broker, took longer than its timeout."""
+
+
+class InconsistencyError(ConnectionError):
+    """Data or environment was found to be inconsistent; retrying may help."""
+
+
+class ChannelError(KombuError):
+    """The channel failed; the connection is fine and a new channel can be opened."""
+
+    #: AMQP-style reply code (404, 406, 403, ...) when known.
+    reply_code: int | None = None
+    #: the AMQP method that failed, when known (py-amqp's name, read by Kombu-era code)
+    method_name: str | None = None
+
+    @property
+    def code(self) -> int | None:
+        """py-amqp's name for :attr:`reply_code`."""
+        return self.reply_code
+
+    def __init__(self, message: str = "", reply_code: int | None = None) -> None:
+        super().__init__(message)
+        if reply_code is not None:
+            self.reply_code = reply_code
+
+
+class NotFound(ChannelError):
+    """The exchange or queue does not exist (AMQP 404)."""
+
+    reply_code = 404
+
+
+class PreconditionFailed(ChannelError):
+    """An entity was redeclared with different arguments (AMQP 406)."""
+
+    reply_code = 406
+
+
+class AccessRefused(ChannelError):
+    """The user is not allowed to do this (AMQP 403)."""
+
+    reply_code = 403
+
+
+class ResourceLocked(ChannelError):
+    """The resource is locked, e.g. an exclusive queue of another connection (AMQP 405)."""
+
+    reply_code = 405
+
+
+#: Kombu's name for broker-side resource errors.
+ResourceError = ResourceLocked
+
+
+class ConsumerCancelled(ChannelError):
+    """The broker cancelled a consumer (for example its queue was deleted)."""
+
+
+class MessageNacked(ChannelError):
+    """The broker answered a publisher confirm with a negative acknowledgement."""
+
+
+class MessageReturned(ChannelError):
+    """A mandatory message could not be routed to any queue (AMQP 312 NO_ROUTE)."""
+
+    reply_code = 312
+
+
+class SerializationError(KombuError):
+    """Content could not be serialized or deserialized."""
+
+
+class EncodeError(SerializationError):
+    """An object could not be encoded."""
+
+
+class MessageTooLarge(EncodeError):
+    """The encoded message exceeds what the transport accepts."""
+
+
+class DecodeError(SerializationError):
+    """A message body could not be decoded."""
+
+
+class SerializerNotInstalled(KombuError):
+    """The serializer (or compression method) asked for is not installed."""
+
+
+class ContentDisallowed(SerializerNotInstalled):
+    """The consumer does not accept this content type."""
+
+
+class NotBoundError(KombuError):
+    """A channel-dependent method was called on an entity not bound to a channel."""
+
+
+class MessageStateError(KombuError):
+    """The message was already acknowledged, rejected or requeued."""
+
+
+class BatchPublishError(KombuError):
+    """Part of a batch publish failed; which messages were delivered is uncertain."""
+
+
+class VersionMismatch(KombuError):
+    """A dependency has an unsupported version."""
+
+
+class LimitExceeded(KombuError):
+    """A resource limit was exceeded."""
+
+
+class ConnectionLimitExceeded(LimitExceeded):
+    """The pool's maximum number of connections is in use."""
+
+
+class ChannelLimitExceeded(LimitExceeded):
+    """The pool's maximum number of channels is in use."""
+
+
+class HttpError(Exception):
+    """An HTTP request to the broker failed."""
+
+    def __init__(self, code: int, message: str | None = None, response: Any = None) -> None:
+        self.code = code
+        self.message = message
+        self.response = response
+        super().__init__(code, message, response)
+
+    def __str__(self) -> str:
+        return f"HTTP {self.code}: {self.message}"

@@ -1,0 +1,574 @@
+"""Producer.publish and Consumer: the user-facing messaging API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import count
+from types import TracebackType
+from typing import Any
+
+from .compression import compress
+from .connection import Connection, is_connection, maybe_channel
+from .entity import Exchange, Queue, maybe_delivery_mode
+from .exceptions import ContentDisallowed
+from .message import Message
+from .serialization import dumps, prepare_accept_content
+
+__all__ = ["Consumer", "Producer"]
+
+_consumer_tags = count(1)
+
+
+class _Batch:
+    """Messages collected by :meth:`Producer.batch`, sent on flush."""
+
+    def __init__(self, producer: Producer, max_size: int | None) -> None:
+        self.producer = producer
+        self.max_size = max_size
+        self.items: list[tuple[Any, dict[str, Any]]] = []
+        self.active = False
+
+    def add(self, message: Any, publish_kwargs: dict[str, Any]) -> None:
+        self.items.append((message, publish_kwargs))
+        if self.max_size and len(self.items) >= self.max_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what was collected so far (one round trip where the transport can)."""
+        items, self.items = self.items, []
+        if not items:
+            return
+        channel = self.producer.channel
+        publish_batch = getattr(channel, "publish_batch", None)
+        if publish_batch is not None:
+            publish_batch(
+                [
+                    (message, kw.get("exchange") or "", kw.get("routing_key") or "", kw.get("mandatory", False))
+                    for message, kw in items
+                ]
+            )
+            return
+        for message, kw in items:
+            channel.basic_publish(message, **kw)
+
+    def discard(self) -> None:
+        self.items.clear()
+
+    def __enter__(self) -> _Batch:
+        local = self.producer._batch_local
+        if getattr(local, "current", None) is not None:
+            raise RuntimeError("Producer.batch() cannot be nested")
+        local.current = self
+        self.active = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.producer._batch_local.current = None
+        self.active = False
+        if exc_type is None:
+            self.flush()
+        else:
+            self.discard()
+
+
+class Producer:
+    """Publishes messages to an exchange.
+
+    Arguments:
+        channel: a channel or a :class:`~kombu_like.Connection` (its default channel).
+        exchange: default exchange (an :class:`Exchange` or a name; ``""`` by default).
+        routing_key: default routing key.
+        serializer: default serializer (``"json"``).
+        compression: default compression method (none).
+        auto_declare: declare the default exchange when bound (True).
+        on_return: ``callback(exception, exchange, routing_key, message)`` for mandatory
+            messages the broker could not route.
+    """
+
+    exchange: Exchange
+    routing_key = ""
+    serializer: str | None = None
+    compression: str | None = None
+    auto_declare = True
+    on_return: Callable[..., Any] | None = None
+
+    def __init__(
+        self,
+        channel: Any,
+        exchange: Exchange | str | None = None,
+        routing_key: str | None = None,
+        serializer: str | None = None,
+        auto_declare: bool | None = None,
+        compression: str | None = None,
+        on_return: Callable[..., Any] | None = None,
+    ) -> None:
+        self._channel = channel
+        self.__connection__: Connection | None = None
+        self.exchange = Exchange(exchange) if isinstance(exchange, str) else (exchange or Exchange(""))
+        self.routing_key = routing_key or self.routing_key
+        self.serializer = serializer or self.serializer
+        self.compression = compression or self.compression
+        self.on_return = on_return or self.on_return
+        self._batch_local = threading.local()
+        if auto_declare is not None:
+            self.auto_declare = auto_declare
+        if self._channel is not None:
+            self.revive(self._channel)
+
+    # -- channel ------------------------------------------------------------------
+    def revive(self, channel: Any) -> None:
+        """Re-bind to ``channel`` (a channel or Connection) after connection loss."""
+        if is_connection(channel):
+            self.__connection__ = channel
+            self._channel = None
+            self._lazy = True
+        else:
+            self._channel = channel
+            self._lazy = False
+            self._bind_channel(channel)
+
+    @property
+    def _delivery_mode(self) -> int:
+        return maybe_delivery_mode(self.exchange.delivery_mode)
+
+    def _bind_channel(self, channel: Any) -> None:
+        self.exchange = self.exchange(channel)
+        # an exchange bound before keeps its old channel (e.g. one lost with its connection)
+        self.exchange.revive(channel)
+        if self.on_return:
+            channel.events["basic_return"].add(self.on_return)
+        if self.auto_declare and self.exchange.name:
+            self.declare()
+
+    @property
+    def channel(self) -> Any:
+        """The channel used to publish (the connection's default channel if lazy)."""
+        if self._channel is None or (self._lazy and not getattr(self._channel, "is_open", True)):
+            assert self.__connection__ is not None
+            channel = self.__connection__.default_channel
+            self._channel = channel
+            self._bind_channel(channel)
+        return self._channel
+
+    @channel.setter
+    def channel(self, channel: Any) -> None:
+        self._channel = channel
+
+    @property
+    def connection(self) -> Connection | None:
+        """The connection this producer publishes on."""
+        if self.__connection__ is not None:
+            return self.__connection__
+        try:
+            return self.channel.connection.client  # type: ignore[no-any-return]
+        except AttributeError:
+            return None
+
+    def declare(self) -> None:
+        """Declare the default exchange (done automatically with ``auto_declare``)."""
+        if self.exchange.name:
+            self.exchange.declare()
+
+    def maybe_declare(self, entity: Any, retry: bool = False, **retry_policy: Any) -> bool:
+        """Declare ``entity`` unless this connection declared it already."""
+        if entity:
+            from .common import maybe_declare
+
+            return maybe_declare(entity, self.channel, retry, **retry_policy)
+        return False
+
+    # -- publishing -------------------------------------------------------------------
+    def _prepare(
+        self,
+        body: Any,
+        serializer: str | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        compression: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> tuple[Any, str | None, str | None]:
+        if not content_type:
+            content_type, content_encoding, body = dumps(body, serializer=serializer or self.serializer)
+        elif isinstance(body, str):
+            content_encoding = content_encoding or "utf-8"
+            body = body.encode(content_encoding)
+        elif not content_encoding:
+            content_encoding = "binary"
+        if compression:
+            assert headers is not None
+            body, headers["compression"] = compress(body, compression)
+        return body, content_type, content_encoding
+
+    def publish(
+        self,
+        body: Any,
+        routing_key: str | None = None,
+        delivery_mode: int | str | None = None,
+        mandatory: bool = False,
+        immediate: bool = False,
+        priority: int = 0,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        serializer: str | None = None,
+        headers: dict[str, Any] | None = None,
+        compression: str | None = None,
+        exchange: Exchange | str | None = None,
+        retry: bool = False,
+        retry_policy: Mapping[str, Any] | None = None,
+        declare: Sequence[Any] | None = None,
+        expiration: float | None = None,
+        timeout: float | None = None,
+        confirm_timeout: float | None = None,
+        **properties: Any,
+    ) -> Any:
+        """Serialize, compress and publish ``body``.
+
+        ``routing_key``/``exchange`` default to the producer's; ``declare`` lists entities
+        to declare first (once per connection); ``retry=True`` reconnects and retries on
+        connection errors following ``retry_policy`` (``max_retries``,
+        ``interval_start``, ``interval_step``, ``interval_max``); ``expiration`` is in
+        seconds; other keyword arguments become message properties (``correlation_id``,
+        ``reply_to``, ``message_id``, ``timestamp``, ``type``, ``user_id``, ``app_id`` ...).
+        """
+        # This is the hot path of every publish: keep it to plain attribute and dict work.
+        _publish = self._publish
+        if headers is None:
+            headers = {}
+        if routing_key is None:
+            routing_key = self.routing_key
+        if compression is None:
+            compression = self.compression
+        declare = list(declare) if declare else []
+        if exchange is None:
+            exchange_name = self.exchange.name
+        elif isinstance(exchange, Exchange):
+            exchange_name = exchange.name
+            if exchange_name:
+                declare.append(exchange)
+        else:
+            exchange_name = exchange
+        if delivery_mode is None:
+            properties["delivery_mode"] = self._delivery_mode
+        else:
+            properties["delivery_mode"] = maybe_delivery_mode(delivery_mode)
+        if expiration is not None:
+            properties["expiration"] = str(int(expiration * 1000))
+        if "reply_to" in properties and isinstance(properties["reply_to"], Queue):
+            properties["reply_to"] = properties["reply_to"].name
+        if content_type is None and compression is None:
+            content_type, content_encoding, body = dumps(body, serializer or self.serializer)
+        else:
+            body, content_type, content_encoding = self._prepare(
+                body, serializer, content_type, content_encoding, compression, headers
+            )
+        if retry:
+            connection = self.connection
+            assert connection is not None
+            policy = dict(retry_policy or {})
+            _publish = connection.ensure(self, _publish, **policy)
+        return _publish(
+            body, priority, content_type, content_encoding, headers, properties, routing_key,
+            mandatory, immediate, exchange_name, declare, timeout, confirm_timeout, retry, retry_policy,
+        )
+
+    def _publish(
+        self,
+        body: Any,
+        priority: int,
+        content_type: str | None,
+        content_encoding: str | None,
+        headers: dict[str, Any],
+        properties: dict[str, Any],
+        routing_key: str,
+        mandatory: bool,
+        immediate: bool,
+        exchange: str,
+        declare: Sequence[Any],
+        timeout: float | None = None,
+        confirm_timeout: float | None = None,
+        retry: bool = False,
+        retry_policy: Mapping[str, Any] | None = None,
+    ) -> Any:
+        channel = self.channel
+        for entity in declare:
+            self.maybe_declare(entity)
+        message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
+        batch: _Batch | None = getattr(self._batch_local, "current", None)
+        if timeout is None and confirm_timeout is None and batch is None:
+            return channel.basic_publish(message, exchange, routing_key, mandatory, immediate)
+        kwargs: dict[str, Any] = {
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "mandatory": mandatory,
+            "immediate": immediate,
+        }
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if confirm_timeout is not None:
+            kwargs["confirm_timeout"] = confirm_timeout
+        if batch is not None:
+            batch.add(message, kwargs)
+            return None
+        return channel.basic_publish(message, **kwargs)
+
+    def batch(self, max_size: int | None = None) -> _Batch:
+        """Group publishes: ``with producer.batch(): producer.publish(...)``.
+
+        Messages are sent when the block ends (and whenever ``max_size`` are waiting), in
+        one round trip on transports that declare ``batch_publish``; an exception inside
+        the block discards what was not sent yet.
+        """
+        return _Batch(self, max_size)
+
+    # -- context --------------------------------------------------------------------
+    def release(self) -> None:
+        """Nothing to release; kept for Kombu compatibility."""
+
+    close = release
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Producer: {self._channel!r}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Producer cannot be pickled; pickle its connection instead")
+
+
+class Consumer:
+    """Receives messages from one or more queues and calls ``callbacks(body, message)``.
+
+    Arguments:
+        channel: a channel or a :class:`~kombu_like.Connection` (its default channel).
+        queues: a :class:`Queue` or a list of them.
+        no_ack: let the broker forget messages as soon as they are delivered.
+        auto_declare: declare the queues (and their exchanges/bindings) when bound.
+        callbacks: functions called with ``(body, message)`` for every message.
+        on_message: a function called with the undecoded ``message`` instead of callbacks.
+        on_decode_error: ``callback(message, exc)`` for messages that cannot be decoded; by
+            default the error is raised from ``drain_events`` with the message left unacked.
+        accept: content types or serializer names allowed (default: json only unless
+            insecure serializers were enabled).
+        prefetch_count: how many unacknowledged messages may be outstanding.
+        tag_prefix: prefix for generated consumer tags.
+    """
+
+    ContentDisallowed = ContentDisallowed
+
+    def __init__(
+        self,
+        channel: Any,
+        queues: Queue | Sequence[Queue] | None = None,
+        no_ack: bool | None = None,
+        auto_declare: bool | None = None,
+        callbacks: list[Callable[[Any, Message], Any]] | None = None,
+        on_decode_error: Callable[[Message, BaseException], Any] | None = None,
+        on_message: Callable[[Message], Any] | None = None,
+        accept: Iterable[str] | None = None,
+        prefetch_count: int | None = None,
+        tag_prefix: str | None = None,
+    ) -> None:
+        self.channel = channel
+        if isinstance(queues, Queue):
+            queues = [queues]
+        self._queues: dict[str, Queue] = {q.name: q for q in (queues or [])}
+        self.no_ack = bool(no_ack) if no_ack is not None else False
+        self.auto_declare = True if auto_declare is None else auto_declare
+        self.callbacks: list[Callable[[Any, Message], Any]] = list(callbacks) if callbacks else []
+        self.on_message = on_message
+        self.on_decode_error = on_decode_error
+        self.accept = prepare_accept_content(accept)
+        self.prefetch_count = prefetch_count
+        self.tag_prefix = tag_prefix or ""
+        self._active_tags: dict[str, str] = {}
+        self._active_no_ack: dict[str, bool] = {}
+        if self.channel:
+            self.revive(self.channel)
+
+    @property
+    def queues(self) -> list[Queue]:
+        return list(self._queues.values())
+
+    @queues.setter
+    def queues(self, queues: Sequence[Queue]) -> None:
+        self._queues = {q.name: q for q in queues}
+
+    def revive(self, channel: Any) -> None:
+        """Re-bind to ``channel`` after connection loss and resume what was consuming."""
+        previous = dict(self._active_no_ack)
+        self._active_tags.clear()
+        self._active_no_ack.clear()
+        self.channel = channel = maybe_channel(channel)
+        for name, queue in list(self._queues.items()):
+            self._queues.pop(name, None)
+            bound = queue(channel)
+            # a copy of a queue bound before keeps its old channel; point it at the new one
+            bound.revive(channel)
+            self._queues[bound.name] = bound
+        if self.auto_declare:
+            self.declare()
+        if self.prefetch_count is not None:
+            self.qos(prefetch_count=self.prefetch_count)
+        if previous:
+            self._consume(previous)
+
+    def declare(self) -> None:
+        """Declare the queues, their exchanges and bindings."""
+        for name, queue in list(self._queues.items()):
+            queue.declare()
+            if queue.name != name:  # server-named queue
+                self._queues.pop(name, None)
+                self._queues[queue.name] = queue
+
+    def register_callback(self, callback: Callable[[Any, Message], Any]) -> None:
+        """Add a ``callback(body, message)``."""
+        self.callbacks.append(callback)
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Add a queue (declaring it with ``auto_declare``); call :meth:`consume` to start."""
+        queue = queue(self.channel)
+        if self.auto_declare:
+            queue.declare()
+        self._queues[queue.name] = queue
+        return queue
+
+    def consume(self, no_ack: bool | None = None) -> None:
+        """Start consuming from every queue not consumed yet."""
+        no_ack = self.no_ack if no_ack is None else no_ack
+        self._consume({name: no_ack or q.no_ack for name, q in self._queues.items()})
+
+    def _consume(self, no_ack_by_queue: Mapping[str, bool]) -> None:
+        for name, queue in self._queues.items():
+            if name not in no_ack_by_queue or name in self._active_tags:
+                continue
+            tag = f"{self.tag_prefix}{next(_consumer_tags)}"
+            no_ack = no_ack_by_queue[name]
+            self._active_tags[name] = tag
+            self._active_no_ack[name] = no_ack
+            queue.consume(tag, self._receive_callback, no_ack=no_ack)
+
+    def cancel(self) -> None:
+        """Stop all consumers (delivered, unacked messages stay unacked)."""
+        for tag in self._active_tags.values():
+            self.channel.basic_cancel(tag)
+        self._active_tags.clear()
+        self._active_no_ack.clear()
+
+    close = cancel
+
+    def cancel_by_queue(self, queue: Queue | str) -> None:
+        """Stop consuming from ``queue`` and forget it."""
+        name = queue.name if isinstance(queue, Queue) else queue
+        self._active_no_ack.pop(name, None)
+        tag = self._active_tags.pop(name, None)
+        self._queues.pop(name, None)
+        if tag is not None:
+            self.channel.basic_cancel(tag)
+
+    def consuming_from(self, queue: Queue | str) -> bool:
+        """True when currently consuming from ``queue``."""
+        name = queue.name if isinstance(queue, Queue) else queue
+        return name in self._active_tags
+
+    def purge(self) -> int:
+        """Delete all ready messages of every queue; return how many."""
+        return sum(queue.purge() for queue in self._queues.values())
+
+    def flow(self, active: bool) -> None:
+        self.channel.flow(active)
+
+    def qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> Any:
+        """Limit unacknowledged messages outstanding on the channel."""
+        return self.channel.basic_qos(prefetch_size, prefetch_count, apply_global)
+
+    def recover(self, requeue: bool = False) -> Any:
+        """Ask the broker to redeliver every unacknowledged message of the channel."""
+        return self.channel.basic_recover(requeue=requeue)
+
+    def receive(self, body: Any, message: Message) -> None:
+        """Call every callback with ``(body, message)``."""
+        callbacks = self.callbacks
+        if not callbacks:
+            raise NotImplementedError("Consumer does not have any callbacks")
+        for callback in callbacks:
+            callback(body, message)
+
+    def _receive_callback(self, message: Any) -> Any:
+        accept = self.accept
+        on_message = self.on_message
+        channel = self.channel
+        decoded = None
+        try:
+            m2p = getattr(channel, "message_to_python", None)
+            if m2p is not None:
+                message = m2p(message)
+            if accept is not None:
+                message.accept = accept
+            if message.errors:
+                return message._reraise_error(self.on_decode_error)
+            if on_message is None:
+                decoded = message.decode()
+        except Exception as exc:
+            if not self.on_decode_error:
+                raise _annotate(exc, message, self._queue_of(message)) from exc
+            self.on_decode_error(message, exc)
+            return None
+        if on_message is not None:
+            return on_message(message)
+        return self.receive(decoded, message)
+
+    def _queue_of(self, message: Any) -> str | None:
+        tag = (getattr(message, "delivery_info", None) or {}).get("consumer_tag")
+        for name, active in self._active_tags.items():
+            if active == tag:
+                return name
+        return None
+
+    @property
+    def connection(self) -> Connection | None:
+        try:
+            return self.channel.connection.client  # type: ignore[no-any-return]
+        except AttributeError:
+            return None
+
+    def __enter__(self) -> Consumer:
+        self.consume()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        connection = self.connection
+        if connection is not None and exc is not None and isinstance(exc, connection.connection_errors):
+            return
+        try:
+            self.cancel()
+        except Exception:  # the channel may be gone already; nothing left to cancel
+            pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.queues}>"
+
+
+def _annotate(exc: BaseException, message: Any, queue: str | None) -> BaseException:
+    """Re-create a decode error with the queue and content type in its message."""
+    info = getattr(message, "delivery_info", {}) or {}
+    text = (
+        f"{exc} (message on queue {queue!r} from exchange {info.get('exchange')!r}, "
+        f"routing key {info.get('routing_key')!r}, "
+        f"content type {getattr(message, 'content_type', None)!r}; the message was left "
+        f"unacknowledged - pass on_decode_error to handle such messages)"
+    )
+    try:
+        return type(exc)(text)
+    except Exception:
+        return exc

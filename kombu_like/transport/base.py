@@ -1,0 +1,236 @@
+"""The transport seam.
+
+Everything above ``kombu_like.transport`` talks to a broker through two objects:
+
+* a :class:`Transport`, one per :class:`~kombu_like.Connection`, that opens and closes the
+  broker connection, creates channels, waits for events and translates driver errors;
+* a channel (see :class:`Channel`) that speaks the AMQP 0-9-1 model: declare, bind,
+  publish, consume, get, ack/reject, qos.
+
+A native AMQP transport maps these one to one onto protocol methods.  Stores that only
+have queues (Redis, SQS, memory, sqlite) subclass :mod:`kombu_like.transport.virtual`,
+which provides the whole channel and asks the store for a handful of queue operations.
+
+A transport author overrides only what is documented here; nothing else leaks upward.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..exceptions import ChannelError, ConnectionError, KombuError, OperationalError
+from ..message import Message
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+__all__ = [
+    "Capabilities",
+    "Channel",
+    "Management",
+    "Message",
+    "Transport",
+    "queue_declare_ok_t",
+]
+
+
+class queue_declare_ok_t(NamedTuple):  # noqa: N801 - AMQP/Kombu name
+    """Result of ``queue_declare``."""
+
+    queue: str
+    message_count: int
+    consumer_count: int
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a transport can do natively; the rest is absent, never silently faked."""
+
+    #: exchange types that route correctly on this transport
+    exchange_types: frozenset[str] = frozenset({"direct", "topic", "fanout", "headers"})
+    #: messages with a higher ``priority`` are delivered first
+    priority: bool = False
+    #: per-message ``expiration`` and queue ``message_ttl`` are honoured
+    ttl: bool = False
+    #: the broker itself tracks unacknowledged messages (not emulated by the client)
+    native_acks: bool = False
+    #: fanout reaches every bound queue (False: only listening consumers, or not at all)
+    fanout: bool = True
+    #: ``Producer.batch()`` sends many messages in one round trip
+    batch_publish: bool = False
+    #: the transport can be driven by an event loop
+    asynchronous: bool = False
+    #: the transport sends and checks heartbeats
+    heartbeats: bool = False
+    #: exchange-to-exchange bindings
+    exchange_bindings: bool = False
+    #: extra, transport-specific flags
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # Kombu spells this ``transport.implements.exchange_type``.
+    @property
+    def exchange_type(self) -> frozenset[str]:
+        return self.exchange_types
+
+    def replace(self, **changes: Any) -> Capabilities:
+        """Return a copy with ``changes`` applied."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        values.update(changes)
+        return Capabilities(**values)
+
+
+class Channel:
+    """The channel interface every transport provides (documentation class).
+
+    Methods, with AMQP 0-9-1 meaning:
+
+    ``exchange_declare(exchange, type, durable, auto_delete, arguments, nowait, passive)``,
+    ``exchange_delete(exchange, if_unused)``, ``exchange_bind`` / ``exchange_unbind``,
+    ``queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)`` returning
+    :class:`queue_declare_ok_t`, ``queue_bind`` / ``queue_unbind``, ``queue_purge`` (count),
+    ``queue_delete`` (count), ``prepare_message(body, priority, content_type,
+    content_encoding, headers, properties)`` returning the transport's message object,
+    ``basic_publish(message, exchange, routing_key, mandatory, immediate, timeout)``,
+    ``basic_consume(queue, no_ack, callback, consumer_tag)`` where ``callback`` receives the
+    raw message, ``message_to_python(raw)`` returning a :class:`~kombu_like.message.Message`,
+    ``basic_cancel(tag)``, ``basic_get(queue, no_ack)``, ``basic_ack(tag, multiple)``,
+    ``basic_reject(tag, requeue)``, ``basic_recover(requeue)``, ``basic_qos(prefetch_size,
+    prefetch_count, apply_global)``, ``flow(active)``, ``close()``; attributes
+    ``connection`` (whose ``client`` is the :class:`~kombu_like.Connection`), ``events``
+    (``{'basic_return': set()}``), ``no_ack_consumers``, ``is_open``.
+
+    Channels may also offer ``publish_batch(items)`` where ``items`` are
+    ``(message, exchange, routing_key, mandatory)`` tuples, sent in one round trip; the
+    producer uses it when the transport declares ``batch_publish``.
+    """
+
+
+class Management:
+    """Optional broker management: listing queues and bindings where the broker can."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def get_bindings(self) -> list[dict[str, Any]]:
+        raise NotImplementedError("this transport cannot list bindings")
+
+
+class Transport:
+    """Base class of every transport.
+
+    Subclasses set the class-level descriptors (``driver_type``, ``driver_name``,
+    ``default_port``, ``capabilities``) and implement the ``*_connection``,
+    ``create_channel`` and ``drain_events`` methods.  ``translate_error`` is the one place a
+    driver exception becomes a :mod:`kombu_like.exceptions` class.
+    """
+
+    #: family of the driver, e.g. ``"amqp"``, ``"redis"``, ``"sqs"``, ``"memory"``
+    driver_type: str = "N/A"
+    #: name of the Python package the transport drives
+    driver_name: str = "N/A"
+    #: port used when the URL names none
+    default_port: int | None = None
+    #: what this transport does natively
+    capabilities: Capabilities = Capabilities()
+
+    #: errors meaning "the connection is gone": the retry loop reconnects
+    connection_errors: tuple[type[BaseException], ...] = (ConnectionError, OperationalError)
+    #: errors meaning "the channel is gone": the retry loop opens a new channel
+    channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
+    recoverable_connection_errors: tuple[type[BaseException], ...] = (
+        ConnectionError,
+        OperationalError,
+    )
+    recoverable_channel_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, client: Connection, **kwargs: Any) -> None:
+        self.client = client
+
+    # -- connection lifecycle ----------------------------------------------------------
+    def establish_connection(self) -> Any:
+        """Open the broker connection within ``client.connect_timeout`` and return it."""
+        raise NotImplementedError
+
+    def close_connection(self, connection: Any) -> None:
+        """Close ``connection``; must not block longer than a few seconds."""
+        raise NotImplementedError
+
+    def create_channel(self, connection: Any) -> Any:
+        """Open and return a new channel on ``connection``."""
+        raise NotImplementedError
+
+    def close_channel(self, channel: Any) -> None:
+        """Close ``channel`` (restoring its unacked messages on emulated transports)."""
+        channel.close()
+
+    def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Deliver pending events to consumers; raise :class:`socket.timeout` when none
+        arrived within ``timeout`` seconds (``None`` waits forever)."""
+        raise NotImplementedError
+
+    def verify_connection(self, connection: Any) -> bool:
+        """Return True when ``connection`` is still usable."""
+        return True
+
+    def heartbeat_check(self, connection: Any, rate: int = 2) -> None:
+        """Send/check heartbeats; transports without heartbeats do nothing."""
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Hook the connection into an event loop (transports that support it)."""
+
+    def on_readable(self, connection: Any, loop: Any) -> None:
+        """Called by an event loop when the connection's socket is readable."""
+
+    def qos_semantics_matches_spec(self, connection: Any) -> bool:
+        return True
+
+    # -- errors --------------------------------------------------------------------
+    def translate_error(self, exc: BaseException) -> BaseException:
+        """Map a driver exception onto :mod:`kombu_like.exceptions`.
+
+        Return ``exc`` itself if it is already one of ours or is not a broker error.  The
+        caller raises the result ``from exc``.
+        """
+        if isinstance(exc, KombuError | socket.timeout):
+            return exc
+        if isinstance(exc, OSError):
+            return ConnectionError(f"{type(exc).__name__}: {exc}")
+        return exc
+
+    # -- descriptive -----------------------------------------------------------------
+    def driver_version(self) -> str:
+        return "N/A"
+
+    def get_manager(self, *args: Any, **kwargs: Any) -> Management:
+        return Management(self)
+
+    @property
+    def implements(self) -> Capabilities:
+        """Kombu's name for :attr:`capabilities`."""
+        return self.capabilities
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        return {"port": self.default_port} if self.default_port else {}
+
+    def get_heartbeat_interval(self, connection: Any) -> float:
+        return 0
+
+    def as_uri(self, uri: str, include_password: bool = False, mask: str = "**") -> str:
+        from ..utils.url import maybe_sanitize_url
+
+        return uri if include_password else maybe_sanitize_url(uri, mask)  # type: ignore[no-any-return]
+
+    @property
+    def supports_ev(self) -> bool:
+        return self.capabilities.asynchronous
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__name__}>"
+
+
+#: callback taking a raw transport message
+RawCallback = Callable[[Any], Any]

@@ -1,0 +1,315 @@
+"""In-process transport: ``memory://`` (and ``memory://<virtual host>``).
+
+All Connections of a process that name the same virtual host share one :class:`Broker`;
+``memory://`` and ``memory://other`` are separate.  A test that wants a broker nobody else
+sees passes one explicitly::
+
+    broker = memory.Broker()
+    Connection("memory://", transport_options={"broker": broker})
+
+Queues declared with ``x-max-priority`` (``Queue(max_priority=...)``) deliver higher
+priorities first; ``x-message-ttl`` / ``message_ttl``, per-message ``expiration`` and
+``x-max-length`` (drop oldest) are honoured.  Consumers blocked in ``drain_events`` wait on
+a condition variable, so a publish wakes them at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .base import Capabilities
+from .virtual import Delivery, QueueStore, VirtualTransport
+from .virtual.routing import Binding, ExchangeInfo
+
+__all__ = ["Broker", "MemoryStore", "Transport", "forget_broker", "get_broker", "reset_brokers"]
+
+_registry_lock = threading.Lock()
+#: virtual host -> broker; process-wide on purpose: that is what memory:// means
+_brokers: dict[str, Broker] = {}
+
+
+def get_broker(virtual_host: str = "/") -> Broker:
+    """The process-wide broker for ``virtual_host``."""
+    with _registry_lock:
+        broker = _brokers.get(virtual_host)
+        if broker is None:
+            broker = _brokers[virtual_host] = Broker()
+        return broker
+
+
+def broker_name(hostname: str | None, virtual_host: str | None) -> str:
+    """The registry key for a memory:// URL.
+
+    ``memory://other`` parses with ``other`` as the host name, ``memory:///other`` or
+    ``memory://localhost/other`` with it as the virtual host; each names its own broker,
+    and ``memory://`` (host ``localhost``, virtual host ``/``) the default one.
+    """
+    host = "" if hostname in (None, "", "localhost") else hostname
+    vhost = "" if virtual_host in (None, "", "/") else virtual_host
+    return f"{host}/{vhost}" if host or vhost else "/"
+
+
+def reset_brokers() -> None:
+    """Forget every process-wide broker (their messages are dropped)."""
+    with _registry_lock:
+        _brokers.clear()
+
+
+def forget_broker(virtual_host: str) -> None:
+    """Forget the process-wide broker of ``virtual_host`` (its messages are dropped)."""
+    with _registry_lock:
+        _brokers.pop(virtual_host, None)
+
+
+class _MemQueue:
+    """One queue: FIFO, or a deque per priority level when declared with a max priority."""
+
+    __slots__ = ("levels", "max_priority", "max_length", "ttl", "size")
+
+    def __init__(self, arguments: Mapping[str, Any] | None) -> None:
+        arguments = arguments or {}
+        self.max_priority = int(arguments.get("x-max-priority") or 0)
+        ttl = arguments.get("x-message-ttl")
+        self.ttl = float(ttl) / 1000.0 if ttl is not None else None
+        length = arguments.get("x-max-length")
+        self.max_length = int(length) if length is not None else None
+        # index = priority; plain queues use level 0 only
+        self.levels: list[deque[tuple[dict[str, Any], float | None]]] = [
+            deque() for _ in range(self.max_priority + 1)
+        ]
+        self.size = 0
+
+    def _expiry(self, payload: dict[str, Any]) -> float | None:
+        expiration = payload["properties"].get("expiration")
+        limits = []
+        if expiration is not None:
+            try:
+                limits.append(float(expiration) / 1000.0)
+            except (TypeError, ValueError):
+                pass
+        if self.ttl is not None:
+            limits.append(self.ttl)
+        return time.monotonic() + min(limits) if limits else None
+
+    def _level(self, priority: int) -> deque[tuple[dict[str, Any], float | None]]:
+        if not self.max_priority:
+            return self.levels[0]
+        return self.levels[max(0, min(int(priority or 0), self.max_priority))]
+
+    def push(self, payload: dict[str, Any], priority: int, front: bool = False) -> None:
+        entry = (payload, self._expiry(payload))
+        level = self._level(priority)
+        if front:
+            level.appendleft(entry)
+        else:
+            level.append(entry)
+        self.size += 1
+        if self.max_length is not None:
+            while self.size > self.max_length:
+                self._pop_one()
+
+    def _pop_one(self) -> tuple[dict[str, Any], float | None] | None:
+        for level in reversed(self.levels):
+            if level:
+                self.size -= 1
+                return level.popleft()
+        return None
+
+    def pop(self, max_count: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        now: float | None = None
+        while len(out) < max_count and self.size:
+            entry = self._pop_one()
+            if entry is None:
+                break
+            payload, expires = entry
+            if expires is not None:
+                if now is None:
+                    now = time.monotonic()
+                if expires <= now:
+                    continue
+            out.append(payload)
+        return out
+
+    def purge(self) -> int:
+        size = self.size
+        for level in self.levels:
+            level.clear()
+        self.size = 0
+        return size
+
+
+class Broker:
+    """An in-memory broker: queues, exchanges and bindings of one virtual host."""
+
+    def __init__(self) -> None:
+        # re-entrant: a finalizer (``__del__`` run by the garbage collector while this
+        # thread holds the lock) may close a connection and delete a queue
+        self.cond = threading.Condition(threading.RLock())
+        self.queues: dict[str, _MemQueue] = {}
+        self.waiters = 0
+        from .virtual import BindingTable
+
+        self.table = BindingTable()
+
+    def peek(self, queue: str) -> list[dict[str, Any]]:
+        """The envelopes waiting in ``queue``, in delivery order, without taking them."""
+        with self.cond:
+            existing = self.queues.get(queue)
+            if existing is None:
+                return []
+            now = time.monotonic()
+            return [
+                payload
+                for level in reversed(existing.levels)
+                for payload, expires in level
+                if expires is None or expires > now
+            ]
+
+
+class MemoryStore(QueueStore):
+    """Queue store over a :class:`Broker`."""
+
+    capabilities = Capabilities(priority=True, ttl=True, batch_publish=True)
+    # envelopes never leave the process: keep bodies as bytes
+    body_encoding = None
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.table = broker.table
+
+    def _queue(self, name: str) -> _MemQueue:
+        queue = self.broker.queues.get(name)
+        if queue is None:
+            queue = self.broker.queues[name] = _MemQueue(None)
+        return queue
+
+    def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
+        with self.broker.cond:
+            if queue not in self.broker.queues:
+                self.broker.queues[queue] = _MemQueue(arguments)
+            elif arguments and arguments.get("x-max-priority"):
+                existing = self.broker.queues[queue]
+                if existing.max_priority != int(arguments["x-max-priority"]):
+                    from ..exceptions import PreconditionFailed
+
+                    raise PreconditionFailed(
+                        f"PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue "
+                        f"{queue!r}: received {arguments['x-max-priority']} but current is "
+                        f"{existing.max_priority}"
+                    )
+
+    def queue_exists(self, queue: str) -> bool:
+        return queue in self.broker.queues
+
+    def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
+        cond = self.broker.cond
+        with cond:
+            self._queue(queue).push(payload, priority)
+            if self.broker.waiters:
+                cond.notify_all()
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
+        cond = self.broker.cond
+        with cond:
+            for queue, payload, priority in items:
+                self._queue(queue).push(payload, priority)
+            if self.broker.waiters:
+                cond.notify_all()
+
+    def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        broker = self.broker
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with broker.cond:
+            while True:
+                for name in queues:
+                    queue = broker.queues.get(name)
+                    if queue is not None and queue.size:
+                        payloads = queue.pop(max_count)
+                        if payloads:
+                            return [Delivery(name, payload) for payload in payloads]
+                if deadline is None:
+                    remaining = None
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return []
+                broker.waiters += 1
+                try:
+                    broker.cond.wait(remaining)
+                finally:
+                    broker.waiters -= 1
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        # a taken envelope lives only in the channel's unacked map; dropping it is the ack
+        return None
+
+    def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
+        cond = self.broker.cond
+        with cond:
+            # reversed + appendleft keeps the original order at the head of the queue
+            for delivery in reversed(deliveries):
+                payload = delivery.payload
+                if redelivered:
+                    payload = _mark_redelivered(payload)
+                priority = payload["properties"].get("priority") or 0
+                self._queue(delivery.queue).push(payload, priority, front=True)
+            if self.broker.waiters:
+                cond.notify_all()
+
+    def purge(self, queue: str) -> int:
+        with self.broker.cond:
+            existing = self.broker.queues.get(queue)
+            return existing.purge() if existing is not None else 0
+
+    def size(self, queue: str) -> int:
+        existing = self.broker.queues.get(queue)
+        return existing.size if existing is not None else 0
+
+    def delete_queue(self, queue: str) -> None:
+        with self.broker.cond:
+            self.broker.queues.pop(queue, None)
+
+    def list_queues(self) -> list[str]:
+        return sorted(self.broker.queues)
+
+    # exchanges and bindings live in the broker's table (shared by its connections)
+    def declare_exchange(self, info: ExchangeInfo) -> None:
+        self.table.declare_exchange(info)
+
+    def bind(self, exchange: str, binding: Binding) -> None:
+        self.table.bind(exchange, binding)
+
+
+def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
+    props = payload["properties"]
+    info = dict(props.get("delivery_info") or {})
+    info["redelivered"] = True
+    copy = dict(payload)
+    copy["properties"] = {**props, "delivery_info": info}
+    return copy
+
+
+class Transport(VirtualTransport):
+    """The ``memory://`` transport."""
+
+    driver_type = "memory"
+    driver_name = "memory"
+    capabilities = MemoryStore.capabilities
+
+    def create_store(self) -> MemoryStore:
+        broker = self.transport_options.get("broker")
+        if broker is None:
+            broker = get_broker(broker_name(self.client.hostname, self.client.virtual_host))
+        return MemoryStore(broker)
+
+    def driver_version(self) -> str:
+        return "N/A"
+
+
+#: Kombu's module-level name for the memory transport's channel class
+Channel = Transport.Channel

@@ -1,0 +1,567 @@
+"""AMQP channel semantics emulated over a :class:`~.store.QueueStore`."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from itertools import count
+from typing import TYPE_CHECKING, Any
+
+from ...exceptions import ChannelError, MessageReturned, NotFound, PreconditionFailed
+from ...message import Message as BaseMessage
+from ..base import queue_declare_ok_t
+from .routing import Binding, ExchangeInfo, route
+from .store import Delivery, QueueStore
+
+if TYPE_CHECKING:
+    from .transport import VirtualConnection
+
+__all__ = ["QoS", "VirtualChannel"]
+
+logger = logging.getLogger(__name__)
+
+#: arguments that only make sense with one value per queue; redeclaring with another
+#: value is a precondition failure, as on RabbitMQ
+_STRICT_QUEUE_ARGS = ("x-max-priority",)
+
+
+def encode_body(body: bytes | str, encoding: str | None) -> Any:
+    if encoding == "base64":
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        return base64.b64encode(body).decode("ascii")
+    return body
+
+
+def decode_body(body: Any, encoding: str | None) -> Any:
+    if encoding == "base64":
+        return base64.b64decode(body)
+    return body
+
+
+class QoS:
+    """Prefetch window and the deliveries a channel has not acknowledged yet."""
+
+    def __init__(self, channel: VirtualChannel, prefetch_count: int = 0) -> None:
+        self.channel = channel
+        self.prefetch_count = prefetch_count
+        self.delivered: dict[int, Delivery] = {}
+        self._lock = threading.Lock()
+
+    def capacity(self) -> int:
+        """How many more messages may be delivered (a large number when unlimited)."""
+        if not self.prefetch_count:
+            return 1 << 30
+        return max(self.prefetch_count - len(self.delivered), 0)
+
+    def can_consume(self) -> bool:
+        return not self.prefetch_count or len(self.delivered) < self.prefetch_count
+
+    def append(self, tag: int, delivery: Delivery) -> None:
+        self.delivered[tag] = delivery
+
+    def take(self, tag: int, multiple: bool = False) -> list[Delivery]:
+        """Remove and return the delivery ``tag`` (and all before it with ``multiple``)."""
+        if not multiple:
+            # a single dict.pop is atomic; only the multi-tag scan needs the lock
+            delivery = self.delivered.pop(tag, None)
+            return [delivery] if delivery is not None else []
+        with self._lock:
+            tags = [t for t in self.delivered if t <= tag]
+            return [self.delivered.pop(t) for t in tags]
+
+    def take_all(self) -> list[Delivery]:
+        with self._lock:
+            items = list(self.delivered.values())
+            self.delivered.clear()
+            return items
+
+
+class VirtualChannel:
+    """An AMQP-like channel whose broker work is done by a queue store."""
+
+    #: the class of delivered messages (a transport may substitute a subclass)
+    Message = BaseMessage
+
+    def __init__(self, connection: VirtualConnection, channel_id: int) -> None:
+        self.connection = connection
+        self.channel_id = channel_id
+        self.store: QueueStore = connection.store
+        self.body_encoding = self.store.body_encoding
+        self.qos = QoS(self)
+        self.is_open = True
+        self.events: dict[str, set[Callable[..., Any]]] = {"basic_return": set()}
+        #: consumer tag -> queue name
+        self.consumers: dict[str, str] = {}
+        #: consumer tag -> callback
+        self.callbacks: dict[str, Callable[[Any], Any]] = {}
+        self.no_ack_consumers: set[str] = set()
+        self._tags = count(1)
+        # envelope ids: unique across processes (random prefix) without a uuid4 per message;
+        # built from os.urandom so opening a channel leaves uuid.uuid4 alone (test suites
+        # written for Kombu replace uuid4 and count its calls)
+        self._tag_prefix = f"{uuid.UUID(bytes=os.urandom(16), version=4)}-"
+        self._publish_seq = count(1)
+        self._route_cache: dict[tuple[str, str], list[str]] = {}
+        self._route_cache_version: Any = None
+        self._exclusive: set[str] = set()
+        self._auto_delete: set[str] = set()
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        return self.connection.client
+
+    @property
+    def transport(self) -> Any:
+        return self.connection.transport
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            raise ChannelError("channel is closed; open a new one with connection.channel()")
+
+    # -- exchanges ----------------------------------------------------------------------
+    def exchange_declare(
+        self,
+        exchange: str = "",
+        type: str = "direct",
+        durable: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        passive: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Declare an exchange (passive: only check that it exists)."""
+        self._check_open()
+        supported = self.transport.capabilities.exchange_types
+        if type not in supported:
+            raise ChannelError(
+                f"exchange type {type!r} is not supported by the {self.transport.driver_type} "
+                f"transport (supported: {', '.join(sorted(supported))})"
+            )
+        existing = self.store.exchange(exchange)
+        if passive:
+            if existing is None:
+                raise NotFound(f"NOT_FOUND - no exchange {exchange!r}")
+            return
+        if existing is not None and existing.type != type:
+            raise PreconditionFailed(
+                f"PRECONDITION_FAILED - inequivalent arg 'type' for exchange {exchange!r}: "
+                f"received {type!r} but current is {existing.type!r}"
+            )
+        self.store.declare_exchange(
+            ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {}))
+        )
+
+    def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
+        self._check_open()
+        if if_unused and self.store.get_bindings(exchange):
+            raise PreconditionFailed(f"PRECONDITION_FAILED - exchange {exchange!r} in use")
+        self.store.delete_exchange(exchange)
+
+    def exchange_bind(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            f"exchange-to-exchange bindings are not supported by the "
+            f"{self.transport.driver_type} transport"
+        )
+
+    exchange_unbind = exchange_bind
+
+    # -- queues ---------------------------------------------------------------------
+    def queue_declare(
+        self,
+        queue: str = "",
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> queue_declare_ok_t:
+        """Declare a queue and return its name, ready message count and consumer count."""
+        self._check_open()
+        queue = queue or f"amq.gen-{uuid.uuid4()}"
+        if passive:
+            if not self.store.queue_exists(queue):
+                raise NotFound(f"NOT_FOUND - no queue {queue!r} in vhost {self._vhost()!r}")
+        else:
+            self.store.declare_queue(queue, dict(arguments or {}))
+            if exclusive:
+                self._exclusive.add(queue)
+            if auto_delete:
+                self._auto_delete.add(queue)
+        return queue_declare_ok_t(queue, self.store.size(queue), self.store.consumer_count(queue))
+
+    def _vhost(self) -> str:
+        return str(getattr(self.client, "virtual_host", "") or "/")
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self._check_open()
+        if not exchange:
+            return  # every queue is bound to the default exchange by its name
+        self.store.bind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self._check_open()
+        self.store.unbind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
+
+    def queue_purge(self, queue: str, nowait: bool = False, **kwargs: Any) -> int:
+        self._check_open()
+        return self.store.purge(queue)
+
+    def queue_delete(
+        self,
+        queue: str,
+        if_unused: bool = False,
+        if_empty: bool = False,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> int:
+        self._check_open()
+        if if_empty and self.store.size(queue):
+            raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} not empty")
+        if if_unused and queue in self.connection.consumed_queues():
+            raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} in use")
+        size = self.store.size(queue)
+        self.store.delete_queue(queue)
+        self.store.table.unbind_queue(queue)
+        self._cancel_queue_consumers(queue)
+        return size
+
+    def _cancel_queue_consumers(self, queue: str) -> None:
+        for channel in list(self.connection.channels):
+            for tag, name in list(channel.consumers.items()):
+                if name == queue:
+                    channel.basic_cancel(tag)
+
+    # -- publishing ---------------------------------------------------------------------
+    def prepare_message(
+        self,
+        body: Any,
+        priority: int | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        headers: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Build the envelope (Kombu's virtual-transport format)."""
+        properties = properties if properties is not None else {}
+        properties["priority"] = priority or 0
+        return {
+            "body": body,
+            "content-encoding": content_encoding,
+            "content-type": content_type,
+            "headers": headers if headers is not None else {},
+            "properties": properties,
+        }
+
+    def _finish_envelope(self, message: dict[str, Any], exchange: str, routing_key: str) -> None:
+        props = message["properties"]
+        message["body"] = encode_body(message["body"], self.body_encoding)
+        props["body_encoding"] = self.body_encoding or "binary"
+        props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
+        props["delivery_tag"] = f"{self._tag_prefix}{next(self._publish_seq):x}"
+
+    def lookup(
+        self,
+        exchange: str,
+        routing_key: str,
+        headers: Mapping[str, Any] | None = None,
+        info: ExchangeInfo | None = None,
+    ) -> list[str]:
+        """Queues a message published to ``exchange`` with ``routing_key`` goes to."""
+        if not exchange:
+            return [routing_key] if routing_key else []
+        store = self.store
+        if info is None:
+            info = store.exchange(exchange)
+        ex_type = info.type if info is not None else "direct"
+        if ex_type == "headers":
+            return route(ex_type, store.get_bindings(exchange), routing_key, headers)
+        version = store.bindings_version
+        if version != self._route_cache_version:
+            self._route_cache.clear()
+            self._route_cache_version = version
+        key = (exchange, routing_key)
+        queues = self._route_cache.get(key)
+        if queues is None:
+            queues = self._route_cache[key] = route(ex_type, store.get_bindings(exchange), routing_key)
+        return queues
+
+    def _route(
+        self, message: dict[str, Any], exchange: str, routing_key: str, info: ExchangeInfo | None = None
+    ) -> list[tuple[str, dict[str, Any], int]]:
+        exchange = exchange or ""
+        routing_key = routing_key or ""
+        self._finish_envelope(message, exchange, routing_key)
+        queues = self.lookup(exchange, routing_key, message.get("headers"), info)
+        priority = message["properties"].get("priority") or 0
+        if len(queues) == 1:
+            return [(queues[0], message, priority)]
+        out = []
+        for queue in queues:
+            copy = dict(message)
+            copy["properties"] = dict(message["properties"])
+            copy["headers"] = dict(message["headers"] or {})
+            out.append((queue, copy, priority))
+        return out
+
+    def basic_publish(
+        self,
+        message: dict[str, Any],
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        immediate: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Route ``message`` and put a copy into each destination queue."""
+        self._check_open()
+        info = self.store.exchange(exchange) if exchange else None
+        if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
+            return
+        items = self._route(message, exchange, routing_key, info)
+        if not items:
+            self._unroutable(message, exchange, routing_key, mandatory)
+            return
+        if len(items) == 1:
+            queue, payload, priority = items[0]
+            self.store.put(queue, payload, priority)
+        else:
+            self.store.put_many(items)
+
+    def publish_batch(self, batch: Sequence[tuple[dict[str, Any], str, str, bool]]) -> None:
+        """Publish ``(message, exchange, routing_key, mandatory)`` items in one store call."""
+        self._check_open()
+        items: list[tuple[str, dict[str, Any], int]] = []
+        # one exchange lookup per exchange, not per message: a batch is routed as one send
+        infos: dict[str, ExchangeInfo | None] = {}
+        for message, exchange, routing_key, mandatory in batch:
+            if exchange in infos:
+                info = infos[exchange]
+            else:
+                info = infos[exchange] = self.store.exchange(exchange) if exchange else None
+            if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
+                continue
+            routed = self._route(message, exchange, routing_key, info)
+            if not routed:
+                self._unroutable(message, exchange, routing_key, mandatory)
+            items.extend(routed)
+        if items:
+            self.store.put_many(items)
+
+    def _broadcast(self, message: dict[str, Any], exchange: str, routing_key: str) -> bool:
+        """Offer a fanout message to the store's native broadcast (``put_fanout``).
+
+        The store gets a finished envelope (encoded body, delivery info and tag), the same a
+        queue would get; ``message`` itself stays unfinished for routing if it declines.
+        """
+        finished = {**message, "properties": dict(message["properties"])}
+        self._finish_envelope(finished, exchange, routing_key or "")
+        return self.store.put_fanout(exchange, finished, routing_key or "")
+
+    def _unroutable(self, message: dict[str, Any], exchange: str, routing_key: str, mandatory: bool) -> None:
+        if not mandatory:
+            logger.debug("message to exchange %r key %r matched no queue", exchange, routing_key)
+            return
+        exc = MessageReturned(
+            f"NO_ROUTE - message published to exchange {exchange!r} with routing key "
+            f"{routing_key!r} could not be routed to any queue"
+        )
+        handlers = self.events["basic_return"]
+        if not handlers:
+            raise exc
+        returned = self.message_to_python(self._to_message(Delivery("", message), None))
+        for handler in list(handlers):
+            handler(exc, exchange, routing_key, returned)
+
+    def _new_queue(self, queue: str, **kwargs: Any) -> None:
+        # Kombu's virtual-channel hook, called directly by some Kombu-era test suites
+        self.store.declare_queue(queue, kwargs or None)
+
+    # -- consuming --------------------------------------------------------------------
+    def basic_consume(
+        self,
+        queue: str,
+        no_ack: bool = False,
+        callback: Callable[[Any], Any] | None = None,
+        consumer_tag: str | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> str:
+        """Start delivering messages of ``queue`` to ``callback`` during ``drain_events``."""
+        self._check_open()
+        tag = consumer_tag or f"ctag-{self.channel_id}.{next(self._tags)}"
+        if tag in self.consumers:
+            raise ChannelError(f"NOT_ALLOWED - attempt to reuse consumer tag {tag!r}")
+        self.consumers[tag] = queue
+        self.callbacks[tag] = callback or (lambda message: None)
+        if no_ack:
+            self.no_ack_consumers.add(tag)
+        self.connection.consumers_changed()
+        return tag
+
+    def basic_cancel(self, consumer_tag: str, nowait: bool = False, **kwargs: Any) -> None:
+        queue = self.consumers.pop(consumer_tag, None)
+        self.callbacks.pop(consumer_tag, None)
+        self.no_ack_consumers.discard(consumer_tag)
+        if queue is not None:
+            self.connection.consumers_changed()
+            if queue in self._auto_delete and queue not in self.consumers.values():
+                self.store.delete_queue(queue)
+                self.store.table.unbind_queue(queue)
+                self._auto_delete.discard(queue)
+
+    def _to_message(self, delivery: Delivery, tag: int | None, consumer_tag: str | None = None) -> BaseMessage:
+        payload = delivery.payload
+        props = payload["properties"]
+        info = dict(props.get("delivery_info") or {})
+        if consumer_tag is not None:
+            info["consumer_tag"] = consumer_tag
+        body = payload.get("body")
+        if body and props.get("body_encoding") == "base64":
+            body = decode_body(body, "base64")
+        return self.Message(
+            body=body,
+            delivery_tag=tag,
+            content_type=payload.get("content-type"),
+            content_encoding=payload.get("content-encoding"),
+            delivery_info=info,
+            properties=props,
+            headers=payload.get("headers"),
+            postencode="utf-8",
+            channel=self,
+            raw=payload,
+        )
+
+    def deliver(self, delivery: Delivery, consumer_tag: str) -> None:
+        """Hand one delivery to the consumer ``consumer_tag`` (called by drain_events)."""
+        tag = next(self._tags)
+        no_ack = consumer_tag in self.no_ack_consumers
+        if not no_ack:
+            self.qos.append(tag, delivery)
+        message = self._to_message(delivery, tag, consumer_tag)
+        self.callbacks[consumer_tag](message)
+
+    def basic_get(self, queue: str, no_ack: bool = False, accept: Any = None, **kwargs: Any) -> BaseMessage | None:
+        """Take one message from ``queue`` without waiting; ``None`` when it is empty."""
+        self._check_open()
+        deliveries = self.store.get([queue], timeout=0, max_count=1)
+        if not deliveries:
+            return None
+        delivery = deliveries[0]
+        tag = next(self._tags)
+        if no_ack:
+            self.store.ack([delivery])
+        else:
+            self.qos.append(tag, delivery)
+        return self._to_message(delivery, tag)
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> None:
+        deliveries = self.qos.take(delivery_tag, multiple)
+        if deliveries:
+            self.store.ack(deliveries)
+            self.connection.capacity_changed()
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = False, **kwargs: Any) -> None:
+        deliveries = self.qos.take(delivery_tag)
+        if not deliveries:
+            return
+        if requeue:
+            self.store.requeue(deliveries, redelivered=True)
+        else:
+            self.store.reject(deliveries)
+        self.connection.capacity_changed()
+
+    def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        deliveries = self.qos.take(delivery_tag, multiple)
+        if not deliveries:
+            return
+        if requeue:
+            self.store.requeue(deliveries, redelivered=True)
+        else:
+            self.store.reject(deliveries)
+        self.connection.capacity_changed()
+
+    def basic_recover(self, requeue: bool = True) -> None:
+        """Put every unacknowledged message of this channel back on its queue."""
+        deliveries = self.qos.take_all()
+        if deliveries:
+            self.store.requeue(deliveries, redelivered=True)
+            self.connection.capacity_changed()
+
+    def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> None:
+        self.qos.prefetch_count = prefetch_count or 0
+        self.connection.capacity_changed()
+
+    def message_to_python(self, raw: Any) -> Any:
+        return raw
+
+    def flow(self, active: bool = True) -> None:
+        """Flow control is not emulated; accepted for API compatibility."""
+
+    def after_reply_message_received(self, queue: str) -> None:
+        self.queue_delete(queue)
+
+    # -- lifecycle ------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the channel, returning its unacknowledged messages to their queues."""
+        if not self.is_open:
+            return
+        self.is_open = False
+        for tag in list(self.consumers):
+            self.basic_cancel(tag)
+        try:
+            deliveries = self.qos.take_all()
+            if deliveries:
+                self.store.requeue(deliveries, redelivered=True)
+            for queue in self._exclusive:
+                self.store.delete_queue(queue)
+                self.store.table.unbind_queue(queue)
+        finally:
+            self.connection.channel_closed(self)
+
+    def __enter__(self) -> VirtualChannel:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.channel_id} of {self.transport!r}>"
+
+
+def _freeze(arguments: Mapping[str, Any] | None) -> Any:
+    """Bindings are compared for equality; keep arguments as an immutable, ordered tuple."""
+    if not arguments:
+        return None
+    return _FrozenArgs(arguments)
+
+
+class _FrozenArgs(dict):  # type: ignore[type-arg]
+    """A dict usable in bindings: hashable by content."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.items())))

@@ -1,0 +1,203 @@
+"""The virtual transport: a Connection made of a queue store and virtual channels."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from itertools import count
+from typing import TYPE_CHECKING, Any
+
+from ...exceptions import ConnectionError
+from ..base import Transport
+from .channel import VirtualChannel
+from .store import Delivery, QueueStore
+
+if TYPE_CHECKING:
+    from ...connection import Connection as ClientConnection
+
+__all__ = ["VirtualConnection", "VirtualTransport"]
+
+#: most deliveries taken from the store in one go for one drain_events call
+MAX_BATCH = 64
+
+
+class VirtualConnection:
+    """One client connection to a queue store, holding its channels."""
+
+    def __init__(self, transport: VirtualTransport, store: QueueStore) -> None:
+        self.transport = transport
+        self.client = transport.client
+        self.store = store
+        self.channels: list[VirtualChannel] = []
+        self.is_open = True
+        self._ids = count(1)
+        self._lock = threading.Lock()
+        # set whenever consumers or prefetch capacity change, so a drain_events waiting
+        # with nothing to consume wakes up at once instead of sleeping out its timeout
+        self._changed = threading.Event()
+        # only a drain_events with nothing to consume waits on _changed; setting the
+        # event costs a lock round trip, so acks skip it when nobody waits
+        self._idle_waiters = 0
+        self._rotation = 0
+
+    def channel(self) -> VirtualChannel:
+        if not self.is_open:
+            raise ConnectionError("connection is closed")
+        channel = self.transport.Channel(self, next(self._ids))
+        with self._lock:
+            self.channels.append(channel)
+        return channel
+
+    def channel_closed(self, channel: VirtualChannel) -> None:
+        with self._lock:
+            if channel in self.channels:
+                self.channels.remove(channel)
+        self._changed.set()
+
+    def consumers_changed(self) -> None:
+        self._changed.set()
+
+    def capacity_changed(self) -> None:
+        if self._idle_waiters:
+            self._changed.set()
+
+    def consumed_queues(self) -> set[str]:
+        return {q for ch in self.channels for q in ch.consumers.values()}
+
+    def _plan(self) -> tuple[list[str], dict[str, list[tuple[VirtualChannel, str]]], int]:
+        """Queues to take from now, who consumes each, and how many to take at most."""
+        targets: dict[str, list[tuple[VirtualChannel, str]]] = {}
+        max_count = MAX_BATCH
+        for channel in list(self.channels):
+            if not channel.consumers:
+                continue
+            capacity = channel.qos.capacity()
+            acking = [t for t in channel.consumers if t not in channel.no_ack_consumers]
+            if acking and capacity <= 0:
+                continue
+            if acking:
+                max_count = min(max_count, capacity)
+            for tag, queue in channel.consumers.items():
+                targets.setdefault(queue, []).append((channel, tag))
+        queues = list(targets)
+        if len(queues) > 1:
+            # rotate so one busy queue cannot starve the others
+            self._rotation = (self._rotation + 1) % len(queues)
+            queues = queues[self._rotation :] + queues[: self._rotation]
+        return queues, targets, max(max_count, 1)
+
+    def drain_events(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._changed.clear()
+            queues, targets, max_count = self._plan()
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if queues:
+                deliveries = self.store.get(queues, remaining, max_count)
+                if deliveries:
+                    self._dispatch(deliveries, targets)
+                    return
+            elif remaining is None or remaining > 0:
+                self._idle_waiters += 1
+                try:
+                    # re-plan before sleeping: capacity may have freed since _plan ran
+                    if not self._plan()[0]:
+                        self._changed.wait(remaining)
+                finally:
+                    self._idle_waiters -= 1
+                if self._changed.is_set() or self._plan()[0]:
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                raise socket.timeout("timed out")
+
+    def _dispatch(self, deliveries: list[Delivery], targets: dict[str, list[tuple[VirtualChannel, str]]]) -> None:
+        pending = list(deliveries)
+        try:
+            while pending:
+                delivery = pending.pop(0)
+                consumer = self._consumer_for(delivery.queue, targets)
+                if consumer is None:
+                    # the consumer went away while we held the message: give it back untouched
+                    self.store.requeue([delivery], redelivered=False)
+                    continue
+                channel, tag = consumer
+                if tag in channel.no_ack_consumers:
+                    self.store.ack([delivery])
+                channel.deliver(delivery, tag)
+        except BaseException:
+            if pending:
+                self.store.requeue(pending, redelivered=False)
+            raise
+
+    @staticmethod
+    def _consumer_for(
+        queue: str, targets: dict[str, list[tuple[VirtualChannel, str]]]
+    ) -> tuple[VirtualChannel, str] | None:
+        for channel, tag in targets.get(queue, ()):
+            if channel.is_open and tag in channel.consumers:
+                return channel, tag
+        return None
+
+    def close(self) -> None:
+        if not self.is_open:
+            return
+        self.is_open = False
+        try:
+            for channel in list(self.channels):
+                channel.close()
+        finally:
+            self.transport.close_store(self.store)
+            self._changed.set()
+
+
+class VirtualTransport(Transport):
+    """Base class of transports built on a :class:`QueueStore`.
+
+    A subclass sets ``driver_type``/``driver_name``/``default_port`` and implements
+    :meth:`create_store`; :meth:`translate_error` maps the store's driver errors.
+    """
+
+    Channel = VirtualChannel
+    Connection = VirtualConnection
+
+    def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.transport_options: dict[str, Any] = dict(client.transport_options or {})
+
+    def create_store(self) -> QueueStore:
+        """Connect to the store (within ``client.connect_timeout``) and return it."""
+        raise NotImplementedError
+
+    def close_store(self, store: QueueStore) -> None:
+        store.close()
+
+    def establish_connection(self) -> VirtualConnection:
+        try:
+            store = self.create_store()
+        except Exception as exc:
+            translated = self.translate_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        return self.Connection(self, store)
+
+    def close_connection(self, connection: VirtualConnection) -> None:
+        connection.close()
+
+    def create_channel(self, connection: VirtualConnection) -> VirtualChannel:
+        return connection.channel()
+
+    def drain_events(self, connection: VirtualConnection, timeout: float | None = None, **kwargs: Any) -> None:
+        try:
+            connection.drain_events(timeout)
+        except (socket.timeout, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            translated = self.translate_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def verify_connection(self, connection: VirtualConnection) -> bool:
+        return connection.is_open

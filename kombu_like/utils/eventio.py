@@ -1,0 +1,90 @@
+"""Readiness polling for event loops (Kombu's ``kombu.utils.eventio``).
+
+:func:`poll` returns a poller over the best :mod:`selectors` implementation of the
+platform (epoll, kqueue, poll or select), with Kombu's interface: ``register(fd,
+events)``, ``unregister(fd)``, ``poll(timeout)`` returning ``[(fd, events), ...]`` and
+``close()``; events are the bit flags :data:`READ`, :data:`WRITE` and :data:`ERR`.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+from typing import Any
+
+from .compat import fileno
+
+__all__ = ["ERR", "READ", "SELECT_BAD_FD", "WRITE", "poll"]
+
+READ = POLL_READ = 0x001
+WRITE = POLL_WRITE = 0x004
+ERR = POLL_ERR = 0x008 | 0x010
+
+#: errno values meaning "that descriptor is not open (any more)"
+SELECT_BAD_FD = {errno.EBADF}
+
+
+class _Poller:
+    """Kombu-style poller on :mod:`selectors`."""
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        self._selector = selector or selectors.DefaultSelector()
+        # selectors cannot watch "errors only"; remember what was asked for
+        self._wanted: dict[int, int] = {}
+
+    @staticmethod
+    def _mask(events: int) -> int:
+        mask = 0
+        if events & (READ | ERR):
+            mask |= selectors.EVENT_READ
+        if events & WRITE:
+            mask |= selectors.EVENT_WRITE
+        return mask
+
+    def register(self, fd: Any, events: int) -> None:
+        """Watch ``fd`` for ``events`` (replacing what it was watched for before)."""
+        fd = fileno(fd)
+        mask = self._mask(events)
+        self._wanted[fd] = events
+        try:
+            self._selector.modify(fd, mask)
+        except KeyError:
+            self._selector.register(fd, mask)
+
+    def unregister(self, fd: Any) -> None:
+        """Stop watching ``fd`` (no error if it was not watched or is closed)."""
+        try:
+            fd = fileno(fd)
+        except (ValueError, AttributeError, OSError):
+            return
+        self._wanted.pop(fd, None)
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds; return ``(fd, events)`` for ready descriptors."""
+        if not self._wanted:
+            return []
+        ready = self._selector.select(timeout)
+        out = []
+        for key, mask in ready:
+            wanted = self._wanted.get(key.fd, 0)
+            events = 0
+            if mask & selectors.EVENT_READ:
+                events |= READ if wanted & READ else ERR
+            if mask & selectors.EVENT_WRITE:
+                events |= WRITE
+            out.append((key.fd, events))
+        return out
+
+    def close(self) -> None:
+        """Release the selector."""
+        self._wanted.clear()
+        self._selector.close()
+
+
+def poll(*args: Any, **kwargs: Any) -> _Poller:
+    """A new poller for this platform."""
+    return _Poller(*args, **kwargs)

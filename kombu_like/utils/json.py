@@ -1,0 +1,197 @@
+"""JSON encoding and decoding compatible with Kombu 5's ``kombu.utils.json``.
+
+Besides the types :mod:`json` handles natively, values of these types are written as
+``{"__type__": MARKER, "__value__": VALUE}`` envelopes, exactly as Kombu 5.7 writes them,
+so the two libraries can exchange them:
+
+=================  ============  =======================================
+type               marker        value
+=================  ============  =======================================
+``datetime``       ``datetime``  ``datetime.isoformat()``
+``date``           ``date``      ``date.isoformat()``
+``time``           ``time``      ``time.isoformat()``
+``Decimal``        ``decimal``   ``str(value)``
+``UUID``           ``uuid``      ``{"hex": value.hex}``
+``bytes`` (UTF-8)  ``bytes``     the bytes decoded as UTF-8
+``bytes`` (other)  ``base64``    standard base64 text
+=================  ============  =======================================
+
+Objects with a ``__json__()`` method are encoded as whatever that method returns.  More
+types can be added with :func:`register_type`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, TypeVar
+
+__all__ = ["JSONEncoder", "dumps", "loads", "object_hook", "register_type"]
+
+T = TypeVar("T")
+EncodedT = TypeVar("EncodedT")
+EncoderT = Callable[[Any], Any]
+DecoderT = Callable[[Any], Any]
+
+# Insertion order matters: the first registered type the value is an instance of wins,
+# which is why datetime (a subclass of date) is registered before date.
+_encoders: dict[type, tuple[str | None, EncoderT]] = {}
+_decoders: dict[str, DecoderT] = {}
+
+
+def _envelope(marker: str, value: Any) -> dict[str, Any]:
+    return {"__type__": marker, "__value__": value}
+
+
+def _lazy_text_value(o: Any) -> str | None:
+    # Django's lazy translation strings must be sent as text; looking the class up in
+    # sys.modules avoids importing Django (such objects can only exist once it is loaded).
+    functional = sys.modules.get("django.utils.functional")
+    promise = getattr(functional, "Promise", None)
+    if promise is not None and isinstance(o, promise):
+        return str(o)
+    return None
+
+
+class JSONEncoder(json.JSONEncoder):
+    """JSON encoder that also writes the types listed in the module documentation."""
+
+    def default(self, o: Any) -> Any:
+        """Return a JSON-serializable stand-in for ``o``."""
+        reducer = getattr(o, "__json__", None)
+        if reducer is not None:
+            return reducer()
+        text = _lazy_text_value(o)
+        if text is not None:
+            return text
+        for cls, (marker, encoder) in _encoders.items():
+            if isinstance(o, cls):
+                value = encoder(o)
+                return value if marker is None else _envelope(marker, value)
+        if isinstance(o, bytes):
+            # Text-like bytes stay readable on the wire; only other bytes need base64.
+            try:
+                return _envelope("bytes", o.decode("utf-8"))
+            except UnicodeDecodeError:
+                return _envelope("base64", base64.b64encode(o).decode("ascii"))
+        return super().default(o)
+
+
+def dumps(
+    s: Any,
+    _dumps: Callable[..., str] = json.dumps,
+    cls: type[json.JSONEncoder] = JSONEncoder,
+    default_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> str:
+    """Serialize ``s`` to a JSON string.
+
+    ``default_kwargs`` and ``kwargs`` are passed on to ``_dumps`` (keyword arguments win).
+    """
+    if _dumps is json.dumps and cls is JSONEncoder and not default_kwargs and not kwargs:
+        # the common case, once per published message: reuse one encoder instance
+        return _DEFAULT_ENCODER.encode(s)
+    options = dict(default_kwargs or {}, **kwargs)
+    return _dumps(s, cls=cls, **options)
+
+
+def object_hook(o: dict[str, Any]) -> Any:
+    """Turn ``__type__``/``__value__`` envelopes back into Python values.
+
+    Raises:
+        ValueError: for an envelope whose marker has no registered decoder (as Kombu does).
+    """
+    # runs for every decoded JSON object: test membership before building anything
+    if "__type__" in o and "__value__" in o and len(o) == 2:
+        marker = o["__type__"]
+        decoder = _decoders.get(marker)
+        if decoder is None:
+            raise ValueError(f"Unsupported type {marker!r} in JSON envelope", o)
+        return decoder(o["__value__"])
+    return o
+
+
+def loads(
+    s: str | bytes | bytearray | memoryview,
+    _loads: Callable[..., Any] = json.loads,
+    decode_bytes: bool = True,
+    object_hook: Callable[[dict[str, Any]], Any] = object_hook,
+) -> Any:
+    """Deserialize JSON from text, or from UTF-8 bytes, bytearray or memoryview."""
+    if isinstance(s, memoryview):
+        s = s.tobytes().decode("utf-8")
+    elif isinstance(s, bytearray):
+        s = s.decode("utf-8")
+    elif decode_bytes and isinstance(s, bytes):
+        s = s.decode("utf-8")
+    if _loads is json.loads and object_hook is _default_object_hook:
+        # the common case, once per consumed message: reuse one decoder instance
+        return _DEFAULT_DECODER.decode(s)  # type: ignore[arg-type]
+    return _loads(s, object_hook=object_hook)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def register_type(
+    t: type[T],
+    marker: str | None,
+    encoder: Callable[[T], EncodedT],
+    decoder: Callable[[EncodedT], T] = _identity,
+) -> None:
+    """Teach the encoder (and decoder) a Python type.
+
+    Instances of ``t`` are written as ``{"__type__": marker, "__value__": encoder(obj)}``
+    and read back with ``decoder(value)``.  With ``marker=None`` the encoder's result is
+    written as is, without an envelope, and decoding it is left to the application.
+    """
+    _encoders[t] = (marker, encoder)
+    if marker is not None:
+        _decoders[marker] = decoder
+
+
+def _decode_bytes(value: str) -> bytes:
+    return value.encode("utf-8")
+
+
+def _decode_base64(value: str) -> bytes:
+    return base64.b64decode(value.encode("ascii"))
+
+
+def _encode_isoformat(value: date | time) -> str:
+    return value.isoformat()
+
+
+def _decode_date(value: str) -> date:
+    # Kombu parses dates through datetime, which also accepts a full timestamp.
+    return datetime.fromisoformat(value).date()
+
+
+def _encode_uuid(value: uuid.UUID) -> dict[str, str]:
+    return {"hex": value.hex}
+
+
+def _decode_uuid(value: dict[str, Any]) -> uuid.UUID:
+    return uuid.UUID(**value)
+
+
+def _register_default_types() -> None:
+    _decoders["bytes"] = _decode_bytes
+    _decoders["base64"] = _decode_base64
+    register_type(datetime, "datetime", datetime.isoformat, datetime.fromisoformat)
+    register_type(date, "date", _encode_isoformat, _decode_date)
+    register_type(time, "time", _encode_isoformat, time.fromisoformat)
+    register_type(Decimal, "decimal", str, Decimal)
+    register_type(uuid.UUID, "uuid", _encode_uuid, _decode_uuid)
+
+
+_register_default_types()
+_default_object_hook = object_hook
+_DEFAULT_ENCODER = JSONEncoder()
+_DEFAULT_DECODER = json.JSONDecoder(object_hook=object_hook)

@@ -1,0 +1,172 @@
+"""URL parsing and masking.
+
+Broker URLs have the shape ``scheme://user:password@host:port/virtual_host?options``.
+Passwords never leave this module unmasked unless a caller asks for them explicitly.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
+
+__all__ = [
+    "as_url",
+    "maybe_sanitize_url",
+    "parse_url",
+    "sanitize_url",
+    "url_to_parts",
+    "urlparse",
+    "urlparts",
+]
+
+_CERT_REQS = {
+    "CERT_REQUIRED": ssl.CERT_REQUIRED,
+    "required": ssl.CERT_REQUIRED,
+    "CERT_OPTIONAL": ssl.CERT_OPTIONAL,
+    "optional": ssl.CERT_OPTIONAL,
+    "CERT_NONE": ssl.CERT_NONE,
+    "none": ssl.CERT_NONE,
+}
+
+
+class urlparts(NamedTuple):  # noqa: N801 - Kombu's public name
+    """The components of a broker URL."""
+
+    scheme: str
+    hostname: str | None
+    port: int | None
+    username: str | None
+    password: str | None
+    path: str | None
+    query: Mapping[str, str]
+
+
+def url_to_parts(url: str) -> urlparts:
+    """Split ``url`` into its parts, percent-decoding each one.
+
+    Raises :class:`ValueError` naming the problem (never echoing a password) when the URL
+    cannot be parsed.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(f"invalid broker URL {sanitize_url(url)!r}: expected scheme://...")
+    userinfo, hostpart = _split_userinfo(rest)
+    if userinfo is not None:
+        # secrets pasted unencoded (AWS keys often contain '/') still parse
+        rest = quote(userinfo, safe=":%") + "@" + hostpart
+    try:
+        parts = urlsplit("http://" + rest)
+        port = parts.port
+    except ValueError:
+        # urllib's message quotes the offending text, which may be part of a password
+        raise ValueError(
+            f"invalid broker URL {sanitize_url(url)!r}: the port is not a number "
+            "(a password containing '/', '@' or ':' must be percent-encoded)"
+        ) from None
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    return urlparts(
+        scheme,
+        unquote(parts.hostname or "") or None,
+        port,
+        unquote(parts.username or "") or None,
+        unquote(parts.password or "") or None,
+        unquote(path) or None,
+        dict(parse_qsl(parts.query)),
+    )
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """Parse ``url`` into Connection keyword arguments (Kombu's ``parse_url``)."""
+    scheme, host, port, user, password, path, query = url_to_parts(url)
+    options: dict[str, Any] = dict(query)
+    ssl_opts = {key: options.pop(key) for key in [k for k in options if k.startswith("ssl_")]}
+    if ssl_opts:
+        if "ssl_check_hostname" in ssl_opts:
+            ssl_opts["ssl_check_hostname"] = ssl_opts["ssl_check_hostname"].lower() != "false"
+        if "ssl_cert_reqs" in ssl_opts:
+            ssl_opts["ssl_cert_reqs"] = _CERT_REQS.get(ssl_opts["ssl_cert_reqs"], ssl.CERT_REQUIRED)
+        options["ssl"] = ssl_opts
+    return dict(
+        transport=scheme,
+        hostname=host,
+        port=port,
+        userid=user,
+        password=password,
+        virtual_host=path,
+        **options,
+    )
+
+
+def as_url(
+    scheme: str,
+    host: str | None = None,
+    port: int | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    path: str | None = None,
+    query: Mapping[str, Any] | None = None,
+    sanitize: bool = False,
+    mask: str = "**",
+) -> str:
+    """Build a URL from parts; with ``sanitize`` the password is replaced by ``mask``."""
+    out = [f"{scheme}://"]
+    if user or password:
+        if user:
+            out.append(quote(user, safe=""))
+        if password:
+            out.append(":" + (mask if sanitize else quote(password, safe="")))
+        out.append("@")
+    if host:
+        out.append(host if ":" not in host else f"[{host}]")
+    if port:
+        out.append(f":{port}")
+    if path:
+        out.append("/" + quote(path, safe=""))
+    if query:
+        out.append("?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items()))
+    return "".join(out)
+
+
+def sanitize_url(url: str, mask: str = "**") -> str:
+    """Return ``url`` with its password replaced by ``mask``.
+
+    Works on malformed URLs too: anything between ``://user:`` and ``@`` is masked.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, hostpart = _split_userinfo(rest)
+    if userinfo is not None and ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        return f"{scheme}://{user}:{mask}@{hostpart}"
+    return url
+
+
+def _split_userinfo(rest: str) -> tuple[str | None, str]:
+    """Split ``user:password@host...`` at the last ``@`` before any query or fragment.
+
+    Looking for the last ``@`` (not the part before the first ``/``) keeps unencoded
+    ``/`` and ``@`` characters of a password inside the userinfo.
+    """
+    end = len(rest)
+    for stop in ("?", "#"):
+        index = rest.find(stop)
+        if index != -1:
+            end = min(end, index)
+    at = rest.rfind("@", 0, end)
+    if at == -1:
+        return None, rest
+    return rest[:at], rest[at + 1 :]
+
+
+def maybe_sanitize_url(url: Any, mask: str = "**") -> Any:
+    """Sanitize ``url`` if it is a URL string, else return it unchanged."""
+    if isinstance(url, str) and "://" in url:
+        return sanitize_url(url, mask)
+    return url
+
+
+#: Kombu's private name for :func:`url_to_parts`, imported by Celery.
+_parse_url = url_to_parts

@@ -1,0 +1,93 @@
+"""Shared test set-up: real brokers.
+
+RabbitMQ and Redis are expected on 127.0.0.1 (``extra/start-brokers.sh`` starts them);
+the SQS endpoint is moto's standalone server, started here on a free port.  A test that
+needs a broker which is not there fails: a missing broker is never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+AMQP_URL = os.environ.get("KOMBU_LIKE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_URL = os.environ.get("KOMBU_LIKE_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _require(host: str, port: int, what: str) -> None:
+    if not port_open(host, port):
+        pytest.fail(f"{what} is not reachable on {host}:{port}; run extra/start-brokers.sh")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """URL of the RabbitMQ under test."""
+    _require("127.0.0.1", 5672, "RabbitMQ")
+    return AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the Redis under test."""
+    _require("127.0.0.1", 6379, "Redis")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """A moto SQS server on a free port, reached by boto3 over real HTTP."""
+    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+    if not os.path.exists(exe):
+        pytest.fail('moto_server not found: pip install "moto[server]"')
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port, 0.2):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("moto_server did not start")
+        time.sleep(0.1)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A name no other test (or test run) uses, for queues, exchanges and key prefixes."""
+    base = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    return f"t_{base}_{uuid.uuid4().hex[:8]}"
