@@ -1,0 +1,373 @@
+"""AMQP 0-9-1 on the wire: frames in, frames out.
+
+The socket classes read whatever the socket holds into a buffer and cut frames out of
+it, so a burst of deliveries costs one system call where the driver makes three per frame;
+nothing leaves the buffer before a whole frame is there, so a read that times out half-way
+loses nothing.  The encoders build a whole ``basic.publish`` (method, content header and
+body frames) as one ``bytes`` for one socket write.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable, Mapping
+from time import monotonic
+from typing import Any
+
+from amqp import exceptions as amqp_errors
+from amqp import spec
+from amqp.serialization import dumps as amqp_dumps
+from amqp.transport import SSLTransport as DriverSSLTransport
+from amqp.transport import TCPTransport as DriverTCPTransport
+
+from ...exceptions import EncodeError
+
+__all__ = [
+    "ACK_METHOD",
+    "DRIVER_ERRORS",
+    "BufferedFrames",
+    "TCPSocket",
+    "TLSSocket",
+    "encode_properties",
+    "parse_deliver",
+    "publish_frames",
+]
+
+#: bytes asked of the socket per read; a burst of small deliveries fits in one read
+READ_CHUNK = 256 * 1024
+#: held writes are sent once this many bytes are queued
+MAX_HELD_BYTES = 16 * 1024 * 1024
+
+FRAME_END_OCTET = 0xCE
+FRAME_END = b"\xce"
+FRAME_HEADER = struct.Struct(">BHI")
+METHOD_SIG = struct.Struct(">HH")
+CONTENT_HEADER = struct.Struct(">HHQ")
+#: delivery tag and the bits octet of basic.ack / reject / nack (and of basic.deliver)
+ACK_ARGS = struct.Struct(">QB")
+ACK_METHOD = METHOD_SIG.pack(*spec.Basic.Ack)
+REJECT_METHOD = METHOD_SIG.pack(*spec.Basic.Reject)
+NACK_METHOD = METHOD_SIG.pack(*spec.Basic.Nack)
+PUBLISH_METHOD = METHOD_SIG.pack(*spec.Basic.Publish)
+DELIVER_METHOD = METHOD_SIG.pack(*spec.Basic.Deliver)
+_SHORT = struct.Struct(">H")
+_OCTET = struct.Struct(">B")
+_LONGLONG = struct.Struct(">Q")
+_EMPTY_TABLE = b"\x00\x00\x00\x00"
+
+#: AMQP basic properties in wire order: (flag bit, name, kind); kinds as in the spec:
+#: s = shortstr, o = octet, L = long long, F = field table
+_BASIC_PROPERTIES = (
+    (0x8000, "content_type", "s"),
+    (0x4000, "content_encoding", "s"),
+    (0x2000, "application_headers", "F"),
+    (0x1000, "delivery_mode", "o"),
+    (0x0800, "priority", "o"),
+    (0x0400, "correlation_id", "s"),
+    (0x0200, "reply_to", "s"),
+    (0x0100, "expiration", "s"),
+    (0x0080, "message_id", "s"),
+    (0x0040, "timestamp", "L"),
+    (0x0020, "type", "s"),
+    (0x0010, "user_id", "s"),
+    (0x0008, "app_id", "s"),
+    (0x0004, "cluster_id", "s"),
+)
+
+#: driver errors translated at the seam (``socket.timeout`` is an OSError)
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    amqp_errors.AMQPError,
+    amqp_errors.MessageNacked,
+    OSError,
+)
+#: what encoding a message can raise: nothing was written when it does
+ENCODING_ERRORS = (amqp_errors.FrameSyntaxError, ValueError, TypeError, struct.error, UnicodeError)
+
+
+def _shortstr(name: str, value: Any) -> bytes:
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+    if len(data) > 255:
+        raise EncodeError(f"the {name} property is {len(data)} bytes; AMQP allows 255: {data[:40]!r}...")
+    return bytes((len(data),)) + data
+
+
+def encode_properties(properties: Mapping[str, Any]) -> bytes:
+    """The property flags and list of an AMQP ``basic`` content header."""
+    flags = 0
+    parts = [b""]
+    for bit, name, kind in _BASIC_PROPERTIES:
+        value = properties.get(name)
+        if value is None:
+            continue
+        flags |= bit
+        if kind == "s":
+            parts.append(_shortstr(name, value))
+        elif kind == "o":
+            parts.append(_OCTET.pack(value))
+        elif kind == "L":
+            parts.append(_LONGLONG.pack(value))
+        else:
+            parts.append(amqp_dumps("F", (value,)) if value else _EMPTY_TABLE)
+    parts[0] = _SHORT.pack(flags)
+    return b"".join(parts)
+
+
+def publish_frames(channel_id: int, args: bytes, message: Any, frame_max: int) -> bytes:
+    """The ``basic.publish`` method, content header and body frames of ``message``."""
+    body = message.body
+    if isinstance(body, str):
+        # like the driver: text goes out in its declared encoding (utf-8 unless told)
+        body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
+    method = PUBLISH_METHOD + args
+    header = CONTENT_HEADER.pack(spec.Basic.CLASS_ID, 0, len(body)) + encode_properties(message.properties)
+    parts: list[Any] = [
+        FRAME_HEADER.pack(1, channel_id, len(method)), method, FRAME_END,
+        FRAME_HEADER.pack(2, channel_id, len(header)), header, FRAME_END,
+    ]
+    chunk = frame_max - 8
+    if len(body) <= chunk:
+        if body:
+            parts += (FRAME_HEADER.pack(3, channel_id, len(body)), body, FRAME_END)
+    else:
+        view = memoryview(body)
+        for start in range(0, len(body), chunk):
+            piece = view[start : start + chunk]
+            parts += (FRAME_HEADER.pack(3, channel_id, len(piece)), piece, FRAME_END)
+    return b"".join(parts)
+
+
+def parse_deliver(payload: bytes) -> tuple[str, int, bool, str, str]:
+    """``(consumer_tag, delivery_tag, redelivered, exchange, routing_key)`` of a deliver."""
+    offset = 5 + payload[4]
+    consumer_tag = payload[5:offset].decode("utf-8", "surrogatepass")
+    delivery_tag, redelivered = ACK_ARGS.unpack_from(payload, offset)
+    offset += 10
+    end = offset + payload[offset - 1]
+    exchange = payload[offset:end].decode("utf-8", "surrogatepass")
+    routing_key = payload[end + 1 : end + 1 + payload[end]].decode("utf-8", "surrogatepass")
+    return consumer_tag, delivery_tag, bool(redelivered & 1), exchange, routing_key
+
+
+def method_frame(channel_id: int, method: bytes, args: bytes) -> bytes:
+    """A method frame (``method`` is the packed class and method id)."""
+    return b"".join((FRAME_HEADER.pack(1, channel_id, len(method) + len(args)), method, args, FRAME_END))
+
+
+# -- sockets with buffered frame reads ------------------------------------------------
+
+
+class BufferedFrames:
+    """Frame reading from a buffer filled with whatever the socket has (mixed into py-amqp's
+    TCP and TLS transports), and writes that can be held back and sent together.
+
+    Nothing leaves the read buffer before a whole frame is there, so a read that times out
+    half-way loses nothing.  While writes are held (:meth:`hold` / :meth:`release`, used
+    for batches) they are queued; the queue is sent when the last hold is released, and
+    before any read from the socket, so a request is never left unsent while its reply is
+    awaited.  Acks are never held: one that returned has been handed to the socket.
+    """
+
+    sock: Any
+    connected: bool
+    having_timeout: Callable[[float | None], Any]  # from the driver's transport
+    _write: Callable[[Any], Any]  # the driver's raw socket write
+    _rbuf: bytes
+    _rpos: int
+    _pending: bytearray
+    _holds: int
+
+    def _reset_buffers(self) -> None:
+        self._rbuf = b""
+        self._rpos = 0
+        self._pending = bytearray()
+        self._holds = 0
+        self._poller: Any = None
+        # the driver's own writes take its lock, ours do not: one socket write at a time
+        self._write_lock = threading.Lock()
+
+    def frame_ready(self) -> bool:
+        """True when a whole frame is buffered (reading it will not touch the socket)."""
+        available = len(self._rbuf) - self._rpos
+        if available < 8:
+            return False
+        size = FRAME_HEADER.unpack_from(self._rbuf, self._rpos)[2]
+        return available >= size + 8
+
+    def read_frame(self, unpack: Any = None, deadline: float | None = None) -> tuple[int, int, bytes]:
+        """Return the next ``(type, channel, payload)``, reading until ``deadline``
+        (``None``: as long as the socket's own timeout allows)."""
+        while len(self._rbuf) - self._rpos < 7:
+            self._fill(deadline)
+        frame_type, channel, size = FRAME_HEADER.unpack_from(self._rbuf, self._rpos)
+        end = self._rpos + 7 + size
+        while len(self._rbuf) <= end:
+            self._fill(deadline)
+        buf = self._rbuf
+        if buf[end] != FRAME_END_OCTET:
+            self.connected = False  # the byte stream is out of step; nothing after this is reliable
+            raise amqp_errors.UnexpectedFrame(f"Received frame_end {buf[end]:#04x} while expecting 0xce")
+        payload = buf[self._rpos + 7 : end]
+        self._rpos = end + 1
+        return frame_type, channel, payload
+
+    def _append(self, data: bytes) -> None:
+        if not data:
+            self.connected = False
+            raise ConnectionResetError(errno.ECONNRESET, "the broker closed the connection")
+        rest = self._rbuf[self._rpos :] if self._rpos < len(self._rbuf) else b""
+        self._rbuf = rest + data if rest else data
+        self._rpos = 0
+
+    def _fill(self, deadline: float | None) -> None:
+        raise NotImplementedError
+
+    def delivery_next(self) -> bool:
+        """True when the next buffered frame starts a ``basic.deliver``."""
+        pos = self._rpos
+        if len(self._rbuf) - pos < 11 or self._rbuf[pos] != 1:
+            return False
+        return METHOD_SIG.unpack_from(self._rbuf, pos + 7) == spec.Basic.Deliver
+
+    def socket_readable(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the socket to have bytes to read."""
+        poller = self._poller
+        if poller is None:
+            if not hasattr(select, "poll"):  # pragma: no cover - Windows
+                return bool(select.select([self.sock], [], [], max(timeout, 0.0))[0])
+            poller = self._poller = select.poll()
+            poller.register(self.sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(max(timeout, 0.0) * 1000.0))
+
+    # -- writes ------------------------------------------------------------------------
+    def hold(self) -> int:
+        """Queue writes until the matching :meth:`release`; return a mark for :meth:`drop_since`."""
+        self._holds += 1
+        return len(self._pending)
+
+    def release(self) -> None:
+        self._holds -= 1
+        if not self._holds:
+            self.flush()
+
+    def drop_since(self, mark: int) -> None:
+        """Forget what was queued after ``mark`` (a batch that failed half-way)."""
+        del self._pending[mark:]
+
+    def flush(self) -> None:
+        """Send every queued write now."""
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._send(data)
+
+    def write(self, s: Any) -> None:
+        if self._holds:
+            pending = self._pending
+            pending += s  # copies: the driver reuses its frame buffer
+            if len(pending) >= MAX_HELD_BYTES:
+                self.flush()
+            return
+        if self._pending:
+            self.flush()
+        self._send(s)
+
+    def _send(self, data: Any) -> None:
+        try:
+            with self._write_lock:
+                self._write(data)
+        except OSError:
+            # a partial frame may have gone out: the connection cannot be used any more
+            self.connected = False
+            raise
+
+
+class TCPSocket(BufferedFrames, DriverTCPTransport):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reset_buffers()
+
+    def _setup_transport(self) -> None:
+        super()._setup_transport()
+        self._reset_buffers()
+
+    def _fill(self, deadline: float | None) -> None:
+        if self._pending:
+            self.flush()
+        if deadline is not None and not self.socket_readable(deadline - monotonic()):
+            raise socket.timeout("timed out")
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            # SO_RCVTIMEO expired (or a signal arrived) before any byte: a timeout
+            raise socket.timeout("timed out") from None
+        except socket.timeout:
+            raise
+        except OSError:
+            self.connected = False
+            raise
+        self._append(data)
+
+
+class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
+    #: an :class:`ssl.SSLContext` given by the user instead of options
+    ssl_context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reset_buffers()
+
+    def _wrap_socket(self, sock: socket.socket, context: Any = None, **sslopts: Any) -> Any:
+        if self.ssl_context is not None:
+            return self.ssl_context.wrap_socket(
+                sock, server_hostname=self.server_hostname, do_handshake_on_connect=False
+            )
+        return super()._wrap_socket(sock, context, **sslopts)
+
+    def _setup_transport(self) -> None:
+        super()._setup_transport()
+        # the driver leaves the handshake timeout on the socket; reads here take deadlines
+        self.sock.settimeout(None)
+        self._reset_buffers()
+
+    def socket_readable(self, timeout: float) -> bool:
+        if self.sock is not None and self.sock.pending():
+            return True
+        return super().socket_readable(timeout)
+
+    def _fill(self, deadline: float | None) -> None:
+        if self._pending:
+            self.flush()
+        sock = self.sock
+        try:
+            if deadline is not None and not sock.pending():
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    raise socket.timeout("timed out")
+                # a TLS record may arrive in pieces: let the socket time out, not poll
+                previous = sock.gettimeout()
+                sock.settimeout(remaining)
+                try:
+                    data = sock.recv(READ_CHUNK)
+                finally:
+                    sock.settimeout(previous)
+            else:
+                data = sock.recv(READ_CHUNK)
+        except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+            raise socket.timeout("timed out") from None
+        except socket.timeout:
+            raise
+        except ssl.SSLError as exc:
+            if "timed out" in str(exc):
+                raise socket.timeout("timed out") from None
+            self.connected = False
+            raise
+        except OSError:
+            self.connected = False
+            raise
+        self._append(data)
