@@ -1,0 +1,305 @@
+"""Redis transport: ``redis://``, ``rediss://`` (TLS) and ``sentinel://``.
+
+A virtual transport on the ``redis`` package (``pip install "kombu_like[redis]"``) that
+keeps Kombu 5's data layout, so Kombu and kombu_like processes share queues, bindings,
+fanout and the unacked store on one Redis.  See ``docs/transports/redis.rst`` for the URL
+forms, every transport option, the key layout and the reliability model.
+
+URLs::
+
+    redis://[USER:PASSWORD@]HOST[:PORT][/DB]
+    rediss://[USER:PASSWORD@]HOST[:PORT][/DB]?ssl_cert_reqs=required&ssl_ca_certs=...
+    sentinel://[USER:PASSWORD@]HOST[:PORT][/DB];sentinel://HOST2[:PORT]...
+
+(Sentinel needs ``transport_options={"master_name": ...}``.)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ...exceptions import AccessRefused, ChannelError, ConnectionError, KombuError, PreconditionFailed
+from ..base import Capabilities
+from ..virtual.channel import VirtualChannel
+from ..virtual.transport import VirtualConnection, VirtualTransport
+from .options import RedisOptions
+
+if TYPE_CHECKING:
+    from ...connection import Connection as ClientConnection
+    from .store import RedisStore
+
+__all__ = ["RedisChannel", "RedisConnection", "RedisOptions", "SentinelTransport", "Transport"]
+
+logger = logging.getLogger("kombu_like.transport.redis")
+
+DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
+
+_MISSING_DRIVER = 'The Redis transport needs the redis package: pip install "kombu_like[redis]"'
+
+
+def _driver() -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError(_MISSING_DRIVER) from exc
+    return redis
+
+
+def database_number(virtual_host: Any) -> int:
+    """The Redis database a URL's path names (``/``, empty or missing: 0)."""
+    if isinstance(virtual_host, int):
+        return virtual_host
+    text = str(virtual_host or "").strip("/")
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"the path of a Redis URL is the database number (0, 1, ...), not {virtual_host!r}"
+        ) from None
+
+
+class RedisChannel(VirtualChannel):
+    """A virtual channel that routes a whole batch against one view of the bindings."""
+
+    store: RedisStore
+
+    def publish_batch(self, batch: Sequence[tuple[dict[str, Any], str, str, bool]]) -> None:
+        """Publish ``batch`` as one pipeline, routed as of the moment it is sent."""
+        with self.store.cache.pinned():
+            super().publish_batch(batch)
+
+
+class RedisConnection(VirtualConnection):
+    """A connection whose fanout subscriptions follow its consumers at once."""
+
+    store: RedisStore
+
+    def _dispatch(self, deliveries: list[Any], targets: dict[str, list[tuple[VirtualChannel, str]]]) -> None:
+        # acks made by the callbacks of one batch go to Redis in one write
+        with self.store.batching_acks():
+            super()._dispatch(deliveries, targets)
+
+    def consumers_changed(self) -> None:
+        super().consumers_changed()
+        if self.is_open:
+            # subscribe before basic_consume returns: a fanout message published right
+            # after consume() must reach this consumer
+            self.store.sync_fanout(self.consumed_queues())
+
+
+class Transport(VirtualTransport):
+    """The ``redis://`` and ``rediss://`` transport."""
+
+    driver_type = "redis"
+    driver_name = "redis"
+    default_port = DEFAULT_PORT
+    Channel = RedisChannel
+    Connection = RedisConnection
+    capabilities = Capabilities(
+        exchange_types=frozenset({"direct", "topic", "fanout", "headers"}),
+        priority=False,
+        ttl=False,
+        fanout=False,
+        batch_publish=True,
+    )
+    #: connection error classes come from the library's tree; ``translate_error`` maps
+    #: redis-py's exceptions onto them
+    connection_errors = VirtualTransport.connection_errors
+    channel_errors = VirtualTransport.channel_errors
+    recoverable_connection_errors = VirtualTransport.recoverable_connection_errors
+    recoverable_channel_errors = VirtualTransport.recoverable_channel_errors
+
+    def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
+        _driver()
+        super().__init__(client, **kwargs)
+        self.options = RedisOptions.from_transport_options(self.transport_options)
+        from .store import Ledger
+
+        # acks and interrupted takes a broken connection could not settle, for the next one
+        self._ledger = Ledger()
+        # capabilities describe the semantics the options select: AMQP priority order and
+        # fanout that reaches queues nobody listens on are both opt-in
+        self.capabilities = type(self).capabilities.replace(
+            priority=self.options.priority_order == "amqp",
+            fanout=self.options.fanout_mode == "durable",
+            extra={"priority_order": self.options.priority_order, "fanout_mode": self.options.fanout_mode},
+        )
+
+    # -- connections ---------------------------------------------------------------------
+    def _connection_kwargs(self) -> dict[str, Any]:
+        redis = _driver()
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = self.client
+        opts = self.options
+        kwargs: dict[str, Any] = {
+            "host": client.hostname or "127.0.0.1",
+            "port": client.port or self.default_port,
+            "db": database_number(client.virtual_host),
+            "username": client.userid or None,
+            "password": client.password or None,
+            "socket_timeout": opts.socket_timeout,
+            "socket_connect_timeout": opts.socket_connect_timeout or client.connect_timeout,
+            "client_name": opts.client_name,
+            # one attempt per connect: Connection.ensure_connection owns retrying
+            "retry": Retry(NoBackoff(), 0),
+            # replies are parsed by .wire, which speaks RESP2
+            "protocol": 2,
+            "connection_class": redis.Connection,
+        }
+        if opts.socket_keepalive is not None:
+            kwargs["socket_keepalive"] = bool(opts.socket_keepalive)
+        if opts.socket_keepalive_options:
+            kwargs["socket_keepalive_options"] = dict(opts.socket_keepalive_options)
+        ssl = client.ssl
+        if ssl or client.transport_cls == "rediss":
+            kwargs["connection_class"] = redis.SSLConnection
+            if isinstance(ssl, dict):
+                kwargs.update(ssl)
+        kwargs.update(opts.connection_kwargs)
+        return kwargs
+
+    def _connection_factory(self) -> tuple[Any, int, Any]:
+        """A function returning new redis-py connections, the database, and a closer."""
+        kwargs = self._connection_kwargs()
+        connection_class = kwargs.pop("connection_class")
+        db = int(kwargs["db"])
+
+        def factory() -> Any:
+            return connection_class(**kwargs)
+
+        return factory, db, None
+
+    def create_store(self) -> RedisStore:
+        from .store import RedisStore
+
+        factory, db, on_close = self._connection_factory()
+        store = RedisStore(
+            self.options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger
+        )
+        try:
+            store.connect()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def collect_connection(self, connection: VirtualConnection) -> None:
+        """Close a connection that failed; its unacked messages go back if Redis answers."""
+        try:
+            connection.close()
+        except Exception:  # broken already; the visibility timeout brings messages back
+            logger.debug("error while collecting a broken Redis connection", exc_info=True)
+
+    # -- errors --------------------------------------------------------------------------
+    def translate_error(self, exc: BaseException) -> BaseException:
+        """Map redis-py's exceptions onto the library's tree (the one place that does)."""
+        if isinstance(exc, KombuError | socket.timeout):
+            return exc
+        try:
+            from redis import exceptions as rexc
+        except ImportError:  # pragma: no cover - the transport cannot exist without it
+            return super().translate_error(exc)
+        where = self.client.as_uri()
+        text = str(exc)
+        if isinstance(exc, rexc.AuthenticationError):
+            return AccessRefused(f"Redis at {where} refused the credentials: {text}")
+        if isinstance(exc, rexc.NoPermissionError):
+            return AccessRefused(f"Redis at {where} does not allow this user to run a command it needs: {text}")
+        if isinstance(exc, rexc.ReadOnlyError):
+            return ConnectionError(f"Redis at {where} is a read-only replica now (failover?): {text}")
+        if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | rexc.InvalidResponse):
+            return ConnectionError(f"Redis connection to {where} failed: {text}")
+        if isinstance(exc, rexc.ResponseError):
+            code = text.split(" ", 1)[0]
+            if code in ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "UNBLOCKED"):
+                return ConnectionError(f"Redis at {where} is not ready: {text}")
+            if "WRONGTYPE" in text:
+                return PreconditionFailed(f"a key holds the wrong kind of value in Redis at {where}: {text}")
+            return ChannelError(f"Redis at {where} rejected a command: {text}")
+        if isinstance(exc, rexc.RedisError):
+            return ChannelError(f"Redis client error for {where}: {text}")
+        return super().translate_error(exc)
+
+    # -- descriptive -------------------------------------------------------------------
+    def driver_version(self) -> str:
+        return str(_driver().__version__)
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        return {"port": self.default_port, "hostname": "localhost"}
+
+
+def get_redis_error_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """``(connection_errors, channel_errors)`` including redis-py's own exception classes.
+
+    Kombu's name, for code that drives redis-py itself next to this transport (Celery's
+    Redis result backend retries on the first group).
+    """
+    rexc = _driver().exceptions
+    connection = (
+        *Transport.connection_errors, OSError, rexc.ConnectionError, rexc.BusyLoadingError,
+        rexc.AuthenticationError, rexc.TimeoutError,
+    )
+    channel = (*Transport.channel_errors, rexc.DataError, rexc.InvalidResponse, rexc.ResponseError)
+    return connection, channel
+
+
+class SentinelTransport(Transport):
+    """The ``sentinel://`` transport: Sentinel tells where the master is.
+
+    ``sentinel://host1:26379;sentinel://host2:26379`` with
+    ``transport_options={"master_name": "mymaster"}``; optional ``min_other_sentinels``
+    and ``sentinel_kwargs`` (connection options for the Sentinels themselves).  After a
+    failover the next command on each connection reconnects to the new master.
+    """
+
+    default_port = DEFAULT_SENTINEL_PORT
+
+    def _sentinels(self) -> list[tuple[str, int]]:
+        from ...utils.url import url_to_parts
+
+        found: list[tuple[str, int]] = []
+        for url in self.client.alt or []:
+            parts = url_to_parts(url)
+            if parts.scheme == "sentinel" and parts.hostname:
+                found.append((parts.hostname, parts.port or DEFAULT_SENTINEL_PORT))
+        if not found:
+            found.append((self.client.hostname or "127.0.0.1", self.client.port or DEFAULT_SENTINEL_PORT))
+        return found
+
+    def _connection_factory(self) -> tuple[Any, int, Any]:
+        _driver()
+        from redis import sentinel
+
+        master_name = self.options.master_name
+        if not master_name:
+            raise ValueError(
+                "the sentinel:// transport needs the name of the master: "
+                "Connection(url, transport_options={'master_name': 'mymaster'})"
+            )
+        kwargs = self._connection_kwargs()
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+        ssl = kwargs.pop("connection_class") is not _driver().Connection
+        managed = sentinel.SentinelManagedSSLConnection if ssl else sentinel.SentinelManagedConnection
+        kwargs["connection_class"] = managed
+        # asking the Sentinels: one attempt each (a dead one is skipped at once), with the
+        # socket options of the data connections unless sentinel_kwargs says otherwise
+        sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
+        sentinel_kwargs.update(self.options.sentinel_kwargs or {})
+        manager = sentinel.Sentinel(
+            self._sentinels(),
+            min_other_sentinels=int(self.options.min_other_sentinels or 0),
+            sentinel_kwargs=sentinel_kwargs,
+        )
+        pool = sentinel.SentinelConnectionPool(master_name, manager, **kwargs)
+        close = getattr(manager, "close", None)
+        return pool.make_connection, int(kwargs["db"]), close

@@ -1,0 +1,304 @@
+"""Exchanges and bindings kept in Redis.
+
+Bindings live in Kombu's sets (``_kombu.binding.<exchange>``), so Kombu routes to queues
+bound here and the other way round.  Exchange declarations live in a hash of their own
+(Kombu keeps them in process memory only), so a process routes by the type another one
+declared.  Both are read through :class:`~.cache.BindingCache`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..virtual.routing import Binding, ExchangeInfo
+from ..virtual.store import BindingTable
+from . import scripts
+from .cache import BindingCache
+from .codec import check, text
+from .keys import topic_pattern
+
+if TYPE_CHECKING:
+    from .store import RedisStore
+
+__all__ = ["Bindings", "RedisBindingTable"]
+
+logger = logging.getLogger("kombu_like.transport.redis")
+
+#: Kombu keeps binding tables of expiring queues at least this long (milliseconds)
+MIN_BINDING_TTL_MS = 60 * 60 * 1000
+
+
+def encode_exchange(info: ExchangeInfo) -> str:
+    return json.dumps(
+        {
+            "type": info.type,
+            "durable": bool(info.durable),
+            "auto_delete": bool(info.auto_delete),
+            "arguments": dict(info.arguments or {}),
+        },
+        sort_keys=True,
+    )
+
+
+def decode_exchange(name: str, raw: Any) -> ExchangeInfo | None:
+    try:
+        data = json.loads(raw)
+        return ExchangeInfo(
+            name, str(data["type"]), bool(data.get("durable")), bool(data.get("auto_delete")),
+            data.get("arguments") or {},
+        )
+    except (ValueError, TypeError, KeyError):
+        logger.warning("ignoring an unreadable declaration of exchange %r in Redis: %r", name, raw[:200])
+        return None
+
+
+def binding_pattern(exchange_type: str, binding: Binding) -> str:
+    """The middle field of a binding member: Kombu's regex for topic exchanges, the
+    binding arguments (JSON) for headers exchanges, empty otherwise."""
+    if exchange_type == "topic":
+        return topic_pattern(binding.routing_key or "")
+    if exchange_type == "headers":
+        return json.dumps(dict(binding.arguments or {}), sort_keys=True, default=str)
+    return ""
+
+
+def binding_ttl(expires: int) -> int:
+    """How long Kombu keeps the binding table of a queue expiring after ``expires`` ms."""
+    return max(expires * 2, MIN_BINDING_TTL_MS)
+
+
+class Bindings:
+    """Exchange declarations and bindings of one store, through its command connection."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.cache = BindingCache(store, store.options.binding_cache)
+        # queue -> exchanges it was bound to through this store
+        self._bound: dict[str, set[str]] = {}
+
+    # -- reading ---------------------------------------------------------------------
+    def _parse(self, members: Any) -> list[Binding]:
+        out: list[Binding] = []
+        for raw in members or ():
+            parsed = self.store.keys.parse_member(text(raw))
+            if parsed is None:
+                continue
+            routing_key, pattern, queue = parsed
+            arguments = None
+            if pattern.startswith("{"):
+                try:
+                    arguments = json.loads(pattern)
+                except ValueError:
+                    arguments = None
+            out.append(Binding(queue, routing_key, arguments))
+        return out
+
+    def _infer_type(self, members: Any) -> str | None:
+        # an exchange never declared through this library: Kombu's topic bindings carry a
+        # regex, headers bindings made here carry JSON arguments
+        for raw in members or ():
+            parsed = self.store.keys.parse_member(text(raw))
+            if parsed is None:
+                continue
+            if parsed[1].startswith("^"):
+                return "topic"
+            if parsed[1].startswith("{"):
+                return "headers"
+        return None
+
+    def exchange(self, name: str) -> ExchangeInfo | None:
+        store = self.store
+        with store.lock:
+            cache = self.cache
+            caching = cache.fresh()
+            if caching and name in cache.exchanges:
+                return cache.exchanges[name]
+            raw, members = store.execute([("HGET", store.keys.exchanges, name), ("SMEMBERS", store.keys.table(name))])
+            check((raw, members), f"looking up exchange {name!r}")
+            info = decode_exchange(name, raw) if raw is not None else None
+            if info is None:
+                inferred = self._infer_type(members)
+                if inferred is not None:
+                    info = ExchangeInfo(name, inferred)
+            if caching:
+                cache.exchanges[name] = info
+                cache.tables[name] = self._parse(members)
+            return info
+
+    def get_bindings(self, exchange: str) -> list[Binding]:
+        store = self.store
+        with store.lock:
+            cache = self.cache
+            caching = cache.fresh()
+            if caching:
+                found = cache.tables.get(exchange)
+                if found is not None:
+                    return list(found)
+            [members] = store.execute([("SMEMBERS", store.keys.table(exchange))])
+            if isinstance(members, Exception):
+                raise members
+            bindings = self._parse(members)
+            if caching:
+                cache.tables[exchange] = bindings
+            return list(bindings)
+
+    def all_bindings(self) -> list[tuple[str, Binding]]:
+        store = self.store
+        with store.lock:
+            exchanges = [text(name) for name in store.cmd.call("HKEYS", store.keys.exchanges)]
+        return [(exchange, binding) for exchange in sorted(exchanges) for binding in self.get_bindings(exchange)]
+
+    @property
+    def version(self) -> int:
+        with self.store.lock:
+            self.cache.fresh(reuse=True)
+            return self.cache.version
+
+    # -- writing ---------------------------------------------------------------------
+    def declare_exchange(self, info: ExchangeInfo) -> None:
+        store = self.store
+        with store.lock:
+            created, current = store.execute(
+                [
+                    ("HSETNX", store.keys.exchanges, info.name, encode_exchange(info)),
+                    ("HGET", store.keys.exchanges, info.name),
+                ]
+            )
+            check((created, current), f"declaring exchange {info.name!r}")
+            if self.cache.fresh():
+                self.cache.exchanges[info.name] = decode_exchange(info.name, current) if current else info
+
+    def delete_exchange(self, name: str) -> None:
+        store = self.store
+        keys = store.keys
+        with store.lock:
+            replies = store.execute(
+                [
+                    ("HDEL", keys.exchanges, name),
+                    ("DEL", keys.table(name), keys.permanent(name)),
+                    ("ZREM", keys.binding_deadlines, name),
+                ]
+            )
+            self.cache.clear()
+        check(replies, f"deleting exchange {name!r}")
+
+    def member(self, exchange: str, binding: Binding) -> tuple[str, str]:
+        """The exchange's type and the binding's member as Kombu stores it."""
+        info = self.exchange(exchange)
+        exchange_type = info.type if info is not None else "direct"
+        pattern = binding_pattern(exchange_type, binding)
+        return exchange_type, self.store.keys.member(binding.routing_key, pattern, binding.queue)
+
+    def bind(self, exchange: str, binding: Binding) -> None:
+        store = self.store
+        keys = store.keys
+        exchange_type, member = self.member(exchange, binding)
+        self._bound.setdefault(binding.queue, set()).add(exchange)
+        table = keys.table(exchange)
+        expires = store.expires.get(binding.queue)
+        with store.lock:
+            if expires:
+                # Kombu's way for expiring queues: the table lives while it is refreshed
+                ttl = binding_ttl(expires)
+                store.run(scripts.REFRESH_BINDING, [table, keys.binding_deadlines], [member, exchange, ttl])
+            else:
+                # Kombu's sweep keeps a table while its permanent set has members
+                commands = [("SADD", table, member), ("SADD", keys.permanent(exchange), member)]
+                check(store.execute(commands), f"binding queue {binding.queue!r} to exchange {exchange!r}")
+            self.cache.clear()
+        if exchange_type == "fanout":
+            store.fanout.bound(binding.queue, exchange, binding.routing_key or "")
+
+    def unbind(self, exchange: str, binding: Binding) -> None:
+        store = self.store
+        keys = store.keys
+        exchange_type, member = self.member(exchange, binding)
+        if exchange_type == "fanout":
+            store.fanout.unbound(binding.queue, exchange, binding.routing_key or "")
+        with store.lock:
+            commands = [("SREM", keys.table(exchange), member), ("SREM", keys.permanent(exchange), member)]
+            check(store.execute(commands), f"unbinding queue {binding.queue!r} from exchange {exchange!r}")
+            self.cache.clear()
+
+    def unbind_queue(self, queue: str) -> None:
+        """Remove every binding of ``queue``: those made here and those in the tables of
+        exchanges declared through this library."""
+        store = self.store
+        keys = store.keys
+        store.fanout.unbound(queue)
+        with store.lock:
+            declared = [text(name) for name in store.cmd.call("HKEYS", keys.exchanges)]
+            exchanges = sorted(set(declared) | self._bound.pop(queue, set()))
+            if not exchanges:
+                return
+            tables = store.execute([("SMEMBERS", keys.table(exchange)) for exchange in exchanges])
+            commands: list[tuple[Any, ...]] = []
+            for exchange, members in zip(exchanges, tables, strict=True):
+                if isinstance(members, Exception):
+                    continue
+                doomed = [m for m in members if (keys.parse_member(text(m)) or ("", "", ""))[2] == queue]
+                if doomed:
+                    commands += [("SREM", keys.table(exchange), *doomed), ("SREM", keys.permanent(exchange), *doomed)]
+            if commands:
+                check(store.execute(commands), f"removing the bindings of queue {queue!r}")
+            self.cache.clear()
+
+    def refresh_commands(self, queue: str, expires: int) -> list[tuple[Any, ...]]:
+        """Commands that keep the binding tables of an expiring queue alive (Kombu's way)."""
+        keys = self.store.keys
+        script = scripts.REFRESH_BINDING
+        commands: list[tuple[Any, ...]] = []
+        for exchange in self._bound.get(queue, ()):
+            for binding in self.get_bindings(exchange):
+                if binding.queue == queue:
+                    _, member = self.member(exchange, binding)
+                    table_keys = [keys.table(exchange), keys.binding_deadlines]
+                    commands.append(
+                        ("EVALSHA", script.sha, len(table_keys), *table_keys, member, exchange, binding_ttl(expires))
+                    )
+        return commands
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+class RedisBindingTable(BindingTable):
+    """The binding table interface of the virtual layer, answered from Redis."""
+
+    def __init__(self, store: RedisStore) -> None:
+        # no in-memory table: every answer comes from the store
+        self.store = store
+
+    def declare_exchange(self, info: ExchangeInfo) -> None:
+        self.store.declare_exchange(info)
+
+    def exchange(self, name: str) -> ExchangeInfo | None:
+        return self.store.exchange(name)
+
+    def delete_exchange(self, name: str) -> None:
+        self.store.delete_exchange(name)
+
+    def bind(self, exchange: str, binding: Binding) -> None:
+        self.store.bind(exchange, binding)
+
+    def unbind(self, exchange: str, binding: Binding) -> None:
+        self.store.unbind(exchange, binding)
+
+    def unbind_queue(self, queue: str) -> None:
+        self.store.unbind_queue(queue)
+
+    def get_bindings(self, exchange: str) -> list[Binding]:
+        return self.store.get_bindings(exchange)
+
+    def all_bindings(self) -> list[tuple[str, Binding]]:
+        return self.store.all_bindings()
+
+    @property  # type: ignore[override]
+    def version(self) -> Any:
+        return self.store.bindings_version
+
+    @version.setter
+    def version(self, value: Any) -> None:
+        raise AttributeError("the binding version of a Redis store follows Redis")

@@ -1,0 +1,196 @@
+"""The binding cache: bindings and exchange declarations kept fresh by Redis itself.
+
+A publish must not pay a round trip to read the bindings, yet must see a binding made a
+moment ago by any process, Kombu's included.  Redis's client-side caching does exactly
+that: the command connection turns on ``CLIENT TRACKING ... BCAST PREFIX _kombu.binding.``
+with its invalidation messages redirected to a connection of their own.  Redis writes an
+invalidation to that connection for every change to a key under those prefixes, in the
+same event-loop turn in which it answers the client that made the change.  So before each
+routing decision a zero-timeout ``poll()`` of that socket (no round trip) tells whether
+anything changed; if so the cache is dropped and read again.  When the server refuses
+tracking (Redis before 6, an ACL without ``CLIENT``), nothing is cached and every publish
+reads the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from redis import exceptions as rexc
+
+from ..virtual.routing import Binding, ExchangeInfo
+from .wire import Wire
+
+if TYPE_CHECKING:
+    from .store import RedisStore
+
+__all__ = ["BindingCache"]
+
+logger = logging.getLogger("kombu_like.transport.redis")
+
+INVALIDATE_CHANNEL = b"__redis__:invalidate"
+
+
+class _Pins(threading.local):
+    active = False
+
+
+class BindingCache:
+    """Bindings and exchange declarations read from Redis, dropped when Redis says so."""
+
+    def __init__(self, store: RedisStore, enabled: bool) -> None:
+        self.store = store
+        self.enabled = enabled
+        self.exchanges: dict[str, ExchangeInfo | None] = {}
+        self.tables: dict[str, list[Binding]] = {}
+        #: changes whenever what is cached may have changed
+        self.version = 0
+        self.inval = Wire(
+            store.connection_factory,
+            "invalidation",
+            store.options.socket_timeout,
+            on_connect=self._on_inval_connect,
+        )
+        self._poller: Any = None
+        self._recent = False
+        self._pins = _Pins()
+        self._health_interval = store.options.health_check_interval
+        self._next_ping = 0.0
+        self._ping_pending = False
+        self._tracking: tuple[int, int] | None = None
+
+    def clear(self) -> None:
+        self._recent = False
+        self.exchanges.clear()
+        self.tables.clear()
+        self.version += 1
+
+    def _on_inval_connect(self, wire: Wire) -> None:
+        [client_id, subscribed] = wire.execute([("CLIENT", "ID"), ("SUBSCRIBE", INVALIDATE_CHANNEL)])
+        for reply in (client_id, subscribed):
+            if isinstance(reply, Exception):
+                raise reply
+        wire.client_id = int(client_id)
+
+    def _start_tracking(self) -> None:
+        """(Re)start tracking on the command connection; the caller holds the store lock."""
+        store = self.store
+        self.clear()
+        self._tracking = None
+        try:
+            self.inval.connect()
+            store.cmd.connect()
+            prefixes: list[Any] = []
+            for prefix in (store.keys.binding_prefix, store.keys.exchanges):
+                prefixes += ["PREFIX", prefix]
+            _, on = store.cmd.execute(
+                [
+                    ("CLIENT", "TRACKING", "OFF"),
+                    ("CLIENT", "TRACKING", "ON", "REDIRECT", self.inval.client_id, "BCAST", *prefixes),
+                ]
+            )
+            if isinstance(on, Exception):
+                raise on
+        except rexc.ResponseError as exc:
+            logger.info(
+                "Redis refused client-side caching (%s); bindings are read on every publish", exc
+            )
+            self.enabled = False
+            self.inval.disconnect()
+            return
+        poller = select.poll()
+        poller.register(self.inval.fileno(), select.POLLIN | select.POLLPRI)
+        self._poller = poller
+        self._ping_pending = False
+        self._next_ping = time.monotonic() + self._health_interval
+        self._tracking = (store.cmd.generation, self.inval.generation)
+        self._recent = True
+
+    def fresh(self, reuse: bool = False) -> bool:
+        """Drop whatever Redis invalidated; True when the cache may be used.
+
+        With ``reuse``, a check made by the previous call stands: a publish looks up its
+        exchange and then its bindings, and one look at the socket serves both.
+        """
+        if not self.enabled:
+            self.version += 1
+            return False
+        if self._pins.active:
+            return True
+        if reuse and self._recent:
+            self._recent = False
+            return True
+        self._recent = False
+        inval = self.inval
+        if self._tracking != (self.store.cmd.generation, inval.generation) or not inval.connected:
+            self._start_tracking()
+            return self.enabled
+        if self._poller.poll(0) or inval.has_buffered():
+            self._drain()
+        if self._health_interval and self._tracking is not None:
+            self._check_health()
+        self._recent = self._tracking is not None
+        return self._recent
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Check for invalidations once, then trust the cache in this thread until the block
+        ends: the messages of one ``Producer.batch()`` are routed against one view of the
+        bindings, taken when the batch is sent, as if they were one publish."""
+        with self.store.lock:
+            usable = self.fresh()
+        self._pins.active = usable
+        try:
+            yield
+        finally:
+            self._pins.active = False
+
+    def _check_health(self) -> None:
+        # a silently dead invalidation connection would leave the cache stale for good:
+        # PING it every health_check_interval and give up on it if the answer is late
+        now = time.monotonic()
+        if now < self._next_ping:
+            return
+        if self._ping_pending:
+            logger.warning("Redis invalidation connection missed its health check; reconnecting")
+            self._lost()
+            return
+        try:
+            self.inval.send([("PING",)])
+        except rexc.RedisError:
+            self._lost()
+            return
+        self._ping_pending = True
+        self._next_ping = now + self._health_interval
+
+    def _lost(self) -> None:
+        self.inval.disconnect()
+        self._tracking = None
+        self.clear()
+
+    def _drain(self) -> None:
+        inval = self.inval
+        try:
+            while True:
+                message = inval.read()
+                if isinstance(message, list) and message and message[0] == b"message":
+                    # any change under the tracked prefixes: bindings change rarely, so
+                    # dropping everything is simpler than tracking which key was which
+                    self.clear()
+                else:
+                    self._ping_pending = False
+                if not inval.has_buffered() and not self._poller.poll(0):
+                    return
+        except rexc.RedisError:
+            logger.debug("lost the Redis invalidation connection; dropping the binding cache")
+            self._lost()
+
+    def close(self) -> None:
+        self._tracking = None
+        self.inval.disconnect()

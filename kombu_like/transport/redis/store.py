@@ -1,0 +1,581 @@
+"""The Redis queue store: Kombu's data layout, atomic takes, pipelined acks.
+
+Connections (each a :class:`~.wire.Wire`):
+
+* *command*: publishes, takes, acks, declarations -- guarded by a lock, shared by the
+  threads of one :class:`~kombu_like.Connection`;
+* *blocking*: ``BRPOP`` while a consumer waits for a message;
+* *pub/sub* (:mod:`.fanout`): fanout subscriptions, when a consumed queue is bound to a
+  fanout exchange;
+* *invalidation* (:mod:`.cache`): client-side caching invalidations.
+
+A take is one script (:data:`.scripts.FETCH`) that pops messages and records them in the
+unacked hash in the same step.  Acks made while a batch is dispatched are written in one
+go at its end, others at once; their replies are read with the next command, so
+acknowledging costs no round trip of its own.  Giving messages back lives in
+:mod:`.recovery`, exchanges and bindings in :mod:`.bindings`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from redis import exceptions as rexc
+
+from ...exceptions import PreconditionFailed, VersionMismatch
+from ..base import Capabilities
+from ..virtual.routing import Binding, ExchangeInfo
+from ..virtual.store import Delivery, QueueStore
+from . import scripts
+from .bindings import Bindings, RedisBindingTable
+from .codec import check, dumps, loads, text
+from .fanout import FanoutListener
+from .keys import KeyLayout, clamp_priority
+from .options import RedisOptions
+from .recovery import Ledger, Restorer, mark_redelivered
+from .taking import Taker
+from .wire import Wire, pack_commands
+
+__all__ = ["Ledger", "RedisStore"]
+
+logger = logging.getLogger("kombu_like.transport.redis")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: the oldest Redis whose commands the transport uses
+MIN_REDIS_VERSION = (6, 2)
+#: acknowledgements written but whose replies are not read yet, before we read them
+MAX_DEFERRED_REPLIES = 2048
+#: acks collected during one dispatch are written early once this many wait ...
+ACK_BATCH_SIZE = 256
+#: ... or once the first of them waited this long (seconds)
+ACK_BATCH_DELAY = 0.5
+
+Call = tuple[scripts.Script, Sequence[Any], Sequence[Any]]
+
+
+def translating(method: _F) -> _F:
+    """Raise redis-py's errors from ``method`` as the transport translates them."""
+
+    @functools.wraps(method)
+    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except rexc.RedisError as exc:
+            if isinstance(exc, rexc.ReadOnlyError) or str(exc).startswith(("UNBLOCKED", "MASTERDOWN")):
+                # the server is a replica now (failover): reconnect, through Sentinel if
+                # configured, instead of asking it again
+                self.drop_connections()
+            raise self.translate(exc) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def server_version(info: Any) -> tuple[int, ...] | None:
+    """The ``redis_version`` of an ``INFO server`` reply, when it can be read."""
+    if not isinstance(info, bytes):
+        return None
+    for line in info.splitlines():
+        if line.startswith(b"redis_version:"):
+            try:
+                return tuple(int(part) for part in line.split(b":", 1)[1].strip().split(b".")[:2])
+            except ValueError:
+                return None
+    return None
+
+
+class _AckBatch(threading.local):
+    pending: list[str] | None = None
+    since = 0.0
+
+
+class RedisStore(QueueStore):
+    """Queues, bindings and unacked messages in Redis, laid out as Kombu lays them out."""
+
+    body_encoding = "base64"
+
+    def __init__(
+        self,
+        options: RedisOptions,
+        connection_factory: Callable[[], Any],
+        db: int,
+        translate: Callable[[BaseException], BaseException],
+        capabilities: Capabilities,
+        on_close: Callable[[], None] | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.options = options
+        self.connection_factory = connection_factory
+        self.translate = translate
+        self.capabilities = capabilities
+        self._on_close = on_close
+        self.keys = KeyLayout(
+            prefix=options.global_keyprefix,
+            sep=options.sep,
+            priority_steps=options.priority_steps,
+            unacked=options.unacked_key,
+            unacked_index=options.unacked_index_key,
+            fanout_prefix=options.fanout_prefix_for(db),
+            deadletter_prefix=options.deadletter_prefix,
+            lowest_priority_first=options.priority_order == "kombu",
+        )
+        self.lock = threading.RLock()
+        timeout = options.socket_timeout
+        self.cmd = Wire(connection_factory, "command", timeout, options.health_check_interval, self._on_cmd_connect)
+        #: queue -> x-expires (ms) of queues declared through this store
+        self.expires: dict[str, int] = {}
+        self.table = RedisBindingTable(self)
+        self.bindings = Bindings(self)
+        self.cache = self.bindings.cache
+        self.fanout = FanoutListener(self)
+        self.restorer = Restorer(self)
+        # acks whose fate is unknown and takes whose reply was lost, shared with the
+        # stores the transport makes after this one
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._retry_acks = self.ledger.acks
+        self._lost_takes = self.ledger.takes
+        self._acks = _AckBatch()
+        self._lpush_prefixes: dict[tuple[str, Any], bytes] = {}
+        self.taker = Taker(self)
+        self._next_sweep = 0.0
+        self._next_refresh = 0.0
+        self.closed = False
+
+    # -- connection hooks --------------------------------------------------------------
+    def _on_cmd_connect(self, wire: Wire) -> None:
+        # load the scripts once per server session so EVALSHA never misses on the hot path
+        info, *replies = wire.execute([("INFO", "server"), *(("SCRIPT", "LOAD", s.source) for s in scripts.ALL)])
+        check(replies, "loading the transport's Lua scripts")
+        version = server_version(info)
+        if version is not None and version < MIN_REDIS_VERSION:
+            raise VersionMismatch(
+                f"Redis {'.'.join(map(str, version))} is too old for this transport: it needs Redis "
+                f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later (RPOP with a count, ZADD GT)"
+            )
+
+    @translating
+    def connect(self) -> None:
+        """Open the command connection now (``Connection.connect`` fails fast this way)."""
+        with self.lock:
+            self.cmd.connect()
+            self.cmd.call("PING")
+
+    # -- the command connection (callers hold ``lock``) ---------------------------------
+    def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run ``commands`` in one round trip; error replies come back in their place."""
+        if self._retry_acks or self._lost_takes:
+            self.recover()
+        return self.cmd.execute(commands)
+
+    def run(self, script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run one Lua script and return its reply (raising an error reply)."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        [reply] = self.execute([command])
+        if isinstance(reply, rexc.NoScriptError):
+            # SCRIPT FLUSH since we connected: load it again and retry once
+            self.cmd.call("SCRIPT", "LOAD", script.source)
+            [reply] = self.cmd.execute([command])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run several scripts in one round trip; error replies come back in their place."""
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
+        replies = self.execute(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, rexc.NoScriptError)]
+        if missing:
+            for script in scripts.ALL:
+                self.cmd.call("SCRIPT", "LOAD", script.source)
+            for i, reply in zip(missing, self.cmd.execute([commands[i] for i in missing]), strict=True):
+                replies[i] = reply
+        return replies
+
+    # -- queues --------------------------------------------------------------------------
+    @translating
+    def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
+        arguments = dict(arguments or {})
+        expires = arguments.get("x-expires")
+        if expires:
+            self.expires[queue] = int(expires)
+        else:
+            self.expires.pop(queue, None)
+        priority = arguments.get("x-max-priority")
+        record = dumps({"x-max-priority": int(priority)} if priority else {})
+        with self.lock:
+            created, current = self.execute(
+                [("HSETNX", self.keys.queues, queue, record), ("HGET", self.keys.queues, queue)]
+            )
+        check((created, current), f"declaring queue {queue!r}")
+        if created or not priority or current is None:
+            return
+        try:
+            existing = loads(current).get("x-max-priority")
+        except (ValueError, AttributeError):
+            existing = None
+        if existing is not None and int(existing) != int(priority):
+            raise PreconditionFailed(
+                f"PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue {queue!r}: "
+                f"received {priority} but current is {existing}"
+            )
+
+    @translating
+    def queue_exists(self, queue: str) -> bool:
+        with self.lock:
+            declared, exists = self.execute(
+                [("HEXISTS", self.keys.queues, queue), ("EXISTS", *self.keys.list_keys(queue))]
+            )
+        check((declared, exists), f"looking up queue {queue!r}")
+        return bool(declared or exists)
+
+    @translating
+    def size(self, queue: str) -> int:
+        with self.lock:
+            replies = self.execute([("LLEN", key) for key in self.keys.list_keys(queue)])
+        check(replies, f"counting the messages of queue {queue!r}")
+        return int(sum(replies))
+
+    @translating
+    def purge(self, queue: str) -> int:
+        keys = self.keys.list_keys(queue)
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        for key in keys:
+            commands += [("LLEN", key), ("DEL", key)]
+        commands.append(("EXEC",))
+        with self.lock:
+            replies = self.execute(commands)
+        check(replies, f"purging queue {queue!r}")
+        done = replies[-1] or []
+        return int(sum(done[::2]))
+
+    @translating
+    def delete_queue(self, queue: str) -> None:
+        self.expires.pop(queue, None)
+        self.fanout.unbound(queue)
+        with self.lock:
+            replies = self.execute([("DEL", *self.keys.list_keys(queue)), ("HDEL", self.keys.queues, queue)])
+        check(replies, f"deleting queue {queue!r}")
+
+    @translating
+    def list_queues(self) -> list[str]:
+        with self.lock:
+            names = self.cmd.call("HKEYS", self.keys.queues)
+        return sorted(text(name) for name in names)
+
+    # -- publishing ------------------------------------------------------------------------
+    def _lpush(self, queue: str, priority: Any, payload: dict[str, Any]) -> bytes:
+        """The RESP bytes of the LPUSH that publishes ``payload`` (prefix cached per list)."""
+        cache_key = (queue, priority)
+        prefix = self._lpush_prefixes.get(cache_key)
+        if prefix is None:
+            key = self.keys.list_key(queue, priority).encode("utf-8")
+            prefix = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(key), key)
+            if len(self._lpush_prefixes) > 10_000:
+                self._lpush_prefixes.clear()
+            self._lpush_prefixes[cache_key] = prefix
+        data = dumps(payload).encode("utf-8")
+        return b"%b$%d\r\n%b\r\n" % (prefix, len(data), data)
+
+    def _expire_commands(self, queue: str) -> bytes:
+        expires = self.expires.get(queue)
+        if not expires:
+            return b""
+        return pack_commands([("PEXPIRE", key, expires) for key in self.keys.list_keys(queue)])
+
+    @translating
+    def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
+        data = self._lpush(queue, priority, payload)
+        count = 1
+        if self.expires and queue in self.expires:
+            data += self._expire_commands(queue)
+            count += len(self.keys.steps)
+        with self.lock:
+            if self._retry_acks or self._lost_takes:
+                self.recover()
+            replies = self.cmd.execute_counts(data, count)
+        if replies is not None:
+            check(replies, f"publishing to queue {queue!r}")
+
+    @translating
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
+        if not items:
+            return
+        expiring = self.expires
+        steps = len(self.keys.steps)
+        # everything is encoded before anything is sent: a message that cannot be encoded
+        # fails the whole batch, not half of it
+        parts: list[bytes] = []
+        owners: list[str] = []
+        for queue, payload, priority in items:
+            parts.append(self._lpush(queue, priority, payload))
+            owners.append(queue)
+            if expiring and queue in expiring:
+                parts.append(self._expire_commands(queue))
+                owners += [queue] * steps
+        with self.lock:
+            if self._retry_acks or self._lost_takes:
+                self.recover()
+            replies = self.cmd.execute_counts(b"".join(parts), len(owners))
+        if replies is not None:
+            failed = sorted({owners[i] for i, reply in enumerate(replies) if isinstance(reply, Exception)})
+            check(replies, f"publishing a batch of {len(items)} messages (failed for queue {', '.join(failed)})")
+
+    @translating
+    def put_fanout(self, exchange: str, payload: dict[str, Any], routing_key: str) -> bool:
+        if self.options.fanout_mode != "pubsub":
+            return False
+        channel = self.keys.fanout_channel(exchange, routing_key, self.options.fanout_patterns)
+        with self.lock:
+            [reply] = self.execute([("PUBLISH", channel, dumps(payload))])
+        check([reply], f"publishing to fanout exchange {exchange!r}")
+        return True
+
+    # -- taking (see .taking) ----------------------------------------------------------
+    @translating
+    def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        return self.taker.get(queues, timeout, max_count)
+
+    # -- acknowledgement and redelivery --------------------------------------------------
+    @translating
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not self.options.ack_emulation:
+            return
+        tags = [d.receipt for d in deliveries if d.receipt is not None]
+        if not tags:
+            return
+        batch = self._acks.pending
+        if batch is not None:
+            # acked while drain_events hands out a batch: written together at its end
+            if not batch:
+                self._acks.since = time.monotonic()
+            batch += tags
+            if len(batch) < ACK_BATCH_SIZE and time.monotonic() - self._acks.since < ACK_BATCH_DELAY:
+                return
+            tags = batch[:]
+            batch.clear()
+        with self.lock:
+            self._send_acks(tags)
+
+    @contextlib.contextmanager
+    def batching_acks(self) -> Iterator[None]:
+        """Collect the acks this thread makes in the block and write them in one go.
+
+        ``drain_events`` wraps its deliveries in this, so acknowledging a batch of
+        prefetched messages costs one write instead of one per message.
+        """
+        if self._acks.pending is not None:
+            yield
+            return
+        self._acks.pending = []
+        try:
+            yield
+        finally:
+            tags, self._acks.pending = self._acks.pending, None
+            if tags:
+                try:
+                    with self.lock:
+                        self._send_acks(tags)
+                except rexc.RedisError:
+                    self._retry_acks.extend(tags)
+                    logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
+
+    def _send_acks(self, tags: list[str]) -> None:
+        if self._retry_acks:
+            tags = self._retry_acks + tags
+            self._retry_acks.clear()
+        commands = [("ZREM", self.keys.unacked_index, *tags), ("HDEL", self.keys.unacked, *tags)]
+        try:
+            self.cmd.send_deferred(commands, lambda: self._retry_acks.extend(tags))
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            # not written: keep them for the next command, which fails or carries them
+            self._retry_acks.extend(tags)
+            logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
+            return
+        if self.cmd.deferred_replies > MAX_DEFERRED_REPLIES:
+            self.cmd.read_deferred()
+
+    def recover(self) -> None:
+        """Resend acks whose fate is unknown and give back takes whose reply was lost."""
+        if self._retry_acks:
+            tags = self._retry_acks[:]
+            self._retry_acks.clear()
+            try:
+                self.cmd.send_deferred(
+                    [("ZREM", self.keys.unacked_index, *tags), ("HDEL", self.keys.unacked, *tags)],
+                    lambda: self._retry_acks.extend(tags),
+                )
+            except BaseException:
+                # not written: they stay owed
+                self._retry_acks.extend(tags)
+                raise
+        if self._lost_takes:
+            self._recover_takes()
+
+    def _recover_takes(self) -> None:
+        scores = self._lost_takes[:]
+        self._lost_takes.clear()
+        try:
+            for score in scores:
+                self.restorer.give_back_take(score)
+        except BaseException:
+            self._lost_takes += scores
+            raise
+
+    @translating
+    def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
+        calls = []
+        record = "1" if self.options.ack_emulation else "0"
+        # pushed at the consuming end in reverse, so the first delivered comes back first
+        for delivery in reversed(deliveries):
+            payload = mark_redelivered(delivery.payload) if redelivered else delivery.payload
+            priority = clamp_priority((payload.get("properties") or {}).get("priority"))
+            key = self.keys.list_key(delivery.queue, priority)
+            keys = [self.keys.unacked, self.keys.unacked_index, key]
+            calls.append((scripts.RESTORE, keys, [delivery.receipt or "", dumps(payload), "head", record]))
+        if not calls:
+            return
+        with self.lock:
+            replies = self.run_many(calls)
+        check(replies, f"returning {len(calls)} message(s) to their queues")
+
+    # -- maintenance: visibility timeout, expiring queues, pub/sub health --------------
+    def next_maintenance(self) -> float:
+        due = self._next_sweep if self.options.ack_emulation else time.monotonic() + 3600
+        due = min(due, self.fanout.next_check())
+        if self.expires:
+            due = min(due, self._next_refresh)
+        return due
+
+    def maintain(self, queues: Sequence[str]) -> None:
+        now = time.monotonic()
+        if self._retry_acks or self._lost_takes:
+            with self.lock:
+                self.recover()
+        if self.options.ack_emulation and now >= self._next_sweep:
+            assert self.options.unacked_restore_interval is not None
+            self._next_sweep = now + self.options.unacked_restore_interval
+            self.restorer.sweep()
+        if self.fanout.wanted:
+            self.fanout.sync(self.fanout.consumed)
+            self.fanout.check_health()
+        if self.expires and now >= self._next_refresh:
+            self._refresh_expiring(queues)
+
+    def _refresh_expiring(self, queues: Sequence[str]) -> None:
+        """Keep expiring queues and their binding tables alive while they are consumed."""
+        longest = 0
+        commands: list[tuple[Any, ...]] = []
+        for queue in queues:
+            expires = self.expires.get(queue)
+            if not expires:
+                continue
+            longest = max(longest, expires)
+            commands += self.bindings.refresh_commands(queue, expires)
+            commands += [("PEXPIRE", key, expires) for key in self.keys.list_keys(queue)]
+        # Kombu refreshes binding deadlines three times per lifetime; so do we
+        self._next_refresh = time.monotonic() + (min(longest * 2, 3_600_000) / 3000 if longest else 60)
+        if commands:
+            with self.lock:
+                check(self.execute(commands), "refreshing expiring queues")
+
+    @translating
+    def restore_visible(self) -> int:
+        """Give back every message unacknowledged for longer than ``visibility_timeout``.
+
+        Runs by itself every ``unacked_restore_interval`` seconds while consuming.  Each
+        message is put back by one atomic script that first checks it is still recorded,
+        so consumers sweeping at the same time (Kombu's included) never both restore it.
+        """
+        return self.restorer.sweep()
+
+    # -- exchanges and bindings (see .bindings) -----------------------------------------
+    @translating
+    def declare_exchange(self, info: ExchangeInfo) -> None:
+        self.bindings.declare_exchange(info)
+
+    @translating
+    def exchange(self, name: str) -> ExchangeInfo | None:
+        return self.bindings.exchange(name)
+
+    @translating
+    def delete_exchange(self, name: str) -> None:
+        self.bindings.delete_exchange(name)
+
+    @translating
+    def bind(self, exchange: str, binding: Binding) -> None:
+        self.bindings.bind(exchange, binding)
+
+    @translating
+    def unbind(self, exchange: str, binding: Binding) -> None:
+        self.bindings.unbind(exchange, binding)
+
+    @translating
+    def unbind_queue(self, queue: str) -> None:
+        self.bindings.unbind_queue(queue)
+
+    @translating
+    def get_bindings(self, exchange: str) -> list[Binding]:
+        return self.bindings.get_bindings(exchange)
+
+    @translating
+    def all_bindings(self) -> list[tuple[str, Binding]]:
+        return self.bindings.all_bindings()
+
+    @property
+    def bindings_version(self) -> Any:
+        try:
+            return self.bindings.version
+        except rexc.RedisError as exc:
+            raise self.translate(exc) from exc
+
+    @translating
+    def sync_fanout(self, queues: Sequence[str] | set[str]) -> None:
+        """Subscribe to the fanout channels of the consumed ``queues`` (and no others), so
+        a message published right after ``consume()`` returns reaches the consumer."""
+        self.fanout.sync(queues)
+
+    # -- closing ---------------------------------------------------------------------
+    def drop_connections(self) -> None:
+        """Disconnect every connection; the next command reconnects."""
+        for wire in (self.taker.wire, self.fanout.wire, self.cmd):
+            wire.disconnect()
+
+    def close(self) -> None:
+        """Deliver pending acknowledgements, then drop every connection.
+
+        What cannot be delivered now stays in the transport's ledger for the next
+        connection it makes.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            for attempt in range(2):
+                try:
+                    with self.lock:
+                        if self._retry_acks or self._lost_takes or self.cmd.deferred_replies:
+                            self.recover()
+                            self.cmd.read_deferred()
+                        # replies lost by read_deferred came back to the ledger: go again
+                        if not (self._retry_acks or self._lost_takes):
+                            break
+                except rexc.RedisError as exc:
+                    if attempt:
+                        logger.warning(
+                            "could not confirm %d acknowledgement(s) and %d interrupted take(s) before "
+                            "closing (%s); the next connection retries them",
+                            len(self._retry_acks), len(self._lost_takes), exc,
+                        )
+        finally:
+            for wire in (self.taker.wire, self.cmd):
+                wire.disconnect()
+            self.fanout.close()
+            self.bindings.close()
+            if self._on_close is not None:
+                self._on_close()

@@ -1,0 +1,270 @@
+"""Taking messages: the atomic take script, blocking waits and what they bring back.
+
+A take pops up to ``max_count`` messages from the consumed queues' lists (highest
+priority list first, as ``priority_order`` says) and records each in the unacked store, in
+one script.  When every list is empty, a ``BRPOP`` on all of them waits -- next to the
+fanout subscriptions, if any -- until the deadline, the next maintenance, or a message;
+what it brings is recorded by the next take.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis import exceptions as rexc
+
+from ..virtual.store import Delivery
+from . import scripts
+from .codec import loads, preview, text
+from .wire import Wire, pack_args
+
+if TYPE_CHECKING:
+    from .store import RedisStore
+
+__all__ = ["Taker"]
+
+logger = logging.getLogger("kombu_like.transport.redis")
+
+#: a blocking pop shorter than this is not worth a round trip (and Redis would read a
+#: zero timeout as "forever")
+MIN_BLOCK = 0.002
+
+Preloaded = list[tuple[int, bytes]]
+
+
+class Taker:
+    """Takes messages for one store; one thread at a time."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.wire = Wire(
+            store.connection_factory, "blocking-pop", store.options.socket_timeout, 0, self._on_connect
+        )
+        self._lock = threading.Lock()
+        self._last_score = 0.0
+        self._pending_wait = 0.0
+        self._lists: dict[tuple[str, ...], tuple[list[str], list[str], dict[bytes, int]]] = {}
+        self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
+
+    def _on_connect(self, wire: Wire) -> None:
+        try:
+            wire.client_id = int(wire.call("CLIENT", "ID"))
+        except rexc.ResponseError:
+            # CLIENT not allowed: a pending BRPOP then ends by its own timeout
+            wire.client_id = None
+
+    def _score(self) -> float:
+        # delivery time for the unacked index, strictly increasing so a lost take can be
+        # found again by its score
+        score = time.time()
+        if score <= self._last_score:
+            score = self._last_score + 1e-6
+        self._last_score = score
+        return score
+
+    def _lists_for(self, queues: Sequence[str]) -> tuple[list[str], list[str], dict[bytes, int]]:
+        """List keys to pop (in order), the queue of each, and key -> list number."""
+        cache_key = tuple(queues)
+        found = self._lists.get(cache_key)
+        if found is None:
+            layout = self.store.keys
+            keys: list[str] = []
+            names: list[str] = []
+            for step in layout.consume_steps:
+                for queue in queues:
+                    keys.append(layout.list_key(queue, step))
+                    names.append(queue)
+            numbers = {key.encode("utf-8"): i for i, key in enumerate(keys, 1)}
+            found = (keys, names, numbers)
+            if len(self._lists) > 256:
+                self._lists.clear()
+            self._lists[cache_key] = found
+        return found
+
+    def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        """Take up to ``max_count`` messages, waiting at most ``timeout`` seconds."""
+        store = self.store
+        with self._lock:
+            keys, names, numbers = self._lists_for(queues)
+            store.maintain(queues)
+            deliveries = self._take(keys, names, max_count)
+            if deliveries or timeout == 0:
+                return deliveries
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                now = time.monotonic()
+                wait = store.next_maintenance() - now
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                if wait >= MIN_BLOCK:
+                    preloaded = self._wait(keys, numbers, wait, max_count)
+                    if preloaded:
+                        return self._take(keys, names, max_count, preloaded)
+                if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
+                    return []
+                store.maintain(queues)
+
+    # -- the take script -------------------------------------------------------------------
+    def _take(
+        self, keys: list[str], names: list[str], max_count: int, preloaded: Preloaded | None = None
+    ) -> list[Delivery]:
+        store = self.store
+        score = self._score()
+        data = self._fetch_command(keys, names, max_count, score, preloaded or [])
+        with store.lock:
+            try:
+                if store.ledger.acks or store.ledger.takes:
+                    store.recover()
+                [reply] = store.cmd.execute_packed(data, 1)
+                if isinstance(reply, rexc.NoScriptError):
+                    # SCRIPT FLUSH since we connected: load it again and retry once
+                    store.cmd.call("SCRIPT", "LOAD", scripts.FETCH.source)
+                    [reply] = store.cmd.execute_packed(data, 1)
+            except (rexc.ConnectionError, rexc.TimeoutError):
+                # the script may have run: its messages are found by their score and
+                # given back by the next command (or the next connection)
+                if store.options.ack_emulation:
+                    store.ledger.takes.append(score)
+                raise
+        if isinstance(reply, Exception):
+            raise reply
+        deliveries: list[Delivery] = []
+        for number, raw, status, tag in reply:
+            queue = names[number - 1]
+            if status == 1:
+                delivery = self._delivery(queue, raw, text(tag))
+                if delivery is not None:
+                    deliveries.append(delivery)
+            elif status == 0:
+                logger.error(
+                    "Message in queue %r is not a Kombu message envelope; moved it to the Redis list %r "
+                    "for inspection: %s",
+                    queue, store.keys.deadletter(queue), preview(raw),
+                )
+            else:
+                logger.error("Cannot read queue %r from Redis list %r: %s", queue, keys[number - 1], text(raw))
+        return deliveries
+
+    def _fetch_command(
+        self, keys: list[str], names: list[str], max_count: int, score: float, preloaded: Preloaded
+    ) -> bytes:
+        """The EVALSHA of :data:`.scripts.FETCH`, its unchanging parts encoded once per queue set."""
+        cache_key = tuple(keys)
+        static = self._fetch_parts.get(cache_key)
+        if static is None:
+            layout = self.store.keys
+            head = ["EVALSHA", scripts.FETCH.sha, len(keys) + 2, layout.unacked, layout.unacked_index, *keys]
+            rest = [layout.deadletter_prefix, "1" if self.store.options.ack_emulation else "0", *names]
+            # the two arguments between them (max_count, score) change with every take
+            static = (pack_args(head), pack_args(rest), len(head) + 2 + len(rest))
+            if len(self._fetch_parts) > 256:
+                self._fetch_parts.clear()
+            self._fetch_parts[cache_key] = static
+        fixed, tail, count = static
+        parts = [b"*%d\r\n" % (count + 2 * len(preloaded)), fixed, pack_args([max_count, repr(score)]), tail]
+        for number, raw in preloaded:
+            parts.append(pack_args([number, raw]))
+        return b"".join(parts)
+
+    def _delivery(self, queue: str, raw: bytes, tag: str) -> Delivery | None:
+        try:
+            payload = loads(raw)
+            if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
+                raise TypeError("the envelope or its properties is not a JSON object")
+        except Exception as exc:  # anything another program could have written
+            self._quarantine(queue, raw, tag, exc)
+            return None
+        return Delivery(queue, payload, tag)
+
+    def _quarantine(self, queue: str, raw: bytes, tag: str, reason: BaseException) -> None:
+        """Move a recorded but unreadable message to the queue's dead-letter list."""
+        store = self.store
+        layout = store.keys
+        dead = layout.deadletter(queue)
+        with store.lock:
+            store.run(scripts.RESTORE, [layout.unacked, layout.unacked_index, dead], [tag, raw, "tail", "0"])
+        logger.error(
+            "Cannot decode a message from queue %r (%s); moved it to the Redis list %r for inspection: %s",
+            queue, reason, dead, preview(raw),
+        )
+
+    # -- waiting ---------------------------------------------------------------------
+    def _wait(self, keys: list[str], numbers: dict[bytes, int], wait: float, max_count: int) -> Preloaded:
+        """Block until a message arrives (BRPOP) or a fanout message is published."""
+        options = self.store.options
+        block = self.wire
+        block.send([("BRPOP", *keys, f"{wait:.3f}")])
+        self._pending_wait = wait
+        fanout = self.store.fanout if self.store.fanout.active else None
+        poller = select.poll()
+        poller.register(block.fileno(), select.POLLIN | select.POLLPRI)
+        if fanout is not None:
+            poller.register(fanout.wire.fileno(), select.POLLIN | select.POLLPRI)
+        # a reply later than this means the connection died without telling us
+        overdue = time.monotonic() + wait + (options.health_check_interval or options.socket_timeout or 30)
+        got: Preloaded = []
+        in_flight = True
+        try:
+            while True:
+                ready = {block.fileno()} if block.has_buffered() else set()
+                if fanout is not None and fanout.has_pending():
+                    ready.add(fanout.wire.fileno())
+                if not ready:
+                    remaining = overdue - time.monotonic()
+                    if remaining <= 0:
+                        raise rexc.TimeoutError(f"Redis did not answer BRPOP within {wait:.1f}s plus the grace period")
+                    ready = {fd for fd, _ in poller.poll(remaining * 1000)}
+                if fanout is not None and fanout.wire.connected and fanout.wire.fileno() in ready:
+                    got += fanout.read(numbers, max_count)
+                    if got:
+                        got += self._finish_brpop(numbers)
+                        in_flight = False
+                        return got
+                if block.fileno() in ready:
+                    reply = block.read(max(overdue - time.monotonic(), 0.001))
+                    in_flight = False
+                    got += self._popped(reply, numbers)
+                    return got
+        finally:
+            if in_flight and block.connected:
+                self._abandon_brpop(numbers)
+
+    def _finish_brpop(self, numbers: dict[bytes, int]) -> Preloaded:
+        """End a pending BRPOP at once and return what it took, if anything."""
+        block = self.wire
+        if block.client_id is not None:
+            with self.store.lock:
+                [reply] = self.store.execute([("CLIENT", "UNBLOCK", block.client_id)])
+            if isinstance(reply, rexc.ResponseError):
+                block.client_id = None
+        # without CLIENT UNBLOCK, wait for the BRPOP to time out (it never outlives its wait)
+        wait = self.store.options.socket_timeout or 30
+        return self._popped(block.read(wait if block.client_id is not None else wait + self._pending_wait), numbers)
+
+    @staticmethod
+    def _popped(reply: Any, numbers: dict[bytes, int]) -> Preloaded:
+        """The message a BRPOP reply carries, if any."""
+        if isinstance(reply, Exception):
+            # e.g. UNBLOCKED when a failover turns the server into a replica
+            raise reply
+        if not reply:
+            return []
+        key, raw = reply
+        return [(numbers[key], raw)]
+
+    def _abandon_brpop(self, numbers: dict[bytes, int]) -> None:
+        # leaving for an error: a message the BRPOP took must still reach the unacked hash
+        # or go back to its queue, never vanish with the connection
+        try:
+            by_number = {number: key for key, number in numbers.items()}
+            for number, raw in self._finish_brpop(numbers):
+                with self.store.lock:
+                    self.store.execute([("RPUSH", by_number[number], raw)])
+        except Exception:
+            logger.warning("could not end a pending BRPOP cleanly; dropping its connection", exc_info=True)
+            self.wire.disconnect()

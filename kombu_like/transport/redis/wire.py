@@ -1,0 +1,420 @@
+"""One Redis connection driven directly in RESP2.
+
+redis-py opens the connection (TCP or TLS, AUTH, SELECT, CLIENT SETNAME, Sentinel master
+discovery).  From then on commands are written here as RESP and replies parsed here, which
+lets several commands go out in one write, a reply be read later (acknowledgements), and
+the socket be polled next to others (a blocking pop next to a pub/sub subscription)
+without redis-py's per-command bookkeeping on the hot path.
+
+Errors are raised as redis-py's exception classes so that the transport translates all of
+them in one place; after any socket error the connection is dropped (its stream position
+is unknown) and the next command reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis import exceptions as rexc
+
+__all__ = ["Wire", "pack_args", "pack_commands"]
+
+logger = logging.getLogger(__name__)
+
+_READ_SIZE = 65536
+
+#: error prefixes redis-py gives their own exception class
+_ERRORS: dict[str, type[rexc.RedisError]] = {
+    "NOSCRIPT": rexc.NoScriptError,
+    "READONLY": rexc.ReadOnlyError,
+    "NOPERM": rexc.NoPermissionError,
+    "WRONGPASS": rexc.AuthenticationError,
+    "NOAUTH": rexc.AuthenticationError,
+    "EXECABORT": rexc.ExecAbortError,
+    "LOADING": rexc.BusyLoadingError,
+}
+
+
+def reply_error(text: str) -> rexc.RedisError:
+    """The redis-py exception instance for an error reply."""
+    return _ERRORS.get(text.split(" ", 1)[0], rexc.ResponseError)(text)
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO (0 would mean no timeout at all)."""
+    seconds = max(seconds, 0.001)
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def _encode(arg: Any) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode("utf-8")
+    if isinstance(arg, bool):
+        return b"1" if arg else b"0"
+    if isinstance(arg, int | float):
+        return repr(arg).encode("ascii")
+    raise TypeError(f"cannot send a {type(arg).__name__} to Redis: {arg!r}")
+
+
+def pack_args(args: Sequence[Any]) -> bytes:
+    """RESP bulk strings for ``args``, without the array header (for building commands)."""
+    out: list[bytes] = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else _encode(arg)
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
+    """RESP encoding of ``commands`` (each a sequence of arguments), ready to write."""
+    out: list[bytes] = []
+    append = out.append
+    for args in commands:
+        append(b"*%d\r\n" % len(args))
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else _encode(arg)
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+    return b"".join(out)
+
+
+class Wire:
+    """A Redis connection whose commands and replies are handled here.
+
+    ``factory`` returns a new, unconnected redis-py connection object; ``on_connect``
+    runs (with this wire) after every (re)connection, before any queued command.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        name: str,
+        socket_timeout: float | None,
+        health_check_interval: float = 0,
+        on_connect: Callable[[Wire], None] | None = None,
+    ) -> None:
+        self._factory = factory
+        self.name = name
+        self.socket_timeout = socket_timeout
+        self.health_check_interval = health_check_interval
+        self.on_connect = on_connect
+        self.conn: Any = None
+        self.sock: Any = None
+        self._buf = bytearray()
+        self._pos = 0
+        #: bumped on every (re)connection, so users of the wire notice a new server session
+        self.generation = 0
+        self.client_id: int | None = None
+        self._last_io = 0.0
+        # replies that were sent for but will be read later: (count, on_lost)
+        self._deferred: deque[tuple[int, Callable[[], None]]] = deque()
+        self._deferred_replies = 0
+        self._kernel_timeouts = False
+
+    # -- connection ------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.sock is not None
+
+    def connect(self) -> None:
+        """Connect (if not connected) and run the ``on_connect`` hook."""
+        if self.sock is not None:
+            return
+        if self.conn is None:
+            self.conn = self._factory()
+        try:
+            self.conn.connect()
+        except socket.timeout as exc:
+            raise rexc.TimeoutError(f"timed out connecting the Redis {self.name} connection") from exc
+        except OSError as exc:
+            raise rexc.ConnectionError(f"error connecting the Redis {self.name} connection: {exc}") from exc
+        self.sock = self.conn._sock
+        self._kernel_timeouts = self._use_kernel_timeouts(self.sock)
+        self._buf.clear()
+        self._pos = 0
+        self.generation += 1
+        self.client_id = None
+        self._last_io = time.monotonic()
+        if self.on_connect is not None:
+            try:
+                self.on_connect(self)
+            except BaseException:
+                self.disconnect()
+                raise
+
+    def _use_kernel_timeouts(self, sock: Any) -> bool:
+        # Python's timeout sockets poll() before every send and recv; a blocking socket
+        # with SO_RCVTIMEO/SO_SNDTIMEO keeps the same bounds at one system call each.
+        # Plain TCP and Unix sockets only: TLS keeps Python's own timeouts.
+        if type(sock) is not socket.socket or not self.socket_timeout:
+            return False
+        try:
+            value = _timeval(self.socket_timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+            sock.settimeout(None)
+        except (OSError, struct.error):
+            sock.settimeout(self.socket_timeout)
+            return False
+        return True
+
+    def _set_read_timeout(self, timeout: float | None) -> None:
+        if self._kernel_timeouts:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout or 0))
+        else:
+            self.sock.settimeout(timeout)
+
+    def disconnect(self) -> None:
+        """Drop the connection; replies still expected are reported lost."""
+        self.sock = None
+        self._buf.clear()
+        self._pos = 0
+        lost, self._deferred = self._deferred, deque()
+        self._deferred_replies = 0
+        if self.conn is not None:
+            try:
+                self.conn.disconnect()
+            except Exception:  # the socket is being thrown away; nothing to report
+                logger.debug("error closing the Redis %s connection", self.name, exc_info=True)
+        for _, on_lost in lost:
+            on_lost()
+
+    def fileno(self) -> int:
+        return int(self.sock.fileno())
+
+    def readable(self) -> bool:
+        """True when a reply can be read without waiting (buffered or on the socket)."""
+        if self.sock is None:
+            return False
+        if self.has_buffered():
+            return True
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+
+    def has_buffered(self) -> bool:
+        """True when reply bytes already read from the socket are waiting to be parsed."""
+        if self._pos < len(self._buf):
+            return True
+        pending = getattr(self.sock, "pending", None)
+        return bool(pending and pending())
+
+    # -- writing -------------------------------------------------------------------------
+    def send(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Write ``commands`` in one go (connecting first if needed)."""
+        self.send_packed(pack_commands(commands))
+
+    def send_packed(self, data: bytes) -> None:
+        """Write already RESP-encoded commands."""
+        self.connect()
+        try:
+            self.sock.sendall(data)
+        except (socket.timeout, BlockingIOError) as exc:
+            self.disconnect()
+            raise rexc.TimeoutError(f"timed out writing to the Redis {self.name} connection") from exc
+        except OSError as exc:
+            self.disconnect()
+            raise rexc.ConnectionError(f"error writing to the Redis {self.name} connection: {exc}") from exc
+
+    def send_deferred(self, commands: Sequence[Sequence[Any]], on_lost: Callable[[], None]) -> None:
+        """Write ``commands`` now and read their replies later.
+
+        ``on_lost`` is called if the connection drops before those replies were read, in
+        which case the commands may or may not have run.
+        """
+        self.send(commands)
+        self._deferred.append((len(commands), on_lost))
+        self._deferred_replies += len(commands)
+
+    @property
+    def deferred_replies(self) -> int:
+        return self._deferred_replies
+
+    def read_deferred(self) -> None:
+        """Read the replies of deferred commands (error replies are logged)."""
+        while self._deferred:
+            count, on_lost = self._deferred[0]
+            try:
+                replies = [self.read() for _ in range(count)]
+            except BaseException:
+                # the connection is gone and disconnect() reported the rest
+                self.disconnect()
+                raise
+            self._deferred.popleft()
+            self._deferred_replies -= count
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
+
+    # -- commands ------------------------------------------------------------------------
+    def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` in one write and return their replies.
+
+        Error replies are returned as exception instances, in their place.
+        """
+        return self.execute_packed(pack_commands(commands), len(commands))
+
+    def execute_packed(self, data: bytes, count: int) -> list[Any]:
+        """Like :meth:`execute` for ``count`` commands already encoded in ``data``."""
+        if self.health_check_interval:
+            self._maybe_check_health()
+        self.send_packed(data)
+        if self._deferred:
+            self.read_deferred()
+        read = self.read
+        return [read() for _ in range(count)]
+
+    def call(self, *args: Any) -> Any:
+        """Run one command and return its reply, raising an error reply."""
+        [reply] = self.execute([args])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def execute_counts(self, data: bytes, count: int) -> list[Any] | None:
+        """Run ``count`` encoded commands that answer with integers (``LPUSH``, ...).
+
+        Returns None when every reply was an integer -- the common case, checked without
+        building ``count`` Python objects -- else the replies, as :meth:`execute_packed`.
+        """
+        if self.health_check_interval:
+            self._maybe_check_health()
+        self.send_packed(data)
+        if self._deferred:
+            self.read_deferred()
+        try:
+            return self._read_integers(count)
+        except (socket.timeout, BlockingIOError) as exc:
+            self.disconnect()
+            raise rexc.TimeoutError(f"timed out reading from the Redis {self.name} connection") from exc
+        except OSError as exc:
+            self.disconnect()
+            raise rexc.ConnectionError(f"error reading from the Redis {self.name} connection: {exc}") from exc
+        except rexc.RedisError:
+            self.disconnect()
+            raise
+
+    def _read_integers(self, count: int) -> list[Any] | None:
+        buf = self._buf
+        done = 0
+        while done < count:
+            pos = self._pos
+            end = buf.rfind(b"\r\n", pos)
+            if end < 0:
+                self._fill()
+                continue
+            # the complete replies read so far: if none holds the type mark of an error,
+            # string or array (nor a minus sign), they are all integers -- count them at C
+            # speed instead of parsing each
+            run = bytes(buf[pos : end + 2])
+            lines = run.count(b"\r\n")
+            if done + lines <= count and not (b"-" in run or b"$" in run or b"*" in run or b"+" in run):
+                done += lines
+                self._pos = end + 2
+                continue
+            while done < count and self._pos <= end:
+                if buf[self._pos] != 0x3A:  # not ':' -- parse the rest fully
+                    return [None] * done + [self._reply() for _ in range(count - done)]
+                self._pos = buf.find(b"\r\n", self._pos) + 2
+                done += 1
+        return None
+
+    def _maybe_check_health(self) -> None:
+        interval = self.health_check_interval
+        if not interval or self.sock is None or self._deferred:
+            return
+        if time.monotonic() - self._last_io < interval:
+            return
+        # an idle connection may have died silently: find out before trusting it with a
+        # command whose fate we could not tell afterwards
+        try:
+            self.send([("PING",)])
+            self.read()
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            logger.debug("Redis %s connection failed its health check; reconnecting", self.name)
+            self.disconnect()
+
+    # -- reading ---------------------------------------------------------------------
+    def read(self, timeout: float | None | bool = False) -> Any:
+        """Read one reply; ``timeout`` (seconds) overrides the socket timeout for this read."""
+        if self.sock is None:
+            raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
+        if timeout is not False:
+            self._set_read_timeout(timeout)
+        try:
+            return self._reply()
+        except (socket.timeout, BlockingIOError) as exc:
+            self.disconnect()
+            raise rexc.TimeoutError(f"timed out reading from the Redis {self.name} connection") from exc
+        except OSError as exc:
+            self.disconnect()
+            raise rexc.ConnectionError(f"error reading from the Redis {self.name} connection: {exc}") from exc
+        except rexc.RedisError:
+            self.disconnect()
+            raise
+        finally:
+            if timeout is not False and self.sock is not None:
+                self._set_read_timeout(self.socket_timeout)
+
+    def _fill(self) -> None:
+        buf = self._buf
+        if self._pos:
+            if self._pos >= len(buf):
+                buf.clear()
+                self._pos = 0
+            elif self._pos > _READ_SIZE:
+                del buf[: self._pos]
+                self._pos = 0
+        chunk = self.sock.recv(_READ_SIZE)
+        if not chunk:
+            raise rexc.ConnectionError(f"Redis closed the {self.name} connection")
+        buf += chunk
+        self._last_io = time.monotonic()
+
+    def _line(self) -> bytes:
+        buf = self._buf
+        while True:
+            end = buf.find(b"\r\n", self._pos)
+            if end >= 0:
+                line = bytes(buf[self._pos : end])
+                self._pos = end + 2
+                return line
+            self._fill()
+
+    def _reply(self) -> Any:
+        line = self._line()
+        kind = line[:1]
+        if kind == b"$":
+            size = int(line[1:])
+            if size < 0:
+                return None
+            end = self._pos + size
+            while len(self._buf) < end + 2:
+                self._fill()
+                end = self._pos + size
+            data = bytes(self._buf[self._pos : end])
+            self._pos = end + 2
+            return data
+        if kind == b":":
+            return int(line[1:])
+        if kind == b"*":
+            size = int(line[1:])
+            if size < 0:
+                return None
+            return [self._reply() for _ in range(size)]
+        if kind == b"+":
+            return line[1:]
+        if kind == b"-":
+            return reply_error(line[1:].decode("utf-8", "replace"))
+        raise rexc.InvalidResponse(f"unexpected reply from Redis on the {self.name} connection: {line[:40]!r}")
