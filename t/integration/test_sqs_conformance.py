@@ -1,0 +1,27 @@
+"""The transport conformance suite on ``sqs://``, against moto's standalone SQS server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kombu_like import Connection
+from kombu_like.testing.conformance import TransportConformance
+
+pytestmark = pytest.mark.sqs
+
+
+class TestSQSConformance(TransportConformance):
+    """Every conformance test, on SQS queues created for the test and deleted after it."""
+
+    transport_options = {"region": "us-east-1", "wait_time_seconds": 2}
+
+    @pytest.fixture(autouse=True)
+    def _endpoint(self, sqs_endpoint: str) -> Iterator[None]:
+        self.endpoint = sqs_endpoint
+        yield
+
+    def make_connection(self) -> Connection:
+        host = self.endpoint.split("://", 1)[1]
+        return Connection(f"sqs://testing:testing@{host}", transport_options=dict(self.transport_options))
