@@ -1,0 +1,359 @@
+"""Throughput and latency benchmark: ``python -m kombu_like.bench URL [--vs kombu]``.
+
+Publishes N messages (200-byte JSON dicts) to a fresh queue, consumes them with acks,
+then measures publish->receive round trips.  With ``--vs kombu`` the same code runs on
+Kombu (when installed) against the same URL in the same run, and the ratios are printed.
+Both libraries are driven through the API they share, so the comparison is like for like.
+On AMQP the publish time ends when the queue holds every message (RabbitMQ routes
+publishes asynchronously), so a fast publisher does not leave its backlog to the consume
+figure.  With ``--raw`` on an ``amqp://`` URL the plain ``amqp`` client runs the same loops (JSON
+bodies, persistent messages, per-message acks), as the floor no library can beat by much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+__all__ = ["BenchResult", "main", "run_bench", "run_raw_amqp"]
+
+
+@dataclass
+class BenchResult:
+    """What one library achieved on one URL."""
+
+    library: str
+    url: str
+    messages: int
+    publish_per_s: float = 0.0
+    consume_per_s: float = 0.0
+    batch_publish_per_s: float | None = None
+    rtt_p50_ms: float = 0.0
+    rtt_p99_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _payload(i: int) -> dict[str, Any]:
+    # about 200 bytes once JSON-encoded
+    return {"id": i, "name": f"message-{i:08d}", "pad": "x" * 150}
+
+
+class RequestCounter:
+    """Counts the HTTP requests botocore sends (each attempt, retries included).
+
+    The hook is installed among botocore's built-in handlers, so every botocore client
+    created while the counter is active counts, whichever library created it.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def _on_send(self, **kwargs: Any) -> None:
+        self.total += 1  # returning None lets the request go out
+
+    def __enter__(self) -> RequestCounter:
+        importlib.import_module("botocore.handlers").BUILTIN_HANDLERS.append(("before-send", self._on_send))
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        handlers = importlib.import_module("botocore.handlers").BUILTIN_HANDLERS
+        if ("before-send", self._on_send) in handlers:
+            handlers.remove(("before-send", self._on_send))
+
+
+def _request_counter(url: str) -> RequestCounter | None:
+    """A counter for URLs whose broker bills by request (SQS), when botocore is there."""
+    if url.split("://", 1)[0].lower() != "sqs":
+        return None
+    try:
+        importlib.import_module("botocore.handlers")
+    except ImportError:
+        return None
+    return RequestCounter()
+
+
+def _consume(lib: ModuleType, conn: Any, queue: Any, n: int, prefetch: int) -> float:
+    received = 0
+
+    def on_message(body: Any, message: Any) -> None:
+        nonlocal received
+        received += 1
+        message.ack()
+
+    start = time.perf_counter()
+    with lib.Consumer(conn, [queue], callbacks=[on_message], prefetch_count=prefetch, accept=["json"]):
+        while received < n:
+            try:
+                conn.drain_events(timeout=10)
+            except socket.timeout:
+                raise RuntimeError(f"consumed only {received} of {n} messages") from None
+    # acks a transport defers (SQS deletes in batches) are part of what consuming costs
+    flush_acks = getattr(conn.transport, "flush_acks", None)
+    if flush_acks is not None:
+        flush_acks(10)
+    return time.perf_counter() - start
+
+
+def run_bench(
+    library: str,
+    url: str,
+    messages: int = 10000,
+    roundtrips: int = 1000,
+    prefetch: int = 200,
+    batch: bool = True,
+    transport_options: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run the benchmark with ``library`` (``"kombu_like"`` or ``"kombu"``) on ``url``."""
+    lib = importlib.import_module(library)
+    say = progress or (lambda text: None)
+    result = BenchResult(library, url, messages)
+    name = f"bench-{library}-{uuid.uuid4().hex[:8]}"
+    counter = _request_counter(url)
+    if counter is not None:
+        counter.__enter__()
+    requests: dict[str, float] = {}
+
+    def count_requests(phase: str, since: int, per: int) -> int:
+        if counter is not None:
+            requests[phase] = (counter.total - since) / per
+            return counter.total
+        return 0
+
+    conn = lib.Connection(url, transport_options=transport_options or {})
+    try:
+        exchange = lib.Exchange(name, type="direct", durable=False)
+        queue = lib.Queue(name, exchange, routing_key=name, durable=False, auto_delete=False)
+        producer = lib.Producer(conn, exchange=exchange, routing_key=name, serializer="json")
+        queue(conn.default_channel).declare()
+        payloads = [_payload(i) for i in range(messages)]
+
+        say("publish")
+        publish = producer.publish
+        mark = count_requests("setup", 0, 1)
+        start = time.perf_counter()
+        for body in payloads:
+            publish(body)
+        if _routes_asynchronously(url):
+            _wait_stored(lambda: queue(conn.default_channel).queue_declare(passive=True)[1], messages)
+        result.publish_per_s = messages / (time.perf_counter() - start)
+        mark = count_requests("publish", mark, messages)
+
+        say("consume")
+        result.consume_per_s = messages / _consume(lib, conn, queue, messages, prefetch)
+        mark = count_requests("consume + ack", mark, messages)
+        if counter is not None:
+            requests["publish + consume + ack"] = requests["publish"] + requests["consume + ack"]
+
+        if batch and hasattr(producer, "batch"):
+            say("batch publish")
+            start = time.perf_counter()
+            with producer.batch():
+                for body in payloads:
+                    publish(body)
+            result.batch_publish_per_s = messages / (time.perf_counter() - start)
+            mark = count_requests("batch publish", mark, messages)
+            _consume(lib, conn, queue, messages, prefetch)
+            mark = count_requests("consume + ack (batch)", mark, messages)
+
+        say("round trips")
+        samples: list[float] = []
+        got: list[Any] = []
+
+        def on_rtt(body: Any, message: Any) -> None:
+            got.append(body)
+            message.ack()
+
+        with lib.Consumer(conn, [queue], callbacks=[on_rtt], prefetch_count=prefetch, accept=["json"]):
+            for i in range(roundtrips):
+                got.clear()
+                t0 = time.perf_counter()
+                publish(payloads[i % messages])
+                while not got:
+                    conn.drain_events(timeout=10)
+                samples.append(time.perf_counter() - t0)
+            flush_acks = getattr(conn.transport, "flush_acks", None)
+            if flush_acks is not None:
+                flush_acks(10)
+        count_requests("roundtrip", mark, roundtrips)
+        samples.sort()
+        result.rtt_p50_ms = statistics.median(samples) * 1000
+        result.rtt_p99_ms = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
+        try:
+            queue(conn.default_channel).delete()
+        except Exception:  # clean-up only; the numbers are what matters
+            pass
+    finally:
+        conn.release()
+        if counter is not None:
+            counter.__exit__(None, None, None)
+            result.extra["requests_per_message"] = requests
+    return result
+
+
+def _routes_asynchronously(url: str) -> bool:
+    # RabbitMQ may still be routing a burst when the publish loop returns; counting that
+    # time as publishing keeps the consume figure free of it (and the publish one honest)
+    return url.split("://", 1)[0] in ("amqp", "pyamqp", "amqps")
+
+
+def _wait_stored(count: Callable[[], int], messages: int, timeout: float = 60.0) -> None:
+    """Wait until the queue holds ``messages`` messages."""
+    deadline = time.monotonic() + timeout
+    while count() < messages:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker stored fewer than {messages} messages within {timeout}s")
+        time.sleep(0.005)
+
+
+def run_raw_amqp(url: str, messages: int = 10000, roundtrips: int = 1000, prefetch: int = 200) -> BenchResult:
+    """The publish, consume and round-trip loops of :func:`run_bench` on the plain ``amqp``
+    client: what RabbitMQ and the driver reach with no library on top."""
+    import json
+
+    import amqp
+
+    from .utils.url import parse_url
+
+    parts = parse_url(url)
+    host = parts["hostname"] or "127.0.0.1"
+    conn = amqp.Connection(
+        f"{'127.0.0.1' if host == 'localhost' else host}:{parts['port'] or 5672}",
+        userid=parts["userid"] or "guest",
+        password=parts["password"] or "guest",
+        virtual_host=parts["virtual_host"] or "/",
+    )
+    conn.connect()
+    result = BenchResult("amqp (raw)", url, messages)
+    name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    try:
+        channel = conn.channel()
+        channel.exchange_declare(name, "direct", durable=False, auto_delete=False)
+        channel.queue_declare(name, durable=False, auto_delete=False)
+        channel.queue_bind(name, name, name)
+        payloads = [_payload(i) for i in range(messages)]
+
+        def publish(body: Any) -> None:
+            message = amqp.Message(
+                json.dumps(body).encode(), content_type="application/json", content_encoding="utf-8",
+                application_headers={}, delivery_mode=2, priority=0,
+            )
+            channel.basic_publish(message, exchange=name, routing_key=name)
+
+        start = time.perf_counter()
+        for body in payloads:
+            publish(body)
+        _wait_stored(lambda: channel.queue_declare(name, passive=True).message_count, messages)
+        result.publish_per_s = messages / (time.perf_counter() - start)
+
+        got: list[Any] = []
+
+        def on_message(message: Any) -> None:
+            got.append(json.loads(message.body))
+            channel.basic_ack(message.delivery_tag)
+
+        channel.basic_qos(0, prefetch, False)
+        tag = channel.basic_consume(name, callback=on_message)
+        start = time.perf_counter()
+        while len(got) < messages:
+            conn.drain_events(timeout=10)
+        result.consume_per_s = messages / (time.perf_counter() - start)
+
+        samples: list[float] = []
+        for i in range(roundtrips):
+            got.clear()
+            t0 = time.perf_counter()
+            publish(payloads[i % messages])
+            while not got:
+                conn.drain_events(timeout=10)
+            samples.append(time.perf_counter() - t0)
+        channel.basic_cancel(tag)
+        samples.sort()
+        result.rtt_p50_ms = statistics.median(samples) * 1000
+        result.rtt_p99_ms = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
+        channel.queue_delete(name)
+        channel.exchange_delete(name)
+    finally:
+        conn.close()
+    return result
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """Results side by side, with the first library's ratio against each of the others."""
+    rows = [("", *[r.library for r in results])]
+
+    def fmt(v: float | None, unit: str) -> str:
+        return "-" if v is None else f"{v:,.0f}{unit}" if unit == "/s" else f"{v:.3f}{unit}"
+
+    metrics = [
+        ("publish", "publish_per_s", "/s"),
+        ("consume", "consume_per_s", "/s"),
+        ("batch publish", "batch_publish_per_s", "/s"),
+        ("roundtrip p50", "rtt_p50_ms", " ms"),
+        ("roundtrip p99", "rtt_p99_ms", " ms"),
+    ]
+    for label, attr, unit in metrics:
+        values = [getattr(r, attr) for r in results]
+        row = [label, *[fmt(v, unit) for v in values]]
+        for other in values[1:]:
+            a = values[0]
+            row.append(f"x{(a / other) if unit == '/s' else (other / a):.2f}" if a and other else "-")
+        rows.append(tuple(row))
+    phases = [p for r in results for p in r.extra.get("requests_per_message", {}) if p != "setup"]
+    for phase in dict.fromkeys(phases):
+        values = [r.extra.get("requests_per_message", {}).get(phase) for r in results]
+        row = [f"requests/msg {phase}", *["-" if v is None else f"{v:.3f}" for v in values]]
+        for other in values[1:]:
+            a = values[0]
+            row.append(f"x{other / a:.2f}" if a and other else "-")
+        rows.append(tuple(row))
+    if len(results) == 2:
+        rows[0] = (*rows[0], "ratio")
+    elif len(results) > 2:
+        rows[0] = (*rows[0], *[f"vs {r.library}" for r in results[1:]])
+    widths = [max(len(str(row[i])) if i < len(row) else 0 for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kombu-like bench", description=__doc__.splitlines()[0])
+    parser.add_argument("url", nargs="?", default="memory://")
+    parser.add_argument("-n", "--messages", type=int, default=10000)
+    parser.add_argument("--roundtrips", type=int, default=1000)
+    parser.add_argument("--prefetch", type=int, default=200)
+    parser.add_argument("--vs", choices=["kombu"], help="also run Kombu on the same URL")
+    parser.add_argument("--no-batch", action="store_true", help="skip the Producer.batch() run")
+    parser.add_argument("--raw", action="store_true", help="also run the plain amqp client (amqp:// URLs)")
+    args = parser.parse_args(argv)
+    if args.raw and args.url.split("://")[0] not in ("amqp", "pyamqp"):
+        parser.error("--raw needs an amqp:// URL")
+    results = []
+    for library in ["kombu_like"] + ([args.vs] if args.vs else []):
+        try:
+            importlib.import_module(library)
+        except ImportError:
+            print(f"{library} is not installed; skipping it", file=sys.stderr)
+            continue
+        print(f"running {library} on {args.url} ...", file=sys.stderr)
+        results.append(
+            run_bench(library, args.url, args.messages, args.roundtrips, args.prefetch, not args.no_batch)
+        )
+    if args.raw:
+        print(f"running the plain amqp client on {args.url} ...", file=sys.stderr)
+        results.append(run_raw_amqp(args.url, args.messages, args.roundtrips, args.prefetch))
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
