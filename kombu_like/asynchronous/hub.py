@@ -1,0 +1,427 @@
+"""The event loop (Kombu's ``kombu.asynchronous.hub``).
+
+A :class:`Hub` waits on file descriptors (readers and writers) and a
+:class:`~kombu_like.asynchronous.timer.Timer`, and runs callbacks: the ones due on the
+timer, the ones queued with :meth:`Hub.call_soon` (from any thread: a socket pair wakes
+the poller at once), then the ones whose descriptors became ready.  One ``next(loop)``
+is one such round; Celery's worker drives it that way.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import suppress
+from queue import Empty
+from types import GeneratorType
+from typing import Any
+
+from ..log import get_logger
+from ..utils.compat import fileno
+from ..utils.eventio import ERR, READ, WRITE, poll
+from ..utils.objects import cached_property
+from .timer import Entry, Timer
+
+__all__ = ["Hub", "Stop", "get_event_loop", "set_event_loop"]
+
+logger = get_logger(__name__)
+
+_current: list[Hub | None] = [None]
+
+
+class Stop(BaseException):
+    """Raised inside the loop to stop :meth:`Hub.run_forever`."""
+
+
+def _stop() -> None:
+    raise Stop()
+
+
+def get_event_loop() -> Hub | None:
+    """The process's current event loop (set with :func:`set_event_loop`)."""
+    return _current[0]
+
+
+def set_event_loop(loop: Hub | None) -> Hub | None:
+    """Make ``loop`` the current event loop; returns it."""
+    _current[0] = loop
+    return loop
+
+
+class _Call:
+    """A callback with its arguments, queued by :meth:`Hub.call_soon`."""
+
+    __slots__ = ("args", "fun")
+
+    def __init__(self, fun: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fun = fun
+        self.args = args
+
+    def __call__(self) -> Any:
+        return self.fun(*self.args)
+
+    def __repr__(self) -> str:
+        return f"<call_soon {getattr(self.fun, '__name__', self.fun)!r}{self.args!r}>"
+
+
+class _Waker:
+    """A socket pair through which other threads interrupt the poller."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.pid = os.getpid()
+
+    def fileno(self) -> int:
+        return self.reader.fileno()
+
+    def wake(self) -> None:
+        with suppress(OSError):  # full (a wake-up is pending anyway) or closed
+            self.writer.send(b"\0")
+
+    def drain(self) -> None:
+        with suppress(OSError):
+            while self.reader.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+
+class Hub:
+    """An event loop over file descriptors and a timer.
+
+    ``readers``/``writers`` map descriptor numbers to ``(callback, args)``; a callback
+    that is a generator is advanced with ``next()`` instead of called.  Descriptors
+    added with ``consolidate=True`` are not called one by one: the ready ones are handed
+    together to ``consolidate_callback(fds)``.
+    """
+
+    READ = READ
+    WRITE = WRITE
+    ERR = ERR
+
+    def __init__(self, timer: Timer | None = None) -> None:
+        self.timer = timer if timer is not None else Timer()
+        self.readers: dict[int, Any] = {}
+        self.writers: dict[int, Any] = {}
+        self.on_tick: set[Callable[[], Any]] = set()
+        self.on_close: set[Callable[[Hub], Any]] = set()
+        self.consolidate: set[int] = set()
+        self.consolidate_callback: Callable[[list[int]], Any] | None = None
+        #: errors raised by timers that must stop the loop instead of being logged
+        self.propagate_errors: tuple[type[BaseException], ...] = ()
+        self._ready: set[Any] = set()
+        self._ready_lock = threading.Lock()
+        self._wake_pending = False
+        self._loop_thread: int | None = None
+        self._waker: _Waker | None = None
+        self._poller: Any = None
+        self._loop: Generator[None, None, None] | None = None
+
+    # -- the poller ----------------------------------------------------------------
+    @property
+    def poller(self) -> Any:
+        if self._poller is None:
+            self._poller = poll()
+            if self._waker is not None:
+                self._poller.register(self._waker.fileno(), READ)
+            for fd in set(self.readers) | set(self.writers):
+                self._watch(fd)
+        return self._poller
+
+    @poller.setter
+    def poller(self, value: Any) -> None:
+        self._poller = value
+
+    def _watch(self, fd: int) -> None:
+        flags = (READ | ERR if fd in self.readers else 0) | (WRITE if fd in self.writers else 0)
+        if flags:
+            self.poller.register(fd, flags)
+        else:
+            self._unregister(fd)
+
+    def _unregister(self, fd: int) -> None:
+        if self._poller is not None:
+            with suppress(AttributeError, KeyError, OSError, ValueError):
+                self._poller.unregister(fd)
+
+    def _ensure_waker(self) -> _Waker:
+        # made when a loop starts, so a hub that never runs holds no sockets; a forked
+        # child must not share its parent's
+        waker = self._waker
+        if waker is None or waker.pid != os.getpid():
+            if waker is not None:
+                self._unregister(waker.fileno())
+                with suppress(OSError):
+                    waker.close()
+            waker = self._waker = _Waker()
+            with self._ready_lock:
+                self._wake_pending = False
+            self.poller.register(waker.fileno(), READ)
+        return waker
+
+    # -- descriptors ---------------------------------------------------------------
+    def add(self, fd: Any, callback: Any, flags: int, args: tuple[Any, ...] = (), consolidate: bool = False) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is ready for ``flags`` (READ or WRITE)."""
+        fd = fileno(fd)
+        table = self.readers if flags & READ else self.writers
+        table[fd] = None if consolidate else (callback, args)
+        if consolidate:
+            self.consolidate.add(fd)
+        try:
+            self._watch(fd)
+        except ValueError:
+            self._discard(fd)
+            self._unregister(fd)
+            raise
+
+    def add_reader(self, fds: Any, callback: Any, *args: Any) -> None:
+        """Call ``callback(*args)`` when ``fds`` is readable (or in error)."""
+        self.add(fds, callback, READ | ERR, args)
+
+    def add_writer(self, fds: Any, callback: Any, *args: Any) -> None:
+        """Call ``callback(*args)`` when ``fds`` is writable."""
+        self.add(fds, callback, WRITE, args)
+
+    def remove(self, fd: Any) -> None:
+        """Stop watching ``fd`` altogether."""
+        fd = fileno(fd)
+        try:
+            self._unregister(fd)
+        finally:
+            self._discard(fd)
+
+    def remove_reader(self, fd: Any) -> None:
+        """Stop calling the reader of ``fd`` (its writer stays)."""
+        fd = fileno(fd)
+        self.readers.pop(fd, None)
+        if fd not in self.writers:
+            self.consolidate.discard(fd)
+        self._watch(fd)
+
+    def remove_writer(self, fd: Any) -> None:
+        """Stop calling the writer of ``fd`` (its reader stays)."""
+        fd = fileno(fd)
+        self.writers.pop(fd, None)
+        if fd not in self.readers:
+            self.consolidate.discard(fd)
+        self._watch(fd)
+
+    def _discard(self, fd: int) -> None:
+        self.readers.pop(fd, None)
+        self.writers.pop(fd, None)
+        self.consolidate.discard(fd)
+
+    # -- callbacks and timers ---------------------------------------------------------
+    def call_soon(self, callback: Any, *args: Any) -> Any:
+        """Run ``callback(*args)`` at the start of the next round; safe from any thread."""
+        if not (hasattr(callback, "then") and not args):
+            callback = _Call(callback, args)
+        with self._ready_lock:
+            self._ready.add(callback)
+            wake = not self._wake_pending and threading.get_ident() != self._loop_thread
+            if wake:
+                self._wake_pending = True
+        if wake and self._waker is not None:
+            self._waker.wake()
+        return callback
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Entry | None:
+        """Run ``callback(*args)`` in ``delay`` seconds (on the loop's thread)."""
+        return self.timer.call_after(delay, callback, args)
+
+    def call_at(self, when: Any, callback: Callable[..., Any], *args: Any) -> Entry | None:
+        """Run ``callback(*args)`` at ``when`` (monotonic seconds or a datetime)."""
+        return self.timer.call_at(when, callback, args)
+
+    def call_repeatedly(self, delay: float, callback: Callable[..., Any], *args: Any) -> Entry | None:
+        """Run ``callback(*args)`` every ``delay`` seconds."""
+        return self.timer.call_repeatedly(delay, callback, args)
+
+    def _pop_ready(self) -> set[Any]:
+        with self._ready_lock:
+            ready, self._ready = self._ready, set()
+            return ready
+
+    @cached_property
+    def scheduler(self) -> Iterator[tuple[float | None, Entry | None]]:
+        return iter(self.timer)
+
+    def fire_timers(
+        self,
+        min_delay: float = 1,
+        max_delay: float = 10,
+        max_timers: int = 10,
+        propagate: tuple[type[BaseException], ...] = (),
+    ) -> float:
+        """Run up to ``max_timers`` due entries; return how long the poller may wait."""
+        delay: float | None = None
+        if not self.timer._queue:
+            return min(min_delay, max_delay)
+        for _ in range(max_timers):
+            delay, entry = next(self.scheduler)
+            if entry is None:
+                break
+            try:
+                entry()
+            except propagate:
+                raise
+            except (MemoryError, AssertionError):
+                raise
+            except OSError as exc:
+                if exc.errno == errno.ENOMEM:
+                    raise
+                logger.error("Error in timer: %r", exc, exc_info=True)
+            except Exception as exc:
+                logger.error("Error in timer: %r", exc, exc_info=True)
+        else:
+            # ran max_timers entries: more may be due, so do not wait at all
+            return 0
+        if delay is None:  # the schedule is empty now
+            delay = min_delay
+        return min(delay, max_delay)
+
+    def on_callback_error(self, callback: Any, exc: BaseException) -> None:
+        logger.error("Callback %r raised exception: %r", callback, exc, exc_info=True)
+
+    # -- running ---------------------------------------------------------------------
+    def create_loop(self) -> Generator[None, None, None]:
+        """A generator doing one round of the loop per ``next()``."""
+        waker = self._ensure_waker()
+        waker_fd = waker.fileno()
+        readers, writers, consolidate = self.readers, self.writers, self.consolidate
+        self._loop_thread = threading.get_ident()
+        while True:
+            for item in self._pop_ready():
+                item()
+            timeout = self.fire_timers(propagate=self.propagate_errors) if self.timer._queue else 1.0
+            for tick in list(self.on_tick):
+                tick()
+            if self._ready:
+                timeout = 0  # a callback queued more work: do not sleep on it
+            try:
+                events = self.poller.poll(timeout)
+            except ValueError:  # a descriptor was closed under us; start a new round
+                return
+            to_consolidate: list[int] = []
+            for fd, event in events or ():
+                if fd == waker_fd:
+                    waker.drain()
+                    with self._ready_lock:
+                        self._wake_pending = False
+                    continue
+                if fd in consolidate and writers.get(fd) is None:
+                    to_consolidate.append(fd)
+                    continue
+                handlers = []
+                if event & (READ | ERR) and fd in readers:
+                    handlers.append(readers[fd])
+                if event & (WRITE | ERR) and fd in writers and not (event & ERR and handlers):
+                    handlers.append(writers[fd])
+                if not handlers:
+                    self.remove(fd)
+                    continue
+                for handler in handlers:
+                    if handler is None:
+                        to_consolidate.append(fd)
+                        continue
+                    self._run_handler(fd, *handler)
+            if to_consolidate and self.consolidate_callback is not None:
+                self.consolidate_callback(to_consolidate)
+            yield
+
+    def _run_handler(self, fd: int, callback: Any, args: tuple[Any, ...]) -> None:
+        if isinstance(callback, GeneratorType):
+            try:
+                next(callback)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+                self.remove(fd)
+            except StopIteration:
+                pass
+            except Exception:
+                self.remove(fd)
+                raise
+            return
+        try:
+            callback(*args)
+        except Empty:
+            pass
+
+    @property
+    def loop(self) -> Generator[None, None, None]:
+        if self._loop is None:
+            self._loop = self.create_loop()
+        return self._loop
+
+    def run_once(self) -> None:
+        """One round of the loop."""
+        try:
+            next(self.loop)
+        except StopIteration:
+            self._loop = None
+
+    def run_forever(self) -> None:
+        """Run rounds until :meth:`stop` is called."""
+        try:
+            while True:
+                self.run_once()
+        except Stop:
+            pass
+
+    def stop(self) -> None:
+        """Stop :meth:`run_forever` (from any thread)."""
+        self.call_soon(_stop)
+
+    # -- closing ------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every descriptor and start a fresh poller (the waker stays)."""
+        self._close()
+
+    def close(self, *args: Any) -> None:
+        """Forget every descriptor, run ``on_close`` callbacks and what was queued."""
+        self._close()
+        if self._waker is not None:
+            with suppress(OSError):
+                self._waker.close()
+            self._waker = None
+
+    def _close(self) -> None:
+        for fd in list(self.readers) + list(self.writers):
+            self._unregister(fd)
+        self.readers.clear()
+        self.writers.clear()
+        self.consolidate.clear()
+        if self._poller is not None:
+            with suppress(OSError):
+                self._poller.close()
+            self._poller = None
+        self._loop = None
+        for callback in list(self.on_close):
+            callback(self)
+        # work queued before closing (e.g. acks) still runs
+        for item in self._pop_ready():
+            item()
+        if _current[0] is self:
+            set_event_loop(None)
+
+    # -- description ----------------------------------------------------------------
+    def repr_active(self) -> str:
+        from .debug import repr_active
+
+        return repr_active(self)
+
+    def repr_events(self, events: Any) -> str:
+        from .debug import repr_events
+
+        return repr_events(self, events or [])
+
+    def __repr__(self) -> str:
+        return f"<Hub@{id(self):#x}: R:{len(self.readers)} W:{len(self.writers)}>"

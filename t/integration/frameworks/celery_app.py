@@ -1,0 +1,86 @@
+"""The Celery application the integration tests run (worker and clients alike).
+
+Configured from the environment, so one module serves every broker:
+``KL_BROKER_URL``, ``KL_RESULT_BACKEND`` (default ``rpc://``), ``KL_QUEUE`` (the default
+task queue) and ``KL_NAMESPACE`` (control/event exchange names, unique per test run so
+concurrent runs on the same broker never see each other's workers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Celery
+
+NAMESPACE = os.environ.get("KL_NAMESPACE", "kl")
+
+app = Celery("kl_celery_tests", broker=os.environ.get("KL_BROKER_URL", "memory://"),
+             backend=os.environ.get("KL_RESULT_BACKEND", "rpc://"))
+app.conf.update(
+    task_default_queue=os.environ.get("KL_QUEUE", f"{NAMESPACE}.tasks"),
+    control_exchange=f"{NAMESPACE}.control",
+    event_exchange=f"{NAMESPACE}.ev",
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    result_expires=300,
+    # priorities are a queue feature on RabbitMQ
+    task_queue_max_priority=10,
+    task_default_priority=5,
+)
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def tsum(numbers: list[int]) -> int:
+    return sum(numbers)
+
+
+@app.task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task
+def stamp() -> float:
+    """When the task ran (wall clock)."""
+    return time.time()
+
+
+@app.task(bind=True, max_retries=5, default_retry_delay=0.2)
+def flaky(self: Any, failures: int) -> int:
+    """Fail ``failures`` times (retrying each time), then return how many retries it took."""
+    if self.request.retries < failures:
+        raise self.retry(countdown=0.2)
+    return int(self.request.retries)
+
+
+@app.task(bind=True)
+def echo_request(self: Any) -> dict[str, Any]:
+    """What the worker received besides the arguments."""
+    request = self.request
+    return {
+        "headers": dict(request.headers or {}),
+        "custom": getattr(request, "custom", None),
+        "priority": (request.delivery_info or {}).get("priority"),
+        "routing_key": (request.delivery_info or {}).get("routing_key"),
+    }
+
+
+@app.task
+def kombu_in_use() -> dict[str, str]:
+    """Which library the worker's ``kombu`` is, and which transport the worker uses."""
+    import kombu
+    from celery import current_app
+
+    with current_app.connection_for_read() as conn:
+        transport = type(conn.transport)
+    return {"kombu": kombu.__name__, "connection": kombu.Connection.__module__, "transport": transport.__module__}

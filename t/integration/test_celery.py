@@ -1,0 +1,227 @@
+"""Celery 5.7 runs unchanged on kombu_like: a real worker, real tasks, real results.
+
+The worker runs as its users run it -- ``celery -A app worker`` (prefork pool, under
+``python -m kombu_like.alias``) for Redis and RabbitMQ, and a worker thread in the client
+process for ``memory://`` (its broker lives in one process) -- and a client process sends
+tasks.  Celery lives in its own cached virtualenv (``frameworks/venvs.py``).  A last group
+of tests sends tasks from a client on the real Kombu 5.7 to the kombu_like worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .frameworks.harness import Driver, RemoteError, Worker, unique_suffix
+from .frameworks.venvs import framework_python
+
+# the first run builds Celery's virtualenv inside the first test's setup
+pytestmark = [pytest.mark.timeout(900), pytest.mark.redis, pytest.mark.amqp]
+
+SCENARIOS = "t.integration.frameworks.celery_scenarios"
+APP = "t.integration.frameworks.celery_app"
+
+
+@dataclass
+class CeleryRun:
+    broker: str
+    env: dict[str, str]
+    driver: Driver
+    hostname: str
+    worker: Worker | None
+
+
+@pytest.fixture(scope="module")
+def celery_python() -> Path:
+    return framework_python("celery")
+
+
+def _broker_url(request: pytest.FixtureRequest, broker: str) -> str:
+    if broker == "memory":
+        return "memory://"
+    if broker == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return str(request.getfixturevalue("amqp_url"))
+
+
+def _result_backend(request: pytest.FixtureRequest, broker: str) -> str:
+    # chords need a backend that stores results (rpc:// cannot); Redis is the common choice
+    # next to either broker, memory:// keeps everything in the one process
+    if broker == "memory":
+        return "cache+memory://"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(scope="module", params=["memory", "redis", "amqp"])
+def celery_run(request: pytest.FixtureRequest, celery_python: Path) -> Iterator[CeleryRun]:
+    broker = request.param
+    namespace = f"kl{unique_suffix()}"
+    env = {"KL_BROKER_URL": _broker_url(request, broker), "KL_NAMESPACE": namespace,
+           "KL_QUEUE": f"{namespace}.tasks", "KL_RESULT_BACKEND": _result_backend(request, broker)}
+    hostname = f"{namespace}@localhost"
+    worker = None
+    if broker != "memory":
+        worker = Worker(
+            [str(celery_python), "-m", "kombu_like.alias", "-m", "celery", "-A", APP, "worker",
+             "-P", "prefork", "-c", "2", "-n", hostname, "-l", "INFO"],
+            env, ready_pattern=r"\bready\.",
+        )
+    driver = Driver(celery_python, SCENARIOS, env)
+    try:
+        if worker is None:
+            driver.call("start_thread_worker", hostname)
+        yield CeleryRun(broker, env, driver, hostname, worker)
+    finally:
+        driver.close()
+        if worker is not None:
+            code = worker.stop()
+            assert code == 0, f"worker did not shut down cleanly ({code}):\n{worker.output.tail()}"
+
+
+def test_worker_and_client_use_kombu_like(celery_run: CeleryRun) -> None:
+    libraries = celery_run.driver.call("libraries")
+    assert libraries["client"] == {"kombu": "kombu_like", "connection": "kombu_like.connection"}
+    assert libraries["worker"]["kombu"] == "kombu_like"
+    assert libraries["worker"]["transport"].startswith("kombu_like.transport.")
+
+
+def test_delay_and_get(celery_run: CeleryRun) -> None:
+    assert celery_run.driver.call("delay_get", 2, 3) == 5
+
+
+def test_apply_async_with_headers_and_priority(celery_run: CeleryRun) -> None:
+    seen = celery_run.driver.call("apply_async_options", "x-123", 7)
+    assert seen["custom"] == "x-123"
+    assert seen["headers"]["custom"] == "x-123"
+    assert seen["priority"] == 7
+
+
+def test_countdown_task_runs_no_earlier_than_asked(celery_run: CeleryRun) -> None:
+    times = celery_run.driver.call("countdown", 1.5)
+    assert times["ran"] - times["sent"] >= 1.5 - 0.05
+
+
+def test_eta_task_runs_no_earlier_than_its_eta(celery_run: CeleryRun) -> None:
+    times = celery_run.driver.call("eta", 1.0)
+    assert times["ran"] >= times["eta"] - 0.05
+
+
+def test_retry_until_success(celery_run: CeleryRun) -> None:
+    assert celery_run.driver.call("retry", 2) == 2
+
+
+def test_failure_propagates_to_the_caller(celery_run: CeleryRun) -> None:
+    outcome = celery_run.driver.call("failure", "kaboom 42")
+    assert outcome["type"] == "ValueError"
+    assert outcome["message"] == "kaboom 42"
+    assert outcome["state"] == "FAILURE"
+    assert "ValueError" in outcome["traceback"]
+
+
+def test_failure_returned_when_not_propagated(celery_run: CeleryRun) -> None:
+    outcome = celery_run.driver.call("failure_not_propagated", "quiet")
+    assert outcome == {"state": "FAILURE", "value_type": "ValueError", "value": "quiet"}
+
+
+def test_chain(celery_run: CeleryRun) -> None:
+    assert celery_run.driver.call("chain_of_adds", 1, 2, 3, 4) == 10
+
+
+def test_group(celery_run: CeleryRun) -> None:
+    assert celery_run.driver.call("group_of_adds", 6) == [0, 2, 4, 6, 8, 10]
+
+
+def test_chord(celery_run: CeleryRun) -> None:
+    assert celery_run.driver.call("chord_sum", 5) == 20
+
+
+def test_remote_control_ping(celery_run: CeleryRun) -> None:
+    assert celery_run.driver.call("ping", celery_run.hostname) == [{celery_run.hostname: {"ok": "pong"}}]
+
+
+def test_remote_control_inspect_registered(celery_run: CeleryRun) -> None:
+    registered = celery_run.driver.call("registered", celery_run.hostname)
+    assert set(registered) == {celery_run.hostname}
+    names = registered[celery_run.hostname]
+    ours = {f"{APP}.{name}" for name in ("add", "tsum", "flaky", "fail", "echo_request")}
+    assert ours <= {n.split(" ")[0] for n in names}
+
+
+def test_remote_control_inspect_active_queues(celery_run: CeleryRun) -> None:
+    reply = celery_run.driver.call("inspect", celery_run.hostname, "active_queues")
+    queues = reply[celery_run.hostname]
+    assert [q["name"] for q in queues] == [celery_run.env["KL_QUEUE"]]
+    assert queues[0]["bindings"] == [] and queues[0]["exchange"]["name"] == celery_run.env["KL_QUEUE"]
+
+
+def test_remote_control_inspect_stats(celery_run: CeleryRun) -> None:
+    stats = celery_run.driver.call("inspect", celery_run.hostname, "stats")[celery_run.hostname]
+    assert stats["broker"]["transport"] == celery_run.broker
+    assert stats["pool"]["max-concurrency"] == (1 if celery_run.broker == "memory" else 2)
+
+
+def test_eta_task_is_listed_as_scheduled_then_runs(celery_run: CeleryRun) -> None:
+    outcome = celery_run.driver.call("scheduled_while_waiting", celery_run.hostname, 3.0)
+    assert outcome["scheduled"] == [outcome["id"]]
+    assert outcome["result"] == 4
+
+
+def test_remote_control_revoke(celery_run: CeleryRun) -> None:
+    outcome = celery_run.driver.call("revoke_before_eta", 2.0)
+    assert outcome == {"revoked": True, "state": "REVOKED", "error": "TaskRevokedError"}
+
+
+def test_unknown_scenario_errors_surface(celery_run: CeleryRun) -> None:
+    # the harness itself must not swallow failures: an error in the client reaches the test
+    with pytest.raises(RemoteError, match="AttributeError"):
+        celery_run.driver.call("no_such_scenario")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("celery_run", ["redis", "amqp"], indirect=True)
+def test_kombu_client_and_kombu_like_worker_interoperate(celery_run: CeleryRun, celery_python: Path) -> None:
+    kombu_client = Driver(celery_python, SCENARIOS, celery_run.env, alias=False)
+    try:
+        libraries = kombu_client.call("libraries")
+        assert libraries["client"]["kombu"] == "kombu"  # the real Kombu 5.7
+        assert libraries["worker"]["kombu"] == "kombu_like"
+        assert kombu_client.call("delay_get", 20, 22) == 42
+        assert kombu_client.call("chord_sum", 4) == 12
+        assert kombu_client.call("ping", celery_run.hostname) == [{celery_run.hostname: {"ok": "pong"}}]
+        assert kombu_client.call("retry", 1) == 1
+    finally:
+        kombu_client.close()
+
+
+@pytest.fixture(scope="module", params=["redis", "amqp"])
+def celery_rpc_run(request: pytest.FixtureRequest, celery_python: Path) -> Iterator[CeleryRun]:
+    """A solo-pool worker whose results travel back over the broker (``rpc://``)."""
+    namespace = f"kl{unique_suffix()}"
+    env = {"KL_BROKER_URL": _broker_url(request, request.param), "KL_NAMESPACE": namespace,
+           "KL_QUEUE": f"{namespace}.tasks", "KL_RESULT_BACKEND": "rpc://"}
+    hostname = f"{namespace}@localhost"
+    worker = Worker(
+        [str(celery_python), "-m", "kombu_like.alias", "-m", "celery", "-A", APP, "worker",
+         "-P", "solo", "-n", hostname, "-l", "INFO", "--without-mingle", "--without-gossip"],
+        env, ready_pattern=r"\bready\.",
+    )
+    driver = Driver(celery_python, SCENARIOS, env)
+    try:
+        yield CeleryRun(request.param, env, driver, hostname, worker)
+    finally:
+        driver.close()
+        code = worker.stop()
+        assert code == 0, f"worker did not shut down cleanly ({code}):\n{worker.output.tail()}"
+
+
+def test_rpc_backend_results_and_failures(celery_rpc_run: CeleryRun) -> None:
+    driver = celery_rpc_run.driver
+    assert driver.call("delay_get", 5, 6) == 11
+    assert driver.call("group_of_adds", 4) == [0, 2, 4, 6]
+    outcome = driver.call("failure", "over rpc")
+    assert (outcome["type"], outcome["message"], outcome["state"]) == ("ValueError", "over rpc", "FAILURE")
+    times = driver.call("countdown", 1.0)
+    assert times["ran"] - times["sent"] >= 1.0 - 0.05

@@ -1,0 +1,92 @@
+"""oslo.messaging (OpenStack's RPC) runs on kombu_like.
+
+Two checks: oslo.messaging's own rabbit-driver unit tests (which run on
+``kombu+memory:////``) under the ``kombu`` alias, and RPC call/cast between a server and a
+client over RabbitMQ.  oslo.messaging lives in its own cached virtualenv
+(``frameworks/venvs.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .frameworks.harness import Driver, unique_suffix
+from .frameworks.venvs import REPO_ROOT, framework_python, process_env
+
+pytestmark = [pytest.mark.timeout(900)]
+
+RUNNER = REPO_ROOT / "t" / "integration" / "frameworks" / "oslo_runner.py"
+
+#: oslo's tests that cannot pass by design, each with the reason.  They inject raw
+#: py-amqp/OSError exceptions above the transport seam, where Kombu's memory transport
+#: counts py-amqp's classes as its own channel errors and kombu_like (whose transports
+#: translate driver errors into its own tree) does not, or rely on a Kombu memory quirk.
+KNOWN_FAILURES = {
+    # ensure() must retry on a bare IOError raised by the wrapped function
+    "oslo_messaging.tests.drivers.test_impl_rabbit.RpcKombuHATestCase.test_ensure_four_retry",
+    "oslo_messaging.tests.drivers.test_impl_rabbit.RpcKombuHATestCase.test_ensure_one_retry",
+    # amqp.NotFound injected into Queue.consume must be one of the connection's channel_errors
+    "oslo_messaging.tests.drivers.test_impl_rabbit.TestRabbitConsume.test_consume_from_missing_queue",
+    "oslo_messaging.tests.drivers.test_impl_rabbit.TestRabbitConsume."
+    "test_consume_from_missing_queue_with_io_error_on_redeclaration",
+    # re-consuming with the same consumer tag on one channel (AMQP says NOT_ALLOWED)
+    "oslo_messaging.tests.drivers.test_impl_rabbit.TestRabbitConsume.test_consume_timeout",
+}
+
+
+@pytest.fixture(scope="module")
+def oslo_python() -> Path:
+    return framework_python("oslo")
+
+
+def test_rabbit_driver_unit_tests_pass_on_kombu_like(oslo_python: Path, tmp_path: Path) -> None:
+    out = tmp_path / "outcomes.json"
+    proc = subprocess.run(
+        [str(oslo_python), "-m", "kombu_like.alias", str(RUNNER), str(out)],
+        cwd=tmp_path, env=process_env(), capture_output=True, text=True, timeout=800,
+    )
+    assert out.exists(), f"runner failed ({proc.returncode}):\n{proc.stderr[-5000:]}"
+    report = json.loads(out.read_text())
+    assert report["kombu"] == "kombu_like"
+    outcomes = report["outcomes"]
+    counts = Counter(outcome for outcome, _ in outcomes.values())
+    assert len(outcomes) >= 300, counts  # the suite really ran (343 tests in 18.3.1)
+    failed = {test: detail for test, (outcome, detail) in outcomes.items() if outcome in ("error", "fail")}
+    unexpected = {test: detail[-1500:] for test, detail in failed.items() if test not in KNOWN_FAILURES}
+    assert not unexpected, "\n\n".join(f"{test}:\n{detail}" for test, detail in unexpected.items())
+    assert counts["ok"] >= len(outcomes) - len(KNOWN_FAILURES) - counts["skip"]
+
+
+@pytest.fixture(scope="module")
+def oslo_rpc(oslo_python: Path, amqp_url: str) -> Iterator[Driver]:
+    env = {"KL_AMQP_URL": amqp_url, "KL_OSLO_NAMESPACE": f"kl{unique_suffix()}"}
+    driver = Driver(oslo_python, "t.integration.frameworks.oslo_scenarios", env)
+    try:
+        assert driver.call("start_server") == "started"
+        yield driver
+    finally:
+        driver.close()
+
+
+@pytest.mark.amqp
+def test_rpc_call_over_rabbitmq(oslo_rpc: Driver) -> None:
+    assert oslo_rpc.call("call", "add", x=20, y=22) == 42
+    assert oslo_rpc.call("call", "whoami", {"user": "ann"}) == {"kombu": "kombu_like", "user": "ann"}
+
+
+@pytest.mark.amqp
+def test_rpc_cast_over_rabbitmq(oslo_rpc: Driver) -> None:
+    oslo_rpc.call("cast", "remember", value=7)
+    oslo_rpc.call("cast", "remember", value=8)
+    assert sorted(oslo_rpc.call("remembered_until", 2, 20)) == [7, 8]
+
+
+@pytest.mark.amqp
+def test_rpc_remote_error_reaches_the_caller(oslo_rpc: Driver) -> None:
+    assert oslo_rpc.call("remote_failure", "bad value 3") == {"type": "ValueError", "message": "bad value 3"}

@@ -1,0 +1,288 @@
+"""The event loop, its timer and semaphore (``kombu_like.asynchronous``)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from kombu_like.asynchronous import ERR, READ, WRITE, Hub, get_event_loop, set_event_loop
+from kombu_like.asynchronous.semaphore import DummyLock, LaxBoundedSemaphore
+from kombu_like.asynchronous.timer import Entry, Timer, to_timestamp
+from kombu_like.utils.eventio import poll
+
+
+def _due(timer: Timer) -> list[Any]:
+    """Entries the timer hands out now, until it reports a wait."""
+    out = []
+    for _delay, entry in timer:
+        if entry is None:
+            break
+        out.append(entry)
+    return out
+
+
+# -- Timer ----------------------------------------------------------------------------
+def test_timer_hands_out_due_entries_in_eta_order() -> None:
+    timer = Timer()
+    now = time.monotonic()
+    calls: list[str] = []
+    timer.call_at(now - 1, calls.append, ("second",))
+    timer.call_at(now - 2, calls.append, ("first",))
+    timer.call_at(now + 60, calls.append, ("later",))
+    for entry in _due(timer):
+        timer.apply_entry(entry)
+    assert calls == ["first", "second"]
+    assert len(timer) == 1
+
+
+def test_timer_reports_wait_until_next_entry_capped_by_max_interval() -> None:
+    timer = Timer(max_interval=5)
+    timer.call_after(1.0, lambda: None)
+    delay, entry = next(iter(timer))
+    assert entry is None
+    assert 0 < delay <= 1.0
+    timer.clear()
+    timer.call_after(30.0, lambda: None)
+    assert next(iter(timer)) == (5.0, None)
+    timer.clear()
+    assert next(iter(timer)) == (None, None)
+
+
+def test_cancelled_entries_are_skipped() -> None:
+    timer = Timer()
+    calls: list[int] = []
+    entry = timer.call_after(0, calls.append, (1,))
+    timer.call_after(0, calls.append, (2,))
+    assert entry is not None
+    entry.cancel()
+    assert entry.cancelled
+    for due in _due(timer):
+        due()
+    assert calls == [2]
+
+
+def test_call_repeatedly_reschedules_until_cancelled() -> None:
+    timer = Timer()
+    calls: list[float] = []
+    entry = timer.call_repeatedly(0.01, lambda: calls.append(time.monotonic()))
+    assert entry is not None
+    deadline = time.monotonic() + 10
+    while len(calls) < 3 and time.monotonic() < deadline:
+        for delay, due in timer:
+            if due is None:
+                time.sleep(delay or 0.01)
+                break
+            due()
+    assert len(calls) >= 3
+    assert len(timer) == 1  # the next run is already scheduled
+    entry.cancel()
+    time.sleep(0.02)
+    for due in _due(timer):
+        due()
+    assert len(timer) == 0  # cancelled: not rescheduled
+
+
+def test_apply_entry_reports_errors_to_on_error() -> None:
+    errors: list[BaseException] = []
+    timer = Timer(on_error=errors.append)
+
+    def boom() -> None:
+        raise RuntimeError("timer boom")
+
+    timer.apply_entry(Entry(boom))
+    assert [str(e) for e in errors] == ["timer boom"]
+
+
+def test_to_timestamp_converts_datetimes_to_the_monotonic_clock() -> None:
+    in_two = datetime.now(timezone.utc) + timedelta(seconds=2)
+    stamp = to_timestamp(in_two)
+    assert 1.5 < stamp - time.monotonic() <= 2.0
+    naive_utc = in_two.replace(tzinfo=None)
+    assert abs(to_timestamp(naive_utc) - stamp) < 0.05
+    assert to_timestamp(datetime(2000, 1, 1, tzinfo=timezone.utc)) == 0
+    assert to_timestamp(12.5) == 12.5
+
+
+def test_enter_at_accepts_a_datetime_eta() -> None:
+    timer = Timer()
+    timer.enter_at(Entry(lambda: None), datetime.now(timezone.utc) - timedelta(seconds=1))
+    assert len(_due(timer)) == 1
+
+
+def test_timer_thread_runs_an_eta_entry_not_before_its_time() -> None:
+    # the way Celery's timer thread drives the schedule: iterate, sleep, run
+    timer = Timer(max_interval=0.5)
+    ran = threading.Event()
+    at: list[float] = []
+    eta = time.monotonic() + 0.3
+    timer.call_at(eta, lambda: (at.append(time.monotonic()), ran.set()))
+
+    def drive() -> None:
+        for delay, entry in timer:
+            if ran.is_set():
+                return
+            if entry is None:
+                time.sleep(delay or 0.05)
+            else:
+                timer.apply_entry(entry)
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    assert ran.wait(10)
+    thread.join(10)
+    assert at[0] >= eta
+
+
+# -- Hub ------------------------------------------------------------------------------
+@pytest.fixture
+def hub() -> Any:
+    loop = Hub()
+    yield loop
+    loop.close()
+
+
+def test_hub_calls_reader_when_socket_is_readable(hub: Hub) -> None:
+    a, b = socket.socketpair()
+    received: list[bytes] = []
+
+    def on_readable() -> None:
+        received.append(a.recv(100))
+        hub.stop()
+
+    hub.add_reader(a, on_readable)
+    b.send(b"ping")
+    hub.run_forever()
+    assert received == [b"ping"]
+    hub.remove_reader(a)
+    assert a.fileno() not in hub.readers
+    a.close()
+    b.close()
+
+
+def test_hub_calls_writer_and_keeps_reader_when_writer_removed(hub: Hub) -> None:
+    a, b = socket.socketpair()
+    events: list[str] = []
+
+    def on_writable() -> None:
+        events.append("w")
+        hub.remove_writer(a)
+        b.send(b"x")
+
+    def on_readable() -> None:
+        events.append("r" + a.recv(10).decode())
+        hub.stop()
+
+    hub.add_writer(a, on_writable)
+    hub.add_reader(a, on_readable)
+    hub.run_forever()
+    assert events == ["w", "rx"]
+    assert a.fileno() in hub.readers and a.fileno() not in hub.writers
+    a.close()
+    b.close()
+
+
+def test_call_soon_from_another_thread_wakes_the_loop(hub: Hub) -> None:
+    a, b = socket.socketpair()
+    hub.add_reader(a, lambda: None)  # something to wait on; it never becomes readable
+    done: list[str] = []
+    thread = threading.Timer(0.1, lambda: hub.call_soon(lambda: (done.append("soon"), hub.stop())))
+    thread.start()
+    hub.run_forever()
+    assert done == ["soon"]
+    thread.join(5)
+    a.close()
+    b.close()
+
+
+def test_hub_runs_timers(hub: Hub) -> None:
+    fired: list[float] = []
+    eta = time.monotonic() + 0.1
+    hub.call_at(eta, lambda: (fired.append(time.monotonic()), hub.stop()))
+    hub.run_forever()
+    assert len(fired) == 1 and fired[0] >= eta
+
+
+def test_hub_close_runs_on_close_and_pending_callbacks() -> None:
+    loop = Hub()
+    seen: list[str] = []
+    loop.on_close.add(lambda h: seen.append("closed"))
+    loop.call_soon(seen.append, "pending")
+    set_event_loop(loop)
+    assert get_event_loop() is loop
+    loop.close()
+    assert seen == ["closed", "pending"]
+    assert get_event_loop() is None
+
+
+def test_consolidated_writers_are_reported_together(hub: Hub) -> None:
+    pairs = [socket.socketpair() for _ in range(2)]
+    batches: list[list[int]] = []
+
+    def consolidate(fds: list[int]) -> None:
+        batches.append(sorted(fds))
+        hub.stop()
+
+    hub.consolidate_callback = consolidate
+    for a, _ in pairs:
+        hub.add(a, None, WRITE, consolidate=True)
+    hub.run_forever()
+    assert batches == [sorted(a.fileno() for a, _ in pairs)]
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+# -- poller ---------------------------------------------------------------------------
+def test_poller_reports_read_and_write_readiness() -> None:
+    poller = poll()
+    a, b = socket.socketpair()
+    try:
+        poller.register(a, WRITE)
+        assert poller.poll(1) == [(a.fileno(), WRITE)]
+        poller.register(a, READ | ERR)
+        assert poller.poll(0) == []
+        b.send(b"1")
+        assert poller.poll(1) == [(a.fileno(), READ)]
+        poller.unregister(a)
+        poller.unregister(a)  # twice is fine
+        assert poller.poll(0) == []
+    finally:
+        poller.close()
+        a.close()
+        b.close()
+
+
+# -- semaphores -----------------------------------------------------------------------
+def test_lax_bounded_semaphore() -> None:
+    sem = LaxBoundedSemaphore(2)
+    calls: list[int] = []
+    assert sem.acquire(calls.append, 1)
+    assert sem.acquire(calls.append, 2)
+    assert not sem.acquire(calls.append, 3)  # waits for a release
+    assert calls == [1, 2]
+    sem.release()
+    assert calls == [1, 2, 3]
+    sem.release()
+    sem.release()
+    sem.release()  # more releases than acquires: the value stays bounded
+    assert sem.value == 2
+    sem.grow(1)
+    assert sem.value == 3 and sem.initial_value == 3
+    sem.shrink(2)
+    assert sem.value == 1 and sem.initial_value == 1
+    sem.acquire(calls.append, 4)
+    sem.acquire(calls.append, 5)
+    sem.clear()
+    assert sem.value == 1
+    sem.release()
+    assert calls == [1, 2, 3, 4]
+
+
+def test_dummy_lock_is_a_context_manager() -> None:
+    with DummyLock() as lock:
+        assert isinstance(lock, DummyLock)
