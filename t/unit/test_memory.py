@@ -305,6 +305,20 @@ class TestExpiry:
         assert long_queue.get() is None
         assert short_queue.get() is None
 
+    def test_broker_can_keep_expired_messages_as_kombu_does(self) -> None:
+        broker = Broker(honour_expiration=False)
+        with Connection("memory://", transport_options={"broker": broker}) as conn:
+            kept = Queue("exp_kept")(conn)
+            ttl = Queue("exp_queue_ttl", message_ttl=0.05)(conn)
+            kept.declare()
+            ttl.declare()
+            Producer(conn).publish("kept", routing_key="exp_kept", expiration=0.05)
+            Producer(conn).publish("gone", routing_key="exp_queue_ttl")
+            time.sleep(0.2)  # past both limits
+            message = kept.get()
+            assert message is not None and message.payload == "kept"
+            assert ttl.get() is None  # a queue's own TTL still applies
+
     def test_unexpired_message_is_delivered(self, conn: Connection) -> None:
         queue = Queue("ttl_fresh", message_ttl=60)(conn)
         queue.declare()
