@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -359,6 +360,16 @@ class Connection:
         """
         return self.transport.drain_events(self.connection, **kwargs)
 
+    def revive(self, new_channel: Any) -> None:
+        """After a reconnect: drop the old default channel unless it is ``new_channel``.
+
+        Lets a Connection itself be the object that :meth:`ensure` revives.
+        """
+        old = self._default_channel
+        if old is not None and new_channel is not old:
+            self.maybe_close_channel(old)
+            self._default_channel = None
+
     def maybe_close_channel(self, channel: Any) -> None:
         try:
             channel.close()
@@ -471,6 +482,10 @@ class Connection:
                     logger.debug("ensure: retrying after %r", exc)
                     if errback:
                         errback(exc, 0)
+                except socket.timeout:
+                    # nothing arrived in time: not a lost connection, even where bare
+                    # socket errors count as connection errors (they are OSErrors too)
+                    raise
                 except conn_errors as exc:
                     if max_retries is not None and retries >= max_retries:
                         raise OperationalError(

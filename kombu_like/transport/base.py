@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from amqp.exceptions import ChannelError as _AMQPChannelError
+from amqp.exceptions import ConnectionError as _AMQPConnectionError
+
 from ..exceptions import ChannelError, ConnectionError, KombuError, OperationalError
 from ..message import Message
 
@@ -136,10 +139,12 @@ class Transport:
     #: what this transport does natively
     capabilities: Capabilities = Capabilities()
 
-    #: errors meaning "the connection is gone": the retry loop reconnects
-    connection_errors: tuple[type[BaseException], ...] = (ConnectionError, OperationalError)
+    #: errors meaning "the connection is gone": the retry loop reconnects.  py-amqp's base
+    #: classes are included because Kombu's exception classes *are* py-amqp's, so code
+    #: written for Kombu raises and expects them on every transport.
+    connection_errors: tuple[type[BaseException], ...] = (ConnectionError, OperationalError, _AMQPConnectionError)
     #: errors meaning "the channel is gone": the retry loop opens a new channel
-    channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
+    channel_errors: tuple[type[BaseException], ...] = (ChannelError, _AMQPChannelError)
     recoverable_connection_errors: tuple[type[BaseException], ...] = (
         ConnectionError,
         OperationalError,

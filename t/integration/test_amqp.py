@@ -873,6 +873,35 @@ def test_broker_cancel_calls_on_cancel(amqp_url: str, conn: Connection, ents: En
     assert cancelled == [tag] == ["my-tag"]
 
 
+def test_ensure_retries_bare_socket_errors_as_kombus_transport_does(conn: Connection) -> None:
+    # Kombu's py-amqp transport counts OSError among its recoverable connection errors;
+    # code written for it (oslo.messaging's ensure) raises IOError and expects retries
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError("connection reset")
+        return "done"
+
+    ensured = conn.ensure(conn, flaky, max_retries=4, interval_start=0, interval_step=0)
+    assert ensured() == "done"
+    assert len(calls) == 3
+    assert conn.connected
+
+
+def test_ensure_lets_timeouts_surface(conn: Connection) -> None:
+    calls: list[int] = []
+
+    def waits() -> None:
+        calls.append(1)
+        conn.drain_events(timeout=0.05)
+
+    with pytest.raises(socket.timeout):
+        conn.ensure(conn, waits, max_retries=3, interval_start=0, interval_step=0)()
+    assert len(calls) == 1
+
+
 def test_ensure_recovers_a_consumer_whose_queue_was_deleted(amqp_url: str, conn: Connection, ents: Entities) -> None:
     queue = ents.queue("revive")
     got: list[Any] = []

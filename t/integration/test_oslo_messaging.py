@@ -23,22 +23,6 @@ pytestmark = [pytest.mark.timeout(900)]
 
 RUNNER = REPO_ROOT / "t" / "integration" / "frameworks" / "oslo_runner.py"
 
-#: oslo's tests that cannot pass by design, each with the reason.  They inject raw
-#: py-amqp/OSError exceptions above the transport seam, where Kombu's memory transport
-#: counts py-amqp's classes as its own channel errors and kombu_like (whose transports
-#: translate driver errors into its own tree) does not, or rely on a Kombu memory quirk.
-KNOWN_FAILURES = {
-    # ensure() must retry on a bare IOError raised by the wrapped function
-    "oslo_messaging.tests.drivers.test_impl_rabbit.RpcKombuHATestCase.test_ensure_four_retry",
-    "oslo_messaging.tests.drivers.test_impl_rabbit.RpcKombuHATestCase.test_ensure_one_retry",
-    # amqp.NotFound injected into Queue.consume must be one of the connection's channel_errors
-    "oslo_messaging.tests.drivers.test_impl_rabbit.TestRabbitConsume.test_consume_from_missing_queue",
-    "oslo_messaging.tests.drivers.test_impl_rabbit.TestRabbitConsume."
-    "test_consume_from_missing_queue_with_io_error_on_redeclaration",
-    # re-consuming with the same consumer tag on one channel (AMQP says NOT_ALLOWED)
-    "oslo_messaging.tests.drivers.test_impl_rabbit.TestRabbitConsume.test_consume_timeout",
-}
-
 
 @pytest.fixture(scope="module")
 def oslo_python() -> Path:
@@ -57,10 +41,9 @@ def test_rabbit_driver_unit_tests_pass_on_kombu_like(oslo_python: Path, tmp_path
     outcomes = report["outcomes"]
     counts = Counter(outcome for outcome, _ in outcomes.values())
     assert len(outcomes) >= 300, counts  # the suite really ran (343 tests in 18.3.1)
-    failed = {test: detail for test, (outcome, detail) in outcomes.items() if outcome in ("error", "fail")}
-    unexpected = {test: detail[-1500:] for test, detail in failed.items() if test not in KNOWN_FAILURES}
-    assert not unexpected, "\n\n".join(f"{test}:\n{detail}" for test, detail in unexpected.items())
-    assert counts["ok"] >= len(outcomes) - len(KNOWN_FAILURES) - counts["skip"]
+    failed = {test: detail[-1500:] for test, (outcome, detail) in outcomes.items() if outcome in ("error", "fail")}
+    assert not failed, "\n\n".join(f"{test}:\n{detail}" for test, detail in failed.items())
+    assert counts["ok"] == len(outcomes) - counts["skip"]
 
 
 @pytest.fixture(scope="module")

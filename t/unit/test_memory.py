@@ -276,6 +276,25 @@ class TestPriority:
             Queue("prio_redeclare", max_priority=7)(conn.channel()).declare()
 
 
+class TestConsumerTags:
+    def test_consuming_again_under_a_tag_replaces_the_consumer(self, conn: Connection) -> None:
+        # as on Kombu's virtual channels (AMQP brokers answer NOT_ALLOWED instead)
+        channel = conn.channel()
+        for name in ("tag_first", "tag_second"):
+            Queue(name)(channel).declare()
+        got: list[tuple[str, Any]] = []
+        channel.basic_consume("tag_first", callback=lambda m: got.append(("old", m.body)), consumer_tag="t1")
+        channel.basic_consume("tag_second", callback=lambda m: got.append(("new", m.body)), consumer_tag="t1")
+        producer = Producer(channel)
+        producer.publish("a", routing_key="tag_first")
+        producer.publish("b", routing_key="tag_second")
+        conn.drain_events(timeout=1)
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0.1)  # nobody consumes tag_first any more
+        assert [who for who, _ in got] == ["new"]
+        assert Queue("tag_first")(channel).get() is not None
+
+
 class TestExpiry:
     def test_message_expiration(self, conn: Connection, collect: Collect) -> None:
         queue = Queue("exp")(conn)

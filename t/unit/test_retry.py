@@ -198,6 +198,17 @@ class TestEnsure:
             conn.ensure(obj, fun, max_retries=5, **NO_WAIT)()
         obj.revive.assert_not_called()
 
+    def test_py_amqp_errors_belong_to_the_tree_as_in_kombu(self, conn: Connection) -> None:
+        # Kombu's ChannelError/ConnectionError are py-amqp's classes; code written for it
+        # raises py-amqp's and catches them with the connection's error tuples
+        import amqp.exceptions
+
+        with pytest.raises(conn.channel_errors):
+            raise amqp.exceptions.NotFound("queue gone")
+        with pytest.raises(conn.connection_errors):
+            raise amqp.exceptions.ConnectionForced("closed")
+        assert not issubclass(OSError, conn.connection_errors)  # memory has no sockets
+
     def test_extra_retry_errors(self, conn: Connection) -> None:
         fun = Flaky(2, error=LookupError)
         ensured = conn.ensure(Mock(spec=["revive"]), fun, retry_errors=(LookupError,), max_retries=3, **NO_WAIT)

@@ -116,15 +116,24 @@ class Transport(base.Transport):
         }),
     )
 
-    connection_errors: tuple[type[BaseException], ...] = (ConnectionError, OperationalError)
-    channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
+    # Driver errors are translated into the library's tree, but code written for Kombu
+    # also raises (or injects) py-amqp's classes and bare socket errors and expects the
+    # retry loop to treat them as Kombu's py-amqp transport does.
+    connection_errors: tuple[type[BaseException], ...] = (
+        ConnectionError, OperationalError, amqp_errors.ConnectionError, OSError,
+    )
+    channel_errors: tuple[type[BaseException], ...] = (ChannelError, amqp_errors.ChannelError)
     # a broker-cancelled consumer recovers the way Kombu's does: reconnect, redeclare, consume
     recoverable_connection_errors: tuple[type[BaseException], ...] = (
         ConnectionError,
         OperationalError,
         ConsumerCancelled,
+        amqp_errors.RecoverableConnectionError,
+        OSError,
     )
-    recoverable_channel_errors: tuple[type[BaseException], ...] = (MessageNacked,)
+    recoverable_channel_errors: tuple[type[BaseException], ...] = (
+        MessageNacked, amqp_errors.RecoverableChannelError,
+    )
 
     #: options handed to the driver connection unchanged
     _DRIVER_OPTIONS = ("frame_max", "channel_max", "socket_settings", "login_response", "locale",

@@ -415,7 +415,10 @@ class VirtualChannel:
         self._check_open()
         tag = consumer_tag or f"ctag-{self.channel_id}.{next(self._tags)}"
         if tag in self.consumers:
-            raise ChannelError(f"NOT_ALLOWED - attempt to reuse consumer tag {tag!r}")
+            # Kombu's virtual channels let a consumer be re-registered under its tag (code
+            # that re-consumes after a recovered error relies on it): the new one replaces it
+            logger.debug("channel %s: consumer %r re-registered, now on queue %r", self.channel_id, tag, queue)
+            self.no_ack_consumers.discard(tag)
         self.consumers[tag] = queue
         self.callbacks[tag] = callback or (lambda message: None)
         if no_ack:
