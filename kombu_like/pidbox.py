@@ -233,7 +233,11 @@ class Node:
             self.adjust_clock(headers.get("clock") or 0)
             expires = headers.get("expires")
             if expires and time.time() > float(expires):
-                logger.debug("pidbox %s: dropping expired command %r", self.hostname, body.get("method"))
+                # the sender stopped waiting for it: running it now would surprise everyone
+                logger.warning(
+                    "pidbox %s: dropping command %r that expired %.3fs ago",
+                    self.hostname, body.get("method"), time.time() - float(expires),
+                )
                 return None
         destination = body.get("destination")
         pattern = body.get("pattern")

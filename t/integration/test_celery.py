@@ -171,7 +171,8 @@ def test_eta_task_is_listed_as_scheduled_then_runs(celery_run: CeleryRun) -> Non
 
 def test_remote_control_revoke(celery_run: CeleryRun) -> None:
     outcome = celery_run.driver.call("revoke_before_eta", 2.0)
-    assert outcome == {"revoked": True, "state": "REVOKED", "error": "TaskRevokedError"}
+    log = celery_run.worker.output.tail() if celery_run.worker else ""
+    assert outcome == {"revoked": True, "state": "REVOKED", "error": "TaskRevokedError"}, log
 
 
 def test_unknown_scenario_errors_surface(celery_run: CeleryRun) -> None:
