@@ -473,8 +473,17 @@ class Connection:
             conn_errors = self.recoverable_connection_errors
             chan_errors = self.recoverable_channel_errors
             retries = 0
+            revive = False
             while True:
                 try:
+                    if revive:
+                        # inside the try: a connection lost again while reviving is
+                        # retried like any other loss, not raised to the caller
+                        channel = self.default_channel
+                        obj.revive(channel)
+                        if on_revive:
+                            on_revive(channel)
+                        revive = False
                     return fun(*args, **kwargs)
                 except retry_errors as exc:
                     if max_retries is not None and retries >= max_retries:
@@ -501,10 +510,7 @@ class Connection:
                         errback, remaining, interval_start, interval_step, interval_max,
                         reraise_as_library_errors=False,
                     )
-                    channel = self.default_channel
-                    obj.revive(channel)
-                    if on_revive:
-                        on_revive(channel)
+                    revive = True
                 except chan_errors as exc:
                     if max_retries is not None and retries >= max_retries:
                         raise

@@ -391,6 +391,8 @@ class Consumer:
         self.tag_prefix = tag_prefix or ""
         self._active_tags: dict[str, str] = {}
         self._active_no_ack: dict[str, bool] = {}
+        # what a revive must resume until one succeeds (a revive can itself be cut short)
+        self._resume: dict[str, bool] = {}
         if self.channel:
             self.revive(self.channel)
 
@@ -404,7 +406,7 @@ class Consumer:
 
     def revive(self, channel: Any) -> None:
         """Re-bind to ``channel`` after connection loss and resume what was consuming."""
-        previous = dict(self._active_no_ack)
+        previous = self._resume = {**self._resume, **self._active_no_ack}
         self._active_tags.clear()
         self._active_no_ack.clear()
         self.channel = channel = maybe_channel(channel)
@@ -420,6 +422,7 @@ class Consumer:
             self.qos(prefetch_count=self.prefetch_count)
         if previous:
             self._consume(previous)
+        self._resume = {}
 
     def declare(self) -> None:
         """Declare the queues, their exchanges and bindings."""
@@ -462,6 +465,7 @@ class Consumer:
             self.channel.basic_cancel(tag)
         self._active_tags.clear()
         self._active_no_ack.clear()
+        self._resume = {}
 
     close = cancel
 
@@ -469,6 +473,7 @@ class Consumer:
         """Stop consuming from ``queue`` and forget it."""
         name = queue.name if isinstance(queue, Queue) else queue
         self._active_no_ack.pop(name, None)
+        self._resume.pop(name, None)
         tag = self._active_tags.pop(name, None)
         self._queues.pop(name, None)
         if tag is not None:

@@ -198,6 +198,37 @@ class TestEnsure:
             conn.ensure(obj, fun, max_retries=5, **NO_WAIT)()
         obj.revive.assert_not_called()
 
+    def test_a_revive_cut_short_is_retried_and_resumes_consuming(self, conn: Connection) -> None:
+        from kombu_like import Consumer
+
+        got: list[Any] = []
+
+        def on_message(body: Any, message: Message) -> None:
+            got.append(body)
+            message.ack()
+
+        consumer = Consumer(conn, [Queue("revive_cut")], callbacks=[on_message])
+        consumer.consume()
+        real_declare = consumer.declare
+        cuts = [ConnectionError("connection lost while redeclaring")]
+
+        def declare() -> None:
+            if cuts:
+                raise cuts.pop()
+            real_declare()
+
+        consumer.declare = declare  # type: ignore[method-assign]
+        lost_once = Flaky(1)
+
+        def drain() -> None:
+            lost_once()
+            conn.drain_events(timeout=1)
+
+        Producer(conn).publish("after the cuts", routing_key="revive_cut")
+        conn.ensure(consumer, drain, max_retries=5, **NO_WAIT)()
+        assert got == ["after the cuts"]
+        assert consumer.consuming_from("revive_cut")
+
     def test_py_amqp_errors_belong_to_the_tree_as_in_kombu(self, conn: Connection) -> None:
         # Kombu's ChannelError/ConnectionError are py-amqp's classes; code written for it
         # raises py-amqp's and catches them with the connection's error tuples
