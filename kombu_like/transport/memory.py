@@ -105,8 +105,12 @@ class _MemQueue:
         return self.levels[max(0, min(int(priority or 0), self.max_priority))]
 
     def push(self, payload: dict[str, Any], priority: int, front: bool = False) -> None:
-        entry = (payload, self._expiry(payload))
-        level = self._level(priority)
+        # the common case (no TTL of either kind, no priorities) without the helpers
+        if self.ttl is None and "expiration" not in payload["properties"]:
+            entry: tuple[dict[str, Any], float | None] = (payload, None)
+        else:
+            entry = (payload, self._expiry(payload))
+        level = self.levels[0] if not self.max_priority else self._level(priority)
         if front:
             level.appendleft(entry)
         else:
@@ -217,11 +221,12 @@ class MemoryStore(QueueStore):
         return queue in self.broker.queues
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
-        cond = self.broker.cond
-        with cond:
-            self._queue(queue).push(payload, priority)
-            if self.broker.waiters:
-                cond.notify_all()
+        broker = self.broker
+        with broker.cond:
+            existing = broker.queues.get(queue)
+            (existing if existing is not None else self._queue(queue)).push(payload, priority)
+            if broker.waiters:
+                broker.cond.notify_all()
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         cond = self.broker.cond

@@ -279,8 +279,10 @@ class VirtualChannel:
 
     def _finish_envelope(self, message: dict[str, Any], exchange: str, routing_key: str) -> None:
         props = message["properties"]
-        message["body"] = encode_body(message["body"], self.body_encoding)
-        props["body_encoding"] = self.body_encoding or "binary"
+        body_encoding = self.body_encoding
+        if body_encoding is not None:
+            message["body"] = encode_body(message["body"], body_encoding)
+        props["body_encoding"] = body_encoding or "binary"
         props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
         props["delivery_tag"] = f"{self._tag_prefix}{next(self._publish_seq):x}"
 
@@ -440,23 +442,17 @@ class VirtualChannel:
     def _to_message(self, delivery: Delivery, tag: int | None, consumer_tag: str | None = None) -> BaseMessage:
         payload = delivery.payload
         props = payload["properties"]
-        info = dict(props.get("delivery_info") or {})
+        info = props.get("delivery_info")
+        info = {**info} if info else {}
         if consumer_tag is not None:
             info["consumer_tag"] = consumer_tag
         body = payload.get("body")
         if body and props.get("body_encoding") == "base64":
             body = decode_body(body, "base64")
+        get = payload.get
         return self.Message(
-            body=body,
-            delivery_tag=tag,
-            content_type=payload.get("content-type"),
-            content_encoding=payload.get("content-encoding"),
-            delivery_info=info,
-            properties=props,
-            headers=payload.get("headers"),
-            postencode="utf-8",
-            channel=self,
-            raw=payload,
+            body, tag, get("content-type"), get("content-encoding"), info, props, get("headers"),
+            "utf-8", None, self, raw=payload,
         )
 
     def deliver(self, delivery: Delivery, consumer_tag: str) -> None:

@@ -112,10 +112,10 @@ class VirtualConnection:
                 raise socket.timeout("timed out")
 
     def _dispatch(self, deliveries: list[Delivery], targets: dict[str, list[tuple[VirtualChannel, str]]]) -> None:
-        pending = list(deliveries)
+        done = 0
         try:
-            while pending:
-                delivery = pending.pop(0)
+            for delivery in deliveries:
+                done += 1
                 consumer = self._consumer_for(delivery.queue, targets)
                 if consumer is None:
                     # the consumer went away while we held the message: give it back untouched
@@ -126,8 +126,8 @@ class VirtualConnection:
                     self.store.ack([delivery])
                 channel.deliver(delivery, tag)
         except BaseException:
-            if pending:
-                self.store.requeue(pending, redelivered=False)
+            if done < len(deliveries):
+                self.store.requeue(deliveries[done:], redelivered=False)
             raise
 
     @staticmethod
