@@ -98,14 +98,17 @@ class Message:
 
         Does nothing for messages received with ``no_ack`` (the broker already forgot them).
         """
-        if self.channel is None:
+        channel = self.channel
+        if channel is None:
             raise self.MessageStateError("This message does not have a receiving channel")
-        if getattr(self.channel, "no_ack_consumers", None) is not None:
+        no_ack_consumers = getattr(channel, "no_ack_consumers", None)
+        if no_ack_consumers:
             consumer_tag = self.delivery_info.get("consumer_tag")
-            if consumer_tag and consumer_tag in self.channel.no_ack_consumers:
+            if consumer_tag and consumer_tag in no_ack_consumers:
                 return
-        self._require_unacked("ack")
-        self.channel.basic_ack(self.delivery_tag, multiple=multiple)
+        if self._state in ACK_STATES:
+            self._require_unacked("ack")  # raises, naming the state
+        channel.basic_ack(self.delivery_tag, multiple=multiple)
         self._state = "ACK"
 
     def ack_log_error(
