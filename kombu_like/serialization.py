@@ -345,8 +345,6 @@ class SerializerRegistry:
                 raise self._for_untrusted_content(ctype, "untrusted")
         elif ctype in self._disabled_content_types and not force:
             raise self._for_untrusted_content(ctype, "disabled")
-        encoding = (_text(content_encoding) if content_encoding else "utf-8").lower()
-
         if not data:
             return data
         decode = self._decoders.get(ctype)
@@ -362,6 +360,7 @@ class SerializerRegistry:
             except Exception as exc:
                 description = parenthesize_alias(self.type_to_name.get(ctype), ctype)
                 raise DecodeError(f"Cannot decode {description} content: {exc!r}") from exc
+        encoding = (_text(content_encoding) if content_encoding else "utf-8").lower()
         if encoding not in SKIP_DECODE and not isinstance(data, str):
             description = parenthesize_alias(self.type_to_name.get(ctype), ctype)
             with _wrap_errors(DecodeError, f"Cannot decode {description} content as {encoding}"):

@@ -123,7 +123,10 @@ def loads(
     object_hook: Callable[[dict[str, Any]], Any] = object_hook,
 ) -> Any:
     """Deserialize JSON from text, or from UTF-8 bytes, bytearray or memoryview."""
-    if isinstance(s, memoryview):
+    if type(s) is bytes:  # the common case first
+        if decode_bytes:
+            s = s.decode("utf-8")
+    elif isinstance(s, memoryview):
         s = s.tobytes().decode("utf-8")
     elif isinstance(s, bytearray):
         s = s.decode("utf-8")

@@ -458,9 +458,8 @@ class VirtualChannel:
     def deliver(self, delivery: Delivery, consumer_tag: str) -> None:
         """Hand one delivery to the consumer ``consumer_tag`` (called by drain_events)."""
         tag = next(self._tags)
-        no_ack = consumer_tag in self.no_ack_consumers
-        if not no_ack:
-            self.qos.append(tag, delivery)
+        if consumer_tag not in self.no_ack_consumers:
+            self.qos.delivered[tag] = delivery
         message = self._to_message(delivery, tag, consumer_tag)
         self.callbacks[consumer_tag](message)
 
