@@ -353,6 +353,35 @@ class TestConsumer:
         assert isinstance(exc, DecodeError)
         assert message.body == b"{bad"
 
+    def test_undecodable_base64_body_reaches_on_decode_error(self, conn: Connection) -> None:
+        # another program wrote an envelope whose body is not base64: the consumer is told,
+        # rejects it, and goes on with the next message
+        queue = Queue("c_bad_base64")
+        errors: list[tuple[Message, BaseException]] = []
+        got: list[Any] = []
+
+        def on_decode_error(message: Message, exc: BaseException) -> None:
+            errors.append((message, exc))
+            message.reject()
+
+        with Consumer(conn, [queue], callbacks=[lambda b, m: (got.append(b), m.ack())],
+                      on_decode_error=on_decode_error):
+            conn.default_channel.store.put(queue.name, {
+                "body": "%%% not base64 %%%", "content-type": "application/json",
+                "content-encoding": "utf-8", "headers": {},
+                "properties": {"body_encoding": "base64", "delivery_tag": "t-1", "priority": 0,
+                               "delivery_info": {"exchange": "", "routing_key": queue.name}},
+            })
+            Producer(conn).publish({"next": 1}, routing_key=queue.name)
+            while len(got) + len(errors) < 2:
+                conn.drain_events(timeout=5)
+        [(message, exc)] = errors
+        assert isinstance(exc, DecodeError)
+        assert "base64" in str(exc) and "c_bad_base64" in str(exc)
+        assert message.acknowledged
+        assert got == [{"next": 1}]
+        assert queue(conn.default_channel).get() is None  # rejected, not coming back
+
     def test_decode_error_without_handler_names_queue_and_content_type(self, conn: Connection) -> None:
         with Consumer(conn, [Queue("c_decraise")], callbacks=[lambda b, m: None]):
             Producer(conn).publish(b"{bad", routing_key="c_decraise", content_type="application/json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
-from ...exceptions import ChannelError, MessageReturned, NotFound, PreconditionFailed
+from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, PreconditionFailed
 from ...message import Message as BaseMessage
 from ..base import queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
@@ -447,13 +448,26 @@ class VirtualChannel:
         if consumer_tag is not None:
             info["consumer_tag"] = consumer_tag
         body = payload.get("body")
+        undecodable: BaseException | None = None
         if body and props.get("body_encoding") == "base64":
-            body = decode_body(body, "base64")
+            try:
+                body = decode_body(body, "base64")
+            except (binascii.Error, ValueError, TypeError) as exc:
+                # left as it is: the consumer's decode-error handling rejects it instead of
+                # drain_events failing (and the message coming back) again and again
+                undecodable = exc
         get = payload.get
-        return self.Message(
+        message = self.Message(
             body, tag, get("content-type"), get("content-encoding"), info, props, get("headers"),
             "utf-8", None, self, raw=payload,
         )
+        if undecodable is not None:
+            error = DecodeError(
+                f"Cannot decode the base64 body of a message from queue {delivery.queue!r}: {undecodable}"
+            )
+            error.__cause__ = undecodable
+            message.errors.insert(0, (DecodeError, error, None))
+        return message
 
     def deliver(self, delivery: Delivery, consumer_tag: str) -> None:
         """Hand one delivery to the consumer ``consumer_tag`` (called by drain_events)."""
