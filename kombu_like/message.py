@@ -106,8 +106,7 @@ class Message:
             consumer_tag = self.delivery_info.get("consumer_tag")
             if consumer_tag and consumer_tag in no_ack_consumers:
                 return
-        if self._state in ACK_STATES:
-            self._require_unacked("ack")  # raises, naming the state
+        self._require_unacked("ack")
         channel.basic_ack(self.delivery_tag, multiple=multiple)
         self._state = "ACK"
 

@@ -61,14 +61,12 @@ class _Batch:
             raise RuntimeError("Producer.batch() cannot be nested")
         local.current = self
         self.active = True
-        self.producer._batches += 1
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.producer._batch_local.current = None
-        self.producer._batches -= 1
         self.active = False
         if exc_type is None:
             self.flush()
@@ -116,8 +114,6 @@ class Producer:
         self.compression = compression or self.compression
         self.on_return = on_return or self.on_return
         self._batch_local = threading.local()
-        #: batches open in any thread (the thread-local is only looked at when there are)
-        self._batches = 0
         if auto_declare is not None:
             self.auto_declare = auto_declare
         if self._channel is not None:
@@ -256,7 +252,7 @@ class Producer:
         else:
             exchange_name = exchange
         if delivery_mode is None:
-            properties["delivery_mode"] = maybe_delivery_mode(self.exchange.delivery_mode)
+            properties["delivery_mode"] = self._delivery_mode
         else:
             properties["delivery_mode"] = maybe_delivery_mode(delivery_mode)
         if expiration is not None:
@@ -297,11 +293,11 @@ class Producer:
         retry: bool = False,
         retry_policy: Mapping[str, Any] | None = None,
     ) -> Any:
-        channel = self._channel if self._channel is not None and not self._lazy else self.channel
+        channel = self.channel
         for entity in declare:
             self.maybe_declare(entity)
         message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
-        batch: _Batch | None = getattr(self._batch_local, "current", None) if self._batches else None
+        batch: _Batch | None = getattr(self._batch_local, "current", None)
         if timeout is None and confirm_timeout is None and batch is None:
             return channel.basic_publish(message, exchange, routing_key, mandatory, immediate)
         kwargs: dict[str, Any] = {

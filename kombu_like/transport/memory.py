@@ -12,8 +12,8 @@ priorities first; ``x-message-ttl`` / ``message_ttl``, per-message ``expiration`
 ``x-max-length`` (drop oldest) are honoured.  Kombu's memory transport ignores per-message
 ``expiration``; a test suite written against that (one that publishes with a tiny
 expiration and still expects the message to arrive) sets ``Broker.honour_expiration =
-False`` (every broker) or passes ``Broker(honour_expiration=False)``.  Consumers blocked in ``drain_events`` wait on
-a condition variable, so a publish wakes them at once.
+False`` (every broker) or passes ``Broker(honour_expiration=False)``.  Consumers blocked
+in ``drain_events`` wait on a condition variable, so a publish wakes them at once.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ class _MemQueue:
 
     def _expiry(self, payload: dict[str, Any]) -> float | None:
         expiration = payload["properties"].get("expiration")
+        if expiration is None and self.ttl is None:
+            return None  # the common case
         limits = []
         if expiration is not None and self.broker.honour_expiration:
             try:
@@ -105,12 +107,8 @@ class _MemQueue:
         return self.levels[max(0, min(int(priority or 0), self.max_priority))]
 
     def push(self, payload: dict[str, Any], priority: int, front: bool = False) -> None:
-        # the common case (no TTL of either kind, no priorities) without the helpers
-        if self.ttl is None and "expiration" not in payload["properties"]:
-            entry: tuple[dict[str, Any], float | None] = (payload, None)
-        else:
-            entry = (payload, self._expiry(payload))
-        level = self.levels[0] if not self.max_priority else self._level(priority)
+        entry = (payload, self._expiry(payload))
+        level = self._level(priority)
         if front:
             level.appendleft(entry)
         else:
@@ -223,8 +221,7 @@ class MemoryStore(QueueStore):
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         broker = self.broker
         with broker.cond:
-            existing = broker.queues.get(queue)
-            (existing if existing is not None else self._queue(queue)).push(payload, priority)
+            self._queue(queue).push(payload, priority)
             if broker.waiters:
                 broker.cond.notify_all()
 

@@ -443,8 +443,7 @@ class VirtualChannel:
     def _to_message(self, delivery: Delivery, tag: int | None, consumer_tag: str | None = None) -> BaseMessage:
         payload = delivery.payload
         props = payload["properties"]
-        info = props.get("delivery_info")
-        info = {**info} if info else {}
+        info = dict(props.get("delivery_info") or {})
         if consumer_tag is not None:
             info["consumer_tag"] = consumer_tag
         body = payload.get("body")
@@ -456,10 +455,17 @@ class VirtualChannel:
                 # left as it is: the consumer's decode-error handling rejects it instead of
                 # drain_events failing (and the message coming back) again and again
                 undecodable = exc
-        get = payload.get
         message = self.Message(
-            body, tag, get("content-type"), get("content-encoding"), info, props, get("headers"),
-            "utf-8", None, self, raw=payload,
+            body=body,
+            delivery_tag=tag,
+            content_type=payload.get("content-type"),
+            content_encoding=payload.get("content-encoding"),
+            delivery_info=info,
+            properties=props,
+            headers=payload.get("headers"),
+            postencode="utf-8",
+            channel=self,
+            raw=payload,
         )
         if undecodable is not None:
             error = DecodeError(
@@ -473,7 +479,7 @@ class VirtualChannel:
         """Hand one delivery to the consumer ``consumer_tag`` (called by drain_events)."""
         tag = next(self._tags)
         if consumer_tag not in self.no_ack_consumers:
-            self.qos.delivered[tag] = delivery
+            self.qos.append(tag, delivery)
         message = self._to_message(delivery, tag, consumer_tag)
         self.callbacks[consumer_tag](message)
 
