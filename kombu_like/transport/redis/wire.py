@@ -220,12 +220,15 @@ class Wire:
         self.connect()
         try:
             self.sock.sendall(data)
-        except (socket.timeout, BlockingIOError) as exc:
-            self.disconnect()
-            raise rexc.TimeoutError(f"timed out writing to the Redis {self.name} connection") from exc
         except OSError as exc:
-            self.disconnect()
-            raise rexc.ConnectionError(f"error writing to the Redis {self.name} connection: {exc}") from exc
+            raise self._failed(exc, "writing to") from exc
+
+    def _failed(self, exc: OSError, doing: str) -> rexc.RedisError:
+        """Drop the connection after a socket error; the redis-py error that says so."""
+        self.disconnect()
+        if isinstance(exc, socket.timeout | BlockingIOError):
+            return rexc.TimeoutError(f"timed out {doing} the Redis {self.name} connection")
+        return rexc.ConnectionError(f"error {doing} the Redis {self.name} connection: {exc}")
 
     def send_deferred(self, commands: Sequence[Sequence[Any]], on_lost: Callable[[], None]) -> None:
         """Write ``commands`` now and read their replies later.
@@ -295,12 +298,8 @@ class Wire:
             self.read_deferred()
         try:
             return self._read_integers(count)
-        except (socket.timeout, BlockingIOError) as exc:
-            self.disconnect()
-            raise rexc.TimeoutError(f"timed out reading from the Redis {self.name} connection") from exc
         except OSError as exc:
-            self.disconnect()
-            raise rexc.ConnectionError(f"error reading from the Redis {self.name} connection: {exc}") from exc
+            raise self._failed(exc, "reading from") from exc
         except rexc.RedisError:
             self.disconnect()
             raise
@@ -354,12 +353,8 @@ class Wire:
             self._set_read_timeout(timeout)
         try:
             return self._reply()
-        except (socket.timeout, BlockingIOError) as exc:
-            self.disconnect()
-            raise rexc.TimeoutError(f"timed out reading from the Redis {self.name} connection") from exc
         except OSError as exc:
-            self.disconnect()
-            raise rexc.ConnectionError(f"error reading from the Redis {self.name} connection: {exc}") from exc
+            raise self._failed(exc, "reading from") from exc
         except rexc.RedisError:
             self.disconnect()
             raise
