@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import count
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 from .exceptions import (
@@ -54,6 +54,37 @@ failover_strategies: dict[str, Callable[[Sequence[str]], Iterator[str]]] = {
     "shuffle": _shuffle,
 }
 
+
+
+_Errors = tuple[type[BaseException], ...]
+
+
+class _TransportErrors:
+    """A connection's error tuple: its transport's, unless a tuple was assigned to it.
+
+    As in Kombu, a program (or a test simulating a broker failure) may assign its own
+    tuple to one connection.
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.key = f"_{name}_override"
+
+    @overload
+    def __get__(self, conn: None, owner: type | None = None) -> _TransportErrors: ...
+    @overload
+    def __get__(self, conn: Connection, owner: type | None = None) -> _Errors: ...
+    def __get__(self, conn: Connection | None, owner: type | None = None) -> _TransportErrors | _Errors:
+        if conn is None:
+            return self
+        override = conn.__dict__.get(self.key)
+        return override if override is not None else getattr(conn.transport, self.name)  # type: ignore[no-any-return]
+
+    def __set__(self, conn: Connection, value: _Errors) -> None:
+        conn.__dict__[self.key] = tuple(value)
 
 class Connection:
     """A connection to a broker.
@@ -549,47 +580,10 @@ class Connection:
         return self.ensure(revive, revive, **ensure_options)
 
     # -- errors ----------------------------------------------------------------------
-    # The transport decides these; as in Kombu, a program (or a test simulating a broker
-    # failure) may assign its own tuple to one connection.
-    def _errors(self, name: str) -> tuple[type[BaseException], ...]:
-        override = self.__dict__.get(f"_{name}_override")
-        return override if override is not None else getattr(self.transport, name)  # type: ignore[no-any-return]
-
-    @property
-    def connection_errors(self) -> tuple[type[BaseException], ...]:
-        """Errors meaning the connection was lost."""
-        return self._errors("connection_errors")
-
-    @connection_errors.setter
-    def connection_errors(self, value: tuple[type[BaseException], ...]) -> None:
-        self.__dict__["_connection_errors_override"] = tuple(value)
-
-    @property
-    def channel_errors(self) -> tuple[type[BaseException], ...]:
-        """Errors meaning the channel was lost."""
-        return self._errors("channel_errors")
-
-    @channel_errors.setter
-    def channel_errors(self, value: tuple[type[BaseException], ...]) -> None:
-        self.__dict__["_channel_errors_override"] = tuple(value)
-
-    @property
-    def recoverable_connection_errors(self) -> tuple[type[BaseException], ...]:
-        """Errors after which reconnecting and retrying may succeed."""
-        return self._errors("recoverable_connection_errors")
-
-    @recoverable_connection_errors.setter
-    def recoverable_connection_errors(self, value: tuple[type[BaseException], ...]) -> None:
-        self.__dict__["_recoverable_connection_errors_override"] = tuple(value)
-
-    @property
-    def recoverable_channel_errors(self) -> tuple[type[BaseException], ...]:
-        """Errors after which a new channel may succeed."""
-        return self._errors("recoverable_channel_errors")
-
-    @recoverable_channel_errors.setter
-    def recoverable_channel_errors(self, value: tuple[type[BaseException], ...]) -> None:
-        self.__dict__["_recoverable_channel_errors_override"] = tuple(value)
+    connection_errors = _TransportErrors("Errors meaning the connection was lost.")
+    channel_errors = _TransportErrors("Errors meaning the channel was lost.")
+    recoverable_connection_errors = _TransportErrors("Errors after which reconnecting and retrying may succeed.")
+    recoverable_channel_errors = _TransportErrors("Errors after which a new channel may succeed.")
 
     @contextmanager
     def _reraise_as_library_errors(self) -> Iterator[None]:
