@@ -70,6 +70,19 @@ def _module_available(name: str) -> bool:
         return False
 
 
+
+def drain_until(conn: Connection, done: Callable[[], bool], timeout: float) -> None:
+    """Call ``conn.drain_events`` until ``done()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"condition not met within {timeout}s of drain_events")
+        try:
+            conn.drain_events(timeout=remaining)
+        except socket.timeout:
+            continue
+
 class ConformanceBase:
     """Connections, unique names, clean-up and waiting helpers shared by the topic classes.
 
@@ -198,16 +211,7 @@ class ConformanceBase:
     # -- consuming -------------------------------------------------------------------
     def drain_until(self, conn: Connection, done: Callable[[], bool], timeout: float | None = None) -> None:
         """Call ``conn.drain_events`` until ``done()`` is true; fail after ``timeout`` seconds."""
-        timeout = self.wait if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        while not done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"condition not met within {timeout}s of drain_events")
-            try:
-                conn.drain_events(timeout=remaining)
-            except socket.timeout:
-                continue
+        drain_until(conn, done, self.wait if timeout is None else timeout)
 
     def drain_quietly(self, conn: Connection, seconds: float | None = None) -> None:
         """Deliver whatever arrives within ``seconds`` (nothing need arrive)."""

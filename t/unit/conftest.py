@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from kombu_like import Connection, Consumer, Message
+from kombu_like.testing import conformance
 from kombu_like.transport.memory import Broker
 
 
@@ -45,15 +44,7 @@ def conn(connect: Callable[..., Connection]) -> Connection:
 
 def drain_until(conn: Connection, done: Callable[[], bool], timeout: float = 5.0) -> None:
     """Drain events until ``done()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"condition not met within {timeout}s of drain_events")
-        try:
-            conn.drain_events(timeout=remaining)
-        except socket.timeout:
-            continue
+    conformance.drain_until(conn, done, timeout)
 
 
 @pytest.fixture
