@@ -133,13 +133,13 @@ def maybe_declare(entity: Any, channel: Any = None, retry: bool = False, **retry
         if not entity.is_bound:
             raise ChannelError(f"maybe_declare: {entity!r} is not bound; pass a channel")
         channel = entity.channel
-    elif not entity.is_bound or entity.channel is not channel:
-        entity = entity.bind(channel)
     declared = _declared_cache(channel)
     cacheable = bool(getattr(entity, "can_cache_declaration", False))
     ident = hash(entity)
     if cacheable and declared is not None and ident in declared:
         return False
+    if not entity.is_bound or entity.channel is not channel:
+        entity = entity.bind(channel)
     if retry:
         connection = channel.connection.client
         connection.ensure(entity, entity.declare, **retry_policy)()

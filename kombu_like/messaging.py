@@ -8,6 +8,7 @@ from itertools import count
 from types import TracebackType
 from typing import Any
 
+from .common import maybe_declare as _maybe_declare
 from .compression import compress
 from .connection import Connection, is_connection, maybe_channel
 from .entity import Exchange, Queue, maybe_delivery_mode
@@ -176,9 +177,7 @@ class Producer:
     def maybe_declare(self, entity: Any, retry: bool = False, **retry_policy: Any) -> bool:
         """Declare ``entity`` unless this connection declared it already."""
         if entity:
-            from .common import maybe_declare
-
-            return maybe_declare(entity, self.channel, retry, **retry_policy)
+            return _maybe_declare(entity, self.channel, retry, **retry_policy)
         return False
 
     # -- publishing -------------------------------------------------------------------
