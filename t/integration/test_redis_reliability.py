@@ -493,3 +493,47 @@ def test_undecodable_fanout_message_is_kept_aside(
     assert received == [{"ok": True}]
     assert client.lrange(f"_kombu_like.deadletter.{unique_name}.q", 0, -1) == [b"not json"]
     assert any(unique_name in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("spin", ["0", "0.0005"])
+def test_publish_and_consume_with_reply_polling_on_and_off(redis_url: str, unique_name: str, spin: str) -> None:
+    # the option also arrives as a string from a URL query
+    with Connection(f"{redis_url}?reply_spin={spin}") as conn:
+        queue = Queue(unique_name, routing_key=unique_name)
+        producer = conn.Producer()
+        for n in range(50):
+            producer.publish({"n": n}, routing_key=unique_name, declare=[queue])
+        got: list[int] = []
+        with conn.Consumer(queue, callbacks=[lambda body, message: (got.append(body["n"]), message.ack())]):
+            while len(got) < 50:
+                conn.drain_events(timeout=10)
+        assert got == list(range(50))
+        queue(conn.default_channel).delete()
+
+
+def test_negative_reply_spin_is_refused_by_name(redis_url: str) -> None:
+    conn = Connection(redis_url, transport_options={"reply_spin": -1})
+    with pytest.raises(ValueError, match="reply_spin"):
+        conn.connect()
+    conn.release()
+
+
+def test_reply_polling_stops_when_the_server_is_slow(
+    redis_url: str, unique_name: str, client: redis.Redis
+) -> None:
+    # every publish waits ~40 ms for Redis (writes paused); polling up to 20 ms for each
+    # reply would burn 20 ms of CPU per publish, but after a few misses it stops
+    publishes, spin = 20, 0.02
+    with Connection(redis_url, transport_options={"reply_spin": spin}) as conn:
+        producer = conn.Producer()
+        queue = Queue(unique_name, routing_key=unique_name)
+        producer.publish({"n": -1}, routing_key=unique_name, declare=[queue])
+        cpu = 0.0
+        for n in range(publishes):
+            client.execute_command("CLIENT", "PAUSE", 40, "WRITE")
+            started = time.thread_time()
+            producer.publish({"n": n}, routing_key=unique_name)
+            cpu += time.thread_time() - started
+        assert client.llen(unique_name) == publishes + 1
+    # polling every reply would have cost publishes * spin = 0.4 s
+    assert cpu < publishes * spin / 2, f"{cpu:.3f} s of CPU for {publishes} publishes"

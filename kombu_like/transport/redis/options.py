@@ -55,6 +55,9 @@ class RedisOptions:
     #: seconds of idleness after which a connection is checked with PING before use,
     #: and the grace a blocking pop's reply may be late before its connection is dropped
     health_check_interval: float = 25.0
+    #: seconds to poll for a command's reply before sleeping on the socket (0: never
+    #: poll); polling pauses by itself when replies keep taking longer
+    reply_spin: float = 0.0001
     client_name: str | None = None
     #: keep bindings and exchange declarations in memory, kept fresh by Redis's
     #: client-side caching invalidations (CLIENT TRACKING)
@@ -97,6 +100,9 @@ class RedisOptions:
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fanout_mode must be one of {', '.join(FANOUT_MODES)}, got {self.fanout_mode!r}")
         self.health_check_interval = float(self.health_check_interval or 0)
+        self.reply_spin = float(self.reply_spin or 0)
+        if self.reply_spin < 0:
+            raise ValueError(f"reply_spin must not be negative, got {self.reply_spin!r}")
         for name in ("socket_timeout", "socket_connect_timeout"):
             value = getattr(self, name)
             if value is not None:

@@ -127,7 +127,14 @@ class RedisStore(QueueStore):
         )
         self.lock = threading.RLock()
         timeout = options.socket_timeout
-        self.cmd = Wire(connection_factory, "command", timeout, options.health_check_interval, self._on_cmd_connect)
+        self.cmd = Wire(
+            connection_factory,
+            "command",
+            timeout,
+            options.health_check_interval,
+            self._on_cmd_connect,
+            reply_spin=options.reply_spin,
+        )
         #: queue -> x-expires (ms) of queues declared through this store
         self.expires: dict[str, int] = {}
         self.table = RedisBindingTable(self)
