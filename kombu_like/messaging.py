@@ -27,34 +27,46 @@ class _Batch:
     def __init__(self, producer: Producer, max_size: int | None) -> None:
         self.producer = producer
         self.max_size = max_size
-        self.items: list[tuple[Any, dict[str, Any]]] = []
+        #: (message, exchange, routing_key, mandatory): what ``publish_batch`` takes
+        self.items: list[tuple[Any, str, str, bool]] = []
+        #: basic_publish options the batch call has no place for, by item index
+        self.options: dict[int, dict[str, Any]] = {}
         self.active = False
 
-    def add(self, message: Any, publish_kwargs: dict[str, Any]) -> None:
-        self.items.append((message, publish_kwargs))
+    def add(
+        self,
+        message: Any,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool = False,
+        immediate: bool = False,
+        timeout: float | None = None,
+        confirm_timeout: float | None = None,
+    ) -> None:
+        if immediate or timeout is not None or confirm_timeout is not None:
+            options = {"immediate": immediate or None, "timeout": timeout, "confirm_timeout": confirm_timeout}
+            self.options[len(self.items)] = {k: v for k, v in options.items() if v is not None}
+        self.items.append((message, exchange or "", routing_key or "", mandatory))
         if self.max_size and len(self.items) >= self.max_size:
             self.flush()
 
     def flush(self) -> None:
         """Send what was collected so far (one round trip where the transport can)."""
         items, self.items = self.items, []
+        options, self.options = self.options, {}
         if not items:
             return
         channel = self.producer.channel
         publish_batch = getattr(channel, "publish_batch", None)
         if publish_batch is not None:
-            publish_batch(
-                [
-                    (message, kw.get("exchange") or "", kw.get("routing_key") or "", kw.get("mandatory", False))
-                    for message, kw in items
-                ]
-            )
+            publish_batch(items)
             return
-        for message, kw in items:
-            channel.basic_publish(message, **kw)
+        for index, (message, exchange, routing_key, mandatory) in enumerate(items):
+            channel.basic_publish(message, exchange, routing_key, mandatory, **options.get(index, {}))
 
     def discard(self) -> None:
         self.items.clear()
+        self.options.clear()
 
     def __enter__(self) -> _Batch:
         local = self.producer._batch_local
@@ -297,7 +309,10 @@ class Producer:
             self.maybe_declare(entity)
         message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
         batch: _Batch | None = getattr(self._batch_local, "current", None)
-        if timeout is None and confirm_timeout is None and batch is None:
+        if batch is not None:
+            batch.add(message, exchange, routing_key, mandatory, immediate, timeout, confirm_timeout)
+            return None
+        if timeout is None and confirm_timeout is None:
             return channel.basic_publish(message, exchange, routing_key, mandatory, immediate)
         kwargs: dict[str, Any] = {
             "exchange": exchange,
@@ -309,9 +324,6 @@ class Producer:
             kwargs["timeout"] = timeout
         if confirm_timeout is not None:
             kwargs["confirm_timeout"] = confirm_timeout
-        if batch is not None:
-            batch.add(message, kwargs)
-            return None
         return channel.basic_publish(message, **kwargs)
 
     def batch(self, max_size: int | None = None) -> _Batch:

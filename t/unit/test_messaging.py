@@ -16,6 +16,7 @@ from kombu_like.exceptions import (
     NotFound,
     SerializerNotInstalled,
 )
+from kombu_like.transport import memory
 
 Collect = Callable[..., list[Message]]
 
@@ -301,6 +302,31 @@ class TestBatch:
             producer.publish("everyone")
         assert [m.payload for m in collect(conn, first)] == ["everyone"]
         assert [m.payload for m in collect(conn, second)] == ["everyone"]
+
+
+    def test_batch_on_a_transport_without_batch_publishing(self, collect: Collect) -> None:
+        # a third-party transport whose channels have no publish_batch: the batch is
+        # published message by message when it ends, options and all
+        class OneByOneChannel(memory.Channel):
+            publish_batch = None
+            published: list[dict[str, Any]] = []
+
+            def basic_publish(self, message: Any, *args: Any, **kwargs: Any) -> None:
+                self.published.append(kwargs)
+                super().basic_publish(message, *args, **kwargs)
+
+        class OneByOne(memory.Transport):
+            Channel = OneByOneChannel
+
+        with Connection("memory://one-by-one", transport=OneByOne) as conn:
+            queue = declared(conn, Queue("one_by_one"))
+            producer = Producer(conn, routing_key="one_by_one")
+            with producer.batch():
+                producer.publish("first")
+                producer.publish("second", timeout=5)
+                assert OneByOneChannel.published == []
+            assert OneByOneChannel.published == [{}, {"timeout": 5}]
+            assert [m.payload for m in collect(conn, queue, count=2)] == ["first", "second"]
 
 
 class TestConsumer:
