@@ -190,6 +190,22 @@ def test_encode_error_keeps_cause() -> None:
     assert isinstance(excinfo.value.__cause__, TypeError)
 
 
+def test_circular_value_is_named_as_such() -> None:
+    looped: list[Any] = [1]
+    looped.append({"again": looped})
+    with pytest.raises(EncodeError, match="Circular reference"):
+        dumps(looped, serializer="json")
+    # the failed encoding leaves nothing behind that would spoil the next one
+    assert dumps([looped[0], {"again": [1]}], serializer="json")[2] == '[1, {"again": [1]}]'
+
+
+def test_deep_but_finite_nesting_is_encoded() -> None:
+    value: Any = []
+    for _ in range(200):
+        value = [value]
+    assert dumps(value, serializer="json")[2] == "[" * 201 + "]" * 201
+
+
 def test_dumps_same_as_kombu() -> None:
     for name in ("json", "yaml", "msgpack", "pickle"):
         assert dumps(SAMPLE, serializer=name) == kombu.serialization.dumps(SAMPLE, serializer=name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from redis import exceptions as rexc
@@ -22,26 +22,8 @@ def loads_plain(data: Any) -> Any:
     return kjson.loads(data, object_hook=lambda obj: obj)
 
 
-def _make_dumps() -> Callable[[Any], str]:
-    # the C encoder built once (json.dumps builds one per call) with the library's type
-    # hooks: the same output as kombu_like.utils.json.dumps, a third faster per envelope
-    try:
-        from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - interpreters without the C accelerator
-        return kjson.dumps
-    if c_make_encoder is None:  # pragma: no cover
-        return kjson.dumps
-    encode = c_make_encoder(
-        None, kjson.JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
-    )
-
-    def dumps(value: Any) -> str:
-        return "".join(encode(value, 0))
-
-    return dumps
-
-
-dumps = _make_dumps()
+#: JSON with the library's type hooks, the same as the message bodies use
+dumps = kjson.dumps
 
 
 def text(value: Any) -> str:
