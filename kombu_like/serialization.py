@@ -478,10 +478,10 @@ def msgpack_loads(s: bytes | bytearray | memoryview) -> Any:
 
 def register_json() -> None:
     """Register the ``json`` serializer in the global registry."""
-    # the shared encoder instance skips json.dumps' per-call set-up; its default() still
-    # sees types registered later with kombu_like.utils.json.register_type
+    # kombu_like.utils.json.dumps skips json.dumps' per-call set-up; it still writes types
+    # registered later with kombu_like.utils.json.register_type
     registry.register(
-        "json", _json._DEFAULT_ENCODER.encode, _json.loads, content_type="application/json", content_encoding="utf-8"
+        "json", _json.dumps, _json.loads, content_type="application/json", content_encoding="utf-8"
     )
 
 
