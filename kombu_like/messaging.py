@@ -144,10 +144,6 @@ class Producer:
             self._lazy = False
             self._bind_channel(channel)
 
-    @property
-    def _delivery_mode(self) -> int:
-        return maybe_delivery_mode(self.exchange.delivery_mode)
-
     def _bind_channel(self, channel: Any) -> None:
         self.exchange = self.exchange(channel)
         # an exchange bound before keeps its old channel (e.g. one lost with its connection)
@@ -254,18 +250,15 @@ class Producer:
         if compression is None:
             compression = self.compression
         declare = list(declare) if declare else ()
-        if exchange is None:
-            exchange_name = self.exchange.name
-        elif isinstance(exchange, Exchange):
+        if isinstance(exchange, Exchange):
+            # as Kombu: the messages take the delivery mode of the exchange they go to
             exchange_name = exchange.name
             if exchange_name:
                 declare = [*declare, exchange]
+            properties["delivery_mode"] = maybe_delivery_mode(delivery_mode or exchange.delivery_mode)
         else:
-            exchange_name = exchange
-        if delivery_mode is None:
-            properties["delivery_mode"] = self._delivery_mode
-        else:
-            properties["delivery_mode"] = maybe_delivery_mode(delivery_mode)
+            exchange_name = self.exchange.name if exchange is None else exchange
+            properties["delivery_mode"] = maybe_delivery_mode(delivery_mode or self.exchange.delivery_mode)
         if expiration is not None:
             properties["expiration"] = str(int(expiration * 1000))
         if "reply_to" in properties and isinstance(properties["reply_to"], Queue):

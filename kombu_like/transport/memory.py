@@ -87,10 +87,9 @@ class _MemQueue:
         ]
         self.size = 0
 
-    def _expiry(self, payload: dict[str, Any]) -> float | None:
-        expiration = payload["properties"].get("expiration")
-        if expiration is None and self.ttl is None:
-            return None  # the common case
+    def _expiry(self, properties: dict[str, Any]) -> float | None:
+        """When a message with ``properties`` expires here (None: never)."""
+        expiration = properties.get("expiration")
         limits = []
         if expiration is not None and self.broker.honour_expiration:
             try:
@@ -101,14 +100,15 @@ class _MemQueue:
             limits.append(self.ttl)
         return time.monotonic() + min(limits) if limits else None
 
-    def _level(self, priority: int) -> deque[tuple[dict[str, Any], float | None]]:
-        if not self.max_priority:
-            return self.levels[0]
-        return self.levels[max(0, min(int(priority or 0), self.max_priority))]
-
     def push(self, payload: dict[str, Any], priority: int, front: bool = False) -> None:
-        entry = (payload, self._expiry(payload))
-        level = self._level(priority)
+        properties = payload["properties"]
+        # most queues have no TTL and most messages no expiration: skip the clock then
+        expires = self._expiry(properties) if self.ttl is not None or "expiration" in properties else None
+        entry = (payload, expires)
+        if self.max_priority:
+            level = self.levels[max(0, min(int(priority or 0), self.max_priority))]
+        else:
+            level = self.levels[0]
         if front:
             level.appendleft(entry)
         else:
@@ -161,7 +161,9 @@ class Broker:
             self.honour_expiration = honour_expiration
         # re-entrant: a finalizer (``__del__`` run by the garbage collector while this
         # thread holds the lock) may close a connection and delete a queue
-        self.cond = threading.Condition(threading.RLock())
+        self.lock = threading.RLock()
+        #: notified when messages arrive (``waiters`` counts who waits on it)
+        self.cond = threading.Condition(self.lock)
         self.queues: dict[str, _MemQueue] = {}
         self.waiters = 0
         from .virtual import BindingTable
@@ -220,7 +222,7 @@ class MemoryStore(QueueStore):
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         broker = self.broker
-        with broker.cond:
+        with broker.lock:
             self._queue(queue).push(payload, priority)
             if broker.waiters:
                 broker.cond.notify_all()

@@ -121,6 +121,15 @@ class TestPublish:
         [message] = collect(conn, queue)
         assert message.properties["delivery_mode"] == 1
 
+    def test_delivery_mode_from_the_exchange_passed_to_publish(self, conn: Connection, collect: Collect) -> None:
+        # as in Kombu: an Exchange given to publish() sets the mode, not the producer's
+        exchange = Exchange("dmx_passed", delivery_mode="transient")
+        queue = declared(conn, Queue("dmx_passed_q", exchange, "k"))
+        Producer(conn).publish("x", exchange=exchange, routing_key="k")
+        Producer(conn).publish("y", exchange=exchange, routing_key="k", delivery_mode="persistent")
+        modes = {m.payload: m.properties["delivery_mode"] for m in collect(conn, queue, 2)}
+        assert modes == {"x": 1, "y": 2}
+
     def test_priority(self, conn: Connection, collect: Collect) -> None:
         queue = declared(conn, Queue("prio_q"))
         Producer(conn).publish("p", routing_key="prio_q", priority=7)
