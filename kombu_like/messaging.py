@@ -21,6 +21,12 @@ __all__ = ["Consumer", "Producer"]
 _consumer_tags = count(1)
 
 
+class _BatchLocal(threading.local):
+    """The batch open in this thread, if any (a class default: reading it never raises)."""
+
+    current: _Batch | None = None
+
+
 class _Batch:
     """Messages collected by :meth:`Producer.batch`, sent on flush."""
 
@@ -70,7 +76,7 @@ class _Batch:
 
     def __enter__(self) -> _Batch:
         local = self.producer._batch_local
-        if getattr(local, "current", None) is not None:
+        if local.current is not None:
             raise RuntimeError("Producer.batch() cannot be nested")
         local.current = self
         self.active = True
@@ -126,7 +132,7 @@ class Producer:
         self.serializer = serializer or self.serializer
         self.compression = compression or self.compression
         self.on_return = on_return or self.on_return
-        self._batch_local = threading.local()
+        self._batch_local = _BatchLocal()
         if auto_declare is not None:
             self.auto_declare = auto_declare
         if self._channel is not None:
@@ -301,7 +307,7 @@ class Producer:
         for entity in declare:
             self.maybe_declare(entity)
         message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
-        batch: _Batch | None = getattr(self._batch_local, "current", None)
+        batch = self._batch_local.current
         if batch is not None:
             batch.add(message, exchange, routing_key, mandatory, immediate, timeout, confirm_timeout)
             return None

@@ -471,3 +471,20 @@ class TestQueueLifecycle:
         conn.release()
         with pytest.raises(ConnectionError):
             raw.channel()
+
+
+def test_message_to_python_as_in_kombu() -> None:
+    with Connection("memory://", transport_options={"broker": Broker()}) as conn:
+        channel = conn.default_channel
+        queue = Queue("m2p", routing_key="m2p")(channel)
+        queue.declare()
+        Producer(conn).publish({"n": 1}, routing_key="m2p", headers={"h": "v"})
+        received = queue.get(no_ack=True)
+        assert received is not None
+        # a message is returned as it is; an envelope becomes a message
+        assert channel.message_to_python(received) is received
+        converted = channel.message_to_python(received._raw)
+        assert isinstance(converted, Message)
+        assert (converted.payload, converted.headers, converted.content_type) == (
+            {"n": 1}, {"h": "v"}, "application/json"
+        )

@@ -475,6 +475,16 @@ class VirtualChannel:
             message.errors.insert(0, (DecodeError, error, None))
         return message
 
+    def message_to_python(self, raw: Any) -> BaseMessage:
+        """A :class:`~kombu_like.message.Message` for ``raw`` (Kombu's channel API).
+
+        Consumers receive messages already converted, which are returned as they are; an
+        envelope (a dict as the store keeps it) is converted, with no delivery tag.
+        """
+        if isinstance(raw, BaseMessage):
+            return raw
+        return self._to_message(Delivery("", raw), None)
+
     def deliver(self, delivery: Delivery, consumer_tag: str) -> None:
         """Hand one delivery to the consumer ``consumer_tag`` (called by drain_events)."""
         tag = next(self._tags)
@@ -533,9 +543,6 @@ class VirtualChannel:
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> None:
         self.qos.prefetch_count = prefetch_count or 0
         self.connection.capacity_changed()
-
-    def message_to_python(self, raw: Any) -> Any:
-        return raw
 
     def flow(self, active: bool = True) -> None:
         """Flow control is not emulated; accepted for API compatibility."""
