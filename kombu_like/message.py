@@ -59,6 +59,7 @@ class Message:
         postencode: str | None = None,
         accept: Iterable[str] | None = None,
         channel: Any = None,
+        raw: Any = None,
         **kwargs: Any,
     ) -> None:
         self.errors: list[tuple[type[BaseException], BaseException, Any]] = []
@@ -72,7 +73,7 @@ class Message:
         self.accept = accept
         self._decoded_cache: Any = None
         self._state = "RECEIVED"
-        self._raw = kwargs.get("raw") if kwargs else None
+        self._raw = raw
         compression = self.headers.get("compression")
         if compression and body is not None:
             try:
