@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -537,3 +538,19 @@ def test_reply_polling_stops_when_the_server_is_slow(
         assert client.llen(unique_name) == publishes + 1
     # polling every reply would have cost publishes * spin = 0.4 s
     assert cpu < publishes * spin / 2, f"{cpu:.3f} s of CPU for {publishes} publishes"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_no_reply_polling_on_a_single_cpu() -> None:
+    # polling would hold the one CPU Redis needs to answer
+    code = (
+        "import os\n"
+        "from kombu_like.transport.redis.options import RedisOptions\n"
+        "print(RedisOptions.from_transport_options({}).reply_spin)\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "print(RedisOptions.from_transport_options({}).reply_spin)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    many, one = result.stdout.split()
+    assert float(one) == 0.0
+    assert float(many) == (0.0001 if len(os.sched_getaffinity(0)) > 1 else 0.0)

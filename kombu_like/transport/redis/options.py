@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -12,6 +13,13 @@ __all__ = ["RedisOptions"]
 
 PRIORITY_ORDERS = ("kombu", "amqp")
 FANOUT_MODES = ("pubsub", "durable")
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -56,8 +64,9 @@ class RedisOptions:
     #: and the grace a blocking pop's reply may be late before its connection is dropped
     health_check_interval: float = 25.0
     #: seconds to poll for a command's reply before sleeping on the socket (0: never
-    #: poll); polling pauses by itself when replies keep taking longer
-    reply_spin: float = 0.0001
+    #: poll); polling pauses by itself when replies keep taking longer.  Off on a
+    #: single CPU, where the poll would hold the CPU the reply needs.
+    reply_spin: float = field(default_factory=lambda: 0.0001 if _usable_cpus() > 1 else 0.0)
     client_name: str | None = None
     #: keep bindings and exchange declarations in memory, kept fresh by Redis's
     #: client-side caching invalidations (CLIENT TRACKING)
