@@ -18,13 +18,15 @@ __all__ = ["FaultProxy"]
 
 
 class _Pipe:
-    __slots__ = ("client", "upstream", "pending")
+    __slots__ = ("client", "upstream", "pending", "ended")
 
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client = client
         self.upstream = upstream
         # bytes waiting to be written, per destination socket
         self.pending: dict[socket.socket, bytearray] = {client: bytearray(), upstream: bytearray()}
+        # one side closed while the proxy was stalled (the other side has not been told)
+        self.ended = False
 
 
 class FaultProxy:
@@ -81,10 +83,17 @@ class FaultProxy:
         self._submit(do)
 
     def stall(self, on: bool = True) -> None:
-        """Stop (or resume) forwarding bytes; connections stay open."""
+        """Stop (or resume) forwarding bytes; connections stay open.
+
+        While stalled, not even a close gets through: a side that closes its end is told
+        nothing until the stall ends, when the pipe is closed.
+        """
 
         def do() -> None:
             self.stalled = on
+            if not on:
+                for pipe in [p for p in self._pipes if p.ended]:
+                    self._close_pipe(pipe)
 
         self._submit(do)
 
@@ -95,6 +104,32 @@ class FaultProxy:
             self.refusing = on
 
         self._submit(do)
+
+    def held_for_clients(self) -> int:
+        """Bytes from the broker held back (while stalled) for the clients."""
+        held: list[int] = []
+        self._submit(lambda: held.append(sum(len(p.pending[p.client]) for p in self._pipes)))
+        return held[0]
+
+    def let_through(self, size: int) -> int:
+        """While stalled, forward at most ``size`` held bytes to each client; returns how
+        many went (what a client's socket took at once)."""
+        sent: list[int] = []
+
+        def do() -> None:
+            total = 0
+            for pipe in list(self._pipes):
+                buf = pipe.pending[pipe.client]
+                try:
+                    count = pipe.client.send(bytes(buf[:size]))
+                except (BlockingIOError, OSError):
+                    count = 0
+                del buf[:count]
+                total += count
+            sent.append(total)
+
+        self._submit(do)
+        return sent[0]
 
     @property
     def open_connections(self) -> int:
@@ -197,6 +232,11 @@ class FaultProxy:
         except OSError:
             data = b""
         if not data:
+            if self.stalled:
+                # a black hole: the other side must not learn of the close either
+                self._selector.unregister(sock)
+                pipe.ended = True
+                return
             self._close_pipe(pipe)
             return
         dest = pipe.upstream if sock is pipe.client else pipe.client

@@ -1147,18 +1147,29 @@ def test_broker_closing_the_connection_is_recoverable(amqp_url: str, unique_name
         assert sorted(m.payload for m in collect(conn, queue, 2)) == ["after", "before"]
 
 
-def test_delivery_interrupted_by_a_timeout_is_finished_by_the_next_call(conn: Connection, ents: Entities) -> None:
+def test_delivery_interrupted_by_a_timeout_is_finished_by_the_next_call(amqp_url: str, ents: Entities) -> None:
     queue = ents.queue("partial")
-    body = os.urandom(16 * 1024 * 1024)  # many frames: a 1 ms drain ends half-way through them
-    conn.Producer().publish(body, routing_key=queue.name, declare=[queue], content_type="application/octet-stream",
-                            content_encoding="binary")
-    got: list[bytes] = []
-    with Consumer(conn, [queue], on_message=lambda message: (got.append(message.body), message.ack())):
-        deadline = time.monotonic() + 20
-        while not got and time.monotonic() < deadline:
-            try:
-                conn.drain_events(timeout=0.001)
-            except socket.timeout:
-                # a synchronous call in between reads the rest of the delivery itself
-                queue(conn.default_channel).queue_declare(passive=True)
-    assert got == [body]
+    body = os.urandom(16 * 1024 * 1024)  # many frames
+    with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy, Connection(proxy.url_for(amqp_url)) as conn:
+        conn.Producer().publish(body, routing_key=queue.name, declare=[queue],
+                                content_type="application/octet-stream", content_encoding="binary")
+        got: list[bytes] = []
+        with Consumer(conn, [queue], on_message=lambda message: (got.append(message.body), message.ack())):
+            proxy.stall(True)  # the delivery has started; most of it stays in the proxy
+            deadline = time.monotonic() + 20
+            while proxy.held_for_clients() < 4 * 1024 * 1024:
+                assert time.monotonic() < deadline, "the broker did not start the delivery"
+                time.sleep(0.01)
+            # what got through, then pieces that end inside frames: each drain times out
+            # half-way through the message
+            with pytest.raises(socket.timeout):
+                conn.drain_events(timeout=0.2)
+            for _ in range(3):
+                assert proxy.let_through(300_001) > 0
+                with pytest.raises(socket.timeout):
+                    conn.drain_events(timeout=0.2)
+            assert got == []
+            proxy.stall(False)
+            # a synchronous call reads the rest of the delivery itself and delivers it
+            queue(conn.default_channel).queue_declare(passive=True)
+            assert got == [body]

@@ -204,9 +204,10 @@ class BufferedFrames:
         while len(self._rbuf) - self._rpos < 7:
             self._fill(deadline)
         frame_type, channel, size = FRAME_HEADER.unpack_from(self._rbuf, self._rpos)
-        end = self._rpos + 7 + size
-        while len(self._rbuf) <= end:
+        # a fill moves what is buffered to the front (_rpos back to 0): measure from _rpos
+        while len(self._rbuf) - self._rpos <= 7 + size:
             self._fill(deadline)
+        end = self._rpos + 7 + size
         buf = self._rbuf
         if buf[end] != FRAME_END_OCTET:
             self.connected = False  # the byte stream is out of step; nothing after this is reliable
