@@ -21,6 +21,18 @@ __all__ = ["Consumer", "Producer"]
 _consumer_tags = count(1)
 
 
+def _publish_options(immediate: bool, timeout: float | None, confirm_timeout: float | None) -> dict[str, Any]:
+    """The ``basic_publish`` keyword arguments beyond routing, only those that are set."""
+    options: dict[str, Any] = {}
+    if immediate:
+        options["immediate"] = True
+    if timeout is not None:
+        options["timeout"] = timeout
+    if confirm_timeout is not None:
+        options["confirm_timeout"] = confirm_timeout
+    return options
+
+
 class _BatchLocal(threading.local):
     """The batch open in this thread, if any (a class default: reading it never raises)."""
 
@@ -40,18 +52,10 @@ class _Batch:
         self.active = False
 
     def add(
-        self,
-        message: Any,
-        exchange: str,
-        routing_key: str,
-        mandatory: bool = False,
-        immediate: bool = False,
-        timeout: float | None = None,
-        confirm_timeout: float | None = None,
+        self, message: Any, exchange: str, routing_key: str, mandatory: bool, options: dict[str, Any]
     ) -> None:
-        if immediate or timeout is not None or confirm_timeout is not None:
-            options = {"immediate": immediate or None, "timeout": timeout, "confirm_timeout": confirm_timeout}
-            self.options[len(self.items)] = {k: v for k, v in options.items() if v is not None}
+        if options:
+            self.options[len(self.items)] = options
         self.items.append((message, exchange or "", routing_key or "", mandatory))
         if self.max_size and len(self.items) >= self.max_size:
             self.flush()
@@ -308,22 +312,13 @@ class Producer:
             self.maybe_declare(entity)
         message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
         batch = self._batch_local.current
-        if batch is not None:
-            batch.add(message, exchange, routing_key, mandatory, immediate, timeout, confirm_timeout)
-            return None
-        if timeout is None and confirm_timeout is None:
+        if batch is None and timeout is None and confirm_timeout is None:
             return channel.basic_publish(message, exchange, routing_key, mandatory, immediate)
-        kwargs: dict[str, Any] = {
-            "exchange": exchange,
-            "routing_key": routing_key,
-            "mandatory": mandatory,
-            "immediate": immediate,
-        }
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        if confirm_timeout is not None:
-            kwargs["confirm_timeout"] = confirm_timeout
-        return channel.basic_publish(message, **kwargs)
+        options = _publish_options(immediate, timeout, confirm_timeout)
+        if batch is not None:
+            batch.add(message, exchange, routing_key, mandatory, options)
+            return None
+        return channel.basic_publish(message, exchange, routing_key, mandatory, **options)
 
     def batch(self, max_size: int | None = None) -> _Batch:
         """Group publishes: ``with producer.batch(): producer.publish(...)``.

@@ -228,12 +228,12 @@ class MemoryStore(QueueStore):
                 broker.cond.notify_all()
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
-        cond = self.broker.cond
-        with cond:
+        broker = self.broker
+        with broker.lock:
             for queue, payload, priority in items:
                 self._queue(queue).push(payload, priority)
-            if self.broker.waiters:
-                cond.notify_all()
+            if broker.waiters:
+                broker.cond.notify_all()
 
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         broker = self.broker

@@ -127,6 +127,7 @@ class Wire:
         self._kernel_timeouts = False
         #: seconds to poll for a command's reply before sleeping on the socket
         self.reply_spin = reply_spin
+        self._can_spin = False  # set on connect: plain sockets only
         self._spin_now = False
         self._spin_misses = 0
         self._spin_skip = 0
@@ -150,6 +151,7 @@ class Wire:
             raise rexc.ConnectionError(f"error connecting the Redis {self.name} connection: {exc}") from exc
         self.sock = self.conn._sock
         self._kernel_timeouts = self._use_kernel_timeouts(self.sock)
+        self._can_spin = bool(self.reply_spin) and self._kernel_timeouts
         self._buf.clear()
         self._pos = 0
         self.generation += 1
@@ -285,7 +287,7 @@ class Wire:
         if self._deferred:
             self.read_deferred()
         read = self.read
-        self._spin_now = self._spin_ok()
+        self._spin_now = self._can_spin
         try:
             return [read() for _ in range(count)]
         finally:
@@ -309,7 +311,7 @@ class Wire:
         self.send_packed(data)
         if self._deferred:
             self.read_deferred()
-        self._spin_now = self._spin_ok()
+        self._spin_now = self._can_spin
         try:
             return self._read_integers(count)
         except OSError as exc:
@@ -319,9 +321,6 @@ class Wire:
             raise
         finally:
             self._spin_now = False
-
-    def _spin_ok(self) -> bool:
-        return bool(self.reply_spin) and self._kernel_timeouts
 
     def _read_integers(self, count: int) -> list[Any] | None:
         buf = self._buf
