@@ -7,6 +7,7 @@ against Kombu 5's public API runs with ``import kombu_like as kombu``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .common import eventloop, uuid
@@ -16,6 +17,9 @@ from .message import Message
 from .messaging import Consumer, Producer
 from .serialization import disable_insecure_serializers, enable_insecure_serializers
 from .utils.url import parse_url
+
+# a library's loggers stay silent until the application configures logging
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 #: Kombu-compatible version: frameworks branch on ``kombu.__version__``.
 __version__ = "5.7.0"

@@ -17,8 +17,11 @@ value; a client sends a request and waits for the answer::
 On RabbitMQ replies use direct reply-to (``amq.rabbitmq.reply-to``: no reply queue is
 declared); on other transports each client declares one exclusive reply queue.  An
 exception raised by the handler comes back as :class:`RemoteError` carrying the remote
-exception's type and message; no reply within ``timeout`` raises :class:`RpcTimeout`.
-Replies that arrive after their call gave up are dropped (logged at debug level).
+exception's type and message; no reply within ``timeout`` raises :class:`RpcTimeout` on
+every transport.  Where the broker reports that no queue took the request (RabbitMQ
+returns a mandatory message), that comes sooner, as :class:`RpcNoRoute` -- an
+:class:`RpcTimeout` that also says why.  Replies that arrive after their call gave up
+are dropped (logged at debug level).
 
 Wire format: the request is the serialized payload with ``reply_to`` and
 ``correlation_id`` properties and an ``x-rpc-deadline`` header (epoch seconds); the reply
@@ -44,7 +47,7 @@ from .message import Message
 from .messaging import Consumer, Producer
 from .mixins import ConsumerProducerMixin, preview
 
-__all__ = ["DIRECT_REPLY_TO", "RemoteError", "RpcClient", "RpcServer", "RpcTimeout"]
+__all__ = ["DIRECT_REPLY_TO", "RemoteError", "RpcClient", "RpcNoRoute", "RpcServer", "RpcTimeout"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,15 @@ class RemoteError(KombuError):
 
 class RpcTimeout(KombuError, TimeoutError):
     """No reply arrived within the call's timeout."""
+
+
+class RpcNoRoute(RpcTimeout, MessageReturned):
+    """No reply will come: the broker returned the request because no queue took it.
+
+    Raised as soon as the broker returns the request (RabbitMQ does), where other
+    transports, which cannot tell, wait for the timeout and raise :class:`RpcTimeout`.
+    Being an :class:`RpcTimeout`, one ``except RpcTimeout`` handles both everywhere.
+    """
 
 
 def _qualified_name(exc: BaseException) -> str:
@@ -273,9 +285,9 @@ class RpcClient:
     def _on_return(self, exc: BaseException, exchange: str, routing_key: str, message: Any) -> None:
         correlation_id = (getattr(message, "properties", None) or {}).get("correlation_id")
         if correlation_id is not None and correlation_id == self._waiting:
-            self._outcome = ("returned", MessageReturned(
-                f"RPC request to {routing_key!r} was returned: no queue named {routing_key!r} "
-                f"(exchange {exchange!r}); is the RPC server running?"
+            self._outcome = ("returned", RpcNoRoute(
+                f"no reply from RPC queue {routing_key!r}: the broker returned the request, no queue "
+                f"named {routing_key!r} exists (exchange {exchange!r}); is the RPC server running?"
             ))
 
     # -- calling -------------------------------------------------------------------------
@@ -292,6 +304,7 @@ class RpcClient:
         ``queue`` is a queue name (sent through the default exchange) or a
         :class:`~kombu_like.Queue` (declared once, sent to its exchange and routing
         key).  Raises :class:`RpcTimeout` when no answer came within ``timeout`` seconds
+        (its subclass :class:`RpcNoRoute` sooner, where the broker returned the request)
         and :class:`RemoteError` when the handler raised.
         """
         if timeout is None or timeout <= 0:
