@@ -803,3 +803,13 @@ def maybe_channel(channel: Any) -> Any:
 def default_url_from_env() -> str | None:
     return os.environ.get("KOMBU_LIKE_URL")
 
+
+
+def __getattr__(name: str) -> Any:
+    # Kombu defines its pools in this module; ours live in kombu_like.pools, which imports
+    # this one, so they are looked up on first use
+    if name in ("ConnectionPool", "ChannelPool", "Resource"):
+        from . import pools
+
+        return getattr(pools, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

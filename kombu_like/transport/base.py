@@ -35,6 +35,7 @@ __all__ = [
     "Channel",
     "Management",
     "Message",
+    "StdChannel",
     "Transport",
     "queue_declare_ok_t",
 ]
@@ -109,6 +110,50 @@ class Channel:
     ``(message, exchange, routing_key, mandatory)`` tuples, sent in one round trip; the
     producer uses it when the transport declares ``batch_publish``.
     """
+
+
+class StdChannel:
+    """Kombu's channel base class: every channel of every transport is one.
+
+    Gives a channel Kombu's helpers -- ``Consumer()``/``Producer()`` bound to it,
+    ``prepare_queue_arguments``, ``after_reply_message_received`` and use as a context
+    manager that closes it -- so code that subclasses or type-checks Kombu's
+    ``StdChannel`` keeps working.
+    """
+
+    no_ack_consumers: Any = None
+
+    def Consumer(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - Kombu's name
+        """A :class:`~kombu_like.Consumer` on this channel."""
+        from ..messaging import Consumer
+
+        return Consumer(self, *args, **kwargs)
+
+    def Producer(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - Kombu's name
+        """A :class:`~kombu_like.Producer` on this channel."""
+        from ..messaging import Producer
+
+        return Producer(self, *args, **kwargs)
+
+    def get_bindings(self) -> list[dict[str, Any]]:
+        """The broker's bindings, where the transport can list them."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list bindings")
+
+    def after_reply_message_received(self, queue: str) -> None:
+        """Called after an RPC reply arrived on ``queue`` (a transport may delete it)."""
+
+    def prepare_queue_arguments(self, arguments: Mapping[str, Any], **kwargs: Any) -> Mapping[str, Any]:
+        """The ``queue_declare`` arguments for this transport (unchanged by default)."""
+        return arguments
+
+    def close(self) -> None:
+        """Close the channel."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
 
 class Management:

@@ -27,6 +27,13 @@ def set_default_encoding_file(file: TextIO | None) -> None:
     _encoding_file[0] = file
 
 
+def __getattr__(name: str) -> Any:
+    # Kombu's module global ``default_encoding_file``, kept current by set_default_encoding_file
+    if name == "default_encoding_file":
+        return _encoding_file[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def get_default_encoding_file() -> TextIO | None:
     """The file set by :func:`set_default_encoding_file` (``None`` by default)."""
     return _encoding_file[0]

@@ -31,7 +31,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
 
-__all__ = ["JSONEncoder", "dumps", "loads", "object_hook", "register_type"]
+__all__ = ["JSONEncoder", "dumps", "loads", "object_hook", "register_type", "textual_types"]
 
 T = TypeVar("T")
 EncodedT = TypeVar("EncodedT")
@@ -48,7 +48,14 @@ def _envelope(marker: str, value: Any) -> dict[str, Any]:
     return {"__type__": marker, "__value__": value}
 
 
+#: classes whose instances are encoded as their ``str()`` (add to it as in Kombu);
+#: Django's lazy translation strings are encoded as text whether listed or not
+textual_types: tuple[type, ...] = ()
+
+
 def _lazy_text_value(o: Any) -> str | None:
+    if textual_types and isinstance(o, textual_types):
+        return str(o)
     # Django's lazy translation strings must be sent as text; looking the class up in
     # sys.modules avoids importing Django (such objects can only exist once it is loaded).
     functional = sys.modules.get("django.utils.functional")

@@ -6,8 +6,10 @@ Passwords never leave this module unmasked unless a caller asks for them explici
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
 
@@ -170,3 +172,22 @@ def maybe_sanitize_url(url: Any, mask: str = "**") -> Any:
 
 #: Kombu's private name for :func:`url_to_parts`, imported by Celery.
 _parse_url = url_to_parts
+
+
+# -- Kombu's remaining names in this module ------------------------------------------
+#: whether the ``ssl`` module is available (it always is where kombu_like runs)
+ssl_available = True
+
+#: ``quote`` with no safe characters: ``/`` becomes ``%2F`` (one URL component)
+safequote = partial(quote, safe="")
+
+logger = logging.getLogger(__name__)
+
+
+def parse_ssl_cert_reqs(query_value: str) -> Any:
+    """The :mod:`ssl` constant an ``ssl_cert_reqs`` URL value names.
+
+    ``required``/``optional``/``none`` and their ``CERT_*`` spellings; any other value
+    raises :class:`KeyError`, as in Kombu.
+    """
+    return _CERT_REQS[query_value]

@@ -67,7 +67,7 @@ def _seam(method: _F) -> _F:
     return translated  # type: ignore[return-value]
 
 
-class Channel:
+class Channel(base.StdChannel):
     """An AMQP channel: the seam's channel interface mapped onto RabbitMQ methods.
 
     Synchronous methods wait at most ``rpc_timeout`` seconds for their reply.  When the

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...exceptions import AccessRefused, ChannelError, ConnectionError, KombuError, PreconditionFailed
 from ..base import Capabilities
+from ..virtual.channel import QoS as _QoS
 from ..virtual.channel import VirtualChannel
 from ..virtual.transport import VirtualConnection, VirtualTransport
 from .options import RedisOptions
@@ -237,7 +239,7 @@ class Transport(VirtualTransport):
         return {"port": self.default_port, "hostname": "localhost"}
 
 
-def get_redis_error_classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+def get_redis_error_classes() -> error_classes_t:
     """``(connection_errors, channel_errors)`` including redis-py's own exception classes.
 
     Kombu's name, for code that drives redis-py itself next to this transport (Celery's
@@ -249,7 +251,7 @@ def get_redis_error_classes() -> tuple[tuple[type[BaseException], ...], tuple[ty
         rexc.AuthenticationError, rexc.TimeoutError,
     )
     channel = (*Transport.channel_errors, rexc.DataError, rexc.InvalidResponse, rexc.ResponseError)
-    return connection, channel
+    return error_classes_t(connection, channel)
 
 
 class SentinelTransport(Transport):
@@ -303,3 +305,48 @@ class SentinelTransport(Transport):
         pool = sentinel.SentinelConnectionPool(master_name, manager, **kwargs)
         close = getattr(manager, "close", None)
         return pool.make_connection, int(kwargs["db"]), close
+
+
+# -- Kombu's module-level names ----------------------------------------------------------
+#: Kombu's name for the channel class of this transport
+Channel = RedisChannel
+#: the sentinel:// transport uses the same channel
+SentinelChannel = RedisChannel
+QoS = _QoS
+
+
+class error_classes_t(NamedTuple):  # noqa: N801 - Kombu's name
+    """The driver errors a Redis connection treats as connection and as channel errors."""
+
+    connection_errors: tuple[type[BaseException], ...]
+    channel_errors: tuple[type[BaseException], ...]
+
+
+def get_redis_ConnectionError() -> type[BaseException]:  # noqa: N802 - Kombu's name
+    """redis-py's ``ConnectionError`` class."""
+    return _driver().exceptions.ConnectionError  # type: ignore[no-any-return]
+
+
+class MutexHeld(Exception):
+    """Raised by :func:`Mutex` when someone else holds the lock."""
+
+
+@contextmanager
+def Mutex(client: Any, name: str, expire: float) -> Iterator[None]:  # noqa: N802 - Kombu's name
+    """Hold the Redis lock ``name`` (expiring after ``expire`` seconds) without waiting.
+
+    Raises :class:`MutexHeld` at once when another holder has it; releasing a lock that
+    expired meanwhile is not an error.
+    """
+    lock = client.lock(name, timeout=expire)
+    acquired = lock.acquire(blocking=False)
+    if not acquired:
+        raise MutexHeld()
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except _driver().exceptions.LockError:
+            # it expired (and may be someone else's now): nothing of ours to release
+            pass

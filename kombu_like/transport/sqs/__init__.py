@@ -40,6 +40,7 @@ from ..virtual.routing import ExchangeInfo
 from .acks import AckBuffer
 from .client import Clients, Settings, import_boto3
 from .codec import sqs_queue_name
+from .exceptions import AccessDeniedQueueException, DoesNotExistQueueException
 from .shared import shared_state
 from .store import CAPABILITIES, SQSStore
 
@@ -268,9 +269,11 @@ class Transport(VirtualTransport):
         operation = getattr(exc, "operation_name", "request")
         text = self._scrub(f"SQS {operation} failed{where}: {code}: {error.get('Message') or exc}")
         if codes & _NOT_FOUND:
-            return NotFound(text)
+            return DoesNotExistQueueException(text)
         if codes & _DENIED:
-            return AccessRefused(f"{text} (check the credentials and the IAM permissions the SQS transport needs)")
+            return AccessDeniedQueueException(
+                f"{text} (check the credentials and the IAM permissions the SQS transport needs)"
+            )
         if codes & _EXPIRED:
             return ConnectionError(f"{text} (the credentials expired; reconnecting reads them again)")
         if codes & _THROTTLED:

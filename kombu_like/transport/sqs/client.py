@@ -112,7 +112,9 @@ class Settings:
             if not isinstance(entry, Mapping) or not entry.get("url"):
                 raise ValueError(f"predefined SQS queue {name!r} needs a 'url'")
             if is_fifo(str(entry["url"])) != is_fifo(name):
-                raise ValueError(
+                from .exceptions import InvalidQueueException
+
+                raise InvalidQueueException(
                     f"predefined SQS queue {name!r}: FIFO queues (and only they) are named '*.fifo', "
                     f"both in the name and in the URL {entry['url']!r}"
                 )

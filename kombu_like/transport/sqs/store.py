@@ -30,6 +30,7 @@ from ..virtual import Delivery, QueueStore
 from .acks import AckBuffer, DeleteResult
 from .client import Clients, Settings
 from .codec import MAX_BATCH, Outgoing, chunks, decode, encode, is_fifo, preview, sqs_queue_name
+from .exceptions import UndefinedQueueException
 from .shared import SharedState
 
 __all__ = ["CAPABILITIES", "Receipt", "SQSStore"]
@@ -161,7 +162,7 @@ class SQSStore(QueueStore):
             entry = predefined.get(name) or predefined.get(queue)
             if entry is None:
                 known = ", ".join(sorted(predefined)) or "none"
-                raise NotFound(
+                raise UndefinedQueueException(
                     f"SQS queue {name!r} (for queue {queue!r}) is not in transport_options"
                     f"['predefined_queues'] (defined: {known}); with predefined queues, queues "
                     f"are never created or listed"

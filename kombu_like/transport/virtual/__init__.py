@@ -5,6 +5,18 @@ gives it exchanges (direct, topic, fanout, headers), bindings, prefetch, unacked
 redelivery and Kombu's JSON envelope.
 """
 
+from .base import (
+    AbstractChannel,
+    Base64,
+    BrokerState,
+    Empty,
+    Management,
+    Message,
+    NotEquivalentError,
+    UndeliverableWarning,
+    binding_key_t,
+    queue_binding_t,
+)
 from .channel import QoS, VirtualChannel, decode_body, encode_body
 from .routing import Binding, ExchangeInfo, route, topic_matches
 from .store import BindingTable, Delivery, QueueStore
@@ -14,19 +26,29 @@ Channel = VirtualChannel
 Transport = VirtualTransport
 
 __all__ = [
+    "AbstractChannel",
+    "Base64",
     "Binding",
     "BindingTable",
+    "BrokerState",
     "Channel",
     "Delivery",
+    "Empty",
     "ExchangeInfo",
+    "Management",
+    "Message",
+    "NotEquivalentError",
     "QoS",
     "QueueStore",
     "Transport",
+    "UndeliverableWarning",
     "VirtualChannel",
     "VirtualConnection",
     "VirtualTransport",
+    "binding_key_t",
     "decode_body",
     "encode_body",
+    "queue_binding_t",
     "route",
     "topic_matches",
 ]

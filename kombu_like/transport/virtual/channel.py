@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, PreconditionFailed
 from ...message import Message as BaseMessage
-from ..base import queue_declare_ok_t
+from ..base import StdChannel, queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
 from .store import Delivery, QueueStore
 
@@ -42,6 +42,10 @@ def decode_body(body: Any, encoding: str | None) -> Any:
     if encoding == "base64":
         return base64.b64decode(body)
     return body
+
+
+class NotEquivalentError(PreconditionFailed):
+    """An exchange declared again with different settings (Kombu's name for it)."""
 
 
 class QoS:
@@ -82,7 +86,7 @@ class QoS:
             return items
 
 
-class VirtualChannel:
+class VirtualChannel(StdChannel):
     """An AMQP-like channel whose broker work is done by a queue store."""
 
     #: the class of delivered messages (a transport may substitute a subclass)
@@ -151,7 +155,7 @@ class VirtualChannel:
                 raise NotFound(f"NOT_FOUND - no exchange {exchange!r}")
             return
         if existing is not None and existing.type != type:
-            raise PreconditionFailed(
+            raise NotEquivalentError(
                 f"PRECONDITION_FAILED - inequivalent arg 'type' for exchange {exchange!r}: "
                 f"received {type!r} but current is {existing.type!r}"
             )
