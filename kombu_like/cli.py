@@ -403,6 +403,8 @@ def build_app() -> click.Group:
         declare: bool,
     ) -> int:
         """Print messages of QUEUES as JSON lines (body, headers, properties)."""
+        from .mixins import raw_body
+
         if no_ack and requeue:
             raise CLIError("--no-ack and --requeue cannot be used together", EXIT_USAGE)
         if count is not None and count < 1:
@@ -426,6 +428,22 @@ def build_app() -> click.Group:
             state.held.append(message)
             channel.basic_qos(0, window + len(state.held), False)
 
+        def undecodable(message: Message, exc: BaseException) -> None:
+            if state.done:
+                return  # beyond --count: left unacknowledged, back to its queue on close
+            state.undecodable += 1
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            click.echo(
+                mask(
+                    f"kombu-like: cannot decode a message on queue {_queue_name(message, state)!r} "
+                    f"(content type {message.content_type!r}): {type(exc).__name__}: {reason}; "
+                    f"raw bytes {_preview(raw_body(message))}; it stays in the queue",
+                    session.url,
+                ),
+                err=True,
+            )
+            hold(message)
+
         def on_message(message: Message) -> None:
             if state.done:
                 return  # beyond --count: left unacknowledged, back to its queue on close
@@ -433,17 +451,7 @@ def build_app() -> click.Group:
             try:
                 body = message.decode()
             except Exception as exc:
-                state.undecodable += 1
-                click.echo(
-                    mask(
-                        f"kombu-like: cannot decode a message on queue {queue!r} (content type "
-                        f"{message.content_type!r}): {exc}; raw bytes {_preview(message.body)}; "
-                        f"it stays in the queue",
-                        session.url,
-                    ),
-                    err=True,
-                )
-                hold(message)
+                undecodable(message, exc)
                 return
             if no_ack:
                 message.ack()
@@ -464,7 +472,8 @@ def build_app() -> click.Group:
         # --no-ack acknowledges on arrival instead of consuming without acks, so that the
         # broker never sends more than --count and nothing beyond it is lost
         consumer = Consumer(
-            channel, bound, on_message=on_message, accept=accepted, prefetch_count=window, auto_declare=False
+            channel, bound, on_message=on_message, on_decode_error=undecodable, accept=accepted,
+            prefetch_count=window, auto_declare=False,
         )
         try:
             with consumer:

@@ -17,6 +17,13 @@ content type                aliases                    implementation
 them raises :class:`~kombu_like.exceptions.SerializerNotInstalled` naming the extra to
 install.  (Python 3.14's :mod:`compression.zstd`, ``backports.zstd`` and ``brotlicffi``
 are used when the preferred package is absent.)
+
+:func:`decompress` takes a ``max_size``: the built-in methods then decompress
+incrementally and stop with :class:`~kombu_like.exceptions.DecodeError` as soon as the
+output would pass it, so a small "decompression bomb" never occupies more than about
+``max_size`` bytes.  Consumers pass :data:`DEFAULT_MAX_DECOMPRESSED_SIZE` (64 MiB) unless
+configured otherwise.  A decoder added with :func:`register` is called in one piece and its
+result checked afterwards.
 """
 
 from __future__ import annotations
@@ -33,11 +40,25 @@ from typing import Any
 
 from .exceptions import DecodeError, EncodeError, SerializerNotInstalled
 
-__all__ = ["compress", "decompress", "encoders", "get_decoder", "get_encoder", "register"]
+__all__ = [
+    "DEFAULT_MAX_DECOMPRESSED_SIZE",
+    "compress",
+    "decompress",
+    "encoders",
+    "get_decoder",
+    "get_encoder",
+    "register",
+]
+
+#: What a message body may decompress to, in bytes, unless a consumer says otherwise (64 MiB).
+DEFAULT_MAX_DECOMPRESSED_SIZE = 64 * 1024 * 1024
 
 BytesLike = bytes | bytearray | memoryview
 EncoderT = Callable[[Any], bytes]
 DecoderT = Callable[[Any], bytes]
+#: ``(data, max_size) -> bytes``: decompresses incrementally, raising :class:`_TooLarge`
+#: before producing more than ``max_size`` bytes
+LimitedDecoderT = Callable[[Any, int], bytes]
 
 _aliases: dict[str, str] = {}
 _encoders: dict[str, EncoderT] = {}
@@ -46,6 +67,12 @@ _decoders: dict[str, DecoderT] = {}
 _names: dict[str, str] = {}
 # Built-in methods backed by optional packages: content type -> "is it importable?".
 _probes: dict[str, Callable[[], bool]] = {}
+# Incremental decoders of the built-in methods, by content type.
+_limited: dict[str, LimitedDecoderT] = {}
+
+
+class _TooLarge(Exception):
+    """The decompressed data passed the limit (turned into a DecodeError naming it)."""
 
 
 class _UnknownCompression(SerializerNotInstalled, KeyError):
@@ -75,6 +102,8 @@ def register(
     _decoders[content_type] = decoder
     _names[content_type] = aliases[0] if aliases else content_type
     _probes.pop(content_type, None)
+    # a decoder registered over a built-in method replaces its incremental decoder too
+    _limited.pop(content_type, None)
     _aliases.update((alias, content_type) for alias in aliases)
 
 
@@ -150,17 +179,179 @@ def compress(body: BytesLike | str, content_type: str) -> tuple[bytes, str]:
         return encoder(data), resolved
 
 
-def decompress(body: BytesLike, content_type: str) -> bytes:
+def decompress(body: BytesLike, content_type: str, max_size: int | None = None) -> bytes:
     """Decompress ``body`` compressed with the method ``content_type`` (or an alias).
+
+    Arguments:
+        body: the compressed data.
+        content_type: the method's content type or an alias.
+        max_size: the most bytes the result may have; ``None`` (the default, as in Kombu)
+            means no limit.  The built-in methods stop decompressing as soon as the output
+            passes it, so the memory used stays close to ``max_size``.
 
     Raises:
         SerializerNotInstalled: the method is unknown or its package is missing.
-        DecodeError: ``body`` is not valid data for that method.
+        DecodeError: ``body`` is not valid data for that method, or decompresses to more
+            than ``max_size`` bytes.
     """
     decoder = get_decoder(content_type)
     resolved = _aliases.get(content_type, content_type)
-    with _wrap_errors(DecodeError, f"Cannot decompress {_describe(content_type, resolved)} data"):
-        return decoder(body)
+    description = _describe(content_type, resolved)
+    if max_size is None:
+        with _wrap_errors(DecodeError, f"Cannot decompress {description} data"):
+            return decoder(body)
+    if max_size < 0:
+        raise ValueError(f"max_size must not be negative, got {max_size!r}")
+    limited = _limited.get(resolved)
+    try:
+        with _wrap_errors(DecodeError, f"Cannot decompress {description} data"):
+            if limited is not None:
+                return limited(body, max_size)
+            data = decoder(body)
+            if len(data) > max_size:
+                raise _TooLarge()
+            return data
+    except DecodeError as exc:
+        if not isinstance(exc.__cause__, _TooLarge):
+            raise
+    raise DecodeError(
+        f"Cannot decompress {description} data: it decompresses to more than the limit of "
+        f"{max_size} bytes (max_decompressed_size)"
+    )
+
+
+# -- incremental decompression ----------------------------------------------------
+def _truncated(method: str) -> ValueError:
+    return ValueError(f"compressed {method} data ended before the end of the stream")
+
+
+def _zlib_limited(data: Any, limit: int) -> bytes:
+    # zlib.decompress reads one stream and ignores what follows it; so does this
+    dobj = zlib.decompressobj()
+    out = dobj.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _TooLarge()
+    if not dobj.eof:
+        raise _truncated("zlib")
+    return out
+
+
+def _stream_decoder(factory: Callable[[], Any], method: str, ignore_trailing: bool) -> LimitedDecoderT:
+    """An incremental decoder over decompressor objects with the :mod:`bz2` / :mod:`lzma`
+    interface (``decompress(data, max_length)``, ``eof``, ``needs_input``,
+    ``unused_data``); concatenated streams are all read, as the one-shot functions do.
+
+    ``ignore_trailing``: bytes after the last stream that do not start a valid one are
+    ignored (what :func:`bz2.decompress` and :func:`lzma.decompress` do).
+    """
+
+    def decode(data: Any, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        first_stream = True
+        while True:
+            dobj = factory()
+            try:
+                chunk = dobj.decompress(data, max_length=limit - total + 1)
+            except Exception:
+                if ignore_trailing and not first_stream:
+                    break
+                raise
+            first_stream = False
+            while True:
+                total += len(chunk)
+                if total > limit:
+                    raise _TooLarge()
+                chunks.append(chunk)
+                if dobj.eof:
+                    break
+                if dobj.needs_input:
+                    raise _truncated(method)
+                # the output was bounded: the rest of the input is buffered inside dobj
+                chunk = dobj.decompress(b"", max_length=limit - total + 1)
+            data = dobj.unused_data
+            if not data:
+                break
+        return b"".join(chunks)
+
+    return decode
+
+
+#: compressed bytes fed to a decompressor that cannot bound its output per call: zstd
+#: and brotli reach ~32000:1 (zstd RLE blocks), so 128 bytes yield at most ~4 MiB
+_SLICE = 128
+
+
+def _zstandard_limited(module: Any) -> LimitedDecoderT:
+    def decode(data: Any, limit: int) -> bytes:
+        dctx = module.ZstdDecompressor()
+        view = memoryview(data).cast("B")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            dobj = dctx.decompressobj()
+            pos = 0
+            while not dobj.eof and pos < len(view):
+                chunk = dobj.decompress(view[pos : pos + _SLICE])
+                pos += _SLICE
+                total += len(chunk)
+                if total > limit:
+                    raise _TooLarge()
+                chunks.append(chunk)
+            if not dobj.eof:
+                raise _truncated("zstd")
+            rest = bytes(dobj.unused_data) + bytes(view[pos:])
+            if not rest:
+                return b"".join(chunks)
+            view = memoryview(rest)
+
+    return decode
+
+
+def _brotli_limited(data: Any, limit: int) -> bytes:
+    module = _import_first(_BROTLI_MODULES, "brotli", "brotli")
+    dobj = module.Decompressor()
+    chunks: list[bytes] = []
+    total = 0
+    if hasattr(dobj, "can_accept_more_data"):
+        # brotli >= 1.1 bounds each call's output itself
+        chunk = dobj.process(data, output_buffer_limit=limit + 1)
+        while True:
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge()
+            chunks.append(chunk)
+            if dobj.is_finished():
+                return b"".join(chunks)
+            if dobj.can_accept_more_data():
+                raise _truncated("brotli")
+            chunk = dobj.process(b"", output_buffer_limit=limit - total + 1)
+    view = memoryview(data).cast("B")
+    for pos in range(0, len(view), _SLICE):
+        chunk = dobj.process(view[pos : pos + _SLICE])
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+    if not dobj.is_finished():
+        raise _truncated("brotli")
+    return b"".join(chunks)
+
+
+def _zstd_limited(data: Any, limit: int) -> bytes:
+    return _zstd_limited_decoder()(data, limit)
+
+
+@functools.cache
+def _zstd_limited_decoder() -> LimitedDecoderT:
+    # the standard library's interface bounds each call's output; prefer it when present
+    for name in ("compression.zstd", "backports.zstd"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return _stream_decoder(module.ZstdDecompressor, "zstd", ignore_trailing=False)
+    return _zstandard_limited(_import_first(_ZSTD_MODULES, "zstd", "zstd"))
 
 
 # -- optional packages ----------------------------------------------------------------
@@ -246,6 +437,13 @@ def _register_builtins() -> None:
     register(lzma.compress, lzma.decompress, "application/x-lzma", aliases=["lzma", "xz"])
     register(_zstd_compress, _zstd_decompress, "application/zstd", aliases=["zstd", "zstandard"])
     _probes["application/zstd"] = _importable(*_ZSTD_MODULES)
+    _limited.update({
+        "application/x-gzip": _zlib_limited,
+        "application/x-bz2": _stream_decoder(bz2.BZ2Decompressor, "bzip2", ignore_trailing=True),
+        "application/x-lzma": _stream_decoder(lzma.LZMADecompressor, "lzma", ignore_trailing=True),
+        "application/zstd": _zstd_limited,
+        "application/x-brotli": _brotli_limited,
+    })
 
 
 _register_builtins()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .compression import decompress
-from .exceptions import MessageStateError, reraise
-from .serialization import loads
+from .compression import DEFAULT_MAX_DECOMPRESSED_SIZE, decompress
+from .exceptions import DecodeError, MessageStateError, reraise
+from .serialization import check_accept, loads
 
 __all__ = ["Message"]
 
@@ -22,25 +22,41 @@ IS_PYPY = hasattr(sys, "pypy_version_info")
 class Message:
     """A message received from a queue.
 
-    ``body`` is the raw (already decompressed) payload; :meth:`decode` (or :attr:`payload`)
+    ``body`` is the raw (decompressed) payload; :meth:`decode` (or :attr:`payload`)
     deserializes it according to ``content_type`` and the consumer's ``accept`` list.  A
     message is acknowledged exactly once: ``ack``, ``reject`` or ``requeue``; a second call
     raises :class:`~kombu_like.exceptions.MessageStateError`.
+
+    Building a message never raises, whatever the broker handed over: an envelope field of
+    the wrong type (``headers``, ``properties`` or ``delivery_info`` that are not mappings,
+    a content type that is not text, a ``compression`` header that is not a name...) is
+    replaced by an empty value and recorded in :attr:`errors` as a
+    :class:`~kombu_like.exceptions.DecodeError` naming the field, so the consumer passes
+    the message to ``on_decode_error`` (or raises) instead of failing inside
+    ``drain_events``.
+
+    A compressed body is decompressed when first needed (reading :attr:`body`, or
+    :meth:`decode` after its ``accept`` check), never to more than
+    :attr:`max_decompressed_size` bytes; past that it is left compressed and the
+    :class:`~kombu_like.exceptions.DecodeError` naming the limit is recorded in
+    :attr:`errors`.
     """
 
     MessageStateError = MessageStateError
 
     __slots__ = (
+        "_body",
+        "_compression",
         "_decoded_cache",
         "_state",
         "accept",
-        "body",
+        "max_decompressed_size",
         "channel",
         "content_encoding",
         "content_type",
         "delivery_info",
         "delivery_tag",
-        "errors",
+        "_errors",
         "headers",
         "properties",
         "_raw",
@@ -62,28 +78,88 @@ class Message:
         raw: Any = None,
         **kwargs: Any,
     ) -> None:
-        self.errors: list[tuple[type[BaseException], BaseException, Any]] = []
+        self._errors: list[tuple[type[BaseException], BaseException, Any]] = []
         self.channel = channel
         self.delivery_tag = delivery_tag
-        self.content_type = content_type
-        self.content_encoding = content_encoding
-        self.delivery_info = delivery_info if delivery_info is not None else {}
-        self.headers = headers if headers is not None else {}
-        self.properties = properties if properties is not None else {}
+        self.content_type = self._text_field("content_type", content_type)
+        self.content_encoding = self._text_field("content_encoding", content_encoding)
+        self.delivery_info = self._mapping_field("delivery_info", delivery_info)
+        self.headers = self._mapping_field("headers", headers)
+        self.properties = self._mapping_field("properties", properties)
         self.accept = accept
+        #: the most bytes a compressed body may decompress to (``None``: no limit)
+        self.max_decompressed_size: int | None = DEFAULT_MAX_DECOMPRESSED_SIZE
         self._decoded_cache: Any = None
         self._state = "RECEIVED"
         self._raw = raw
+        self._compression: str | None = None
         compression = self.headers.get("compression")
         if compression and body is not None:
+            compression = self._text_field("compression header", compression)
+            # decompressed on first use, after the accept check (see the class docstring)
+            self._compression = compression
+        elif postencode and isinstance(body, str):
             try:
-                body = decompress(body, compression)
-            except Exception as exc:
-                self.errors.append(sys.exc_info())  # type: ignore[arg-type]
-                logger.debug("could not decompress message: %r", exc)
-        if postencode and isinstance(body, str):
-            body = body.encode(postencode)
-        self.body = body
+                body = body.encode(postencode)
+            except UnicodeError as exc:
+                self._record(f"the body is not encodable as {postencode}: {exc}")
+        self._body = body
+
+    def _record(self, problem: str) -> None:
+        error = DecodeError(f"Malformed message: {problem}")
+        self._errors.append((DecodeError, error, None))
+
+    def _mapping_field(self, name: str, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, Mapping):
+            return dict(value)
+        self._record(f"{name} must be a mapping, not {type(value).__name__} ({_short_repr(value)})")
+        return {}
+
+    def _text_field(self, name: str, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        self._record(f"{name} must be text, not {type(value).__name__} ({_short_repr(value)})")
+        return None
+
+    @property
+    def errors(self) -> list[tuple[type[BaseException], BaseException, Any]]:
+        """Problems found in the message (``(type, exception, traceback)``), which
+        :meth:`decode` raises; reading it first decompresses a body still compressed."""
+        if self._compression is not None:
+            self._inflate()
+        return self._errors
+
+    @property
+    def body(self) -> Any:
+        """The payload, decompressed (on first access) when it was sent compressed."""
+        if self._compression is not None:
+            self._inflate()
+        return self._body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._compression = None
+        self._body = value
+
+    def _inflate(self) -> None:
+        compression, self._compression = self._compression, None
+        if compression is None:
+            return
+        try:
+            self._body = decompress(self._body, compression, self.max_decompressed_size)
+        except Exception as exc:
+            # the body stays compressed, as Kombu leaves it when decompression fails
+            self._errors.append((type(exc), exc, exc.__traceback__))
+            logger.debug("could not decompress message: %r", exc)
 
     # -- acknowledgement -------------------------------------------------------------
     def _require_unacked(self, action: str) -> None:
@@ -148,7 +224,7 @@ class Message:
     # -- decoding --------------------------------------------------------------------
     def _reraise_error(self, callback: Callable[[Message, BaseException], Any] | None = None) -> Any:
         try:
-            reraise(*self.errors[0])
+            reraise(*self._errors[0])
         except Exception as exc:
             if not callback:
                 raise
@@ -161,10 +237,16 @@ class Message:
         return self._decoded_cache
 
     def _decode(self) -> Any:
-        if self.errors:
+        if self._errors:
             self._reraise_error()
+        if self._compression is not None:
+            # refuse content the consumer does not accept before decompressing anything
+            check_accept(self.content_type, self.accept)
+            self._inflate()
+            if self._errors:
+                self._reraise_error()
         return loads(
-            self.body,
+            self._body,
             self.content_type,
             self.content_encoding,
             accept=self.accept,
@@ -200,8 +282,20 @@ class Message:
             f"<{type(self).__name__} object at {id(self):#x} with details "
             f"{{'state': {self._state!r}, 'content_type': {self.content_type!r}, "
             f"'delivery_tag': {self.delivery_tag!r}, 'body_length': "
-            f"{len(self.body) if self.body is not None else 0}, "
+            f"{_length(self._body)}, "
             f"'properties': {dict(self.properties)!r}, "
             f"'delivery_info': {{'exchange': {info.get('exchange')!r}, "
             f"'routing_key': {info.get('routing_key')!r}}}}}>"
         )
+
+
+def _length(body: Any) -> int:
+    try:
+        return len(body) if body is not None else 0
+    except TypeError:
+        return 0
+
+
+def _short_repr(value: Any, size: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= size else f"{text[:size]}..."

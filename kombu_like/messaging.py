@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import count
@@ -9,16 +11,84 @@ from types import TracebackType
 from typing import Any
 
 from .common import maybe_declare as _maybe_declare
-from .compression import compress
+from .compression import DEFAULT_MAX_DECOMPRESSED_SIZE, compress
 from .connection import Connection, is_connection, maybe_channel
 from .entity import Exchange, Queue, maybe_delivery_mode
-from .exceptions import ContentDisallowed
+from .exceptions import ContentDisallowed, DecodeError, EncodeError
 from .message import Message
-from .serialization import dumps, prepare_accept_content
+from .serialization import check_accept, dumps, prepare_accept_content
 
 __all__ = ["Consumer", "Producer"]
 
 _consumer_tags = count(1)
+
+#: transport option (and Connection-wide default) for Consumer's ``max_decompressed_size``
+MAX_DECOMPRESSED_SIZE_OPTION = "max_decompressed_size"
+
+
+class InvalidMessageField(EncodeError, ValueError):
+    """A publish argument has a value no transport can carry (named in the message)."""
+
+
+#: header value types every transport carries (AMQP tables and the JSON envelopes)
+_HEADER_SCALARS = (str, int, float, bool, bytes, datetime.datetime, decimal.Decimal, type(None))
+#: message properties that AMQP sends as short strings
+_TEXT_PROPERTIES = ("correlation_id", "reply_to", "message_id", "type", "user_id", "app_id", "cluster_id")
+
+
+def _check_header_value(value: Any, where: str, depth: int = 0) -> None:
+    if isinstance(value, _HEADER_SCALARS):
+        return
+    if depth > 32:
+        raise InvalidMessageField(f"headers: {where} nests deeper than 32 levels")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidMessageField(f"headers: {where} has a key that is not a string: {key!r}")
+            _check_header_value(item, f"{where}[{key!r}]", depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_header_value(item, f"{where}[{index}]", depth + 1)
+    else:
+        raise InvalidMessageField(
+            f"headers: {where} has type {type(value).__name__}, which cannot be sent in a message header "
+            f"(use str, int, float, bool, bytes, None, datetime, Decimal, lists or mappings)"
+        )
+
+
+def _checked_headers(headers: Any) -> dict[str, Any]:
+    """``headers`` as the dict the transports take, or InvalidMessageField naming the problem."""
+    if not isinstance(headers, Mapping):
+        raise InvalidMessageField(f"headers must be a mapping, not {type(headers).__name__}: {headers!r:.80}")
+    if not isinstance(headers, dict):
+        headers = dict(headers)
+    for key, value in headers.items():
+        if not isinstance(key, str):
+            raise InvalidMessageField(f"headers: every key must be a string, not {key!r:.80}")
+        if not isinstance(value, _HEADER_SCALARS):
+            _check_header_value(value, repr(key))
+    return headers
+
+
+def _check_text(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidMessageField(f"{name} must be a string, not {type(value).__name__}: {value!r:.80}")
+
+
+def _check_publish_arguments(
+    routing_key: Any, priority: Any, content_type: Any, content_encoding: Any, serializer: Any,
+    compression: Any, properties: Mapping[str, Any],
+) -> None:
+    _check_text("routing_key", routing_key)
+    _check_text("content_type", content_type)
+    _check_text("content_encoding", content_encoding)
+    _check_text("serializer", serializer)
+    _check_text("compression", compression)
+    if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 255):
+        raise InvalidMessageField(f"priority must be an integer from 0 to 255, not {priority!r:.80}")
+    for name in _TEXT_PROPERTIES:
+        if name in properties:
+            _check_text(name, properties[name])
 
 
 def _publish_options(immediate: bool, timeout: float | None, confirm_timeout: float | None) -> dict[str, Any]:
@@ -212,7 +282,17 @@ class Producer:
             content_type, content_encoding, body = dumps(body, serializer=serializer or self.serializer)
         elif isinstance(body, str):
             content_encoding = content_encoding or "utf-8"
-            body = body.encode(content_encoding)
+            try:
+                body = body.encode(content_encoding)
+            except (LookupError, UnicodeError) as exc:
+                raise InvalidMessageField(
+                    f"body: cannot encode it as content_encoding {content_encoding!r}: {exc}"
+                ) from exc
+        elif not isinstance(body, bytes | bytearray | memoryview):
+            raise InvalidMessageField(
+                f"body must be bytes or str when content_type is given (it is sent as it is), "
+                f"not {type(body).__name__}"
+            )
         elif not content_encoding:
             content_encoding = "binary"
         if compression:
@@ -273,12 +353,34 @@ class Producer:
             properties["expiration"] = str(int(expiration * 1000))
         if "reply_to" in properties and isinstance(properties["reply_to"], Queue):
             properties["reply_to"] = properties["reply_to"].name
+        if (
+            type(headers) is not dict or headers or type(routing_key) is not str or type(priority) is not int
+            or not 0 <= priority <= 255 or len(properties) > 1
+            or (content_type is not None and type(content_type) is not str)
+            or (content_encoding is not None and type(content_encoding) is not str)
+            or (serializer is not None and type(serializer) is not str)
+            or (compression is not None and type(compression) is not str)
+        ):
+            try:
+                headers = _checked_headers(headers)
+                _check_publish_arguments(
+                    routing_key, priority, content_type, content_encoding, serializer, compression, properties
+                )
+            except InvalidMessageField as exc:
+                raise InvalidMessageField(
+                    f"{exc} (publishing to exchange {exchange_name!r} with routing key {routing_key!r})"
+                ) from None
         if content_type is None and compression is None:
             content_type, content_encoding, body = dumps(body, serializer or self.serializer)
         else:
-            body, content_type, content_encoding = self._prepare(
-                body, serializer, content_type, content_encoding, compression, headers
-            )
+            try:
+                body, content_type, content_encoding = self._prepare(
+                    body, serializer, content_type, content_encoding, compression, headers
+                )
+            except InvalidMessageField as exc:
+                raise InvalidMessageField(
+                    f"{exc} (publishing to exchange {exchange_name!r} with routing key {routing_key!r})"
+                ) from exc.__cause__
         if retry:
             connection = self.connection
             assert connection is not None
@@ -363,9 +465,21 @@ class Consumer:
         on_decode_error: ``callback(message, exc)`` for messages that cannot be decoded; by
             default the error is raised from ``drain_events`` with the message left unacked.
         accept: content types or serializer names allowed (default: json only unless
-            insecure serializers were enabled).
+            insecure serializers were enabled).  Listing ``pickle`` (or ``yaml``) here is
+            enough for the consumer to decode it, as in Kombu: only list it when every
+            producer is trusted, since unpickling runs code chosen by the sender.
         prefetch_count: how many unacknowledged messages may be outstanding.
         tag_prefix: prefix for generated consumer tags.
+        max_decompressed_size: the most bytes a compressed body may decompress to; a
+            larger one goes to ``on_decode_error`` as a
+            :class:`~kombu_like.exceptions.DecodeError` naming the limit.  By default the
+            connection's ``max_decompressed_size`` transport option, else 64 MiB
+            (:data:`~kombu_like.compression.DEFAULT_MAX_DECOMPRESSED_SIZE`); ``None``
+            means no limit.
+
+    Whatever a message holds, a broken envelope, a body that does not decompress or
+    decode, a content type not accepted, it reaches ``on_decode_error`` (or is raised
+    from ``drain_events`` naming the queue), never anything else.
     """
 
     ContentDisallowed = ContentDisallowed
@@ -382,7 +496,10 @@ class Consumer:
         accept: Iterable[str] | None = None,
         prefetch_count: int | None = None,
         tag_prefix: str | None = None,
+        max_decompressed_size: int | None | object = ...,
     ) -> None:
+        self._max_decompressed_size_option = max_decompressed_size
+        self.max_decompressed_size: int | None = DEFAULT_MAX_DECOMPRESSED_SIZE
         self.channel = channel
         if isinstance(queues, Queue):
             queues = [queues]
@@ -395,6 +512,7 @@ class Consumer:
         self.accept = prepare_accept_content(accept)
         self.prefetch_count = prefetch_count
         self.tag_prefix = tag_prefix or ""
+        self._resolve_max_decompressed_size()
         self._active_tags: dict[str, str] = {}
         self._active_no_ack: dict[str, bool] = {}
         # what a revive must resume until one succeeds (a revive can itself be cut short)
@@ -416,6 +534,7 @@ class Consumer:
         self._active_tags.clear()
         self._active_no_ack.clear()
         self.channel = channel = maybe_channel(channel)
+        self._resolve_max_decompressed_size()
         for name, queue in list(self._queues.items()):
             self._queues.pop(name, None)
             bound = queue(channel)
@@ -429,6 +548,21 @@ class Consumer:
         if previous:
             self._consume(previous)
         self._resume = {}
+
+    def _resolve_max_decompressed_size(self) -> None:
+        limit = self._max_decompressed_size_option
+        if limit is ...:
+            connection = self.connection
+            options = getattr(connection, "transport_options", None) or {}
+            limit = options.get(MAX_DECOMPRESSED_SIZE_OPTION, DEFAULT_MAX_DECOMPRESSED_SIZE)
+        if limit is not None:
+            try:
+                limit = int(limit)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ValueError(f"max_decompressed_size must be a number of bytes or None, not {limit!r}") from None
+            if limit < 0:
+                raise ValueError(f"max_decompressed_size must not be negative, got {limit!r}")
+        self.max_decompressed_size = limit  # type: ignore[assignment]
 
     def declare(self) -> None:
         """Declare the queues, their exchanges and bindings."""
@@ -521,13 +655,24 @@ class Consumer:
         try:
             m2p = getattr(channel, "message_to_python", None)
             if m2p is not None:
-                message = m2p(message)
+                try:
+                    message = m2p(message)
+                except Exception as exc:
+                    message = _unconvertible(channel, message, exc)
             if accept is not None:
                 message.accept = accept
-            if message.errors:
+            message.max_decompressed_size = self.max_decompressed_size
+            # _errors, not errors: reading errors would decompress before the accept check
+            if message._errors:
                 return message._reraise_error(self.on_decode_error)
             if on_message is None:
                 decoded = message.decode()
+            elif message._compression is not None and _accepted(message.content_type, accept):
+                # on_message gets the body decompressed, as it would from Kombu; content
+                # that is not accepted stays compressed until someone asks for it
+                message._inflate()
+                if message._errors:
+                    return message._reraise_error(self.on_decode_error)
         except Exception as exc:
             if not self.on_decode_error:
                 raise _annotate(exc, message, self._queue_of(message)) from exc
@@ -568,6 +713,33 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.queues}>"
+
+
+def _accepted(content_type: str | None, accept: Any) -> bool:
+    try:
+        check_accept(content_type, accept)
+    except ContentDisallowed:
+        return False
+    return True
+
+
+def _unconvertible(channel: Any, raw: Any, exc: BaseException) -> Message:
+    """A :class:`Message` for a driver message the channel could not convert: it carries
+    the error, so it reaches ``on_decode_error`` and can still be acked or rejected."""
+    info = getattr(raw, "delivery_info", None)
+    info = dict(info) if isinstance(info, Mapping) else {}
+    body = getattr(raw, "body", None)
+    message = Message(
+        body=body if isinstance(body, bytes | bytearray | memoryview | str) else None,
+        delivery_tag=info.get("delivery_tag"),
+        delivery_info=info,
+        channel=channel,
+        raw=raw,
+    )
+    error = DecodeError(f"Malformed message: the transport could not read it: {exc!r}")
+    error.__cause__ = exc
+    message._errors.insert(0, (DecodeError, error, None))
+    return message
 
 
 def _annotate(exc: BaseException, message: Any, queue: str | None) -> BaseException:

@@ -87,13 +87,28 @@ class TokenBucket:
 
 
 def preview(body: Any, size: int = PREVIEW_BYTES) -> str:
-    """A short, printable preview of a raw message body for error messages."""
+    """A short, printable preview of a raw message body for error messages (one line)."""
     if body is None:
         return "None"
-    length = len(body) if hasattr(body, "__len__") else 0
-    shown = body[:size] if isinstance(body, bytes | bytearray | str) else body
+    try:
+        length = len(body)
+    except TypeError:
+        length = 0
+    shown = bytes(body[:size]) if isinstance(body, bytearray | memoryview) else body
+    if isinstance(shown, bytes | str):
+        shown = shown[:size]
+    text = repr(shown)
+    if len(text) > 4 * size:  # anything else is shown by its repr, cut short too
+        text = text[: 4 * size] + "..."
     more = f"... ({length} bytes)" if length > size else ""
-    return f"{shown!r}{more}"
+    return f"{text}{more}"
+
+
+def raw_body(message: Any) -> Any:
+    """The body as received, without decompressing it just to show it."""
+    if isinstance(message, Message):
+        return message._body
+    return getattr(message, "body", None)
 
 
 class ConsumerMixin:
@@ -165,17 +180,19 @@ class ConsumerMixin:
     def on_decode_error(self, message: Message, exc: BaseException) -> None:
         """A message could not be decoded: log what it was and reject it.
 
-        The log names the queue, exchange, routing key, content type and encoding and
-        shows the start of the raw body.  The message is rejected without requeue (dead
-        lettered where the queue has a dead-letter exchange) so one bad message cannot
-        block the queue; override to keep it instead.
+        One log line (level ERROR) names the queue, exchange, routing key, content type and
+        encoding, the reason, and shows the start of the raw body.  The message is rejected
+        without requeue (dead lettered where the queue has a dead-letter exchange) so one
+        bad message cannot block the queue; override to keep it instead.
         """
-        info = message.delivery_info or {}
+        info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         logger.error(
             "Can't decode message body from queue %r (exchange %r, routing key %r, content type "
-            "%r, encoding %r): %s; raw body: %s; rejecting it",
+            "%r, encoding %r): %s: %s; raw body: %s; rejecting it",
             self._queue_name_of(message), info.get("exchange"), info.get("routing_key"),
-            message.content_type, message.content_encoding, exc, preview(message.body),
+            message.content_type, message.content_encoding, type(exc).__name__, reason,
+            preview(raw_body(message)),
         )
         errors = (*self.connection.connection_errors, *self.connection.channel_errors)
         message.reject_log_error(logger, errors)

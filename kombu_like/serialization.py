@@ -46,6 +46,7 @@ __all__ = [
     "SKIP_DECODE",
     "TRUSTED_CONTENT",
     "SerializerRegistry",
+    "check_accept",
     "codec",
     "disable_insecure_serializers",
     "dumps",
@@ -339,12 +340,7 @@ class SerializerRegistry:
             SerializerNotInstalled: the serializer's package is missing.
             DecodeError: the payload could not be decoded.
         """
-        ctype = _text(content_type) if content_type else "application/data"
-        if accept is not None:
-            if ctype not in _trusted_content and not self._accepts(ctype, accept):
-                raise self._for_untrusted_content(ctype, "untrusted")
-        elif ctype in self._disabled_content_types and not force:
-            raise self._for_untrusted_content(ctype, "disabled")
+        ctype = self.check_accept(content_type, accept, force, _trusted_content)
         if not data:
             return data
         decode = self._decoders.get(ctype)
@@ -366,6 +362,29 @@ class SerializerRegistry:
             with _wrap_errors(DecodeError, f"Cannot decode {description} content as {encoding}"):
                 return codecs.decode(data, encoding)
         return data
+
+    def check_accept(
+        self,
+        content_type: str | bytes | None,
+        accept: Iterable[str] | None = None,
+        force: bool = False,
+        _trusted_content: Collection[str] = TRUSTED_CONTENT,
+    ) -> str:
+        """Check that content of ``content_type`` may be decoded, as :meth:`loads` does first.
+
+        Returns the content type as text (``application/data`` when there is none).
+
+        Raises:
+            ContentDisallowed: the content type is not in ``accept``, or (without
+                ``accept``) its serializer is disabled and ``force`` is false.
+        """
+        ctype = _text(content_type) if content_type else "application/data"
+        if accept is not None:
+            if ctype not in _trusted_content and not self._accepts(ctype, accept):
+                raise self._for_untrusted_content(ctype, "untrusted")
+        elif ctype in self._disabled_content_types and not force:
+            raise self._for_untrusted_content(ctype, "disabled")
+        return ctype
 
     def _accepts(self, content_type: str, accept: Iterable[str]) -> bool:
         if isinstance(accept, (set, frozenset)) and content_type in accept:
@@ -396,6 +415,8 @@ registry = SerializerRegistry()
 dumps = registry.dumps
 #: :meth:`SerializerRegistry.loads` of the global :data:`registry`.
 loads = registry.loads
+#: :meth:`SerializerRegistry.check_accept` of the global :data:`registry`.
+check_accept = registry.check_accept
 
 
 def register(

@@ -376,3 +376,35 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "publishing" in text and "#" in text and "1200" in text
     assert "published 1200 messages" in text
     assert ok("size", "bar", cwd=tmp_path).stdout.strip() == "1200"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"body": "e30=", "content-type": "application/json", "headers": [1], "properties": {}}',
+        '{"body": "e30=", "content-type": "application/json", "headers": {}, "properties": "not a mapping"}',
+        '{"body": "e30=", "content-type": 5, "headers": {"compression": 7}, "properties": {}}',
+        "not json at all",
+    ],
+)
+def test_consume_goes_past_a_poison_message_with_one_line(tmp_path: Path, payload: str) -> None:
+    import sqlite3
+
+    from kombu_like import Connection, Producer, Queue
+
+    with Connection(f"sqlite:///{tmp_path}/kombu_like.db") as conn:
+        Queue("poisoned")(conn.default_channel).declare()
+    # written by another program, before the good message
+    with sqlite3.connect(tmp_path / "kombu_like.db") as db:
+        db.execute("INSERT INTO kl_messages (queue, priority, payload) VALUES ('poisoned', 0, ?)", (payload,))
+    with Connection(f"sqlite:///{tmp_path}/kombu_like.db") as conn:
+        Producer(conn).publish({"good": 1}, routing_key="poisoned")
+    result = run("consume", "poisoned", "--count", "1", "--timeout", "20", cwd=tmp_path)
+    assert [r["body"] for r in records(result.stdout)] == [{"good": 1}]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "cannot decode a message" in line]
+    assert len(lines) == 1, result.stderr
+    assert "'poisoned'" in lines[0]
+    # exit status 1: the bad message was left in its queue, which the summary line says
+    assert result.returncode == 1
+    assert ok("size", "poisoned", cwd=tmp_path).stdout.strip() == "1"

@@ -446,13 +446,17 @@ class VirtualChannel(StdChannel):
 
     def _to_message(self, delivery: Delivery, tag: int | None, consumer_tag: str | None = None) -> BaseMessage:
         payload = delivery.payload
-        props = payload["properties"]
-        info = dict(props.get("delivery_info") or {})
+        # an envelope written by another program may hold anything: what is not a mapping
+        # goes to the Message as it is, which records it as a decode error
+        props = payload.get("properties")
+        fields = props if isinstance(props, dict) else {}
+        raw_info = fields.get("delivery_info")
+        info = dict(raw_info) if isinstance(raw_info, dict) else {}
         if consumer_tag is not None:
             info["consumer_tag"] = consumer_tag
         body = payload.get("body")
         undecodable: BaseException | None = None
-        if body and props.get("body_encoding") == "base64":
+        if body and fields.get("body_encoding") == "base64":
             try:
                 body = decode_body(body, "base64")
             except (binascii.Error, ValueError, TypeError) as exc:
