@@ -14,6 +14,11 @@ gets these fixtures without any set-up:
     A :class:`BrokerInspector`: what is waiting in which queue (decoded bodies, headers,
     properties, routing) without consuming anything.
 
+``kombu_clean_memory``
+    For code that connects to plain ``memory://`` (the process-wide broker every such
+    Connection shares, as in Kombu): empties that broker -- queues, exchanges and
+    bindings -- before and after the test, so nothing leaks from one test to the next.
+
 ::
 
     def test_order_is_published(kombu_connection, kombu_broker):
@@ -40,7 +45,14 @@ if TYPE_CHECKING:
     from kombu_like.connection import Connection
     from kombu_like.transport.memory import Broker
 
-__all__ = ["BrokerInspector", "PublishedMessage", "kombu_broker", "kombu_connection", "kombu_url"]
+__all__ = [
+    "BrokerInspector",
+    "PublishedMessage",
+    "kombu_broker",
+    "kombu_clean_memory",
+    "kombu_connection",
+    "kombu_url",
+]
 
 #: prefix of the virtual hosts the fixtures create
 VHOST_PREFIX = "pytest-"
@@ -198,3 +210,23 @@ def kombu_connection(kombu_url: str) -> Iterator[Connection]:
 def kombu_broker(kombu_url: str) -> BrokerInspector:
     """A :class:`BrokerInspector` of this test's broker."""
     return BrokerInspector.for_url(kombu_url)
+
+
+def _empty_default_broker() -> None:
+    from kombu_like.transport.memory import Channel, Transport
+
+    Channel.queues.clear()
+    Transport.global_state.clear()
+
+
+@pytest.fixture
+def kombu_clean_memory() -> Iterator[BrokerInspector]:
+    """Empty the process-wide ``memory://`` broker before and after the test.
+
+    Yields the :class:`BrokerInspector` of that broker.
+    """
+    _empty_default_broker()
+    try:
+        yield BrokerInspector.for_url("memory://")
+    finally:
+        _empty_default_broker()

@@ -20,15 +20,25 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .base import Capabilities
-from .virtual import Delivery, QueueStore, VirtualTransport
+from .virtual import BrokerState, Delivery, QueueStore, VirtualTransport
 from .virtual.routing import Binding, ExchangeInfo
 
-__all__ = ["Broker", "MemoryStore", "Transport", "forget_broker", "get_broker", "reset_brokers"]
+__all__ = [
+    "Broker",
+    "Channel",
+    "MemoryStore",
+    "QueueView",
+    "QueuesView",
+    "Transport",
+    "forget_broker",
+    "get_broker",
+    "reset_brokers",
+]
 
 _registry_lock = threading.Lock()
 #: virtual host -> broker; process-wide on purpose: that is what memory:// means
@@ -314,6 +324,8 @@ class Transport(VirtualTransport):
     driver_type = "memory"
     driver_name = "memory"
     capabilities = MemoryStore.capabilities
+    #: Kombu's name for the default broker's exchanges and bindings (set below)
+    global_state: BrokerState
 
     def create_store(self) -> MemoryStore:
         broker = self.transport_options.get("broker")
@@ -325,5 +337,115 @@ class Transport(VirtualTransport):
         return "N/A"
 
 
-#: Kombu's module-level name for the memory transport's channel class
-Channel = Transport.Channel
+
+
+# -- Kombu's process-wide view ------------------------------------------------------------
+class QueueView:
+    """One queue of the default broker, shaped like the :class:`queue.Queue` Kombu keeps."""
+
+    def __init__(self, broker: Broker, name: str) -> None:
+        self._broker = broker
+        self.name = name
+
+    def qsize(self) -> int:
+        return MemoryStore(self._broker).size(self.name)
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def get(self, block: bool = True, timeout: float | None = None) -> dict[str, Any]:
+        """Take the next envelope; :class:`queue.Empty` when none arrives in time."""
+        from queue import Empty
+
+        wait = (timeout if timeout is not None else None) if block else 0
+        deliveries = MemoryStore(self._broker).get([self.name], wait, 1)
+        if not deliveries:
+            raise Empty()
+        return deliveries[0].payload
+
+    def get_nowait(self) -> dict[str, Any]:
+        return self.get(block=False)
+
+    def put(self, item: dict[str, Any], block: bool = True, timeout: float | None = None) -> None:
+        priority = int((item.get("properties") or {}).get("priority") or 0)
+        MemoryStore(self._broker).put(self.name, item, priority)
+
+    @property
+    def queue(self) -> list[dict[str, Any]]:
+        """The waiting envelopes, in delivery order (a copy)."""
+        return self._broker.peek(self.name)
+
+    def __repr__(self) -> str:
+        return f"<QueueView {self.name!r} size={self.qsize()}>"
+
+
+class QueuesView(MutableMapping[str, QueueView]):
+    """Queue name -> :class:`QueueView` of the process-wide ``memory://`` broker.
+
+    Kombu's ``kombu.transport.memory.Channel.queues``: test suites read queue sizes from it
+    and ``clear()`` it between tests, which here deletes every queue of the default broker.
+    """
+
+    @property
+    def broker(self) -> Broker:
+        return get_broker("/")
+
+    def __getitem__(self, name: str) -> QueueView:
+        if name not in self.broker.queues:
+            raise KeyError(name)
+        return QueueView(self.broker, name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        MemoryStore(self.broker).declare_queue(name)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self.broker.queues:
+            raise KeyError(name)
+        MemoryStore(self.broker).delete_queue(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.broker.queues))
+
+    def __len__(self) -> int:
+        return len(self.broker.queues)
+
+    def clear(self) -> None:
+        with self.broker.cond:
+            self.broker.queues.clear()
+
+
+class MemoryBrokerState(BrokerState):
+    """Kombu's ``Transport.global_state``: the default broker's exchanges and bindings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def clear(self) -> None:
+        """Forget the default broker's exchanges and bindings (and this state's own)."""
+        super().clear()
+        table = get_broker("/").table
+        with table._lock:
+            table.exchanges.clear()
+            table.bindings.clear()
+            table.version += 1
+
+
+class MemoryChannel(Transport.Channel):  # type: ignore[misc,valid-type]
+    """The memory transport's channel, with Kombu's class-level broker state."""
+
+    #: every queue of the process-wide broker (``memory://``), shared by all channels
+    queues: QueuesView = QueuesView()
+    #: Kombu's class-level event registry, kept for code that reads or clears it
+    events: Any = defaultdict(set)
+    do_restore = False
+    supports_fanout = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # a channel's own events (basic_return callbacks) shadow the class-level registry
+        self.events = {"basic_return": set()}
+
+
+Transport.Channel = MemoryChannel
+Transport.global_state = MemoryBrokerState()
+Channel = MemoryChannel

@@ -123,3 +123,25 @@ def test_plugin_is_declared_as_entry_point() -> None:
     text = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     section = text.split("[project.entry-points.pytest11]", 1)[1].split("[", 1)[0]
     assert 'kombu_like = "kombu_like.testing.plugin"' in section
+
+
+def test_clean_memory_empties_the_process_wide_broker(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+import pytest
+import kombu_like
+from kombu_like.transport.memory import Channel
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_leaves_a_message(n, kombu_clean_memory):
+    assert kombu_clean_memory.count("leftover") == 0
+    with kombu_like.Connection("memory://") as conn:
+        kombu_like.Producer(conn).publish(n, routing_key="leftover", declare=[kombu_like.Queue("leftover")])
+    assert Channel.queues["leftover"].qsize() == 1
+
+def test_nothing_left():
+    assert "leftover" not in Channel.queues
+""",
+    )
+    result.assert_outcomes(passed=3)
