@@ -170,15 +170,18 @@ def _sphinx(builder: str, out: Path, *extra: str) -> subprocess.CompletedProcess
     )
 
 
-def test_python_examples_pass_sphinx_doctest(tmp_path: Path) -> None:
-    result = _sphinx("doctest", tmp_path, "-d", str(tmp_path / "doctrees"))
-    report = tmp_path / "doctest" / "output.txt"
+def check_doctest_report(report: Path, returncode: int, stdout: str, what: str = "") -> None:
     details = report.read_text() if report.exists() else ""
-    assert result.returncode == 0, f"sphinx doctest failed:\n{result.stdout}\n{details}"
+    assert returncode == 0, f"sphinx doctest{what} failed:\n{stdout}\n{details}"
     summary = re.search(r"(\d+) tests?\b.*?(\d+) failures? in tests", details, re.S)
     assert summary is not None, details
     assert int(summary.group(1)) > 0, "the doctest builder found no examples"
     assert int(summary.group(2)) == 0, details
+
+
+def test_python_examples_pass_sphinx_doctest(tmp_path: Path) -> None:
+    result = _sphinx("doctest", tmp_path, "-d", str(tmp_path / "doctrees"))
+    check_doctest_report(tmp_path / "doctest" / "output.txt", result.returncode, result.stdout)
 
 
 def test_html_builds_without_warnings(tmp_path: Path) -> None:
