@@ -10,6 +10,7 @@ prefix, a fresh sqlite file), so the examples' fixed names never meet another ru
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,13 @@ from pathlib import Path
 import pytest
 
 from t.unit.test_docs import DOCS, ROOT, check_doctest_report
+
+#: (broker, page) pairs with a known, reported bug: that page's failures are expected on that
+#: broker, and once it passes the entry must go (a strict expected failure)
+KNOWN_FAILURES = {
+    # a mandatory message's basic.return that arrives while the channel closes is dropped
+    ("amqp", "userguide/producers.rst"),
+}
 
 #: the pages whose examples must hold on every broker, not only on memory://
 BROKER_PAGES = [*sorted((DOCS / "userguide").glob("*.rst")), DOCS / "getting-started.rst"]
@@ -84,4 +92,11 @@ def test_userguide_examples_hold_on_every_broker(tmp_path: Path, amqp_url: str, 
             )
         outcomes = {name: (run.communicate(timeout=240)[0], run.returncode) for name, run in runs.items()}
     for name, (stdout, returncode) in outcomes.items():
-        check_doctest_report(tmp_path / name / "doctest" / "output.txt", returncode, stdout, f" on {name}")
+        report = tmp_path / name / "doctest" / "output.txt"
+        details = report.read_text() if report.exists() else ""
+        failed_pages = set(re.findall(r'^File "([^"]+)", line \d+', details, re.M))
+        expected = {page for broker, page in KNOWN_FAILURES if broker == name}
+        assert not expected - failed_pages, f"{expected - failed_pages} pass on {name} now: update KNOWN_FAILURES"
+        if failed_pages and failed_pages <= expected:
+            continue
+        check_doctest_report(report, returncode, stdout, f" on {name}")
