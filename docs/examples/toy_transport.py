@@ -20,7 +20,7 @@ class ToyStore(QueueStore):
     body_encoding = None  # envelopes never leave the process: keep bodies as bytes
 
     def __init__(self) -> None:
-        super().__init__()  # exchanges and bindings: the in-process table
+        super().__init__()  # exchanges and bindings: InMemoryBindings, in this process
         self.queues: dict[str, deque[dict[str, Any]]] = {}
         self.ready = threading.Condition()
 
@@ -91,7 +91,7 @@ class Transport(VirtualTransport):
 
     driver_type = "toy"
     driver_name = "toy"
-    capabilities = ToyStore.capabilities
+    Store = ToyStore  # the transport's capabilities are the ones ToyStore declares
 
     def create_store(self) -> ToyStore:
         return _STORE

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from kombu_like import Connection, Consumer, Exchange, Message, Queue
+from kombu_like import Connection, Consumer, Exchange, Message, Producer, Queue
 from kombu_like.exceptions import ChannelError, ContentDisallowed, DecodeError, MessageStateError, NotFound
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "HeadersAndPropertiesTests",
     "PriorityTests",
     "PublishConsumeTests",
+    "SeamTests",
     "SimpleQueueTests",
     "TTLTests",
     "TransportConformance",
@@ -1120,6 +1121,92 @@ class TTLTests(ConformanceBase):
         assert message.payload == "stays"
 
 
+class SeamTests(ConformanceBase):
+    """The transport seam: driver errors reach the retry engine translated, and a deleted
+    queue takes its bindings with it."""
+
+    def driver_error(self) -> Exception:
+        """An error as the transport's driver raises it when the connection is lost.
+
+        The transport's ``translate_error`` must map it onto one of its
+        ``recoverable_connection_errors``.  Override for a transport that maps a more
+        specific class.
+        """
+        return ConnectionResetError(104, "connection reset by peer (injected by the conformance suite)")
+
+    @contextlib.contextmanager
+    def failing_put(self, conn: Connection, error: Exception, times: int = 1) -> Iterator[list[Exception]]:
+        """Make the next ``times`` store puts of ``conn`` raise ``error`` (as a driver would).
+
+        Yields the list of errors raised so far.  Queue-store (virtual) transports only;
+        others skip unless they override this.
+        """
+        conn.connect()
+        store = getattr(conn.connection, "store", None)
+        if store is None:
+            pytest.skip(f"transport {conn.transport.driver_type!r} has no queue store to inject a fault into")
+        raised: list[Exception] = []
+        originals = {name: getattr(store, name) for name in ("put", "put_many")}
+
+        def faulty(name: str) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if len(raised) < times:
+                    raised.append(error)
+                    raise error
+                return originals[name](*args, **kwargs)
+
+            return call
+
+        for name in originals:
+            setattr(store, name, faulty(name))
+        try:
+            yield raised
+        finally:
+            for name in originals:
+                with contextlib.suppress(AttributeError):
+                    delattr(store, name)
+
+    def test_store_error_is_translated_with_the_original_as_cause(self, conn: Connection) -> None:
+        queue = self.new_queue("seam_translated")
+        self.declare(conn, queue)
+        error = self.driver_error()
+        with self.failing_put(conn, error) as raised:
+            with pytest.raises(conn.recoverable_connection_errors) as info:
+                Producer(conn).publish("lost?", routing_key=queue.name)
+        assert raised == [error]
+        assert info.value is not error
+        assert info.value.__cause__ is error
+
+    def test_publish_with_retry_survives_a_store_error(self, conn: Connection) -> None:
+        queue = self.new_queue("seam_retry")
+        self.declare(conn, queue)
+        with self.failing_put(conn, self.driver_error()) as raised:
+            Producer(conn).publish(
+                "retried", routing_key=queue.name, retry=True, retry_policy={"interval_start": 0, "max_retries": 3}
+            )
+        assert len(raised) == 1
+        [message] = self.collect(conn, queue, 1)
+        assert message.payload == "retried"
+        self.drain_quietly(conn)
+        assert self.basic_get(conn, queue) is None
+
+    def test_deleted_queue_loses_its_bindings(self, conn: Connection) -> None:
+        exchange = self.new_exchange("seam_unbound", "direct")
+        queue = self.new_queue("seam_unbound", exchange, routing_key="seam.key")
+        self.publish(conn, "before", queue)
+        queue(conn.default_channel).delete()
+        producer = Producer(conn)
+        producer.publish("after delete", exchange=exchange, routing_key="seam.key")
+        channel = conn.channel()
+        with pytest.raises(NotFound):
+            queue(channel).queue_declare(passive=True)
+        # declared again but not bound: the old binding must not come back with it
+        Queue(queue.name, channel=conn.default_channel).queue_declare()
+        producer.publish("after redeclare", exchange=exchange, routing_key="seam.key")
+        self.drain_quietly(conn)
+        assert self.message_count(conn, queue) == 0
+
+
 class TransportConformance(
     PublishConsumeTests,
     ExchangeTypeTests,
@@ -1131,5 +1218,6 @@ class TransportConformance(
     DeclarationTests,
     PriorityTests,
     TTLTests,
+    SeamTests,
 ):
     """Every conformance test; subclass it as ``Test...`` with the transport's ``url``."""

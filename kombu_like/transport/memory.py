@@ -25,8 +25,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .base import Capabilities
-from .virtual import BrokerState, Delivery, QueueStore, VirtualTransport
-from .virtual.routing import Binding, ExchangeInfo
+from .virtual import BrokerState, Delivery, InMemoryBindings, QueueStore, VirtualTransport
 
 __all__ = [
     "Broker",
@@ -176,9 +175,8 @@ class Broker:
         self.cond = threading.Condition(self.lock)
         self.queues: dict[str, _MemQueue] = {}
         self.waiters = 0
-        from .virtual import BindingTable
-
-        self.table = BindingTable()
+        #: exchanges and bindings, shared by every connection to this broker
+        self.table = InMemoryBindings()
 
     def peek(self, queue: str) -> list[dict[str, Any]]:
         """The envelopes waiting in ``queue``, in delivery order, without taking them."""
@@ -204,7 +202,7 @@ class MemoryStore(QueueStore):
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.table = broker.table
+        self.bindings = broker.table
 
     def _queue(self, name: str) -> _MemQueue:
         queue = self.broker.queues.get(name)
@@ -301,13 +299,6 @@ class MemoryStore(QueueStore):
     def list_queues(self) -> list[str]:
         return sorted(self.broker.queues)
 
-    # exchanges and bindings live in the broker's table (shared by its connections)
-    def declare_exchange(self, info: ExchangeInfo) -> None:
-        self.table.declare_exchange(info)
-
-    def bind(self, exchange: str, binding: Binding) -> None:
-        self.table.bind(exchange, binding)
-
 
 def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
     props = payload["properties"]
@@ -323,7 +314,7 @@ class Transport(VirtualTransport):
 
     driver_type = "memory"
     driver_name = "memory"
-    capabilities = MemoryStore.capabilities
+    Store = MemoryStore
     #: Kombu's name for the default broker's exchanges and bindings (set below)
     global_state: BrokerState
 

@@ -31,7 +31,6 @@ Transport options (also accepted as URL query parameters, ``sqlite:///q.db?busy_
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -42,9 +41,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from ..exceptions import (
     AccessRefused,
@@ -58,7 +57,7 @@ from ..exceptions import (
     PreconditionFailed,
 )
 from .base import Capabilities
-from .virtual import BindingTable, Delivery, QueueStore, VirtualTransport
+from .virtual import Delivery, QueueStore, VirtualTransport
 from .virtual.routing import Binding, ExchangeInfo
 
 __all__ = ["DEFAULT_PATH", "SqliteStore", "Transport", "database_path"]
@@ -134,9 +133,6 @@ _TAKE = (
     "RETURNING id, priority, payload, redelivered"
 )
 _READY = "(lease IS NULL OR leased_until <= ?2) AND (expires IS NULL OR expires > ?2)"
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
 
 def database_path(virtual_host: str | None) -> str:
     """The file a ``sqlite://`` URL's path names, made absolute.
@@ -229,48 +225,31 @@ class _QueueSpec:
 _PLAIN = _QueueSpec()
 
 
-def _translating(method: _F) -> _F:
-    """Raise the driver's errors from ``method`` as the transport translates them."""
-
-    @functools.wraps(method)
-    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise self.translate(exc) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
-class SqliteBindingTable(BindingTable):
+class SqliteBindings:
     """Exchanges and bindings kept in the database file, so every process sees them.
 
     A version counter in the file changes with every declaration, binding and deletion;
-    the table re-reads its snapshot only when that counter moved.
+    the snapshot kept here is re-read only when that counter moved.
     """
 
     def __init__(self, store: SqliteStore) -> None:
-        super().__init__()
         self._store = store
         self._seen: int | None = None
+        self._exchanges: dict[str, ExchangeInfo] = {}
+        self._bindings: dict[str, list[Binding]] = {}
 
-    # the base class keeps ``version`` as an attribute; here it lives in the file
-    @property  # type: ignore[override]
+    @property
     def version(self) -> int:
         return self._store._read_version()
-
-    @version.setter
-    def version(self, value: int) -> None:
-        """Ignored: the version is kept in the database."""
 
     def _fresh(self) -> None:
         version = self._store._read_version()
         if version != self._seen:
-            self.exchanges, self.bindings = self._store._load_routing()
+            self._exchanges, self._bindings = self._store._load_routing()
             self._seen = version
 
     def declare_exchange(self, info: ExchangeInfo) -> None:
@@ -278,7 +257,7 @@ class SqliteBindingTable(BindingTable):
 
     def exchange(self, name: str) -> ExchangeInfo | None:
         self._fresh()
-        return self.exchanges.get(name)
+        return self._exchanges.get(name)
 
     def delete_exchange(self, name: str) -> None:
         self._store._delete_exchange(name)
@@ -294,11 +273,11 @@ class SqliteBindingTable(BindingTable):
 
     def get_bindings(self, exchange: str) -> list[Binding]:
         self._fresh()
-        return list(self.bindings.get(exchange, ()))
+        return list(self._bindings.get(exchange, ()))
 
     def all_bindings(self) -> list[tuple[str, Binding]]:
         self._fresh()
-        return [(ex, b) for ex, items in self.bindings.items() for b in items]
+        return [(ex, b) for ex, items in self._bindings.items() for b in items]
 
 
 class SqliteStore(QueueStore):
@@ -318,13 +297,11 @@ class SqliteStore(QueueStore):
         polling_interval: float = DEFAULT_POLLING_INTERVAL,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         synchronous: str = "NORMAL",
-        translate: Callable[[BaseException], BaseException] | None = None,
     ) -> None:
         self.path = path
         self.visibility_timeout = float(visibility_timeout)
         self.polling_interval = max(float(polling_interval), 0.001)
         self.busy_timeout = float(busy_timeout)
-        self.translate: Callable[[BaseException], BaseException] = translate or (lambda exc: exc)
         sync = str(synchronous).upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -337,15 +314,12 @@ class SqliteStore(QueueStore):
         self._next_owner_check = 0.0
         self._next_expiry_sweep = 0.0
         self._db: sqlite3.Connection | None = None
+        self.bindings: SqliteBindings = SqliteBindings(self)
         self._open(sync)
-        self.table = SqliteBindingTable(self)
 
     # -- connection ----------------------------------------------------------------------
     def _open(self, synchronous: str) -> None:
-        try:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise self.translate(exc) from exc
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={synchronous}")
@@ -365,11 +339,9 @@ class SqliteStore(QueueStore):
                     "INSERT INTO kl_owners VALUES (?, ?, ?, ?)",
                     (self.token, self.host, os.getpid(), time.time()),
                 )
-        except BaseException as exc:
+        except BaseException:
             self._db = None
             db.close()
-            if isinstance(exc, sqlite3.Error):
-                raise self.translate(exc) from exc
             raise
         self.reap_dead_owners()
 
@@ -421,7 +393,6 @@ class SqliteStore(QueueStore):
     def _transaction(self) -> SqliteStore._Txn:
         return self._Txn(self)
 
-    @_translating
     def close(self) -> None:
         """Give back this store's leases (marked redelivered) and close the file."""
         with self._lock:
@@ -450,7 +421,6 @@ class SqliteStore(QueueStore):
             (token + ".", token + "/"),
         ).rowcount
 
-    @_translating
     def reap_dead_owners(self) -> int:
         """Give back the leases of consumers on this machine whose process has died.
 
@@ -476,7 +446,6 @@ class SqliteStore(QueueStore):
         return released
 
     # -- queues ------------------------------------------------------------------------
-    @_translating
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
         args = {k: v for k, v in (arguments or {}).items() if v is not None}
         with self._transaction() as cur:
@@ -495,7 +464,6 @@ class SqliteStore(QueueStore):
                     )
         self._specs[queue] = _QueueSpec.from_arguments(existing)
 
-    @_translating
     def queue_exists(self, queue: str) -> bool:
         with self._lock:
             row = (
@@ -555,7 +523,6 @@ class SqliteStore(QueueStore):
 
     _INSERT = "INSERT INTO kl_messages (queue, priority, payload, expires) VALUES (?, ?, ?, ?)"
 
-    @_translating
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         row = self._row(queue, payload, priority, time.time())
         if self._spec(queue).max_length is None:
@@ -567,7 +534,6 @@ class SqliteStore(QueueStore):
                 self._trim(cur, queue)
         self._notifier.notify()
 
-    @_translating
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         now = time.time()
         rows = [self._row(queue, payload, priority, now) for queue, payload, priority in items]
@@ -577,7 +543,6 @@ class SqliteStore(QueueStore):
                 self._trim(cur, queue)
         self._notifier.notify()
 
-    @_translating
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         deadline = None if timeout is None else time.monotonic() + timeout
         notifier = self._notifier
@@ -675,7 +640,6 @@ class SqliteStore(QueueStore):
             },
         }
 
-    @_translating
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         receipts = [d.receipt for d in deliveries if d.receipt is not None]
         if not receipts:
@@ -688,7 +652,6 @@ class SqliteStore(QueueStore):
         with self._transaction() as cur:
             cur.executemany("DELETE FROM kl_messages WHERE id = ? AND lease = ?", receipts)
 
-    @_translating
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
         receipts = [(int(redelivered), *d.receipt) for d in deliveries if d.receipt is not None]
         if not receipts:
@@ -702,7 +665,6 @@ class SqliteStore(QueueStore):
             )
         self._notifier.notify()
 
-    @_translating
     def purge(self, queue: str) -> int:
         now = time.time()
         with self._transaction() as cur:
@@ -710,7 +672,6 @@ class SqliteStore(QueueStore):
             cur.execute("DELETE FROM kl_messages WHERE queue = ? AND lease IS NULL AND expires <= ?", (queue, now))
         return int(count)
 
-    @_translating
     def size(self, queue: str) -> int:
         with self._lock:
             row = (
@@ -720,7 +681,6 @@ class SqliteStore(QueueStore):
             )
         return int(row[0])
 
-    @_translating
     def unacked_count(self, queue: str) -> int:
         """Messages of ``queue`` delivered and not yet acknowledged (leases still running)."""
         with self._lock:
@@ -734,14 +694,12 @@ class SqliteStore(QueueStore):
             )
         return int(row[0])
 
-    @_translating
     def delete_queue(self, queue: str) -> None:
         with self._transaction() as cur:
             cur.execute("DELETE FROM kl_messages WHERE queue = ?", (queue,))
             cur.execute("DELETE FROM kl_queues WHERE name = ?", (queue,))
         self._specs.pop(queue, None)
 
-    @_translating
     def list_queues(self) -> list[str]:
         with self._lock:
             rows = (
@@ -751,12 +709,7 @@ class SqliteStore(QueueStore):
             )
         return [row[0] for row in rows]
 
-    # -- exchanges and bindings (through SqliteBindingTable) --------------------------------
-    @property
-    def bindings_version(self) -> Any:
-        return self._read_version()
-
-    @_translating
+    # -- exchanges and bindings (through SqliteBindings) --------------------------------
     def _read_version(self) -> int:
         with self._lock:
             row = self._conn().execute("SELECT value FROM kl_meta WHERE key = 'bindings'").fetchone()
@@ -768,7 +721,6 @@ class SqliteStore(QueueStore):
     def _bump(cur: sqlite3.Connection) -> None:
         cur.execute("UPDATE kl_meta SET value = value + 1 WHERE key = 'bindings'")
 
-    @_translating
     def _load_routing(self) -> tuple[dict[str, ExchangeInfo], dict[str, list[Binding]]]:
         with self._lock:
             db = self._conn()
@@ -787,7 +739,6 @@ class SqliteStore(QueueStore):
             bindings.setdefault(exchange, []).append(Binding(queue, routing_key, json.loads(arguments) or None))
         return exchanges, bindings
 
-    @_translating
     def _declare_exchange(self, info: ExchangeInfo) -> None:
         with self._transaction() as cur:
             changed = cur.execute(
@@ -797,14 +748,12 @@ class SqliteStore(QueueStore):
             if changed:
                 self._bump(cur)
 
-    @_translating
     def _delete_exchange(self, name: str) -> None:
         with self._transaction() as cur:
             cur.execute("DELETE FROM kl_exchanges WHERE name = ?", (name,))
             cur.execute("DELETE FROM kl_bindings WHERE exchange = ?", (name,))
             self._bump(cur)
 
-    @_translating
     def _bind(self, exchange: str, binding: Binding) -> None:
         with self._transaction() as cur:
             changed = cur.execute(
@@ -814,7 +763,6 @@ class SqliteStore(QueueStore):
             if changed:
                 self._bump(cur)
 
-    @_translating
     def _unbind(self, exchange: str, binding: Binding) -> None:
         with self._transaction() as cur:
             changed = cur.execute(
@@ -824,7 +772,6 @@ class SqliteStore(QueueStore):
             if changed:
                 self._bump(cur)
 
-    @_translating
     def _unbind_queue(self, queue: str) -> None:
         with self._transaction() as cur:
             if cur.execute("DELETE FROM kl_bindings WHERE queue = ?", (queue,)).rowcount:
@@ -836,7 +783,7 @@ class Transport(VirtualTransport):
 
     driver_type = "sqlite"
     driver_name = "sqlite3"
-    capabilities = SqliteStore.capabilities
+    Store = SqliteStore
 
     connection_errors: tuple[type[BaseException], ...] = (ConnectionError, ConnectionTimeout)
     channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
@@ -864,7 +811,6 @@ class Transport(VirtualTransport):
             polling_interval=options.get("polling_interval", DEFAULT_POLLING_INTERVAL),
             busy_timeout=options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
             synchronous=options.get("synchronous", "NORMAL"),
-            translate=self.translate_error,
         )
 
     def translate_error(self, exc: BaseException) -> BaseException:

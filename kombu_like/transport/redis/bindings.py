@@ -13,7 +13,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..virtual.routing import Binding, ExchangeInfo
-from ..virtual.store import BindingTable
 from . import scripts
 from .cache import BindingCache
 from .codec import check, text
@@ -22,7 +21,7 @@ from .keys import topic_pattern
 if TYPE_CHECKING:
     from .store import RedisStore
 
-__all__ = ["Bindings", "RedisBindingTable"]
+__all__ = ["Bindings"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
@@ -262,43 +261,3 @@ class Bindings:
 
     def close(self) -> None:
         self.cache.close()
-
-
-class RedisBindingTable(BindingTable):
-    """The binding table interface of the virtual layer, answered from Redis."""
-
-    def __init__(self, store: RedisStore) -> None:
-        # no in-memory table: every answer comes from the store
-        self.store = store
-
-    def declare_exchange(self, info: ExchangeInfo) -> None:
-        self.store.declare_exchange(info)
-
-    def exchange(self, name: str) -> ExchangeInfo | None:
-        return self.store.exchange(name)
-
-    def delete_exchange(self, name: str) -> None:
-        self.store.delete_exchange(name)
-
-    def bind(self, exchange: str, binding: Binding) -> None:
-        self.store.bind(exchange, binding)
-
-    def unbind(self, exchange: str, binding: Binding) -> None:
-        self.store.unbind(exchange, binding)
-
-    def unbind_queue(self, queue: str) -> None:
-        self.store.unbind_queue(queue)
-
-    def get_bindings(self, exchange: str) -> list[Binding]:
-        return self.store.get_bindings(exchange)
-
-    def all_bindings(self) -> list[tuple[str, Binding]]:
-        return self.store.all_bindings()
-
-    @property  # type: ignore[override]
-    def version(self) -> Any:
-        return self.store.bindings_version
-
-    @version.setter
-    def version(self, value: Any) -> None:
-        raise AttributeError("the binding version of a Redis store follows Redis")

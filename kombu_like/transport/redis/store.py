@@ -33,7 +33,7 @@ from ..base import Capabilities
 from ..virtual.routing import Binding, ExchangeInfo
 from ..virtual.store import Delivery, QueueStore
 from . import scripts
-from .bindings import Bindings, RedisBindingTable
+from .bindings import Bindings
 from .codec import check, dumps, loads, text
 from .fanout import FanoutListener
 from .keys import KeyLayout, clamp_priority
@@ -68,10 +68,7 @@ def translating(method: _F) -> _F:
         try:
             return method(self, *args, **kwargs)
         except rexc.RedisError as exc:
-            if isinstance(exc, rexc.ReadOnlyError) or str(exc).startswith(("UNBLOCKED", "MASTERDOWN")):
-                # the server is a replica now (failover): reconnect, through Sentinel if
-                # configured, instead of asking it again
-                self.drop_connections()
+            self.on_driver_error(exc)
             raise self.translate(exc) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -137,8 +134,7 @@ class RedisStore(QueueStore):
         )
         #: queue -> x-expires (ms) of queues declared through this store
         self.expires: dict[str, int] = {}
-        self.table = RedisBindingTable(self)
-        self.bindings = Bindings(self)
+        self.bindings: Bindings = Bindings(self)
         self.cache = self.bindings.cache
         self.fanout = FanoutListener(self)
         self.restorer = Restorer(self)
@@ -546,6 +542,14 @@ class RedisStore(QueueStore):
         """Subscribe to the fanout channels of the consumed ``queues`` (and no others), so
         a message published right after ``consume()`` returns reaches the consumer."""
         self.fanout.sync(queues)
+
+    def on_driver_error(self, exc: BaseException, queue: str | None = None) -> None:
+        """After a failover the server is a replica: reconnect (through Sentinel if
+        configured) instead of asking it again."""
+        if isinstance(exc, rexc.ReadOnlyError) or (
+            isinstance(exc, rexc.RedisError) and str(exc).startswith(("UNBLOCKED", "MASTERDOWN"))
+        ):
+            self.drop_connections()
 
     # -- closing ---------------------------------------------------------------------
     def drop_connections(self) -> None:

@@ -42,7 +42,7 @@ from .client import Clients, Settings, import_boto3
 from .codec import sqs_queue_name
 from .exceptions import AccessDeniedQueueException, DoesNotExistQueueException
 from .shared import shared_state
-from .store import CAPABILITIES, SQSStore
+from .store import SQSStore
 
 if TYPE_CHECKING:
     from ...connection import Connection
@@ -121,11 +121,11 @@ class Channel(VirtualChannel):
         **kwargs: Any,
     ) -> None:
         """Declare an exchange; non-direct types route only among this process's bindings."""
-        if type in self.transport.capabilities.exchange_types or type not in _ROUTABLE:
+        if type in self.seam.capabilities.exchange_types or type not in _ROUTABLE:
             super().exchange_declare(exchange, type, durable, auto_delete, arguments, nowait, passive, **kwargs)
             return
         self._check_open()
-        existing = self.store.exchange(exchange)
+        existing = self.seam.bindings.exchange(exchange)
         if passive:
             if existing is None:
                 raise NotFound(f"NOT_FOUND - no exchange {exchange!r}")
@@ -141,7 +141,7 @@ class Channel(VirtualChannel):
                 "exchanges, so bindings are kept client-side (as with Kombu)",
                 type, exchange,
             )
-        self.store.declare_exchange(ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {})))
+        self.seam.bindings.declare_exchange(ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {})))
 
 
 class Transport(VirtualTransport):
@@ -152,7 +152,7 @@ class Transport(VirtualTransport):
     driver_type = "sqs"
     driver_name = "sqs"
     default_port = None
-    capabilities = CAPABILITIES
+    Store = SQSStore
 
     connection_errors: tuple[type[BaseException], ...] = (ConnectionError, ConnectionTimeout, OperationalError)
     channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
@@ -228,6 +228,10 @@ class Transport(VirtualTransport):
         for secret in self._secrets:
             text = text.replace(secret, "**")
         return text
+
+    def translate_store_error(self, exc: BaseException, queue: str | None = None) -> BaseException:
+        """Errors of store calls name the queue they were about."""
+        return self.translate_error(exc, queue)
 
     def translate_error(self, exc: BaseException, queue: str | None = None) -> BaseException:
         """Map botocore's errors onto the library's exception tree (the one place).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ..virtual import BindingTable
+from ..virtual import InMemoryBindings
 
 __all__ = ["SharedState", "shared_state"]
 
@@ -20,7 +20,7 @@ class SharedState:
     """
 
     def __init__(self) -> None:
-        self.table = BindingTable()
+        self.bindings = InMemoryBindings()
         self._cond = threading.Condition(threading.Lock())
         self._puts: dict[str, int] = {}
         self._waiters = 0

@@ -112,7 +112,7 @@ class SQSStore(QueueStore):
         self.clients = clients
         self.acks = acks
         self.shared = shared
-        self.table = shared.table
+        self.bindings = shared.bindings
         self._translate = translate
         #: AMQP queue name -> queue URL
         self._urls: dict[str, str] = {}
@@ -131,21 +131,24 @@ class SQSStore(QueueStore):
         """The SQS queue name of AMQP queue ``queue``."""
         return sqs_queue_name(queue, self.settings.queue_name_prefix)
 
-    def _call(self, queue: str | None, operation: str, *, quick: bool = False, **params: Any) -> Any:
-        """Make one SQS request; driver errors leave here translated (the one wrapper)."""
-        try:
-            if queue is not None:
-                client = self.clients.for_queue(self.sqs_name(queue), quick)
-            else:
-                client = self.clients.default(quick)
-            return getattr(client, operation)(**params)
-        except Exception as exc:
-            translated = self._translate(exc, queue)
-            if isinstance(translated, NotFound) and queue is not None:
-                self._forget(queue)
-            if translated is exc:
-                raise
-            raise translated from exc
+    def _client(self, queue: str | None, quick: bool = False) -> Any:
+        """The boto3 client for requests about ``queue`` (``None``: not about one queue).
+
+        Requests raise botocore's errors as they are: the virtual layer's seam translates
+        them (see :meth:`on_driver_error` and the transport's ``translate_error``).
+        """
+        if queue is not None:
+            return self.clients.for_queue(self.sqs_name(queue), quick)
+        return self.clients.default(quick)
+
+    def _is(self, exc: BaseException, kind: type[KombuError], queue: str | None) -> bool:
+        """True when the transport translates driver error ``exc`` into ``kind``."""
+        return isinstance(self._translate(exc, queue), kind)
+
+    def on_driver_error(self, exc: BaseException, queue: str | None = None) -> None:
+        """A queue SQS says does not exist is forgotten, so its URL is looked up again."""
+        if queue is not None and self._is(exc, NotFound, queue):
+            self._forget(queue)
 
     def _forget(self, queue: str) -> None:
         self._urls.pop(queue, None)
@@ -170,8 +173,10 @@ class SQSStore(QueueStore):
             url = str(entry["url"])
         else:
             try:
-                url = self._call(queue, "get_queue_url", QueueName=name)["QueueUrl"]
-            except NotFound:
+                url = self._client(queue).get_queue_url(QueueName=name)["QueueUrl"]
+            except Exception as exc:
+                if not self._is(exc, NotFound, queue):
+                    raise
                 if not create:
                     return None
                 url = self._create(queue, name)
@@ -187,15 +192,15 @@ class SQSStore(QueueStore):
         if self.settings.queue_tags:
             params["tags"] = {k: str(v) for k, v in self.settings.queue_tags.items()}
         try:
-            return str(self._call(queue, "create_queue", **params)["QueueUrl"])
-        except PreconditionFailed:
+            return str(self._client(queue).create_queue(**params)["QueueUrl"])
+        except Exception as exc:
+            if not self._is(exc, PreconditionFailed, queue):
+                raise
             # created meanwhile by someone else with other attributes: use it as it is
-            return str(self._call(queue, "get_queue_url", QueueName=name)["QueueUrl"])
+            return str(self._client(queue).get_queue_url(QueueName=name)["QueueUrl"])
 
     def _read_attributes(self, queue: str, url: str) -> _Attributes:
-        answer = self._call(
-            queue,
-            "get_queue_attributes",
+        answer = self._client(queue).get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "MaximumMessageSize", "RedrivePolicy"],
         )
@@ -254,7 +259,7 @@ class SQSStore(QueueStore):
             return 0
         ready = self._read_attributes(queue, url).ready
         if ready:
-            self._call(queue, "purge_queue", QueueUrl=url)
+            self._client(queue).purge_queue(QueueUrl=url)
         return ready
 
     def delete_queue(self, queue: str) -> None:
@@ -265,9 +270,10 @@ class SQSStore(QueueStore):
         if url is None:
             return
         try:
-            self._call(queue, "delete_queue", QueueUrl=url)
-        except NotFound:
-            pass
+            self._client(queue).delete_queue(QueueUrl=url)
+        except Exception as exc:
+            if not self._is(exc, NotFound, queue):
+                raise
         self._forget(queue)
         self.acks.discard_queue(url)
 
@@ -277,7 +283,7 @@ class SQSStore(QueueStore):
         names: list[str] = []
         params: dict[str, Any] = {"QueueNamePrefix": self.settings.queue_name_prefix, "MaxResults": 1000}
         while True:
-            answer = self._call(None, "list_queues", **params)
+            answer = self._client(None).list_queues(**params)
             names += [url.rsplit("/", 1)[-1] for url in answer.get("QueueUrls") or ()]
             token = answer.get("NextToken")
             if not token:
@@ -288,7 +294,7 @@ class SQSStore(QueueStore):
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         outgoing = self._encode(queue, payload)
         url = self._url(queue, create=True)
-        self._call(queue, "send_message", QueueUrl=url, **outgoing.params)
+        self._client(queue).send_message(QueueUrl=url, **outgoing.params)
         self.shared.notify(queue)
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
@@ -315,9 +321,7 @@ class SQSStore(QueueStore):
         entries = {str(index): message.params for index, message in enumerate(chunk)}
         problems: list[str] = []
         for attempt in range(1, BATCH_ENTRY_ATTEMPTS + 1):
-            answer = self._call(
-                queue,
-                "send_message_batch",
+            answer = self._client(queue).send_message_batch(
                 QueueUrl=url,
                 Entries=[{"Id": entry_id, **params} for entry_id, params in entries.items()],
             )
@@ -396,7 +400,7 @@ class SQSStore(QueueStore):
         }
         if self.settings.receive_visibility_timeout is not None:
             params["VisibilityTimeout"] = self.settings.receive_visibility_timeout
-        messages = self._call(queue, "receive_message", **params).get("Messages")
+        messages = self._client(queue).receive_message(**params).get("Messages")
         if not messages:
             return []
         return [self._delivery(queue, url, message) for message in messages]
@@ -455,7 +459,7 @@ class SQSStore(QueueStore):
         try:
             url = self._url(queue)
             return url is not None and self._read_attributes(queue, url).redrive
-        except KombuError as exc:
+        except Exception as exc:
             # deleting cannot be undone: when in doubt, leave the message to SQS
             logger.warning("could not read the redrive policy of SQS queue %r (%s); "
                            "the rejected message is left in the queue", queue, exc)
@@ -470,8 +474,8 @@ class SQSStore(QueueStore):
                     {"Id": str(i), "ReceiptHandle": r.handle, "VisibilityTimeout": 0} for i, r in enumerate(batch)
                 ]
                 try:
-                    answer = self._call(queue, "change_message_visibility_batch", QueueUrl=url, Entries=entries)
-                except KombuError as exc:
+                    answer = self._client(queue).change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                except Exception as exc:
                     logger.warning(
                         "could not make %d message(s) of SQS queue %r visible again (%s); SQS delivers "
                         "them again once their visibility timeout expires", len(batch), queue, exc,
@@ -493,7 +497,15 @@ class SQSStore(QueueStore):
     def _delete_batch(self, url: str, queue: str, handles: Sequence[str]) -> DeleteResult:
         """Delete up to ten messages by receipt handle (the ack buffer's sender)."""
         entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(handles)]
-        answer = self._call(queue, "delete_message_batch", quick=self._closing, QueueUrl=url, Entries=entries)
+        try:
+            answer = self._client(queue, self._closing).delete_message_batch(QueueUrl=url, Entries=entries)
+        except Exception as exc:
+            # called by the ack buffer, outside the virtual layer's seam: map here
+            self.on_driver_error(exc, queue)
+            translated = self._translate(exc, queue)
+            if translated is exc:
+                raise
+            raise translated from exc
         result = DeleteResult()
         for failed in answer.get("Failed") or ():
             try:

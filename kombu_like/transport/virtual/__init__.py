@@ -1,6 +1,7 @@
 """AMQP semantics emulated for stores that only have queues.
 
-A store (Redis, SQS, sqlite, process memory) implements :class:`QueueStore`; this package
+A store (Redis, SQS, sqlite, process memory) implements :class:`QueueStore` (and, to share
+exchanges and bindings between processes, a :class:`BindingStore`); this package
 gives it exchanges (direct, topic, fanout, headers), bindings, prefetch, unacked tracking,
 redelivery and Kombu's JSON envelope.
 """
@@ -19,7 +20,7 @@ from .base import (
 )
 from .channel import QoS, VirtualChannel, decode_body, encode_body
 from .routing import Binding, ExchangeInfo, route, topic_matches
-from .store import BindingTable, Delivery, QueueStore
+from .store import BindingStore, BindingTable, Delivery, GuardedStore, InMemoryBindings, QueueStore
 from .transport import VirtualConnection, VirtualTransport
 
 Channel = VirtualChannel
@@ -29,12 +30,15 @@ __all__ = [
     "AbstractChannel",
     "Base64",
     "Binding",
+    "BindingStore",
     "BindingTable",
     "BrokerState",
     "Channel",
     "Delivery",
     "Empty",
     "ExchangeInfo",
+    "GuardedStore",
+    "InMemoryBindings",
     "Management",
     "Message",
     "NotEquivalentError",

@@ -202,12 +202,12 @@ class Management(base.Management):
         self.channel = transport.client.channel()
 
     def get_bindings(self) -> list[dict[str, Any]]:
-        table = getattr(self.channel.store, "table", None)
-        if table is None or not hasattr(table, "all_bindings"):
-            raise NotImplementedError(f"{type(self.channel.store).__name__} cannot list bindings")
+        seam = getattr(self.channel, "seam", None)
+        if seam is None:
+            raise NotImplementedError(f"{type(self.channel).__name__} cannot list bindings")
         return [
             {"destination": binding.queue, "source": exchange, "routing_key": binding.routing_key}
-            for exchange, binding in table.all_bindings()
+            for exchange, binding in seam.bindings.all_bindings()
         ]
 
     def close(self) -> None:

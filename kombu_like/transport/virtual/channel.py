@@ -16,7 +16,7 @@ from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, 
 from ...message import Message as BaseMessage
 from ..base import StdChannel, queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
-from .store import Delivery, QueueStore
+from .store import Delivery, GuardedStore, QueueStore
 
 if TYPE_CHECKING:
     from .transport import VirtualConnection
@@ -95,8 +95,11 @@ class VirtualChannel(StdChannel):
     def __init__(self, connection: VirtualConnection, channel_id: int) -> None:
         self.connection = connection
         self.channel_id = channel_id
+        #: the store itself (for transport-specific calls)
         self.store: QueueStore = connection.store
-        self.body_encoding = self.store.body_encoding
+        #: the store as the channel calls it: every call through the error-mapping seam
+        self.seam: GuardedStore = connection.seam
+        self.body_encoding = self.seam.body_encoding
         self.qos = QoS(self)
         self.is_open = True
         self.events: dict[str, set[Callable[..., Any]]] = {"basic_return": set()}
@@ -143,13 +146,13 @@ class VirtualChannel(StdChannel):
     ) -> None:
         """Declare an exchange (passive: only check that it exists)."""
         self._check_open()
-        supported = self.transport.capabilities.exchange_types
+        supported = self.seam.capabilities.exchange_types
         if type not in supported:
             raise ChannelError(
                 f"exchange type {type!r} is not supported by the {self.transport.driver_type} "
                 f"transport (supported: {', '.join(sorted(supported))})"
             )
-        existing = self.store.exchange(exchange)
+        existing = self.seam.bindings.exchange(exchange)
         if passive:
             if existing is None:
                 raise NotFound(f"NOT_FOUND - no exchange {exchange!r}")
@@ -159,15 +162,15 @@ class VirtualChannel(StdChannel):
                 f"PRECONDITION_FAILED - inequivalent arg 'type' for exchange {exchange!r}: "
                 f"received {type!r} but current is {existing.type!r}"
             )
-        self.store.declare_exchange(
+        self.seam.bindings.declare_exchange(
             ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {}))
         )
 
     def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
         self._check_open()
-        if if_unused and self.store.get_bindings(exchange):
+        if if_unused and self.seam.bindings.get_bindings(exchange):
             raise PreconditionFailed(f"PRECONDITION_FAILED - exchange {exchange!r} in use")
-        self.store.delete_exchange(exchange)
+        self.seam.bindings.delete_exchange(exchange)
 
     def exchange_bind(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
@@ -193,15 +196,15 @@ class VirtualChannel(StdChannel):
         self._check_open()
         queue = queue or f"amq.gen-{uuid.uuid4()}"
         if passive:
-            if not self.store.queue_exists(queue):
+            if not self.seam.queue_exists(queue):
                 raise NotFound(f"NOT_FOUND - no queue {queue!r} in vhost {self._vhost()!r}")
         else:
-            self.store.declare_queue(queue, dict(arguments or {}))
+            self.seam.declare_queue(queue, dict(arguments or {}))
             if exclusive:
                 self._exclusive.add(queue)
             if auto_delete:
                 self._auto_delete.add(queue)
-        return queue_declare_ok_t(queue, self.store.size(queue), self.store.consumer_count(queue))
+        return queue_declare_ok_t(queue, self.seam.size(queue), self.seam.consumer_count(queue))
 
     def _vhost(self) -> str:
         return str(getattr(self.client, "virtual_host", "") or "/")
@@ -218,7 +221,7 @@ class VirtualChannel(StdChannel):
         self._check_open()
         if not exchange:
             return  # every queue is bound to the default exchange by its name
-        self.store.bind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
+        self.seam.bindings.bind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
 
     def queue_unbind(
         self,
@@ -230,11 +233,11 @@ class VirtualChannel(StdChannel):
         **kwargs: Any,
     ) -> None:
         self._check_open()
-        self.store.unbind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
+        self.seam.bindings.unbind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
 
     def queue_purge(self, queue: str, nowait: bool = False, **kwargs: Any) -> int:
         self._check_open()
-        return self.store.purge(queue)
+        return self.seam.purge(queue)
 
     def queue_delete(
         self,
@@ -245,15 +248,20 @@ class VirtualChannel(StdChannel):
         **kwargs: Any,
     ) -> int:
         self._check_open()
-        if if_empty and self.store.size(queue):
+        if if_empty and self.seam.size(queue):
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} not empty")
         if if_unused and queue in self.connection.consumed_queues():
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} in use")
-        size = self.store.size(queue)
-        self.store.delete_queue(queue)
-        self.store.table.unbind_queue(queue)
+        size = self.seam.size(queue)
+        self._drop_queue(queue)
         self._cancel_queue_consumers(queue)
         return size
+
+    def _drop_queue(self, queue: str) -> None:
+        # bindings first: a publish racing with the delete must not route into (and so
+        # re-create) the queue after it was deleted
+        self.seam.bindings.unbind_queue(queue)
+        self.seam.delete_queue(queue)
 
     def _cancel_queue_consumers(self, queue: str) -> None:
         for channel in list(self.connection.channels):
@@ -301,20 +309,20 @@ class VirtualChannel(StdChannel):
         """Queues a message published to ``exchange`` with ``routing_key`` goes to."""
         if not exchange:
             return [routing_key] if routing_key else []
-        store = self.store
+        bindings = self.seam.bindings
         if info is None:
-            info = store.exchange(exchange)
+            info = bindings.exchange(exchange)
         ex_type = info.type if info is not None else "direct"
         if ex_type == "headers":
-            return route(ex_type, store.get_bindings(exchange), routing_key, headers)
-        version = store.bindings_version
+            return route(ex_type, bindings.get_bindings(exchange), routing_key, headers)
+        version = bindings.version
         if version != self._route_cache_version:
             self._route_cache.clear()
             self._route_cache_version = version
         key = (exchange, routing_key)
         queues = self._route_cache.get(key)
         if queues is None:
-            queues = self._route_cache[key] = route(ex_type, store.get_bindings(exchange), routing_key)
+            queues = self._route_cache[key] = route(ex_type, bindings.get_bindings(exchange), routing_key)
         return queues
 
     def _route(
@@ -346,7 +354,7 @@ class VirtualChannel(StdChannel):
     ) -> None:
         """Route ``message`` and put a copy into each destination queue."""
         self._check_open()
-        info = self.store.exchange(exchange) if exchange else None
+        info = self.seam.bindings.exchange(exchange) if exchange else None
         if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
             return
         items = self._route(message, exchange, routing_key, info)
@@ -355,9 +363,9 @@ class VirtualChannel(StdChannel):
             return
         if len(items) == 1:
             queue, payload, priority = items[0]
-            self.store.put(queue, payload, priority)
+            self.seam.put(queue, payload, priority)
         else:
-            self.store.put_many(items)
+            self.seam.put_many(items)
 
     def publish_batch(self, batch: Sequence[tuple[dict[str, Any], str, str, bool]]) -> None:
         """Publish ``(message, exchange, routing_key, mandatory)`` items in one store call."""
@@ -369,7 +377,7 @@ class VirtualChannel(StdChannel):
             if exchange in infos:
                 info = infos[exchange]
             else:
-                info = infos[exchange] = self.store.exchange(exchange) if exchange else None
+                info = infos[exchange] = self.seam.bindings.exchange(exchange) if exchange else None
             if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
                 continue
             routed = self._route(message, exchange, routing_key, info)
@@ -377,7 +385,7 @@ class VirtualChannel(StdChannel):
                 self._unroutable(message, exchange, routing_key, mandatory)
             items.extend(routed)
         if items:
-            self.store.put_many(items)
+            self.seam.put_many(items)
 
     def _broadcast(self, message: dict[str, Any], exchange: str, routing_key: str) -> bool:
         """Offer a fanout message to the store's native broadcast (``put_fanout``).
@@ -387,7 +395,7 @@ class VirtualChannel(StdChannel):
         """
         finished = {**message, "properties": dict(message["properties"])}
         self._finish_envelope(finished, exchange, routing_key or "")
-        return self.store.put_fanout(exchange, finished, routing_key or "")
+        return self.seam.put_fanout(exchange, finished, routing_key or "")
 
     def _unroutable(self, message: dict[str, Any], exchange: str, routing_key: str, mandatory: bool) -> None:
         if not mandatory:
@@ -406,7 +414,7 @@ class VirtualChannel(StdChannel):
 
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
         # Kombu's virtual-channel hook, called directly by some Kombu-era test suites
-        self.store.declare_queue(queue, kwargs or None)
+        self.seam.declare_queue(queue, kwargs or None)
 
     # -- consuming --------------------------------------------------------------------
     def basic_consume(
@@ -440,8 +448,7 @@ class VirtualChannel(StdChannel):
         if queue is not None:
             self.connection.consumers_changed()
             if queue in self._auto_delete and queue not in self.consumers.values():
-                self.store.delete_queue(queue)
-                self.store.table.unbind_queue(queue)
+                self._drop_queue(queue)
                 self._auto_delete.discard(queue)
 
     def _to_message(self, delivery: Delivery, tag: int | None, consumer_tag: str | None = None) -> BaseMessage:
@@ -504,13 +511,13 @@ class VirtualChannel(StdChannel):
     def basic_get(self, queue: str, no_ack: bool = False, accept: Any = None, **kwargs: Any) -> BaseMessage | None:
         """Take one message from ``queue`` without waiting; ``None`` when it is empty."""
         self._check_open()
-        deliveries = self.store.get([queue], timeout=0, max_count=1)
+        deliveries = self.seam.get([queue], timeout=0, max_count=1)
         if not deliveries:
             return None
         delivery = deliveries[0]
         tag = next(self._tags)
         if no_ack:
-            self.store.ack([delivery])
+            self.seam.ack([delivery])
         else:
             self.qos.append(tag, delivery)
         return self._to_message(delivery, tag)
@@ -518,7 +525,7 @@ class VirtualChannel(StdChannel):
     def basic_ack(self, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> None:
         deliveries = self.qos.take(delivery_tag, multiple)
         if deliveries:
-            self.store.ack(deliveries)
+            self.seam.ack(deliveries)
             self.connection.capacity_changed()
 
     def basic_reject(self, delivery_tag: int, requeue: bool = False, **kwargs: Any) -> None:
@@ -526,9 +533,9 @@ class VirtualChannel(StdChannel):
         if not deliveries:
             return
         if requeue:
-            self.store.requeue(deliveries, redelivered=True)
+            self.seam.requeue(deliveries, redelivered=True)
         else:
-            self.store.reject(deliveries)
+            self.seam.reject(deliveries)
         self.connection.capacity_changed()
 
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
@@ -536,16 +543,16 @@ class VirtualChannel(StdChannel):
         if not deliveries:
             return
         if requeue:
-            self.store.requeue(deliveries, redelivered=True)
+            self.seam.requeue(deliveries, redelivered=True)
         else:
-            self.store.reject(deliveries)
+            self.seam.reject(deliveries)
         self.connection.capacity_changed()
 
     def basic_recover(self, requeue: bool = True) -> None:
         """Put every unacknowledged message of this channel back on its queue."""
         deliveries = self.qos.take_all()
         if deliveries:
-            self.store.requeue(deliveries, redelivered=True)
+            self.seam.requeue(deliveries, redelivered=True)
             self.connection.capacity_changed()
 
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> None:
@@ -569,10 +576,9 @@ class VirtualChannel(StdChannel):
         try:
             deliveries = self.qos.take_all()
             if deliveries:
-                self.store.requeue(deliveries, redelivered=True)
+                self.seam.requeue(deliveries, redelivered=True)
             for queue in self._exclusive:
-                self.store.delete_queue(queue)
-                self.store.table.unbind_queue(queue)
+                self._drop_queue(queue)
         finally:
             self.connection.channel_closed(self)
 

@@ -1,8 +1,17 @@
-"""What a queue store implements.
+"""What a queue store and a binding store implement.
 
 A queue store is a place that can hold named queues of messages: a Redis server, SQS, an
 sqlite file, process memory.  The virtual channel gives it exchanges, bindings, prefetch,
 acknowledgement bookkeeping and redelivery; the store only moves envelopes in and out.
+Exchanges and bindings live in the store's :attr:`QueueStore.bindings`, a
+:class:`BindingStore`: by default an :class:`InMemoryBindings` (process memory), or the
+store's own where bindings must be shared between processes (Redis, sqlite).
+
+Every call the virtual layer makes into a store or its binding store goes through one
+error-mapping seam (:class:`GuardedStore`): a store raises what its driver raises, the
+store's :meth:`QueueStore.on_driver_error` runs for side effects (dropping connections),
+and the transport's ``translate_error`` turns the error into the library's exception tree
+with the driver's exception kept as ``__cause__``.
 
 Envelopes are Kombu's virtual-transport JSON envelope, as plain dicts::
 
@@ -18,14 +27,23 @@ A store that serializes them (Redis, SQS, sqlite) uses JSON, so a Kombu process 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from ..base import Capabilities
 from .routing import Binding, ExchangeInfo
 
-__all__ = ["BindingTable", "Delivery", "QueueStore"]
+__all__ = [
+    "BindingStore",
+    "BindingTable",
+    "Delivery",
+    "GuardedBindings",
+    "GuardedStore",
+    "InMemoryBindings",
+    "QueueStore",
+]
 
 
 @dataclass(slots=True)
@@ -41,11 +59,57 @@ class Delivery:
     receipt: Any = None
 
 
-class BindingTable:
-    """Exchanges and bindings kept in process memory, guarded by a lock.
+@runtime_checkable
+class BindingStore(Protocol):
+    """Where a transport keeps exchanges and bindings.
 
-    Stores without a shared place for bindings use this; ``version`` changes on every
-    binding change so routing caches know when to drop what they cached.
+    Every method may be called from several threads.  Errors are raised as the driver
+    raises them (the seam translates them).
+    """
+
+    def declare_exchange(self, info: ExchangeInfo) -> None:
+        """Record exchange ``info``; an exchange of that name that exists stays as it is."""
+        ...
+
+    def exchange(self, name: str) -> ExchangeInfo | None:
+        """The declared exchange ``name``, or ``None``."""
+        ...
+
+    def delete_exchange(self, name: str) -> None:
+        """Forget exchange ``name`` and every binding to it."""
+        ...
+
+    def bind(self, exchange: str, binding: Binding) -> None:
+        """Bind ``binding.queue`` to ``exchange`` (binding twice is binding once)."""
+        ...
+
+    def unbind(self, exchange: str, binding: Binding) -> None:
+        """Remove one binding; a missing one is no error."""
+        ...
+
+    def unbind_queue(self, queue: str) -> None:
+        """Remove every binding of ``queue``, to every exchange (the queue was deleted)."""
+        ...
+
+    def get_bindings(self, exchange: str) -> list[Binding]:
+        """The bindings of ``exchange``, in the order they were made."""
+        ...
+
+    def all_bindings(self) -> list[tuple[str, Binding]]:
+        """Every ``(exchange, binding)`` pair."""
+        ...
+
+    @property
+    def version(self) -> Any:
+        """Changes whenever bindings change, so routing caches know to drop what they hold."""
+        ...
+
+
+class InMemoryBindings:
+    """Exchanges and bindings kept in process memory, guarded by a lock (the default).
+
+    ``version`` changes on every binding change so routing caches know when to drop what
+    they cached.
     """
 
     def __init__(self) -> None:
@@ -95,42 +159,55 @@ class BindingTable:
             return [(ex, b) for ex, items in self.bindings.items() for b in items]
 
 
-class QueueStore:
-    """The small interface a queue store implements.
+#: the name earlier releases used for :class:`InMemoryBindings`
+BindingTable = InMemoryBindings
+
+
+class QueueStore(ABC):
+    """What a queue store implements: every abstract method below, nothing else is required.
 
     Every method may be called from several threads of one process, one Connection's
     channels share one store object, and every blocking call honours its timeout.
-    Errors are raised as the driver raises them; the transport's ``translate_error`` maps
-    them onto the library's exception tree.
+    Errors are raised as the driver raises them; the virtual layer calls every method
+    through one seam that runs :meth:`on_driver_error` and the transport's
+    ``translate_error``, which maps them onto the library's exception tree.
+
+    A subclass that leaves an abstract method out cannot be instantiated: the error names
+    the missing methods when the store is made, not when one is first called.
     """
 
-    #: what the store does natively (priority, ttl, batch_publish, fanout ...)
+    #: what the store does natively (priority, ttl, batch_publish, fanout ...); declared
+    #: here once, the transport reads it from here
     capabilities: Capabilities = Capabilities()
     #: how message bodies are encoded inside the envelope (Kombu's default is base64);
     #: ``None`` keeps bytes as they are, for stores that never serialize the envelope
     body_encoding: str | None = "base64"
+    #: where exchanges and bindings live; :class:`InMemoryBindings` unless the store
+    #: shares them between processes
+    bindings: BindingStore
 
     def __init__(self) -> None:
-        self.table = BindingTable()
+        self.bindings = InMemoryBindings()
 
     # -- queues (must implement) ------------------------------------------------------
+    @abstractmethod
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
         """Create ``queue`` if it does not exist; ``arguments`` are the AMQP ``x-`` args."""
-        raise NotImplementedError
 
+    @abstractmethod
     def queue_exists(self, queue: str) -> bool:
         """True when ``queue`` exists (or the store cannot tell a missing queue apart)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         """Append ``payload`` to ``queue``."""
-        raise NotImplementedError
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         """Append many ``(queue, payload, priority)``; stores batch this in one round trip."""
         for queue, payload, priority in items:
             self.put(queue, payload, priority)
 
+    @abstractmethod
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         """Take up to ``max_count`` envelopes from the first of ``queues`` that has any.
 
@@ -138,11 +215,10 @@ class QueueStore:
         arrive, and return ``[]`` when none did.  Taken envelopes stay recoverable until
         :meth:`ack` (at-least-once).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Forget ``deliveries`` for good."""
-        raise NotImplementedError
 
     def reject(self, deliveries: Sequence[Delivery]) -> None:
         """Discard ``deliveries`` rejected without requeue.
@@ -151,27 +227,29 @@ class QueueStore:
         """
         self.ack(deliveries)
 
+    @abstractmethod
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
         """Put ``deliveries`` back at the head of their queues, marking them redelivered."""
-        raise NotImplementedError
 
+    @abstractmethod
     def purge(self, queue: str) -> int:
         """Remove every ready message of ``queue`` and return how many there were."""
-        raise NotImplementedError
 
+    @abstractmethod
     def size(self, queue: str) -> int:
         """Number of ready messages in ``queue``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delete_queue(self, queue: str) -> None:
-        """Delete ``queue`` and its messages."""
-        raise NotImplementedError
+        """Delete ``queue`` and its messages (its bindings are removed by the channel)."""
 
     # -- optional ------------------------------------------------------------------
     def list_queues(self) -> list[str]:
+        """Names of the queues the store holds (``kombu-like queues``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list queues")
 
     def consumer_count(self, queue: str) -> int:
+        """Consumers of ``queue`` the store knows of (0 when it cannot tell)."""
         return 0
 
     def put_fanout(self, exchange: str, payload: dict[str, Any], routing_key: str) -> bool:
@@ -179,29 +257,224 @@ class QueueStore:
         put a copy into every bound queue instead."""
         return False
 
+    def on_driver_error(self, exc: BaseException, queue: str | None = None) -> None:
+        """Called with every error a store call raised, before it is translated.
+
+        The one place for side effects of an error: dropping connections to a server
+        that became a read-only replica, forgetting a cached queue URL (``queue`` names
+        the queue the call was about, when there was one).  Must not raise.
+        """
+        return None
+
     def close(self) -> None:
         """Release connections held by the store."""
+        return None
 
-    # -- exchanges and bindings: in-process by default --------------------------------
+
+#: ``translate(exc, queue)``: the transport's mapping of a store error onto the library's tree
+Translate = Callable[[BaseException, "str | None"], BaseException]
+
+
+class _Seam:
+    """The error-mapping half shared by :class:`GuardedStore` and :class:`GuardedBindings`."""
+
+    __slots__ = ("_store", "_translate")
+
+    def __init__(self, store: QueueStore, translate: Translate) -> None:
+        self._store = store
+        self._translate = translate
+
+    def fail(self, exc: Exception, queue: str | None = None) -> NoReturn:
+        """Raise ``exc`` as the transport translates it (``exc`` kept as ``__cause__``)."""
+        try:
+            self._store.on_driver_error(exc, queue)
+        except Exception:  # a failing hook must not hide the error it was told about
+            pass
+        translated = self._translate(exc, queue)
+        if translated is exc:
+            raise exc
+        raise translated from exc
+
+
+class GuardedBindings:
+    """A :class:`BindingStore` whose every call goes through the error seam."""
+
+    __slots__ = ("_bindings", "_fail")
+
+    def __init__(self, bindings: BindingStore, seam: _Seam) -> None:
+        self._bindings = bindings
+        self._fail = seam.fail
+
     def declare_exchange(self, info: ExchangeInfo) -> None:
-        self.table.declare_exchange(info)
+        try:
+            self._bindings.declare_exchange(info)
+        except Exception as exc:
+            self._fail(exc)
 
     def exchange(self, name: str) -> ExchangeInfo | None:
-        return self.table.exchange(name)
+        try:
+            return self._bindings.exchange(name)
+        except Exception as exc:
+            self._fail(exc)
 
     def delete_exchange(self, name: str) -> None:
-        self.table.delete_exchange(name)
+        try:
+            self._bindings.delete_exchange(name)
+        except Exception as exc:
+            self._fail(exc)
 
     def bind(self, exchange: str, binding: Binding) -> None:
-        self.table.bind(exchange, binding)
+        try:
+            self._bindings.bind(exchange, binding)
+        except Exception as exc:
+            self._fail(exc, binding.queue)
 
     def unbind(self, exchange: str, binding: Binding) -> None:
-        self.table.unbind(exchange, binding)
+        try:
+            self._bindings.unbind(exchange, binding)
+        except Exception as exc:
+            self._fail(exc, binding.queue)
+
+    def unbind_queue(self, queue: str) -> None:
+        try:
+            self._bindings.unbind_queue(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
 
     def get_bindings(self, exchange: str) -> list[Binding]:
-        return self.table.get_bindings(exchange)
+        try:
+            return self._bindings.get_bindings(exchange)
+        except Exception as exc:
+            self._fail(exc)
+
+    def all_bindings(self) -> list[tuple[str, Binding]]:
+        try:
+            return self._bindings.all_bindings()
+        except Exception as exc:
+            self._fail(exc)
 
     @property
-    def bindings_version(self) -> Any:
-        """Changes whenever bindings change, so routing caches can be dropped."""
-        return self.table.version
+    def version(self) -> Any:
+        try:
+            return self._bindings.version
+        except Exception as exc:
+            self._fail(exc)
+
+
+class GuardedStore:
+    """A queue store as the virtual layer calls it: through the one error-mapping seam.
+
+    Each method is the store's, inside one ``try``/``except``: on an error the store's
+    :meth:`~QueueStore.on_driver_error` runs, then the transport's translation, and the
+    translated exception is raised from the original.  Nothing else is added, so the hot
+    path pays one call frame and no allocation.
+    """
+
+    __slots__ = ("store", "bindings", "capabilities", "body_encoding", "_fail")
+
+    def __init__(self, store: QueueStore, translate: Translate) -> None:
+        seam = _Seam(store, translate)
+        self.store = store
+        self.bindings = GuardedBindings(store.bindings, seam)
+        self.capabilities = store.capabilities
+        self.body_encoding = store.body_encoding
+        self._fail = seam.fail
+
+    def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.store.declare_queue(queue, arguments)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def queue_exists(self, queue: str) -> bool:
+        try:
+            return self.store.queue_exists(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
+        try:
+            self.store.put(queue, payload, priority)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
+        try:
+            self.store.put_many(items)
+        except Exception as exc:
+            self._fail(exc, _only_queue(item[0] for item in items))
+
+    def put_fanout(self, exchange: str, payload: dict[str, Any], routing_key: str) -> bool:
+        try:
+            return self.store.put_fanout(exchange, payload, routing_key)
+        except Exception as exc:
+            self._fail(exc)
+
+    def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        try:
+            return self.store.get(queues, timeout, max_count)
+        except Exception as exc:
+            self._fail(exc, _only_queue(queues))
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        try:
+            self.store.ack(deliveries)
+        except Exception as exc:
+            self._fail(exc, _only_queue(d.queue for d in deliveries))
+
+    def reject(self, deliveries: Sequence[Delivery]) -> None:
+        try:
+            self.store.reject(deliveries)
+        except Exception as exc:
+            self._fail(exc, _only_queue(d.queue for d in deliveries))
+
+    def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
+        try:
+            self.store.requeue(deliveries, redelivered)
+        except Exception as exc:
+            self._fail(exc, _only_queue(d.queue for d in deliveries))
+
+    def purge(self, queue: str) -> int:
+        try:
+            return self.store.purge(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def size(self, queue: str) -> int:
+        try:
+            return self.store.size(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def delete_queue(self, queue: str) -> None:
+        try:
+            self.store.delete_queue(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def list_queues(self) -> list[str]:
+        try:
+            return self.store.list_queues()
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def consumer_count(self, queue: str) -> int:
+        try:
+            return self.store.consumer_count(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def call(self, method: Callable[[], Any], queue: str | None = None) -> Any:
+        """Run ``method`` (anything else that talks to the driver) through the seam."""
+        try:
+            return method()
+        except Exception as exc:
+            self._fail(exc, queue)
+
+
+def _only_queue(queues: Any) -> str | None:
+    """The queue a call was about when it was about exactly one."""
+    names = set(queues)
+    return names.pop() if len(names) == 1 else None

@@ -9,9 +9,9 @@ from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from ...exceptions import ConnectionError
-from ..base import Transport
+from ..base import Capabilities, Transport
 from .channel import VirtualChannel
-from .store import Delivery, QueueStore
+from .store import Delivery, GuardedStore, QueueStore
 
 if TYPE_CHECKING:
     from ...connection import Connection as ClientConnection
@@ -29,6 +29,8 @@ class VirtualConnection:
         self.transport = transport
         self.client = transport.client
         self.store = store
+        #: ``store`` as the virtual layer calls it: through the error-mapping seam
+        self.seam = GuardedStore(store, transport.translate_store_error)
         self.channels: list[VirtualChannel] = []
         self.is_open = True
         self._ids = count(1)
@@ -94,7 +96,7 @@ class VirtualConnection:
             queues, targets, max_count = self._plan()
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             if queues:
-                deliveries = self.store.get(queues, remaining, max_count)
+                deliveries = self.seam.get(queues, remaining, max_count)
                 if deliveries:
                     self._dispatch(deliveries, targets)
                     return
@@ -119,15 +121,15 @@ class VirtualConnection:
                 consumer = self._consumer_for(delivery.queue, targets)
                 if consumer is None:
                     # the consumer went away while we held the message: give it back untouched
-                    self.store.requeue([delivery], redelivered=False)
+                    self.seam.requeue([delivery], redelivered=False)
                     continue
                 channel, tag = consumer
                 if tag in channel.no_ack_consumers:
-                    self.store.ack([delivery])
+                    self.seam.ack([delivery])
                 channel.deliver(delivery, tag)
         except BaseException:
             if done < len(deliveries):
-                self.store.requeue(deliveries[done:], redelivered=False)
+                self.seam.requeue(deliveries[done:], redelivered=False)
             raise
 
     @staticmethod
@@ -147,19 +149,45 @@ class VirtualConnection:
             for channel in list(self.channels):
                 channel.close()
         finally:
-            self.transport.close_store(self.store)
-            self._changed.set()
+            try:
+                self.seam.call(lambda: self.transport.close_store(self.store))
+            finally:
+                self._changed.set()
+
+
+class _StoreCapabilities:
+    """``Transport.capabilities`` of a virtual transport: those its store class declares.
+
+    Declared once, on the store; a transport whose options change what it can do assigns
+    its own value on the instance (or declares ``capabilities`` itself).
+    """
+
+    def __get__(self, transport: VirtualTransport | None, owner: type[VirtualTransport]) -> Capabilities:
+        if transport is not None:
+            own = transport.__dict__.get("capabilities")
+            if own is not None:
+                return own  # type: ignore[no-any-return]
+        return owner.Store.capabilities if owner.Store is not None else Capabilities()
+
+    def __set__(self, transport: VirtualTransport, value: Capabilities) -> None:
+        transport.__dict__["capabilities"] = value
 
 
 class VirtualTransport(Transport):
     """Base class of transports built on a :class:`QueueStore`.
 
-    A subclass sets ``driver_type``/``driver_name``/``default_port`` and implements
-    :meth:`create_store`; :meth:`translate_error` maps the store's driver errors.
+    A subclass sets ``driver_type``/``driver_name``/``default_port`` and ``Store`` (its
+    :class:`QueueStore` class, whose ``capabilities`` are the transport's), and implements
+    :meth:`create_store`; :meth:`translate_error` maps the store's driver errors.  Every
+    call the virtual layer makes into the store goes through :class:`GuardedStore`, so a
+    store raises what its driver raises.
     """
 
     Channel = VirtualChannel
     Connection = VirtualConnection
+    #: the class of the transport's store; its ``capabilities`` are the transport's
+    Store: type[QueueStore] | None = None
+    capabilities: Capabilities = _StoreCapabilities()  # type: ignore[assignment]
 
     def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -171,6 +199,13 @@ class VirtualTransport(Transport):
 
     def close_store(self, store: QueueStore) -> None:
         store.close()
+
+    def translate_store_error(self, exc: BaseException, queue: str | None = None) -> BaseException:
+        """:meth:`translate_error` for an error raised by a store call about ``queue``.
+
+        The seam calls this; a transport whose messages name the queue overrides it.
+        """
+        return self.translate_error(exc)
 
     def establish_connection(self) -> VirtualConnection:
         try:
