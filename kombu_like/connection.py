@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -9,20 +10,19 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import count
 from types import TracebackType
 from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 from .exceptions import (
-    ConnectionError,
+    ConnectionClosed,
     KombuError,
     OperationalError,
 )
-from .retry import retry_over_time
-from .transport import resolve_transport
+from .retry import NEVER_RETRIED, RetryPolicy
+from .transport import check_transport_name, resolve_transport
 from .transport.base import Transport
-from .utils.url import as_url, parse_url
+from .utils.url import as_url, maybe_sanitize_url, parse_url
 
 __all__ = ["BrokerConnection", "Connection", "maybe_channel", "is_connection"]
 
@@ -30,16 +30,12 @@ logger = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
 
-#: how long ``default_channel`` keeps retrying to connect before it gives up (seconds)
-DEFAULT_CONNECT_RETRIES_TIMEOUT = 60.0
-
-
-def _round_robin(items: Sequence[str]) -> Iterator[str]:
-    while True:
-        yield from items
+#: Strategy = a function taking the list of URLs and yielding the URL to try next, forever.
+FailoverStrategy = Callable[[Sequence[str]], Iterator[str]]
 
 
 def _shuffle(items: Sequence[str]) -> Iterator[str]:
+    """Random URLs, never the same one twice in a row (when there is a choice)."""
     last = None
     while True:
         choice = random.choice(items)
@@ -49,12 +45,18 @@ def _shuffle(items: Sequence[str]) -> Iterator[str]:
         yield choice
 
 
-failover_strategies: dict[str, Callable[[Sequence[str]], Iterator[str]]] = {
-    "round-robin": _round_robin,
+#: failover strategies by name, as in Kombu (``failover_strategy="shuffle"``)
+failover_strategies: dict[str, FailoverStrategy] = {
+    "round-robin": itertools.cycle,
     "shuffle": _shuffle,
 }
 
+#: transport names printed as the protocol they speak (Kombu's table)
+resolve_aliases = {"pyamqp": "amqp", "librabbitmq": "amqp"}
 
+#: keyword arguments of Connection that a URL's query string may set (as in Kombu);
+#: other query keys become transport options
+_URL_PARAMS = frozenset({"ssl", "heartbeat", "connect_timeout", "login_method", "insist"})
 
 _Errors = tuple[type[BaseException], ...]
 
@@ -86,14 +88,16 @@ class _TransportErrors:
     def __set__(self, conn: Connection, value: _Errors) -> None:
         conn.__dict__[self.key] = tuple(value)
 
+
 class Connection:
     """A connection to a broker.
 
     ``Connection("amqp://guest:guest@localhost:5672//")`` or keyword arguments
     (``hostname``, ``userid``, ``password``, ``virtual_host``, ``port``, ``transport``).
-    Several URLs (``"amqp://a;amqp://b"``, a list, or ``alternates=[...]``) give failover.
-    Nothing touches the network until the connection is first used or :meth:`connect`
-    is called.
+    Several URLs (``"amqp://a;amqp://b"``, a list, or ``alternates=[...]``) give failover,
+    tried in the order ``failover_strategy`` says (``"round-robin"``, ``"shuffle"`` or a
+    function yielding URLs).  Nothing touches the network until the connection is first
+    used or :meth:`connect` is called.
     """
 
     port: int | None = None
@@ -101,13 +105,21 @@ class Connection:
     connect_timeout: float = 5
     uri_prefix: str | None = None
     declared_entities: set[Any]
-    cycle: Any = None
+    cycle: Iterator[str] | None = None
+    hostname: str | None = None
+    userid: str | None = None
+    password: Any = None
+    login_method: str | None = None
+    ssl: Any = None
+
+    failover_strategies = failover_strategies
+    resolve_aliases = resolve_aliases
 
     def __init__(
         self,
         hostname: str | Sequence[str] | None = "localhost",
         userid: str | None = None,
-        password: str | None = None,
+        password: Any = None,
         virtual_host: str | None = None,
         port: int | None = None,
         insist: bool = False,
@@ -117,57 +129,87 @@ class Connection:
         transport_options: Mapping[str, Any] | None = None,
         login_method: str | None = None,
         uri_prefix: str | None = None,
-        heartbeat: float = 0,
-        failover_strategy: str | Callable[[Sequence[str]], Iterator[str]] = "round-robin",
+        heartbeat: float | None = 0,
+        failover_strategy: str | FailoverStrategy | None = "round-robin",
         alternates: Sequence[str] | None = None,
+        credential_provider: Any = None,
         **kwargs: Any,
     ) -> None:
+        # unlike Kombu, the caller's list is copied, never extended in place
         alt: list[str] = list(alternates or [])
-        if isinstance(hostname, list | tuple):
-            alt = list(hostname) + alt
-            hostname = alt[0]
-        elif isinstance(hostname, str) and ";" in hostname:
-            alt = hostname.split(";") + alt
-            hostname = alt[0]
-        self.alt = alt
-        self._init_params = dict(
-            hostname=hostname,
-            userid=userid,
-            password=password,
-            virtual_host=virtual_host,
-            port=port,
-            insist=insist,
-            ssl=ssl,
-            transport=transport,
-            connect_timeout=connect_timeout,
-            login_method=login_method,
-            heartbeat=heartbeat,
-        )
-        self._extra_kwargs = dict(kwargs)
+        params: dict[str, Any] = {
+            "hostname": hostname, "userid": userid, "password": password,
+            "virtual_host": virtual_host, "port": port, "insist": insist, "ssl": ssl,
+            "transport": transport, "connect_timeout": connect_timeout,
+            "login_method": login_method, "heartbeat": heartbeat,
+            "credential_provider": credential_provider,
+        }
         self.transport_options: dict[str, Any] = dict(transport_options or {})
-        self.failover_strategy: Callable[[Sequence[str]], Iterator[str]] = (
-            failover_strategies[failover_strategy]
-            if isinstance(failover_strategy, str)
-            else failover_strategy
-        )
-        self._failover_name = failover_strategy
-        self.cycle = self.failover_strategy(self.alt) if self.alt else None
-        if self.cycle is not None:
-            next(self.cycle)  # the first URL is the one we start with
+        url_options: dict[str, Any] = {}
+        if hostname and not isinstance(hostname, str):
+            alt.extend(hostname)
+            hostname = params["hostname"] = alt[0]
+        if isinstance(hostname, str) and hostname:
+            if ";" in hostname:
+                alt = hostname.split(";") + alt
+                hostname = params["hostname"] = alt[0]
+            scheme, sep, _ = hostname.partition("://")
+            if sep and "+" in scheme:
+                # e.g. redis+socket:///tmp/redis.sock: the transport reads the rest itself
+                prefix, params["hostname"] = hostname.split("+", 1)
+                params["transport"] = check_transport_name(prefix)
+                self.uri_prefix = prefix
+            elif sep:
+                if not transport:
+                    transport = check_transport_name(scheme)
+                if not getattr(transport, "can_parse_url", False):
+                    url_params = parse_url(hostname)
+                    url_options = _split_url_options(url_params)
+                    params.update({k: v for k, v in url_params.items() if v is not None})
+                    params["hostname"] = url_params["hostname"]
+                params["transport"] = transport
+        self._initial_params = params
+        self._first_url = hostname
+        self._init_params(**params)
+        # every alternate is checked now, not when failover reaches it
+        for alt_url in alt:
+            if isinstance(alt_url, str) and "://" in alt_url:
+                check_transport_name(alt_url.split("://", 1)[0])
+        self.alt = alt
+        for key, value in url_options.items():
+            self.transport_options.setdefault(key, value)
+        self._extra_kwargs = dict(kwargs)
+        self._failover_strategy: str | FailoverStrategy = failover_strategy or "round-robin"
+        if isinstance(self._failover_strategy, str):
+            try:
+                strategy = self.failover_strategies[self._failover_strategy]
+            except KeyError:
+                known = ", ".join(sorted(self.failover_strategies))
+                raise ValueError(
+                    f"unknown failover strategy {self._failover_strategy!r} (known: {known}; "
+                    f"or pass a function yielding URLs)"
+                ) from None
+        else:
+            strategy = self._failover_strategy
+        self.failover_strategy: FailoverStrategy = strategy
+        if self.alt:
+            self.cycle = self.failover_strategy(self.alt)
+            next(self.cycle)  # the first URL is the one in use
+        if uri_prefix:
+            self.uri_prefix = uri_prefix
         self.declared_entities = set()
         self._connection: Any = None
         self._default_channel: Any = None
         self._transport: Transport | None = None
+        #: None: never connected; True: closed by the program; False: connected
         self._closed: bool | None = None
         self._lock = threading.RLock()
-        self._init_from(hostname, userid, password, virtual_host, port, insist, ssl, transport,
-                        connect_timeout, login_method, heartbeat, uri_prefix)
 
-    def _init_from(
+    def _init_params(
         self,
-        hostname: Any,
+        hostname: str | None,
         userid: str | None,
-        password: str | None,
+        password: Any,
         virtual_host: str | None,
         port: int | None,
         insist: bool,
@@ -175,38 +217,23 @@ class Connection:
         transport: Any,
         connect_timeout: float,
         login_method: str | None,
-        heartbeat: float,
-        uri_prefix: str | None = None,
+        heartbeat: float | None,
+        credential_provider: Any = None,
     ) -> None:
-        if hostname and "+" in hostname.split("://")[0] and "://" in hostname:
-            uri_prefix, hostname = hostname.split("+", 1)
-        if hostname and "://" in hostname:
-            if not transport or isinstance(transport, str):
-                scheme = hostname.split("://", 1)[0]
-                parsed = parse_url(hostname)
-                transport = parsed.pop("transport") if scheme else transport
-                hostname = parsed.pop("hostname")
-                userid = parsed.pop("userid") or userid
-                password = parsed.pop("password") or password
-                virtual_host = parsed.pop("virtual_host") or virtual_host
-                port = parsed.pop("port") or port
-                if "ssl" in parsed:
-                    ssl = parsed.pop("ssl")
-                # query options (?foo=bar) become transport options, as in Kombu
-                for key, value in parsed.items():
-                    self.transport_options.setdefault(key, _coerce_option(value))
-        self.hostname = hostname or ("localhost" if transport not in ("memory",) else "localhost")
+        self.hostname = hostname
         self.userid = userid
         self.password = password
         self.login_method = login_method
-        self.virtual_host = virtual_host or self.virtual_host
-        self.port = port or self.port
+        self.virtual_host = virtual_host or type(self).virtual_host
+        self.port = int(port) if port else type(self).port
         self.insist = insist
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = float(connect_timeout) if connect_timeout else connect_timeout
         self.ssl = ssl
-        self.transport_cls = transport or "amqp"
-        self.heartbeat: float = float(heartbeat or 0)
-        self.uri_prefix = uri_prefix
+        self.transport_cls: str | type[Transport] = transport or "amqp"
+        # heartbeat=None is accepted and kept, as in Kombu
+        self.heartbeat: float | None = heartbeat and float(heartbeat)
+        self.credential_provider = credential_provider
+        self._transport = None
 
     # -- transport and connection ---------------------------------------------------------
     def get_transport_cls(self) -> type[Transport]:
@@ -224,36 +251,50 @@ class Connection:
 
     @property
     def connection(self) -> Any:
-        """The transport's connection object, connecting (once) if needed."""
-        if not self._closed:
-            if not self.connected:
-                return self._ensure_connection(max_retries=0, reraise_as_library_errors=False)
-            return self._connection
-        return None
+        """The transport's connection object, connecting if needed; None once closed."""
+        if self._closed:
+            return None
+        if not self.connected:
+            return self._ensure_connection(**self._connect_once_opts(), reraise_as_library_errors=False)
+        return self._connection
 
     @property
     def connected(self) -> bool:
         """True while the connection is established."""
-        return self._connection is not None and self.transport.verify_connection(self._connection)
+        return (
+            not self._closed
+            and self._connection is not None
+            and self.transport.verify_connection(self._connection)
+        )
 
     def _establish_connection(self) -> Any:
         logger.debug("establishing connection to %s", self.as_uri())
-        # a new broker connection may face a broker that lost what we declared before
-        self.declared_entities.clear()
-        self._default_channel = None
-        self._connection = self._connection_factory()
-        self._closed = False
-        return self._connection
+        return self.transport.establish_connection()
 
     def _connection_factory(self) -> Any:
         # Kombu's name for the one call that opens the broker connection; test suites
         # written for Kombu replace it to simulate brokers that refuse connections
-        return self.transport.establish_connection()
+        # a new broker connection may face a broker that lost what we declared before
+        self.declared_entities.clear()
+        self._default_channel = None
+        self._connection = self._establish_connection()
+        self._closed = False
+        return self._connection
+
+    def _connect_once_opts(self) -> dict[str, Any]:
+        # one attempt per URL, without sleeping in between; with alternates= the first
+        # URL is not among the alternates (Kombu's layout)
+        urls = len(self.alt) + (0 if self._first_url in self.alt else 1)
+        return {"max_retries": max(urls - 1, 0), "interval_start": 0, "interval_step": 0,
+                "interval_max": 0}
 
     def connect(self) -> Connection:
-        """Connect now (one attempt); raise the library's connection error if it fails."""
-        self._closed = False
-        self._ensure_connection(max_retries=0, reraise_as_library_errors=True)
+        """Connect now: one attempt per URL (the failover URLs in turn), no sleeping.
+
+        Raises the library's error naming each URL tried (password masked) when none
+        answers.  Returns the connection itself.
+        """
+        self._ensure_connection(**self._connect_once_opts())
         return self
 
     def _ensure_connection(
@@ -272,43 +313,40 @@ class Connection:
         with self._lock:
             if self.connected:
                 return self._connection
-            tries = count(1)
-            attempts = {"n": 0}
+            failures: list[tuple[str, BaseException]] = []
 
             def attempt() -> Any:
-                attempts["n"] = next(tries)
+                url = self.as_uri()
                 try:
-                    return self._establish_connection()
-                except self.recoverable_connection_errors:
-                    # try the next URL the next time round
+                    return self._connection_factory()
+                except BaseException as exc:
+                    failures.append((url, exc))
+                    raise
+
+            def on_retry(exc: BaseException, sleeps: Iterator[float], retries: int) -> float:
+                # as in Kombu: sleep only once every URL was tried; errback(exc, interval)
+                # sees the URL that failed, then the next one is selected
+                interval = next(sleeps) if self.completes_cycle(retries) else 0.0
+                try:
+                    if errback is not None:
+                        errback(exc, interval)
+                    else:
+                        logger.debug("connecting to %s failed (%s); retrying in %.1fs",
+                                     self.as_uri(), exc, interval)
+                finally:
                     self.maybe_switch_next()
-                    raise
+                return interval
 
-            def on_error(exc: BaseException, interval: float) -> Any:
-                if errback is not None:
-                    return errback(exc, interval)
-                logger.debug("connect to %s failed (%s); retrying in %.1fs", self.as_uri(), exc, interval)
-                return None
-
+            errors = self.recoverable_connection_errors
+            policy = RetryPolicy(max_retries, interval_start, interval_step, interval_max, timeout)
             try:
-                return retry_over_time(
-                    attempt,
-                    self.recoverable_connection_errors,
-                    errback=on_error,
-                    max_retries=max_retries,
-                    interval_start=interval_start,
-                    interval_step=interval_step,
-                    interval_max=interval_max,
-                    callback=callback,
-                    timeout=timeout,
-                )
-            except self.recoverable_connection_errors as exc:
-                if not reraise_as_library_errors:
+                return policy.call(attempt, errors, on_retry=on_retry, callback=callback)
+            except NEVER_RETRIED:
+                raise
+            except errors as exc:
+                if not reraise_as_library_errors and not isinstance(exc, KombuError):
                     raise
-                raise OperationalError(
-                    f"could not connect to {self.as_uri()} after {attempts['n']} "
-                    f"attempt{'s' if attempts['n'] != 1 else ''}: {exc}"
-                ) from exc
+                raise OperationalError(_gave_up_message(failures)) from exc
 
     def ensure_connection(
         self,
@@ -321,15 +359,19 @@ class Connection:
         reraise_as_library_errors: bool = True,
         timeout: float | None = None,
     ) -> Connection:
-        """Connect, retrying on connection errors with growing sleeps.
+        """Connect, retrying on connection errors with growing sleeps (Kombu's signature).
 
-        ``errback(exc, interval)`` is called before each sleep; ``max_retries`` is the
-        number of retries after the first attempt (``None`` = no limit); ``timeout`` bounds
-        the whole attempt in seconds.  When
-        it gives up it raises :class:`~kombu_like.exceptions.OperationalError` naming the
-        broker (password masked) and the number of attempts.
+        ``errback(exc, interval)`` is called after each failed attempt that will be
+        retried (``max_retries`` times at most); ``max_retries`` is the number of retries
+        after the first attempt (``None`` = no limit); ``timeout`` bounds the whole call in
+        seconds; ``callback()`` is called about once a second while waiting.  With several
+        URLs each failure moves to the next one, and the sleep comes only after every URL
+        was tried.  Errors that retrying cannot cure
+        (:class:`~kombu_like.exceptions.IrrecoverableConnectionError`,
+        :class:`~kombu_like.exceptions.AccessRefused`) are raised at once.  When it gives
+        up it raises :class:`~kombu_like.exceptions.OperationalError` naming each URL that
+        failed (password masked) and the number of attempts.
         """
-        self._closed = False
         self._ensure_connection(
             errback, max_retries, interval_start, interval_step, interval_max, callback,
             reraise_as_library_errors, timeout,
@@ -338,18 +380,26 @@ class Connection:
 
     # -- failover --------------------------------------------------------------------
     def switch(self, conn_str: str) -> None:
-        """Point this connection at another URL (closing the current connection)."""
+        """Point this connection at another URL or host name (closing it; no reconnect).
+
+        The settings given to the constructor stay, and the URL's parts replace them.
+        """
         self._close()
         self.declared_entities.clear()
         self._closed = False
-        transport = self.transport_cls
-        self._transport = None
-        self._init_from(conn_str, None, None, None, None, self.insist, self.ssl,
-                        None if "://" in conn_str else transport, self.connect_timeout,
-                        self.login_method, self.heartbeat or 0)
+        url_options: dict[str, Any] = {}
+        if "://" in conn_str:
+            conn_params = parse_url(conn_str)
+            url_options = _split_url_options(conn_params)
+            check_transport_name(conn_params["transport"])
+        else:
+            conn_params = {"hostname": conn_str}
+        self._init_params(**dict(self._initial_params, **conn_params))
+        for key, value in url_options.items():
+            self.transport_options.setdefault(key, value)
 
     def maybe_switch_next(self) -> None:
-        """Move to the next failover URL, if there are several."""
+        """Move to the next URL the failover strategy gives, if there are several."""
         if self.cycle is not None:
             self.switch(next(self.cycle))
 
@@ -357,28 +407,46 @@ class Connection:
         self.maybe_switch_next()
 
     # -- channels and events -----------------------------------------------------
+    def _open_connection(self, action: str) -> Any:
+        connection = self.connection
+        if connection is None:
+            raise ConnectionClosed(
+                f"{action} on a closed connection ({self.as_uri()}): it was closed with "
+                f"close()/release(); call connect() or ensure_connection() to open it again"
+            )
+        return connection
+
     def channel(self) -> Any:
-        """Open a new channel."""
-        chan = self.transport.create_channel(self.connection)
-        return chan
+        """Open a new channel (connecting first if needed)."""
+        return self.transport.create_channel(self._open_connection("channel()"))
+
+    def _extract_failover_opts(self) -> dict[str, Any]:
+        """How :attr:`default_channel` retries connecting (Kombu's rules).
+
+        The budget is ``connect_timeout`` seconds in all (``transport_options``
+        ``connect_retries_timeout`` overrides it), with ``max_retries``,
+        ``interval_start``, ``interval_step``, ``interval_max``, ``errback`` and
+        ``callback`` also read from ``transport_options``.
+        """
+        options = self.transport_options
+        opts: dict[str, Any] = {"timeout": self.connect_timeout}
+        for key in ("max_retries", "interval_start", "interval_step", "interval_max", "errback", "callback"):
+            if key in options:
+                opts[key] = options[key]
+        if "connect_retries_timeout" in options:
+            opts["timeout"] = options["connect_retries_timeout"]
+        return opts
 
     @property
     def default_channel(self) -> Any:
         """A channel opened (and kept) by the connection, connecting with retries first.
 
-        Retries follow ``transport_options`` ``max_retries``, ``interval_start``,
-        ``interval_step``, ``interval_max`` as in Kombu, and stop after
-        ``connect_retries_timeout`` seconds (default :data:`DEFAULT_CONNECT_RETRIES_TIMEOUT`)
-        so that no call waits forever for a broker that is gone.
+        Connecting retries as Kombu does: sleeps of 2, 4, 6 ... seconds until
+        ``connect_timeout`` (5 s by default) has passed, then
+        :class:`~kombu_like.exceptions.OperationalError`; see
+        :meth:`_extract_failover_opts` for the options that change this.
         """
-        options = self.transport_options
-        self._ensure_connection(
-            max_retries=options.get("max_retries"),
-            interval_start=options.get("interval_start", 2),
-            interval_step=options.get("interval_step", 2),
-            interval_max=options.get("interval_max", 30),
-            timeout=options.get("connect_retries_timeout", DEFAULT_CONNECT_RETRIES_TIMEOUT),
-        )
+        self._ensure_connection(**self._extract_failover_opts())
         if self._default_channel is None or not getattr(self._default_channel, "is_open", True):
             self._default_channel = self.channel()
         return self._default_channel
@@ -387,9 +455,10 @@ class Connection:
         """Wait for one batch of events and deliver it to consumers.
 
         ``timeout`` (seconds) bounds the wait; :class:`socket.timeout` (the builtin
-        ``TimeoutError``) is raised when nothing arrived.
+        ``TimeoutError``) is raised when nothing arrived.  On a connection closed with
+        :meth:`close` it raises :class:`~kombu_like.exceptions.ConnectionClosed`.
         """
-        return self.transport.drain_events(self.connection, **kwargs)
+        return self.transport.drain_events(self._open_connection("drain_events()"), **kwargs)
 
     def revive(self, new_channel: Any) -> None:
         """After a reconnect: drop the old default channel unless it is ``new_channel``.
@@ -415,10 +484,10 @@ class Connection:
 
     def heartbeat_check(self, rate: int = 2) -> Any:
         """Check/send heartbeats (call at ``heartbeat / rate`` second intervals)."""
-        return self.transport.heartbeat_check(self.connection, rate=rate)
+        return self.transport.heartbeat_check(self._open_connection("heartbeat_check()"), rate=rate)
 
     def get_heartbeat_interval(self) -> float:
-        return self.transport.get_heartbeat_interval(self.connection)
+        return self.transport.get_heartbeat_interval(self._open_connection("get_heartbeat_interval()"))
 
     @property
     def supports_heartbeats(self) -> bool:
@@ -429,13 +498,14 @@ class Connection:
         return self.transport.capabilities.asynchronous
 
     def register_with_event_loop(self, loop: Any) -> None:
-        self.transport.register_with_event_loop(self.connection, loop)
+        self.transport.register_with_event_loop(self._open_connection("register_with_event_loop()"), loop)
 
     def qos_semantics_matches_spec(self) -> bool:
-        return self.transport.qos_semantics_matches_spec(self.connection)
+        return self.transport.qos_semantics_matches_spec(self._open_connection("qos_semantics_matches_spec()"))
 
     # -- closing --------------------------------------------------------------------
     def _close(self) -> None:
+        self.declared_entities.clear()
         if self._transport is not None:
             if self._default_channel is not None:
                 self.maybe_close_channel(self._default_channel)
@@ -449,7 +519,7 @@ class Connection:
         self._closed = True
 
     def collect(self, socket_timeout: float | None = None) -> None:
-        """Forget a broken connection without talking to the broker."""
+        """Forget a broken connection without talking to the broker (as after a fork)."""
         connection, self._connection = self._connection, None
         self._default_channel = None
         if connection is not None and self._transport is not None:
@@ -464,7 +534,7 @@ class Connection:
         self.declared_entities.clear()
 
     def release(self) -> None:
-        """Close the connection (pooled connections go back to their pool)."""
+        """Close the connection and its default channel (pooled ones go back to the pool)."""
         self._close()
 
     close = release
@@ -477,7 +547,7 @@ class Connection:
     ) -> None:
         self.release()
 
-    # -- the retry loop for user operations --------------------------------------------
+    # -- retrying user operations --------------------------------------------
     def ensure(
         self,
         obj: Any,
@@ -489,69 +559,88 @@ class Connection:
         interval_max: float = 1,
         on_revive: Callable[[Any], Any] | None = None,
         retry_errors: tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,
     ) -> Callable[..., _R]:
-        """Wrap ``fun`` so connection errors reconnect and retry.
+        """Wrap ``fun`` so connection errors reconnect and retry (Kombu's signature).
 
         On a recoverable connection error the connection is re-established (with the
         given intervals), ``obj.revive(channel)`` re-binds the producer/consumer to the new
-        default channel, ``on_revive(channel)`` is called, and ``fun`` runs again.  Channel
-        errors are retried on the same connection.  Other errors surface at once.  After
-        ``max_retries`` the last error is raised.
+        default channel, ``on_revive(channel)`` is called, and ``fun`` runs again;
+        ``errback(exc, 0)`` is called for each.  Recoverable channel errors and
+        ``retry_errors`` are retried at once.  Other errors, and errors that retrying
+        cannot cure, surface at once.  After ``max_retries`` retries the last error is
+        raised as :class:`~kombu_like.exceptions.OperationalError`.  If the connection is
+        not open yet, it is opened first under the same ``max_retries`` and intervals,
+        within ``connect_timeout``.  ``timeout`` (an addition to Kombu's signature)
+        bounds the whole call in seconds.
         """
-        retry_errors = retry_errors or ()
+        extra = tuple(retry_errors or ())
+        # nothing arriving in time is not a lost connection, even where bare socket
+        # errors count as connection errors (socket.timeout is an OSError)
+        give_up = NEVER_RETRIED + (() if socket.timeout in extra else (socket.timeout,))
+        policy = RetryPolicy(max_retries, interval_start, interval_step, interval_max, timeout)
 
         def _ensured(*args: Any, **kwargs: Any) -> _R:
             conn_errors = self.recoverable_connection_errors
             chan_errors = self.recoverable_channel_errors
-            retries = 0
-            revive = False
-            while True:
-                try:
-                    if revive:
-                        # inside the try: a connection lost again while reviving is
-                        # retried like any other loss, not raised to the caller
-                        channel = self.default_channel
-                        obj.revive(channel)
-                        if on_revive:
-                            on_revive(channel)
-                        revive = False
-                    return fun(*args, **kwargs)
-                except retry_errors as exc:
-                    if max_retries is not None and retries >= max_retries:
-                        raise
+            revive = [False]
+            reconnecting = [False]
+            attempts = [0]
+
+            def attempt() -> _R:
+                attempts[0] += 1
+                if revive[0]:
+                    # inside the attempt: a connection lost again while reviving is
+                    # retried like any other loss, not raised to the caller
+                    channel = self.default_channel
+                    obj.revive(channel)
+                    if on_revive:
+                        on_revive(channel)
+                    revive[0] = False
+                return fun(*args, **kwargs)
+
+            def on_retry(exc: BaseException, sleeps: Iterator[float], retries: int) -> float:
+                if isinstance(exc, extra):
                     logger.debug("ensure: retrying after %r", exc)
                     if errback:
                         errback(exc, 0)
-                except socket.timeout:
-                    # nothing arrived in time: not a lost connection, even where bare
-                    # socket errors count as connection errors (they are OSErrors too)
-                    raise
-                except conn_errors as exc:
-                    if max_retries is not None and retries >= max_retries:
-                        raise OperationalError(
-                            f"{getattr(fun, '__name__', 'operation')} failed after "
-                            f"{retries + 1} attempts on {self.as_uri()}: {exc}"
-                        ) from exc
+                elif isinstance(exc, conn_errors):
                     logger.debug("ensure: connection error %r; reconnecting", exc)
+                    self.maybe_switch_next()
                     self.collect()
                     if errback:
                         errback(exc, 0)
                     remaining = None if max_retries is None else max(max_retries - retries, 1)
+                    reconnecting[0] = True
                     self._ensure_connection(
-                        errback, remaining, interval_start, interval_step, interval_max,
-                        reraise_as_library_errors=False,
+                        errback, remaining, interval_start, interval_step, interval_max, timeout=timeout,
                     )
-                    revive = True
-                except chan_errors as exc:
-                    if max_retries is not None and retries >= max_retries:
-                        raise
+                    reconnecting[0] = False
+                    revive[0] = True
+                else:
                     logger.debug("ensure: channel error %r; retrying", exc)
                     if errback:
                         errback(exc, 0)
-                retries += 1
+                return 0.0
+
+            if not self.connected and not self._closed:
+                # connect under this call's policy, not the default channel's
+                opts = self._extract_failover_opts()
+                opts.update(errback=errback, max_retries=max_retries, interval_start=interval_start,
+                            interval_step=interval_step, interval_max=interval_max)
+                self._ensure_connection(**opts)
+            try:
+                return policy.call(attempt, extra + conn_errors + chan_errors, on_retry=on_retry, give_up=give_up)
+            except give_up:
+                raise
+            except conn_errors + chan_errors as exc:
+                if reconnecting[0]:
+                    raise  # reconnecting gave up: its error names the URLs tried
+                raise OperationalError(_failed_message(fun, exc, self, attempts[0])) from exc
 
         _ensured.__name__ = f"{getattr(fun, '__name__', 'fun')}(ensured)"
         _ensured.__doc__ = fun.__doc__
+        _ensured.__module__ = getattr(fun, "__module__", None) or __name__
         return _ensured
 
     def autoretry(
@@ -560,12 +649,14 @@ class Connection:
         """Make ``fun(*args, channel=channel)`` retry on connection loss, on a fresh channel.
 
         As in Kombu, the wrapper returns ``(retval, channel)``: the channel last used, which
-        is a new one after a reconnect.
+        is a new one after a reconnect.  The retry options also apply to opening the
+        connection the first time.
         """
         channels = [channel]
 
         class Revival:
             __name__ = getattr(fun, "__name__", "fun")
+            __module__ = getattr(fun, "__module__", None) or __name__
             __doc__ = fun.__doc__
 
             def revive(inner_self, channel: Any) -> None:  # noqa: N805
@@ -595,94 +686,86 @@ class Connection:
             raise OperationalError(str(exc)) from exc
 
     # -- description ---------------------------------------------------------------
-    def _info(self) -> list[tuple[str, Any]]:
+    def _info(self, resolve: bool = True) -> list[tuple[str, Any]]:
         transport_cls = self.transport_cls
-        port = self.port or self.transport.default_port
+        if resolve and isinstance(transport_cls, str):
+            transport_cls = self.resolve_aliases.get(transport_cls, transport_cls)
+        defaults = self._default_params()
+        hostname = self.hostname or defaults.get("hostname")
+        if self.uri_prefix:
+            hostname = f"{self.uri_prefix}+{hostname}"
         return [
-            ("hostname", self.hostname),
-            ("userid", self.userid),
-            ("password", self.password),
-            ("virtual_host", self.virtual_host),
-            ("port", port),
+            ("hostname", hostname),
+            ("userid", self.userid or defaults.get("userid")),
+            ("password", self.password or defaults.get("password")),
+            ("virtual_host", self.virtual_host or defaults.get("virtual_host")),
+            ("port", self.port or defaults.get("port")),
             ("insist", self.insist),
             ("ssl", self.ssl),
-            ("transport", transport_cls if isinstance(transport_cls, str) else transport_cls.__name__),
+            ("transport", transport_cls),
             ("connect_timeout", self.connect_timeout),
             ("transport_options", self.transport_options),
-            ("login_method", self.login_method),
+            ("login_method", self.login_method or defaults.get("login_method")),
             ("uri_prefix", self.uri_prefix),
             ("heartbeat", self.heartbeat),
-            ("failover_strategy", self._failover_name),
+            ("failover_strategy", self._failover_strategy),
             ("alternates", self.alt),
+            ("credential_provider", self.credential_provider),
         ]
 
+    def _default_params(self) -> dict[str, Any]:
+        try:
+            return dict(self.transport.default_connection_params)
+        except ImportError:  # an optional driver is missing; the URL is still printable
+            return {}
+
     def info(self) -> dict[str, Any]:
-        """Connection settings as a dict (the password included, as in Kombu)."""
+        """Connection settings as a dict, the transport's defaults filled in (as in Kombu).
+
+        The password is included, as in Kombu: do not log it.
+        """
         return dict(self._info())
 
     def as_uri(self, include_password: bool = False, mask: str = "**", getfields: Any = None) -> str:
-        """This connection's URL; the password is replaced by ``mask`` unless asked for.
+        """This connection's URL, as Kombu prints it; the password is ``mask`` unless asked for.
 
-        The default virtual host prints as Kombu prints it: ``amqp://guest:**@localhost:5672//``.
+        ``amqp://guest:**@localhost:5672//``: the transport's defaults are filled in, and
+        the password is masked even where there is none, so that a URL in a log never
+        tells whether a password is set.
         """
-        scheme = self.transport_cls if isinstance(self.transport_cls, str) else "custom"
-        if scheme == "pyamqp":
-            scheme = "amqp"  # Kombu prints the alias by its protocol name
         hostname = self.hostname or "localhost"
-        port = self.port or self._default_port()
-        uri = as_url(scheme, hostname, port, self.userid, self.password, None,
-                     sanitize=not include_password, mask=mask)
-        vhost = self.virtual_host or ""
-        uri += "/" + quote(vhost, safe="/") if vhost else ""
         if self.uri_prefix:
-            uri = f"{self.uri_prefix}+{uri}"
-        return uri
-
-    def _default_port(self) -> int | None:
-        try:
-            return self.transport.default_port
-        except ImportError:  # an optional driver is missing; the URL is still printable
-            return None
+            uri = f"{self.uri_prefix}+{hostname}"
+            return uri if include_password else str(maybe_sanitize_url(uri, mask))
+        fields = self.info()
+        password = fields["password"]
+        if not include_password:
+            password = mask
+        elif callable(password):
+            password = password()
+        transport = fields["transport"]
+        if not isinstance(transport, str):
+            transport = getattr(transport, "scheme", None) or "custom"
+        return as_url(transport, hostname, fields["port"], fields["userid"], password,
+                      quote(fields["virtual_host"] or ""), sanitize=not include_password, mask=mask)
 
     @property
     def host(self) -> str:
         """``hostname:port``."""
-        return f"{self.hostname}:{self.port or self._default_port()}"
+        return f"{self.hostname}:{self.port}"
 
     def clone(self, **kwargs: Any) -> Connection:
         """A new, unconnected Connection with the same settings (overridden by kwargs)."""
-        params = dict(self._init_params)
+        params = dict(self._info(resolve=False))
         params.update(self._extra_kwargs)
-        params.update(
-            transport_options=dict(self.transport_options),
-            failover_strategy=self._failover_name,
-            uri_prefix=self.uri_prefix,
-        )
-        if self.alt:
-            params["hostname"] = list(self.alt)
-            params.pop("transport", None)
-        else:
-            # keyword form, so that every override (host, password, vhost, port) applies
-            params.update(
-                hostname=self.hostname,
-                userid=self.userid,
-                password=self.password,
-                virtual_host=self.virtual_host,
-                port=self.port,
-                transport=self.transport_cls,
-                ssl=self.ssl,
-            )
         params.update(kwargs)
         return type(self)(**params)
-
-    def _current_url(self) -> str:
-        return self.as_uri(include_password=True)
 
     def __copy__(self) -> Connection:
         return self.clone()
 
     def __reduce__(self) -> Any:
-        return (_rebuild_connection, (self._current_url(), dict(self.transport_options)))
+        return (_rebuild_connection, (dict(self._info(resolve=False)), dict(self._extra_kwargs)))
 
     def __repr__(self) -> str:
         return f"<Connection: {self.as_uri()} at {id(self):#x}>"
@@ -769,8 +852,45 @@ class Connection:
 BrokerConnection = Connection
 
 
-def _rebuild_connection(url: str, transport_options: dict[str, Any]) -> Connection:
-    return Connection(url, transport_options=transport_options)
+def _rebuild_connection(params: dict[str, Any], extra: dict[str, Any]) -> Connection:
+    return Connection(**params, **extra)
+
+
+def _split_url_options(url_params: dict[str, Any]) -> dict[str, Any]:
+    """Take the query-string keys that are not Connection arguments out of ``url_params``.
+
+    Kombu refuses them (TypeError); they become transport options here.  The keys that
+    are Connection arguments stay, converted as Connection converts them.
+    """
+    known = {"transport", "hostname", "port", "userid", "password", "virtual_host"} | _URL_PARAMS
+    options = {key: _coerce_option(url_params.pop(key)) for key in list(url_params) if key not in known}
+    return options
+
+
+def _gave_up_message(failures: list[tuple[str, BaseException]]) -> str:
+    """Which URLs failed and how (the URLs are already masked)."""
+    attempts = len(failures)
+    last: dict[str, BaseException] = {}
+    for url, exc in failures:
+        last.pop(url, None)
+        last[url] = exc
+    counted = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+    if len(last) == 1:
+        url, exc = next(iter(last.items()))
+        return f"could not connect to {url} {counted}: {_describe(exc)}"
+    tried = "; ".join(f"{url}: {_describe(exc)}" for url, exc in last.items())
+    return f"could not connect to any of {len(last)} URLs {counted}: {tried}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(maybe_sanitize_url(str(exc)))
+    return text if isinstance(exc, KombuError) else f"{type(exc).__name__}: {text}"
+
+
+def _failed_message(fun: Any, exc: BaseException, conn: Connection, attempts: int) -> str:
+    name = getattr(fun, "__name__", "operation")
+    counted = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    return f"{name} failed after {counted} on {conn.as_uri()}: {_describe(exc)}"
 
 
 def _coerce_option(value: str) -> Any:

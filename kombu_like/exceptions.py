@@ -9,6 +9,8 @@ original as ``__cause__``.  The retry loop decides by class alone::
      |    +-- ConnectionError             the connection is broken: reconnect
      |    |    +-- InconsistencyError     broker state found inconsistent
      |    +-- ConnectionTimeout           connect or a broker round trip timed out
+     |    +-- IrrecoverableConnectionError  connecting cannot succeed as configured
+     +-- ConnectionClosed                 used after close(): never reconnected behind the back
      +-- ChannelError                     the channel is unusable: open a new one
      |    +-- NotFound                    404: exchange/queue does not exist
      |    +-- PreconditionFailed          406: redeclared with other arguments
@@ -42,6 +44,7 @@ __all__ = (
     "BatchPublishError",
     "ChannelError",
     "ChannelLimitExceeded",
+    "ConnectionClosed",
     "ConnectionError",
     "ConnectionLimitExceeded",
     "ConnectionTimeout",
@@ -51,6 +54,7 @@ __all__ = (
     "EncodeError",
     "HttpError",
     "InconsistencyError",
+    "IrrecoverableConnectionError",
     "KombuError",
     "LimitExceeded",
     "MessageNacked",
@@ -104,6 +108,24 @@ class ConnectionError(OperationalError):  # noqa: A001 - Kombu's public name
 
 class ConnectionTimeout(OperationalError):
     """Connecting, or a round trip to the broker, took longer than its timeout."""
+
+
+class IrrecoverableConnectionError(OperationalError):
+    """Connecting can never succeed as configured; retrying would only waste time.
+
+    For example TLS spoken to a plain-TCP port (``amqps://`` to 5672, ``rediss://`` to a
+    plain Redis) or a certificate that does not verify.  The retry engine gives up on it
+    at once (see :data:`kombu_like.retry.NEVER_RETRIED`); refused credentials and unknown
+    virtual hosts raise :class:`AccessRefused`, which is not retried either.
+    """
+
+
+class ConnectionClosed(KombuError):
+    """The connection was closed by the program (``close()``/``release()``) and then used.
+
+    Not an :class:`OperationalError`: ``ensure``/``autoretry`` do not answer it by
+    reconnecting; call ``connect()`` or ``ensure_connection()`` to open it again.
+    """
 
 
 class InconsistencyError(ConnectionError):

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .base import Transport
 
-__all__ = ["TRANSPORT_ALIASES", "get_transport_cls", "register_transport", "resolve_transport"]
+__all__ = [
+    "TRANSPORT_ALIASES",
+    "check_transport_name",
+    "get_transport_cls",
+    "register_transport",
+    "resolve_transport",
+]
 
 ENTRY_POINT_GROUP = "kombu_like.transports"
 
@@ -33,8 +39,23 @@ TRANSPORT_ALIASES: dict[str, str] = {
 }
 
 
+def check_transport_name(name: str) -> str:
+    """Return ``name`` if it can be a transport scheme; raise :class:`ValueError` if not.
+
+    A name with ``.`` or ``:`` would be an import path, and a transport name often comes
+    from a URL someone else wrote: a URL must never decide which module gets imported.
+    Custom transports are registered by scheme (:func:`register_transport`, entry points)
+    or passed as a class.
+    """
+    if "." in name or ":" in name:
+        raise ValueError(f"Invalid transport scheme: {name!r} (a transport is named by its scheme, "
+                         f"not by an import path; register a custom one with register_transport())")
+    return name
+
+
 def register_transport(scheme: str, target: str | type[Transport]) -> None:
     """Make ``scheme://`` URLs use ``target`` (a class or a ``"module:Class"`` path)."""
+    check_transport_name(scheme)
     if isinstance(target, str):
         TRANSPORT_ALIASES[scheme] = target
     else:
@@ -57,20 +78,22 @@ def _import_path(path: str) -> Any:
 
 
 def resolve_transport(transport: str | type[Transport] | None = None) -> type[Transport]:
-    """Return the transport class for an alias, a ``module:Class`` path, or a class."""
+    """Return the transport class for a registered scheme, or the class given.
+
+    A name containing ``.`` or ``:`` is refused with :class:`ValueError` before anything
+    is imported (see :func:`check_transport_name`).
+    """
     if transport is None:
         transport = "amqp"
     if not isinstance(transport, str):
         return transport
-    path = TRANSPORT_ALIASES.get(transport)
+    path = TRANSPORT_ALIASES.get(check_transport_name(transport))
     if path is None:
         found = _from_entry_points(transport)
         if found is not None:
             return found  # type: ignore[no-any-return]
-        if "." not in transport and ":" not in transport:
-            known = ", ".join(sorted(TRANSPORT_ALIASES))
-            raise KeyError(f"No such transport: {transport!r} (known: {known})")
-        path = transport
+        known = ", ".join(sorted(TRANSPORT_ALIASES))
+        raise KeyError(f"No such transport: {transport!r} (known: {known})")
     return _import_path(path)  # type: ignore[no-any-return]
 
 

@@ -16,8 +16,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
 __all__ = [
     "as_url",
     "maybe_sanitize_url",
+    "parse_ssl_cert_reqs",
     "parse_url",
+    "safequote",
     "sanitize_url",
+    "ssl_available",
     "url_to_parts",
     "urlparse",
     "urlparts",
@@ -31,6 +34,24 @@ _CERT_REQS = {
     "CERT_NONE": ssl.CERT_NONE,
     "none": ssl.CERT_NONE,
 }
+
+
+#: Kombu's flag; the ssl module is part of every Python this library supports
+ssl_available = True
+
+
+def safequote(text: str) -> str:
+    """Percent-encode everything but unreserved characters (``/`` included)."""
+    return quote(text, safe="")
+
+
+def parse_ssl_cert_reqs(query_value: str) -> ssl.VerifyMode:
+    """The :mod:`ssl` constant for a ``ssl_cert_reqs`` query value (``CERT_REQUIRED``,
+    ``required``, ``CERT_OPTIONAL``, ``optional``, ``CERT_NONE``, ``none``).
+
+    Raises :class:`KeyError` for any other value, as Kombu does.
+    """
+    return _CERT_REQS[query_value]
 
 
 class urlparts(NamedTuple):  # noqa: N801 - Kombu's public name
@@ -112,22 +133,33 @@ def as_url(
     sanitize: bool = False,
     mask: str = "**",
 ) -> str:
-    """Build a URL from parts; with ``sanitize`` the password is replaced by ``mask``."""
+    """Build a URL from parts as Kombu does; with ``sanitize`` the password is ``mask``.
+
+    User, password and host are percent-encoded; ``path`` is used as given (callers
+    quote it), after a ``/`` that is always there: ``as_url("amqp", "h")`` is
+    ``"amqp://h/"``.  ``query`` (which Kombu ignores) is appended when given.
+    """
     out = [f"{scheme}://"]
     if user or password:
         if user:
             out.append(quote(user, safe=""))
         if password:
-            out.append(":" + (mask if sanitize else quote(password, safe="")))
+            if sanitize:
+                out.append(f":{mask}" if mask else ":")
+            else:
+                out.append(":" + quote(password, safe=""))
         out.append("@")
     if host:
-        out.append(host if ":" not in host else f"[{host}]")
+        # an IPv6 address goes in brackets (Kombu percent-encodes its colons instead,
+        # which no URL parser reads back)
+        out.append(f"[{host}]" if ":" in host else quote(host, safe=""))
     if port:
         out.append(f":{port}")
+    out.append("/")
     if path:
-        out.append("/" + quote(path, safe=""))
+        out.append(str(path))
     if query:
-        out.append("?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items()))
+        out.append("?" + "&".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in query.items()))
     return "".join(out)
 
 

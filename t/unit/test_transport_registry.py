@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -85,11 +86,21 @@ class TestResolve:
     def test_class_passes_through(self) -> None:
         assert resolve_transport(PluginTransport) is PluginTransport
 
-    def test_module_colon_class_path(self) -> None:
-        assert resolve_transport("kombu_like.transport.memory:Transport") is memory.Transport
+    @pytest.mark.parametrize("name", ["kombu_like.transport.memory:Transport", "kombu_like.transport.memory.Transport",
+                                      "os:system", "t.unit.not_imported"])
+    def test_import_paths_are_refused_before_importing(self, name: str) -> None:
+        before = set(sys.modules)
+        with pytest.raises(ValueError, match="Invalid transport scheme"):
+            resolve_transport(name)
+        assert set(sys.modules) == before
 
-    def test_dotted_path(self) -> None:
-        assert resolve_transport("kombu_like.transport.memory.Transport") is memory.Transport
+    def test_registered_path_still_resolves(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(TRANSPORT_ALIASES, "mem2", "kombu_like.transport.memory:Transport")
+        assert resolve_transport("mem2") is memory.Transport
+
+    def test_register_refuses_a_dotted_scheme(self) -> None:
+        with pytest.raises(ValueError, match="Invalid transport scheme"):
+            register_transport("a.b", memory.Transport)
 
     def test_unknown_scheme_lists_known_ones(self, entry_points: dict[str, Any]) -> None:
         with pytest.raises(KeyError) as excinfo:

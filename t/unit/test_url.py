@@ -117,9 +117,9 @@ def test_as_url() -> None:
     assert as_url("amqp", "h", 5672, "u", "p", "vh") == "amqp://u:p@h:5672/vh"
     assert as_url("amqp", "h", 5672, "u", "p", "vh", sanitize=True) == "amqp://u:**@h:5672/vh"
     assert as_url("redis", "h", 6379, None, "pw", "0", sanitize=True) == "redis://:**@h:6379/0"
-    assert as_url("memory") == "memory://"
-    assert as_url("amqp", "::1", 5672) == "amqp://[::1]:5672"
-    assert as_url("amqp", "h", query={"a": "b c"}) == "amqp://h?a=b%20c"
+    assert as_url("memory") == "memory:///"
+    assert as_url("amqp", "::1", 5672) == "amqp://[::1]:5672/"
+    assert as_url("amqp", "h", query={"a": "b c"}) == "amqp://h/?a=b%20c"
 
 
 def test_as_url_quotes_credentials() -> None:
