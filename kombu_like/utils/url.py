@@ -36,24 +36,6 @@ _CERT_REQS = {
 }
 
 
-#: Kombu's flag; the ssl module is part of every Python this library supports
-ssl_available = True
-
-
-def safequote(text: str) -> str:
-    """Percent-encode everything but unreserved characters (``/`` included)."""
-    return quote(text, safe="")
-
-
-def parse_ssl_cert_reqs(query_value: str) -> ssl.VerifyMode:
-    """The :mod:`ssl` constant for a ``ssl_cert_reqs`` query value (``CERT_REQUIRED``,
-    ``required``, ``CERT_OPTIONAL``, ``optional``, ``CERT_NONE``, ``none``).
-
-    Raises :class:`KeyError` for any other value, as Kombu does.
-    """
-    return _CERT_REQS[query_value]
-
-
 class urlparts(NamedTuple):  # noqa: N801 - Kombu's public name
     """The components of a broker URL."""
 
