@@ -29,9 +29,12 @@ def _script(name: str, source: str) -> Script:
 #: the unacked hash KEYS[1] and index KEYS[2] in the same step, so a message is never
 #: outside both its queue and the unacked hash.
 #:
-#: ARGV[2] is the delivery time (index score), ARGV[3] the dead-letter key prefix, ARGV[4]
-#: '1' to record deliveries (ack emulation), ARGV[5 .. 4+N] the queue name of each list,
-#: then pairs (list number, message) already taken by BRPOP or received by pub/sub.
+#: ARGV[2] is the delivery time (index score); ARGV[3] '1' to read every list (LLEN) as
+#: the script's last step when it took nothing -- on a connection with ``CLIENT TRACKING``
+#: on, that asks Redis to say when any of them changes, with no window between the look
+#: and the watch; ARGV[4] the dead-letter key prefix, ARGV[5] '1' to record deliveries
+#: (ack emulation), ARGV[6 .. 5+N] the queue name of each list, then pairs (list number,
+#: message) already taken by BRPOP or received by pub/sub.
 #:
 #: Returns {list number, message, status, delivery tag} per message: status 1 delivered;
 #: 0 not a Kombu envelope, moved to the queue's dead-letter list; 2 the list could not be
@@ -39,15 +42,16 @@ def _script(name: str, source: str) -> Script:
 FETCH = _script(
     "fetch",
     """
-local left = tonumber(ARGV[1])
+local wanted = tonumber(ARGV[1])
+local left = wanted
 local score = ARGV[2]
-local dead_prefix = ARGV[3]
-local record = ARGV[4] == '1'
+local dead_prefix = ARGV[4]
+local record = ARGV[5] == '1'
 local lists = #KEYS - 2
 local out = {}
 
 local function take(i, raw)
-  local queue = ARGV[4 + i]
+  local queue = ARGV[5 + i]
   local ok, msg = pcall(cjson.decode, raw)
   local tag = nil
   if ok and type(msg) == 'table' and type(msg['properties']) == 'table' then
@@ -66,7 +70,7 @@ local function take(i, raw)
   left = left - 1
 end
 
-for j = 5 + lists, #ARGV, 2 do
+for j = 6 + lists, #ARGV, 2 do
   take(tonumber(ARGV[j]), ARGV[j + 1])
 end
 for i = 1, lists do
@@ -80,6 +84,11 @@ for i = 1, lists do
     end
     for _, raw in ipairs(items) do take(i, raw) end
   end
+end
+if ARGV[3] == '1' and left == wanted then
+  -- nothing taken: read each list last, after every write, so the caller's tracking
+  -- reports the next change to any of them
+  for i = 1, lists do redis.call('LLEN', KEYS[2 + i]) end
 end
 return out
 """,

@@ -2,9 +2,11 @@
 
 Connections (each a :class:`~.wire.Wire`):
 
-* *command*: publishes, takes, acks, declarations -- guarded by a lock, shared by the
-  threads of one :class:`~kombu_like.Connection`;
-* *blocking*: ``BRPOP`` while a consumer waits for a message;
+* *command*: publishes, acks, declarations -- guarded by a lock, shared by the threads
+  of one :class:`~kombu_like.Connection`;
+* *take* (:mod:`.taking`): the take script, and the wait on empty queues (RESP3 with
+  client tracking: Redis says when a watched list changes; nothing is popped while
+  waiting);
 * *pub/sub* (:mod:`.fanout`): fanout subscriptions, when a consumed queue is bound to a
   fanout exchange;
 * *invalidation* (:mod:`.cache`): client-side caching invalidations.

@@ -1,10 +1,19 @@
-"""Taking messages: the atomic take script, blocking waits and what they bring back.
+"""Taking messages: the atomic take script, waiting for messages, and what they bring.
 
 A take pops up to ``max_count`` messages from the consumed queues' lists (highest
 priority list first, as ``priority_order`` says) and records each in the unacked store, in
-one script.  When every list is empty, a ``BRPOP`` on all of them waits -- next to the
-fanout subscriptions, if any -- until the deadline, the next maintenance, or a message;
-what it brings is recorded by the next take.
+one script (:data:`.scripts.FETCH`).  Nothing else ever removes a message from a list.
+
+Waiting on empty queues takes nothing.  The take connection speaks RESP3 with ``CLIENT
+TRACKING ON NOLOOP``; a take that finds every list empty reads them (``LLEN``) as its last
+step, so Redis sends an invalidation push on that connection as soon as any of them
+changes -- a publish by anyone, Kombu included.  The consumer sleeps in ``poll()`` on that
+socket (and on the fanout subscription's, if any) and takes again when woken.  A
+connection cut while waiting costs nothing but the reconnect: no message was in flight.
+
+Only when the server refuses tracking (an ACL without ``CLIENT``, say) does a waiting
+consumer fall back to ``BRPOP``, whose popped message is lost if the connection drops
+before the reply arrives; that is logged once as a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from redis import exceptions as rexc
 from ..virtual.store import Delivery
 from . import scripts
 from .codec import loads, preview, text
-from .wire import Wire, pack_args
+from .wire import Push, Wire, pack_args
 
 if TYPE_CHECKING:
     from .store import RedisStore
@@ -43,20 +52,36 @@ class Taker:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.wire = Wire(
-            store.connection_factory, "blocking-pop", store.options.socket_timeout, 0, self._on_connect
+            store.connection_factory,
+            "take",
+            store.options.socket_timeout,
+            0,
+            self._on_connect,
+            reply_spin=store.options.reply_spin,
         )
         self._lock = threading.Lock()
         self._last_score = 0.0
         self._pending_wait = 0.0
+        #: whether the take connection has tracking on (waits take nothing)
+        self.tracking = False
+        self._warned = False
         self._lists: dict[tuple[str, ...], tuple[list[str], list[str], dict[bytes, int]]] = {}
         self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
 
     def _on_connect(self, wire: Wire) -> None:
-        try:
-            wire.client_id = int(wire.call("CLIENT", "ID"))
-        except rexc.ResponseError:
-            # CLIENT not allowed: a pending BRPOP then ends by its own timeout
-            wire.client_id = None
+        hello, = wire.execute([("HELLO", "3")])
+        replies = wire.execute([("CLIENT", "ID"), ("CLIENT", "TRACKING", "ON", "NOLOOP")])
+        client_id, tracking = replies
+        wire.client_id = None if isinstance(client_id, Exception) else int(client_id)
+        problem = next((r for r in (hello, tracking) if isinstance(r, Exception)), None)
+        self.tracking = problem is None
+        if problem is not None and not self._warned:
+            self._warned = True
+            logger.warning(
+                "Redis refused client tracking on the take connection (%s): a consumer waiting on an empty "
+                "queue uses BRPOP, and a message it pops is lost if the connection drops before the reply "
+                "arrives", problem,
+            )
 
     def _score(self) -> float:
         # delivery time for the unacked index, strictly increasing so a lost take can be
@@ -92,7 +117,7 @@ class Taker:
         with self._lock:
             keys, names, numbers = self._lists_for(queues)
             store.maintain(queues)
-            deliveries = self._take(keys, names, max_count)
+            deliveries = self._take(keys, names, max_count, watch=timeout != 0)
             if deliveries or timeout == 0:
                 return deliveries
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -101,36 +126,62 @@ class Taker:
                 wait = store.next_maintenance() - now
                 if deadline is not None:
                     wait = min(wait, deadline - now)
+                if wait >= MIN_BLOCK and not self.wire.connected:
+                    # dropped since the last take (maintenance saw a failover, say):
+                    # reconnect and watch the lists through the new connection
+                    deliveries = self._take(keys, names, max_count, watch=True)
+                    if deliveries:
+                        return deliveries
                 if wait >= MIN_BLOCK:
-                    preloaded = self._wait(keys, numbers, wait, max_count)
-                    if preloaded:
-                        return self._take(keys, names, max_count, preloaded)
+                    if self.tracking:
+                        woken, preloaded = self._watch(numbers, wait, max_count)
+                        if woken:
+                            # a list changed (or a fanout message came): take again, which
+                            # watches the lists once more if it finds nothing
+                            deliveries = self._take(keys, names, max_count, preloaded, watch=True)
+                            if deliveries:
+                                return deliveries
+                            continue
+                    else:
+                        preloaded = self._wait(keys, numbers, wait, max_count)
+                        if preloaded:
+                            return self._take(keys, names, max_count, preloaded)
                 if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
                     return []
                 store.maintain(queues)
 
     # -- the take script -------------------------------------------------------------------
     def _take(
-        self, keys: list[str], names: list[str], max_count: int, preloaded: Preloaded | None = None
+        self,
+        keys: list[str],
+        names: list[str],
+        max_count: int,
+        preloaded: Preloaded | None = None,
+        watch: bool = False,
     ) -> list[Delivery]:
         store = self.store
+        wire = self.wire
         score = self._score()
-        data = self._fetch_command(keys, names, max_count, score, preloaded or [])
-        with store.lock:
-            try:
-                if store.ledger.acks or store.ledger.takes:
-                    store.recover()
-                [reply] = store.cmd.execute_packed(data, 1)
-                if isinstance(reply, rexc.NoScriptError):
-                    # SCRIPT FLUSH since we connected: load it again and retry once
-                    store.cmd.call("SCRIPT", "LOAD", scripts.FETCH.source)
-                    [reply] = store.cmd.execute_packed(data, 1)
-            except (rexc.ConnectionError, rexc.TimeoutError):
-                # the script may have run: its messages are found by their score and
-                # given back by the next command (or the next connection)
-                if store.options.ack_emulation:
+        if store.ledger.acks or store.ledger.takes:
+            with store.lock:
+                store.recover()
+        try:
+            wire.connect()
+            data = self._fetch_command(keys, names, max_count, score, preloaded or [], watch and self.tracking)
+            [reply] = wire.execute_packed(data, 1)
+            if isinstance(reply, rexc.NoScriptError):
+                # SCRIPT FLUSH since we connected: load it again and retry once
+                wire.call("SCRIPT", "LOAD", scripts.FETCH.source)
+                [reply] = wire.execute_packed(data, 1)
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            # the script may have run: its messages are found by their score and given
+            # back by the next command (or the next connection)
+            if store.options.ack_emulation:
+                with store.lock:
                     store.ledger.takes.append(score)
-                raise
+            raise
+        # pushes read before the reply tell of changes the take has seen already
+        wire.pushes.clear()
         if isinstance(reply, Exception):
             raise reply
         deliveries: list[Delivery] = []
@@ -151,7 +202,7 @@ class Taker:
         return deliveries
 
     def _fetch_command(
-        self, keys: list[str], names: list[str], max_count: int, score: float, preloaded: Preloaded
+        self, keys: list[str], names: list[str], max_count: int, score: float, preloaded: Preloaded, watch: bool
     ) -> bytes:
         """The EVALSHA of :data:`.scripts.FETCH`, its unchanging parts encoded once per queue set."""
         cache_key = tuple(keys)
@@ -160,13 +211,14 @@ class Taker:
             layout = self.store.keys
             head = ["EVALSHA", scripts.FETCH.sha, len(keys) + 2, layout.unacked, layout.unacked_index, *keys]
             rest = [layout.deadletter_prefix, "1" if self.store.options.ack_emulation else "0", *names]
-            # the two arguments between them (max_count, score) change with every take
-            static = (pack_args(head), pack_args(rest), len(head) + 2 + len(rest))
+            # the three arguments between them (max_count, score, watch) change with every take
+            static = (pack_args(head), pack_args(rest), len(head) + 3 + len(rest))
             if len(self._fetch_parts) > 256:
                 self._fetch_parts.clear()
             self._fetch_parts[cache_key] = static
         fixed, tail, count = static
-        parts = [b"*%d\r\n" % (count + 2 * len(preloaded)), fixed, pack_args([max_count, repr(score)]), tail]
+        dynamic = pack_args([max_count, repr(score), b"1" if watch else b"0"])
+        parts = [b"*%d\r\n" % (count + 2 * len(preloaded)), fixed, dynamic, tail]
         for number, raw in preloaded:
             parts.append(pack_args([number, raw]))
         return b"".join(parts)
@@ -194,6 +246,87 @@ class Taker:
         )
 
     # -- waiting ---------------------------------------------------------------------
+    def _watch(self, numbers: dict[bytes, int], wait: float, max_count: int) -> tuple[bool, Preloaded]:
+        """Sleep until a watched list changes, a fanout message comes, or ``wait`` ends.
+
+        Returns whether to take again, and fanout messages to record in that take.
+        Nothing is taken while waiting, so an error here loses nothing.  An idle
+        connection is checked with ``PING`` every ``health_check_interval``: one that
+        died silently must not leave the consumer asleep for good.
+        """
+        options = self.store.options
+        wire = self.wire
+        fanout = self.store.fanout if self.store.fanout.active else None
+        poller = select.poll()
+        poller.register(wire.fileno(), select.POLLIN | select.POLLPRI)
+        if fanout is not None:
+            poller.register(fanout.wire.fileno(), select.POLLIN | select.POLLPRI)
+        interval = options.health_check_interval
+        grace = options.socket_timeout or interval or 30
+        end = time.monotonic() + wait
+        pong_due: float | None = None
+        woken = False
+        got: Preloaded = []
+        try:
+            while not woken:
+                if wire.pushes:
+                    wire.pushes.clear()
+                    woken = True
+                    break
+                if fanout is not None and fanout.has_pending():
+                    got += fanout.read(numbers, max_count)
+                    woken = woken or bool(got)
+                    if woken:
+                        break
+                if wire.has_buffered():
+                    pong_due = self._watched(wire.read_message(), pong_due)
+                    continue
+                now = time.monotonic()
+                if pong_due is not None and now >= pong_due:
+                    raise rexc.TimeoutError(f"Redis did not answer PING on the take connection within {grace:.1f}s")
+                if pong_due is None and interval and now - wire.last_io >= interval:
+                    wire.send([("PING",)])
+                    pong_due = now + grace
+                    continue
+                if now >= end:
+                    break
+                until = end
+                if pong_due is not None:
+                    until = min(until, pong_due)
+                elif interval:
+                    until = min(until, wire.last_io + interval)
+                ready = {fd for fd, _ in poller.poll(max(until - now, 0.0) * 1000)}
+                if fanout is not None and fanout.wire.connected and fanout.wire.fileno() in ready:
+                    got += fanout.read(numbers, max_count)
+                    woken = bool(got)
+                if wire.fileno() in ready:
+                    pong_due = self._watched(wire.read_message(), pong_due)
+            if pong_due is not None:
+                # the PING's reply must not be taken for the next command's
+                reply = wire.read(grace)
+                if reply != b"PONG":
+                    raise rexc.InvalidResponse(f"expected PONG on the take connection, got {reply!r}")
+        except BaseException:
+            if not got:
+                raise
+            # fanout messages already read are not in any list: record them first
+            logger.warning("error while waiting on the take connection; recording %d fanout message(s)", len(got))
+            wire.disconnect()
+            return True, got
+        return woken, got
+
+    def _watched(self, message: Any, pong_due: float | None) -> float | None:
+        """Note what came on the take connection while waiting; the PING deadline after it."""
+        if type(message) is Push:
+            if message and message[0] == b"invalidate":
+                self.wire.pushes.append(message)
+            return pong_due
+        if isinstance(message, Exception):
+            raise message
+        if message == b"PONG" and pong_due is not None:
+            return None
+        raise rexc.InvalidResponse(f"unexpected reply on the take connection while waiting: {message!r}")
+
     def _wait(self, keys: list[str], numbers: dict[bytes, int], wait: float, max_count: int) -> Preloaded:
         """Block until a message arrives (BRPOP) or a fanout message is published."""
         options = self.store.options

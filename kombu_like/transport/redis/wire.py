@@ -24,7 +24,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-__all__ = ["Wire", "pack_args", "pack_commands"]
+__all__ = ["Push", "Wire", "pack_args", "pack_commands"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ _ERRORS: dict[str, type[rexc.RedisError]] = {
     "EXECABORT": rexc.ExecAbortError,
     "LOADING": rexc.BusyLoadingError,
 }
+
+
+class Push(list):  # type: ignore[type-arg]
+    """A RESP3 push message (an invalidation, say): data the server sends unasked."""
 
 
 def reply_error(text: str) -> rexc.RedisError:
@@ -117,6 +121,8 @@ class Wire:
         self.sock: Any = None
         self._buf = bytearray()
         self._pos = 0
+        #: push messages read while a reply was awaited (RESP3 connections only)
+        self.pushes: list[Push] = []
         #: bumped on every (re)connection, so users of the wire notice a new server session
         self.generation = 0
         self.client_id: int | None = None
@@ -191,6 +197,7 @@ class Wire:
         self.sock = None
         self._buf.clear()
         self._pos = 0
+        self.pushes.clear()
         lost, self._deferred = self._deferred, deque()
         self._deferred_replies = 0
         if self.conn is not None:
@@ -200,6 +207,11 @@ class Wire:
                 logger.debug("error closing the Redis %s connection", self.name, exc_info=True)
         for _, on_lost in lost:
             on_lost()
+
+    @property
+    def last_io(self) -> float:
+        """When bytes last arrived on the connection (``time.monotonic()``)."""
+        return self._last_io
 
     def fileno(self) -> int:
         return int(self.sock.fileno())
@@ -379,6 +391,28 @@ class Wire:
         if timeout is not False:
             self._set_read_timeout(timeout)
         try:
+            reply = self._reply()
+            while type(reply) is Push:
+                # a push (RESP3) is no command's reply: keep it for whoever waits for one
+                self.pushes.append(reply)
+                reply = self._reply()
+            return reply
+        except OSError as exc:
+            raise self._failed(exc, "reading from") from exc
+        except rexc.RedisError:
+            self.disconnect()
+            raise
+        finally:
+            if timeout is not False and self.sock is not None:
+                self._set_read_timeout(self.socket_timeout)
+
+    def read_message(self, timeout: float | None | bool = False) -> Any:
+        """Read one message, a push or a reply, whichever comes first."""
+        if self.sock is None:
+            raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
+        if timeout is not False:
+            self._set_read_timeout(timeout)
+        try:
             return self._reply()
         except OSError as exc:
             raise self._failed(exc, "reading from") from exc
@@ -447,16 +481,7 @@ class Wire:
         line = self._line()
         kind = line[:1]
         if kind == b"$":
-            size = int(line[1:])
-            if size < 0:
-                return None
-            end = self._pos + size
-            while len(self._buf) < end + 2:
-                self._fill()
-                end = self._pos + size
-            data = bytes(self._buf[self._pos : end])
-            self._pos = end + 2
-            return data
+            return self._bulk(int(line[1:]))
         if kind == b":":
             return int(line[1:])
         if kind == b"*":
@@ -468,4 +493,48 @@ class Wire:
             return line[1:]
         if kind == b"-":
             return reply_error(line[1:].decode("utf-8", "replace"))
+        return self._resp3(kind, line)
+
+    def _bulk(self, size: int) -> bytes | None:
+        if size < 0:
+            return None
+        end = self._pos + size
+        while len(self._buf) < end + 2:
+            self._fill()
+            end = self._pos + size
+        data = bytes(self._buf[self._pos : end])
+        self._pos = end + 2
+        return data
+
+    def _resp3(self, kind: bytes, line: bytes) -> Any:
+        """The RESP3 types (a connection that sent ``HELLO 3``): maps and sets come back
+        flat, as RESP2 would send them; pushes as :class:`Push`."""
+        try:
+            if kind == b">":
+                return Push(self._reply() for _ in range(int(line[1:])))
+            if kind == b"_":
+                return None
+            if kind == b"%":
+                return [self._reply() for _ in range(2 * int(line[1:]))]
+            if kind == b"~":
+                return [self._reply() for _ in range(int(line[1:]))]
+            if kind == b"#":
+                return line[1:] == b"t"
+            if kind == b",":
+                return float(line[1:])
+            if kind == b"(":
+                return int(line[1:])
+            if kind == b"=":
+                data = self._bulk(int(line[1:]))
+                return data[4:] if data is not None else None  # drops the "txt:" format
+            if kind == b"!":
+                data = self._bulk(int(line[1:])) or b""
+                return reply_error(data.decode("utf-8", "replace"))
+            if kind == b"|":
+                # attributes describe the reply that follows: skip them
+                for _ in range(2 * int(line[1:])):
+                    self._reply()
+                return self._reply()
+        except ValueError:
+            pass
         raise rexc.InvalidResponse(f"unexpected reply from Redis on the {self.name} connection: {line[:40]!r}")
