@@ -36,3 +36,30 @@ def _examples_on_broker(app, docname, source):
 
 def setup(app):
     app.connect("source-read", _examples_on_broker)
+    app.add_directive("transport-options", TransportOptionsDirective)
+
+
+from docutils.parsers.rst import Directive  # noqa: E402
+from docutils.statemachine import StringList  # noqa: E402
+from sphinx.util.nodes import nested_parse_with_titles  # noqa: E402
+
+
+class TransportOptionsDirective(Directive):
+    """``.. transport-options:: module:OptionsClass`` -- the table of a transport's options,
+    generated from its TransportOptions dataclass (kombu_like.transport.options)."""
+
+    required_arguments = 1
+
+    def run(self):
+        import importlib
+
+        from docutils import nodes
+
+        from kombu_like.transport.options import options_table
+
+        module, _, name = self.arguments[0].partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        container = nodes.section()
+        container.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(options_table(cls), source=self.arguments[0]), container)
+        return container.children

@@ -22,14 +22,17 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from .base import Capabilities
+from .options import TransportOptions, option
 from .virtual import BrokerState, Delivery, InMemoryBindings, QueueStore, VirtualTransport
 
 __all__ = [
     "Broker",
     "Channel",
+    "MemoryOptions",
     "MemoryStore",
     "QueueView",
     "QueuesView",
@@ -309,12 +312,25 @@ def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+@dataclass
+class MemoryOptions(TransportOptions):
+    """The ``transport_options`` of the memory transport."""
+
+    transport_name: ClassVar[str] = "memory"
+
+    broker: Any = option(None, "a :class:`Broker` of the test's own, instead of the process-wide one")
+    polling_interval: float | None = option(
+        None, "accepted for Kombu compatibility and unused: a publish wakes waiting consumers at once"
+    )
+
+
 class Transport(VirtualTransport):
     """The ``memory://`` transport."""
 
     driver_type = "memory"
     driver_name = "memory"
     Store = MemoryStore
+    Options = MemoryOptions
     #: Kombu's name for the default broker's exchanges and bindings (set below)
     global_state: BrokerState
 

@@ -16,17 +16,8 @@ connection, or a consumer process that died on this machine makes it deliverable
 with ``redelivered`` set.  Exchanges and bindings are stored in the file too, so a
 publisher in one process routes to queues bound in another.
 
-Transport options (also accepted as URL query parameters, ``sqlite:///q.db?busy_timeout=30``):
-
-``visibility_timeout`` (3600)
-    seconds a delivered, unacknowledged message stays leased to its consumer.
-``polling_interval`` (0.05)
-    how often, in seconds, a waiting consumer looks for messages written by *other*
-    processes; publishers in the same process wake it at once.
-``busy_timeout`` (10)
-    seconds to wait for another process's write lock before giving up.
-``synchronous`` (``"NORMAL"``)
-    SQLite's ``synchronous`` pragma: ``"FULL"`` also survives power loss, at a cost.
+Transport options (also accepted as URL query parameters, ``sqlite:///q.db?busy_timeout=30``)
+are the fields of :class:`SqliteOptions`.
 """
 
 from __future__ import annotations
@@ -43,7 +34,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..exceptions import (
     AccessRefused,
@@ -57,10 +48,11 @@ from ..exceptions import (
     PreconditionFailed,
 )
 from .base import Capabilities
+from .options import TransportOptions, option
 from .virtual import Delivery, QueueStore, VirtualTransport
 from .virtual.routing import Binding, ExchangeInfo
 
-__all__ = ["DEFAULT_PATH", "SqliteStore", "Transport", "database_path"]
+__all__ = ["DEFAULT_PATH", "SqliteOptions", "SqliteStore", "Transport", "database_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +125,41 @@ _TAKE = (
     "RETURNING id, priority, payload, redelivered"
 )
 _READY = "(lease IS NULL OR leased_until <= ?2) AND (expires IS NULL OR expires > ?2)"
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass
+class SqliteOptions(TransportOptions):
+    """The ``transport_options`` of the sqlite transport."""
+
+    transport_name: ClassVar[str] = "sqlite"
+
+    visibility_timeout: float = option(
+        DEFAULT_VISIBILITY_TIMEOUT, "seconds a delivered, unacknowledged message stays leased to its consumer"
+    )
+    polling_interval: float = option(
+        DEFAULT_POLLING_INTERVAL,
+        "how often, in seconds, a waiting consumer looks for messages written by *other* processes; "
+        "publishers in the same process wake it at once",
+    )
+    busy_timeout: float = option(
+        DEFAULT_BUSY_TIMEOUT, "seconds to wait for another process's write lock before giving up"
+    )
+    synchronous: str = option(
+        "NORMAL", "SQLite's ``synchronous`` pragma (OFF, NORMAL, FULL, EXTRA): FULL also survives power loss, at a cost"
+    )
+
+    def check(self) -> None:
+        for name in ("visibility_timeout", "busy_timeout"):
+            if getattr(self, name) <= 0:
+                self.refuse(name, "a positive number of seconds")
+        if self.polling_interval < 0:
+            self.refuse("polling_interval", "a number of seconds, not negative")
+        self.synchronous = self.synchronous.upper()
+        if self.synchronous not in _SYNCHRONOUS:
+            self.refuse("synchronous", "one of " + ", ".join(_SYNCHRONOUS))
+
 
 def database_path(virtual_host: str | None) -> str:
     """The file a ``sqlite://`` URL's path names, made absolute.
@@ -784,6 +811,7 @@ class Transport(VirtualTransport):
     driver_type = "sqlite"
     driver_name = "sqlite3"
     Store = SqliteStore
+    Options = SqliteOptions
 
     connection_errors: tuple[type[BaseException], ...] = (ConnectionError, ConnectionTimeout)
     channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
@@ -804,14 +832,21 @@ class Transport(VirtualTransport):
                 f"sqlite URLs name a file, not a host ({hostname!r}): write sqlite:///{hostname} "
                 f"for a file in the working directory or sqlite:////abs/path.db for an absolute path"
             )
-        options = self.transport_options
+        options = self.options
         return SqliteStore(
             self.path,
-            visibility_timeout=options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT),
-            polling_interval=options.get("polling_interval", DEFAULT_POLLING_INTERVAL),
-            busy_timeout=options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
-            synchronous=options.get("synchronous", "NORMAL"),
+            visibility_timeout=options.visibility_timeout,
+            polling_interval=options.polling_interval,
+            busy_timeout=options.busy_timeout,
+            synchronous=options.synchronous,
         )
+
+    @property
+    def options(self) -> SqliteOptions:
+        """The transport options, checked (:class:`ValueError` names a bad one)."""
+        options = self.check_options()
+        assert isinstance(options, SqliteOptions)
+        return options
 
     def translate_error(self, exc: BaseException) -> BaseException:
         """Map :mod:`sqlite3` errors onto the library's exception tree, naming the file."""
@@ -825,7 +860,7 @@ class Transport(VirtualTransport):
         if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text or "busy" in text:
             return ConnectionTimeout(
                 f"{where} stayed locked by another process for more than its busy_timeout "
-                f"({self.transport_options.get('busy_timeout', DEFAULT_BUSY_TIMEOUT)} s): {text}"
+                f"({self.options.busy_timeout} s): {text}"
             )
         if name == "SQLITE_CANTOPEN" or "unable to open" in text:
             return OperationalError(f"cannot open {where}: {text} (does its directory exist and is it writable?)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
+from ..options import TransportOptions
 from .keys import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP
 
 __all__ = ["RedisOptions"]
@@ -23,12 +25,28 @@ def _usable_cpus() -> int:
 
 
 @dataclass
-class RedisOptions:
+class RedisOptions(TransportOptions):
     """Every ``transport_options`` key the Redis transport reads (Kombu's names first).
 
-    Keys it does not know are ignored, as Kombu ignores them: connection-level options
-    such as ``max_retries`` share the same mapping.
+    A key it does not know is warned about with the closest known name (connection-level
+    options such as ``max_retries`` share the mapping and are known); Kombu's Redis
+    options this transport does without are accepted quietly.
     """
+
+    transport_name: ClassVar[str] = "Redis"
+    passthrough: ClassVar[frozenset[str]] = frozenset(
+        {
+            "max_connections",
+            "retry_on_timeout",
+            "queue_order_strategy",
+            "unacked_mutex_key",
+            "unacked_mutex_expire",
+            "unacked_restore_throttle",
+            "body_encoding",
+            "deadletter_queue",
+            "polling_interval",
+        }
+    )
 
     #: seconds a delivered message may stay unacknowledged before it is given back
     visibility_timeout: float = 3600.0
@@ -81,10 +99,17 @@ class RedisOptions:
     connection_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_transport_options(cls, options: Mapping[str, Any]) -> RedisOptions:
+    def from_transport_options(cls, options: Mapping[str, Any] | None) -> RedisOptions:  # type: ignore[override]
         """Read ``options``, converting strings from URL queries and checking values."""
+        options = options or {}
+        cls.warn_unknown(options)
         known = {f.name for f in fields(cls)}
-        values = {key: options[key] for key in known if key in options and key != "connection_kwargs"}
+        hints = typing.get_type_hints(cls)
+        values = {
+            key: cls._convert(key, options[key], hints[key])
+            for key in known
+            if key in options and key != "connection_kwargs"
+        }
         opts = cls(**values)
         opts.connection_kwargs = dict(options.get("connection_kwargs") or {})
         opts._normalize()

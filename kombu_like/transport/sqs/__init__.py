@@ -38,7 +38,7 @@ from ...exceptions import (
 from ..virtual import VirtualChannel, VirtualConnection, VirtualTransport
 from ..virtual.routing import ExchangeInfo
 from .acks import AckBuffer
-from .client import Clients, Settings, import_boto3
+from .client import Clients, Settings, SQSOptions, import_boto3
 from .codec import sqs_queue_name
 from .exceptions import AccessDeniedQueueException, DoesNotExistQueueException
 from .shared import shared_state
@@ -47,7 +47,7 @@ from .store import SQSStore
 if TYPE_CHECKING:
     from ...connection import Connection
 
-__all__ = ["Channel", "SQSStore", "Settings", "Transport", "sqs_queue_name"]
+__all__ = ["Channel", "SQSOptions", "SQSStore", "Settings", "Transport", "sqs_queue_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class Transport(VirtualTransport):
     driver_name = "sqs"
     default_port = None
     Store = SQSStore
+    Options = SQSOptions
 
     connection_errors: tuple[type[BaseException], ...] = (ConnectionError, ConnectionTimeout, OperationalError)
     channel_errors: tuple[type[BaseException], ...] = (ChannelError,)
@@ -184,6 +185,11 @@ class Transport(VirtualTransport):
         if self._acks is None:
             self._acks = AckBuffer(self.settings.ack_flush_interval)
         return self._acks
+
+    def check_options(self) -> SQSOptions | None:
+        """Options are checked as part of :attr:`settings` (which reads the URL too)."""
+        self.settings  # noqa: B018 - reading them is the check
+        return None
 
     def create_store(self) -> SQSStore:
         client = self.client

@@ -11,11 +11,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
+from ..options import TransportOptions, option
 from .codec import is_fifo
 
-__all__ = ["Clients", "Settings", "import_boto3"]
+__all__ = ["Clients", "SQSOptions", "Settings", "import_boto3"]
 
 DEFAULT_REGION = "us-east-1"
 #: seconds a received message stays invisible to other consumers (Kombu's default)
@@ -74,6 +75,59 @@ def _flag(value: Any) -> bool | None:
     return bool(value)
 
 
+@dataclass
+class SQSOptions(TransportOptions):
+    """The ``transport_options`` of the SQS transport: Kombu's names and defaults, and two
+    of its own (``max_message_size``, ``ack_flush_interval``)."""
+
+    transport_name: ClassVar[str] = "SQS"
+
+    region: str | None = option(None, "AWS region; default: boto3's configured region, else ``us-east-1``")
+    queue_name_prefix: str = option("", 'prepended to every queue name (``"prod-"``)')
+    predefined_queues: Mapping[str, Any] | None = option(
+        None,
+        '``{"name": {"url": ..., "access_key_id": ..., "secret_access_key": ..., "session_token": ..., '
+        '"region": ...}}`` (all but ``url`` optional): the transport then never creates, lists or deletes '
+        "queues, and a queue not in it raises NotFound",
+    )
+    visibility_timeout: float | None = option(
+        None,
+        f"seconds a received message stays invisible to other consumers (0 to 43200; default "
+        f"{DEFAULT_VISIBILITY_TIMEOUT}); set on queues the transport creates and, when given, "
+        f"asked for on every receive",
+    )
+    wait_time_seconds: float = option(
+        DEFAULT_WAIT_TIME_SECONDS, "long polling: one ReceiveMessage waits up to this many seconds (0 to 20)"
+    )
+    polling_interval: float = option(
+        DEFAULT_POLLING_INTERVAL, "seconds between polls when long polling is off (``wait_time_seconds=0``)"
+    )
+    sqs_base64_encoding: bool = option(True, "base64-encode message bodies in SQS, as Kombu does by default")
+    is_secure: bool | None = option(None, "``https`` for an endpoint given in the URL")
+    endpoint_url: str | None = option(None, "the endpoint, overriding the URL's host")
+    client_config: Mapping[str, Any] | None = option(
+        None,
+        "keyword arguments of ``botocore.config.Config`` (timeouts, retries, proxies ...), over the "
+        "transport's defaults",
+        name="client-config",
+    )
+    creation_attributes: Mapping[str, Any] | None = option(
+        None, "extra ``CreateQueue`` attributes for queues the transport creates", name="sqs-creation-attributes"
+    )
+    queue_tags: Mapping[str, Any] | None = option(None, "tags for queues the transport creates")
+    fetch_message_attributes: Any = option(
+        None,
+        'extra system attributes to receive, a list or ``{"MessageSystemAttributeNames": [...]}`` '
+        "(``ApproximateReceiveCount`` always is)",
+    )
+    max_message_size: int = option(
+        DEFAULT_MAX_MESSAGE_SIZE, "largest message, in bytes, accepted for sending (lowered by a queue's own limit)"
+    )
+    ack_flush_interval: float = option(
+        DEFAULT_ACK_FLUSH_INTERVAL, "seconds an acknowledgement may wait to be deleted together with others (0 to 60)"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The transport options, checked once when the transport is created."""
@@ -99,6 +153,8 @@ class Settings:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], hostname: str | None, port: int | None) -> Settings:
         """Read Kombu's SQS transport options (and the URL's host) into settings."""
+        # types checked and unknown keys warned about; ranges are checked below
+        SQSOptions.from_transport_options(options)
         is_secure = _flag(options.get("is_secure"))
         endpoint_url = options.get("endpoint_url") or None
         # ``sqs://`` leaves the host empty, which Connection reports as "localhost": only a

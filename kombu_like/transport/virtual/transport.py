@@ -6,10 +6,11 @@ import socket
 import threading
 import time
 from itertools import count
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...exceptions import ConnectionError
 from ..base import Capabilities, Transport
+from ..options import TransportOptions
 from .channel import VirtualChannel
 from .store import Delivery, GuardedStore, QueueStore
 
@@ -187,6 +188,9 @@ class VirtualTransport(Transport):
     Connection = VirtualConnection
     #: the class of the transport's store; its ``capabilities`` are the transport's
     Store: type[QueueStore] | None = None
+    #: the transport's options (a :class:`TransportOptions` dataclass): the
+    #: ``transport_options`` keys it reads, checked when the connection is made
+    Options: ClassVar[type[TransportOptions] | None] = None
     capabilities: Capabilities = _StoreCapabilities()  # type: ignore[assignment]
 
     def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
@@ -207,7 +211,21 @@ class VirtualTransport(Transport):
         """
         return self.translate_error(exc)
 
+    def check_options(self) -> TransportOptions | None:
+        """The transport options read into :attr:`Options`, once per transport.
+
+        A value that does not fit raises :class:`ValueError` naming the option; an unknown
+        key is warned about with the closest known name.  ``None`` when the transport
+        declares no :attr:`Options`.
+        """
+        checked: TransportOptions | None = self.__dict__.get("_checked_options")
+        if checked is None and self.Options is not None:
+            checked = self.Options.from_transport_options(self.transport_options)
+            self.__dict__["_checked_options"] = checked
+        return checked
+
     def establish_connection(self) -> VirtualConnection:
+        self.check_options()
         try:
             store = self.create_store()
         except Exception as exc:

@@ -1,0 +1,122 @@
+"""Transport options: one dataclass per transport, checked when the connection is made."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kombu_like import Connection
+from kombu_like.transport.memory import MemoryOptions
+from kombu_like.transport.options import TransportOptions, UnknownTransportOptionWarning, option, options_table
+from kombu_like.transport.redis.options import RedisOptions
+from kombu_like.transport.sqlite import SqliteOptions
+from kombu_like.transport.sqs.client import Settings, SQSOptions
+
+ALL_OPTIONS = [MemoryOptions, SqliteOptions, SQSOptions, RedisOptions]
+
+
+def sqlite_url(tmp_path: Path, query: str = "") -> str:
+    return f"sqlite:///{tmp_path / 'q.db'}" + (f"?{query}" if query else "")
+
+
+def test_misspelt_option_is_warned_about_with_the_closest_name(tmp_path: Path) -> None:
+    conn = Connection(sqlite_url(tmp_path), transport_options={"visiblity_timeout": 5})
+    with pytest.warns(UnknownTransportOptionWarning, match="'visiblity_timeout'.*did you mean 'visibility_timeout'"):
+        conn.connect()
+    conn.release()
+
+
+def test_bad_value_from_the_url_names_the_option(tmp_path: Path) -> None:
+    conn = Connection(sqlite_url(tmp_path, "visibility_timeout=abc"))
+    with pytest.raises(ValueError, match="'visibility_timeout' must be a number, not 'abc'"):
+        conn.connect()
+    conn.release()
+
+
+def test_value_out_of_range_names_the_option(tmp_path: Path) -> None:
+    conn = Connection(sqlite_url(tmp_path), transport_options={"synchronous": "sometimes"})
+    with pytest.raises(ValueError, match="'synchronous' must be one of OFF, NORMAL, FULL, EXTRA"):
+        conn.connect()
+    conn.release()
+
+
+def test_url_strings_are_converted_to_the_fields_types(tmp_path: Path) -> None:
+    conn = Connection(sqlite_url(tmp_path, "busy_timeout=2.5&synchronous=full"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        conn.connect()
+    try:
+        options = conn.transport.check_options()  # type: ignore[attr-defined]
+        assert isinstance(options, SqliteOptions)
+        assert options.busy_timeout == 2.5
+        assert options.synchronous == "FULL"
+    finally:
+        conn.release()
+
+
+def test_connection_level_options_are_not_unknown() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MemoryOptions.from_transport_options({"max_retries": 3, "interval_start": 0, "max_decompressed_size": None})
+
+
+def test_redis_options_share_the_checks() -> None:
+    assert issubclass(RedisOptions, TransportOptions)
+    with pytest.raises(ValueError, match="'visibility_timeout' must be a number, not 'abc'"):
+        RedisOptions.from_transport_options({"visibility_timeout": "abc"})
+    with pytest.warns(UnknownTransportOptionWarning, match="did you mean 'fanout_patterns'"):
+        RedisOptions.from_transport_options({"fanout_pattern": True})
+    assert RedisOptions.from_transport_options({"priority_steps": "0,5,9"}).priority_steps == (0, 5, 9)
+
+
+def test_sqs_options_are_checked_when_settings_are_read() -> None:
+    with pytest.warns(UnknownTransportOptionWarning, match="did you mean 'wait_time_seconds'"):
+        Settings.from_options({"wait_time_second": 1}, None, None)
+    with pytest.raises(ValueError, match="'queue_tags' must be a mapping"):
+        Settings.from_options({"queue_tags": 3}, None, None)
+
+
+@dataclass
+class Typed(TransportOptions):
+    transport_name: ClassVar[str] = "typed"
+
+    count: int = option(1, "a count")
+    ratio: float = option(0.5, "a ratio")
+    flag: bool = option(False, "a flag")
+    name: str | None = option(None, "a name")
+
+
+@given(value=st.one_of(st.text(max_size=8), st.floats(allow_nan=False), st.integers(), st.booleans(), st.none()))
+def test_a_value_is_converted_or_refused_naming_the_option(value: Any) -> None:
+    for key in ("count", "ratio", "flag", "name"):
+        try:
+            made = Typed.from_transport_options({key: value})
+        except ValueError as exc:
+            assert f"typed transport option {key!r} must be" in str(exc)
+        else:
+            assert isinstance(getattr(made, key), {"count": int, "ratio": float, "flag": bool, "name": str}[key]) or (
+                key == "name" and value is None
+            )
+
+
+@pytest.mark.parametrize("cls", ALL_OPTIONS, ids=lambda c: c.__name__)
+def test_every_option_has_a_row_in_the_table(cls: type[TransportOptions]) -> None:
+    table = "\n".join(options_table(cls))
+    for key in cls.keys():
+        assert f"``{key}``" in table
+
+
+@pytest.mark.parametrize(
+    ("page", "cls"),
+    [("sqlite", SqliteOptions), ("sqs", SQSOptions), ("memory", MemoryOptions)],
+)
+def test_transport_pages_show_the_generated_table(page: str, cls: type[TransportOptions]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "transports" / f"{page}.rst").read_text()
+    assert re.search(rf"^\.\. transport-options:: {re.escape(cls.__module__)}:{cls.__name__}$", text, re.M)
