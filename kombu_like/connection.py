@@ -22,7 +22,7 @@ from .exceptions import (
 from .retry import NEVER_RETRIED, RetryPolicy
 from .transport import check_transport_name, resolve_transport
 from .transport.base import Transport
-from .utils.url import as_url, maybe_sanitize_url, parse_url
+from .utils.url import as_url, maybe_sanitize_url, parse_url, url_to_parts
 
 __all__ = ["BrokerConnection", "Connection", "maybe_channel", "is_connection"]
 
@@ -154,6 +154,7 @@ class Connection:
                 alt = hostname.split(";") + alt
                 hostname = params["hostname"] = alt[0]
             scheme, sep, _ = hostname.partition("://")
+            scheme = scheme.lower()  # as urllib (and so Kombu) reads a scheme
             if sep and "+" in scheme:
                 # e.g. redis+socket:///tmp/redis.sock: the transport reads the rest itself
                 prefix, params["hostname"] = hostname.split("+", 1)
@@ -224,11 +225,13 @@ class Connection:
         self.userid = userid
         self.password = password
         self.login_method = login_method
-        self.virtual_host = virtual_host or type(self).virtual_host
-        self.port = int(port) if port else type(self).port
+        # as in Kombu, a part missing from a URL switched to keeps its current value
+        self.virtual_host = virtual_host or self.virtual_host
+        self.port = int(port) if port else self.port
         self.insist = insist
         self.connect_timeout = float(connect_timeout) if connect_timeout else connect_timeout
-        self.ssl = ssl
+        # amqps:// always speaks TLS; Kombu's SSL transport sets ssl=True the same way
+        self.ssl = True if transport == "amqps" and not ssl else ssl
         self.transport_cls: str | type[Transport] = transport or "amqp"
         # heartbeat=None is accepted and kept, as in Kombu
         self.heartbeat: float | None = heartbeat and float(heartbeat)
@@ -736,7 +739,7 @@ class Connection:
         hostname = self.hostname or "localhost"
         if self.uri_prefix:
             uri = f"{self.uri_prefix}+{hostname}"
-            return uri if include_password else str(maybe_sanitize_url(uri, mask))
+            return uri if include_password else _sanitized(uri, mask)
         fields = self.info()
         password = fields["password"]
         if not include_password:
@@ -865,6 +868,15 @@ def _split_url_options(url_params: dict[str, Any]) -> dict[str, Any]:
     known = {"transport", "hostname", "port", "userid", "password", "virtual_host"} | _URL_PARAMS
     options = {key: _coerce_option(url_params.pop(key)) for key in list(url_params) if key not in known}
     return options
+
+
+def _sanitized(uri: str, mask: str) -> str:
+    """``uri`` rebuilt from its parts with the password masked, as Kombu prints it."""
+    try:
+        scheme, host, port, user, password, path, _ = url_to_parts(uri)
+        return as_url(scheme, host, port, user, password, path, sanitize=True, mask=mask)
+    except ValueError:  # unparsable: mask textually rather than fail to print
+        return str(maybe_sanitize_url(uri, mask))
 
 
 def _gave_up_message(failures: list[tuple[str, BaseException]]) -> str:

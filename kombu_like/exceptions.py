@@ -120,6 +120,25 @@ class IrrecoverableConnectionError(OperationalError):
     """
 
 
+#: OpenSSL reasons meaning the two ends cannot agree on TLS at all: one side does not
+#: speak it on this port, or no protocol version both accept
+_TLS_MISMATCH_REASONS = frozenset({
+    "WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
+    "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION",
+    "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+})
+
+
+def is_irrecoverable_tls_error(exc: BaseException | None) -> bool:
+    """True for a TLS failure that no retry can cure: a protocol mismatch (TLS spoken to
+    a plain port) or a certificate that does not verify.  For transports' error mapping."""
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    return isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) in _TLS_MISMATCH_REASONS
+
+
 class ConnectionClosed(KombuError):
     """The connection was closed by the program (``close()``/``release()``) and then used.
 

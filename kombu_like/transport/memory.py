@@ -340,6 +340,11 @@ class Transport(VirtualTransport):
             broker = get_broker(broker_name(self.client.hostname, self.client.virtual_host))
         return MemoryStore(broker)
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # as Kombu's virtual transports: info()/as_uri() show localhost for memory://
+        return {"hostname": "localhost"}
+
     def driver_version(self) -> str:
         return "N/A"
 

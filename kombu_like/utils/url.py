@@ -57,6 +57,7 @@ def url_to_parts(url: str) -> urlparts:
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme:
         raise ValueError(f"invalid broker URL {sanitize_url(url)!r}: expected scheme://...")
+    scheme = scheme.lower()  # as urllib (and so Kombu) reads a scheme
     userinfo, hostpart = _split_userinfo(rest)
     if userinfo is not None:
         # secrets pasted unencoded (AWS keys often contain '/') still parse

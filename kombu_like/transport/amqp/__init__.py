@@ -45,6 +45,7 @@ from ...exceptions import (
     ConnectionError,
     ConnectionTimeout,
     ConsumerCancelled,
+    IrrecoverableConnectionError,
     KombuError,
     MessageNacked,
     MessageReturned,
@@ -52,6 +53,7 @@ from ...exceptions import (
     OperationalError,
     PreconditionFailed,
     ResourceLocked,
+    is_irrecoverable_tls_error,
 )
 from ...utils.url import maybe_sanitize_url
 from .. import base
@@ -158,6 +160,7 @@ class Transport(base.Transport):
             "password": "guest",
             "port": self.default_ssl_port if self._wants_ssl() else self.default_port,
             "hostname": "localhost",
+            "login_method": "PLAIN",
         }
 
     def _wants_ssl(self) -> bool:
@@ -209,7 +212,7 @@ class Transport(base.Transport):
             "host": host,
             "userid": client.userid or defaults["userid"],
             "password": password if password is not None else defaults["password"],
-            "login_method": client.login_method,
+            "login_method": client.login_method or defaults["login_method"],
             "virtual_host": client.virtual_host or "/",
             "ssl": ssl_option,
             "ssl_context": context,
@@ -339,6 +342,12 @@ class Transport(base.Transport):
             error = ConnectionError(f"{text} ({self._uri()})")
             error.reply_code = code or None
             return error
+        if is_irrecoverable_tls_error(exc):
+            # retrying cannot help: say what to check instead
+            return IrrecoverableConnectionError(
+                f"TLS with {self._uri()} cannot work: {exc} (is this port speaking TLS? amqps:// "
+                f"needs the broker's TLS port, 5671 by default; amqp:// is for the plain one)"
+            )
         if isinstance(exc, ssl.SSLError):
             return ConnectionError(f"TLS error with {self._uri()}: {exc}")
         if isinstance(exc, OSError):

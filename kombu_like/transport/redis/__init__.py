@@ -22,7 +22,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...exceptions import AccessRefused, ChannelError, ConnectionError, KombuError, PreconditionFailed
+from ...exceptions import (
+    AccessRefused,
+    ChannelError,
+    ConnectionError,
+    IrrecoverableConnectionError,
+    KombuError,
+    PreconditionFailed,
+    is_irrecoverable_tls_error,
+)
 from ..base import Capabilities
 from ..virtual.channel import QoS as _QoS
 from ..virtual.channel import VirtualChannel
@@ -217,6 +225,10 @@ class Transport(VirtualTransport):
             return AccessRefused(f"Redis at {where} does not allow this user to run a command it needs: {text}")
         if isinstance(exc, rexc.ReadOnlyError):
             return ConnectionError(f"Redis at {where} is a read-only replica now (failover?): {text}")
+        if self._uses_tls() and isinstance(exc, rexc.ConnectionError | rexc.TimeoutError):
+            tls_failure = self._irrecoverable_tls_failure(exc, where)
+            if tls_failure is not None:
+                return tls_failure
         if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | rexc.InvalidResponse):
             return ConnectionError(f"Redis connection to {where} failed: {text}")
         if isinstance(exc, rexc.ResponseError):
@@ -229,6 +241,33 @@ class Transport(VirtualTransport):
         if isinstance(exc, rexc.RedisError):
             return ChannelError(f"Redis client error for {where}: {text}")
         return super().translate_error(exc)
+
+    def _uses_tls(self) -> bool:
+        return bool(self.client.ssl) or self.client.transport_cls == "rediss"
+
+    def _irrecoverable_tls_failure(self, exc: BaseException, where: str) -> BaseException | None:
+        """An error for a TLS connect that retrying cannot cure, else None.
+
+        A plain Redis reads a TLS greeting as an unfinished command and never answers, so
+        TLS to a plain port shows up as a connect timeout: when the same port accepts a
+        plain TCP connection at once, the port is up and TLS is the likely cause.
+        """
+        cause = exc.__cause__ or exc.__context__
+        if is_irrecoverable_tls_error(cause):
+            return IrrecoverableConnectionError(f"TLS with Redis at {where} cannot work: {cause}")
+        if "Timeout connecting" not in str(exc):
+            return None
+        kwargs = self._connection_kwargs()
+        try:
+            probe = socket.create_connection((kwargs["host"], kwargs["port"]), timeout=1.0)
+        except OSError:
+            return None  # the port itself does not answer: an outage, worth retrying
+        probe.close()
+        return IrrecoverableConnectionError(
+            f"Redis at {where} accepts connections but did not answer the TLS handshake: "
+            f"TLS may be the cause (rediss:// or ssl= need a port where Redis speaks TLS; "
+            f"use redis:// for a plain one)"
+        )
 
     # -- descriptive -------------------------------------------------------------------
     def driver_version(self) -> str:
