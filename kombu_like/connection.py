@@ -450,9 +450,13 @@ class Connection:
         :meth:`_extract_failover_opts` for the options that change this.
         """
         self._ensure_connection(**self._extract_failover_opts())
-        if self._default_channel is None or not getattr(self._default_channel, "is_open", True):
-            self._default_channel = self.channel()
-        return self._default_channel
+        channel = self._default_channel
+        if channel is None or not getattr(channel, "is_open", True):
+            with self._lock:  # threads sharing the connection share one default channel
+                channel = self._default_channel
+                if channel is None or not getattr(channel, "is_open", True):
+                    channel = self._default_channel = self.channel()
+        return channel
 
     def drain_events(self, **kwargs: Any) -> Any:
         """Wait for one batch of events and deliver it to consumers.

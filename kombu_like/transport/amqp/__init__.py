@@ -15,8 +15,13 @@ Driver exceptions become :mod:`kombu_like.exceptions` classes in one place,
 :meth:`Transport.translate_error`, applied by the channel's ``_seam`` wrapper around every
 channel method and by the transport's own connection methods.
 
-The rooms: :mod:`.framing` (frames on the socket), :mod:`.connection` (the driver
-connection), :mod:`.confirms`, :mod:`.channel`, and the transport here.
+Threads may share a connection (publishing, and one thread draining while others
+publish): :mod:`.connection` describes how reads and writes are shared out.
+
+The rooms: :mod:`.compat` (every private part of the ``amqp`` package the transport uses,
+with the driver versions it supports), :mod:`.framing` (frames on the socket),
+:mod:`.connection` (the driver connection), :mod:`.confirms`, :mod:`.channel`, and the
+transport here.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from ...exceptions import (
 from ...utils.url import maybe_sanitize_url
 from .. import base
 from ..base import Capabilities
+from . import compat
 from .channel import Channel
 from .connection import AMQPConnection
 from .framing import DRIVER_ERRORS
@@ -253,18 +259,19 @@ class Transport(base.Transport):
         except _CLOSE_ERRORS as exc:
             logger.debug("closing connection to %s: %r", self._uri(), exc)
         finally:
-            if connection._transport is not None:
+            if compat.driver_transport(connection) is not None:
                 connection.collect()
 
     def collect_connection(self, connection: AMQPConnection) -> None:
         """Forget a broken connection without talking to the broker."""
         connection.client = None
-        if connection._transport is not None or connection.channels is not None:
+        if compat.driver_transport(connection) is not None or connection.channels is not None:
             connection.collect()
 
     def create_channel(self, connection: AMQPConnection) -> Channel:
         try:
-            return Channel(connection, self)
+            with connection.channel_lock:  # one free channel id each
+                return Channel(connection, self)
         except DRIVER_ERRORS as exc:
             raise self.translate_error(exc) from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from time import monotonic
@@ -26,6 +27,7 @@ from ...exceptions import (
 from ...message import Message
 from .. import base
 from ..base import queue_declare_ok_t
+from . import compat
 from .confirms import Confirms
 from .framing import (
     ACK_ARGS,
@@ -34,6 +36,7 @@ from .framing import (
     ENCODING_ERRORS,
     NACK_METHOD,
     REJECT_METHOD,
+    WRITE_CHUNK,
     method_frame,
     publish_frames,
 )
@@ -95,14 +98,14 @@ class Channel(base.StdChannel):
         )
         self._publish_args: dict[tuple[str, str, bool, bool], bytes] = {}
         self._closed = False
+        self._rpc_lock = threading.RLock()
         raw = amqp.Channel(connection, None, auto_decode=False)
         self._raw = raw
-        raw._callbacks[spec.Basic.Return] = self._on_return
+        compat.set_method_handler(raw, spec.Basic.Return, self._on_return)
         raw.events["basic_ack"].add(self._on_confirm_ack)
         raw.events["basic_nack"].add(self._on_confirm_nack)
-        driver_revive = raw._do_revive
 
-        def revive() -> None:
+        def before_revive() -> None:
             # the broker closed the channel for an error, and its consumers with it; the
             # driver reopens the channel
             self.consumers.clear()
@@ -112,9 +115,8 @@ class Channel(base.StdChannel):
             if self._confirms is not None:
                 self._confirms = Confirms()
             self.connection.unsettled.discard(self)
-            driver_revive()
 
-        raw._do_revive = revive
+        compat.wrap_revive(raw, before_revive)
         try:
             self._rpc(raw.open)
             if self._confirms is not None:
@@ -151,10 +153,21 @@ class Channel(base.StdChannel):
         return raw
 
     def _rpc(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call a synchronous driver method, bounding the wait for its reply."""
-        transport = self.connection.buffered_transport
-        with transport.having_timeout(self._rpc_timeout):
-            return method(*args, **kwargs)
+        """Call a synchronous driver method, bounding the wait for its reply.
+
+        One synchronous method at a time per channel: AMQP answers them in order, and the
+        driver keeps one pending reply per method.
+        """
+        connection = self.connection
+        connection.buffered_transport  # noqa: B018 - raises when the connection is closed
+        with self._rpc_lock, connection.reply_timeout(self._rpc_timeout):
+            channel_id = self._raw.channel_id
+            threads = connection.rpc_threads
+            threads[channel_id] = threading.get_ident()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                threads.pop(channel_id, None)
 
     def _unsupported_by_rabbitmq(self, what: str) -> None:
         # RabbitMQ answers these with 540 NOT_IMPLEMENTED, closing the whole connection
@@ -338,14 +351,31 @@ class Channel(base.StdChannel):
             self._publish_args[key] = args
         return args
 
-    def _write_publish(self, raw: Any, message: Any, args: bytes) -> None:
-        connection = self.connection
+    def _frames(self, raw: Any, message: Any, args: bytes) -> bytes:
         try:
-            data = publish_frames(raw.channel_id, args, message, connection.frame_max)
+            return publish_frames(raw.channel_id, args, message, self.connection.frame_max)
         except ENCODING_ERRORS as exc:
             raise EncodeError(f"cannot encode the message for AMQP (headers or properties): {exc}") from exc
-        connection.buffered_transport.write(data)
-        connection.bytes_sent += 1
+
+    def _write_counted(self, data: bytes, count: int, confirms: Confirms | None) -> tuple[int, int]:
+        """Write publishes; number them for confirms in the same step, so the numbers
+        follow the order in which the broker receives them, whichever thread wrote them."""
+        connection = self.connection
+        transport = connection.buffered_transport
+        with transport.write_lock:
+            if confirms is None:
+                transport.write(data)
+                connection.bytes_sent += 1
+                return 0, 0
+            # numbered before the write: the reading thread may see the ack before write returns
+            first, last = confirms.sent(count)
+            try:
+                transport.write(data)
+            except BaseException:
+                confirms.abandon(first, last)
+                raise
+            connection.bytes_sent += 1
+            return first, last
 
     @_seam
     def basic_publish(
@@ -368,16 +398,16 @@ class Channel(base.StdChannel):
         connection.check_inbound()
         raw = self._live()
         confirms = self._confirms
-        if confirms is not None and not raw._confirm_selected:
+        if confirms is not None and not compat.is_confirm_selected(raw):
             confirms = self._select_confirms()
-        args = self._args_for(exchange, routing_key, mandatory, immediate)
+        data = self._frames(raw, message, self._args_for(exchange, routing_key, mandatory, immediate))
         if timeout is None:
-            self._write_publish(raw, message, args)
+            first, last = self._write_counted(data, 1, confirms)
         else:
-            with connection.buffered_transport.having_timeout(timeout):
-                self._write_publish(raw, message, args)
+            transport = connection.buffered_transport
+            with transport.write_lock, transport.having_timeout(timeout):
+                first, last = self._write_counted(data, 1, confirms)
         if confirms is not None:
-            first, last = confirms.sent(1)
             if self._wait_each:
                 self._wait_confirms(confirms, first, last, confirm_timeout, exchange, routing_key)
             else:
@@ -391,20 +421,28 @@ class Channel(base.StdChannel):
             return
         raw = self._live()
         confirms = self._confirms
-        if confirms is not None and not raw._confirm_selected:
+        if confirms is not None and not compat.is_confirm_selected(raw):
             confirms = self._select_confirms()
+        # encode everything first: a message that cannot be encoded fails the batch unsent
+        chunks: list[tuple[bytes, int]] = []
+        parts: list[bytes] = []
+        size = 0
+        for message, exchange, routing_key, mandatory in items:
+            frames = self._frames(raw, message, self._args_for(exchange, routing_key, mandatory, False))
+            parts.append(frames)
+            size += len(frames)
+            if size >= WRITE_CHUNK:
+                chunks.append((b"".join(parts), len(parts)))
+                parts, size = [], 0
+        if parts:
+            chunks.append((b"".join(parts), len(parts)))
         transport = self.connection.buffered_transport
-        mark = transport.hold()
-        try:
-            for message, exchange, routing_key, mandatory in items:
-                self._write_publish(raw, message, self._args_for(exchange, routing_key, mandatory, False))
-        except BaseException:
-            transport.drop_since(mark)
-            raise
-        finally:
-            transport.release()
+        first = last = 0
+        with transport.write_lock:  # the batch is not interleaved with other threads' publishes
+            for data, count in chunks:
+                start, last = self._write_counted(data, count, confirms)
+                first = first or start
         if confirms is not None:
-            first, last = confirms.sent(len(items))
             if self._wait_each:
                 _, exchange, routing_key, _ = items[-1]
                 self._wait_confirms(confirms, first, last, None, exchange, routing_key)
@@ -414,7 +452,7 @@ class Channel(base.StdChannel):
     def _select_confirms(self) -> Confirms:
         raw = self._live()
         self._rpc(raw.confirm_select)
-        raw._confirm_selected = True
+        compat.mark_confirm_selected(raw)
         self._confirms = Confirms()
         return self._confirms
 
@@ -431,7 +469,7 @@ class Channel(base.StdChannel):
         what = f"to exchange {exchange or ''!r} with routing key {routing_key or ''!r}"
         count = last - first + 1
         plural = "s" if count != 1 else ""
-        if not self._settle_until(confirms, last, limit):
+        if not self._settle_until(confirms, last, limit, first):
             confirms.abandon(first, last)
             raise ConnectionTimeout(
                 f"the broker did not confirm {count} message{plural} published {what} within {limit:g} s "
@@ -444,22 +482,21 @@ class Channel(base.StdChannel):
                 f"(basic.nack; it could not store them)"
             )
 
-    def _settle_until(self, confirms: Confirms, last: int, limit: float) -> bool:
+    def _settle_until(self, confirms: Confirms, last: int, limit: float, first: int = 1) -> bool:
         """Handle incoming frames until every publish up to ``last`` is confirmed; False
         when ``limit`` seconds passed first."""
         deadline = monotonic() + limit
         connection = self.connection
-        connection.buffered_transport.flush()
-        while not confirms.settled(last):
-            remaining = deadline - monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                connection.drain(remaining)
-            except socket.timeout:
-                continue
-            if self._confirms is not confirms:
-                raise ChannelError("the channel was closed while waiting for publisher confirms")
+
+        def done() -> bool:
+            return confirms.settled(last, first) or self._confirms is not confirms
+
+        try:
+            connection.wait_inbound(deadline, done)
+        except socket.timeout:
+            return False
+        if self._confirms is not confirms:
+            raise ChannelError("the channel was closed while waiting for publisher confirms")
         return True
 
     @_seam
@@ -488,14 +525,14 @@ class Channel(base.StdChannel):
         confirms.resolve(delivery_tag, multiple, False)
         if not confirms.pending:
             self.connection.unsettled.discard(self)
-        if not self._wait_each and confirms.nacked:
+        refused = 0 if self._wait_each else confirms.take_all_nacked()
+        if refused:
             # nobody waits for these acks: the log is the only place the loss can show
             logger.error(
                 "the broker refused %d message(s) published on channel %s (basic.nack): they were not "
                 "stored; transport_options={'confirm_publish': True} raises MessageNacked at publish time",
-                len(confirms.nacked), self.channel_id,
+                refused, self.channel_id,
             )
-            confirms.nacked.clear()
 
     def _on_return(self, reply_code: int, reply_text: str, exchange: str, routing_key: str, raw_message: Any) -> None:
         raw_message.channel = self._raw

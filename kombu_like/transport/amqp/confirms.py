@@ -2,57 +2,81 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 __all__ = ["Confirms"]
 
 
 class Confirms:
-    """Sequence numbers of published messages the broker has not confirmed yet."""
+    """Sequence numbers of published messages the broker has not confirmed yet.
 
-    __slots__ = ("next_seq", "pending", "out_of_order", "nacked")
+    Publishing threads number their messages (:meth:`sent`) and wait for them while the
+    thread that reads the socket resolves them: every method takes the lock.
+    """
+
+    __slots__ = ("next_seq", "pending", "out_of_order", "nacked", "_lock")
 
     def __init__(self) -> None:
         self.next_seq = 1
         self.pending: deque[int] = deque()
         self.out_of_order: set[int] = set()
         self.nacked: set[int] = set()
+        self._lock = threading.Lock()
 
     def sent(self, count: int) -> tuple[int, int]:
-        first = self.next_seq
-        self.next_seq += count
-        self.pending.extend(range(first, self.next_seq))
-        return first, self.next_seq - 1
+        with self._lock:
+            first = self.next_seq
+            self.next_seq += count
+            self.pending.extend(range(first, self.next_seq))
+            return first, self.next_seq - 1
 
     def resolve(self, tag: int, multiple: bool, ok: bool) -> None:
-        pending = self.pending
-        if multiple:
-            while pending and pending[0] <= tag:
-                seq = pending.popleft()
-                if seq in self.out_of_order:
-                    self.out_of_order.discard(seq)
-                elif not ok:
-                    self.nacked.add(seq)
-        elif pending and pending[0] == tag:
-            pending.popleft()
-            if not ok:
-                self.nacked.add(tag)
-        elif pending and tag > pending[0]:
-            self.out_of_order.add(tag)
-            if not ok:
-                self.nacked.add(tag)
-        while pending and pending[0] in self.out_of_order:
-            self.out_of_order.discard(pending.popleft())
+        with self._lock:
+            pending = self.pending
+            if multiple:
+                while pending and pending[0] <= tag:
+                    seq = pending.popleft()
+                    if seq in self.out_of_order:
+                        self.out_of_order.discard(seq)
+                    elif not ok:
+                        self.nacked.add(seq)
+            elif pending and pending[0] == tag:
+                pending.popleft()
+                if not ok:
+                    self.nacked.add(tag)
+            elif pending and tag > pending[0]:
+                self.out_of_order.add(tag)
+                if not ok:
+                    self.nacked.add(tag)
+            while pending and pending[0] in self.out_of_order:
+                self.out_of_order.discard(pending.popleft())
 
-    def settled(self, last: int) -> bool:
-        # publishes wait in order, so everything before the range was settled already
-        return not self.pending or self.pending[0] > last
+    def settled(self, last: int, first: int = 1) -> bool:
+        """True when every publish numbered ``first`` to ``last`` is confirmed (or abandoned)."""
+        with self._lock:
+            out_of_order = self.out_of_order
+            for seq in self.pending:
+                if seq > last:
+                    return True
+                if seq >= first and seq not in out_of_order:
+                    return False
+            return True
 
     def take_nacked(self, first: int, last: int) -> list[int]:
-        found = sorted(seq for seq in self.nacked if first <= seq <= last)
-        self.nacked.difference_update(found)
-        return found
+        with self._lock:
+            found = sorted(seq for seq in self.nacked if first <= seq <= last)
+            self.nacked.difference_update(found)
+            return found
+
+    def take_all_nacked(self) -> int:
+        """Forget every refusal recorded so far; return how many there were."""
+        with self._lock:
+            count = len(self.nacked)
+            self.nacked.clear()
+            return count
 
     def abandon(self, first: int, last: int) -> None:
-        self.pending = deque(seq for seq in self.pending if not first <= seq <= last)
-        self.out_of_order = {seq for seq in self.out_of_order if not first <= seq <= last}
+        with self._lock:
+            self.pending = deque(seq for seq in self.pending if not first <= seq <= last)
+            self.out_of_order = {seq for seq in self.out_of_order if not first <= seq <= last}

@@ -21,11 +21,9 @@ from typing import Any
 
 from amqp import exceptions as amqp_errors
 from amqp import spec
-from amqp.serialization import dumps as amqp_dumps
-from amqp.transport import SSLTransport as DriverSSLTransport
-from amqp.transport import TCPTransport as DriverTCPTransport
 
 from ...exceptions import EncodeError
+from .compat import DriverSSLTransport, DriverTCPTransport, dumps_table, raw_write
 
 __all__ = [
     "ACK_METHOD",
@@ -40,8 +38,10 @@ __all__ = [
 
 #: bytes asked of the socket per read; a burst of small deliveries fits in one read
 READ_CHUNK = 256 * 1024
-#: held writes are sent once this many bytes are queued
-MAX_HELD_BYTES = 16 * 1024 * 1024
+#: a batch of publishes goes to the socket in writes of about this many bytes
+WRITE_CHUNK = 4 * 1024 * 1024
+#: the largest frame accepted before ``frame_max`` is negotiated (RabbitMQ's own limit)
+MAX_FRAME_SIZE = 128 * 1024 * 1024
 
 FRAME_END_OCTET = 0xCE
 FRAME_END = b"\xce"
@@ -112,7 +112,7 @@ def encode_properties(properties: Mapping[str, Any]) -> bytes:
         elif kind == "L":
             parts.append(_LONGLONG.pack(value))
         else:
-            parts.append(amqp_dumps("F", (value,)) if value else _EMPTY_TABLE)
+            parts.append(dumps_table(value) if value else _EMPTY_TABLE)
     parts[0] = _SHORT.pack(flags)
     return b"".join(parts)
 
@@ -163,32 +163,29 @@ def method_frame(channel_id: int, method: bytes, args: bytes) -> bytes:
 
 class BufferedFrames:
     """Frame reading from a buffer filled with whatever the socket has (mixed into py-amqp's
-    TCP and TLS transports), and writes that can be held back and sent together.
+    TCP and TLS transports), and whole-frame writes.
 
     Nothing leaves the read buffer before a whole frame is there, so a read that times out
-    half-way loses nothing.  While writes are held (:meth:`hold` / :meth:`release`, used
-    for batches) they are queued; the queue is sent when the last hold is released, and
-    before any read from the socket, so a request is never left unsent while its reply is
-    awaited.  Acks are never held: one that returned has been handed to the socket.
+    half-way loses nothing.  Reading is done by one thread at a time (the connection's
+    reader role, see :class:`~kombu_like.transport.amqp.connection.AMQPConnection`);
+    writes take :attr:`write_lock`, so the frames of one write never interleave with
+    another thread's.
     """
 
     sock: Any
     connected: bool
     having_timeout: Callable[[float | None], Any]  # from the driver's transport
-    _write: Callable[[Any], Any]  # the driver's raw socket write
     _rbuf: bytes
     _rpos: int
-    _pending: bytearray
-    _holds: int
+    #: held while bytes go to the socket (reentrant: a heartbeat may be sent by a writer)
+    write_lock: threading.RLock
 
     def _reset_buffers(self) -> None:
         self._rbuf = b""
         self._rpos = 0
-        self._pending = bytearray()
-        self._holds = 0
         self._poller: Any = None
-        # the driver's own writes take its lock, ours do not: one socket write at a time
-        self._write_lock = threading.Lock()
+        if getattr(self, "write_lock", None) is None:
+            self.write_lock = threading.RLock()
 
     def frame_ready(self) -> bool:
         """True when a whole frame is buffered (reading it will not touch the socket)."""
@@ -202,11 +199,17 @@ class BufferedFrames:
         """Return the next ``(type, channel, payload)``, reading until ``deadline``
         (``None``: as long as the socket's own timeout allows)."""
         while len(self._rbuf) - self._rpos < 7:
-            self._fill(deadline)
+            self.fill(deadline)
         frame_type, channel, size = FRAME_HEADER.unpack_from(self._rbuf, self._rpos)
+        if size > self.max_frame_size:
+            self.connected = False
+            raise amqp_errors.FrameError(
+                f"frame of {size} bytes on channel {channel} is larger than the negotiated frame_max "
+                f"({self.max_frame_size}); the byte stream is out of step"
+            )
         # a fill moves what is buffered to the front (_rpos back to 0): measure from _rpos
         while len(self._rbuf) - self._rpos <= 7 + size:
-            self._fill(deadline)
+            self.fill(deadline)
         end = self._rpos + 7 + size
         buf = self._rbuf
         if buf[end] != FRAME_END_OCTET:
@@ -216,6 +219,9 @@ class BufferedFrames:
         self._rpos = end + 1
         return frame_type, channel, payload
 
+    #: the largest frame payload accepted; set from the negotiated ``frame_max``
+    max_frame_size: int = MAX_FRAME_SIZE
+
     def _append(self, data: bytes) -> None:
         if not data:
             self.connected = False
@@ -224,63 +230,26 @@ class BufferedFrames:
         self._rbuf = rest + data if rest else data
         self._rpos = 0
 
-    def _fill(self, deadline: float | None) -> None:
+    def fill(self, deadline: float | None) -> None:
         raise NotImplementedError
 
-    def delivery_next(self) -> bool:
-        """True when the next buffered frame starts a ``basic.deliver``."""
-        pos = self._rpos
-        if len(self._rbuf) - pos < 11 or self._rbuf[pos] != 1:
-            return False
-        return METHOD_SIG.unpack_from(self._rbuf, pos + 7) == spec.Basic.Deliver
-
-    def socket_readable(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the socket to have bytes to read."""
+    def socket_readable(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (``None``: no limit) for bytes to read."""
         poller = self._poller
         if poller is None:
             if not hasattr(select, "poll"):  # pragma: no cover - Windows
-                return bool(select.select([self.sock], [], [], max(timeout, 0.0))[0])
+                wait = None if timeout is None else max(timeout, 0.0)
+                return bool(select.select([self.sock], [], [], wait)[0])
             poller = self._poller = select.poll()
             poller.register(self.sock, select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(max(timeout, 0.0) * 1000.0))
+        return bool(poller.poll(None if timeout is None else max(timeout, 0.0) * 1000.0))
 
     # -- writes ------------------------------------------------------------------------
-    def hold(self) -> int:
-        """Queue writes until the matching :meth:`release`; return a mark for :meth:`drop_since`."""
-        self._holds += 1
-        return len(self._pending)
-
-    def release(self) -> None:
-        self._holds -= 1
-        if not self._holds:
-            self.flush()
-
-    def drop_since(self, mark: int) -> None:
-        """Forget what was queued after ``mark`` (a batch that failed half-way)."""
-        del self._pending[mark:]
-
-    def flush(self) -> None:
-        """Send every queued write now."""
-        if self._pending:
-            data = bytes(self._pending)
-            self._pending.clear()
-            self._send(data)
-
     def write(self, s: Any) -> None:
-        if self._holds:
-            pending = self._pending
-            pending += s  # copies: the driver reuses its frame buffer
-            if len(pending) >= MAX_HELD_BYTES:
-                self.flush()
-            return
-        if self._pending:
-            self.flush()
-        self._send(s)
-
-    def _send(self, data: Any) -> None:
+        """Send ``s`` (whole frames) in one piece."""
         try:
-            with self._write_lock:
-                self._write(data)
+            with self.write_lock:
+                raw_write(self, s)
         except OSError:
             # a partial frame may have gone out: the connection cannot be used any more
             self.connected = False
@@ -292,13 +261,10 @@ class TCPSocket(BufferedFrames, DriverTCPTransport):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._reset_buffers()
 
-    def _setup_transport(self) -> None:
-        super()._setup_transport()
+    def after_setup(self) -> None:
         self._reset_buffers()
 
-    def _fill(self, deadline: float | None) -> None:
-        if self._pending:
-            self.flush()
+    def fill(self, deadline: float | None) -> None:
         if deadline is not None and not self.socket_readable(deadline - monotonic()):
             raise socket.timeout("timed out")
         try:
@@ -315,60 +281,55 @@ class TCPSocket(BufferedFrames, DriverTCPTransport):  # type: ignore[misc]
 
 
 class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
-    #: an :class:`ssl.SSLContext` given by the user instead of options
-    ssl_context: ssl.SSLContext | None = None
-    server_hostname: str | None = None
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reset_buffers()
 
-    def _wrap_socket(self, sock: socket.socket, context: Any = None, **sslopts: Any) -> Any:
-        if self.ssl_context is not None:
-            return self.ssl_context.wrap_socket(
-                sock, server_hostname=self.server_hostname, do_handshake_on_connect=False
-            )
-        return super()._wrap_socket(sock, context, **sslopts)
-
-    def _setup_transport(self) -> None:
-        super()._setup_transport()
+    def after_setup(self) -> None:
         # the driver leaves the handshake timeout on the socket; reads here take deadlines
         self.sock.settimeout(None)
         self._reset_buffers()
 
-    def socket_readable(self, timeout: float) -> bool:
+    def socket_readable(self, timeout: float | None) -> bool:
         if self.sock is not None and self.sock.pending():
             return True
         return super().socket_readable(timeout)
 
-    def _fill(self, deadline: float | None) -> None:
-        if self._pending:
-            self.flush()
+    def fill(self, deadline: float | None) -> None:
+        # An SSL object must not be read and written by two threads at once: wait for the
+        # socket without any lock, then read what is there under the write lock, without
+        # blocking.  A TLS record that arrived in part reads as nothing yet.
         sock = self.sock
-        try:
-            if deadline is not None and not sock.pending():
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    raise socket.timeout("timed out")
-                # a TLS record may arrive in pieces: let the socket time out, not poll
-                previous = sock.gettimeout()
-                sock.settimeout(remaining)
-                try:
-                    data = sock.recv(READ_CHUNK)
-                finally:
-                    sock.settimeout(previous)
+        while True:
+            if deadline is None:
+                timeout = sock.gettimeout() if sock is not None else None
+                limit = None if timeout is None else monotonic() + timeout
             else:
-                data = sock.recv(READ_CHUNK)
-        except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
-            raise socket.timeout("timed out") from None
-        except socket.timeout:
-            raise
-        except ssl.SSLError as exc:
-            if "timed out" in str(exc):
-                raise socket.timeout("timed out") from None
-            self.connected = False
-            raise
-        except OSError:
-            self.connected = False
-            raise
-        self._append(data)
+                limit = deadline
+            if not sock.pending():
+                remaining = None if limit is None else limit - monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise socket.timeout("timed out")
+                if not self.socket_readable(remaining):
+                    raise socket.timeout("timed out")
+            data = self._recv_now(sock)
+            if data is not None:
+                self._append(data)
+                return
+
+    def _recv_now(self, sock: Any) -> bytes | None:
+        with self.write_lock:
+            previous = sock.gettimeout()
+            sock.settimeout(0)
+            try:
+                return bytes(sock.recv(READ_CHUNK))
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                return None
+            except ssl.SSLError:
+                self.connected = False
+                raise
+            except OSError:
+                self.connected = False
+                raise
+            finally:
+                sock.settimeout(previous)
