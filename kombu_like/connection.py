@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import quote
 
 from .exceptions import (
@@ -21,8 +21,12 @@ from .exceptions import (
 )
 from .retry import NEVER_RETRIED, RetryPolicy
 from .transport import check_transport_name, resolve_transport
-from .transport.base import Transport
+from .transport.base import Channel, Transport
 from .utils.url import as_url, maybe_sanitize_url, parse_url, url_to_parts
+
+if TYPE_CHECKING:
+    from .messaging import Consumer, Producer
+    from .simple import SimpleBuffer, SimpleQueue
 
 __all__ = ["BrokerConnection", "Connection", "maybe_channel", "is_connection"]
 
@@ -419,9 +423,10 @@ class Connection:
             )
         return connection
 
-    def channel(self) -> Any:
+    def channel(self) -> Channel:
         """Open a new channel (connecting first if needed)."""
-        return self.transport.create_channel(self._open_connection("channel()"))
+        channel: Channel = self.transport.create_channel(self._open_connection("channel()"))
+        return channel
 
     def _extract_failover_opts(self) -> dict[str, Any]:
         """How :attr:`default_channel` retries connecting (Kombu's rules).
@@ -441,7 +446,7 @@ class Connection:
         return opts
 
     @property
-    def default_channel(self) -> Any:
+    def default_channel(self) -> Channel:
         """A channel opened (and kept) by the connection, connecting with retries first.
 
         Connecting retries as Kombu does: sleeps of 2, 4, 6 ... seconds until
@@ -450,7 +455,7 @@ class Connection:
         :meth:`_extract_failover_opts` for the options that change this.
         """
         self._ensure_connection(**self._extract_failover_opts())
-        channel = self._default_channel
+        channel: Channel | None = self._default_channel
         if channel is None or not getattr(channel, "is_open", True):
             with self._lock:  # threads sharing the connection share one default channel
                 channel = self._default_channel
@@ -786,13 +791,13 @@ class Connection:
         return id(self)
 
     # -- factories ---------------------------------------------------------------
-    def Producer(self, channel: Any = None, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+    def Producer(self, channel: Any = None, *args: Any, **kwargs: Any) -> Producer:  # noqa: N802
         """A :class:`~kombu_like.Producer` on ``channel`` (default: this connection)."""
         from .messaging import Producer
 
         return Producer(channel or self, *args, **kwargs)
 
-    def Consumer(self, queues: Any = None, channel: Any = None, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+    def Consumer(self, queues: Any = None, channel: Any = None, *args: Any, **kwargs: Any) -> Consumer:  # noqa: N802
         """A :class:`~kombu_like.Consumer` for ``queues`` on ``channel`` (default: a new one)."""
         from .messaging import Consumer
 
@@ -807,7 +812,7 @@ class Connection:
         exchange_opts: Mapping[str, Any] | None = None,
         channel: Any = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> SimpleQueue:
         """A persistent, Queue.Queue-like queue (see :mod:`kombu_like.simple`)."""
         from .simple import SimpleQueue
 
@@ -822,7 +827,7 @@ class Connection:
         exchange_opts: Mapping[str, Any] | None = None,
         channel: Any = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> SimpleBuffer:
         """A transient, no-ack SimpleQueue (see :mod:`kombu_like.simple`)."""
         from .simple import SimpleBuffer
 

@@ -17,6 +17,7 @@ A transport author overrides only what is documented here; nothing else leaks up
 from __future__ import annotations
 
 import socket
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -86,32 +87,6 @@ class Capabilities:
         return Capabilities(**values)
 
 
-class Channel:
-    """The channel interface every transport provides (documentation class).
-
-    Methods, with AMQP 0-9-1 meaning:
-
-    ``exchange_declare(exchange, type, durable, auto_delete, arguments, nowait, passive)``,
-    ``exchange_delete(exchange, if_unused)``, ``exchange_bind`` / ``exchange_unbind``,
-    ``queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)`` returning
-    :class:`queue_declare_ok_t`, ``queue_bind`` / ``queue_unbind``, ``queue_purge`` (count),
-    ``queue_delete`` (count), ``prepare_message(body, priority, content_type,
-    content_encoding, headers, properties)`` returning the transport's message object,
-    ``basic_publish(message, exchange, routing_key, mandatory, immediate, timeout)``,
-    ``basic_consume(queue, no_ack, callback, consumer_tag)`` where ``callback`` receives the
-    raw message, ``message_to_python(raw)`` returning a :class:`~kombu_like.message.Message`,
-    ``basic_cancel(tag)``, ``basic_get(queue, no_ack)``, ``basic_ack(tag, multiple)``,
-    ``basic_reject(tag, requeue)``, ``basic_recover(requeue)``, ``basic_qos(prefetch_size,
-    prefetch_count, apply_global)``, ``flow(active)``, ``close()``; attributes
-    ``connection`` (whose ``client`` is the :class:`~kombu_like.Connection`), ``events``
-    (``{'basic_return': set()}``), ``no_ack_consumers``, ``is_open``.
-
-    Channels may also offer ``publish_batch(items)`` where ``items`` are
-    ``(message, exchange, routing_key, mandatory)`` tuples, sent in one round trip; the
-    producer uses it when the transport declares ``batch_publish``.
-    """
-
-
 class StdChannel:
     """Kombu's channel base class: every channel of every transport is one.
 
@@ -154,6 +129,169 @@ class StdChannel:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+class Channel(StdChannel, ABC):
+    """The channel every transport provides: AMQP 0-9-1's model, one method per operation.
+
+    Every abstract method below must be implemented; a channel class that leaves one out
+    cannot be instantiated (the error names the missing methods).  Virtual transports get
+    all of them from :class:`~kombu_like.transport.virtual.VirtualChannel`.
+
+    Attributes: ``connection`` (whose ``client`` is the :class:`~kombu_like.Connection`),
+    ``events`` (``{'basic_return': set()}``), ``no_ack_consumers``, ``is_open``.
+
+    Channels may also offer ``publish_batch(items)`` where ``items`` are
+    ``(message, exchange, routing_key, mandatory)`` tuples, sent in one round trip; the
+    producer uses it when the transport declares ``batch_publish``.
+    """
+
+    is_open: bool
+    events: dict[str, set[Callable[..., Any]]]
+
+    # -- exchanges -------------------------------------------------------------------
+    @abstractmethod
+    def exchange_declare(
+        self,
+        exchange: str = "",
+        type: str = "direct",
+        durable: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        passive: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Declare an exchange; ``passive`` only checks that it exists (NotFound if not)."""
+
+    @abstractmethod
+    def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> Any:
+        """Delete an exchange and its bindings."""
+
+    # -- queues ----------------------------------------------------------------------
+    @abstractmethod
+    def queue_declare(
+        self,
+        queue: str = "",
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> queue_declare_ok_t:
+        """Declare a queue (a server-named one when ``queue`` is empty); return its name,
+        ready message count and consumer count.  ``passive`` raises NotFound for a missing
+        queue."""
+
+    @abstractmethod
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Bind ``queue`` to ``exchange`` with ``routing_key`` (and header ``arguments``)."""
+
+    @abstractmethod
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Remove one binding."""
+
+    @abstractmethod
+    def queue_purge(self, queue: str, nowait: bool = False, **kwargs: Any) -> int | None:
+        """Drop the ready messages of ``queue``; return how many there were."""
+
+    @abstractmethod
+    def queue_delete(
+        self, queue: str, if_unused: bool = False, if_empty: bool = False, nowait: bool = False, **kwargs: Any
+    ) -> int | None:
+        """Delete ``queue``, its messages and its bindings; return the message count."""
+
+    # -- publishing ------------------------------------------------------------------
+    @abstractmethod
+    def prepare_message(
+        self,
+        body: Any,
+        priority: int | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        headers: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> Any:
+        """The transport's message object for an encoded ``body``."""
+
+    @abstractmethod
+    def basic_publish(
+        self,
+        message: Any,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        immediate: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Route ``message`` (from :meth:`prepare_message`) and store it durably enough that
+        it is not lost once this returns (or confirmed, on transports with confirms)."""
+
+    # -- consuming -------------------------------------------------------------------
+    @abstractmethod
+    def basic_consume(
+        self,
+        queue: str,
+        no_ack: bool = False,
+        callback: Callable[[Any], Any] | None = None,
+        consumer_tag: str | None = None,
+        nowait: bool = False,
+        **kwargs: Any,
+    ) -> str:
+        """Deliver messages of ``queue`` to ``callback`` while the connection drains events;
+        return the consumer tag."""
+
+    @abstractmethod
+    def basic_cancel(self, consumer_tag: str, nowait: bool = False, **kwargs: Any) -> Any:
+        """Stop the consumer ``consumer_tag``."""
+
+    @abstractmethod
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        """One message from ``queue`` without waiting, or ``None``."""
+
+    @abstractmethod
+    def message_to_python(self, raw: Any) -> Message:
+        """The :class:`~kombu_like.message.Message` for a raw transport message."""
+
+    @abstractmethod
+    def basic_ack(self, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> Any:
+        """Acknowledge ``delivery_tag`` (and every earlier one with ``multiple``)."""
+
+    @abstractmethod
+    def basic_reject(self, delivery_tag: int, requeue: bool = False, **kwargs: Any) -> Any:
+        """Reject ``delivery_tag``: back to its queue, marked redelivered, with ``requeue``;
+        otherwise discarded (or dead-lettered)."""
+
+    @abstractmethod
+    def basic_recover(self, requeue: bool = True) -> Any:
+        """Give back every unacknowledged message of this channel."""
+
+    @abstractmethod
+    def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> Any:
+        """Deliver at most ``prefetch_count`` unacknowledged messages (0: no limit)."""
+
+    # -- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None:
+        """Close the channel; its unacknowledged messages go back to their queues."""
 
 
 class Management:

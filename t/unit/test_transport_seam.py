@@ -182,3 +182,24 @@ def test_a_store_missing_a_method_cannot_be_made() -> None:
         Incomplete()  # type: ignore[abstract]
     for name in ("put", "get", "ack", "requeue", "purge", "size", "delete_queue", "queue_exists"):
         assert name in str(info.value)
+
+
+def test_a_channel_missing_a_method_cannot_be_made() -> None:
+    from kombu_like.transport.base import Channel
+
+    class Partial(Channel):
+        def basic_publish(self, message: Any, exchange: str = "", routing_key: str = "", *a: Any, **k: Any) -> None:
+            return None
+
+    with pytest.raises(TypeError, match="abstract") as info:
+        Partial()  # type: ignore[abstract]
+    for name in ("queue_declare", "basic_consume", "basic_ack", "basic_get", "exchange_declare"):
+        assert name in str(info.value)
+
+
+def test_every_virtual_channel_is_a_complete_channel(seam_conn: Connection) -> None:
+    from kombu_like.transport.base import Channel
+
+    channel = seam_conn.channel()
+    assert isinstance(channel, Channel)
+    assert not getattr(type(channel), "__abstractmethods__", None)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, PreconditionFailed
 from ...message import Message as BaseMessage
-from ..base import StdChannel, queue_declare_ok_t
+from ..base import Channel, queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
 from .store import Delivery, GuardedStore, QueueStore
 
@@ -86,7 +86,7 @@ class QoS:
             return items
 
 
-class VirtualChannel(StdChannel):
+class VirtualChannel(Channel):
     """An AMQP-like channel whose broker work is done by a queue store."""
 
     #: the class of delivered messages (a transport may substitute a subclass)
