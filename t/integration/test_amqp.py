@@ -34,6 +34,7 @@ from kombu_like.exceptions import (
     ConnectionTimeout,
     ConsumerCancelled,
     DecodeError,
+    IrrecoverableConnectionError,
     MessageNacked,
     MessageReturned,
     NotFound,
@@ -446,7 +447,9 @@ def test_tls_with_untrusted_certificate_fails_clearly(tls_relay: Relay) -> None:
                       ssl={"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"})
     with pytest.raises(OperationalError) as info:
         conn.connect()
-    assert isinstance(info.value.__cause__, ConnectionError)
+    # a certificate that does not verify never will: not retried
+    assert isinstance(info.value, IrrecoverableConnectionError)
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
     assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
     assert "guest:guest" not in str(info.value)
     conn.release()

@@ -351,10 +351,13 @@ class Transport(base.Transport):
             return error
         if is_irrecoverable_tls_error(exc):
             # retrying cannot help: say what to check instead
-            return IrrecoverableConnectionError(
-                f"TLS with {self._uri()} cannot work: {exc} (is this port speaking TLS? amqps:// "
-                f"needs the broker's TLS port, 5671 by default; amqp:// is for the plain one)"
+            hint = (
+                "check the CA certificates and the server name given in ssl="
+                if isinstance(exc, ssl.SSLCertVerificationError)
+                else "is this port speaking TLS? amqps:// needs the broker's TLS port, 5671 by "
+                "default; amqp:// is for the plain one"
             )
+            return IrrecoverableConnectionError(f"TLS with {self._uri()} cannot work: {exc} ({hint})")
         if isinstance(exc, ssl.SSLError):
             return ConnectionError(f"TLS error with {self._uri()}: {exc}")
         if isinstance(exc, OSError):
