@@ -100,7 +100,8 @@ class RedisConnection(VirtualConnection):
         if self.is_open:
             # subscribe before basic_consume returns: a fanout message published right
             # after consume() must reach this consumer
-            self.store.sync_fanout(self.consumed_queues())
+            queues = self.consumed_queues()
+            self.seam.call(lambda: self.store.sync_fanout(queues))
 
 
 class Transport(VirtualTransport):

@@ -21,18 +21,16 @@ acknowledging costs no round trip of its own.  Giving messages back lives in
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from redis import exceptions as rexc
 
 from ...exceptions import PreconditionFailed, VersionMismatch
 from ..base import Capabilities
-from ..virtual.routing import Binding, ExchangeInfo
 from ..virtual.store import Delivery, QueueStore
 from . import scripts
 from .bindings import Bindings
@@ -48,7 +46,6 @@ __all__ = ["Ledger", "RedisStore"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: the oldest Redis whose commands the transport uses
 MIN_REDIS_VERSION = (6, 2)
@@ -60,20 +57,6 @@ ACK_BATCH_SIZE = 256
 ACK_BATCH_DELAY = 0.5
 
 Call = tuple[scripts.Script, Sequence[Any], Sequence[Any]]
-
-
-def translating(method: _F) -> _F:
-    """Raise redis-py's errors from ``method`` as the transport translates them."""
-
-    @functools.wraps(method)
-    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except rexc.RedisError as exc:
-            self.on_driver_error(exc)
-            raise self.translate(exc) from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 def server_version(info: Any) -> tuple[int, ...] | None:
@@ -164,7 +147,6 @@ class RedisStore(QueueStore):
                 f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later (RPOP with a count, ZADD GT)"
             )
 
-    @translating
     def connect(self) -> None:
         """Open the command connection now (``Connection.connect`` fails fast this way)."""
         with self.lock:
@@ -203,7 +185,6 @@ class RedisStore(QueueStore):
         return replies
 
     # -- queues --------------------------------------------------------------------------
-    @translating
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
         arguments = dict(arguments or {})
         expires = arguments.get("x-expires")
@@ -230,7 +211,6 @@ class RedisStore(QueueStore):
                 f"received {priority} but current is {existing}"
             )
 
-    @translating
     def queue_exists(self, queue: str) -> bool:
         with self.lock:
             declared, exists = self.execute(
@@ -239,14 +219,12 @@ class RedisStore(QueueStore):
         check((declared, exists), f"looking up queue {queue!r}")
         return bool(declared or exists)
 
-    @translating
     def size(self, queue: str) -> int:
         with self.lock:
             replies = self.execute([("LLEN", key) for key in self.keys.list_keys(queue)])
         check(replies, f"counting the messages of queue {queue!r}")
         return int(sum(replies))
 
-    @translating
     def purge(self, queue: str) -> int:
         keys = self.keys.list_keys(queue)
         commands: list[tuple[Any, ...]] = [("MULTI",)]
@@ -259,7 +237,6 @@ class RedisStore(QueueStore):
         done = replies[-1] or []
         return int(sum(done[::2]))
 
-    @translating
     def delete_queue(self, queue: str) -> None:
         self.expires.pop(queue, None)
         self.fanout.unbound(queue)
@@ -267,7 +244,6 @@ class RedisStore(QueueStore):
             replies = self.execute([("DEL", *self.keys.list_keys(queue)), ("HDEL", self.keys.queues, queue)])
         check(replies, f"deleting queue {queue!r}")
 
-    @translating
     def list_queues(self) -> list[str]:
         with self.lock:
             names = self.cmd.call("HKEYS", self.keys.queues)
@@ -293,7 +269,6 @@ class RedisStore(QueueStore):
             return b""
         return pack_commands([("PEXPIRE", key, expires) for key in self.keys.list_keys(queue)])
 
-    @translating
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         data = self._lpush(queue, priority, payload)
         count = 1
@@ -307,7 +282,6 @@ class RedisStore(QueueStore):
         if replies is not None:
             check(replies, f"publishing to queue {queue!r}")
 
-    @translating
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         if not items:
             return
@@ -331,7 +305,6 @@ class RedisStore(QueueStore):
             failed = sorted({owners[i] for i, reply in enumerate(replies) if isinstance(reply, Exception)})
             check(replies, f"publishing a batch of {len(items)} messages (failed for queue {', '.join(failed)})")
 
-    @translating
     def put_fanout(self, exchange: str, payload: dict[str, Any], routing_key: str) -> bool:
         if self.options.fanout_mode != "pubsub":
             return False
@@ -342,12 +315,10 @@ class RedisStore(QueueStore):
         return True
 
     # -- taking (see .taking) ----------------------------------------------------------
-    @translating
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         return self.taker.get(queues, timeout, max_count)
 
     # -- acknowledgement and redelivery --------------------------------------------------
-    @translating
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not self.options.ack_emulation:
             return
@@ -432,7 +403,6 @@ class RedisStore(QueueStore):
             self._lost_takes += scores
             raise
 
-    @translating
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
         calls = []
         record = "1" if self.options.ack_emulation else "0"
@@ -489,7 +459,6 @@ class RedisStore(QueueStore):
             with self.lock:
                 check(self.execute(commands), "refreshing expiring queues")
 
-    @translating
     def restore_visible(self) -> int:
         """Give back every message unacknowledged for longer than ``visibility_timeout``.
 
@@ -499,47 +468,6 @@ class RedisStore(QueueStore):
         """
         return self.restorer.sweep()
 
-    # -- exchanges and bindings (see .bindings) -----------------------------------------
-    @translating
-    def declare_exchange(self, info: ExchangeInfo) -> None:
-        self.bindings.declare_exchange(info)
-
-    @translating
-    def exchange(self, name: str) -> ExchangeInfo | None:
-        return self.bindings.exchange(name)
-
-    @translating
-    def delete_exchange(self, name: str) -> None:
-        self.bindings.delete_exchange(name)
-
-    @translating
-    def bind(self, exchange: str, binding: Binding) -> None:
-        self.bindings.bind(exchange, binding)
-
-    @translating
-    def unbind(self, exchange: str, binding: Binding) -> None:
-        self.bindings.unbind(exchange, binding)
-
-    @translating
-    def unbind_queue(self, queue: str) -> None:
-        self.bindings.unbind_queue(queue)
-
-    @translating
-    def get_bindings(self, exchange: str) -> list[Binding]:
-        return self.bindings.get_bindings(exchange)
-
-    @translating
-    def all_bindings(self) -> list[tuple[str, Binding]]:
-        return self.bindings.all_bindings()
-
-    @property
-    def bindings_version(self) -> Any:
-        try:
-            return self.bindings.version
-        except rexc.RedisError as exc:
-            raise self.translate(exc) from exc
-
-    @translating
     def sync_fanout(self, queues: Sequence[str] | set[str]) -> None:
         """Subscribe to the fanout channels of the consumed ``queues`` (and no others), so
         a message published right after ``consume()`` returns reaches the consumer."""
