@@ -19,6 +19,7 @@ Exit codes: 0 success, 1 error, 2 wrong usage, 3 ``consume --count`` timed out f
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import socket
@@ -505,8 +506,11 @@ def build_app() -> click.Group:
         conn = session.connect()
         channel = conn.default_channel
         store = getattr(channel, "store", None)
+        # through the seam, so a driver error is reported as the library's exception
+        seam = getattr(channel, "seam", None)
+        call = seam.call if seam is not None else (lambda method, queue=None: method())
         try:
-            names = store.list_queues() if store is not None else None
+            names = call(store.list_queues) if store is not None else None
         except NotImplementedError:
             names = None
         if store is None or names is None:
@@ -518,7 +522,11 @@ def build_app() -> click.Group:
         for name in names:
             unacked = getattr(store, "unacked_count", None)
             rows.append(
-                {"name": name, "ready": store.size(name), "unacked": unacked(name) if unacked is not None else None}
+                {
+                    "name": name,
+                    "ready": call(functools.partial(store.size, name), name),
+                    "unacked": call(functools.partial(unacked, name), name) if unacked is not None else None,
+                }
             )
         if as_json:
             for row in rows:
