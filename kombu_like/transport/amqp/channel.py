@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: prefix of the names RabbitMQ gives queues declared with an empty name
 SERVER_NAMED_PREFIX = "amq.gen-"
+#: seconds ``close()`` waits for the confirms of earlier publishes
+CLOSE_SETTLE_TIMEOUT = 3.0
 #: errors that closing a channel swallows: the goal is reached either way
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, KombuError)
 
@@ -99,6 +101,11 @@ class Channel(base.StdChannel):
         self._publish_args: dict[tuple[str, str, bool, bool], bytes] = {}
         self._closed = False
         self._rpc_lock = threading.RLock()
+        #: mandatory publishes waiting for their confirm, by (exchange, routing key), and
+        #: the returns that came for them while no on_return handler was set
+        self._returns_lock = threading.Lock()
+        self._return_waiters: dict[tuple[str, str], int] = {}
+        self._returns: list[tuple[tuple[str, str], MessageReturned]] = []
         raw = amqp.Channel(connection, None, auto_decode=False)
         self._raw = raw
         compat.set_method_handler(raw, spec.Basic.Return, self._on_return)
@@ -401,17 +408,47 @@ class Channel(base.StdChannel):
         if confirms is not None and not compat.is_confirm_selected(raw):
             confirms = self._select_confirms()
         data = self._frames(raw, message, self._args_for(exchange, routing_key, mandatory, immediate))
-        if timeout is None:
-            first, last = self._write_counted(data, 1, confirms)
-        else:
-            transport = connection.buffered_transport
-            with transport.write_lock, transport.having_timeout(timeout):
-                first, last = self._write_counted(data, 1, confirms)
-        if confirms is not None:
-            if self._wait_each:
-                self._wait_confirms(confirms, first, last, confirm_timeout, exchange, routing_key)
-            else:
+        if confirms is None or not (mandatory or self._wait_each):
+            self._write_publish(data, confirms, timeout)
+            if confirms is not None:
                 connection.unsettled.add(self)
+            return
+        # a mandatory message waits for its confirm too: RabbitMQ returns an unroutable
+        # message before it confirms it, so the return is known when publish returns
+        key = (exchange or "", routing_key or "")
+        if mandatory:
+            self._expect_return(key, 1)
+        try:
+            first, last = self._write_publish(data, confirms, timeout)
+            self._wait_confirms(confirms, first, last, confirm_timeout, exchange, routing_key)
+            if mandatory:
+                self._raise_return(key)
+        finally:
+            if mandatory:
+                self._expect_return(key, -1)
+
+    def _write_publish(self, data: bytes, confirms: Confirms | None, timeout: float | None) -> tuple[int, int]:
+        if timeout is None:
+            return self._write_counted(data, 1, confirms)
+        transport = self.connection.buffered_transport
+        with transport.write_lock, transport.having_timeout(timeout):
+            return self._write_counted(data, 1, confirms)
+
+    def _expect_return(self, key: tuple[str, str], change: int) -> None:
+        with self._returns_lock:
+            count = self._return_waiters.get(key, 0) + change
+            if count > 0:
+                self._return_waiters[key] = count
+            else:
+                self._return_waiters.pop(key, None)
+                self._returns = [item for item in self._returns if item[0] != key]
+
+    def _raise_return(self, key: tuple[str, str]) -> None:
+        with self._returns_lock:
+            for index, (returned_key, exc) in enumerate(self._returns):
+                if returned_key == key:
+                    del self._returns[index]
+                    raise exc
 
     @_seam
     def publish_batch(self, items: Sequence[tuple[Any, str, str, bool]]) -> None:
@@ -547,6 +584,12 @@ class Channel(base.StdChannel):
         )
         handlers = self.events["basic_return"]
         if not handlers:
+            key = (exchange or "", routing_key or "")
+            with self._returns_lock:
+                if key in self._return_waiters:
+                    # the publishing thread raises it from publish (maybe not this thread)
+                    self._returns.append((key, exc))
+                    return
             raise exc
         for handler in list(handlers):
             handler(exc, exchange, routing_key, message)
@@ -672,6 +715,7 @@ class Channel(base.StdChannel):
         """Close the channel; the broker requeues its unacknowledged messages."""
         if self._closed:
             return
+        self._settle_before_close()
         self._closed = True
         self.consumers.clear()
         self.connection.unsettled.discard(self)
@@ -686,6 +730,22 @@ class Channel(base.StdChannel):
             if raw.channel_id is not None:  # no close-ok came: release the channel id ourselves
                 raw.connection = driver_connection
                 raw.collect()
+
+    def _settle_before_close(self) -> None:
+        # confirms and returns of earlier publishes arrive before the channel goes: returns
+        # reach on_return instead of being dropped by a closing channel
+        confirms = self._confirms
+        if confirms is None or not self._raw.is_open or not self.connection.is_open:
+            return
+        last = confirms.next_seq - 1
+        if confirms.settled(last):
+            return
+        try:
+            self._settle_until(confirms, last, min(self._confirm_timeout, CLOSE_SETTLE_TIMEOUT))
+        except MessageReturned as exc:
+            logger.warning("closing channel %s: %s", self.channel_id, exc)
+        except _CLOSE_ERRORS as exc:
+            logger.debug("closing channel %s: confirms not settled: %r", self.channel_id, exc)
 
     def __enter__(self) -> Channel:
         return self

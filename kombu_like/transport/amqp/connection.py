@@ -435,7 +435,11 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         channels = self.channels
         if channels is None:
             raise amqp_errors.RecoverableConnectionError("connection already closed")
-        channel = channels[channel_id]
+        channel = channels.get(channel_id)
+        if channel is None:
+            # a late confirm or return for a channel closed meanwhile: nothing waits for it
+            logger.debug("dropped %r for channel %s, which is closed", method_sig, channel_id)
+            return None
         if channel_id and channel.is_closing and compat.dispatch_while_closing(channel, method_sig, payload, content):
             return None
         if method_sig == spec.Channel.Close and channel_id:
