@@ -162,7 +162,10 @@ def test_sentinel_failover_keeps_publishing_and_consuming(sentinel_setup: dict[s
         probe.close()
         # Redis replication does not fence the old master: until it is turned into a
         # replica, connections still open to it read and write there.  The Sentinel does
-        # that on its next INFO round (up to 10 s); do it now, as it would.
+        # that on its next INFO round (up to 10 s); do it now, as it would.  From here on
+        # the old master answers READONLY while the Sentinel may still list it as the
+        # master (SENTINEL MASTERS changes only when the failover ends, under load seconds
+        # later): the transport must reconnect to the promoted replica all the same.
         old = redis.Redis(port=sentinel_setup["master"])
         old.replicaof("127.0.0.1", sentinel_setup["replica"])
         old.close()

@@ -333,11 +333,12 @@ class SentinelTransport(Transport):
         ssl = kwargs.pop("connection_class") is not _driver().Connection
         managed = sentinel.SentinelManagedSSLConnection if ssl else sentinel.SentinelManagedConnection
         kwargs["connection_class"] = managed
+        kwargs["redis_connect_func"] = _connected_to_master
         # asking the Sentinels: one attempt each (a dead one is skipped at once), with the
         # socket options of the data connections unless sentinel_kwargs says otherwise
         sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
         sentinel_kwargs.update(self.options.sentinel_kwargs or {})
-        manager = sentinel.Sentinel(
+        manager = _sentinel_manager_class()(
             self._sentinels(),
             min_other_sentinels=int(self.options.min_other_sentinels or 0),
             sentinel_kwargs=sentinel_kwargs,
@@ -390,3 +391,52 @@ def Mutex(client: Any, name: str, expire: float) -> Iterator[None]:  # noqa: N80
         except _driver().exceptions.LockError:
             # it expired (and may be someone else's now): nothing of ours to release
             pass
+
+
+def _connected_to_master(connection: Any) -> None:
+    """Finish a connection to the master Sentinel named, refusing one that is a replica.
+
+    Sentinel's answer can be a moment old: during a failover the demoted master is still
+    named until the switch is complete, and writes there fail with ``READONLY``.  As
+    Sentinel's client guidelines say, the role is checked on every new connection; a
+    replica is refused with a connection error, so the retry asks Sentinel again.
+    """
+    connection.on_connect_check_health(check_health=True)
+    connection.send_command("ROLE")
+    role = connection.read_response()
+    if not role or role[0] not in (b"master", "master"):
+        where = f"{connection.host}:{connection.port}"
+        raise _driver().exceptions.ConnectionError(
+            f"Sentinel named {where} as the master, but it is a replica now (a failover is under way)"
+        )
+
+
+def _sentinel_manager_class() -> Any:
+    from redis import exceptions as rexc
+    from redis import sentinel
+
+    class SentinelManager(sentinel.Sentinel):  # type: ignore[misc]
+        """Asks ``SENTINEL GET-MASTER-ADDR-BY-NAME``, which names the promoted replica as
+        soon as it is promoted, instead of waiting for the failover to finish."""
+
+        def discover_master(self, service_name: str) -> tuple[str, int]:
+            errors: list[str] = []
+            for number, node in enumerate(self.sentinels):
+                try:
+                    address = node.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service_name)
+                    if address and self.min_other_sentinels:
+                        state = node.sentinel_master(service_name)
+                        if not self.check_master_state(state, service_name):
+                            address = None
+                except (rexc.ConnectionError, rexc.ResponseError, rexc.TimeoutError) as exc:
+                    errors.append(f"{node}: {exc}")
+                    continue
+                if address:
+                    # the Sentinel that answered is asked first next time
+                    self.sentinels[0], self.sentinels[number] = node, self.sentinels[0]
+                    host, port = address
+                    return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+            detail = f": {'; '.join(errors)}" if errors else ""
+            raise sentinel.MasterNotFoundError(f"No master found for {service_name!r}{detail}")
+
+    return SentinelManager
