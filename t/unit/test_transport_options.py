@@ -13,13 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kombu_like import Connection
+from kombu_like.transport.amqp.options import AMQPOptions
 from kombu_like.transport.memory import MemoryOptions
 from kombu_like.transport.options import TransportOptions, UnknownTransportOptionWarning, option, options_table
 from kombu_like.transport.redis.options import RedisOptions
 from kombu_like.transport.sqlite import SqliteOptions
 from kombu_like.transport.sqs.client import Settings, SQSOptions
 
-ALL_OPTIONS = [MemoryOptions, SqliteOptions, SQSOptions, RedisOptions]
+ALL_OPTIONS = [MemoryOptions, SqliteOptions, SQSOptions, RedisOptions, AMQPOptions]
 
 
 def sqlite_url(tmp_path: Path, query: str = "") -> str:
@@ -115,8 +116,15 @@ def test_every_option_has_a_row_in_the_table(cls: type[TransportOptions]) -> Non
 
 @pytest.mark.parametrize(
     ("page", "cls"),
-    [("sqlite", SqliteOptions), ("sqs", SQSOptions), ("memory", MemoryOptions)],
+    [("sqlite", SqliteOptions), ("sqs", SQSOptions), ("memory", MemoryOptions), ("amqp", AMQPOptions)],
 )
 def test_transport_pages_show_the_generated_table(page: str, cls: type[TransportOptions]) -> None:
     text = (Path(__file__).parents[2] / "docs" / "transports" / f"{page}.rst").read_text()
     assert re.search(rf"^\.\. transport-options:: {re.escape(cls.__module__)}:{cls.__name__}$", text, re.M)
+
+
+def test_amqp_options_name_a_misspelt_or_bad_option() -> None:
+    with pytest.warns(UnknownTransportOptionWarning, match="'confirm_pubish'.*did you mean 'confirm_publish'"):
+        Connection("amqp://", transport_options={"confirm_pubish": True}).create_transport()
+    with pytest.raises(ValueError, match="'rpc_timeout' must be a number or None, not 'soon'"):
+        Connection("amqp://?rpc_timeout=soon").create_transport()

@@ -67,22 +67,26 @@ from . import compat
 from .channel import Channel
 from .connection import AMQPConnection
 from .framing import DRIVER_ERRORS
+from .options import DEFAULT_CONFIRM_TIMEOUT, DEFAULT_RPC_TIMEOUT, DEFAULT_WRITE_TIMEOUT, AMQPOptions
 
 if TYPE_CHECKING:
     from ...connection import Connection as ClientConnection
 
-__all__ = ["AMQPConnection", "Channel", "SSLTransport", "Transport"]
+__all__ = [
+    "DEFAULT_CONFIRM_TIMEOUT",
+    "DEFAULT_RPC_TIMEOUT",
+    "DEFAULT_WRITE_TIMEOUT",
+    "AMQPConnection",
+    "AMQPOptions",
+    "Channel",
+    "SSLTransport",
+    "Transport",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5672
 DEFAULT_SSL_PORT = 5671
-#: seconds a synchronous method (declare, bind, get, consume, qos, ...) waits for its reply
-DEFAULT_RPC_TIMEOUT = 30.0
-#: seconds a publisher confirm may take before the publish fails
-DEFAULT_CONFIRM_TIMEOUT = 30.0
-#: seconds a socket write may block (a broker that stopped reading: resource alarm, stall)
-DEFAULT_WRITE_TIMEOUT = 30.0
 #: seconds ``close()`` waits for the broker to confirm; after that the socket is dropped
 CLOSE_TIMEOUT = 3.0
 
@@ -151,12 +155,14 @@ class Transport(base.Transport):
         super().__init__(client, **kwargs)
         options = dict(client.transport_options or {})
         self.transport_options = options
-        self.confirm_publish = bool(options.get("confirm_publish", False))
+        #: the options, converted and checked (ValueError names a bad one)
+        self.options = AMQPOptions.from_transport_options(options)
+        self.confirm_publish = self.options.confirm_publish
         # confirm mode without waiting: counts and gets see earlier publishes, nacks are logged
-        self.track_confirms = bool(options.get("track_confirms", True))
-        self.confirm_timeout = float(options.get("confirm_timeout") or DEFAULT_CONFIRM_TIMEOUT)
-        self.rpc_timeout = float(options.get("rpc_timeout") or DEFAULT_RPC_TIMEOUT)
-        self.write_timeout = float(options.get("write_timeout") or DEFAULT_WRITE_TIMEOUT)
+        self.track_confirms = self.options.track_confirms
+        self.confirm_timeout = float(self.options.confirm_timeout or DEFAULT_CONFIRM_TIMEOUT)
+        self.rpc_timeout = float(self.options.rpc_timeout or DEFAULT_RPC_TIMEOUT)
+        self.write_timeout = float(self.options.write_timeout or DEFAULT_WRITE_TIMEOUT)
 
     # -- connection lifecycle ---------------------------------------------------------
     @property
@@ -205,12 +211,12 @@ class Transport(base.Transport):
         if callable(password):  # credentials that are refreshed on every connect
             password = password()
         ssl_option, context, server_hostname = self._ssl_options(hostname)
-        options = self.transport_options
+        options = self.options
         properties = {
             "product": "kombu_like",
             "product_version": _library_version(),
             "platform": f"Python {sys.version.split()[0]}",
-            **dict(options.get("client_properties") or {}),
+            **dict(options.client_properties or {}),
         }
         heartbeat = client.heartbeat or 0
         connect_timeout = client.connect_timeout or 5
@@ -228,13 +234,13 @@ class Transport(base.Transport):
             "client_properties": properties,
             "read_timeout": self.rpc_timeout,
             "write_timeout": self.write_timeout,
-            "on_blocked": options.get("on_blocked"),
-            "on_unblocked": options.get("on_unblocked"),
+            "on_blocked": options.on_blocked,
+            "on_unblocked": options.on_unblocked,
             "client": client,
         }
         for name in self._DRIVER_OPTIONS:
-            if options.get(name) is not None:
-                params[name] = options[name]
+            if getattr(options, name) is not None:
+                params[name] = getattr(options, name)
         return params
 
     def establish_connection(self) -> AMQPConnection:
