@@ -16,11 +16,12 @@ A transport author overrides only what is documented here; nothing else leaks up
 
 from __future__ import annotations
 
+import functools
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from amqp.exceptions import ChannelError as _AMQPChannelError
 from amqp.exceptions import ConnectionError as _AMQPConnectionError
@@ -38,6 +39,7 @@ __all__ = [
     "Message",
     "StdChannel",
     "Transport",
+    "driver_seam",
     "queue_declare_ok_t",
 ]
 
@@ -294,6 +296,35 @@ class Channel(StdChannel, ABC):
         """Close the channel; its unacknowledged messages go back to their queues."""
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def driver_seam(driver_errors: tuple[type[BaseException], ...]) -> Callable[[_F], _F]:
+    """The error-mapping seam for the methods of a native transport's channel.
+
+    ``driver_errors`` raised by a decorated method go through the channel's
+    ``transport.driver_error``: the transport's :meth:`Transport.on_driver_error` hook, then
+    its :meth:`Transport.translate_error`, raised from the original.  (Virtual transports
+    need no decorator: :class:`~kombu_like.transport.virtual.GuardedStore` does the same
+    around every store call.)  One ``try`` per call, nothing allocated on success.
+    """
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def translated(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except driver_errors as exc:
+                translated = self.transport.driver_error(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+        return translated  # type: ignore[return-value]
+
+    return decorate
+
+
 class Management:
     """Optional broker management: listing queues and bindings where the broker can."""
 
@@ -376,6 +407,20 @@ class Transport:
         return True
 
     # -- errors --------------------------------------------------------------------
+    def on_driver_error(self, exc: BaseException) -> None:
+        """Called with a driver error before it is translated: the one place for side
+        effects such as dropping a connection.  Queue stores have their own hook
+        (:meth:`~kombu_like.transport.virtual.QueueStore.on_driver_error`).  Must not raise."""
+        return None
+
+    def driver_error(self, exc: BaseException) -> BaseException:
+        """:meth:`on_driver_error`, then :meth:`translate_error`: what the seam raises."""
+        try:
+            self.on_driver_error(exc)
+        except Exception:  # a failing hook must not hide the error it was told about
+            pass
+        return self.translate_error(exc)
+
     def translate_error(self, exc: BaseException) -> BaseException:
         """Map a driver exception onto :mod:`kombu_like.exceptions`.
 

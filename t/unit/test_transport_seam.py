@@ -203,3 +203,33 @@ def test_every_virtual_channel_is_a_complete_channel(seam_conn: Connection) -> N
     channel = seam_conn.channel()
     assert isinstance(channel, Channel)
     assert not getattr(type(channel), "__abstractmethods__", None)
+
+
+def test_native_channels_translate_at_the_same_seam() -> None:
+    from kombu_like.transport import base
+
+    seen: list[BaseException] = []
+
+    class NativeTransport(base.Transport):
+        def on_driver_error(self, exc: BaseException) -> None:
+            seen.append(exc)
+
+    class NativeChannel:
+        def __init__(self, transport: base.Transport) -> None:
+            self.transport = transport
+
+        @base.driver_seam((OSError,))
+        def basic_publish(self, fail: BaseException) -> None:
+            raise fail
+
+    channel = NativeChannel(NativeTransport(Connection("memory://")))
+    error = ConnectionResetError("peer went away")
+    with pytest.raises(ConnectionError) as info:
+        channel.basic_publish(error)
+    assert info.value.__cause__ is error
+    assert seen == [error]
+    other = KeyError("not a driver error")
+    with pytest.raises(KeyError) as raised:
+        channel.basic_publish(other)
+    assert raised.value is other
+    assert seen == [error]

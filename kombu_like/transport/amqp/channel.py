@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from time import monotonic
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import amqp
 from amqp import exceptions as amqp_errors
@@ -56,20 +56,8 @@ CLOSE_SETTLE_TIMEOUT = 3.0
 #: errors that closing a channel swallows: the goal is reached either way
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, KombuError)
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _seam(method: _F) -> _F:
-    """Translate driver exceptions raised by a channel method (the one wrapper at the seam)."""
-
-    @functools.wraps(method)
-    def translated(self: Channel, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except DRIVER_ERRORS as exc:
-            raise self.transport.translate_error(exc) from exc
-
-    return translated  # type: ignore[return-value]
+#: driver errors of channel methods are translated at the seam (base.driver_seam)
+_seam = base.driver_seam(DRIVER_ERRORS)
 
 
 class Channel(base.StdChannel):
