@@ -7,11 +7,14 @@
     kombu-like consume video --count 1 --timeout 5      # JSON lines on stdout
     kombu-like queues
     kombu-like --url amqp://guest:guest@localhost// size video
+    kombu-like size video --url amqp://guest:guest@localhost//   # global options go anywhere
 
 The broker comes from ``--url``, else ``$KOMBU_LIKE_URL``, else an sqlite file in the
 working directory (``sqlite://``), so every command works without a broker.  Expected
 failures (a bad URL, a broker that stays down, an unknown serializer, a missing queue)
-print one line on stderr, with passwords masked, and exit non-zero.
+print one line on stderr, with passwords masked, and exit non-zero.  A reader that stops
+reading (``consume Q | head -2``) ends the command quietly; what was not printed stays
+in the queue.
 
 Exit codes: 0 success, 1 error, 2 wrong usage, 3 ``consume --count`` timed out first.
 """
@@ -89,6 +92,24 @@ def _option_value(text: str) -> Any:
         return text
 
 
+def _body_value(text: str) -> Any:
+    """BODY as JSON when it parses; text that does not look like JSON is sent as a string.
+
+    Text that starts like a JSON object or array but does not parse is a mistake (a
+    missing brace or quote), not a string to send.
+    """
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if text.lstrip()[:1] in ("{", "["):
+            raise CLIError(
+                f"BODY is not valid JSON ({getattr(exc, 'msg', exc)} at character "
+                f"{getattr(exc, 'pos', '?')}): {_preview(text)}; use --raw to send it as text",
+                EXIT_USAGE,
+            ) from None
+        return text
+
+
 def _pairs(values: Sequence[str], what: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in values:
@@ -143,14 +164,44 @@ def message_record(message: Message, body: Any, queue: str) -> dict[str, Any]:
     return record
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 class _Session:
     """The global options, and the connection every command opens from them."""
 
-    def __init__(self, url: str, options: dict[str, Any], retries: int) -> None:
+    def __init__(
+        self, url: str, options: dict[str, Any], retries: int, quiet: bool = False, log_level: str | None = None
+    ) -> None:
         self.url = url
         self.options = options
         self.retries = retries
+        self.quiet = quiet
+        self.log_level = log_level
         self._conn: Connection | None = None
+        self._log_handler: Any = None
+        self.configure_logging()
+
+    def configure_logging(self) -> None:
+        """Log records of ``--log-level`` and above to stderr (errors only with ``--quiet``)."""
+        import logging
+
+        root = logging.getLogger()
+        if self._log_handler is None:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("kombu-like: %(levelname)s: %(name)s: %(message)s"))
+            root.addHandler(handler)
+            self._log_handler = handler
+        level = self.log_level or ("error" if self.quiet else "warning")
+        self._log_handler.setLevel(level.upper())
+        root.setLevel(level.upper())
+
+    def info(self, text: str, err: bool = True) -> None:
+        """Print an informational line (what was done), unless ``--quiet``."""
+        if not self.quiet:
+            import click
+
+            click.echo(text, err=err)
 
     @property
     def safe_url(self) -> str:
@@ -188,6 +239,11 @@ class _Session:
                 conn.release()
             except Exception:  # closing after a failure must not hide the failure
                 pass
+        if self._log_handler is not None:
+            import logging
+
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
 
 
 def _no_such(kind: str, name: str, session: _Session) -> CLIError:
@@ -267,17 +323,73 @@ def build_app() -> click.Group:
         metavar="KEY=VALUE",
         help="Transport option (repeatable); values are read as JSON when they parse.",
     )
-    @click.option("--retries", default=3, show_default=True, help="Connection retries before giving up.")
+    @click.option(
+        "--retries", type=click.IntRange(min=0), default=3, show_default=True,
+        help="Connection retries before giving up.",
+    )
+    @click.option("-q", "--quiet", is_flag=True, help="Print only data and errors (no progress or summaries).")
+    @click.option(
+        "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+        help="Log records of this level and above to stderr (default: warning; error with --quiet).",
+    )
     @click.version_option(package_name="kombu_like", prog_name="kombu-like")
     @click.pass_context
-    def app(ctx: click.Context, url: str, transport_options: tuple[str, ...], retries: int) -> None:
-        """Publish, consume and manage queues on any kombu_like broker."""
+    def app(
+        ctx: click.Context, url: str, transport_options: tuple[str, ...], retries: int, quiet: bool,
+        log_level: str | None,
+    ) -> None:
+        """Publish, consume and manage queues on any kombu_like broker.
+
+        The global options (--url, -o, --retries, --quiet, --log-level) may also be given
+        after the command; there they win over the ones before it.
+        """
         options = {k: _option_value(v) for k, v in _pairs(transport_options, "--transport-option").items()}
-        session = _Session(url, options, retries)
+        session = _Session(url, options, retries, quiet, log_level.lower() if log_level else None)
         ctx.obj = session
         ctx.call_on_close(session.close)
 
+    def _later(apply: Callable[[_Session, Any], None]) -> Callable[[click.Context, click.Parameter, Any], None]:
+        def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+            if value is None or value == () or value is False:
+                return  # not given after the command: the value before it stands
+            session = ctx.find_object(_Session)
+            if session is not None:
+                apply(session, value)
+
+        return callback
+
+    def _set_options(session: _Session, values: tuple[str, ...]) -> None:
+        session.options.update({k: _option_value(v) for k, v in _pairs(values, "--transport-option").items()})
+
+    def _set_quiet(session: _Session, value: bool) -> None:
+        session.quiet = True
+        session.configure_logging()
+
+    def _set_log_level(session: _Session, value: str) -> None:
+        session.log_level = value.lower()
+        session.configure_logging()
+
+    def global_options(command: Callable[..., Any]) -> Callable[..., Any]:
+        """Accept the group's options after the command name too (``kombu-like size q --url ...``)."""
+        later = [
+            click.option("--url", metavar="URL", default=None, expose_value=False, help="Broker URL.",
+                         callback=_later(lambda session, value: setattr(session, "url", value))),
+            click.option("-o", "--transport-option", multiple=True, metavar="KEY=VALUE", expose_value=False,
+                         help="Transport option (repeatable).", callback=_later(_set_options)),
+            click.option("--retries", type=click.IntRange(min=0), default=None, expose_value=False,
+                         help="Connection retries before giving up.",
+                         callback=_later(lambda session, value: setattr(session, "retries", value))),
+            click.option("--quiet", is_flag=True, default=False, expose_value=False,
+                         help="Print only data and errors.", callback=_later(_set_quiet)),
+            click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+                         expose_value=False, help="Log level on stderr.", callback=_later(_set_log_level)),
+        ]
+        for option in reversed(later):
+            command = option(command)
+        return command
+
     @app.command()
+    @global_options
     @click.argument("body", required=False)
     @click.option("-e", "--exchange", default="", help="Exchange to publish to (default: the default exchange).")
     @click.option(
@@ -288,12 +400,17 @@ def build_app() -> click.Group:
     @click.option("-r", "--routing-key", default=None, help="Routing key (default: the --queue name).")
     @click.option("-q", "--queue", default=None, help="Declare this queue (bound to --exchange) first.")
     @click.option("--binding-key", default=None, help="Bind --queue with this key (default: the routing key).")
-    @click.option("--max-priority", type=int, default=None, help="Declare --queue with this maximum priority.")
+    @click.option(
+        "--max-priority", type=click.IntRange(1, 255), default=None, help="Declare --queue with this maximum priority."
+    )
     @click.option("-H", "--header", "headers", multiple=True, metavar="KEY=VALUE", help="Message header (repeatable).")
     @click.option("-s", "--serializer", default="json", show_default=True, help="Serializer for the body.")
     @click.option("-c", "--compression", default=None, help="Compression method (zlib, bzip2, lzma, zstd, brotli).")
-    @click.option("-p", "--priority", type=int, default=0, help="Message priority.")
-    @click.option("--expiration", type=float, default=None, help="Seconds after which the message expires.")
+    @click.option("-p", "--priority", type=click.IntRange(0, 255), default=0, help="Message priority.")
+    @click.option(
+        "--expiration", type=click.FloatRange(min=0, min_open=True), default=None,
+        help="Seconds after which the message expires.",
+    )
     @click.option("--raw", is_flag=True, help="Send BODY / stdin lines as text instead of parsing JSON.")
     @click.option("--progress/--no-progress", default=None, help="Progress bar for stdin (default: on a terminal).")
     @click.pass_obj
@@ -316,10 +433,12 @@ def build_app() -> click.Group:
     ) -> None:
         """Publish BODY, or one message per line of stdin.
 
-        BODY is parsed as JSON when it is valid JSON and sent as a string otherwise;
-        stdin lines must each be one JSON document (or text, with --raw).
+        BODY is parsed as JSON when it is valid JSON and sent as a string otherwise --
+        except that BODY starting with { or [ must parse; stdin lines must each be one
+        JSON document (or text, with --raw).
         """
         header_values = _pairs(headers, "--header")
+        value = body if raw or body is None or body == "-" else _body_value(body)
         stdin = sys.stdin
         if body is None and stdin.isatty():
             raise CLIError("give a BODY argument or pipe JSON lines on stdin", EXIT_USAGE)
@@ -354,11 +473,11 @@ def build_app() -> click.Group:
 
         where = f"exchange {exchange!r} with routing key {key!r}"
         if body is not None and body != "-":
-            send(body if raw else _option_value(body))
-            click.echo(f"published 1 message to {where}", err=True)
+            send(value)
+            session.info(f"published 1 message to {where}")
             return
 
-        show = sys.stderr.isatty() if progress is None else progress
+        show = (sys.stderr.isatty() and not session.quiet) if progress is None else progress
 
         def on_chunk(chunk: list[Any]) -> None:
             with producer.batch():
@@ -375,13 +494,15 @@ def build_app() -> click.Group:
             update_min_steps=50,
         ) as numbered:
             total = _read_documents(numbered, raw, on_chunk)
-        click.echo(f"published {total} message{'s' if total != 1 else ''} to {where}", err=True)
+        session.info(f"published {total} message{'s' if total != 1 else ''} to {where}")
 
     @app.command()
+    @global_options
     @click.argument("queues", nargs=-1, required=True)
-    @click.option("-n", "--count", type=int, default=None, help="Stop after this many messages.")
+    @click.option("-n", "--count", type=click.IntRange(min=1), default=None, help="Stop after this many messages.")
     @click.option(
-        "-t", "--timeout", type=float, default=None, help="Stop when no message arrived for this many seconds."
+        "-t", "--timeout", type=click.FloatRange(min=0), default=None,
+        help="Stop when no message arrived for this many seconds.",
     )
     @click.option("--no-ack", is_flag=True, help="Acknowledge each message on arrival, before printing it.")
     @click.option("--requeue", is_flag=True, help="Put the messages back when done (peek).")
@@ -499,6 +620,7 @@ def build_app() -> click.Group:
         return 0
 
     @app.command()
+    @global_options
     @click.option("--json", "as_json", is_flag=True, help="One JSON document per queue instead of a table.")
     @click.pass_obj
     def queues(session: _Session, as_json: bool) -> None:
@@ -535,6 +657,7 @@ def build_app() -> click.Group:
         click.echo(_table(rows))
 
     @app.command()
+    @global_options
     @click.argument("queue")
     @click.pass_obj
     def size(session: _Session, queue: str) -> None:
@@ -543,39 +666,64 @@ def build_app() -> click.Group:
         ok = _check_queue(conn.default_channel, queue, session)
         click.echo(str(ok.message_count))
 
-    @app.command()
-    @click.argument("queue")
-    @click.pass_obj
-    def purge(session: _Session, queue: str) -> None:
-        """Delete every ready message of QUEUE."""
-        conn = session.connect()
-        channel = conn.default_channel
-        _check_queue(channel, queue, session)
-        removed = channel.queue_purge(queue)
-        click.echo(f"purged {removed or 0} message{'s' if removed != 1 else ''} from {queue!r}")
+    force_option = click.option(
+        "-f", "--force", is_flag=True, help="Do not ask for confirmation (asked only on a terminal)."
+    )
+
+    def confirm(session: _Session, force: bool, question: str, refused: str) -> None:
+        if force or not sys.stdin.isatty():
+            return
+        if not click.confirm(question, default=False, err=True):
+            raise CLIError(refused)
 
     @app.command()
+    @global_options
+    @click.argument("queue")
+    @force_option
+    @click.pass_obj
+    def purge(session: _Session, queue: str, force: bool) -> None:
+        """Delete every ready message of QUEUE (asks first on a terminal, unless -f)."""
+        conn = session.connect()
+        channel = conn.default_channel
+        ok = _check_queue(channel, queue, session)
+        ready = ok.message_count
+        confirm(
+            session, force, f"Purge {ready} message{'s' if ready != 1 else ''} from queue {queue!r} "
+            f"on {session.safe_url}?", f"queue {queue!r} was not purged",
+        )
+        removed = channel.queue_purge(queue)
+        session.info(f"purged {removed or 0} message{'s' if removed != 1 else ''} from {queue!r}", err=False)
+
+    @app.command()
+    @global_options
     @click.argument("queue")
     @click.option("--if-empty", is_flag=True, help="Only if the queue has no messages.")
     @click.option("--if-unused", is_flag=True, help="Only if the queue has no consumers.")
+    @force_option
     @click.pass_obj
-    def delete(session: _Session, queue: str, if_empty: bool, if_unused: bool) -> None:
-        """Delete QUEUE and its messages."""
+    def delete(session: _Session, queue: str, if_empty: bool, if_unused: bool, force: bool) -> None:
+        """Delete QUEUE and its messages (asks first on a terminal, unless -f)."""
         from .exceptions import PreconditionFailed
 
         conn = session.connect()
         channel = conn.default_channel
-        _check_queue(channel, queue, session)
+        ok = _check_queue(channel, queue, session)
+        ready = ok.message_count
+        confirm(
+            session, force, f"Delete queue {queue!r} and its {ready} message{'s' if ready != 1 else ''} "
+            f"on {session.safe_url}?", f"queue {queue!r} was not deleted",
+        )
         try:
             removed = channel.queue_delete(queue, if_unused=if_unused, if_empty=if_empty)
         except PreconditionFailed as exc:
             raise CLIError(f"queue {queue!r} was not deleted: {exc}") from None
-        click.echo(f"deleted queue {queue!r} ({removed or 0} message{'s' if removed != 1 else ''})")
+        session.info(f"deleted queue {queue!r} ({removed or 0} message{'s' if removed != 1 else ''})", err=False)
 
     @app.command()
-    @click.option("-n", "--messages", type=int, default=10000, show_default=True)
-    @click.option("--roundtrips", type=int, default=1000, show_default=True)
-    @click.option("--prefetch", type=int, default=200, show_default=True)
+    @global_options
+    @click.option("-n", "--messages", type=click.IntRange(min=1), default=10000, show_default=True)
+    @click.option("--roundtrips", type=click.IntRange(min=1), default=1000, show_default=True)
+    @click.option("--prefetch", type=click.IntRange(min=1), default=200, show_default=True)
     @click.option("--vs", type=click.Choice(["kombu"]), default=None, help="Also run Kombu on the same URL.")
     @click.option("--no-batch", is_flag=True, help="Skip the Producer.batch() run.")
     @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -602,7 +750,7 @@ def build_app() -> click.Group:
             except ImportError:
                 click.echo(f"kombu-like: {vs} is not installed; running kombu_like alone", err=True)
         phases = 3 if no_batch else 4
-        show = sys.stderr.isatty() if progress is None else progress
+        show = (sys.stderr.isatty() and not session.quiet) if progress is None else progress
         results = []
         failures: list[str] = []
         with click.progressbar(
@@ -641,12 +789,14 @@ def build_app() -> click.Group:
         click.echo(format_table(results))
 
     @app.command()
+    @global_options
     @click.pass_obj
     def demo(session: _Session) -> int:
         """Publish three messages and consume them again, printing what went through."""
-        from .demo import main as demo_main
+        from .demo import run
 
-        return demo_main([session.url])
+        # connected (within --retries) before anything says so
+        return run(session.connect())
 
     return app
 
@@ -709,12 +859,29 @@ def _drain(conn: Connection, state: _ConsumeState, timeout: float | None) -> Non
         if remaining is not None and remaining <= 0:
             return
         try:
-            # waits are bounded so Ctrl-C and broker loss are noticed within a second
+            # waits are bounded so Ctrl-C, broker loss and a reader that went away
+            # (``consume Q | head -2``) are noticed within a second
             conn.drain_events(timeout=1.0 if remaining is None else min(remaining, 1.0))
         except socket.timeout:
+            if _stdout_reader_gone():
+                raise BrokenPipeError("stdout's reader closed the pipe") from None
             continue
         if state.printed + state.undecodable != before:
             idle_since = time.monotonic()
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end was closed (nothing more can be printed)."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are reported regardless
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # stdout is not a file descriptor
+        return False
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -771,14 +938,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc), url, exc.code)
     except click.exceptions.Abort:
         _fail("aborted", url, 130)
+    except BrokenPipeError:
+        # ``consume Q | head -2``: the reader has what it wanted; unprinted messages were
+        # not acknowledged and stay in the queue
+        _reader_went_away()
+        return 0
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except (KombuError, OSError, socket.timeout, ValueError, KeyError, ImportError) as exc:
+        if _caused_by_broken_pipe(exc):  # raised in a callback, passed on by the library
+            _reader_went_away()
+            return 0
         _fail(_describe(exc), url)
     except KeyboardInterrupt:
         _fail("interrupted", url, 130)
     return result if isinstance(result, int) else 0
+
+
+def _caused_by_broken_pipe(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, BrokenPipeError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _reader_went_away() -> None:
+    """stdout's reader closed the pipe: point stdout at /dev/null so the final flush is quiet."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (embedded use)
+        pass
 
 
 if __name__ == "__main__":
