@@ -24,10 +24,7 @@ from t.unit.test_docs import DOCS, ROOT, check_doctest_report
 
 #: (broker, page) pairs with a known, reported bug: that page's failures are expected on that
 #: broker, and once it passes the entry must go (a strict expected failure)
-KNOWN_FAILURES = {
-    # a mandatory message's basic.return that arrives while the channel closes is dropped
-    ("amqp", "userguide/producers.rst"),
-}
+KNOWN_FAILURES: set[tuple[str, str]] = set()
 
 #: the pages whose examples must hold on every broker, not only on memory://
 BROKER_PAGES = [*sorted((DOCS / "userguide").glob("*.rst")), DOCS / "getting-started.rst"]
