@@ -225,15 +225,28 @@ def _truncated(method: str) -> ValueError:
     return ValueError(f"compressed {method} data ended before the end of the stream")
 
 
+#: the most output asked of a decompressor per call: a decompressor's buffer grows by
+#: doubling, so one call for the whole limit could hold up to twice the limit at once
+_OUTPUT_STEP = 1 << 20
+
+
 def _zlib_limited(data: Any, limit: int) -> bytes:
     # zlib.decompress reads one stream and ignores what follows it; so does this
     dobj = zlib.decompressobj()
-    out = dobj.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _TooLarge()
-    if not dobj.eof:
-        raise _truncated("zlib")
-    return out
+    chunks: list[bytes] = []
+    total = 0
+    pending = data
+    while True:
+        chunk = dobj.decompress(pending, min(limit - total + 1, _OUTPUT_STEP))
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+        pending = dobj.unconsumed_tail
+        if dobj.eof:
+            return b"".join(chunks)
+        if not pending and not chunk:
+            raise _truncated("zlib")
 
 
 def _stream_decoder(factory: Callable[[], Any], method: str, ignore_trailing: bool) -> LimitedDecoderT:
@@ -252,7 +265,7 @@ def _stream_decoder(factory: Callable[[], Any], method: str, ignore_trailing: bo
         while True:
             dobj = factory()
             try:
-                chunk = dobj.decompress(data, max_length=limit - total + 1)
+                chunk = dobj.decompress(data, max_length=min(limit - total + 1, _OUTPUT_STEP))
             except Exception:
                 if ignore_trailing and not first_stream:
                     break
@@ -268,7 +281,7 @@ def _stream_decoder(factory: Callable[[], Any], method: str, ignore_trailing: bo
                 if dobj.needs_input:
                     raise _truncated(method)
                 # the output was bounded: the rest of the input is buffered inside dobj
-                chunk = dobj.decompress(b"", max_length=limit - total + 1)
+                chunk = dobj.decompress(b"", max_length=min(limit - total + 1, _OUTPUT_STEP))
             data = dobj.unused_data
             if not data:
                 break
@@ -315,7 +328,7 @@ def _brotli_limited(data: Any, limit: int) -> bytes:
     total = 0
     if hasattr(dobj, "can_accept_more_data"):
         # brotli >= 1.1 bounds each call's output itself
-        chunk = dobj.process(data, output_buffer_limit=limit + 1)
+        chunk = dobj.process(data, output_buffer_limit=min(limit + 1, _OUTPUT_STEP))
         while True:
             total += len(chunk)
             if total > limit:
@@ -323,9 +336,9 @@ def _brotli_limited(data: Any, limit: int) -> bytes:
             chunks.append(chunk)
             if dobj.is_finished():
                 return b"".join(chunks)
-            if dobj.can_accept_more_data():
-                raise _truncated("brotli")
-            chunk = dobj.process(b"", output_buffer_limit=limit - total + 1)
+            if not chunk and dobj.can_accept_more_data():
+                raise _truncated("brotli")  # all input used, nothing more to give
+            chunk = dobj.process(b"", output_buffer_limit=min(limit - total + 1, _OUTPUT_STEP))
     view = memoryview(data).cast("B")
     for pos in range(0, len(view), _SLICE):
         chunk = dobj.process(view[pos : pos + _SLICE])

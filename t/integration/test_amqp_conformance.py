@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kombu_like.testing.conformance import TransportConformance
+from kombu_like.testing.hostile import HostileInputTests
 
 pytestmark = pytest.mark.amqp
 
@@ -22,6 +23,14 @@ class TestAMQPConformance(TransportConformance):
 
 class TestAMQPConformanceWithConfirms(TransportConformance):
     transport_options: Mapping[str, Any] = MappingProxyType({"confirm_publish": True, "confirm_timeout": 10})
+
+    @pytest.fixture(autouse=True)
+    def _broker(self, amqp_url: str) -> None:
+        self.url = amqp_url
+
+
+class TestAMQPHostileInput(HostileInputTests):
+    """Hostile messages, some of them published with odd properties by the ``amqp`` package."""
 
     @pytest.fixture(autouse=True)
     def _broker(self, amqp_url: str) -> None:

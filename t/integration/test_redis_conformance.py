@@ -19,6 +19,7 @@ import redis
 
 from kombu_like import Connection, Exchange, Message
 from kombu_like.testing.conformance import ExchangeTypeTests, TransportConformance
+from kombu_like.testing.hostile import HostileInputTests
 
 pytestmark = pytest.mark.redis
 
@@ -139,3 +140,9 @@ class TestRedisKombuDefaults(RedisBroker, TransportConformance):
         received: list[Message] = []
         self.drain_quietly(conn)
         assert received == []
+
+
+class TestRedisHostileInput(RedisBroker, HostileInputTests):
+    """Hostile messages, some of them pushed onto the queue's list by another program."""
+
+    transport_options = AMQP_SEMANTICS

@@ -14,6 +14,7 @@ import pytest
 
 from kombu_like import Connection
 from kombu_like.testing.conformance import ConformanceBase, TransportConformance
+from kombu_like.testing.hostile import HostileInputTests
 from kombu_like.transport import memory
 from kombu_like.transport.memory import Broker
 
@@ -89,3 +90,7 @@ class TestHarness:
         assert testing.TransportConformance is TransportConformance
         with pytest.raises(AttributeError):
             testing.NoSuchThing  # noqa: B018
+
+
+class TestMemoryHostileInput(MemoryTimings, HostileInputTests):
+    url = f"memory://hostile-{uuid.uuid4().hex[:8]}"

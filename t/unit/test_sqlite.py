@@ -26,6 +26,7 @@ from kombu_like.exceptions import (
     PreconditionFailed,
 )
 from kombu_like.testing.conformance import TransportConformance
+from kombu_like.testing.hostile import HostileInputTests
 from kombu_like.transport.sqlite import DEFAULT_PATH, SqliteStore, Transport, database_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,16 @@ class TestSqliteConformance(TransportConformance):
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> None:
         self.url = f"sqlite:///{tmp_path / 'conformance.db'}"
+
+    transport_options = {"polling_interval": 0.01}
+
+
+class TestSqliteHostileInput(HostileInputTests):
+    """Hostile messages, some of them rows written into the database by another program."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, tmp_path: Path) -> None:
+        self.url = f"sqlite:///{tmp_path / 'hostile.db'}"
 
     transport_options = {"polling_interval": 0.01}
 
