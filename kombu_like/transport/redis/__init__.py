@@ -127,7 +127,10 @@ class Transport(VirtualTransport):
     recoverable_channel_errors = VirtualTransport.recoverable_channel_errors
 
     def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
-        _driver()
+        version = str(_driver().__version__)  # first: a missing driver names the extra
+        from .compat import check_version
+
+        check_version(version)
         super().__init__(client, **kwargs)
         self.options = RedisOptions.from_transport_options(self.transport_options)
         from .store import Ledger
@@ -401,7 +404,9 @@ def _connected_to_master(connection: Any) -> None:
     Sentinel's client guidelines say, the role is checked on every new connection; a
     replica is refused with a connection error, so the retry asks Sentinel again.
     """
-    connection.on_connect_check_health(check_health=True)
+    from .compat import finish_handshake
+
+    finish_handshake(connection)
     connection.send_command("ROLE")
     role = connection.read_response()
     if not role or role[0] not in (b"master", "master"):

@@ -1,0 +1,56 @@
+"""Every use of redis-py beyond its documented API, in one place.
+
+redis-py opens the transport's connections (TCP or TLS, AUTH, SELECT, CLIENT SETNAME,
+Sentinel discovery); from then on :mod:`.wire` drives the socket itself.  Taking that
+socket, and finishing redis-py's handshake from a ``redis_connect_func``, reach past the
+public API, so the redis-py versions they were checked against are stated here and
+checked when a transport is made (``pyproject.toml`` states the same bounds).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+from redis import exceptions as rexc
+
+from ...exceptions import VersionMismatch
+
+__all__ = ["SUPPORTED", "check_version", "finish_handshake", "socket_of"]
+
+#: redis-py versions whose internals this module was checked against: [lowest, first unsupported)
+SUPPORTED = ((4, 5, 2), (9, 0, 0))
+
+
+def _parse(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def check_version(version: str) -> None:
+    """Refuse a redis-py whose internals this module was not checked against."""
+    found = _parse(version)
+    low, high = SUPPORTED
+    if not low <= found < high:
+        raise VersionMismatch(
+            f"the Redis transport supports redis-py {'.'.join(map(str, low))} up to (not including) "
+            f"{'.'.join(map(str, high))}, found {version}: pip install \"kombu_like[redis]\""
+        )
+
+
+def socket_of(connection: Any) -> socket.socket:
+    """The socket of a connected redis-py connection (its ``_sock``)."""
+    sock = getattr(connection, "_sock", None)
+    if sock is None:
+        raise rexc.ConnectionError("redis-py reported the connection open but holds no socket")
+    return sock  # type: ignore[no-any-return]
+
+
+def finish_handshake(connection: Any) -> None:
+    """Run redis-py's own handshake (AUTH, SELECT, CLIENT SETNAME, ...) from a
+    ``redis_connect_func``, which replaces it."""
+    handshake = getattr(connection, "on_connect_check_health", None)
+    if handshake is not None:  # redis-py 5.3 and later
+        handshake(check_health=True)
+    else:
+        connection.on_connect()
