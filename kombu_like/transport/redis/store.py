@@ -40,7 +40,7 @@ from .keys import KeyLayout, clamp_priority
 from .options import RedisOptions
 from .recovery import Ledger, Restorer, mark_redelivered
 from .taking import Taker
-from .wire import Wire, pack_commands
+from .wire import Wire, command_head, pack_commands, with_bulk
 
 __all__ = ["Ledger", "RedisStore"]
 
@@ -255,13 +255,12 @@ class RedisStore(QueueStore):
         cache_key = (queue, priority)
         prefix = self._lpush_prefixes.get(cache_key)
         if prefix is None:
-            key = self.keys.list_key(queue, priority).encode("utf-8")
-            prefix = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n" % (len(key), key)
+            prefix = command_head(3, ("LPUSH", self.keys.list_key(queue, priority)))
             if len(self._lpush_prefixes) > 10_000:
                 self._lpush_prefixes.clear()
             self._lpush_prefixes[cache_key] = prefix
         data = dumps(payload).encode("utf-8")
-        return b"%b$%d\r\n%b\r\n" % (prefix, len(data), data)
+        return with_bulk(prefix, data)
 
     def _expire_commands(self, queue: str) -> bytes:
         expires = self.expires.get(queue)

@@ -30,7 +30,7 @@ from redis import exceptions as rexc
 from ..virtual.store import Delivery
 from . import scripts
 from .codec import loads, preview, text
-from .wire import Push, Wire, pack_args
+from .wire import Push, Wire, array_header, pack_args
 
 if TYPE_CHECKING:
     from .store import RedisStore
@@ -218,7 +218,7 @@ class Taker:
             self._fetch_parts[cache_key] = static
         fixed, tail, count = static
         dynamic = pack_args([max_count, repr(score), b"1" if watch else b"0"])
-        parts = [b"*%d\r\n" % (count + 2 * len(preloaded)), fixed, dynamic, tail]
+        parts = [array_header(count + 2 * len(preloaded)), fixed, dynamic, tail]
         for number, raw in preloaded:
             parts.append(pack_args([number, raw]))
         return b"".join(parts)

@@ -24,7 +24,9 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-__all__ = ["Push", "Wire", "pack_args", "pack_commands"]
+from .compat import socket_of
+
+__all__ = ["Push", "Wire", "array_header", "command_head", "pack_args", "pack_commands", "with_bulk"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,21 @@ def pack_args(args: Sequence[Any]) -> bytes:
         data = arg if isinstance(arg, bytes) else _encode(arg)
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def array_header(count: int) -> bytes:
+    """The RESP header of a command of ``count`` arguments (its bulk strings follow)."""
+    return b"*%d\r\n" % count
+
+
+def command_head(count: int, args: Sequence[Any]) -> bytes:
+    """The first ``args`` of a ``count``-argument command, to be completed later."""
+    return array_header(count) + pack_args(args)
+
+
+def with_bulk(head: bytes, data: bytes) -> bytes:
+    """``head`` (from :func:`command_head`) completed by one more argument, ``data``."""
+    return b"%b$%d\r\n%b\r\n" % (head, len(data), data)
 
 
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
@@ -155,7 +172,7 @@ class Wire:
             raise rexc.TimeoutError(f"timed out connecting the Redis {self.name} connection") from exc
         except OSError as exc:
             raise rexc.ConnectionError(f"error connecting the Redis {self.name} connection: {exc}") from exc
-        self.sock = self.conn._sock
+        self.sock = socket_of(self.conn)
         self._kernel_timeouts = self._use_kernel_timeouts(self.sock)
         self._can_spin = bool(self.reply_spin) and self._kernel_timeouts
         self._buf.clear()
@@ -246,6 +263,11 @@ class Wire:
         except OSError as exc:
             raise self._failed(exc, "writing to") from exc
 
+    def _garbled(self, exc: ValueError) -> rexc.RedisError:
+        """Drop the connection after a reply that is not RESP (its stream position is lost)."""
+        self.disconnect()
+        return rexc.InvalidResponse(f"unreadable reply from Redis on the {self.name} connection: {exc}")
+
     def _failed(self, exc: OSError, doing: str) -> rexc.RedisError:
         """Drop the connection after a socket error; the redis-py error that says so."""
         self.disconnect()
@@ -331,6 +353,8 @@ class Wire:
         except rexc.RedisError:
             self.disconnect()
             raise
+        except ValueError as exc:
+            raise self._garbled(exc) from exc
         finally:
             self._spin_now = False
 
@@ -402,6 +426,8 @@ class Wire:
         except rexc.RedisError:
             self.disconnect()
             raise
+        except ValueError as exc:
+            raise self._garbled(exc) from exc
         finally:
             if timeout is not False and self.sock is not None:
                 self._set_read_timeout(self.socket_timeout)
@@ -419,6 +445,8 @@ class Wire:
         except rexc.RedisError:
             self.disconnect()
             raise
+        except ValueError as exc:
+            raise self._garbled(exc) from exc
         finally:
             if timeout is not False and self.sock is not None:
                 self._set_read_timeout(self.socket_timeout)
