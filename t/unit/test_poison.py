@@ -222,3 +222,87 @@ def test_producer_accepts_header_mappings_and_values(conn: Connection) -> None:
     message = queue(conn.default_channel).get()
     assert message is not None
     assert message.headers == {"x": [1, "a", {"b": None}], "y": 1.5}
+
+
+# -- the same scenarios on Kombu 5.7 ---------------------------------------------------------
+def _on_memory(library: Any, payload: dict[str, Any]) -> tuple[list[str], list[Any], str | None]:
+    """Put ``payload`` raw into a memory queue, then a good message; consume both with
+    on_decode_error.  Returns (error class names, bodies, what drain_events raised)."""
+    import uuid
+
+    errors: list[str] = []
+    bodies: list[Any] = []
+    raised = None
+    with library.Connection(f"memory://differential-{uuid.uuid4().hex[:8]}") as conn:
+        queue = library.Queue(f"diff-{uuid.uuid4().hex[:8]}")
+        channel = conn.default_channel
+        queue(channel).declare()
+        # straight into the store, as Kombu's memory channel and ours keep envelopes
+        if isinstance(payload.get("properties"), dict):
+            # Kombu's channel keeps the delivery tag in the envelope
+            payload = {**payload, "properties": {**payload["properties"], "delivery_tag": str(uuid.uuid4())}}
+        store = getattr(channel, "store", None)
+        if store is not None:
+            store.put(queue.name, payload)
+        else:
+            channel._put(queue.name, payload)
+        library.Producer(conn).publish({"good": 1}, routing_key=queue.name)
+
+        def on_error(message: Any, exc: BaseException) -> None:
+            errors.append(type(exc).__name__)
+            message.reject()
+
+        with library.Consumer(
+            conn, [queue], callbacks=[lambda body, m: (bodies.append(body), m.ack())], on_decode_error=on_error
+        ):
+            for _ in range(4):
+                try:
+                    conn.drain_events(timeout=0.2)
+                except socket.timeout:
+                    break
+                except Exception as exc:  # noqa: BLE001 - recording what each library raises
+                    raised = type(exc).__name__
+                    break
+    return errors, bodies, raised
+
+
+KOMBU_SAME = {
+    "malformed json": envelope(body="eyJub3Q="),
+    "disallowed content type": envelope(**{"content-type": "application/x-yaml"}),
+    "unknown compression": envelope(headers={"compression": "x/unknown"}),
+    "corrupt compressed body": envelope(headers={"compression": "application/x-gzip"}),
+    "body not utf-8": envelope(body="/w=="),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KOMBU_SAME))
+def test_decode_errors_take_kombus_path(case: str) -> None:
+    import kombu
+
+    import kombu_like
+
+    ours = _on_memory(kombu_like, KOMBU_SAME[case])
+    theirs = _on_memory(kombu, KOMBU_SAME[case])
+    # on_decode_error is called once, with the same kind of error, and the good message follows
+    assert len(ours[0]) == len(theirs[0]) == 1, (ours, theirs)
+    if case == "corrupt compressed body":
+        assert (theirs[0], ours[0]) == (["error"], ["DecodeError"])  # zlib.error, wrapped here
+    elif case == "unknown compression":
+        assert (theirs[0], ours[0]) == (["KeyError"], ["_UnknownCompression"])  # ours is a KeyError too
+    else:
+        assert ours[0] == theirs[0]
+    assert ours[1] == theirs[1] == [{"good": 1}]
+    assert ours[2] is theirs[2] is None
+
+
+@pytest.mark.parametrize("case", ["headers is a list", "headers is text"])
+def test_malformed_envelopes_crash_kombu_but_not_us(case: str) -> None:
+    import kombu
+
+    import kombu_like
+
+    payload, _ = POISON[case]
+    theirs = _on_memory(kombu, payload)
+    ours = _on_memory(kombu_like, payload)
+    assert theirs[2] == "AttributeError"  # Kombu 5.7: out of drain_events, on_decode_error never called
+    assert ours == (["DecodeError"], [{"good": 1}], None)
