@@ -35,9 +35,16 @@ original as ``__cause__``.  The retry loop decides by class alone::
 
 from __future__ import annotations
 
+import logging
 from socket import timeout as TimeoutError  # noqa: N812 - Kombu's public name
 from types import TracebackType
 from typing import Any, TypeVar
+
+# The library's loggers stay silent until the application configures logging (no
+# tracebacks on stderr through Python's last-resort handler).  Set here because every
+# module that logs imports the exception tree, while ``import kombu_like`` stays free of
+# ``logging``.
+logging.getLogger("kombu_like").addHandler(logging.NullHandler())
 
 __all__ = (
     "AccessRefused",

@@ -14,6 +14,9 @@ __all__ = ["emergency_dump_state"]
 
 logger = logging.getLogger(__name__)
 
+# the package logger's NullHandler comes with the exception tree
+from .. import exceptions as _exceptions  # noqa: E402,F401
+
 
 def emergency_dump_state(
     state: Any,

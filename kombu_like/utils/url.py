@@ -198,6 +198,9 @@ safequote = partial(quote, safe="")
 
 logger = logging.getLogger(__name__)
 
+# the package logger's NullHandler comes with the exception tree
+from .. import exceptions as _exceptions  # noqa: E402,F401
+
 
 def parse_ssl_cert_reqs(query_value: str) -> Any:
     """The :mod:`ssl` constant an ``ssl_cert_reqs`` URL value names.
