@@ -928,7 +928,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import click
     except ImportError:
-        _fail('the kombu-like command needs click: pip install "kombu_like[cli]"', None)
+        # click is a dependency; it is missing only from an environment assembled by hand
+        _fail('the kombu-like command needs click: pip install "kombu_like[cli]" (or: pip install click)', None)
     from .exceptions import KombuError
 
     app = build_app()

@@ -26,14 +26,23 @@ gets these fixtures without any set-up:
         assert kombu_broker.bodies("orders") == [{"id": 7}]
         assert kombu_broker.messages("orders")[0].headers["x-source"] == "shop"
 
-The broker is dropped when the test ends, with every message still in it.  With plugin
-autoloading disabled, load it by its entry-point name (``-p kombu_like``); from a source
+The broker is dropped when the test ends, with every message still in it.
+
+To run the same tests against a real broker, give its URL: ``pytest --kombu-like-url
+amqp://guest:guest@localhost//`` (or ``kombu_like_url = ...`` in the ``[pytest]`` ini
+section, or ``$KOMBU_LIKE_TEST_URL``; the option wins over the ini setting, which wins over
+the variable).  ``kombu_url`` and ``kombu_connection`` then use that broker -- the same
+one for every test, so give each test queue names of its own -- and a test that asks for
+``kombu_broker``, which looks inside the in-memory broker, is skipped with the reason.
+
+With plugin autoloading disabled, load it by its entry-point name (``-p kombu_like``); from a source
 checkout that is not installed, by module (``-p kombu_like.testing.plugin``).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +65,38 @@ __all__ = [
 
 #: prefix of the virtual hosts the fixtures create
 VHOST_PREFIX = "pytest-"
+#: the ini setting, and the environment variable, naming a real broker for the fixtures
+INI_URL = "kombu_like_url"
+ENV_URL = "KOMBU_LIKE_TEST_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kombu_like", "kombu_like fixtures")
+    group.addoption(
+        "--kombu-like-url",
+        dest="kombu_like_url",
+        default=None,
+        metavar="URL",
+        help=f"run the kombu_url/kombu_connection fixtures against this broker instead of a "
+        f"per-test memory:// one (also the '{INI_URL}' ini setting, or ${ENV_URL})",
+    )
+    parser.addini(INI_URL, "broker URL for the kombu_url/kombu_connection fixtures (default: memory://)",
+                  default="")
+
+
+def configured_url(config: pytest.Config) -> str | None:
+    """The real broker the fixtures use, or ``None`` for a fresh memory broker per test."""
+    url = config.getoption("kombu_like_url", None) or config.getini(INI_URL) or os.environ.get(ENV_URL)
+    return str(url) if url else None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    url = configured_url(config)
+    if url is None:
+        return None
+    from kombu_like.utils.url import maybe_sanitize_url
+
+    return f"kombu_like fixtures use {maybe_sanitize_url(url)}"
 
 
 @dataclass(frozen=True)
@@ -182,11 +223,19 @@ def _registry_key(url: str) -> str:
     return broker_name(connection.hostname, connection.virtual_host)
 
 
+def _uses_memory(url: str) -> bool:
+    return url.partition(":")[0] == "memory"
+
+
 @pytest.fixture
-def kombu_url() -> Iterator[str]:
-    """A ``memory://`` URL of a broker only this test uses."""
+def kombu_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A ``memory://`` URL of a broker only this test uses (or the ``--kombu-like-url`` broker)."""
     from kombu_like.transport.memory import forget_broker
 
+    configured = configured_url(request.config)
+    if configured is not None and not _uses_memory(configured):
+        yield configured
+        return
     url = f"memory:///{VHOST_PREFIX}{uuid.uuid4().hex}"
     try:
         yield url
@@ -208,7 +257,11 @@ def kombu_connection(kombu_url: str) -> Iterator[Connection]:
 
 @pytest.fixture
 def kombu_broker(kombu_url: str) -> BrokerInspector:
-    """A :class:`BrokerInspector` of this test's broker."""
+    """A :class:`BrokerInspector` of this test's broker (in-memory brokers only)."""
+    if not _uses_memory(kombu_url):
+        from kombu_like.utils.url import maybe_sanitize_url
+
+        pytest.skip(f"kombu_broker inspects the in-memory broker; the fixtures use {maybe_sanitize_url(kombu_url)}")
     return BrokerInspector.for_url(kombu_url)
 
 
