@@ -68,9 +68,9 @@ def collect(
     return received
 
 
-def held_tags(client: redis.Redis, queue: str) -> list[bytes]:
+def held_tags(client: redis.Redis, queue: str, key: str = "unacked") -> list[bytes]:
     """Delivery tags of ``queue``'s messages recorded in the unacked hash."""
-    return [tag for tag, value in client.hscan_iter("unacked") if queue.encode() in value]
+    return [tag for tag, value in client.hscan_iter(key) if queue.encode() in value]
 
 
 CHILD = """
@@ -78,7 +78,7 @@ import time
 from kombu_like import Connection, Queue
 
 queue = Queue({queue!r}, routing_key={queue!r})
-with Connection({url!r}) as conn:
+with Connection({url!r}, transport_options={options!r}) as conn:
     def on_message(body, message):
         print("got", body["n"], flush=True)
         time.sleep(60)  # SIGKILL arrives here: the message is never acked
@@ -88,9 +88,9 @@ with Connection({url!r}) as conn:
 """
 
 
-def kill_consumer_holding(url: str, queue: str, prefetch: int = 1) -> None:
+def kill_consumer_holding(url: str, queue: str, prefetch: int = 1, options: dict[str, Any] | None = None) -> None:
     """Run a consumer of ``queue`` in a child process and SIGKILL it mid-message."""
-    code = textwrap.dedent(CHILD.format(queue=queue, url=url, prefetch=prefetch))
+    code = textwrap.dedent(CHILD.format(queue=queue, url=url, prefetch=prefetch, options=options or {}))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -122,15 +122,18 @@ def test_message_of_a_killed_consumer_comes_back_redelivered(
 def test_restore_sweep_runs_on_the_configured_interval(
     redis_url: str, unique_name: str, client: redis.Redis
 ) -> None:
+    # an unacked store of its own: consumers of other tests sharing the database sweep
+    # the default one with shorter visibility timeouts
+    own = {"unacked_key": f"{unique_name}.unacked", "unacked_index_key": f"{unique_name}.unacked_index"}
     publish(redis_url, unique_name, [{"n": 1}])
-    kill_consumer_holding(redis_url, unique_name)
+    kill_consumer_holding(redis_url, unique_name, options=own)
     # the message turns overdue after 1.5 s; this consumer sweeps once at start, while it
     # is not overdue yet, and then only every 60 s
-    slow = {"visibility_timeout": 1.5, "unacked_restore_interval": 60}
+    slow = {"visibility_timeout": 1.5, "unacked_restore_interval": 60, **own}
     with Connection(redis_url, transport_options=slow) as conn:
         assert collect(conn, unique_name, 1, timeout=3.0) == []
-    assert len(held_tags(client, unique_name)) == 1
-    fast = {"visibility_timeout": 1.5, "unacked_restore_interval": 0.2}
+    assert len(held_tags(client, unique_name, own["unacked_key"])) == 1
+    fast = {"visibility_timeout": 1.5, "unacked_restore_interval": 0.2, **own}
     with Connection(redis_url, transport_options=fast) as conn:
         [message] = collect(conn, unique_name, 1, timeout=15)
     assert message.redelivered
