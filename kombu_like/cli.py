@@ -525,7 +525,7 @@ def build_app() -> click.Group:
         declare: bool,
     ) -> int:
         """Print messages of QUEUES as JSON lines (body, headers, properties)."""
-        from .mixins import raw_body
+        from .mixins import decode_error_reason, raw_body
 
         if no_ack and requeue:
             raise CLIError("--no-ack and --requeue cannot be used together", EXIT_USAGE)
@@ -554,11 +554,10 @@ def build_app() -> click.Group:
             if state.done:
                 return  # beyond --count: left unacknowledged, back to its queue on close
             state.undecodable += 1
-            reason = " ".join(str(exc).split()) or type(exc).__name__
             click.echo(
                 mask(
                     f"kombu-like: cannot decode a message on queue {_queue_name(message, state)!r} "
-                    f"(content type {message.content_type!r}): {type(exc).__name__}: {reason}; "
+                    f"(content type {message.content_type!r}): {decode_error_reason(message, exc)}; "
                     f"raw bytes {_preview(raw_body(message))}; it stays in the queue",
                     session.url,
                 ),

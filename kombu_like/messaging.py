@@ -745,8 +745,14 @@ def _unconvertible(channel: Any, raw: Any, exc: BaseException) -> Message:
 def _annotate(exc: BaseException, message: Any, queue: str | None) -> BaseException:
     """Re-create a decode error with the queue and content type in its message."""
     info = getattr(message, "delivery_info", {}) or {}
+    headers = getattr(message, "headers", None)
+    detail = headers.get("x-kombu-like-error") if isinstance(headers, dict) else None
+    if isinstance(detail, str) and detail:
+        exc_text = f"{exc}: {detail}"
+    else:
+        exc_text = str(exc)
     text = (
-        f"{exc} (message on queue {queue!r} from exchange {info.get('exchange')!r}, "
+        f"{exc_text} (message on queue {queue!r} from exchange {info.get('exchange')!r}, "
         f"routing key {info.get('routing_key')!r}, "
         f"content type {getattr(message, 'content_type', None)!r}; the message was left "
         f"unacknowledged - pass on_decode_error to handle such messages)"

@@ -104,6 +104,21 @@ def preview(body: Any, size: int = PREVIEW_BYTES) -> str:
     return f"{text}{more}"
 
 
+#: header in which a transport explains why it could not read a message as an envelope
+TRANSPORT_ERROR_HEADER = "x-kombu-like-error"
+
+
+def decode_error_reason(message: Any, exc: BaseException) -> str:
+    """One line saying why ``message`` could not be decoded (with the transport's own
+    explanation when it wrapped an unreadable entry)."""
+    reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    headers = getattr(message, "headers", None)
+    detail = headers.get(TRANSPORT_ERROR_HEADER) if isinstance(headers, dict) else None
+    if isinstance(detail, str) and detail:
+        reason = f"{reason} ({' '.join(detail.split())})"
+    return reason
+
+
 def raw_body(message: Any) -> Any:
     """The body as received, without decompressing it just to show it."""
     if isinstance(message, Message):
@@ -186,12 +201,11 @@ class ConsumerMixin:
         bad message cannot block the queue; override to keep it instead.
         """
         info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
-        reason = " ".join(str(exc).split()) or type(exc).__name__
         logger.error(
             "Can't decode message body from queue %r (exchange %r, routing key %r, content type "
-            "%r, encoding %r): %s: %s; raw body: %s; rejecting it",
+            "%r, encoding %r): %s; raw body: %s; rejecting it",
             self._queue_name_of(message), info.get("exchange"), info.get("routing_key"),
-            message.content_type, message.content_encoding, type(exc).__name__, reason,
+            message.content_type, message.content_encoding, decode_error_reason(message, exc),
             preview(raw_body(message)),
         )
         errors = (*self.connection.connection_errors, *self.connection.channel_errors)

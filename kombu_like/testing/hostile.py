@@ -513,7 +513,8 @@ class HostileInputTests(ConformanceBase):
         is_amqp = conn.transport.driver_type == "amqp"
         worker = _Worker(self.make_connection(), queue)
         handler = _Records()
-        mixin_logger = logging.getLogger("kombu_like.mixins")
+        # every ERROR line of the library: one per bad message, wherever it ends
+        mixin_logger = logging.getLogger("kombu_like")
         mixin_logger.addHandler(handler)
         previous_level = mixin_logger.level
         mixin_logger.setLevel(logging.ERROR)
@@ -525,7 +526,6 @@ class HostileInputTests(ConformanceBase):
             @given(st.lists(raw_amqp_messages() if is_amqp else raw_strategy, min_size=1, max_size=3))
             def check(items: list[Any]) -> None:
                 token = uuid.uuid4().hex
-                parked_before = self.parked(conn, queue.name)
                 logged_before = len(handler.records)
                 bodies_before = len(worker.bodies)
                 written = 0
@@ -538,13 +538,15 @@ class HostileInputTests(ConformanceBase):
                 Producer(conn).publish({"sentinel": token}, routing_key=queue.name)
                 deadline = time.monotonic() + self.wait
                 while {"sentinel": token} not in worker.bodies[bodies_before:] or (
-                    len(worker.bodies) - bodies_before - 1 + len(handler.records) - logged_before
-                    + self.parked(conn, queue.name) - parked_before < written
+                    len(worker.bodies) - bodies_before - 1 + len(handler.records) - logged_before < written
                 ):
                     assert thread.is_alive(), "ConsumerMixin.run() returned"
                     assert time.monotonic() < deadline, "the good message did not arrive"
                     time.sleep(0.01)
-                for record in handler.records[logged_before:]:
+                good = len(worker.bodies) - bodies_before - 1
+                new_records = handler.records[logged_before:]
+                assert len(new_records) == written - good, [r.getMessage() for r in new_records]
+                for record in new_records:
                     text = record.getMessage()
                     assert "\n" not in text
                     assert repr(queue.name) in text

@@ -651,7 +651,8 @@ class SqliteStore(QueueStore):
             f"message {rowid} of queue {queue!r} in {self.path!r} is not a valid envelope "
             f"({type(exc).__name__}: {exc}); raw bytes: {raw[:PREVIEW_BYTES]!r}"
         )
-        logger.error("%s", problem)
+        # the consumer reports it, with this text, in its one line per bad message
+        logger.debug("%s", problem)
         # delivered as opaque bytes so the consumer sees it (and may reject it) instead of
         # it vanishing or blocking the queue
         return {

@@ -222,7 +222,8 @@ def _unreadable(queue: str, raw: str, message: Mapping[str, Any]) -> dict[str, A
         f"message {message.get('MessageId')!r} of SQS queue {queue!r} is a malformed Kombu envelope; "
         f"raw bytes: {preview(raw)!r}"
     )
-    logger.error("%s", problem)
+    # the consumer reports it, with this text, in its one line per bad message
+    logger.debug("%s", problem)
     envelope = _foreign(queue, raw)
     envelope["content-type"] = "application/x-kombu-like-unreadable"
     envelope["headers"] = {"x-kombu-like-error": problem}
