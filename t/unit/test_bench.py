@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kombu_like.bench import BenchResult, main
@@ -22,3 +28,46 @@ def test_rounds_alternate_the_libraries_and_print_one_row_set(capsys: pytest.Cap
     assert captured.err.count("(round 1 of 2)") == 2 and captured.err.count("(round 2 of 2)") == 2
     header = captured.out.splitlines()[0].split()
     assert header == ["kombu_like", "kombu", "ratio"]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _extra_bench(*args: str, venv: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KOMBU_LIKE_URL")}
+    env["KOMBU_LIKE_VENV"] = str(venv)
+    return subprocess.run([str(ROOT / "extra" / "bench"), *args], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=ROOT)
+
+
+def test_extra_bench_is_the_command_run_by_the_virtualenv(tmp_path: Path) -> None:
+    # a virtualenv stand-in whose python is the one running these tests (which has amqp)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    result = _extra_bench("memory://", "-n", "200", "--roundtrips", "5", "--rounds", "2", venv=venv)
+    assert result.returncode == 0, result.stderr
+    rows = {re.split(r"\s{2,}", line.strip())[0] for line in result.stdout.splitlines()[1:]}
+    assert {"CPU s/10k publish", "CPU s/10k consume", "publish", "roundtrip p50"} <= rows
+    assert result.stderr.count("(round 2 of 2)") == 1
+    # one set of options: the script's help is the command's
+    help_text = _extra_bench("--help", venv=venv).stdout
+    assert "--rounds" in help_text and "--vs" in help_text and "--raw" in help_text
+    assert help_text.startswith("Usage: kombu-like bench [OPTIONS] [URL]")
+
+
+@pytest.mark.parametrize("args", [("--messages", "-5"), ("--messages", "0"), ("--rounds", "0")])
+def test_out_of_range_numbers_are_usage_errors(args: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["memory://", *args]) == 2
+    assert "not in the range" in capsys.readouterr().err
+
+
+def test_cpu_seconds_per_10k_messages_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["memory://", "-n", "100", "--roundtrips", "3", "--vs", "kombu"]) == 0
+    cpu = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("CPU s/10k")]
+    assert len(cpu) == 3
+    for line in cpu:
+        ours, theirs = (float(v) for v in re.findall(r"(\d+\.\d+) s", line))
+        assert ours > 0 and theirs > 0
