@@ -81,11 +81,20 @@ class Message:
         self._errors: list[tuple[type[BaseException], BaseException, Any]] = []
         self.channel = channel
         self.delivery_tag = delivery_tag
-        self.content_type = self._text_field("content_type", content_type)
-        self.content_encoding = self._text_field("content_encoding", content_encoding)
-        self.delivery_info = self._mapping_field("delivery_info", delivery_info)
-        self.headers = self._mapping_field("headers", headers)
-        self.properties = self._mapping_field("properties", properties)
+        # every message passes here: the checks call out only for unusual values
+        self.content_type = (
+            content_type if content_type is None or type(content_type) is str
+            else self._text_field("content_type", content_type)
+        )
+        self.content_encoding = (
+            content_encoding if content_encoding is None or type(content_encoding) is str
+            else self._text_field("content_encoding", content_encoding)
+        )
+        self.delivery_info = (
+            delivery_info if type(delivery_info) is dict else self._mapping_field("delivery_info", delivery_info)
+        )
+        self.headers = headers if type(headers) is dict else self._mapping_field("headers", headers)
+        self.properties = properties if type(properties) is dict else self._mapping_field("properties", properties)
         self.accept = accept
         #: the most bytes a compressed body may decompress to (``None``: no limit)
         self.max_decompressed_size: int | None = DEFAULT_MAX_DECOMPRESSED_SIZE

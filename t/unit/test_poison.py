@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kombu_like import Connection, Consumer, Message, Producer, Queue
-from kombu_like.exceptions import DecodeError, EncodeError
+from kombu_like.exceptions import DecodeError, EncodeError, KombuError
 from kombu_like.mixins import ConsumerMixin
+from kombu_like.testing.hostile import garbage
 from kombu_like.transport.memory import Broker, MemoryStore
 
 GOOD_BODY = "eyJnb29kIjogdHJ1ZX0="  # base64 of {"good": true}
@@ -306,3 +309,30 @@ def test_malformed_envelopes_crash_kombu_but_not_us(case: str) -> None:
     ours = _on_memory(kombu_like, payload)
     assert theirs[2] == "AttributeError"  # Kombu 5.7: out of drain_events, on_decode_error never called
     assert ours == (["DecodeError"], [{"good": 1}], None)
+
+
+# -- generated: building and decoding never fail with anything but a decode error -------------
+_any = st.one_of(garbage, st.binary(max_size=32), st.builds(object))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.one_of(_any, st.text(max_size=20)), content_type=_any, content_encoding=_any, delivery_info=_any,
+    properties=_any, headers=st.one_of(_any, st.dictionaries(st.just("compression"), _any, max_size=1)),
+    accept=st.one_of(st.none(), st.just({"application/json"})),
+)
+def test_any_fields_give_a_message_whose_decode_fails_cleanly(
+    body: Any, content_type: Any, content_encoding: Any, delivery_info: Any, properties: Any, headers: Any,
+    accept: Any,
+) -> None:
+    message = Message(
+        body=body, content_type=content_type, content_encoding=content_encoding, delivery_info=delivery_info,
+        properties=properties, headers=headers, postencode="utf-8", accept=accept,
+    )
+    repr(message)
+    assert isinstance(message.headers, dict) and isinstance(message.properties, dict)
+    assert isinstance(message.delivery_info, dict)
+    try:
+        message.decode()
+    except (KombuError, KeyError):  # KeyError: an unknown compression method, as in Kombu
+        pass
