@@ -42,13 +42,17 @@ class cached_property(functools.cached_property, Generic[_T]):  # type: ignore[t
         with self._compute_lock:
             return super().__get__(instance, owner)
 
-    def __set__(self, instance: Any, value: Any) -> None:
+    def __set__(self, instance: Any, value: Any) -> Any:
+        if instance is None:  # on the class, as Kombu's: the descriptor itself
+            return self
         with self._compute_lock:
             if self._fset is not None:
                 value = self._fset(instance, value)
             instance.__dict__[self.attrname] = value
 
-    def __delete__(self, instance: Any) -> None:
+    def __delete__(self, instance: Any) -> Any:
+        if instance is None:
+            return self
         with self._compute_lock:
             value = instance.__dict__.pop(self.attrname, _MISSING)
             if self._fdel is not None and value is not _MISSING:

@@ -128,6 +128,11 @@ class VirtualChannel(Channel):
     def transport(self) -> Any:
         return self.connection.transport
 
+    @property
+    def closed(self) -> bool:
+        """True once closed (Kombu's virtual channels name it so; Celery checks it)."""
+        return not self.is_open
+
     def _check_open(self) -> None:
         if not self.is_open:
             raise ChannelError("channel is closed; open a new one with connection.channel()")
