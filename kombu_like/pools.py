@@ -126,6 +126,9 @@ class Resource:
         self._idle: list[Any] = []
         #: id -> resource handed out and not released yet
         self._in_use: dict[int, Any] = {}
+        #: id -> resource handed out while the pool was unlimited (so never pooled); a
+        #: later limit does not count them, and they are closed when they come back
+        self._unpooled: dict[int, Any] = {}
         #: slots taken by acquires still creating/preparing their resource
         self._reserved = 0
         if close_after_fork is not None:
@@ -246,16 +249,19 @@ class Resource:
     def release(self, resource: Any) -> None:
         """Give ``resource`` back (releasing it twice is harmless)."""
         with self._cond:
-            if self._in_use.pop(id(resource), None) is None:
+            if self._in_use.pop(id(resource), None) is not None:
+                limit = self._limit
+                # unlimited pools do not pool: what comes back is closed
+                keep = bool(limit) and not self._closed and self._reusable(resource) and (
+                    len(self._in_use) + len(self._idle) + self._reserved < (limit or 0)
+                )
+                if keep:
+                    self._idle.append(resource)
+            elif self._unpooled.pop(id(resource), None) is not None:
+                keep = False
+            else:
                 logger.debug("%r: %r was released already", self, resource)
                 return
-            limit = self._limit
-            # unlimited pools do not pool: what comes back is closed
-            keep = bool(limit) and not self._closed and self._reusable(resource) and (
-                len(self._in_use) + len(self._idle) + self._reserved < (limit or 0)
-            )
-            if keep:
-                self._idle.append(resource)
             self._cond.notify()
         if keep:
             self.release_resource(resource)
@@ -269,6 +275,7 @@ class Resource:
         """Close a defective resource; the pool creates a fresh one when next needed."""
         with self._cond:
             self._in_use.pop(id(resource), None)
+            self._unpooled.pop(id(resource), None)
             self._cond.notify()
         self._quietly(self.close_resource, resource)
 
@@ -287,8 +294,9 @@ class Resource:
             if self._closed:
                 return
             self._closed = close_pool
-            items = list(self._in_use.values()) + self._idle
+            items = list(self._in_use.values()) + list(self._unpooled.values()) + self._idle
             self._in_use.clear()
+            self._unpooled.clear()
             self._idle = []
             self._cond.notify_all()
         for item in items:
@@ -313,6 +321,10 @@ class Resource:
         surplus: list[Any] = []
         with self._cond:
             self._limit = limit
+            if limit and not previous:
+                # handed out while unlimited: not the limited pool's, closed when released
+                self._unpooled.update(self._in_use)
+                self._in_use.clear()
             if limit:
                 while self._idle and len(self._idle) + len(self._in_use) > limit:
                     surplus.append(self._idle.pop(0))
@@ -326,15 +338,50 @@ class Resource:
     @property
     def in_use(self) -> int:
         """How many resources are handed out right now."""
-        return len(self._in_use)
+        return len(self._in_use) + len(self._unpooled)
 
     @property
     def idle(self) -> int:
         """How many released resources wait in the pool."""
         return len(self._idle)
 
+    # Kombu keeps its pool in ``_resource`` (a LIFO queue of idle and not-yet-created
+    # resources) and ``_dirty`` (the set handed out); test suites written for Kombu,
+    # Celery's among them, look at both.  Read-only views of the same state:
+    @property
+    def _dirty(self) -> set[Any]:
+        with self._cond:
+            # as in Kombu: only what a limited pool handed out (unlimited ones are not pooled)
+            return set(self._in_use.values()) if self._limit else set()
+
+    @property
+    def _resource(self) -> _ResourceView:
+        return _ResourceView(self)
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} limit={self._limit} in_use={len(self._in_use)} idle={len(self._idle)}>"
+        return f"<{type(self).__name__} limit={self._limit} in_use={self.in_use} idle={len(self._idle)}>"
+
+
+class _ResourceView:
+    """``pool._resource`` as Kombu has it: ``queue`` lists what acquire would take, last first."""
+
+    def __init__(self, pool: Resource) -> None:
+        self._pool = pool
+
+    @property
+    def queue(self) -> list[Any]:
+        pool = self._pool
+        with pool._cond:
+            idle = list(pool._idle)
+            free = max((pool._limit or 0) - len(pool._in_use) - len(idle) - pool._reserved, 0)
+        # slots not filled yet are resources to be created on acquire, as in Kombu
+        return [_Lazy(pool.new) for _ in range(free)] + idle
+
+    def qsize(self) -> int:
+        return len(self.queue)
+
+    def empty(self) -> bool:
+        return not self.queue
 
 
 class PooledConnection(Connection):
