@@ -185,17 +185,18 @@ class Connection:
             self.transport_options.setdefault(key, value)
         self._extra_kwargs = dict(kwargs)
         self._failover_strategy: str | FailoverStrategy = failover_strategy or "round-robin"
-        if isinstance(self._failover_strategy, str):
-            try:
-                strategy = self.failover_strategies[self._failover_strategy]
-            except KeyError:
+        strategy: Any = self._failover_strategy
+        if isinstance(strategy, str):
+            # as in Kombu, a name that is not a known strategy is kept as given (Celery
+            # passes its setting through untouched); it only matters once there is a URL
+            # to fail over to
+            strategy = self.failover_strategies.get(strategy, strategy)
+            if self.alt and isinstance(strategy, str):
                 known = ", ".join(sorted(self.failover_strategies))
-                raise ValueError(
-                    f"unknown failover strategy {self._failover_strategy!r} (known: {known}; "
+                raise TypeError(
+                    f"unknown failover strategy {strategy!r} (known: {known}; "
                     f"or pass a function yielding URLs)"
-                ) from None
-        else:
-            strategy = self._failover_strategy
+                )
         self.failover_strategy: FailoverStrategy = strategy
         if self.alt:
             self.cycle = self.failover_strategy(self.alt)
