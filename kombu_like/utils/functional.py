@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict, UserDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import count
+from time import sleep  # noqa: F401 - the retry engine sleeps through this name (see retry._sleep)
 from typing import Any
 
 from .. import retry as _retry
