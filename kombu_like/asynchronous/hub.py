@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -180,6 +181,9 @@ class Hub:
             self._discard(fd)
             self._unregister(fd)
             raise
+        if self._loop_thread is not None and self._loop_thread != threading.get_ident() and self._waker is not None:
+            # the loop may be waiting with nothing to watch (see create_loop): let it look again
+            self._waker.wake()
 
     def add_reader(self, fds: Any, callback: Any, *args: Any) -> None:
         """Call ``callback(*args)`` when ``fds`` is readable (or in error)."""
@@ -305,10 +309,15 @@ class Hub:
                 tick()
             if self._ready:
                 timeout = 0  # a callback queued more work: do not sleep on it
-            try:
-                events = self.poller.poll(timeout)
-            except ValueError:  # a descriptor was closed under us; start a new round
-                return
+            if readers or writers:
+                try:
+                    events = self.poller.poll(timeout)
+                except ValueError:  # a descriptor was closed under us; start a new round
+                    return
+            else:
+                # nothing to watch yet (start-up): the poller is not asked, as in Kombu; the
+                # loop waits for the timers or a wake-up (call_soon, a descriptor added)
+                events = self._wait_for_wakeup(waker_fd, timeout)
             to_consolidate: list[int] = []
             for fd, event in events or ():
                 if fd == waker_fd:
@@ -335,6 +344,14 @@ class Hub:
             if to_consolidate and self.consolidate_callback is not None:
                 self.consolidate_callback(to_consolidate)
             yield
+
+    @staticmethod
+    def _wait_for_wakeup(waker_fd: int, timeout: float | None) -> list[tuple[int, int]]:
+        try:
+            ready, _, _ = select.select([waker_fd], [], [], timeout)
+        except InterruptedError:
+            return []
+        return [(waker_fd, READ)] if ready else []
 
     def _run_handler(self, fd: int, callback: Any, args: tuple[Any, ...]) -> None:
         if isinstance(callback, GeneratorType):
