@@ -553,7 +553,9 @@ class Consumer:
         limit = self._max_decompressed_size_option
         if limit is ...:
             connection = self.connection
-            options = getattr(connection, "transport_options", None) or {}
+            options = getattr(connection, "transport_options", None)
+            if not isinstance(options, Mapping):  # a stand-in connection (a test double) has none
+                options = {}
             limit = options.get(MAX_DECOMPRESSED_SIZE_OPTION, DEFAULT_MAX_DECOMPRESSED_SIZE)
         if limit is not None:
             try:

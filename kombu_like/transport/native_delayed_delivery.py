@@ -110,9 +110,10 @@ def bind_queue_to_native_delayed_delivery_exchange(
             continue
         exchange = entry.exchange.bind(channel)
         if exchange.type == "direct":
+            # the wording (and line break) is Kombu's: Celery's test suite compares the text
             logger.warning(
-                "Exchange %s is a direct exchange and native delayed delivery does not support direct "
-                "exchanges. ETA tasks published to this exchange will block the worker until the ETA arrives.",
+                "Exchange %s is a direct exchange and native delayed delivery do not support direct "
+                "exchanges.\nETA tasks published to this exchange will block the worker until the ETA arrives.",
                 exchange.name,
             )
             continue

@@ -27,20 +27,16 @@ FILENO_ERRORS = (AttributeError, ValueError, UnsupportedOperation)
 
 
 def register_after_fork(obj: Any, func: Callable[[Any], Any]) -> None:
-    """Call ``func(obj)`` in a child process after a fork (billiard's or multiprocessing's).
+    """Call ``func(obj)`` in a child process after a fork.
 
-    Both registries are told, so the call happens whichever library forks the process.
+    billiard's registry when billiard is installed (Celery forks with it), otherwise
+    multiprocessing's; multiprocessing is only looked at when it is needed.
     """
     try:
-        from billiard.util import register_after_fork as billiard_register
+        from billiard.util import register_after_fork as register
     except ImportError:
-        billiard_register = None
-    from multiprocessing.util import register_after_fork as mp_register
-
-    if billiard_register is not None:
-        billiard_register(obj, func)
-    else:
-        mp_register(obj, func)
+        from multiprocessing.util import register_after_fork as register
+    register(obj, func)
 
 
 def _green_environment() -> str:
