@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -193,6 +194,15 @@ class RedisStore(QueueStore):
         else:
             self.expires.pop(queue, None)
         priority = arguments.get("x-max-priority")
+        if priority and self.options.priority_order == "kombu":
+            # the one place a user who expects RabbitMQ's order can be told before it bites
+            warnings.warn(
+                f"Redis queue {queue!r} has max priority {priority}: with priority_order='kombu' "
+                f"(Kombu's order on Redis, the default) priority 0 is served first, the reverse of "
+                f"RabbitMQ; set transport_options={{'priority_order': 'amqp'}} for the highest first",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         record = dumps({"x-max-priority": int(priority)} if priority else {})
         with self.lock:
             created, current = self.execute(
