@@ -192,6 +192,15 @@ class _Session:
             handler.setFormatter(logging.Formatter("kombu-like: %(levelname)s: %(name)s: %(message)s"))
             root.addHandler(handler)
             self._log_handler = handler
+            import warnings
+
+            # the library's warnings (a Redis priority queue's order, ...) as one log line
+            # each, under --log-level/--quiet, instead of a source line from inside the library
+            def show(message: Any, category: type[Warning], filename: str, lineno: int,
+                     file: Any = None, line: str | None = None) -> None:
+                logging.getLogger("kombu_like").warning("%s: %s", category.__name__, message)
+
+            warnings.showwarning = show
         level = self.log_level or ("error" if self.quiet else "warning")
         self._log_handler.setLevel(level.upper())
         root.setLevel(level.upper())

@@ -141,3 +141,19 @@ def test_demo_connects_before_it_says_so(amqp_url: str, tmp_path: Path) -> None:
     started = time.monotonic()
     line = one_line_error(run("--retries", "1", "demo", "--url", "amqp://guest:pw@127.0.0.1:1//", cwd=tmp_path))
     assert "after 2 attempts" in line and time.monotonic() - started < 20
+
+
+@pytest.mark.redis
+def test_library_warnings_are_one_log_line(redis_url: str, unique_name: str, tmp_path: Path) -> None:
+    try:
+        result = ok("--url", redis_url, "publish", "1", "--queue", unique_name, "--max-priority", "5", cwd=tmp_path)
+        (line,) = [line for line in result.stderr.splitlines() if "RuntimeWarning" in line]
+        assert line.startswith("kombu-like: WARNING: kombu_like: RuntimeWarning: Redis queue")
+        assert "warnings.warn" not in result.stderr
+        quiet = ok("--url", redis_url, "-q", "publish", "1", "--queue", unique_name, "--max-priority", "5",
+                   cwd=tmp_path)
+        assert quiet.stderr == ""
+        amqp_order = ok("--url", redis_url, "-o", "priority_order=amqp", "size", unique_name, cwd=tmp_path)
+        assert amqp_order.stderr == ""
+    finally:
+        run("--url", redis_url, "delete", "-f", unique_name, cwd=tmp_path)
