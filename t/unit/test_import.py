@@ -102,3 +102,20 @@ def test_every_logging_module_leaves_the_package_logger_silent() -> None:
 def test_submodules_are_attributes_after_a_bare_import() -> None:
     result = run_python("import kombu_like\nprint(kombu_like.exceptions.NotFound.__name__)\n")
     assert result.stdout.strip() == "NotFound", result.stderr
+
+
+def test_using_memory_loads_no_optional_driver_or_codec() -> None:
+    result = run_python(
+        "import sys\n"
+        "from kombu_like import Connection\n"
+        "with Connection('memory://') as conn:\n"
+        "    q = conn.SimpleQueue('import-check')\n"
+        "    q.put({'a': 1}, compression='zlib')\n"
+        "    assert q.get(timeout=5).payload == {'a': 1}\n"
+        "    q.close()\n"
+        "optional = ['redis', 'boto3', 'botocore', 'click', 'yaml', 'msgpack', 'zstandard', 'brotli',\n"
+        "            'kombu_like.transport.redis', 'kombu_like.transport.sqs', 'kombu_like.cli']\n"
+        "print(sorted(m for m in optional if m in sys.modules))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
