@@ -2,7 +2,7 @@
 
 ``python crash_consumer_proc.py URL QUEUE COUNT OPTIONS_JSON``: consumes ``COUNT``
 messages with a prefetch of ``COUNT``, acknowledges none of them, prints
-``holding ids=...`` and waits to be killed.
+``holding ids=... first=<time.time() of the first delivery>`` and waits to be killed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from kombu_like import Connection, Consumer, Message, Queue
 
 def main(url: str, queue_name: str, count: int, options: dict[str, Any]) -> int:
     held: list[int] = []
+    first_delivery: list[float] = []
 
     def on_message(body: Any, message: Message) -> None:
+        if not first_delivery:
+            first_delivery.append(time.time())
         held.append(body["id"])
 
     conn = Connection(url, transport_options=options)
@@ -31,7 +34,8 @@ def main(url: str, queue_name: str, count: int, options: dict[str, Any]) -> int:
             conn.drain_events(timeout=1)
         except socket.timeout:
             pass
-    print(f"holding ids={','.join(map(str, held))}", flush=True)
+    first = first_delivery[0] if first_delivery else 0.0
+    print(f"holding ids={','.join(map(str, held))} first={first!r}", flush=True)
     time.sleep(120)
     return 1
 

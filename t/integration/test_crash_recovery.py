@@ -37,7 +37,7 @@ from kombu_like.transport.sqlite import OWNER_CHECK_INTERVAL
 HERE = Path(__file__).parent
 HELD = 10
 #: seconds a restarted consumer may need beyond the documented moment (CI under load)
-SLACK = 4.0
+SLACK = 6.0
 
 
 @dataclass
@@ -69,7 +69,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
 
 def _hold_and_kill(case: Case, queue: Queue) -> tuple[set[int], float, float]:
     """Start the consumer process, let it take every message, kill it; return
-    ``(ids it held, when it held them, when it was killed)``."""
+    ``(ids it held, when the first was delivered, when it was killed)`` (``time.time()``)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "crash_consumer_proc.py"), case.url, queue.name, str(HELD),
@@ -79,12 +79,12 @@ def _hold_and_kill(case: Case, queue: Queue) -> tuple[set[int], float, float]:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        held_at = time.monotonic()
         assert line.startswith("holding ids="), f"the consumer process did not take the messages: {line!r}"
-        held = {int(n) for n in line.split("=", 1)[1].split(",") if n.strip()}
+        ids, first = line.split()[1:3]
+        held = {int(n) for n in ids.split("=", 1)[1].split(",") if n.strip()}
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        return held, held_at, time.monotonic()
+        return held, float(first.split("=", 1)[1]), time.time()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -99,18 +99,18 @@ def test_kill_9_consumer_messages_come_back_once(case: Case, unique_name: str) -
         for i in range(HELD):
             producer.publish({"id": i}, declare=[queue])
 
-    held, held_at, killed_at = _hold_and_kill(case, queue)
+    held, delivered_at, killed_at = _hold_and_kill(case, queue)
     assert held == set(range(HELD))
 
     received: list[tuple[int, bool, float]] = []
     with Connection(case.url, transport_options=case.options) as conn:
 
         def on_message(body: Any, message: Any) -> None:
-            received.append((body["id"], message.redelivered, time.monotonic()))
+            received.append((body["id"], message.redelivered, time.time()))
             message.ack()
 
         with Consumer(conn, [queue], callbacks=[on_message], prefetch_count=HELD):
-            deadline = killed_at + case.within + 5
+            deadline = time.monotonic() + case.within + 5
             while len(received) < HELD and time.monotonic() < deadline:
                 try:
                     conn.drain_events(timeout=0.5)
@@ -133,8 +133,7 @@ def test_kill_9_consumer_messages_come_back_once(case: Case, unique_name: str) -
     assert last - killed_at <= case.within, (
         f"redelivery took {last - killed_at:.1f} s after the kill; documented: within {case.within:g} s"
     )
-    # not before the visibility timeout (taken from when the process held them, which
-    # is after the broker delivered them)
-    assert first - held_at >= case.not_before - 0.5, (
-        f"redelivered {first - held_at:.1f} s after delivery, before visibility_timeout={case.not_before:g} s"
+    # not before the visibility timeout has passed since the first delivery
+    assert first - delivered_at >= case.not_before - 0.3, (
+        f"redelivered {first - delivered_at:.1f} s after delivery, before visibility_timeout={case.not_before:g} s"
     )

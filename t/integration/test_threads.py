@@ -18,21 +18,36 @@ import pytest
 
 from kombu_like import Connection, Consumer, Exchange, Producer, Queue
 
-PER_THREAD = 1_500
+
+class Target:
+    """Connections to the transport under test, and how many messages a thread sends."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None, per_thread: int = 1_500) -> None:
+        self.url = url
+        self.options = options or {}
+        self.per_thread = per_thread
+
+    def __call__(self) -> Connection:
+        return Connection(self.url, transport_options=self.options)
 
 
-@pytest.fixture(params=["memory", "redis", "amqp", "amqp-confirms"])
-def connect(request: pytest.FixtureRequest) -> Callable[[], Connection]:
-    """A factory of connections to the transport under test."""
-    if request.param == "memory":
-        return lambda: Connection("memory://")
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        return lambda: Connection(url)
+@pytest.fixture(params=["memory", "sqlite", "redis", "sqs", "amqp", "amqp-confirms"])
+def connect(request: pytest.FixtureRequest, tmp_path: Any) -> Target:
+    kind = request.param
+    if kind == "memory":
+        return Target("memory://")
+    if kind == "sqlite":
+        return Target(f"sqlite:///{tmp_path / 'threads.db'}")
+    if kind == "sqs":
+        host = request.getfixturevalue("sqs_endpoint").split("://", 1)[1]
+        # moto answers over HTTP, one request per message: fewer messages keep it quick
+        return Target(f"sqs://testing:testing@{host}", {"region": "us-east-1", "wait_time_seconds": 1}, 60)
+    if kind == "redis":
+        return Target(request.getfixturevalue("redis_url"))
     url = request.getfixturevalue("amqp_url")
-    if request.param == "amqp-confirms":
-        return lambda: Connection(url, transport_options={"confirm_publish": True, "confirm_timeout": 20})
-    return lambda: Connection(url)
+    if kind == "amqp-confirms":
+        return Target(url, {"confirm_publish": True, "confirm_timeout": 20})
+    return Target(url)
 
 
 def _run_threads(*targets: Callable[[], None], timeout: float = 60) -> None:
@@ -82,7 +97,8 @@ def _drain_ids(conn: Connection, queue: Queue, expected: int, timeout: float = 3
     return ids
 
 
-def test_two_threads_publish_through_one_producer(connect: Callable[[], Connection], unique_name: str) -> None:
+def test_two_threads_publish_through_one_producer(connect: Target, unique_name: str) -> None:
+    per_thread = connect.per_thread
     exchange = Exchange(unique_name, type="direct", durable=False)
     queue = Queue(unique_name, exchange, routing_key=unique_name, durable=False)
     with connect() as conn:
@@ -91,18 +107,19 @@ def test_two_threads_publish_through_one_producer(connect: Callable[[], Connecti
 
         def publisher(offset: int) -> Callable[[], None]:
             def run() -> None:
-                for i in range(offset, offset + PER_THREAD):
+                for i in range(offset, offset + per_thread):
                     producer.publish({"id": i}, declare=[queue])
 
             return run
 
-        _run_threads(publisher(0), publisher(PER_THREAD))
-        ids = _drain_ids(conn, queue, 2 * PER_THREAD)
+        _run_threads(publisher(0), publisher(per_thread))
+        ids = _drain_ids(conn, queue, 2 * per_thread)
         queue(conn.default_channel).delete()
-    assert sorted(ids) == list(range(2 * PER_THREAD))
+    assert sorted(ids) == list(range(2 * per_thread))
 
 
-def test_one_thread_drains_while_another_publishes(connect: Callable[[], Connection], unique_name: str) -> None:
+def test_one_thread_drains_while_another_publishes(connect: Target, unique_name: str) -> None:
+    per_thread = connect.per_thread
     exchange = Exchange(unique_name, type="direct", durable=False)
     queue = Queue(unique_name, exchange, routing_key=unique_name, durable=False)
     received: list[int] = []
@@ -113,7 +130,7 @@ def test_one_thread_drains_while_another_publishes(connect: Callable[[], Connect
         def on_message(body: Any, message: Any) -> None:
             received.append(body["id"])
             message.ack()
-            if len(received) >= PER_THREAD:
+            if len(received) >= per_thread:
                 done.set()
 
         consumer = Consumer(conn, [queue], callbacks=[on_message], prefetch_count=100)
@@ -129,17 +146,17 @@ def test_one_thread_drains_while_another_publishes(connect: Callable[[], Connect
 
         def publisher() -> None:
             producer = Producer(conn, exchange=exchange, routing_key=unique_name)
-            for i in range(PER_THREAD):
+            for i in range(per_thread):
                 producer.publish({"id": i})
 
         _run_threads(drainer, publisher)
         consumer.cancel()
         queue(conn.default_channel).delete()
-    assert sorted(received) == list(range(PER_THREAD))
+    assert sorted(received) == list(range(per_thread))
 
 
 def test_publisher_is_not_held_up_by_a_slow_consumer_callback(
-    connect: Callable[[], Connection], unique_name: str
+    connect: Target, unique_name: str
 ) -> None:
     """A callback that takes a while runs in the draining thread; publishes (and their
     confirms) from another thread go on meanwhile instead of waiting for it."""

@@ -270,3 +270,14 @@ def test_driver_version_outside_the_supported_range_is_refused() -> None:
     for version in ("5.1.0", "6.0.0", "4.9"):
         with pytest.raises(ImportError, match=r"amqp>=5\.1\.1,<6\.0"):
             compat.check_version(version)
+
+
+def test_pyproject_bounds_match_the_compat_module() -> None:
+    from pathlib import Path
+
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    low, high = compat.SUPPORTED_VERSIONS
+    wanted = f"amqp>={'.'.join(map(str, low))},<{'.'.join(map(str, high[:2]))}"
+    assert wanted in pyproject["project"]["dependencies"]

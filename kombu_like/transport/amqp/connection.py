@@ -452,8 +452,9 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
                 except amqp_errors.ChannelError as exc:
                     self._errors_for[waiter] = exc
                     return None
-        if channel_id and not compat.waits_for(channel, method_sig):
-            # a reply read by another thread before its caller started waiting for it
+        if channel_id in self.rpc_threads and not compat.waits_for(channel, method_sig):
+            # a reply read by another thread after its caller wrote the request but before
+            # it started waiting (the driver registers the wait after the write)
             self._unclaimed.append((monotonic(), channel, method_sig, payload, content))
             return None
         return channel.dispatch_method(method_sig, payload, content)
