@@ -16,11 +16,13 @@ from unittest.mock import Mock, patch
 import kombu
 import kombu.pools
 import kombu.utils.objects
+import kombu.utils.url
 import pytest
 
 import kombu_like
 import kombu_like.pools
 import kombu_like.utils.objects
+import kombu_like.utils.url
 from kombu_like import Connection, Consumer, Exchange, Queue
 from kombu_like.asynchronous import Hub
 from kombu_like.transport.memory import Broker
@@ -190,3 +192,9 @@ class TestHubWithNothingToWatch:
         hub.remove(a)
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("url", ["mongodb://user:secret@db.example", "redis://:secret@h:6379/0", "amqp://u:p@h//"])
+def test_sanitized_url_has_kombus_shape(url: str) -> None:
+    # Celery's backends print sanitized URLs; a URL without a path gets Kombu's "/"
+    assert kombu_like.utils.url.maybe_sanitize_url(url) == kombu.utils.url.maybe_sanitize_url(url)
