@@ -31,9 +31,11 @@ The broker is dropped when the test ends, with every message still in it.
 To run the same tests against a real broker, give its URL: ``pytest --kombu-like-url
 amqp://guest:guest@localhost//`` (or ``kombu_like_url = ...`` in the ``[pytest]`` ini
 section, or ``$KOMBU_LIKE_TEST_URL``; the option wins over the ini setting, which wins over
-the variable).  ``kombu_url`` and ``kombu_connection`` then use that broker -- the same
-one for every test, so give each test queue names of its own -- and a test that asks for
-``kombu_broker``, which looks inside the in-memory broker, is skipped with the reason.
+the variable).  ``kombu_url`` and ``kombu_connection`` then use that broker.  On Redis each test gets a
+key prefix of its own (``global_keyprefix``), deleted with its keys afterwards, so tests
+stay apart as on memory://; on other brokers every test shares the broker, so give each
+test queue names of its own.  A test that asks for ``kombu_broker``, which looks inside the
+in-memory broker, is skipped with the reason.
 
 With plugin autoloading disabled, load it by its entry-point name (``-p kombu_like``); from a source
 checkout that is not installed, by module (``-p kombu_like.testing.plugin``).
@@ -227,6 +229,31 @@ def _uses_memory(url: str) -> bool:
     return url.partition(":")[0] == "memory"
 
 
+def _is_redis(url: str) -> bool:
+    return url.partition(":")[0] in ("redis", "rediss")
+
+
+def _redis_of_its_own(url: str) -> Iterator[str]:
+    """``url`` with a key prefix of this test's own; its keys are deleted afterwards.
+
+    Every key and pub/sub channel of the transport carries the prefix, so tests that use
+    the same queue names do not see each other's messages -- as with memory://.
+    """
+    import redis
+
+    prefix = f"{VHOST_PREFIX}{uuid.uuid4().hex}."
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}global_keyprefix={prefix}"
+    finally:
+        client = redis.Redis.from_url(url.partition("?")[0])
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
 @pytest.fixture
 def kombu_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A ``memory://`` URL of a broker only this test uses (or the ``--kombu-like-url`` broker)."""
@@ -234,7 +261,10 @@ def kombu_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
     configured = configured_url(request.config)
     if configured is not None and not _uses_memory(configured):
-        yield configured
+        if _is_redis(configured) and "global_keyprefix=" not in configured:
+            yield from _redis_of_its_own(configured)
+        else:
+            yield configured
         return
     url = f"memory:///{VHOST_PREFIX}{uuid.uuid4().hex}"
     try:

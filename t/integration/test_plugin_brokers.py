@@ -67,3 +67,34 @@ def test_memory(kombu_url, kombu_broker):
     assert kombu_broker.queues() == []
 ''')
     pytester.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=1)
+
+
+@pytest.mark.redis
+def test_redis_tests_stay_apart_as_on_memory(pytester: pytest.Pytester, redis_url: str) -> None:
+    pytester.makepyfile(test_user='''
+import pytest
+import redis
+
+PREFIXES = []
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_same_queue_name(n, kombu_url, kombu_connection):
+    PREFIXES.append(kombu_url.partition("global_keyprefix=")[2])
+    assert PREFIXES[-1].startswith("pytest-")
+    with kombu_connection.SimpleQueue("orders") as queue:
+        assert queue.qsize() == 0  # nothing left by the test before
+        queue.put({"n": n})  # and left behind on purpose
+
+
+def test_keys_were_deleted(kombu_url):
+    assert len(set(PREFIXES)) == 3
+    client = redis.Redis.from_url(kombu_url.partition("?")[0])
+    try:
+        for prefix in PREFIXES:
+            assert list(client.scan_iter(match=prefix + "*", count=1000)) == []
+    finally:
+        client.close()
+''')
+    result = pytester.runpytest_subprocess(*PLUGIN, f"--kombu-like-url={redis_url}")
+    result.assert_outcomes(passed=4)
