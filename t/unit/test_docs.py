@@ -5,6 +5,9 @@ Shell examples are ``.. code-block:: console`` blocks: each ``$ command`` runs i
 a fresh directory per page (so ``kombu-like`` uses a fresh sqlite file), and its output
 must match the lines under it.  In expected output ``...`` matches any text within a line,
 and a line that is only ``...`` matches any number of lines.
+
+The userguide's Python examples also run on RabbitMQ, Redis and sqlite:
+t/integration/test_docs_on_brokers.py.
 """
 
 from __future__ import annotations
