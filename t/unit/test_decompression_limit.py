@@ -174,3 +174,24 @@ def test_on_message_consumers_get_the_body_decompressed(conn: Connection) -> Non
     with Consumer(conn, [queue], on_message=lambda m: (got.append(m), m.ack())):
         conn.drain_events(timeout=5)
     assert got[0].body == b'{"pad": "' + b"x" * 100 + b'"}'
+
+
+def test_zstd_with_only_the_zstandard_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without compression.zstd / backports.zstd, zstandard's decompressor is fed in slices."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "compression.zstd", None)
+    monkeypatch.setitem(sys.modules, "backports.zstd", None)
+    compression._zstd_limited_decoder.cache_clear()
+    try:
+        packed, _ = compress(DATA, "zstd")
+        assert decompress(packed + packed, "zstd", max_size=2 * len(DATA)) == DATA + DATA
+        with pytest.raises(DecodeError, match=f"limit of {len(DATA)} bytes"):
+            decompress(packed + packed, "zstd", max_size=len(DATA))
+        with pytest.raises(DecodeError, match="ended before the end"):
+            decompress(packed[:-5], "zstd", max_size=10 * len(DATA))
+        bomb, _ = compress(bytes(20_000_000), "zstd")
+        with pytest.raises(DecodeError, match="limit of 1000000 bytes"):
+            decompress(bomb, "zstd", max_size=1_000_000)
+    finally:
+        compression._zstd_limited_decoder.cache_clear()
