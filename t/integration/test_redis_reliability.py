@@ -127,13 +127,14 @@ def test_restore_sweep_runs_on_the_configured_interval(
     own = {"unacked_key": f"{unique_name}.unacked", "unacked_index_key": f"{unique_name}.unacked_index"}
     publish(redis_url, unique_name, [{"n": 1}])
     kill_consumer_holding(redis_url, unique_name, options=own)
-    # the message turns overdue after 1.5 s; this consumer sweeps once at start, while it
-    # is not overdue yet, and then only every 60 s
-    slow = {"visibility_timeout": 1.5, "unacked_restore_interval": 60, **own}
+    # the message turns overdue 5 s after the child took it; this consumer sweeps once at
+    # start, while it is not overdue yet (5 s leaves room for a slow start on a loaded
+    # machine), and then only every 60 s, so it must not see the message within 7 s
+    slow = {"visibility_timeout": 5, "unacked_restore_interval": 60, **own}
     with Connection(redis_url, transport_options=slow) as conn:
-        assert collect(conn, unique_name, 1, timeout=3.0) == []
+        assert collect(conn, unique_name, 1, timeout=7.0) == []
     assert len(held_tags(client, unique_name, own["unacked_key"])) == 1
-    fast = {"visibility_timeout": 1.5, "unacked_restore_interval": 0.2, **own}
+    fast = {"visibility_timeout": 5, "unacked_restore_interval": 0.2, **own}
     with Connection(redis_url, transport_options=fast) as conn:
         [message] = collect(conn, unique_name, 1, timeout=15)
     assert message.redelivered
