@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import exceptions as rexc
 
-from kombu_like.transport.redis.wire import Push, Wire, command_head, pack_commands, with_bulk
+from kombu_like.transport.redis.wire import Push, Wire, command_head, is_push, pack_commands, with_bulk
 
 
 class FakeSocket:
@@ -56,9 +56,18 @@ class FakeConnection:
         self._sock = None
 
 
-def wire_reading(chunks: Iterable[bytes], then: str = "eof") -> Wire:
+PARSERS = ["python", "hiredis"]
+
+
+@pytest.fixture(params=PARSERS)
+def parser(request: pytest.FixtureRequest) -> str:
+    """Every test runs with both reply parsers (hiredis is a test dependency)."""
+    return str(request.param)
+
+
+def wire_reading(chunks: Iterable[bytes], then: str = "eof", parser: str = "python") -> Wire:
     sock = FakeSocket(chunks, then)
-    wire = Wire(lambda: FakeConnection(sock), "test", socket_timeout=1.0)
+    wire = Wire(lambda: FakeConnection(sock), "test", socket_timeout=1.0, parser=parser)
     wire.connect()
     return wire
 
@@ -97,87 +106,98 @@ CASES: list[tuple[bytes, Any]] = [
     (b"#t\r\n", True),
     (b"#f\r\n", False),
     (b",1.5\r\n", 1.5),
-    (b"(12345678901234567890\r\n", 12345678901234567890),
-    (b"%1\r\n+server\r\n$5\r\nredis\r\n", [b"server", b"redis"]),
+    (b"%1\r\n+server\r\n$5\r\nredis\r\n", {b"server": b"redis"}),
     (b"~2\r\n:1\r\n:2\r\n", [1, 2]),
     (b"=7\r\ntxt:abc\r\n", b"abc"),
+    (b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n", Push([b"invalidate", [b"k"]])),
+]
+#: RESP3 types Redis does not send the transport, which hiredis reads otherwise or not at all
+PYTHON_ONLY: list[tuple[bytes, Any]] = [
+    (b"(12345678901234567890\r\n", 12345678901234567890),
     (b"!9\r\nERR blob!\r\n", rexc.ResponseError("ERR blob!")),
     (b"|1\r\n+key-popularity\r\n:1\r\n:7\r\n", 7),
-    (b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n", Push([b"invalidate", [b"k"]])),
 ]
 
 
 def same(got: Any, expected: Any) -> bool:
     if isinstance(expected, Exception):
         return type(got) is type(expected) and str(got) == str(expected)
+    if isinstance(expected, Push):
+        return is_push(got) and same(list(got), list(expected))
     if isinstance(expected, list):
         return (
             isinstance(got, list)
-            and type(got) is type(expected)
+            and not is_push(got)
             and len(got) == len(expected)
             and all(same(g, e) for g, e in zip(got, expected, strict=True))
         )
     return type(got) is type(expected) and got == expected
 
 
-STREAM = b"".join(raw for raw, _ in CASES)
-EXPECTED = [value for _, value in CASES]
+def stream_for(parser: str) -> tuple[bytes, list[Any]]:
+    cases = CASES + (PYTHON_ONLY if parser == "python" else [])
+    return b"".join(raw for raw, _ in cases), [value for _, value in cases]
 
 
-@pytest.mark.parametrize("split", range(1, len(STREAM)))
-def test_replies_split_at_every_byte(split: int) -> None:
-    wire = wire_reading([STREAM[:split], STREAM[split:]])
-    got = [wire.read_message() for _ in EXPECTED]
-    assert all(same(g, e) for g, e in zip(got, EXPECTED, strict=True)), got
+def test_replies_split_at_every_byte(parser: str) -> None:
+    stream, expected = stream_for(parser)
+    for split in range(1, len(stream)):
+        wire = wire_reading([stream[:split], stream[split:]], parser=parser)
+        got = [wire.read_message() for _ in expected]
+        assert all(same(g, e) for g, e in zip(got, expected, strict=True)), (split, got)
 
 
-def test_replies_arriving_one_byte_at_a_time() -> None:
-    wire = wire_reading(STREAM[i : i + 1] for i in range(len(STREAM)))
-    got = [wire.read_message() for _ in EXPECTED]
-    assert all(same(g, e) for g, e in zip(got, EXPECTED, strict=True)), got
+def test_replies_arriving_one_byte_at_a_time(parser: str) -> None:
+    stream, expected = stream_for(parser)
+    wire = wire_reading((stream[i : i + 1] for i in range(len(stream))), parser=parser)
+    got = [wire.read_message() for _ in expected]
+    assert all(same(g, e) for g, e in zip(got, expected, strict=True)), got
 
 
-def test_read_keeps_pushes_aside_for_whoever_waits_for_them() -> None:
+def test_read_keeps_pushes_aside_for_whoever_waits_for_them(parser: str) -> None:
     push = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nq\r\n"
-    wire = wire_reading([push + b":1\r\n" + push])
+    wire = wire_reading([push + b":1\r\n" + push], parser=parser)
     assert wire.read() == 1
     assert wire.pushes == [[b"invalidate", [b"q"]]]
-    assert type(wire.read_message()) is Push
+    assert is_push(wire.read_message())
+    assert not wire.has_buffered()
 
 
 @pytest.mark.parametrize(
     "garbage", [b"?what\r\n", b":12x\r\n", b"$abc\r\nxyz\r\n", b"*two\r\n", b"%x\r\n", b">-\r\n", b"\r\n"]
 )
-def test_garbage_is_an_invalid_response_and_drops_the_connection(garbage: bytes) -> None:
-    wire = wire_reading([garbage])
+def test_garbage_is_an_invalid_response_and_drops_the_connection(garbage: bytes, parser: str) -> None:
+    wire = wire_reading([garbage], parser=parser)
     with pytest.raises(rexc.InvalidResponse):
         wire.read()
     assert not wire.connected
 
 
-def test_end_of_stream_in_the_middle_of_a_reply_is_a_connection_error() -> None:
-    wire = wire_reading([b"*2\r\n$5\r\nhel"])
+def test_end_of_stream_in_the_middle_of_a_reply_is_a_connection_error(parser: str) -> None:
+    wire = wire_reading([b"*2\r\n$5\r\nhel"], parser=parser)
     with pytest.raises(rexc.ConnectionError, match="closed"):
         wire.read()
     assert not wire.connected
 
 
-def test_timeout_in_the_middle_of_a_reply_is_a_timeout_error() -> None:
-    wire = wire_reading([b"*2\r\n:1\r\n"], then="timeout")
+def test_timeout_in_the_middle_of_a_reply_is_a_timeout_error(parser: str) -> None:
+    wire = wire_reading([b"*2\r\n:1\r\n"], then="timeout", parser=parser)
     with pytest.raises(rexc.TimeoutError):
         wire.read()
     assert not wire.connected
 
 
-@pytest.mark.parametrize("split", range(1, 40))
-def test_integer_replies_fast_path_split_anywhere(split: int) -> None:
+def test_integer_replies_fast_path_split_anywhere(parser: str) -> None:
     replies = b":1\r\n:22\r\n:333\r\n-ERR no\r\n:5\r\n:6\r\n"
-    wire = wire_reading([replies[:split], replies[split:]])
-    got = wire.execute_counts(b"", 6)
-    assert got is not None
-    assert got[4:] == [5, 6] and isinstance(got[3], rexc.ResponseError)
-    wire = wire_reading([b":1\r\n:2\r\n:3\r\n"[:split], b":1\r\n:2\r\n:3\r\n"[split:]])
-    assert wire.execute_counts(b"", 3) is None
+    for split in range(1, len(replies)):
+        wire = wire_reading([replies[:split], replies[split:]], parser=parser)
+        got = wire.execute_counts(b"", 6)
+        assert got is not None
+        assert got[4:] == [5, 6] and isinstance(got[3], rexc.ResponseError)
+        ints = b":1\r\n:2\r\n:3\r\n"
+        wire = wire_reading([ints[:split], ints[split:]], parser=parser)
+        assert wire.execute_counts(b"", 3) is None
+        assert not wire.has_buffered()
 
 
 def test_commands_are_encoded_as_resp() -> None:
@@ -196,23 +216,24 @@ reply_values = st.recursive(
 )
 
 
+@pytest.mark.parametrize("parser_name", PARSERS)
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(reply_values, min_size=1, max_size=5), cuts=st.lists(st.integers(min_value=0), max_size=6))
-def test_generated_replies_survive_any_chunking(values: list[Any], cuts: list[int]) -> None:
+def test_generated_replies_survive_any_chunking(parser_name: str, values: list[Any], cuts: list[int]) -> None:
     stream = b"".join(encode(v) for v in values)
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
-    wire = wire_reading(chunks)
+    wire = wire_reading(chunks, parser=parser_name)
     assert [wire.read() for _ in values] == values
 
 
-def test_a_socket_error_while_writing_drops_the_connection() -> None:
+def test_a_socket_error_while_writing_drops_the_connection(parser: str) -> None:
     class Broken(FakeSocket):
         def sendall(self, data: bytes) -> None:
             raise ConnectionResetError("reset")
 
     sock = Broken([])
-    wire = Wire(lambda: FakeConnection(sock), "test", socket_timeout=1.0)
+    wire = Wire(lambda: FakeConnection(sock), "test", socket_timeout=1.0, parser=parser)
     with pytest.raises(rexc.ConnectionError, match="reset"):
         wire.send([("PING",)])
     assert not wire.connected

@@ -56,6 +56,7 @@ class BindingCache:
             "invalidation",
             store.options.socket_timeout,
             on_connect=self._on_inval_connect,
+            parser=store.options.reply_parser,
         )
         self._poller: Any = None
         self._recent = False

@@ -36,7 +36,14 @@ class FanoutListener:
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self.wire = Wire(store.connection_factory, "pub/sub", store.options.socket_timeout, 0, self._on_connect)
+        self.wire = Wire(
+            store.connection_factory,
+            "pub/sub",
+            store.options.socket_timeout,
+            0,
+            self._on_connect,
+            parser=store.options.reply_parser,
+        )
         self.lock = threading.RLock()
         #: queue -> {(exchange, binding key)} for fanout bindings made through the store
         self.bindings: dict[str, set[tuple[str, str]]] = {}

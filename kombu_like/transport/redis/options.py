@@ -15,6 +15,7 @@ __all__ = ["RedisOptions"]
 
 PRIORITY_ORDERS = ("kombu", "amqp")
 FANOUT_MODES = ("pubsub", "durable")
+REPLY_PARSERS = ("auto", "hiredis", "python")
 
 
 def _usable_cpus() -> int:
@@ -86,6 +87,8 @@ class RedisOptions(TransportOptions):
     #: single CPU, where the poll would hold the CPU the reply needs.
     reply_spin: float = field(default_factory=lambda: 0.0001 if _usable_cpus() > 1 else 0.0)
     client_name: str | None = None
+    #: who parses replies: ``"auto"`` (hiredis when installed), ``"hiredis"``, ``"python"``
+    reply_parser: str = "auto"
     #: keep bindings and exchange declarations in memory, kept fresh by Redis's
     #: client-side caching invalidations (CLIENT TRACKING)
     binding_cache: bool = True
@@ -130,6 +133,10 @@ class RedisOptions(TransportOptions):
         if self.priority_order not in PRIORITY_ORDERS:
             raise ValueError(
                 f"priority_order must be one of {', '.join(PRIORITY_ORDERS)}, got {self.priority_order!r}"
+            )
+        if self.reply_parser not in REPLY_PARSERS:
+            raise ValueError(
+                f"reply_parser must be one of {', '.join(REPLY_PARSERS)}, got {self.reply_parser!r}"
             )
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fanout_mode must be one of {', '.join(FANOUT_MODES)}, got {self.fanout_mode!r}")

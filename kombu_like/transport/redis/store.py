@@ -117,6 +117,7 @@ class RedisStore(QueueStore):
             options.health_check_interval,
             self._on_cmd_connect,
             reply_spin=options.reply_spin,
+            parser=options.reply_parser,
         )
         #: queue -> x-expires (ms) of queues declared through this store
         self.expires: dict[str, int] = {}

@@ -30,7 +30,7 @@ from redis import exceptions as rexc
 from ..virtual.store import Delivery
 from . import scripts
 from .codec import loads, preview, text
-from .wire import Push, Wire, array_header, pack_args
+from .wire import Wire, array_header, is_push, pack_args
 
 if TYPE_CHECKING:
     from .store import RedisStore
@@ -58,6 +58,7 @@ class Taker:
             0,
             self._on_connect,
             reply_spin=store.options.reply_spin,
+            parser=store.options.reply_parser,
         )
         self._lock = threading.Lock()
         self._last_score = 0.0
@@ -317,7 +318,7 @@ class Taker:
 
     def _watched(self, message: Any, pong_due: float | None) -> float | None:
         """Note what came on the take connection while waiting; the PING deadline after it."""
-        if type(message) is Push:
+        if is_push(message):
             if message and message[0] == b"invalidate":
                 self.wire.pushes.append(message)
             return pong_due

@@ -6,6 +6,10 @@ lets several commands go out in one write, a reply be read later (acknowledgemen
 the socket be polled next to others (a blocking pop next to a pub/sub subscription)
 without redis-py's per-command bookkeeping on the hot path.
 
+Replies are parsed by ``hiredis.Reader`` when hiredis is installed (``pip install
+"kombu_like[hiredis]"``), else by the pure-Python parser below; both give the same values
+for every reply the transport reads.
+
 Errors are raised as redis-py's exception classes so that the transport translates all of
 them in one place; after any socket error the connection is dropped (its stream position
 is unknown) and the next command reconnects.
@@ -26,7 +30,23 @@ from redis import exceptions as rexc
 
 from .compat import socket_of
 
-__all__ = ["Push", "Wire", "array_header", "command_head", "pack_args", "pack_commands", "with_bulk"]
+_hiredis: Any
+try:
+    import hiredis as _hiredis
+except ImportError:  # the pure-Python parser below does the work
+    _hiredis = None
+
+__all__ = [
+    "HIREDIS",
+    "Push",
+    "Wire",
+    "array_header",
+    "command_head",
+    "is_push",
+    "pack_args",
+    "pack_commands",
+    "with_bulk",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +69,21 @@ _ERRORS: dict[str, type[rexc.RedisError]] = {
 
 class Push(list):  # type: ignore[type-arg]
     """A RESP3 push message (an invalidation, say): data the server sends unasked."""
+
+
+#: whether replies are parsed by hiredis (when a wire does not say otherwise)
+HIREDIS = _hiredis is not None
+
+_PUSH_TYPES = frozenset({Push, _hiredis.PushNotification} if _hiredis is not None else {Push})
+#: what a reader raises for bytes that are not RESP
+_GARBLED: tuple[type[Exception], ...] = (ValueError, _hiredis.ProtocolError) if _hiredis is not None else (ValueError,)
+#: what hiredis returns while a reply is incomplete
+_INCOMPLETE = object()
+
+
+def is_push(reply: Any) -> bool:
+    """True for a RESP3 push message, whichever parser read it."""
+    return type(reply) in _PUSH_TYPES
 
 
 def reply_error(text: str) -> rexc.RedisError:
@@ -128,6 +163,7 @@ class Wire:
         health_check_interval: float = 0,
         on_connect: Callable[[Wire], None] | None = None,
         reply_spin: float = 0.0,
+        parser: str = "auto",
     ) -> None:
         self._factory = factory
         self.name = name
@@ -154,6 +190,22 @@ class Wire:
         self._spin_now = False
         self._spin_misses = 0
         self._spin_skip = 0
+        if parser not in ("auto", "hiredis", "python"):
+            raise ValueError(f"parser must be 'auto', 'hiredis' or 'python', not {parser!r}")
+        if parser == "hiredis" and _hiredis is None:
+            raise ImportError('parsing replies with hiredis needs it installed: pip install "kombu_like[hiredis]"')
+        #: hiredis's reader, made fresh for every connection (None: the Python parser)
+        self._reader: Any = None
+        self.hiredis = _hiredis is not None and parser != "python"
+        if self.hiredis:
+            self._reader = self._new_reader()
+            self._reply = self._reply_hiredis  # type: ignore[method-assign]
+            self._read_integers = self._read_integers_hiredis  # type: ignore[method-assign]
+
+    @staticmethod
+    def _new_reader() -> Any:
+        assert _hiredis is not None
+        return _hiredis.Reader(replyError=reply_error, notEnoughData=_INCOMPLETE)
 
     # -- connection ------------------------------------------------------------------
     @property
@@ -214,6 +266,8 @@ class Wire:
         self.sock = None
         self._buf.clear()
         self._pos = 0
+        if self._reader is not None:
+            self._reader = self._new_reader()
         self.pushes.clear()
         lost, self._deferred = self._deferred, deque()
         self._deferred_replies = 0
@@ -245,7 +299,7 @@ class Wire:
 
     def has_buffered(self) -> bool:
         """True when reply bytes already read from the socket are waiting to be parsed."""
-        if self._pos < len(self._buf):
+        if self._pos < len(self._buf) or (self._reader is not None and self._reader.has_data()):
             return True
         pending = getattr(self.sock, "pending", None)
         return bool(pending and pending())
@@ -263,7 +317,7 @@ class Wire:
         except OSError as exc:
             raise self._failed(exc, "writing to") from exc
 
-    def _garbled(self, exc: ValueError) -> rexc.RedisError:
+    def _garbled(self, exc: Exception) -> rexc.RedisError:
         """Drop the connection after a reply that is not RESP (its stream position is lost)."""
         self.disconnect()
         return rexc.InvalidResponse(f"unreadable reply from Redis on the {self.name} connection: {exc}")
@@ -353,7 +407,7 @@ class Wire:
         except rexc.RedisError:
             self.disconnect()
             raise
-        except ValueError as exc:
+        except _GARBLED as exc:
             raise self._garbled(exc) from exc
         finally:
             self._spin_now = False
@@ -416,7 +470,7 @@ class Wire:
             self._set_read_timeout(timeout)
         try:
             reply = self._reply()
-            while type(reply) is Push:
+            while type(reply) in _PUSH_TYPES:
                 # a push (RESP3) is no command's reply: keep it for whoever waits for one
                 self.pushes.append(reply)
                 reply = self._reply()
@@ -426,7 +480,7 @@ class Wire:
         except rexc.RedisError:
             self.disconnect()
             raise
-        except ValueError as exc:
+        except _GARBLED as exc:
             raise self._garbled(exc) from exc
         finally:
             if timeout is not False and self.sock is not None:
@@ -445,7 +499,7 @@ class Wire:
         except rexc.RedisError:
             self.disconnect()
             raise
-        except ValueError as exc:
+        except _GARBLED as exc:
             raise self._garbled(exc) from exc
         finally:
             if timeout is not False and self.sock is not None:
@@ -465,6 +519,26 @@ class Wire:
             raise rexc.ConnectionError(f"Redis closed the {self.name} connection")
         buf += chunk
         self._last_io = time.monotonic()
+
+    def _reply_hiredis(self) -> Any:
+        reader = self._reader
+        reply = reader.gets()
+        while reply is _INCOMPLETE:
+            chunk = self._recv_soon() if self._spin_now else self.sock.recv(_READ_SIZE)
+            if not chunk:
+                raise rexc.ConnectionError(f"Redis closed the {self.name} connection")
+            self._last_io = time.monotonic()
+            reader.feed(chunk)
+            reply = reader.gets()
+        return reply
+
+    def _read_integers_hiredis(self, count: int) -> list[Any] | None:
+        reply = self._reply_hiredis
+        replies = [reply() for _ in range(count)]
+        for value in replies:
+            if type(value) is not int:
+                return replies
+        return None
 
     def _recv_soon(self) -> bytes:
         """Receive a reply that is due any moment: poll for up to ``reply_spin`` seconds
@@ -535,15 +609,19 @@ class Wire:
         return data
 
     def _resp3(self, kind: bytes, line: bytes) -> Any:
-        """The RESP3 types (a connection that sent ``HELLO 3``): maps and sets come back
-        flat, as RESP2 would send them; pushes as :class:`Push`."""
+        """The RESP3 types (a connection that sent ``HELLO 3``): maps as dicts, sets as
+        lists, pushes as :class:`Push`."""
         try:
             if kind == b">":
                 return Push(self._reply() for _ in range(int(line[1:])))
             if kind == b"_":
                 return None
             if kind == b"%":
-                return [self._reply() for _ in range(2 * int(line[1:]))]
+                items = [self._reply() for _ in range(2 * int(line[1:]))]
+                try:
+                    return dict(zip(items[::2], items[1::2], strict=True))
+                except TypeError:  # a key that cannot be a dict key: keep the pairs
+                    return items
             if kind == b"~":
                 return [self._reply() for _ in range(int(line[1:]))]
             if kind == b"#":
