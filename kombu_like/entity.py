@@ -11,6 +11,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from .exceptions import ContentDisallowed, NotBoundError
 from .serialization import prepare_accept_content
 
@@ -604,10 +605,19 @@ class Queue(MaybeChannelBound):
             m2p = getattr(self.channel, "message_to_python", None)
             if m2p:
                 message = m2p(message)
-            if message.errors:
-                message._reraise_error()
+            # accept and the size limit first, so refused content is never decompressed
             message.accept = prepare_accept_content(accept)
+            message.max_decompressed_size = self._max_decompressed_size()
+            message._raise_if_unreadable()
         return message  # type: ignore[no-any-return]
+
+    def _max_decompressed_size(self) -> int | None:
+        client = getattr(getattr(self.channel, "connection", None), "client", None)
+        options = getattr(client, "transport_options", None)
+        if not isinstance(options, Mapping):
+            return DEFAULT_MAX_DECOMPRESSED_SIZE
+        limit = options.get("max_decompressed_size", DEFAULT_MAX_DECOMPRESSED_SIZE)
+        return None if limit is None else int(limit)
 
     def purge(self, nowait: bool = False) -> int:
         """Remove all ready messages; return how many."""

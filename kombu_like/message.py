@@ -239,6 +239,21 @@ class Message:
                 raise
             return callback(self, exc)
 
+    def _raise_if_unreadable(self) -> None:
+        """Raise the first problem found in the message, as :meth:`decode` would.
+
+        A compressed body is decompressed for this only when its content type is
+        accepted: content the consumer refuses is never decompressed.
+        """
+        if not self._errors and self._compression is not None:
+            try:
+                check_accept(self.content_type, self.accept)
+            except Exception:
+                return  # decode() refuses it, before decompressing anything
+            self._inflate()
+        if self._errors:
+            self._reraise_error()
+
     def decode(self) -> Any:
         """Deserialize the body (cached after the first call)."""
         if self._decoded_cache is None:

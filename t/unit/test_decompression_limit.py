@@ -195,3 +195,46 @@ def test_zstd_with_only_the_zstandard_package(monkeypatch: pytest.MonkeyPatch) -
             decompress(bomb, "zstd", max_size=1_000_000)
     finally:
         compression._zstd_limited_decoder.cache_clear()
+
+
+# -- Queue.get and SimpleQueue.get ----------------------------------------------------------
+def test_queue_get_checks_accept_before_decompressing(conn: Connection) -> None:
+    calls: list[int] = []
+
+    def counting_decoder(data: Any) -> bytes:
+        calls.append(len(data))
+        return bytes(data)
+
+    compression.register(lambda d: bytes(d), counting_decoder, "application/x-counted-get")
+    try:
+        queue = Queue("get_accept_first")
+        Producer(conn).publish(
+            b"a: 1", routing_key=queue.name, declare=[queue], content_type="application/x-yaml",
+            content_encoding="utf-8", compression="application/x-counted-get",
+        )
+        message = queue(conn.default_channel).get(accept=["json"])
+        assert message is not None
+        with pytest.raises(ContentDisallowed):
+            message.decode()
+        assert calls == []
+        with conn.SimpleQueue(queue, accept=["json"]) as simple:
+            Producer(conn).publish(
+                b'{"a": 1}', routing_key=queue.name, content_type="application/json",
+                content_encoding="utf-8", compression="application/x-counted-get",
+            )
+            assert simple.get(timeout=2).payload == {"a": 1}
+        assert len(calls) == 1
+    finally:
+        for table in (compression._encoders, compression._decoders, compression._names, compression._aliases):
+            table.pop("application/x-counted-get", None)
+
+
+def test_queue_get_honours_the_transport_option_limit(conn: Connection) -> None:
+    conn.transport_options["max_decompressed_size"] = 4000
+    queue = Queue("get_limit")
+    publish_big(conn, queue, 10_000)
+    with pytest.raises(DecodeError, match="limit of 4000 bytes"):
+        queue(conn.default_channel).get(accept=["json"])
+    publish_big(conn, queue, 100)
+    message = queue(conn.default_channel).get(accept=["json"])
+    assert message is not None and message.payload == {"pad": "x" * 100}
