@@ -558,3 +558,40 @@ def test_no_reply_polling_on_a_single_cpu() -> None:
     many, one = result.stdout.split()
     assert float(one) == 0.0
     assert float(many) == (0.0001 if len(os.sched_getaffinity(0)) > 1 else 0.0)
+
+
+# -- waiting on an empty queue ------------------------------------------------------------
+
+
+def test_waiting_consumer_takes_nothing_and_wakes_on_a_kombu_publish(
+    redis_url: str, unique_name: str, client: redis.Redis
+) -> None:
+    import kombu
+
+    options = {"client_name": unique_name, "unacked_restore_interval": 60}
+    received: list[tuple[Any, float]] = []
+    with Connection(redis_url, transport_options=options) as conn:
+        queue = Queue(unique_name, routing_key=unique_name)
+
+        def on_message(message: Message) -> None:
+            received.append((message.payload, time.monotonic()))
+            message.ack()
+
+        with Consumer(conn, [queue], on_message=on_message):
+            waiter = threading.Thread(target=lambda: conn.drain_events(timeout=10))
+            waiter.start()
+            time.sleep(0.5)
+            ours = [c for c in client.client_list() if c.get("name") == unique_name]
+            # waiting: tracking on the take connection, no client blocked in a pop
+            assert any("t" in c["flags"] for c in ours), ours
+            assert not any("b" in c["flags"] for c in ours), ours
+            assert client.llen(unique_name) == 0
+            with kombu.Connection(redis_url) as other:
+                sent = time.monotonic()
+                other.Producer().publish({"from": "kombu"}, routing_key=unique_name, serializer="json")
+            waiter.join(15)
+    # woken by Redis's invalidation, not by the next maintenance round a minute later
+    [(body, at)] = received
+    assert body == {"from": "kombu"}
+    assert at - sent < 2.0
+    assert held_tags(client, unique_name) == []

@@ -150,6 +150,13 @@ class Taker:
                 if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
                     return []
                 store.maintain(queues)
+                if self.tracking and wait >= MIN_BLOCK:
+                    # a look at the lists once per maintenance interval: a wake-up Redis
+                    # never sent would cost at most that long, and the take connection
+                    # shows it is alive even with health checks off
+                    deliveries = self._take(keys, names, max_count, watch=True)
+                    if deliveries:
+                        return deliveries
 
     # -- the take script -------------------------------------------------------------------
     def _take(
