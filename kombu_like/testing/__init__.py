@@ -2,7 +2,9 @@
 
 :mod:`kombu_like.testing.conformance` holds the transport conformance suite: subclass
 :class:`~kombu_like.testing.conformance.TransportConformance` with a transport's URL to
-check that it behaves like every other transport.  Names are imported on first use, so
+check that it behaves like every other transport, and
+:class:`~kombu_like.testing.hostile.HostileInputTests` to check that malformed messages
+never crash its consumers.  Names are imported on first use, so
 importing this package does not import pytest.
 """
 
@@ -18,8 +20,10 @@ __all__ = [
     "DecodeErrorTests",
     "ExchangeTypeTests",
     "HeadersAndPropertiesTests",
+    "HostileInputTests",
     "PriorityTests",
     "PublishConsumeTests",
+    "SeamTests",
     "SimpleQueueTests",
     "TTLTests",
     "TransportConformance",
@@ -27,6 +31,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "HostileInputTests":
+        from . import hostile
+
+        return hostile.HostileInputTests
     if name in __all__:
         from . import conformance
 

@@ -54,8 +54,9 @@ _MISSING_DRIVER = 'The Redis transport needs the redis package: pip install "kom
 def _driver() -> Any:
     try:
         import redis
-    except ImportError as exc:
-        raise ImportError(_MISSING_DRIVER) from exc
+    except ImportError:
+        # the one line that says what to install, not a chain of two tracebacks
+        raise ImportError(_MISSING_DRIVER) from None
     return redis
 
 
