@@ -17,21 +17,24 @@ from typing import Any
 import pytest
 
 from kombu_like import Connection, Consumer, Exchange, Producer, Queue
+from t.integration.test_amqp import tls_files, tls_relay  # noqa: F401 - fixtures for amqps
 
 
 class Target:
     """Connections to the transport under test, and how many messages a thread sends."""
 
-    def __init__(self, url: str, options: dict[str, Any] | None = None, per_thread: int = 1_500) -> None:
+    def __init__(self, url: str, options: dict[str, Any] | None = None, per_thread: int = 1_500,
+                 ssl: Any = None) -> None:
         self.url = url
         self.options = options or {}
         self.per_thread = per_thread
+        self.ssl = ssl
 
     def __call__(self) -> Connection:
-        return Connection(self.url, transport_options=self.options)
+        return Connection(self.url, transport_options=self.options, ssl=self.ssl)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "sqs", "amqp", "amqp-confirms"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "sqs", "amqp", "amqp-confirms", "amqps"])
 def connect(request: pytest.FixtureRequest, tmp_path: Any) -> Target:
     kind = request.param
     if kind == "memory":
@@ -44,6 +47,13 @@ def connect(request: pytest.FixtureRequest, tmp_path: Any) -> Target:
         return Target(f"sqs://testing:testing@{host}", {"region": "us-east-1", "wait_time_seconds": 1}, 60)
     if kind == "redis":
         return Target(request.getfixturevalue("redis_url"))
+    if kind == "amqps":
+        # TLS through a relay: one SSL object must never be read and written at once (the
+        # relay forwards without TCP_NODELAY, so each confirm round trip costs ~40 ms)
+        relay = request.getfixturevalue("tls_relay")
+        cert, _ = request.getfixturevalue("tls_files")
+        return Target(f"amqps://guest:guest@localhost:{relay.port}//", {"confirm_publish": True}, 200,
+                      ssl={"ca_certs": cert})
     url = request.getfixturevalue("amqp_url")
     if kind == "amqp-confirms":
         return Target(url, {"confirm_publish": True, "confirm_timeout": 20})
