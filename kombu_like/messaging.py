@@ -340,11 +340,14 @@ class Producer:
         if compression is None:
             compression = self.compression
         declare = list(declare) if declare else ()
+        if self.auto_declare and self.exchange.name and self.exchange not in declare:
+            # as Kombu: the producer's own exchange is declared; an exchange passed to
+            # publish() is not (publishing to one that does not exist is a broker error,
+            # NOT_FOUND on AMQP, never a silent declaration)
+            declare = [*declare, self.exchange]
         if isinstance(exchange, Exchange):
             # as Kombu: the messages take the delivery mode of the exchange they go to
             exchange_name = exchange.name
-            if exchange_name:
-                declare = [*declare, exchange]
             properties["delivery_mode"] = maybe_delivery_mode(delivery_mode or exchange.delivery_mode)
         else:
             exchange_name = self.exchange.name if exchange is None else exchange

@@ -93,9 +93,15 @@ class TestPublish:
         Producer(conn).publish(1, exchange="exn_ex", routing_key="k")
         assert [m.payload for m in collect(conn, queue)] == [1]
 
-    def test_exchange_object_is_declared(self, conn: Connection) -> None:
+    def test_exchange_object_is_not_declared(self, conn: Connection) -> None:
+        # as Kombu: only the producer's own exchange (and ``declare=``) is declared
         Producer(conn).publish(1, exchange=Exchange("exo_ex", "fanout"), routing_key="k")
-        Exchange("exo_ex")(conn.channel()).declare(passive=True)
+        with pytest.raises(NotFound):
+            Exchange("exo_ex")(conn.channel()).declare(passive=True)
+
+    def test_producers_own_exchange_is_declared(self, conn: Connection) -> None:
+        Producer(conn, exchange=Exchange("own_ex", "fanout")).publish(1, routing_key="k")
+        Exchange("own_ex")(conn.channel()).declare(passive=True)
 
     def test_declare_list(self, conn: Connection, collect: Collect) -> None:
         first = Queue("decl_a", Exchange("decl_ex"), "k")
