@@ -245,8 +245,9 @@ def test_rediss_url_over_tls(tmp_path: Path, tls_files: dict[str, Path], unique_
 def test_user_without_client_command_still_gets_everything(
     tmp_path: Path, unique_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # no CLIENT TRACKING (bindings read on every publish) and no CLIENT UNBLOCK (a fanout
-    # message waits for the blocking pop to time out): slower, never wrong
+    # no CLIENT TRACKING (bindings read on every publish, consumers wait in BRPOP) and no
+    # CLIENT UNBLOCK (a fanout message waits for the blocking pop to time out): slower,
+    # and warned about, but every message arrives
     caplog.set_level(logging.INFO, logger="kombu_like.transport.redis")
     with redis_server(tmp_path / "acl") as port:
         admin = redis.Redis(port=port)
@@ -275,6 +276,12 @@ def test_user_without_client_command_still_gets_everything(
             assert got == [{"fan": 1}]
         admin.close()
     assert any("refused client-side caching" in r.getMessage() for r in caplog.records)
+    # the take connection cannot watch the lists either: the consumer waited in BRPOP,
+    # and says that a cut connection could lose the message that pop takes
+    assert any(
+        "refused client tracking on the take connection" in r.getMessage() and r.levelno == logging.WARNING
+        for r in caplog.records
+    )
 
 
 def test_password_is_used_and_never_shown(tmp_path: Path, unique_name: str) -> None:
