@@ -260,7 +260,7 @@ class Transport(base.Transport):
         connection.client = None
         try:
             if connection.is_open:
-                with connection.buffered_transport.having_timeout(CLOSE_TIMEOUT):
+                with connection.reply_timeout(CLOSE_TIMEOUT):
                     connection.close()
         except _CLOSE_ERRORS as exc:
             logger.debug("closing connection to %s: %r", self._uri(), exc)
