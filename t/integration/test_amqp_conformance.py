@@ -3,25 +3,53 @@ confirms, so every behaviour holds in both publishing modes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+from kombu_like import Connection
 from kombu_like.testing.conformance import TransportConformance
 from kombu_like.testing.hostile import HostileInputTests
 
 pytestmark = pytest.mark.amqp
 
 
-class TestAMQPConformance(TransportConformance):
+class SocketFault:
+    """The seam experiments on RabbitMQ: the next frame written to the socket fails as the
+    kernel fails it when the peer resets the connection."""
+
+    @contextlib.contextmanager
+    def failing_put(self, conn: Connection, error: Exception, times: int = 1) -> Iterator[list[Exception]]:
+        conn.connect()
+        _ = conn.default_channel  # opened before the fault, so the fault hits the publish
+        socket_transport = conn.connection.transport
+        original = socket_transport._write
+        raised: list[Exception] = []
+
+        def write(data: Any) -> None:
+            if len(raised) < times:
+                raised.append(error)
+                raise error
+            original(data)
+
+        socket_transport._write = write
+        try:
+            yield raised
+        finally:
+            with contextlib.suppress(AttributeError):
+                del socket_transport._write
+
+
+class TestAMQPConformance(SocketFault, TransportConformance):
     @pytest.fixture(autouse=True)
     def _broker(self, amqp_url: str) -> None:
         self.url = amqp_url
 
 
-class TestAMQPConformanceWithConfirms(TransportConformance):
+class TestAMQPConformanceWithConfirms(SocketFault, TransportConformance):
     transport_options: Mapping[str, Any] = MappingProxyType({"confirm_publish": True, "confirm_timeout": 10})
 
     @pytest.fixture(autouse=True)
