@@ -182,10 +182,10 @@ class Channel(StdChannel, ABC):
         arguments: Mapping[str, Any] | None = None,
         nowait: bool = False,
         **kwargs: Any,
-    ) -> queue_declare_ok_t:
+    ) -> queue_declare_ok_t | None:
         """Declare a queue (a server-named one when ``queue`` is empty); return its name,
-        ready message count and consumer count.  ``passive`` raises NotFound for a missing
-        queue."""
+        ready message count and consumer count (``None`` with ``nowait``, where the broker
+        sends no reply).  ``passive`` raises NotFound for a missing queue."""
 
     @abstractmethod
     def queue_bind(

@@ -60,7 +60,7 @@ _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, KombuError)
 _seam = base.driver_seam(DRIVER_ERRORS)
 
 
-class Channel(base.StdChannel):
+class Channel(base.Channel):
     """An AMQP channel: the seam's channel interface mapped onto RabbitMQ methods.
 
     Synchronous methods wait at most ``rpc_timeout`` seconds for their reply.  When the
@@ -126,8 +126,9 @@ class Channel(base.StdChannel):
     def channel_id(self) -> int | None:
         return self._raw.channel_id  # type: ignore[no-any-return]
 
+    # read-only here: the broker and the connection decide it, not the channel's owner
     @property
-    def is_open(self) -> bool:
+    def is_open(self) -> bool:  # type: ignore[override]
         """True until closed by :meth:`close` or with its connection."""
         return not self._closed and bool(self._raw.is_open) and self.connection.is_open
 
