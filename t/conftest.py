@@ -91,3 +91,32 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A name no other test (or test run) uses, for queues, exchanges and key prefixes."""
     base = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
     return f"t_{base}_{uuid.uuid4().hex[:8]}"
+
+
+def own_unacked_keys(name: str) -> dict[str, str]:
+    """Redis transport options that give ``name`` an unacked store of its own.
+
+    Every Redis consumer sweeps its unacked hash with its own ``visibility_timeout``: a
+    test with a short one on the shared hash would give back messages that other tests,
+    running at the same time or just before, still hold.  Pass this to every connection
+    of such a test, and delete the two keys afterwards (:func:`delete_unacked_keys`).
+    """
+    return {"unacked_key": f"{name}.unacked", "unacked_index_key": f"{name}.unacked_index"}
+
+
+def delete_unacked_keys(url: str, keys: dict[str, str]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.delete(keys["unacked_key"], keys["unacked_index_key"])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def own_unacked(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
+    """:func:`own_unacked_keys` for this test, deleted when it ends."""
+    keys = own_unacked_keys(unique_name)
+    yield keys
+    delete_unacked_keys(redis_url, keys)

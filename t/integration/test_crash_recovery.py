@@ -56,7 +56,10 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     if kind == "amqp":
         yield Case(request.getfixturevalue("amqp_url"))
     elif kind == "redis":
-        options = {"visibility_timeout": 2, "unacked_restore_interval": 0.5}
+        # an unacked store of its own: this short visibility timeout must not give back
+        # messages other tests on the same Redis hold
+        own = request.getfixturevalue("own_unacked")
+        options = {"visibility_timeout": 2, "unacked_restore_interval": 0.5, **own}
         yield Case(request.getfixturevalue("redis_url"), options, not_before=2.0, within=2.5 + SLACK)
     elif kind == "sqs":
         host = request.getfixturevalue("sqs_endpoint").split("://", 1)[1]

@@ -8,19 +8,31 @@ that is cut comes back after ``visibility_timeout``, kept short here.
 from __future__ import annotations
 
 import contextlib
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from kombu_like import Connection
 from kombu_like.rpc import RpcClient
+from t.conftest import delete_unacked_keys, own_unacked_keys
 
 from .test_helpers_amqp import Cleanup, HelperBehaviour
+
+#: an unacked store of this run's own: the short visibility timeout below must not give
+#: back messages that other tests on the same Redis hold
+OWN_UNACKED = own_unacked_keys(f"kltest-helpers-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.mark.redis
 class TestHelpersRedis(HelperBehaviour):
     broker_port = 6379
-    transport_options = {"visibility_timeout": 5, "socket_timeout": 5}
+    transport_options = {"visibility_timeout": 5, "socket_timeout": 5, **OWN_UNACKED}
+
+    @pytest.fixture(scope="class", autouse=True)
+    def _own_unacked(self, redis_url: str) -> Iterator[None]:
+        yield
+        delete_unacked_keys(redis_url, OWN_UNACKED)
 
     @pytest.fixture
     def url(self, redis_url: str) -> str:

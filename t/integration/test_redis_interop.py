@@ -258,7 +258,7 @@ import sys, time
 import {lib} as lib
 
 queue = lib.Queue({queue!r}, routing_key={queue!r})
-with lib.Connection({url!r}, transport_options={{"visibility_timeout": 3600}}) as conn:
+with lib.Connection({url!r}, transport_options={{"visibility_timeout": 3600, **{options!r}}}) as conn:
     def on_message(body, message):
         print("got", body["n"], flush=True)
         time.sleep(60)  # killed here, never acks
@@ -268,9 +268,9 @@ with lib.Connection({url!r}, transport_options={{"visibility_timeout": 3600}}) a
 """
 
 
-def run_and_kill_consumer(lib_name: str, url: str, queue: str) -> int:
+def run_and_kill_consumer(lib_name: str, url: str, queue: str, options: dict[str, Any] | None = None) -> int:
     """Start a consumer of ``queue`` in a child process; SIGKILL it once it holds a message."""
-    code = textwrap.dedent(CHILD.format(lib=lib_name, queue=queue, url=url))
+    code = textwrap.dedent(CHILD.format(lib=lib_name, queue=queue, url=url, options=options or {}))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -289,22 +289,27 @@ def run_and_kill_consumer(lib_name: str, url: str, queue: str) -> int:
 def test_unacked_message_of_a_killed_consumer_is_restored(
     dead: str, restorer: str, redis_url: str, unique_name: str, cleanup: None
 ) -> None:
-    with kombu_like.Connection(redis_url) as conn:
+    # both libraries under a key prefix of this test's own: the short visibility timeout
+    # below must not give back messages other tests on the same Redis hold, and Kombu's
+    # default unacked key names are still the ones both sides use (under the prefix)
+    prefix = f"{unique_name}:"
+    own = {"global_keyprefix": prefix}
+    with kombu_like.Connection(redis_url, transport_options=own) as conn:
         queue = kombu_like.Queue(unique_name, routing_key=unique_name)
         conn.Producer().publish({"n": 7}, routing_key=unique_name, declare=[queue])
-    assert run_and_kill_consumer(dead, redis_url, unique_name) == 7
+    assert run_and_kill_consumer(dead, redis_url, unique_name, own) == 7
     client = redis.Redis.from_url(redis_url)
-    assert client.llen(unique_name) == 0, "the message should be held unacked by the killed consumer"
-    held = [tag for tag, value in client.hscan_iter("unacked") if unique_name.encode() in value]
+    assert client.llen(prefix + unique_name) == 0, "the message should be held unacked by the killed consumer"
+    held = [tag for tag, value in client.hscan_iter(prefix + "unacked") if unique_name.encode() in value]
     assert len(held) == 1
     client.close()
     lib = LIBS[restorer]
-    options = {"visibility_timeout": 1, "unacked_restore_interval": 0.2, "unacked_restore_throttle": 1}
+    options = {"visibility_timeout": 1, "unacked_restore_interval": 0.2, "unacked_restore_throttle": 1, **own}
     queue = lib.Queue(unique_name, routing_key=unique_name)
     received = consume(lib, redis_url, [queue], 1, 15, transport_options=options)
     assert [body for body, _ in received] == [{"n": 7}]
     assert received[0][1].delivery_info.get("redelivered") is True
     client = redis.Redis.from_url(redis_url)
-    assert not client.hexists("unacked", held[0])
-    assert client.zscore("unacked_index", held[0]) is None
+    assert not client.hexists(prefix + "unacked", held[0])
+    assert client.zscore(prefix + "unacked_index", held[0]) is None
     client.close()

@@ -105,26 +105,24 @@ def kill_consumer_holding(url: str, queue: str, prefetch: int = 1, options: dict
 
 
 def test_message_of_a_killed_consumer_comes_back_redelivered(
-    redis_url: str, unique_name: str, client: redis.Redis
+    redis_url: str, unique_name: str, client: redis.Redis, own_unacked: dict[str, str]
 ) -> None:
     publish(redis_url, unique_name, [{"n": 1}])
-    kill_consumer_holding(redis_url, unique_name)
+    kill_consumer_holding(redis_url, unique_name, options=own_unacked)
     assert client.llen(unique_name) == 0
-    assert len(held_tags(client, unique_name)) == 1
-    options = {"visibility_timeout": 1, "unacked_restore_interval": 0.2}
+    assert len(held_tags(client, unique_name, own_unacked["unacked_key"])) == 1
+    options = {"visibility_timeout": 1, "unacked_restore_interval": 0.2, **own_unacked}
     with Connection(redis_url, transport_options=options) as conn:
         [message] = collect(conn, unique_name, 1, timeout=15)
     assert message.payload == {"n": 1}
     assert message.redelivered
-    assert held_tags(client, unique_name) == []
+    assert held_tags(client, unique_name, own_unacked["unacked_key"]) == []
 
 
 def test_restore_sweep_runs_on_the_configured_interval(
-    redis_url: str, unique_name: str, client: redis.Redis
+    redis_url: str, unique_name: str, client: redis.Redis, own_unacked: dict[str, str]
 ) -> None:
-    # an unacked store of its own: consumers of other tests sharing the database sweep
-    # the default one with shorter visibility timeouts
-    own = {"unacked_key": f"{unique_name}.unacked", "unacked_index_key": f"{unique_name}.unacked_index"}
+    own = own_unacked
     publish(redis_url, unique_name, [{"n": 1}])
     kill_consumer_holding(redis_url, unique_name, options=own)
     # the message turns overdue 5 s after the child took it; this consumer sweeps once at
@@ -141,18 +139,18 @@ def test_restore_sweep_runs_on_the_configured_interval(
 
 
 def test_concurrent_sweeps_restore_each_message_once(
-    redis_url: str, unique_name: str, client: redis.Redis
+    redis_url: str, unique_name: str, client: redis.Redis, own_unacked: dict[str, str]
 ) -> None:
     total = 30
     publish(redis_url, unique_name, [{"n": n} for n in range(total)])
-    kill_consumer_holding(redis_url, unique_name, prefetch=total)
+    kill_consumer_holding(redis_url, unique_name, prefetch=total, options=own_unacked)
     assert client.llen(unique_name) == 0
-    assert len(held_tags(client, unique_name)) == total
+    assert len(held_tags(client, unique_name, own_unacked["unacked_key"])) == total
     received: list[int] = []
     lock = threading.Lock()
     stop = threading.Event()
     start = threading.Barrier(4)
-    options = {"visibility_timeout": 0.5, "unacked_restore_interval": 0.05}
+    options = {"visibility_timeout": 0.5, "unacked_restore_interval": 0.05, **own_unacked}
 
     def consumer() -> None:
         with Connection(redis_url, transport_options=options) as conn:
@@ -181,7 +179,7 @@ def test_concurrent_sweeps_restore_each_message_once(
     counts = Counter(received)
     assert sorted(counts) == list(range(total))
     assert [n for n, seen in counts.items() if seen > 1] == []
-    assert held_tags(client, unique_name) == []
+    assert held_tags(client, unique_name, own_unacked["unacked_key"]) == []
 
 
 def test_restore_on_channel_close_is_immediate(redis_url: str, unique_name: str, client: redis.Redis) -> None:
@@ -206,12 +204,12 @@ def test_restore_on_channel_close_is_immediate(redis_url: str, unique_name: str,
 
 
 def test_late_ack_of_a_restored_message_does_not_unrecord_its_redelivery(
-    redis_url: str, unique_name: str, client: redis.Redis
+    redis_url: str, unique_name: str, client: redis.Redis, own_unacked: dict[str, str]
 ) -> None:
     # consumer A holds a message past the visibility timeout; B gets it redelivered; A's
     # late ack must not erase B's record, or B dying would lose the message
-    publish(redis_url, unique_name, [{"n": 1}])
-    options = {"visibility_timeout": 0.5, "unacked_restore_interval": 0.1}
+    publish(redis_url, unique_name, [{"n": 1}], **own_unacked)
+    options = {"visibility_timeout": 0.5, "unacked_restore_interval": 0.1, **own_unacked}
     with Connection(redis_url, transport_options=options) as slow, Connection(
         redis_url, transport_options=options
     ) as fast:
@@ -222,9 +220,9 @@ def test_late_ack_of_a_restored_message_does_not_unrecord_its_redelivery(
         slow.drain_events  # noqa: B018 - the ack is on its way; the next command reads its reply
         with contextlib.suppress(socket.timeout):
             collect(slow, unique_name, 1, timeout=0.3)
-        assert len(held_tags(client, unique_name)) == 1
+        assert len(held_tags(client, unique_name, own_unacked["unacked_key"])) == 1
         second.ack()
-    assert held_tags(client, unique_name) == []
+    assert held_tags(client, unique_name, own_unacked["unacked_key"]) == []
 
 
 def test_without_ack_emulation_nothing_is_recorded(redis_url: str, unique_name: str, client: redis.Redis) -> None:
