@@ -116,11 +116,22 @@ def test_every_option_has_a_row_in_the_table(cls: type[TransportOptions]) -> Non
 
 @pytest.mark.parametrize(
     ("page", "cls"),
-    [("sqlite", SqliteOptions), ("sqs", SQSOptions), ("memory", MemoryOptions), ("amqp", AMQPOptions)],
+    [
+        ("sqlite", SqliteOptions),
+        ("sqs", SQSOptions),
+        ("memory", MemoryOptions),
+        ("amqp", AMQPOptions),
+        ("redis", RedisOptions),
+    ],
 )
 def test_transport_pages_show_the_generated_table(page: str, cls: type[TransportOptions]) -> None:
     text = (Path(__file__).parents[2] / "docs" / "transports" / f"{page}.rst").read_text()
     assert re.search(rf"^\.\. transport-options:: {re.escape(cls.__module__)}:{cls.__name__}$", text, re.M)
+
+
+def test_every_redis_option_is_described() -> None:
+    undescribed = [key for key, field in RedisOptions.keys().items() if not field.metadata.get("doc")]
+    assert undescribed == []
 
 
 def test_amqp_options_name_a_misspelt_or_bad_option() -> None:

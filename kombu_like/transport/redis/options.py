@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from ..options import TransportOptions
+from ..options import TransportOptions, option
 from .keys import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP
 
 __all__ = ["RedisOptions"]
@@ -49,57 +49,122 @@ class RedisOptions(TransportOptions):
         }
     )
 
-    #: seconds a delivered message may stay unacknowledged before it is given back
-    visibility_timeout: float = 3600.0
-    #: seconds between sweeps that give back messages past ``visibility_timeout``
-    #: (default: half the visibility timeout, at most 10)
-    unacked_restore_interval: float | None = None
-    #: most messages one sweep gives back (default: all that are due)
-    unacked_restore_limit: int | None = None
-    unacked_key: str = "unacked"
-    unacked_index_key: str = "unacked_index"
-    #: record deliveries in the unacked hash (False: a delivered message is gone)
-    ack_emulation: bool = True
-    sep: str = DEFAULT_SEP
-    priority_steps: tuple[int, ...] = DEFAULT_PRIORITY_STEPS
-    #: ``"kombu"``: lower priority numbers are consumed first (Kombu's Redis order);
-    #: ``"amqp"``: higher numbers first, as on RabbitMQ
-    priority_order: str = "kombu"
-    global_keyprefix: str = ""
-    #: True: fanout channels are ``/<db>.<exchange>``; a string replaces ``/<db>.``;
-    #: False: no prefix (Kombu 3)
-    fanout_prefix: bool | str = True
-    #: fanout messages carry the routing key in the channel name and bindings match it
-    fanout_patterns: bool = True
-    #: ``"pubsub"``: fanout over PUBLISH (Kombu's way, lost when nobody listens);
-    #: ``"durable"``: a copy into every bound queue's list
-    fanout_mode: str = "pubsub"
-    #: seconds any socket read or write may take (commands, not blocking pops)
-    socket_timeout: float | None = 30.0
-    socket_connect_timeout: float | None = None
-    socket_keepalive: bool | None = None
-    socket_keepalive_options: Mapping[int, int] | None = None
-    #: seconds of idleness after which a connection is checked with PING before use,
-    #: and the grace a blocking pop's reply may be late before its connection is dropped
-    health_check_interval: float = 25.0
-    #: seconds to poll for a command's reply before sleeping on the socket (0: never
-    #: poll); polling pauses by itself when replies keep taking longer.  Off on a
-    #: single CPU, where the poll would hold the CPU the reply needs.
-    reply_spin: float = field(default_factory=lambda: 0.0001 if _usable_cpus() > 1 else 0.0)
-    client_name: str | None = None
-    #: who parses replies: ``"auto"`` (hiredis when installed), ``"hiredis"``, ``"python"``
-    reply_parser: str = "auto"
-    #: keep bindings and exchange declarations in memory, kept fresh by Redis's
-    #: client-side caching invalidations (CLIENT TRACKING)
-    binding_cache: bool = True
-    #: prefix of the lists that keep undecodable messages, one per queue
-    deadletter_prefix: str = "_kombu_like.deadletter."
+    # -- delivery and acknowledgement --
+    visibility_timeout: float = option(
+        3600.0,
+        "Seconds a delivered message may stay unacknowledged before a consumer gives it back to "
+        "its queue: longer than the slowest task, or it runs twice.  Every consumer of the "
+        "database sweeps the same unacked store, so they should agree on it",
+    )
+    unacked_restore_interval: float | None = option(
+        None,
+        "Seconds between the sweeps that give back messages past ``visibility_timeout``; a "
+        "consuming connection sweeps once when it starts and then on this interval, also "
+        "while idle in ``drain_events`` (None: half the visibility timeout, at most 10)",
+    )
+    unacked_restore_limit: int | None = option(
+        None, "Most messages one sweep gives back (None: all that are due)"
+    )
+    unacked_key: str = option("unacked", "Name of the unacked hash (delivery tag -> message)")
+    unacked_index_key: str = option(
+        "unacked_index", "Name of the sorted set of delivery tags by delivery time"
+    )
+    ack_emulation: bool = option(
+        True,
+        "Record deliveries in the unacked store.  False: a delivered message is gone from Redis "
+        "at once, and a consumer that dies loses what it held",
+    )
+    # -- priorities --
+    sep: str = option(DEFAULT_SEP, "Separator in priority list names and binding members")
+    priority_steps: tuple[int, ...] = option(
+        DEFAULT_PRIORITY_STEPS,
+        "A queue is one list per step; a message goes to the highest step not above its "
+        "priority (clamped to 0..9)",
+    )
+    priority_order: str = option(
+        "kombu",
+        "*kombu_like only.*  ``\"kombu\"``: lists are emptied lowest step first, so priority 0 is "
+        "served first (Kombu's order on Redis, the reverse of AMQP; declaring a queue with a "
+        "maximum priority issues a :class:`RuntimeWarning` saying so); ``\"amqp\"``: highest "
+        "first, as on RabbitMQ.  Every consumer of a queue should use the same order",
+    )
+    # -- keys --
+    global_keyprefix: str = option(
+        "",
+        "Prepended to every key and pub/sub channel, so several applications can share a "
+        "database; Kombu processes must use the same prefix",
+    )
+    # -- fanout --
+    fanout_prefix: bool | str = option(
+        True,
+        "True: fanout channels are ``/<db>.<exchange>``; a string replaces ``/<db>.`` (``{db}`` "
+        "in it is filled in); False: no prefix (Kombu 3)",
+    )
+    fanout_patterns: bool = option(
+        True,
+        "A message with routing key ``K`` goes to channel ``/<db>.<exchange>/K`` and a binding "
+        "key is a glob on it (``#`` read as ``*``; empty: the exchange's own channel).  False: "
+        "one channel per exchange, every bound queue gets every message, as AMQP fanout does",
+    )
+    fanout_mode: str = option(
+        "pubsub",
+        "*kombu_like only.*  ``\"pubsub\"``: fanout over ``PUBLISH``, as Kombu does -- only "
+        "consumers listening at that moment get it; ``\"durable\"``: a copy into the list of "
+        "every queue bound to the exchange.  Consumers receive both kinds in either mode",
+    )
+    # -- connections --
+    socket_timeout: float | None = option(
+        30.0,
+        "Seconds any read or write of a command may take before it fails with a connection "
+        "error (Kombu: none).  Waiting for messages is not bound by it",
+    )
+    socket_connect_timeout: float | None = option(
+        None, "Seconds to open a connection (None: the Connection's ``connect_timeout``)"
+    )
+    socket_keepalive: bool | None = option(None, "TCP keepalive, passed to redis-py")
+    socket_keepalive_options: Mapping[int, int] | None = option(
+        None, "TCP keepalive settings, passed to redis-py"
+    )
+    health_check_interval: float = option(
+        25.0,
+        "A connection idle this long is checked with ``PING`` before it carries a command; "
+        "waiting take, pub/sub and invalidation connections are pinged this often and "
+        "replaced when the answer is late; a fallback ``BRPOP`` reply this much later than "
+        "its timeout drops its connection.  0 turns the checks off",
+    )
+    reply_spin: float = option(
+        doc="Seconds to poll the command connection for a reply before sleeping on its socket "
+        "(0.0001, or 0 when the process may run on one CPU only, where the poll would hold the "
+        "CPU Redis needs).  Polling pauses by itself while replies keep taking longer; "
+        "blocking pops and TLS never poll.  0 turns it off",
+        factory=lambda: 0.0001 if _usable_cpus() > 1 else 0.0,
+    )
+    client_name: str | None = option(None, "``CLIENT SETNAME`` for every connection")
+    reply_parser: str = option(
+        "auto",
+        "*kombu_like only.*  Who parses replies: ``\"auto\"`` (hiredis when installed: "
+        "``pip install \"kombu_like[hiredis]\"``), ``\"hiredis\"`` (insists on it), ``\"python\"``",
+    )
+    binding_cache: bool = option(
+        True,
+        "*kombu_like only.*  Keep bindings and exchange declarations in memory, kept fresh by "
+        "Redis's client-side caching invalidations (``CLIENT TRACKING``).  False: read them on "
+        "every publish",
+    )
+    deadletter_prefix: str = option(
+        "_kombu_like.deadletter.",
+        "*kombu_like only.*  Prefix of the lists that keep undecodable entries, one per queue",
+    )
     # -- Sentinel --
-    master_name: str | None = None
-    min_other_sentinels: int = 0
-    sentinel_kwargs: Mapping[str, Any] | None = None
-    #: anything else redis-py's connection accepts (``ssl_*`` and the like)
-    connection_kwargs: dict[str, Any] = field(default_factory=dict)
+    master_name: str | None = option(None, "The Sentinel master's name (required with ``sentinel://``)")
+    min_other_sentinels: int = option(0, "Other Sentinels a Sentinel must know of before its answer is trusted")
+    sentinel_kwargs: Mapping[str, Any] | None = option(
+        None, "Connection options for the Sentinels themselves (default: the socket options above)"
+    )
+    connection_kwargs: dict[str, Any] = option(
+        doc="*kombu_like only.*  Anything else redis-py's connection accepts (``ssl_*`` and the like)",
+        factory=dict,
+    )
 
     @classmethod
     def from_transport_options(cls, options: Mapping[str, Any] | None) -> RedisOptions:  # type: ignore[override]
