@@ -131,3 +131,147 @@ def revoke_before_eta(seconds: float) -> dict[str, Any]:
     except TaskRevokedError as exc:
         return {"revoked": True, "state": result.state, "error": type(exc).__name__}
     return {"revoked": False, "value": value}
+
+
+# -- Celery's own helpers over kombu: beat, pools, events, failover, migration ------------------
+def _is_open(channel: Any) -> bool:
+    return bool(getattr(channel, "is_open", not getattr(channel, "closed", False)))
+
+
+def beat_sends_then_closes(x: int, y: int) -> dict[str, Any]:
+    """A beat scheduler sends a task on its own connection, then ``close()`` releases it."""
+    from celery import beat
+
+    scheduler = beat.Scheduler(app=app, lazy=True)
+    connection = scheduler.connection
+    producer = scheduler.producer
+    channel = producer.channel
+    entry = scheduler.Entry(name="kl-beat-add", task=add.name, args=(x, y), app=app, schedule=60.0)
+    result = scheduler.apply_async(entry, producer=producer)
+    value = result.get(timeout=TIMEOUT)
+    opened = {"connected": bool(connection.connected), "channel_open": _is_open(channel)}
+    scheduler.close()
+    closed = {"connected": bool(connection.connected), "channel_open": _is_open(channel),
+              "forgotten": "connection" not in scheduler.__dict__ and "producer" not in scheduler.__dict__}
+    # the publishing resources come back on next use
+    again = scheduler.apply_async(entry, producer=scheduler.producer).get(timeout=TIMEOUT)
+    scheduler.close()
+    return {"result": value, "open": opened, "closed": closed, "again": again}
+
+
+def producer_pool_limits(limit: int, over_limit: bool) -> dict[str, Any]:
+    """Celery's producer pool at ``broker_pool_limit``: setup, reuse, and (``over_limit``) a
+    producer more than the limit, which Kombu waits for forever and kombu_like refuses after
+    ``broker_pool_acquire_timeout`` (docs/migrating-from-kombu.rst)."""
+    from celery.exceptions import OperationalError as CeleryOperationalError
+
+    saved = (app.conf.broker_pool_limit, app.conf.broker_pool_acquire_timeout)
+    app.conf.broker_pool_limit = limit
+    app.conf.broker_pool_acquire_timeout = 0.5
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        pool = app.amqp.producer_pool
+        out: dict[str, Any] = {"limit": pool.limit, "free": len(pool._resource.queue)}
+        held = [pool.acquire(block=True, timeout=5) for _ in range(limit)]
+        out["distinct"] = len({id(p) for p in held})
+        if over_limit:
+            started = time.monotonic()
+            try:
+                with app.producer_or_acquire():
+                    out["over_limit"] = "acquired"
+            except CeleryOperationalError as exc:
+                out["over_limit"] = type(exc.__cause__).__name__
+            out["waited"] = round(time.monotonic() - started, 1)
+        held[-1].release()
+        with app.producer_or_acquire() as producer:
+            out["reused"] = producer is held[-1]
+            result = add.apply_async((limit, limit), producer=producer)
+        out["result"] = result.get(timeout=TIMEOUT)
+        for producer in held[:-1]:
+            producer.release()
+        return out
+    finally:
+        app.conf.broker_pool_limit, app.conf.broker_pool_acquire_timeout = saved
+        app._pool = None
+        app.amqp._producer_pool = None
+
+
+def event_dispatcher_toggle() -> dict[str, Any]:
+    """Events sent while a dispatcher is enabled arrive; while disabled nothing is sent."""
+    import threading
+
+    received: list[str] = []
+    ready = threading.Event()
+    with app.connection_for_read() as rconn, app.connection_for_write() as wconn:
+        receiver = app.events.Receiver(rconn, handlers={"*": lambda event: received.append(event["type"])})
+
+        def capture() -> None:
+            for _ in receiver.consume(limit=None, timeout=None, wakeup=False):
+                ready.set()
+
+        receiver.on_consume_ready = lambda *a, **kw: ready.set()  # type: ignore[method-assign]
+        thread = threading.Thread(target=capture, daemon=True)
+        thread.start()
+        ready.wait(TIMEOUT)
+        dispatcher = app.events.Dispatcher(wconn, enabled=True)
+        channel = dispatcher.producer.channel
+        dispatcher.send("worker-kl-one")
+        dispatcher.disable()
+        state = {"enabled": dispatcher.enabled, "producer": dispatcher.producer is not None,
+                 "channel_open": _is_open(channel)}
+        dispatcher.send("worker-kl-dropped")
+        dispatcher.enable()
+        dispatcher.send("worker-kl-two")
+        deadline = time.monotonic() + TIMEOUT
+        while "worker-kl-two" not in received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        receiver.should_stop = True
+        thread.join(5)
+        dispatcher.close()
+    return {"received": [t for t in received if t.startswith("worker-kl-")], "disabled": state,
+            "reenabled": dispatcher.enabled}
+
+
+def failover_by_name(strategy: str, dead_url: str, x: int, y: int) -> dict[str, Any]:
+    """A client whose broker list starts with a dead URL, strategy chosen by name."""
+    import os
+
+    from celery import Celery
+
+    client = Celery("kl_failover", broker=f"{dead_url};{os.environ['KL_BROKER_URL']}", backend=app.conf.result_backend)
+    client.conf.update(app.conf.table(with_defaults=False), broker_url=f"{dead_url};{os.environ['KL_BROKER_URL']}",
+                       broker_failover_strategy=strategy, broker_connection_max_retries=4)
+    try:
+        conn = client.connection_for_write()
+        out: dict[str, Any] = {"strategy_callable": callable(conn.failover_strategy)}
+        result = client.send_task(add.name, (x, y))
+        out["result"] = result.get(timeout=TIMEOUT)
+        return out
+    finally:
+        client.close()
+
+
+def migrate_between_queues(n: int) -> dict[str, Any]:
+    """Tasks parked in a queue no worker reads, moved to the worker's queue by Celery's helpers."""
+    import os
+
+    from celery.contrib.migrate import migrate_tasks, move_task_by_id
+
+    dest = os.environ["KL_QUEUE"]
+    parked = f"{dest}.parked.{os.urandom(3).hex()}"
+    results = [add.apply_async((i, i), queue=parked) for i in range(n)]
+    one_more = add.apply_async((100, 1), queue=parked)
+    # one connection per helper: what a helper took and did not move goes back to the queue
+    # when its connection closes, for the next helper to find
+    with app.connection_for_write() as conn:
+        moved = move_task_by_id(one_more.id, app.amqp.queues[dest], connection=conn, app=app, queues=[parked],
+                                timeout=1.0)
+    with app.connection_for_write() as conn:
+        state = migrate_tasks(conn, conn, queues={parked: dest}, app=app, ack_messages=True, timeout=1.0)
+    with app.connection_for_write() as conn, conn.channel() as channel:
+        channel.queue_delete(parked)
+    # State.count: the messages each helper looked at (move_task_by_id moves the one it matches)
+    return {"moved_by_id": getattr(moved, "count", moved),
+            "migrated": getattr(state, "count", state),
+            "results": [r.get(timeout=TIMEOUT) for r in results], "by_id": one_more.get(timeout=TIMEOUT)}
