@@ -29,6 +29,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 __all__ = [
     "COMMON_OPTIONS",
+    "KOMBU_TRANSPORT_OPTIONS",
     "TransportOptions",
     "UnknownTransportOptionWarning",
     "option",
@@ -49,6 +50,111 @@ COMMON_OPTIONS = frozenset(
         "max_decompressed_size",
     }
 )
+
+#: the ``transport_options`` keys Kombu 5.7's transports read, by transport.  Celery passes
+#: ``broker_transport_options`` straight to whichever broker the URL names, and Kombu's
+#: transports ignore the keys meant for another one, so a configuration written for Redis
+#: or SQS commonly meets the memory:// broker of a test suite or a RabbitMQ broker.  Such
+#: keys are not "unknown" (no warning: a suite running with ``-W error`` must not fail on
+#: them); a key Kombu's *own* counterpart of the transport reads, which this one does not,
+#: is warned about as not supported.
+_KOMBU_VIRTUAL = frozenset({"body_encoding", "deadletter_queue", "polling_interval"})
+KOMBU_TRANSPORT_OPTIONS: Mapping[str, frozenset[str]] = types.MappingProxyType(
+    {
+        "memory": _KOMBU_VIRTUAL,
+        # pyamqp passes every key to amqp.Connection
+        "AMQP": frozenset(
+            {
+                "host",
+                "userid",
+                "password",
+                "login_method",
+                "login_response",
+                "authentication",
+                "virtual_host",
+                "insist",
+                "locale",
+                "client_properties",
+                "ssl",
+                "connect_timeout",
+                "channel_max",
+                "frame_max",
+                "heartbeat",
+                "on_open",
+                "on_blocked",
+                "on_unblocked",
+                "confirm_publish",
+                "on_tune_ok",
+                "read_timeout",
+                "write_timeout",
+                "socket_settings",
+            }
+        ),
+        "Redis": _KOMBU_VIRTUAL
+        | frozenset(
+            {
+                "sep",
+                "ack_emulation",
+                "unacked_key",
+                "unacked_index_key",
+                "unacked_mutex_key",
+                "unacked_mutex_expire",
+                "visibility_timeout",
+                "unacked_restore_limit",
+                "unacked_restore_interval",
+                "unacked_restore_throttle",
+                "fanout_prefix",
+                "fanout_patterns",
+                "global_keyprefix",
+                "socket_timeout",
+                "socket_connect_timeout",
+                "socket_keepalive",
+                "socket_keepalive_options",
+                "queue_order_strategy",
+                "max_connections",
+                "health_check_interval",
+                "retry_on_timeout",
+                "priority_steps",
+                "client_name",
+                "reauth_check_interval",
+                # Sentinel
+                "master_name",
+                "min_other_sentinels",
+                "sentinel_kwargs",
+                "sentinel_fanout_compat",
+            }
+        ),
+        "SQS": _KOMBU_VIRTUAL
+        | frozenset(
+            {
+                "region",
+                "regioninfo",
+                "is_secure",
+                "port",
+                "endpoint_url",
+                "queue_name_prefix",
+                "predefined_queues",
+                "predefined_exchanges",
+                "supports_fanout",
+                "visibility_timeout",
+                "wait_time_seconds",
+                "sqs_base64_encoding",
+                "fetch_message_attributes",
+                "client-config",
+                "sqs-creation-attributes",
+                "queue_tags",
+                "sts_role_arn",
+                "sts_token_timeout",
+                "sts_token_buffer_time",
+            }
+        ),
+        # sqlalchemy and filesystem: the sqlite and filesystem brokers of Celery's docs
+        "sqlalchemy": _KOMBU_VIRTUAL | frozenset({"queue_tablename", "message_tablename"}),
+        "filesystem": _KOMBU_VIRTUAL
+        | frozenset({"data_folder_in", "data_folder_out", "processed_folder", "store_processed", "control_folder"}),
+    }
+)
+_ANY_KOMBU_OPTION = frozenset().union(*KOMBU_TRANSPORT_OPTIONS.values())
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -83,6 +189,9 @@ class TransportOptions:
     transport_name: ClassVar[str] = "transport"
     #: further keys the transport accepts without reading them here (read elsewhere)
     passthrough: ClassVar[frozenset[str]] = frozenset()
+    #: the keys Kombu's counterpart of this transport reads (default: looked up by
+    #: :attr:`transport_name` in :data:`KOMBU_TRANSPORT_OPTIONS`)
+    kombu_options: ClassVar[frozenset[str] | None] = None
 
     @classmethod
     def keys(cls) -> dict[str, dataclasses.Field[Any]]:
@@ -111,10 +220,28 @@ class TransportOptions:
     @classmethod
     def warn_unknown(cls, options: Mapping[str, Any]) -> None:
         """Warn about every key of ``options`` the transport does not read, naming the
-        closest known one."""
+        closest known one.
+
+        A key that only another Kombu transport reads is left alone (Celery hands every
+        broker the same ``broker_transport_options``); one that Kombu's counterpart of
+        this transport reads and this one does not is warned about as not supported.
+        """
         known = cls.keys()
+        own = cls.kombu_options
+        if own is None:
+            own = KOMBU_TRANSPORT_OPTIONS.get(cls.transport_name, frozenset())
         for key in options:
             if key in known or key in COMMON_OPTIONS or key in cls.passthrough:
+                continue
+            if key in own:
+                warnings.warn(
+                    f"{cls.transport_name} transport option {key!r} (read by Kombu's {cls.transport_name} "
+                    f"transport) is not supported here and is ignored",
+                    UnknownTransportOptionWarning,
+                    stacklevel=5,
+                )
+                continue
+            if key in _ANY_KOMBU_OPTION:
                 continue
             candidates = sorted({*known, *COMMON_OPTIONS})
             close = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)

@@ -139,3 +139,91 @@ def test_amqp_options_name_a_misspelt_or_bad_option() -> None:
         Connection("amqp://", transport_options={"confirm_pubish": True}).create_transport()
     with pytest.raises(ValueError, match="'rpc_timeout' must be a number or None, not 'soon'"):
         Connection("amqp://?rpc_timeout=soon").create_transport()
+
+
+#: a Celery ``broker_transport_options`` written for each broker, as Kombu's docs and
+#: Celery's give them
+CELERY_CONFIGS = {
+    "redis": {
+        "visibility_timeout": 43200,
+        "fanout_prefix": True,
+        "fanout_patterns": True,
+        "global_keyprefix": "app:",
+        "sep": ":",
+        "queue_order_strategy": "priority",
+        "priority_steps": list(range(10)),
+        "polling_interval": 1,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+        "max_connections": 20,
+        "master_name": "mymaster",
+        "sentinel_kwargs": {"password": "x"},
+        "max_retries": 3,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    },
+    "sqs": {
+        "region": "eu-west-1",
+        "predefined_queues": {},
+        "wait_time_seconds": 10,
+        "sts_role_arn": "arn:aws:iam::1:role/r",
+        "visibility_timeout": 3600,
+        "polling_interval": 1,
+        "queue_name_prefix": "prod-",
+    },
+    "amqp": {"confirm_publish": True, "client_properties": {"connection_name": "w"}, "max_retries": 3},
+}
+
+
+@pytest.mark.parametrize(
+    ("cls", "config"),
+    [
+        (MemoryOptions, "redis"),
+        (MemoryOptions, "sqs"),
+        (MemoryOptions, "amqp"),
+        (SqliteOptions, "redis"),
+        (SqliteOptions, "sqs"),
+        (SqliteOptions, "amqp"),
+        (AMQPOptions, "redis"),
+        (AMQPOptions, "sqs"),
+        (RedisOptions, "amqp"),
+        (RedisOptions, "sqs"),
+        (SQSOptions, "redis"),
+        (SQSOptions, "amqp"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_another_brokers_kombu_options_are_not_unknown(cls: type[TransportOptions], config: str) -> None:
+    # Celery passes broker_transport_options to whichever broker the URL names, and Kombu
+    # ignores keys meant for another transport: a suite run with -W error must not fail
+    options = {k: v for k, v in CELERY_CONFIGS[config].items() if k not in cls.keys()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls.warn_unknown(options)
+
+
+def test_production_options_on_a_memory_test_broker_connect_under_warnings_as_errors() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Connection("memory://", transport_options=CELERY_CONFIGS["redis"]) as conn:
+            conn.SimpleQueue("t-options-prod").put({"x": 1})
+
+
+@dataclass
+class Counterpart(TransportOptions):
+    transport_name: ClassVar[str] = "counterpart"
+    kombu_options: ClassVar[frozenset[str] | None] = frozenset({"read_timeout", "visibility_timeout"})
+
+    visibility_timeout: float = option(1.0, "seconds")
+
+
+def test_an_option_kombus_counterpart_reads_is_warned_about_as_not_supported() -> None:
+    with pytest.warns(UnknownTransportOptionWarning, match="'read_timeout' .*Kombu.*not supported"):
+        Counterpart.from_transport_options({"read_timeout": 5})
+    # a misspelling is still unknown, with the closest name
+    with pytest.warns(UnknownTransportOptionWarning, match="did you mean 'visibility_timeout'"):
+        Counterpart.from_transport_options({"visiblity_timeout": 5})
