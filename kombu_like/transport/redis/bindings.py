@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..virtual.routing import Binding, ExchangeInfo
 from . import scripts
 from .cache import BindingCache
 from .codec import check, text
-from .keys import topic_pattern
+from .keys import KeyLayout, topic_pattern
+from .options import RedisOptions
 
 if TYPE_CHECKING:
-    from .store import RedisStore
+    from .command import CommandConnection
+    from .fanout import FanoutListener
 
 __all__ = ["Bindings"]
 
@@ -69,11 +73,28 @@ def binding_ttl(expires: int) -> int:
 
 
 class Bindings:
-    """Exchange declarations and bindings of one store, through its command connection."""
+    """Exchange declarations and bindings of one store, through its command connection.
 
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
-        self.cache = BindingCache(store, store.options.binding_cache)
+    ``expires`` is the store's queue -> ``x-expires`` map (read, never written here);
+    ``fanout`` hears of fanout bindings.  A lock of its own keeps the cache and the tables
+    it was read from in step; it is taken before the command connection's, never after.
+    """
+
+    def __init__(
+        self,
+        connection_factory: Callable[[], Any],
+        cmd: CommandConnection,
+        keys: KeyLayout,
+        options: RedisOptions,
+        expires: Mapping[str, int],
+        fanout: FanoutListener,
+    ) -> None:
+        self.cmd = cmd
+        self.keys = keys
+        self.expires = expires
+        self.fanout = fanout
+        self.lock = threading.RLock()
+        self.cache = BindingCache(connection_factory, cmd, keys, options, self.lock)
         # queue -> exchanges it was bound to through this store
         self._bound: dict[str, set[str]] = {}
 
@@ -81,7 +102,7 @@ class Bindings:
     def _parse(self, members: Any) -> list[Binding]:
         out: list[Binding] = []
         for raw in members or ():
-            parsed = self.store.keys.parse_member(text(raw))
+            parsed = self.keys.parse_member(text(raw))
             if parsed is None:
                 continue
             routing_key, pattern, queue = parsed
@@ -98,7 +119,7 @@ class Bindings:
         # an exchange never declared through this library: Kombu's topic bindings carry a
         # regex, headers bindings made here carry JSON arguments
         for raw in members or ():
-            parsed = self.store.keys.parse_member(text(raw))
+            parsed = self.keys.parse_member(text(raw))
             if parsed is None:
                 continue
             if parsed[1].startswith("^"):
@@ -108,13 +129,12 @@ class Bindings:
         return None
 
     def exchange(self, name: str) -> ExchangeInfo | None:
-        store = self.store
-        with store.lock:
+        with self.lock:
             cache = self.cache
             caching = cache.fresh()
             if caching and name in cache.exchanges:
                 return cache.exchanges[name]
-            raw, members = store.execute([("HGET", store.keys.exchanges, name), ("SMEMBERS", store.keys.table(name))])
+            raw, members = self.cmd.execute([("HGET", self.keys.exchanges, name), ("SMEMBERS", self.keys.table(name))])
             check((raw, members), f"looking up exchange {name!r}")
             info = decode_exchange(name, raw) if raw is not None else None
             if info is None:
@@ -127,15 +147,14 @@ class Bindings:
             return info
 
     def get_bindings(self, exchange: str) -> list[Binding]:
-        store = self.store
-        with store.lock:
+        with self.lock:
             cache = self.cache
             caching = cache.fresh()
             if caching:
                 found = cache.tables.get(exchange)
                 if found is not None:
                     return list(found)
-            [members] = store.execute([("SMEMBERS", store.keys.table(exchange))])
+            [members] = self.cmd.execute([("SMEMBERS", self.keys.table(exchange))])
             if isinstance(members, Exception):
                 raise members
             bindings = self._parse(members)
@@ -144,25 +163,22 @@ class Bindings:
             return list(bindings)
 
     def all_bindings(self) -> list[tuple[str, Binding]]:
-        store = self.store
-        with store.lock:
-            exchanges = [text(name) for name in store.cmd.call("HKEYS", store.keys.exchanges)]
+        exchanges = [text(name) for name in self.cmd.call("HKEYS", self.keys.exchanges)]
         return [(exchange, binding) for exchange in sorted(exchanges) for binding in self.get_bindings(exchange)]
 
     @property
     def version(self) -> int:
-        with self.store.lock:
+        with self.lock:
             self.cache.fresh(reuse=True)
             return self.cache.version
 
     # -- writing ---------------------------------------------------------------------
     def declare_exchange(self, info: ExchangeInfo) -> None:
-        store = self.store
-        with store.lock:
-            created, current = store.execute(
+        with self.lock:
+            created, current = self.cmd.execute(
                 [
-                    ("HSETNX", store.keys.exchanges, info.name, encode_exchange(info)),
-                    ("HGET", store.keys.exchanges, info.name),
+                    ("HSETNX", self.keys.exchanges, info.name, encode_exchange(info)),
+                    ("HGET", self.keys.exchanges, info.name),
                 ]
             )
             check((created, current), f"declaring exchange {info.name!r}")
@@ -170,10 +186,9 @@ class Bindings:
                 self.cache.exchanges[info.name] = decode_exchange(info.name, current) if current else info
 
     def delete_exchange(self, name: str) -> None:
-        store = self.store
-        keys = store.keys
-        with store.lock:
-            replies = store.execute(
+        keys = self.keys
+        with self.lock:
+            replies = self.cmd.execute(
                 [
                     ("HDEL", keys.exchanges, name),
                     ("DEL", keys.table(name), keys.permanent(name)),
@@ -188,51 +203,48 @@ class Bindings:
         info = self.exchange(exchange)
         exchange_type = info.type if info is not None else "direct"
         pattern = binding_pattern(exchange_type, binding)
-        return exchange_type, self.store.keys.member(binding.routing_key, pattern, binding.queue)
+        return exchange_type, self.keys.member(binding.routing_key, pattern, binding.queue)
 
     def bind(self, exchange: str, binding: Binding) -> None:
-        store = self.store
-        keys = store.keys
+        keys = self.keys
         exchange_type, member = self.member(exchange, binding)
         self._bound.setdefault(binding.queue, set()).add(exchange)
         table = keys.table(exchange)
-        expires = store.expires.get(binding.queue)
-        with store.lock:
+        expires = self.expires.get(binding.queue)
+        with self.lock:
             if expires:
                 # Kombu's way for expiring queues: the table lives while it is refreshed
                 ttl = binding_ttl(expires)
-                store.run(scripts.REFRESH_BINDING, [table, keys.binding_deadlines], [member, exchange, ttl])
+                self.cmd.run(scripts.REFRESH_BINDING, [table, keys.binding_deadlines], [member, exchange, ttl])
             else:
                 # Kombu's sweep keeps a table while its permanent set has members
                 commands = [("SADD", table, member), ("SADD", keys.permanent(exchange), member)]
-                check(store.execute(commands), f"binding queue {binding.queue!r} to exchange {exchange!r}")
+                check(self.cmd.execute(commands), f"binding queue {binding.queue!r} to exchange {exchange!r}")
             self.cache.clear()
         if exchange_type == "fanout":
-            store.fanout.bound(binding.queue, exchange, binding.routing_key or "")
+            self.fanout.bound(binding.queue, exchange, binding.routing_key or "")
 
     def unbind(self, exchange: str, binding: Binding) -> None:
-        store = self.store
-        keys = store.keys
+        keys = self.keys
         exchange_type, member = self.member(exchange, binding)
         if exchange_type == "fanout":
-            store.fanout.unbound(binding.queue, exchange, binding.routing_key or "")
-        with store.lock:
+            self.fanout.unbound(binding.queue, exchange, binding.routing_key or "")
+        with self.lock:
             commands = [("SREM", keys.table(exchange), member), ("SREM", keys.permanent(exchange), member)]
-            check(store.execute(commands), f"unbinding queue {binding.queue!r} from exchange {exchange!r}")
+            check(self.cmd.execute(commands), f"unbinding queue {binding.queue!r} from exchange {exchange!r}")
             self.cache.clear()
 
     def unbind_queue(self, queue: str) -> None:
         """Remove every binding of ``queue``: those made here and those in the tables of
         exchanges declared through this library."""
-        store = self.store
-        keys = store.keys
-        store.fanout.unbound(queue)
-        with store.lock:
-            declared = [text(name) for name in store.cmd.call("HKEYS", keys.exchanges)]
+        keys = self.keys
+        self.fanout.unbound(queue)
+        with self.lock:
+            declared = [text(name) for name in self.cmd.call("HKEYS", keys.exchanges)]
             exchanges = sorted(set(declared) | self._bound.pop(queue, set()))
             if not exchanges:
                 return
-            tables = store.execute([("SMEMBERS", keys.table(exchange)) for exchange in exchanges])
+            tables = self.cmd.execute([("SMEMBERS", keys.table(exchange)) for exchange in exchanges])
             commands: list[tuple[Any, ...]] = []
             for exchange, members in zip(exchanges, tables, strict=True):
                 if isinstance(members, Exception):
@@ -241,12 +253,12 @@ class Bindings:
                 if doomed:
                     commands += [("SREM", keys.table(exchange), *doomed), ("SREM", keys.permanent(exchange), *doomed)]
             if commands:
-                check(store.execute(commands), f"removing the bindings of queue {queue!r}")
+                check(self.cmd.execute(commands), f"removing the bindings of queue {queue!r}")
             self.cache.clear()
 
     def refresh_commands(self, queue: str, expires: int) -> list[tuple[Any, ...]]:
         """Commands that keep the binding tables of an expiring queue alive (Kombu's way)."""
-        keys = self.store.keys
+        keys = self.keys
         script = scripts.REFRESH_BINDING
         commands: list[tuple[Any, ...]] = []
         for exchange in self._bound.get(queue, ()):

@@ -19,16 +19,18 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rexc
 
 from ..virtual.routing import Binding, ExchangeInfo
+from .keys import KeyLayout
+from .options import RedisOptions
 from .wire import Wire
 
 if TYPE_CHECKING:
-    from .store import RedisStore
+    from .command import CommandConnection
 
 __all__ = ["BindingCache"]
 
@@ -42,26 +44,39 @@ class _Pins(threading.local):
 
 
 class BindingCache:
-    """Bindings and exchange declarations read from Redis, dropped when Redis says so."""
+    """Bindings and exchange declarations read from Redis, dropped when Redis says so.
 
-    def __init__(self, store: RedisStore, enabled: bool) -> None:
-        self.store = store
-        self.enabled = enabled
+    Its state is guarded by ``lock``, the lock of the :class:`~.bindings.Bindings` that
+    owns it: every method but :meth:`pinned` and :meth:`close` runs with it held.
+    """
+
+    def __init__(
+        self,
+        connection_factory: Callable[[], Any],
+        cmd: CommandConnection,
+        keys: KeyLayout,
+        options: RedisOptions,
+        lock: threading.RLock,
+    ) -> None:
+        self.cmd = cmd
+        self.keys = keys
+        self.lock = lock
+        self.enabled = options.binding_cache
         self.exchanges: dict[str, ExchangeInfo | None] = {}
         self.tables: dict[str, list[Binding]] = {}
         #: changes whenever what is cached may have changed
         self.version = 0
         self.inval = Wire(
-            store.connection_factory,
+            connection_factory,
             "invalidation",
-            store.options.socket_timeout,
+            options.socket_timeout,
             on_connect=self._on_inval_connect,
-            parser=store.options.reply_parser,
+            parser=options.reply_parser,
         )
         self._poller: Any = None
         self._recent = False
         self._pins = _Pins()
-        self._health_interval = store.options.health_check_interval
+        self._health_interval = options.health_check_interval
         self._next_ping = 0.0
         self._ping_pending = False
         self._tracking: tuple[int, int] | None = None
@@ -80,24 +95,12 @@ class BindingCache:
         wire.client_id = int(client_id)
 
     def _start_tracking(self) -> None:
-        """(Re)start tracking on the command connection; the caller holds the store lock."""
-        store = self.store
+        """(Re)start tracking on the command connection."""
         self.clear()
         self._tracking = None
         try:
             self.inval.connect()
-            store.cmd.connect()
-            prefixes: list[Any] = []
-            for prefix in (store.keys.binding_prefix, store.keys.exchanges):
-                prefixes += ["PREFIX", prefix]
-            _, on = store.cmd.execute(
-                [
-                    ("CLIENT", "TRACKING", "OFF"),
-                    ("CLIENT", "TRACKING", "ON", "REDIRECT", self.inval.client_id, "BCAST", *prefixes),
-                ]
-            )
-            if isinstance(on, Exception):
-                raise on
+            generation = self.cmd.track(self.inval.client_id, [self.keys.binding_prefix, self.keys.exchanges])
         except rexc.ResponseError as exc:
             logger.info(
                 "Redis refused client-side caching (%s); bindings are read on every publish", exc
@@ -110,7 +113,7 @@ class BindingCache:
         self._poller = poller
         self._ping_pending = False
         self._next_ping = time.monotonic() + self._health_interval
-        self._tracking = (store.cmd.generation, self.inval.generation)
+        self._tracking = (generation, self.inval.generation)
         self._recent = True
 
     def fresh(self, reuse: bool = False) -> bool:
@@ -129,7 +132,7 @@ class BindingCache:
             return True
         self._recent = False
         inval = self.inval
-        if self._tracking != (self.store.cmd.generation, inval.generation) or not inval.connected:
+        if self._tracking != (self.cmd.generation, inval.generation) or not inval.connected:
             self._start_tracking()
             return self.enabled
         if self._poller.poll(0) or inval.has_buffered():
@@ -144,7 +147,7 @@ class BindingCache:
         """Check for invalidations once, then trust the cache in this thread until the block
         ends: the messages of one ``Producer.batch()`` are routed against one view of the
         bindings, taken when the batch is sent, as if they were one publish."""
-        with self.store.lock:
+        with self.lock:
             usable = self.fresh()
         self._pins.active = usable
         try:

@@ -14,17 +14,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rexc
 
 from .codec import check, dumps, loads, preview, text
-from .keys import clamp_priority
+from .keys import KeyLayout, clamp_priority
+from .options import RedisOptions
 from .wire import Wire
 
 if TYPE_CHECKING:
-    from .store import RedisStore
+    from .command import CommandConnection
 
 __all__ = ["FanoutListener"]
 
@@ -32,17 +33,25 @@ logger = logging.getLogger("kombu_like.transport.redis")
 
 
 class FanoutListener:
-    """The pub/sub subscriptions of one store, following what its connection consumes."""
+    """The pub/sub subscriptions of one store, following what its connection consumes.
 
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
+    ``lock`` guards the subscriptions and the pub/sub connection; messages that must be
+    kept in lists go through ``cmd``, whose lock is taken after this one, never before.
+    """
+
+    def __init__(
+        self, connection_factory: Callable[[], Any], cmd: CommandConnection, keys: KeyLayout, options: RedisOptions
+    ) -> None:
+        self.cmd = cmd
+        self.keys = keys
+        self.options = options
         self.wire = Wire(
-            store.connection_factory,
+            connection_factory,
             "pub/sub",
-            store.options.socket_timeout,
+            options.socket_timeout,
             0,
             self._on_connect,
-            parser=store.options.reply_parser,
+            parser=options.reply_parser,
         )
         self.lock = threading.RLock()
         #: queue -> {(exchange, binding key)} for fanout bindings made through the store
@@ -98,8 +107,8 @@ class FanoutListener:
 
     def patterns_for(self, queues: Iterable[str]) -> dict[str, set[str]]:
         """The pub/sub patterns consuming ``queues`` needs, each with the queues it feeds."""
-        keys = self.store.keys
-        use_keys = self.store.options.fanout_patterns
+        keys = self.keys
+        use_keys = self.options.fanout_patterns
         wanted: dict[str, set[str]] = {}
         for queue in queues:
             for exchange, binding_key in self.bindings.get(queue, ()):
@@ -158,8 +167,7 @@ class FanoutListener:
 
     def _copies(self, pattern: str, data: bytes, numbers: dict[bytes, int]) -> list[tuple[int, bytes]]:
         """One message per queue fed by ``pattern``, each with its own delivery tag."""
-        store = self.store
-        keys = store.keys
+        keys = self.keys
         queues = self.patterns.get(pattern, set())
         try:
             payload = loads(data)
@@ -168,8 +176,7 @@ class FanoutListener:
         except Exception as exc:  # published by another program
             kept = [("LPUSH", keys.deadletter(queue), data) for queue in sorted(queues)]
             if kept:
-                with store.lock:
-                    check(store.execute(kept), "keeping an undecodable fanout message")
+                check(self.cmd.execute(kept), "keeping an undecodable fanout message")
             logger.error(
                 "Cannot decode a fanout message on channel pattern %r (%s); kept it in %s: %s",
                 pattern, exc, ", ".join(keys.deadletter(q) for q in sorted(queues)) or "no list", preview(data),
@@ -188,20 +195,19 @@ class FanoutListener:
             else:
                 out.append((number, raw))
         if parked:
-            with store.lock:
-                check(store.execute(parked), "keeping fanout messages for busy consumers")
+            check(self.cmd.execute(parked), "keeping fanout messages for busy consumers")
         return out
 
     def next_check(self) -> float:
         """When the next health check is due (monotonic seconds)."""
-        if self.patterns and self.store.options.health_check_interval:
+        if self.patterns and self.options.health_check_interval:
             return self._next_check
         return float("inf")
 
     def check_health(self) -> None:
         """PING every ``health_check_interval``; an answer still missing at the next
         check means a half-open connection, which is replaced."""
-        interval = self.store.options.health_check_interval
+        interval = self.options.health_check_interval
         now = time.monotonic()
         if not (self.patterns and interval) or now < self._next_check:
             return

@@ -3,7 +3,8 @@
 A message a consumer took stays recorded in the unacked hash until it is acknowledged.
 When the consumer dies, any consumer of the database gives it back once it is older than
 ``visibility_timeout``; when only the reply of a take was lost, the consumer that took it
-gives it back at once.  Both go through :data:`.scripts.RESTORE`, which first checks the
+gives it back at once (:class:`~.command.CommandConnection` does that, since its ledger
+holds such takes).  Both go through :data:`.scripts.RESTORE`, which first checks the
 message is still recorded -- so a message is never given back twice.
 """
 
@@ -17,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 from ..virtual.routing import route
 from . import scripts
 from .codec import check, dumps, loads_plain, preview, text
-from .keys import clamp_priority
+from .keys import KeyLayout, clamp_priority
+from .options import RedisOptions
 
 if TYPE_CHECKING:
-    from .store import RedisStore
+    from .bindings import Bindings
+    from .command import CommandConnection
 
-__all__ = ["Ledger", "Restorer", "mark_redelivered"]
+__all__ = ["Restorer", "mark_redelivered"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
@@ -48,42 +51,34 @@ def mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-class Ledger:
-    """Recovery work that must outlive one connection: acks whose fate is unknown and
-    takes whose reply was lost.  A transport hands the same ledger to each store it makes,
-    so whatever a broken store could not finish, its successor does."""
-
-    def __init__(self) -> None:
-        self.acks: list[str] = []
-        self.takes: list[float] = []
-
-
 class Restorer:
-    """Puts recorded messages back on their queues for one store."""
+    """Puts recorded messages back on their queues for one store; ``bindings`` routes
+    again the messages Kombu recorded by exchange and routing key."""
 
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
+    def __init__(self, cmd: CommandConnection, keys: KeyLayout, options: RedisOptions, bindings: Bindings) -> None:
+        self.cmd = cmd
+        self.keys = keys
+        self.options = options
+        self.bindings = bindings
 
     def sweep(self) -> int:
         """Give back every message unacknowledged for longer than ``visibility_timeout``."""
-        store = self.store
-        keys = store.keys
-        limit = store.options.unacked_restore_limit
+        cmd = self.cmd
+        keys = self.keys
+        limit = self.options.unacked_restore_limit
         restored = 0
         while limit is None or restored < limit:
-            ceiling = time.time() - store.options.visibility_timeout
+            ceiling = time.time() - self.options.visibility_timeout
             chunk = SWEEP_CHUNK if limit is None else min(SWEEP_CHUNK, limit - restored)
-            with store.lock:
-                [tags] = store.execute(
-                    [("ZRANGE", keys.unacked_index, "-inf", repr(ceiling), "BYSCORE", "LIMIT", 0, chunk)]
-                )
-                if isinstance(tags, Exception):
-                    raise tags
-                if not tags:
-                    break
-                values = store.cmd.call("HMGET", keys.unacked, *tags)
-                calls = [self._restore_call(text(tag), value) for tag, value in zip(tags, values, strict=True)]
-                replies = store.run_many(calls)
+            [tags] = cmd.execute([("ZRANGE", keys.unacked_index, "-inf", repr(ceiling), "BYSCORE", "LIMIT", 0, chunk)])
+            if isinstance(tags, Exception):
+                raise tags
+            if not tags:
+                break
+            values = cmd.call("HMGET", keys.unacked, *tags)
+            # each script checks its message is still recorded: no lock held across these
+            calls = [self._restore_call(text(tag), value) for tag, value in zip(tags, values, strict=True)]
+            replies = cmd.run_many(calls)
             check(replies, "restoring unacknowledged messages")
             restored += sum(1 for reply in replies if reply == 1)
             if len(tags) < chunk:
@@ -91,12 +86,12 @@ class Restorer:
         if restored:
             logger.info(
                 "restored %d message(s) left unacknowledged for more than %ss",
-                restored, store.options.visibility_timeout,
+                restored, self.options.visibility_timeout,
             )
         return restored
 
     def _restore_call(self, tag: str, value: Any) -> Call:
-        keys = self.store.keys
+        keys = self.keys
         index = [keys.unacked, keys.unacked_index]
         if value is None:
             return scripts.RESTORE, index, [tag, "", "head", "1"]  # drops a stale index entry
@@ -126,32 +121,8 @@ class Restorer:
 
     def _route_back(self, exchange: str, routing_key: str, payload: dict[str, Any]) -> list[str]:
         # Kombu records the exchange and routing key, not the queue: route it again
-        bindings = self.store.bindings
+        bindings = self.bindings
         info = bindings.exchange(exchange)
         exchange_type = info.type if info is not None else "direct"
         headers = payload.get("headers") if exchange_type == "headers" else None
         return route(exchange_type, bindings.get_bindings(exchange), routing_key, headers)
-
-    def give_back_take(self, score: float) -> None:
-        """Put back the messages of a take whose reply never arrived (found by its score)."""
-        store = self.store
-        keys = store.keys
-        tags = store.cmd.call("ZRANGE", keys.unacked_index, repr(score), repr(score), "BYSCORE")
-        if not tags:
-            return
-        values = store.cmd.call("HMGET", keys.unacked, *tags)
-        calls: list[Call] = []
-        for tag, value in zip(tags, values, strict=True):
-            if value is None:
-                continue
-            try:
-                payload, _, queue = loads_plain(value)
-            except Exception:  # noqa: S112 - the sweep deals with it after visibility_timeout
-                continue
-            priority = clamp_priority((payload.get("properties") or {}).get("priority"))
-            key = keys.list_key(queue, priority)
-            calls.append((scripts.RESTORE, [keys.unacked, keys.unacked_index, key], [tag, dumps(payload), "head", "1"]))
-        if calls:
-            commands = [("EVALSHA", s.sha, len(k), *k, *a) for s, k, a in reversed(calls)]
-            check(store.cmd.execute(commands), "giving back messages of an interrupted take")
-            logger.info("gave back %d message(s) whose delivery was interrupted by a lost connection", len(calls))

@@ -2,8 +2,9 @@
 
 Connections (each a :class:`~.wire.Wire`):
 
-* *command*: publishes, acks, declarations -- guarded by a lock, shared by the threads
-  of one :class:`~kombu_like.Connection`;
+* *command* (:class:`~.command.CommandConnection`): publishes, acks, declarations --
+  shared by the threads of one :class:`~kombu_like.Connection`; it owns the lock (its
+  docstring says the rule) and the ledger of acks and takes still to settle;
 * *take* (:mod:`.taking`): the take script, and the wait on empty queues (RESP3 with
   client tracking: Redis says when a watched list changes; nothing is popped while
   waiting);
@@ -15,7 +16,8 @@ A take is one script (:data:`.scripts.FETCH`) that pops messages and records the
 unacked hash in the same step.  Acks made while a batch is dispatched are written in one
 go at its end, others at once; their replies are read with the next command, so
 acknowledging costs no round trip of its own.  Giving messages back lives in
-:mod:`.recovery`, exchanges and bindings in :mod:`.bindings`.
+:mod:`.recovery`, exchanges and bindings in :mod:`.bindings`.  Each helper receives the
+command connection, the key layout and the options -- not the store.
 """
 
 from __future__ import annotations
@@ -30,48 +32,29 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from ...exceptions import PreconditionFailed, VersionMismatch
+from ...exceptions import PreconditionFailed
 from ..base import Capabilities
 from ..virtual.store import Delivery, QueueStore
 from . import scripts
 from .bindings import Bindings
 from .codec import check, dumps, loads, text
+from .command import CommandConnection, Ledger
 from .fanout import FanoutListener
 from .keys import KeyLayout, clamp_priority
 from .options import RedisOptions
-from .recovery import Ledger, Restorer, mark_redelivered
+from .recovery import Restorer, mark_redelivered
 from .taking import Taker
-from .wire import Wire, command_head, pack_commands, with_bulk
+from .wire import command_head, pack_commands, with_bulk
 
 __all__ = ["Ledger", "RedisStore"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
 
-#: the oldest Redis whose commands the transport uses
-MIN_REDIS_VERSION = (6, 2)
-#: acknowledgements written but whose replies are not read yet, before we read them
-MAX_DEFERRED_REPLIES = 2048
 #: acks collected during one dispatch are written early once this many wait ...
 ACK_BATCH_SIZE = 256
 #: ... or once the first of them waited this long (seconds)
 ACK_BATCH_DELAY = 0.5
-
-Call = tuple[scripts.Script, Sequence[Any], Sequence[Any]]
-
-
-def server_version(info: Any) -> tuple[int, ...] | None:
-    """The ``redis_version`` of an ``INFO server`` reply, when it can be read."""
-    if not isinstance(info, bytes):
-        return None
-    for line in info.splitlines():
-        if line.startswith(b"redis_version:"):
-            try:
-                return tuple(int(part) for part in line.split(b":", 1)[1].strip().split(b".")[:2])
-            except ValueError:
-                return None
-    return None
-
 
 class _AckBatch(threading.local):
     pending: list[str] | None = None
@@ -108,83 +91,37 @@ class RedisStore(QueueStore):
             deadletter_prefix=options.deadletter_prefix,
             lowest_priority_first=options.priority_order == "kombu",
         )
-        self.lock = threading.RLock()
-        timeout = options.socket_timeout
-        self.cmd = Wire(
-            connection_factory,
-            "command",
-            timeout,
-            options.health_check_interval,
-            self._on_cmd_connect,
-            reply_spin=options.reply_spin,
-            parser=options.reply_parser,
-        )
+        # the ledger (acks whose fate is unknown, takes whose reply was lost) is shared
+        # with the stores the transport makes after this one
+        self.cmd = CommandConnection(connection_factory, self.keys, options, ledger)
+        self.ledger = self.cmd.ledger
         #: queue -> x-expires (ms) of queues declared through this store
         self.expires: dict[str, int] = {}
-        self.bindings: Bindings = Bindings(self)
+        self.fanout = FanoutListener(connection_factory, self.cmd, self.keys, options)
+        self.bindings: Bindings = Bindings(connection_factory, self.cmd, self.keys, options, self.expires, self.fanout)
         self.cache = self.bindings.cache
-        self.fanout = FanoutListener(self)
-        self.restorer = Restorer(self)
-        # acks whose fate is unknown and takes whose reply was lost, shared with the
-        # stores the transport makes after this one
-        self.ledger = ledger if ledger is not None else Ledger()
-        self._retry_acks = self.ledger.acks
-        self._lost_takes = self.ledger.takes
+        self.restorer = Restorer(self.cmd, self.keys, options, self.bindings)
         self._acks = _AckBatch()
         self._lpush_prefixes: dict[tuple[str, Any], bytes] = {}
-        self.taker = Taker(self)
+        self.taker = Taker(
+            connection_factory, self.cmd, self.keys, options, self.fanout, self.maintain, self.next_maintenance
+        )
         self._next_sweep = 0.0
         self._next_refresh = 0.0
         self.closed = False
 
-    # -- connection hooks --------------------------------------------------------------
-    def _on_cmd_connect(self, wire: Wire) -> None:
-        # load the scripts once per server session so EVALSHA never misses on the hot path
-        info, *replies = wire.execute([("INFO", "server"), *(("SCRIPT", "LOAD", s.source) for s in scripts.ALL)])
-        check(replies, "loading the transport's Lua scripts")
-        version = server_version(info)
-        if version is not None and version < MIN_REDIS_VERSION:
-            raise VersionMismatch(
-                f"Redis {'.'.join(map(str, version))} is too old for this transport: it needs Redis "
-                f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later (RPOP with a count, ZADD GT)"
-            )
-
     def connect(self) -> None:
         """Open the command connection now (``Connection.connect`` fails fast this way)."""
-        with self.lock:
-            self.cmd.connect()
-            self.cmd.call("PING")
+        self.cmd.open()
 
-    # -- the command connection (callers hold ``lock``) ---------------------------------
+    # -- the command connection ----------------------------------------------------------
     def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Run ``commands`` in one round trip; error replies come back in their place."""
-        if self._retry_acks or self._lost_takes:
-            self.recover()
         return self.cmd.execute(commands)
 
     def run(self, script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run one Lua script and return its reply (raising an error reply)."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        [reply] = self.execute([command])
-        if isinstance(reply, rexc.NoScriptError):
-            # SCRIPT FLUSH since we connected: load it again and retry once
-            self.cmd.call("SCRIPT", "LOAD", script.source)
-            [reply] = self.cmd.execute([command])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    def run_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Run several scripts in one round trip; error replies come back in their place."""
-        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
-        replies = self.execute(commands)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, rexc.NoScriptError)]
-        if missing:
-            for script in scripts.ALL:
-                self.cmd.call("SCRIPT", "LOAD", script.source)
-            for i, reply in zip(missing, self.cmd.execute([commands[i] for i in missing]), strict=True):
-                replies[i] = reply
-        return replies
+        return self.cmd.run(script, keys, args)
 
     # -- queues --------------------------------------------------------------------------
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
@@ -205,10 +142,9 @@ class RedisStore(QueueStore):
                 stacklevel=2,
             )
         record = dumps({"x-max-priority": int(priority)} if priority else {})
-        with self.lock:
-            created, current = self.execute(
-                [("HSETNX", self.keys.queues, queue, record), ("HGET", self.keys.queues, queue)]
-            )
+        created, current = self.cmd.execute(
+            [("HSETNX", self.keys.queues, queue, record), ("HGET", self.keys.queues, queue)]
+        )
         check((created, current), f"declaring queue {queue!r}")
         if created or not priority or current is None:
             return
@@ -223,16 +159,14 @@ class RedisStore(QueueStore):
             )
 
     def queue_exists(self, queue: str) -> bool:
-        with self.lock:
-            declared, exists = self.execute(
-                [("HEXISTS", self.keys.queues, queue), ("EXISTS", *self.keys.list_keys(queue))]
-            )
+        declared, exists = self.cmd.execute(
+            [("HEXISTS", self.keys.queues, queue), ("EXISTS", *self.keys.list_keys(queue))]
+        )
         check((declared, exists), f"looking up queue {queue!r}")
         return bool(declared or exists)
 
     def size(self, queue: str) -> int:
-        with self.lock:
-            replies = self.execute([("LLEN", key) for key in self.keys.list_keys(queue)])
+        replies = self.cmd.execute([("LLEN", key) for key in self.keys.list_keys(queue)])
         check(replies, f"counting the messages of queue {queue!r}")
         return int(sum(replies))
 
@@ -242,8 +176,7 @@ class RedisStore(QueueStore):
         for key in keys:
             commands += [("LLEN", key), ("DEL", key)]
         commands.append(("EXEC",))
-        with self.lock:
-            replies = self.execute(commands)
+        replies = self.cmd.execute(commands)
         check(replies, f"purging queue {queue!r}")
         done = replies[-1] or []
         return int(sum(done[::2]))
@@ -251,13 +184,11 @@ class RedisStore(QueueStore):
     def delete_queue(self, queue: str) -> None:
         self.expires.pop(queue, None)
         self.fanout.unbound(queue)
-        with self.lock:
-            replies = self.execute([("DEL", *self.keys.list_keys(queue)), ("HDEL", self.keys.queues, queue)])
+        replies = self.cmd.execute([("DEL", *self.keys.list_keys(queue)), ("HDEL", self.keys.queues, queue)])
         check(replies, f"deleting queue {queue!r}")
 
     def list_queues(self) -> list[str]:
-        with self.lock:
-            names = self.cmd.call("HKEYS", self.keys.queues)
+        names = self.cmd.call("HKEYS", self.keys.queues)
         return sorted(text(name) for name in names)
 
     # -- publishing ------------------------------------------------------------------------
@@ -285,10 +216,7 @@ class RedisStore(QueueStore):
         if self.expires and queue in self.expires:
             data += self._expire_commands(queue)
             count += len(self.keys.steps)
-        with self.lock:
-            if self._retry_acks or self._lost_takes:
-                self.recover()
-            replies = self.cmd.execute_counts(data, count)
+        replies = self.cmd.execute_counts(data, count)
         if replies is not None:
             check(replies, f"publishing to queue {queue!r}")
 
@@ -307,10 +235,7 @@ class RedisStore(QueueStore):
             if expiring and queue in expiring:
                 parts.append(self._expire_commands(queue))
                 owners += [queue] * steps
-        with self.lock:
-            if self._retry_acks or self._lost_takes:
-                self.recover()
-            replies = self.cmd.execute_counts(b"".join(parts), len(owners))
+        replies = self.cmd.execute_counts(b"".join(parts), len(owners))
         if replies is not None:
             failed = sorted({owners[i] for i, reply in enumerate(replies) if isinstance(reply, Exception)})
             check(replies, f"publishing a batch of {len(items)} messages (failed for queue {', '.join(failed)})")
@@ -319,8 +244,7 @@ class RedisStore(QueueStore):
         if self.options.fanout_mode != "pubsub":
             return False
         channel = self.keys.fanout_channel(exchange, routing_key, self.options.fanout_patterns)
-        with self.lock:
-            [reply] = self.execute([("PUBLISH", channel, dumps(payload))])
+        [reply] = self.cmd.execute([("PUBLISH", channel, dumps(payload))])
         check([reply], f"publishing to fanout exchange {exchange!r}")
         return True
 
@@ -345,8 +269,7 @@ class RedisStore(QueueStore):
                 return
             tags = batch[:]
             batch.clear()
-        with self.lock:
-            self._send_acks(tags)
+        self.cmd.ack(tags)
 
     @contextlib.contextmanager
     def batching_acks(self) -> Iterator[None]:
@@ -365,53 +288,14 @@ class RedisStore(QueueStore):
             tags, self._acks.pending = self._acks.pending, None
             if tags:
                 try:
-                    with self.lock:
-                        self._send_acks(tags)
+                    self.cmd.ack(tags)
                 except rexc.RedisError:
-                    self._retry_acks.extend(tags)
+                    self.cmd.owe_acks(tags)
                     logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
-
-    def _send_acks(self, tags: list[str]) -> None:
-        if self._retry_acks:
-            tags = self._retry_acks + tags
-            self._retry_acks.clear()
-        commands = [("ZREM", self.keys.unacked_index, *tags), ("HDEL", self.keys.unacked, *tags)]
-        try:
-            self.cmd.send_deferred(commands, lambda: self._retry_acks.extend(tags))
-        except (rexc.ConnectionError, rexc.TimeoutError):
-            # not written: keep them for the next command, which fails or carries them
-            self._retry_acks.extend(tags)
-            logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
-            return
-        if self.cmd.deferred_replies > MAX_DEFERRED_REPLIES:
-            self.cmd.read_deferred()
 
     def recover(self) -> None:
         """Resend acks whose fate is unknown and give back takes whose reply was lost."""
-        if self._retry_acks:
-            tags = self._retry_acks[:]
-            self._retry_acks.clear()
-            try:
-                self.cmd.send_deferred(
-                    [("ZREM", self.keys.unacked_index, *tags), ("HDEL", self.keys.unacked, *tags)],
-                    lambda: self._retry_acks.extend(tags),
-                )
-            except BaseException:
-                # not written: they stay owed
-                self._retry_acks.extend(tags)
-                raise
-        if self._lost_takes:
-            self._recover_takes()
-
-    def _recover_takes(self) -> None:
-        scores = self._lost_takes[:]
-        self._lost_takes.clear()
-        try:
-            for score in scores:
-                self.restorer.give_back_take(score)
-        except BaseException:
-            self._lost_takes += scores
-            raise
+        self.cmd.recover()
 
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
         calls = []
@@ -425,8 +309,7 @@ class RedisStore(QueueStore):
             calls.append((scripts.RESTORE, keys, [delivery.receipt or "", dumps(payload), "head", record]))
         if not calls:
             return
-        with self.lock:
-            replies = self.run_many(calls)
+        replies = self.cmd.run_many(calls)
         check(replies, f"returning {len(calls)} message(s) to their queues")
 
     # -- maintenance: visibility timeout, expiring queues, pub/sub health --------------
@@ -439,9 +322,8 @@ class RedisStore(QueueStore):
 
     def maintain(self, queues: Sequence[str]) -> None:
         now = time.monotonic()
-        if self._retry_acks or self._lost_takes:
-            with self.lock:
-                self.recover()
+        if self.cmd.owes:
+            self.cmd.recover()
         if self.options.ack_emulation and now >= self._next_sweep:
             assert self.options.unacked_restore_interval is not None
             self._next_sweep = now + self.options.unacked_restore_interval
@@ -466,8 +348,7 @@ class RedisStore(QueueStore):
         # Kombu refreshes binding deadlines three times per lifetime; so do we
         self._next_refresh = time.monotonic() + (min(longest * 2, 3_600_000) / 3000 if longest else 60)
         if commands:
-            with self.lock:
-                check(self.execute(commands), "refreshing expiring queues")
+            check(self.cmd.execute(commands), "refreshing expiring queues")
 
     def restore_visible(self) -> int:
         """Give back every message unacknowledged for longer than ``visibility_timeout``.
@@ -494,8 +375,9 @@ class RedisStore(QueueStore):
     # -- closing ---------------------------------------------------------------------
     def drop_connections(self) -> None:
         """Disconnect every connection; the next command reconnects."""
-        for wire in (self.taker.wire, self.fanout.wire, self.cmd):
-            wire.disconnect()
+        self.taker.wire.disconnect()
+        self.fanout.wire.disconnect()
+        self.cmd.disconnect()
 
     def close(self) -> None:
         """Deliver pending acknowledgements, then drop every connection.
@@ -509,23 +391,18 @@ class RedisStore(QueueStore):
         try:
             for attempt in range(2):
                 try:
-                    with self.lock:
-                        if self._retry_acks or self._lost_takes or self.cmd.deferred_replies:
-                            self.recover()
-                            self.cmd.read_deferred()
-                        # replies lost by read_deferred came back to the ledger: go again
-                        if not (self._retry_acks or self._lost_takes):
-                            break
+                    if self.cmd.settle():
+                        break
                 except rexc.RedisError as exc:
                     if attempt:
                         logger.warning(
                             "could not confirm %d acknowledgement(s) and %d interrupted take(s) before "
                             "closing (%s); the next connection retries them",
-                            len(self._retry_acks), len(self._lost_takes), exc,
+                            len(self.ledger.acks), len(self.ledger.takes), exc,
                         )
         finally:
-            for wire in (self.taker.wire, self.cmd):
-                wire.disconnect()
+            self.taker.wire.disconnect()
+            self.cmd.disconnect()
             self.fanout.close()
             self.bindings.close()
             if self._on_close is not None:

@@ -22,7 +22,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rexc
@@ -30,10 +30,13 @@ from redis import exceptions as rexc
 from ..virtual.store import Delivery
 from . import scripts
 from .codec import loads, preview, text
+from .keys import KeyLayout
+from .options import RedisOptions
 from .wire import Wire, array_header, is_push, pack_args
 
 if TYPE_CHECKING:
-    from .store import RedisStore
+    from .command import CommandConnection
+    from .fanout import FanoutListener
 
 __all__ = ["Taker"]
 
@@ -47,18 +50,37 @@ Preloaded = list[tuple[int, bytes]]
 
 
 class Taker:
-    """Takes messages for one store; one thread at a time."""
+    """Takes messages for one store; one thread at a time.
 
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
+    ``maintain(queues)`` is the store's maintenance (restore sweeps, fanout health,
+    expiring queues), run before a take and whenever ``next_maintenance()`` comes due
+    while waiting; ``fanout`` wakes a waiting take with pub/sub messages.
+    """
+
+    def __init__(
+        self,
+        connection_factory: Callable[[], Any],
+        cmd: CommandConnection,
+        keys: KeyLayout,
+        options: RedisOptions,
+        fanout: FanoutListener,
+        maintain: Callable[[Sequence[str]], None],
+        next_maintenance: Callable[[], float],
+    ) -> None:
+        self.cmd = cmd
+        self.keys = keys
+        self.options = options
+        self.fanout = fanout
+        self.maintain = maintain
+        self.next_maintenance = next_maintenance
         self.wire = Wire(
-            store.connection_factory,
+            connection_factory,
             "take",
-            store.options.socket_timeout,
+            options.socket_timeout,
             0,
             self._on_connect,
-            reply_spin=store.options.reply_spin,
-            parser=store.options.reply_parser,
+            reply_spin=options.reply_spin,
+            parser=options.reply_parser,
         )
         self._lock = threading.Lock()
         self._last_score = 0.0
@@ -98,7 +120,7 @@ class Taker:
         cache_key = tuple(queues)
         found = self._lists.get(cache_key)
         if found is None:
-            layout = self.store.keys
+            layout = self.keys
             keys: list[str] = []
             names: list[str] = []
             for step in layout.consume_steps:
@@ -114,17 +136,16 @@ class Taker:
 
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         """Take up to ``max_count`` messages, waiting at most ``timeout`` seconds."""
-        store = self.store
         with self._lock:
             keys, names, numbers = self._lists_for(queues)
-            store.maintain(queues)
+            self.maintain(queues)
             deliveries = self._take(keys, names, max_count, watch=timeout != 0)
             if deliveries or timeout == 0:
                 return deliveries
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 now = time.monotonic()
-                wait = store.next_maintenance() - now
+                wait = self.next_maintenance() - now
                 if deadline is not None:
                     wait = min(wait, deadline - now)
                 if wait >= MIN_BLOCK and not self.wire.connected:
@@ -149,7 +170,7 @@ class Taker:
                             return self._take(keys, names, max_count, preloaded)
                 if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
                     return []
-                store.maintain(queues)
+                self.maintain(queues)
                 if self.tracking and wait >= MIN_BLOCK:
                     # a look at the lists once per maintenance interval: a wake-up Redis
                     # never sent would cost at most that long, and the take connection
@@ -167,12 +188,10 @@ class Taker:
         preloaded: Preloaded | None = None,
         watch: bool = False,
     ) -> list[Delivery]:
-        store = self.store
         wire = self.wire
         score = self._score()
-        if store.ledger.acks or store.ledger.takes:
-            with store.lock:
-                store.recover()
+        if self.cmd.owes:
+            self.cmd.recover()
         try:
             wire.connect()
             data = self._fetch_command(keys, names, max_count, score, preloaded or [], watch and self.tracking)
@@ -184,9 +203,8 @@ class Taker:
         except (rexc.ConnectionError, rexc.TimeoutError):
             # the script may have run: its messages are found by their score and given
             # back by the next command (or the next connection)
-            if store.options.ack_emulation:
-                with store.lock:
-                    store.ledger.takes.append(score)
+            if self.options.ack_emulation:
+                self.cmd.lost_take(score)
             raise
         # pushes read before the reply tell of changes the take has seen already
         wire.pushes.clear()
@@ -203,7 +221,7 @@ class Taker:
                 logger.error(
                     "Message in queue %r is not a Kombu message envelope; moved it to the Redis list %r "
                     "for inspection: %s",
-                    queue, store.keys.deadletter(queue), preview(raw),
+                    queue, self.keys.deadletter(queue), preview(raw),
                 )
             else:
                 logger.error("Cannot read queue %r from Redis list %r: %s", queue, keys[number - 1], text(raw))
@@ -216,9 +234,9 @@ class Taker:
         cache_key = tuple(keys)
         static = self._fetch_parts.get(cache_key)
         if static is None:
-            layout = self.store.keys
+            layout = self.keys
             head = ["EVALSHA", scripts.FETCH.sha, len(keys) + 2, layout.unacked, layout.unacked_index, *keys]
-            rest = [layout.deadletter_prefix, "1" if self.store.options.ack_emulation else "0", *names]
+            rest = [layout.deadletter_prefix, "1" if self.options.ack_emulation else "0", *names]
             # the three arguments between them (max_count, score, watch) change with every take
             static = (pack_args(head), pack_args(rest), len(head) + 3 + len(rest))
             if len(self._fetch_parts) > 256:
@@ -243,11 +261,9 @@ class Taker:
 
     def _quarantine(self, queue: str, raw: bytes, tag: str, reason: BaseException) -> None:
         """Move a recorded but unreadable message to the queue's dead-letter list."""
-        store = self.store
-        layout = store.keys
+        layout = self.keys
         dead = layout.deadletter(queue)
-        with store.lock:
-            store.run(scripts.RESTORE, [layout.unacked, layout.unacked_index, dead], [tag, raw, "tail", "0"])
+        self.cmd.run(scripts.RESTORE, [layout.unacked, layout.unacked_index, dead], [tag, raw, "tail", "0"])
         logger.error(
             "Cannot decode a message from queue %r (%s); moved it to the Redis list %r for inspection: %s",
             queue, reason, dead, preview(raw),
@@ -262,9 +278,9 @@ class Taker:
         connection is checked with ``PING`` every ``health_check_interval``: one that
         died silently must not leave the consumer asleep for good.
         """
-        options = self.store.options
+        options = self.options
         wire = self.wire
-        fanout = self.store.fanout if self.store.fanout.active else None
+        fanout = self.fanout if self.fanout.active else None
         poller = select.poll()
         poller.register(wire.fileno(), select.POLLIN | select.POLLPRI)
         if fanout is not None:
@@ -337,11 +353,11 @@ class Taker:
 
     def _wait(self, keys: list[str], numbers: dict[bytes, int], wait: float, max_count: int) -> Preloaded:
         """Block until a message arrives (BRPOP) or a fanout message is published."""
-        options = self.store.options
+        options = self.options
         block = self.wire
         block.send([("BRPOP", *keys, f"{wait:.3f}")])
         self._pending_wait = wait
-        fanout = self.store.fanout if self.store.fanout.active else None
+        fanout = self.fanout if self.fanout.active else None
         poller = select.poll()
         poller.register(block.fileno(), select.POLLIN | select.POLLPRI)
         if fanout is not None:
@@ -379,12 +395,11 @@ class Taker:
         """End a pending BRPOP at once and return what it took, if anything."""
         block = self.wire
         if block.client_id is not None:
-            with self.store.lock:
-                [reply] = self.store.execute([("CLIENT", "UNBLOCK", block.client_id)])
+            [reply] = self.cmd.execute([("CLIENT", "UNBLOCK", block.client_id)])
             if isinstance(reply, rexc.ResponseError):
                 block.client_id = None
         # without CLIENT UNBLOCK, wait for the BRPOP to time out (it never outlives its wait)
-        wait = self.store.options.socket_timeout or 30
+        wait = self.options.socket_timeout or 30
         return self._popped(block.read(wait if block.client_id is not None else wait + self._pending_wait), numbers)
 
     @staticmethod
@@ -404,8 +419,7 @@ class Taker:
         try:
             by_number = {number: key for key, number in numbers.items()}
             for number, raw in self._finish_brpop(numbers):
-                with self.store.lock:
-                    self.store.execute([("RPUSH", by_number[number], raw)])
+                self.cmd.execute([("RPUSH", by_number[number], raw)])
         except Exception:
             logger.warning("could not end a pending BRPOP cleanly; dropping its connection", exc_info=True)
             self.wire.disconnect()
