@@ -30,7 +30,8 @@ class TestHelpersRedis(HelperBehaviour):
     transport_options = {"visibility_timeout": 5, "socket_timeout": 5, **OWN_UNACKED}
 
     @pytest.fixture(scope="class", autouse=True)
-    def _own_unacked(self, redis_url: str) -> Iterator[None]:
+    @classmethod
+    def _own_unacked(cls, redis_url: str) -> Iterator[None]:
         yield
         delete_unacked_keys(redis_url, OWN_UNACKED)
 
