@@ -966,3 +966,41 @@ def test_non_direct_exchange_declares_with_a_warning(
     assert "routes only to queues bound in this process" in caplog.text
     [message] = collect(conn, queue, 1)
     assert message.payload == "routed"
+
+
+def test_drain_events_timeout_holds_when_the_endpoint_stops_answering(
+    connect: Callable[..., Connection], host: str, unique_name: str
+) -> None:
+    # a long poll whose endpoint goes silent (a half-open connection): botocore alone would
+    # wait 60 s per attempt, four attempts, before drain_events(timeout=1) returned
+    from t.faultproxy import FaultProxy
+
+    moto_host, moto_port = host.rsplit(":", 1)
+    with FaultProxy(moto_host, int(moto_port)) as proxy:
+        conn = connect(f"sqs://testing:testing@127.0.0.1:{proxy.port}", wait_time_seconds=10)
+        queue = Queue(unique_name)
+        queue(conn.default_channel).declare()
+        outcome: list[BaseException | None] = []
+
+        def drain() -> None:
+            try:
+                conn.drain_events(timeout=1)
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        with Consumer(conn, [queue], callbacks=[lambda body, message: message.ack()]):
+            proxy.stall()
+            started = time.monotonic()
+            waiter = threading.Thread(target=drain, daemon=True)
+            waiter.start()
+            waiter.join(20)
+            elapsed = time.monotonic() - started
+            proxy.stall(False)
+            proxy.cut()
+        assert not waiter.is_alive(), "drain_events(timeout=1) still waiting after 20 s"
+        assert elapsed < 1 + 3 + 2
+        [exc] = outcome
+        # a timeout, or an error ConsumerMixin and ensure() answer by reconnecting
+        assert isinstance(exc, (socket.timeout, *conn.recoverable_connection_errors)), exc

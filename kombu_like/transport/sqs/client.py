@@ -31,6 +31,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 1_048_576
 DEFAULT_ACK_FLUSH_INTERVAL = 0.2
 #: botocore retries throttled and failed requests this many times, with backoff
 DEFAULT_RETRIES = {"mode": "standard", "max_attempts": 4}
+#: seconds a ReceiveMessage may take beyond its long-poll wait before it is given up on
+#: (botocore's own read timeout is 60 s for every attempt, so an endpoint that stops
+#: answering would hold ``drain_events(timeout=2)`` for minutes)
+RECEIVE_READ_SLACK = 3.0
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -234,14 +238,19 @@ class Clients:
         self._clients: dict[str, Any] = {}
         self._receive_attributes_param: str | None = None
 
-    def _make(self, region: str, key: str | None, secret: str | None, token: str | None, quick: bool = False) -> Any:
+    def _make(self, region: str, key: str | None, secret: str | None, token: str | None, quick: Any = False) -> Any:
         session = self.boto3.Session(
             region_name=region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
             aws_session_token=token,
         )
-        config = self.quick_config if quick else self.config
+        if isinstance(quick, tuple):
+            # a receive client: (seconds it waits, tried once)
+            wait, once = quick
+            config = self.config.merge(self._receive_config(wait, once))
+        else:
+            config = self.quick_config if quick else self.config
         kwargs: dict[str, Any] = {"use_ssl": self.settings.use_ssl, "config": config}
         if self.settings.endpoint_url:
             kwargs["endpoint_url"] = self.settings.endpoint_url
@@ -253,13 +262,42 @@ class Clients:
 
     def for_queue(self, sqs_name: str, quick: bool = False) -> Any:
         """The client for the SQS queue ``sqs_name`` (``quick``: one short attempt)."""
-        entry = self.settings.predefined_queues.get(sqs_name) if self.settings.predefined_queues else None
-        if entry is None or not (entry.get("access_key_id") or entry.get("region")):
+        entry = self._own_entry(sqs_name)
+        if entry is None:
             return self.default(quick)
         region = str(entry.get("region") or self.region)
         return self._cached(sqs_name + (" quick" if quick else ""), region, entry, quick)
 
-    def _cached(self, key: str, region: str, entry: Mapping[str, Any] | None, quick: bool) -> Any:
+    def receiving(self, sqs_name: str, wait: int, once: bool) -> Any:
+        """The client for a ReceiveMessage on ``sqs_name`` that long-polls ``wait`` seconds.
+
+        Its read timeout is ``wait`` plus :data:`RECEIVE_READ_SLACK`, so an endpoint that
+        stops answering in the middle of a wait is noticed then; ``once`` (the caller has a
+        deadline): botocore does not try again, the error reaches ``drain_events``.
+        """
+        entry = self._own_entry(sqs_name)
+        suffix = f" receive {wait} {'once' if once else 'retried'}"
+        if entry is None:
+            return self._cached(suffix, self.region, None, (wait, once))
+        region = str(entry.get("region") or self.region)
+        return self._cached(sqs_name + suffix, region, entry, (wait, once))
+
+    def _receive_config(self, wait: int, once: bool) -> Any:
+        from botocore.config import Config
+
+        extra: dict[str, Any] = {"read_timeout": wait + RECEIVE_READ_SLACK}
+        if once:
+            extra["retries"] = {"total_max_attempts": 1}
+        return Config(**extra)
+
+    def _own_entry(self, sqs_name: str) -> Mapping[str, Any] | None:
+        """The predefined queue entry of ``sqs_name`` when it brings its own credentials or region."""
+        entry = self.settings.predefined_queues.get(sqs_name) if self.settings.predefined_queues else None
+        if entry is None or not (entry.get("access_key_id") or entry.get("region")):
+            return None
+        return entry
+
+    def _cached(self, key: str, region: str, entry: Mapping[str, Any] | None, quick: Any) -> Any:
         client = self._clients.get(key)
         if client is None:
             with self._lock:

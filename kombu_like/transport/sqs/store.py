@@ -70,6 +70,17 @@ INVALID_HANDLE_CODES = frozenset(
 RELEASED_MEMORY = 10_000
 #: shortest pause, in seconds, between two short polls of an empty queue
 MIN_POLL_PAUSE = 0.05
+#: tries of a ReceiveMessage whose connection drops, when the caller has a deadline
+RECEIVE_ATTEMPTS = 4
+
+
+def _dropped(exc: BaseException) -> bool:
+    """True for a connection that closed or could not be made (not for a timeout)."""
+    from botocore import exceptions as boto
+
+    return isinstance(exc, boto.ConnectionClosedError | boto.EndpointConnectionError) and not isinstance(
+        exc, boto.ConnectTimeoutError
+    )
 
 Translate = Callable[[BaseException, "str | None"], BaseException]
 
@@ -357,7 +368,7 @@ class SQSStore(QueueStore):
         if len(targets) > 1:
             # one request per queue cannot wait on all of them: look at each once first
             for queue, url in targets:
-                got = self._receive(queue, url, count, 0)
+                got = self._receive(queue, url, count, 0, deadline)
                 if got:
                     return got
             polled = True
@@ -370,10 +381,10 @@ class SQSStore(QueueStore):
                 self._rotation = (self._rotation + 1) % len(targets)
                 queue, url = targets[self._rotation]
                 seconds = max(1, seconds // len(targets))
-            return self._receive(queue, url, count, seconds)
+            return self._receive(queue, url, count, seconds, deadline)
         if not polled:
             queue, url = targets[0]
-            got = self._receive(queue, url, count, 0)
+            got = self._receive(queue, url, count, 0, deadline)
             if got:
                 return got
         # SQS waits in whole seconds only: sit out the rest here, woken by a publish of ours
@@ -385,12 +396,18 @@ class SQSStore(QueueStore):
             pause = interval if remaining is None else min(interval, remaining)
         if pause > 0 and self.shared.wait(queues, seen, pause):
             for queue, url in targets:
-                got = self._receive(queue, url, count, 0)
+                got = self._receive(queue, url, count, 0, deadline)
                 if got:
                     return got
         return []
 
-    def _receive(self, queue: str, url: str, count: int, wait: int) -> list[Delivery]:
+    def _receive(self, queue: str, url: str, count: int, wait: int, deadline: float | None) -> list[Delivery]:
+        """One ReceiveMessage, given up ``RECEIVE_READ_SLACK`` seconds after its wait.
+
+        With a ``deadline`` (``drain_events(timeout=...)``) a read timeout is not tried again
+        (four more waits would hold the caller far past its timeout); a connection that
+        drops or cannot be made is, at once, as botocore would, while the deadline allows.
+        """
         params: dict[str, Any] = {
             "QueueUrl": url,
             "MaxNumberOfMessages": count,
@@ -400,7 +417,20 @@ class SQSStore(QueueStore):
         }
         if self.settings.receive_visibility_timeout is not None:
             params["VisibilityTimeout"] = self.settings.receive_visibility_timeout
-        messages = self._client(queue).receive_message(**params).get("Messages")
+        client = self.clients.receiving(self.sqs_name(queue), wait, deadline is not None)
+        attempt = 1
+        while True:
+            try:
+                messages = client.receive_message(**params).get("Messages")
+                break
+            except Exception as exc:
+                if deadline is None or attempt >= RECEIVE_ATTEMPTS or not _dropped(exc):
+                    raise
+                pause = 0.05 * 2**attempt
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                attempt += 1
         if not messages:
             return []
         return [self._delivery(queue, url, message) for message in messages]
