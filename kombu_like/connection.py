@@ -443,7 +443,10 @@ class Connection:
             if key in options:
                 opts[key] = options[key]
         if "connect_retries_timeout" in options:
-            opts["timeout"] = options["connect_retries_timeout"]
+            opts["timeout"] = _retry_number("connect_retries_timeout", options["connect_retries_timeout"])
+        for key in ("max_retries", "interval_start", "interval_step", "interval_max"):
+            if key in opts:
+                opts[key] = _retry_number(key, opts[key])
         return opts
 
     @property
@@ -913,6 +916,27 @@ def _failed_message(fun: Any, exc: BaseException, conn: Connection, attempts: in
     name = getattr(fun, "__name__", "operation")
     counted = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     return f"{name} failed after {counted} on {conn.as_uri()}: {_describe(exc)}"
+
+
+def _retry_number(key: str, value: Any) -> Any:
+    """A retry setting from ``transport_options``: a number not below zero (a string from a
+    configuration file is read as one), or None where Kombu reads None as "no limit"."""
+    if type(value) in (int, float) and value >= 0:
+        return value
+    if value is None and key in ("max_retries", "connect_retries_timeout"):
+        return None
+    number: Any = None
+    if isinstance(value, str):
+        try:
+            number = int(value) if key == "max_retries" else float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = value
+    if number is None or number != number or number < 0:
+        unit = "retries" if key == "max_retries" else "seconds"
+        raise ValueError(f"transport option {key!r} must be a number of {unit} (not negative), not {value!r}")
+    return number
 
 
 def _coerce_option(value: str) -> Any:

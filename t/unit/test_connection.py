@@ -402,3 +402,32 @@ class TestFailoverURLs:
         assert not conn.completes_cycle(0)
         assert conn.completes_cycle(1)
         assert Connection("memory://").completes_cycle(0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("max_retries", "three"), ("interval_start", -1), ("interval_step", "soon"), ("interval_max", True),
+     ("connect_retries_timeout", "never")],
+)
+def test_a_bad_retry_setting_is_refused_naming_it(key: str, value: Any) -> None:
+    # refused before connecting, not a TypeError from inside the retry loop once the broker fails
+    conn = Connection("memory://", transport_options={key: value})
+    with pytest.raises(ValueError, match=f"transport option {key!r} must be a number"):
+        _ = conn.default_channel
+    conn.release()
+
+
+def test_retry_settings_given_as_strings_are_numbers() -> None:
+    # as they come from an ini or environment-based configuration
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    conn = Connection(
+        f"amqp://guest:guest@127.0.0.1:{port}//",
+        transport_options={"max_retries": "1", "interval_start": "0", "interval_step": "0", "interval_max": "0.1"},
+    )
+    from kombu_like.exceptions import OperationalError
+
+    with pytest.raises(OperationalError, match="after 2 attempts"):
+        _ = conn.default_channel
+    conn.release()
