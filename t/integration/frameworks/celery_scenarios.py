@@ -240,8 +240,13 @@ def failover_by_name(strategy: str, dead_url: str, x: int, y: int) -> dict[str, 
     from celery import Celery
 
     client = Celery("kl_failover", broker=f"{dead_url};{os.environ['KL_BROKER_URL']}", backend=app.conf.result_backend)
+    # 'shuffle' picks a URL at random for each attempt, and Kombu gives up when every attempt
+    # draws the dead one: with a handful of attempts that happened in a few runs in a hundred,
+    # with twelve it is about one in eight thousand
     client.conf.update(app.conf.table(with_defaults=False), broker_url=f"{dead_url};{os.environ['KL_BROKER_URL']}",
-                       broker_failover_strategy=strategy, broker_connection_max_retries=4)
+                       broker_failover_strategy=strategy, broker_connection_max_retries=12,
+                       task_publish_retry_policy={"max_retries": 12, "interval_start": 0, "interval_step": 0.1,
+                                                  "interval_max": 0.3})
     try:
         conn = client.connection_for_write()
         out: dict[str, Any] = {"strategy_callable": callable(conn.failover_strategy)}
