@@ -586,8 +586,12 @@ def build_app() -> click.Group:
             if no_ack:
                 message.ack()
             line = json.dumps(message_record(message, body, queue), default=_jsonable, ensure_ascii=False)
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # not an OSError from here on: click would turn one into exit status 1
+                raise ReaderGone("stdout's reader closed the pipe") from None
             state.printed += 1
             if state.done and state.consumer is not None:
                 state.consumer.cancel()  # before the last ack, so no further message is sent
@@ -877,6 +881,10 @@ def _queue_name(message: Message, state: _ConsumeState) -> str:
     return str((message.delivery_info or {}).get("routing_key") or "")
 
 
+class ReaderGone(Exception):
+    """stdout's reader closed the pipe (``consume Q | head -2``): stop quietly, exit 0."""
+
+
 def _drain(conn: Connection, state: _ConsumeState, timeout: float | None) -> None:
     import time
 
@@ -892,7 +900,7 @@ def _drain(conn: Connection, state: _ConsumeState, timeout: float | None) -> Non
             conn.drain_events(timeout=1.0 if remaining is None else min(remaining, 1.0))
         except socket.timeout:
             if _stdout_reader_gone():
-                raise BrokenPipeError("stdout's reader closed the pipe") from None
+                raise ReaderGone("stdout's reader closed the pipe") from None
             continue
         if state.printed + state.undecodable != before:
             idle_since = time.monotonic()
@@ -967,7 +975,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc), url, exc.code)
     except click.exceptions.Abort:
         _fail("aborted", url, 130)
-    except BrokenPipeError:
+    except (ReaderGone, BrokenPipeError):
         # ``consume Q | head -2``: the reader has what it wanted; unprinted messages were
         # not acknowledged and stay in the queue
         _reader_went_away()
@@ -988,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _caused_by_broken_pipe(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, BrokenPipeError):
+        if isinstance(exc, BrokenPipeError | ReaderGone):
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1
