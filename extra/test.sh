@@ -3,8 +3,25 @@
 # with every extra, start the brokers, lint, type-check, run pytest (which also builds the
 # docs with warnings as errors and runs their examples, t/unit/test_docs.py).
 # Extra arguments go to pytest (e.g. `extra/test.sh t/unit -x`).
+#
+#   --differential-long   run the differential tests against Kombu (t/differential) with
+#                         the long hypothesis profile: random seeds, many more and longer
+#                         scenarios (KOMBU_LIKE_DIFFERENTIAL=long); with no other arguments
+#                         only t/differential runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+PYTEST_ARGS=()
+for arg in "$@"; do
+    if [ "$arg" = "--differential-long" ]; then
+        export KOMBU_LIKE_DIFFERENTIAL=long
+    else
+        PYTEST_ARGS+=("$arg")
+    fi
+done
+if [ "${KOMBU_LIKE_DIFFERENTIAL:-}" = "long" ] && [ ${#PYTEST_ARGS[@]} -eq 0 ]; then
+    PYTEST_ARGS=(t/differential)
+fi
 
 VENV="${KOMBU_LIKE_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -20,4 +37,4 @@ echo "== ruff"
 echo "== mypy"
 "$VENV/bin/mypy" kombu_like
 echo "== pytest"
-exec "$VENV/bin/python" -m pytest "$@"
+exec "$VENV/bin/python" -m pytest ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"}

@@ -1,0 +1,82 @@
+"""Kombu 5.7 and kombu_like driven in lockstep on every broker transport (see machine.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis.stateful import run_state_machine_as_test
+
+import kombu_like
+
+from .harness import LIBRARIES, Side, unique_prefix
+from .machine import TransportSpec, machine_for
+from .profiles import profile
+
+pytestmark = pytest.mark.interop
+
+SQS_OPTIONS = {"region": "us-east-1", "wait_time_seconds": 0, "polling_interval": 0.1}
+
+
+def routable(url: str, options: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The exchange types whose routing the transport declares it supports.
+
+    A transport whose ``capabilities.fanout`` is false (Redis: publish/subscribe reaches
+    only listening consumers; SQS: none) is driven without fanout exchanges.
+    """
+    caps = kombu_like.Connection(url, transport_options=options or {}).transport.capabilities
+    kinds = [k for k in ("direct", "topic", "fanout") if k in caps.exchange_types]
+    return tuple(k for k in kinds if k != "fanout" or caps.fanout)
+
+
+def run(spec: TransportSpec, examples: int, steps: int) -> None:
+    run_state_machine_as_test(machine_for(spec), settings=profile(examples, steps))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open difference: after a queue delete, a publish puts two copies in another queue on "
+    "Kombu's memory broker and one on kombu_like's; not yet fixed or documented",
+)
+def test_memory() -> None:
+    # reconnecting with messages unacknowledged is the departure pinned below
+    spec = TransportSpec("memory", "memory://", exchange_types=routable("memory://"), reconnect_with_unacked=False)
+    run(spec, examples=12, steps=25)
+
+
+def test_memory_close_gives_unacked_messages_back() -> None:
+    # Deliberate departure ("Unacknowledged messages survive a closed channel on
+    # memory://"): Kombu's memory channel drops them (do_restore = False)
+    left = {}
+    for lib, side in {lib: Side(lib, "memory://", unique_prefix()) for lib in LIBRARIES}.items():
+        side.connect()
+        queue = side.lib.Queue(side.name("q"))(side.channel)
+        queue.declare()
+        side.lib.Producer(side.channel).publish({"n": 1}, routing_key=side.name("q"))
+        assert queue.get(no_ack=False) is not None
+        side.close()
+        side.connect()
+        left[lib] = side.lib.Queue(side.name("q"))(side.channel).queue_declare(passive=True)[1]
+        side.close()
+    assert left == {"kombu": 0, "kombu_like": 1}
+
+
+@pytest.mark.redis
+def test_redis(redis_url: str) -> None:
+    run(TransportSpec("redis", redis_url, exchange_types=routable(redis_url), redis_url=redis_url,
+                      consume_only_ready=True), examples=8, steps=20)
+
+
+@pytest.mark.amqp
+def test_amqp(amqp_url: str) -> None:
+    run(TransportSpec("amqp", amqp_url, exchange_types=routable(amqp_url)), examples=8, steps=20)
+
+
+@pytest.mark.sqs
+def test_sqs(sqs_endpoint: str) -> None:
+    url = f"sqs://testing:testing@{sqs_endpoint.split('://', 1)[1]}"
+    spec = TransportSpec(
+        "sqs", url, dict(SQS_OPTIONS), exchange_types=routable(url, SQS_OPTIONS),
+        can_delete=False, reconnect_with_unacked=False,
+    )
+    run(spec, examples=5, steps=15)
