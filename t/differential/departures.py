@@ -154,7 +154,7 @@ DEPARTURES: tuple[Departure, ...] = (
     Departure("sqs-purge-count", "SQS purge() counts each message once", _sqs_purge_count),
     Departure("redis-empty-queue-exists", "An empty queue exists on Redis", _redis_empty_queue_exists),
     Departure("amqp-empty-reply", "AMQP methods without a reply value return None", _amqp_empty_reply),
-    Departure("redis-stale-bindings", "Deleting a queue on Redis removes its bindings", _redis_stale_bindings),
+    Departure("redis-stale-bindings", "Deleting a queue removes its bindings", _redis_stale_bindings),
     Departure(
         "delivery-info",
         "Deliveries say whether they are redelivered / Deliveries name their consumer tag",

@@ -10,6 +10,7 @@ Redis, the binding tables.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +41,9 @@ class TransportSpec:
     #: that BRPOP later takes the next message published (Kombu logs "Requeuing
     #: undeliverable message ... No consumers" and the queue looks empty meanwhile)
     consume_only_ready: bool = False
+    #: never declare a deleted queue's name again: Kombu's memory transport keeps routing to
+    #: a deleted queue's bindings (a documented departure, pinned in test_lockstep.py)
+    retire_deleted: bool = False
     #: close/reconnect only with nothing unacknowledged (SQS gives those back only after
     #: their visibility timeout, a wait no test should make)
     reconnect_with_unacked: bool = True
@@ -69,6 +73,7 @@ class LockstepMachine(RuleBasedStateMachine):
             lib: Side(lib, self.spec.url, f"{prefix}{lib[-1]}_", self.spec.transport_options) for lib in LIBRARIES
         }
         self.declared: set[str] = set()
+        self.retired: set[str] = set()
         self.exchanges: set[str] = set()
         # messages received and not yet settled, per side, in the same order on both
         self.held: dict[str, list[Any]] = {lib: [] for lib in LIBRARIES}
@@ -128,8 +133,10 @@ class LockstepMachine(RuleBasedStateMachine):
 
     # -- rules -----------------------------------------------------------------------
 
-    @rule(short=st.sampled_from(QUEUES), data=st.data())
-    def declare(self, short: str, data: st.DataObject) -> None:
+    @precondition(lambda self: len(self.retired) < len(QUEUES))
+    @rule(data=st.data())
+    def declare(self, data: st.DataObject) -> None:
+        short = data.draw(st.sampled_from([q for q in QUEUES if q not in self.retired]))
         exchange = data.draw(st.sampled_from(self.usable_exchanges()))
         routing_key = data.draw(self.binding_keys(exchange))
         self.both("declare", lambda s: self.queue(s, short, exchange, routing_key).declare())
@@ -160,7 +167,7 @@ class LockstepMachine(RuleBasedStateMachine):
                 correlation_id: str | None) -> None:
         target = data.draw(st.sampled_from(["default", *sorted(self.exchanges)]))
         if target == "default":
-            short = data.draw(st.sampled_from(QUEUES))
+            short = data.draw(st.sampled_from([q for q in QUEUES if q not in self.retired] or ["none"]))
             routing = ("", short)
         else:
             routing = (target, data.draw(st.sampled_from(ROUTING_KEYS)))
@@ -268,6 +275,8 @@ class LockstepMachine(RuleBasedStateMachine):
         self.both("delete", lambda s: self.queue(s, short).delete())
         self.declared.discard(short)
         self.sizes.pop(short, None)
+        if self.spec.retire_deleted:
+            self.retired.add(short)
 
     @precondition(lambda self: self.spec.reconnect_with_unacked or not any(self.held.values()))
     @rule()
@@ -288,15 +297,33 @@ class LockstepMachine(RuleBasedStateMachine):
         if not hasattr(self, "sides") or self.sides["kombu"].channel is None:
             return
         for short in sorted(self.declared):
-            outcomes = self.both(
-                f"size of {short}", lambda s, short=short: self.queue(s, short).queue_declare(passive=True)[1]
-            )
+            outcomes = self.settled_sizes(short)
             ours = outcomes["kombu_like"]
             if ours.kind == "ok":
                 self.sizes[short] = ours.value
         if self.spec.redis_url and self.exchanges:
             theirs, ours = self.redis_bindings()
             self.compare("redis bindings", Outcome("ok", theirs), Outcome("ok", ours))
+
+    def settled_sizes(self, short: str) -> dict[str, Outcome]:
+        """Both sides' size of ``short``, once the broker has taken in what was sent.
+
+        RabbitMQ routes a publish (a method without a reply) asynchronously, so a size read
+        right after it may not count it yet on one side; a difference that lasts over a
+        second is a difference.
+        """
+        def size(side: Side) -> Any:
+            return self.queue(side, short).queue_declare(passive=True)[1]
+
+        for _ in range(10):
+            outcomes = {lib: side.run(size) for lib, side in self.sides.items()}
+            if outcomes["kombu"] == outcomes["kombu_like"] or self.spec.name != "amqp":
+                break
+            time.sleep(0.1)
+        self.log.append(f"size of {short}: {outcomes}")
+        self.compare(f"size of {short}", outcomes["kombu"], outcomes["kombu_like"])
+        self.reopen_closed_channels()
+        return outcomes
 
     def redis_bindings(self) -> tuple[Any, Any]:
         """Each side's Redis binding tables: bindings of declared queues, and stale ones."""
