@@ -37,7 +37,7 @@ def test_memory() -> None:
     # reconnecting with messages unacknowledged is the departure pinned below
     spec = TransportSpec(
         "memory", "memory://", exchange_types=routable("memory://"), reconnect_with_unacked=False,
-        retire_deleted=True,
+        retire_deleted=True, requeue_only_alone=True,
     )
     run(spec, examples=12, steps=25)
 
@@ -95,3 +95,21 @@ def test_memory_delete_removes_the_queues_bindings() -> None:
         left[lib] = side.lib.Queue(side.name("q"))(side.channel).queue_declare(passive=True)[1]
         side.close()
     assert left == {"kombu": 1, "kombu_like": 0}
+
+
+def test_memory_requeue_puts_the_message_back_first() -> None:
+    # Deliberate departure ("A requeued message goes back to the head of its queue"):
+    # Kombu's memory transport appends it behind the messages already waiting
+    first = {}
+    for lib, side in {lib: Side(lib, "memory://", unique_prefix()) for lib in LIBRARIES}.items():
+        side.connect()
+        queue = side.lib.Queue(side.name("q"))(side.channel)
+        queue.declare()
+        for n in (1, 2):
+            side.lib.Producer(side.channel).publish({"n": n}, routing_key=side.name("q"))
+        queue.get(no_ack=False).requeue()
+        message = queue.get(no_ack=False)
+        first[lib] = message.payload["n"]
+        message.ack()
+        side.close()
+    assert first == {"kombu": 2, "kombu_like": 1}
