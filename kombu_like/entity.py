@@ -657,7 +657,12 @@ class Queue(MaybeChannelBound):
 
     @classmethod
     def from_dict(cls, queue: str, **options: Any) -> Queue:
-        """Build a Queue from Celery-style configuration."""
+        """Build a Queue from Celery-style configuration.
+
+        A ``name`` among the options (as in another queue's ``as_dict()``) is ignored: the
+        queue is named ``queue``, as in Kombu.
+        """
+        options.pop("name", None)
         exchange = options.pop("exchange", None)
         if not isinstance(exchange, Exchange):
             exchange = Exchange(
