@@ -65,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 #: Content encodings whose payload is left as bytes when no decoder is registered.
 SKIP_DECODE = frozenset({"binary", "ascii-8bit"})
+_UTF8 = frozenset({"utf-8", "utf8", "UTF-8", "UTF8"})
+#: text encodings whose decoding takes time quadratic in the input (idna through
+#: punycode): a message declaring one could hold a consumer for minutes
+_SLOW_TEXT_ENCODINGS = frozenset({"punycode", "idna"})
 
 #: Content types that pass any ``accept`` list: they are raw bytes/text, never parsed.
 TRUSTED_CONTENT = frozenset({"application/data", "application/text"})
@@ -114,6 +118,19 @@ def _wrap_errors(wrapper: type[Exception], message: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise wrapper(f"{message}: {exc!r}") from exc
+
+
+def _decode_text(data: Any, encoding: str) -> str:
+    """``data`` decoded as text in ``encoding``, a message's ``content_encoding``.
+
+    Only text encodings (``bytes.decode``): ``codecs.decode`` would also run bytes-to-bytes
+    codecs such as ``zlib_codec`` or ``bz2_codec``, decompressing a body without the
+    consumer's size limit.  Encodings slow enough to be an attack are refused.
+    """
+    name = codecs.lookup(encoding).name
+    if name in _SLOW_TEXT_ENCODINGS:
+        raise ValueError(f"content encoding {encoding!r} is refused: decoding it takes time quadratic in the body")
+    return bytes(data).decode(name)
 
 
 class SerializerRegistry:
@@ -348,6 +365,8 @@ class SerializerRegistry:
             self._load_all_plugins()
             decode = self._decoders.get(ctype)
         if decode is not None:
+            if content_encoding is not None and content_encoding not in _UTF8 and not isinstance(data, str):
+                data = self._as_declared_text(data, content_encoding, ctype)
             # try/except rather than a context manager: this runs for every message consumed
             try:
                 return decode(data)
@@ -360,8 +379,23 @@ class SerializerRegistry:
         if encoding not in SKIP_DECODE and not isinstance(data, str):
             description = parenthesize_alias(self.type_to_name.get(ctype), ctype)
             with _wrap_errors(DecodeError, f"Cannot decode {description} content as {encoding}"):
-                return codecs.decode(data, encoding)
+                return _decode_text(data, encoding)
         return data
+
+    def _as_declared_text(self, data: Any, content_encoding: str | bytes, ctype: str) -> Any:
+        """A text serializer's payload decoded with the character set the message declares
+        (a UTF-16 or Latin-1 JSON body from another client), as py-amqp hands Kombu the
+        body; left as bytes when the serializer is binary or the declaration does not fit."""
+        encoding = _text(content_encoding).lower()
+        if encoding in SKIP_DECODE or encoding in _UTF8:
+            return data
+        registered = self._encoders.get(self.type_to_name.get(ctype, ""))
+        if registered is not None and registered.content_encoding in SKIP_DECODE:
+            return data
+        try:
+            return _decode_text(data, encoding)
+        except (LookupError, ValueError, TypeError):  # UnicodeError is a ValueError
+            return data
 
     def check_accept(
         self,

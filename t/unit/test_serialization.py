@@ -729,3 +729,46 @@ def test_serializers_interoperate_with_kombu(name: str) -> None:
     assert kombu.serialization.loads(payload, content_type, encoding, accept=[content_type]) == SAMPLE
     content_type, encoding, payload = kombu.serialization.dumps(SAMPLE, serializer=name)
     assert loads(payload, content_type, encoding, accept=[content_type]) == SAMPLE
+
+
+def test_a_bytes_to_bytes_codec_as_content_encoding_does_not_decompress() -> None:
+    # codecs.decode(body, "zlib_codec") would inflate the body with no size limit: a trusted
+    # content type (application/data is always accepted) must not open that door
+    import zlib
+
+    from kombu_like.exceptions import DecodeError
+    from kombu_like.serialization import registry as default_registry
+
+    bomb = zlib.compress(bytes(8 << 20), 9)
+    for codec_name in ("zlib_codec", "bz2_codec", "base64_codec", "rot13"):
+        with pytest.raises(DecodeError, match="Cannot decode"):
+            default_registry.loads(bomb, "application/data", codec_name, accept=["json"])
+
+
+def test_a_content_encoding_that_decodes_in_quadratic_time_is_refused() -> None:
+    from kombu_like.exceptions import DecodeError
+    from kombu_like.serialization import registry as default_registry
+
+    for name, body in (("punycode", b"bcher-kva"), ("idna", b"xn--bcher-kva.example")):
+        with pytest.raises(DecodeError, match="quadratic"):
+            default_registry.loads(body, "text/plain", name)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1", "utf-32", "cp1252"])
+def test_a_text_body_in_the_character_set_it_declares_is_decoded(encoding: str) -> None:
+    # another client's JSON in UTF-16 or Latin-1, declared in content_encoding: Kombu's AMQP
+    # transport hands the decoder text decoded with that character set (py-amqp does)
+    from kombu_like.serialization import registry as default_registry
+
+    body = '{"name": "caf\u00e9"}'.encode(encoding)
+    assert default_registry.loads(body, "application/json", encoding) == {"name": "caf\u00e9"}
+    assert default_registry.loads(body, "application/json", encoding.upper()) == {"name": "caf\u00e9"}
+
+
+def test_a_binary_serializer_keeps_bytes_whatever_the_declared_encoding() -> None:
+    import pickle
+
+    from kombu_like.serialization import registry as default_registry
+
+    body = pickle.dumps({"x": 1})
+    assert default_registry.loads(body, "application/x-python-serialize", "latin-1", accept=["pickle"]) == {"x": 1}
