@@ -234,12 +234,12 @@ class Connection:
         self.virtual_host = virtual_host or self.virtual_host
         self.port = int(port) if port else self.port
         self.insist = insist
-        self.connect_timeout = float(connect_timeout) if connect_timeout else connect_timeout
+        self.connect_timeout = _seconds("connect_timeout", connect_timeout) if connect_timeout else connect_timeout
         # amqps:// always speaks TLS; Kombu's SSL transport sets ssl=True the same way
         self.ssl = True if transport == "amqps" and not ssl else ssl
         self.transport_cls: str | type[Transport] = transport or "amqp"
         # heartbeat=None is accepted and kept, as in Kombu
-        self.heartbeat: float | None = heartbeat and float(heartbeat)
+        self.heartbeat: float | None = heartbeat and _seconds("heartbeat", heartbeat)
         self.credential_provider = credential_provider
         self._transport = None
 
@@ -916,6 +916,15 @@ def _failed_message(fun: Any, exc: BaseException, conn: Connection, attempts: in
     name = getattr(fun, "__name__", "operation")
     counted = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     return f"{name} failed after {counted} on {conn.as_uri()}: {_describe(exc)}"
+
+
+def _seconds(name: str, value: Any) -> float:
+    """``heartbeat`` or ``connect_timeout`` as a number, or a ValueError naming it (a URL's
+    ``?heartbeat=abc`` used to fail as "could not convert string to float")."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}") from None
 
 
 def _retry_number(key: str, value: Any) -> Any:

@@ -65,12 +65,16 @@ def url_to_parts(url: str) -> urlparts:
     try:
         parts = urlsplit("http://" + rest)
         port = parts.port
-    except ValueError:
-        # urllib's message quotes the offending text, which may be part of a password
-        raise ValueError(
-            f"invalid broker URL {sanitize_url(url)!r}: the port is not a number "
-            "(a password containing '/', '@' or ':' must be percent-encoded)"
-        ) from None
+    except ValueError as exc:
+        # urllib's message quotes the offending text, which may be part of a password:
+        # only its kind is told
+        if "IPv6" in str(exc):
+            problem = "an IPv6 address in brackets is not closed with ']'"
+        elif "out of range" in str(exc):
+            problem = "the port must be from 0 to 65535"
+        else:
+            problem = "the port is not a number (a password containing '/', '@' or ':' must be percent-encoded)"
+        raise ValueError(f"invalid broker URL {sanitize_url(url)!r}: {problem}") from None
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     return urlparts(
         scheme,
@@ -92,7 +96,14 @@ def parse_url(url: str) -> dict[str, Any]:
         if "ssl_check_hostname" in ssl_opts:
             ssl_opts["ssl_check_hostname"] = ssl_opts["ssl_check_hostname"].lower() != "false"
         if "ssl_cert_reqs" in ssl_opts:
-            ssl_opts["ssl_cert_reqs"] = _CERT_REQS.get(ssl_opts["ssl_cert_reqs"], ssl.CERT_REQUIRED)
+            value = ssl_opts["ssl_cert_reqs"]
+            if value not in _CERT_REQS:
+                # Kombu fails with a bare KeyError; quietly verifying instead would hide the typo
+                raise ValueError(
+                    f"invalid broker URL {sanitize_url(url)!r}: ssl_cert_reqs must be one of "
+                    f"{', '.join(_CERT_REQS)}, not {value!r}"
+                )
+            ssl_opts["ssl_cert_reqs"] = _CERT_REQS[value]
         options["ssl"] = ssl_opts
     return dict(
         transport=scheme,

@@ -140,3 +140,23 @@ def test_unencoded_slash_in_password_never_leaks(url: str) -> None:
         assert all(part not in str(exc) for part in secret_parts)
     else:
         assert all(part not in repr(conn) for part in secret_parts)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("amqp://[::1", "IPv6 address in brackets is not closed"),
+        ("redis://localhost:99999/0", "port must be from 0 to 65535"),
+        ("amqp://host:notaport//", "port is not a number"),
+        ("rediss://localhost:6380/0?ssl_cert_reqs=requierd", "ssl_cert_reqs must be one of"),
+    ],
+)
+def test_a_malformed_url_is_refused_saying_what_is_wrong(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        kombu_like.Connection(url)
+
+
+@pytest.mark.parametrize("name", ["heartbeat", "connect_timeout"])
+def test_a_duration_that_is_not_a_number_is_refused_naming_it(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a number of seconds, not 'abc'"):
+        kombu_like.Connection(f"amqp://guest:guest@localhost//?{name}=abc")
