@@ -316,7 +316,10 @@ def _convert(value: Any, hint: Any) -> Any:
     if inner is float:
         if isinstance(value, bool):
             raise TypeError(value)
-        return float(value)
+        number = float(value)
+        if number != number:  # NaN passes every range check and breaks timeouts later
+            raise ValueError(value)
+        return number
     if inner is str:
         if not isinstance(value, str):
             raise TypeError(value)

@@ -227,3 +227,22 @@ def test_an_option_kombus_counterpart_reads_is_warned_about_as_not_supported() -
     # a misspelling is still unknown, with the closest name
     with pytest.warns(UnknownTransportOptionWarning, match="did you mean 'visibility_timeout'"):
         Counterpart.from_transport_options({"visiblity_timeout": 5})
+
+
+@pytest.mark.parametrize(
+    ("cls", "key"),
+    [
+        (SqliteOptions, "polling_interval"),
+        (AMQPOptions, "rpc_timeout"),
+        (RedisOptions, "socket_timeout"),
+        (SQSOptions, "wait_time_seconds"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_nan_is_not_a_number_of_seconds(cls: type[TransportOptions], key: str) -> None:
+    # NaN passes every "not negative" check and only fails later, inside a socket timeout
+    with pytest.raises(ValueError, match=f"{key!r} must be"):
+        if cls is SQSOptions:
+            Settings.from_options({key: float("nan")}, None, None)
+        else:
+            cls.from_transport_options({key: "nan"})

@@ -55,7 +55,9 @@ def _number(options: Mapping[str, Any], name: str, default: float, low: float, h
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"SQS transport option {name!r} must be a number, not {value!r}") from None
+        number = float("nan")
+    if number != number:
+        raise ValueError(f"SQS transport option {name!r} must be a number, not {value!r}")
     if number < low or (high is not None and number > high):
         bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
         raise ValueError(f"SQS transport option {name!r} must be {bounds}, not {value!r}")
