@@ -161,6 +161,13 @@ class SqliteOptions(TransportOptions):
             self.refuse("synchronous", "one of " + ", ".join(_SYNCHRONOUS))
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True when ``exc`` says another connection holds the lock (SQLITE_BUSY/LOCKED)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    return name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text or "busy" in text
+
+
 def database_path(virtual_host: str | None) -> str:
     """The file a ``sqlite://`` URL's path names, made absolute.
 
@@ -335,6 +342,10 @@ class SqliteStore(QueueStore):
         self.token = uuid.uuid4().hex
         self.host = socket.gethostname()
         self._lock = threading.RLock()
+        #: when a take first found the file locked by another process (monotonic), while
+        #: it stays locked: a drain with a short timeout gives up waiting at its deadline,
+        #: and only a lock held past busy_timeout in all is an error
+        self._locked_since: float | None = None
         self._leases = itertools.count(1)
         self._specs: dict[str, _QueueSpec] = {}
         self._notifier = _notifier_for(path)
@@ -576,7 +587,10 @@ class SqliteStore(QueueStore):
         while True:
             seen = notifier.generation
             data_version = self._data_version()
-            deliveries, lease_due = self._take(queues, max_count)
+            taken = self._take_by(queues, max_count, deadline)
+            if taken is None:
+                return []  # the file stayed locked by another process until the deadline
+            deliveries, lease_due = taken
             if deliveries:
                 return deliveries
             while True:
@@ -594,6 +608,37 @@ class SqliteStore(QueueStore):
                     self._next_owner_check = time.monotonic() + OWNER_CHECK_INTERVAL
                     if self.reap_dead_owners():
                         break
+
+    def _take_by(
+        self, queues: Sequence[str], max_count: int, deadline: float | None
+    ) -> tuple[list[Delivery], float | None] | None:
+        """:meth:`_take`, waiting for another process's write lock no longer than the caller's
+        ``deadline`` (``drain_events(timeout=1)`` returns after a second, not after
+        ``busy_timeout``); ``None`` when the lock was not had by then.  A lock held past
+        ``busy_timeout`` over several such calls raises as a single long wait would."""
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is None or remaining >= self.busy_timeout:
+            taken = self._take(queues, max_count)
+            self._locked_since = None
+            return taken
+        started = time.monotonic()
+        with self._lock:
+            db = self._conn()
+            db.execute(f"PRAGMA busy_timeout = {int(max(remaining, 0.0) * 1000)}")
+            try:
+                taken = self._take(queues, max_count)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if self._locked_since is None:
+                    self._locked_since = started
+                if time.monotonic() - self._locked_since >= self.busy_timeout:
+                    raise
+                return None
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        self._locked_since = None
+        return taken
 
     def _data_version(self) -> int:
         # changes whenever another connection commits to the file; our own writes notify
@@ -858,7 +903,7 @@ class Transport(VirtualTransport):
         where = f"sqlite database {self.path!r}"
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
             return ConnectionError(f"{where}: {text}")
-        if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text or "busy" in text:
+        if _is_busy(exc):
             return ConnectionTimeout(
                 f"{where} stayed locked by another process for more than its busy_timeout "
                 f"({self.options.busy_timeout} s): {text}"

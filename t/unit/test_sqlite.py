@@ -491,3 +491,50 @@ def test_transport_declares_what_it_does() -> None:
     caps = Transport.capabilities
     assert caps.priority and caps.ttl and caps.batch_publish and not caps.native_acks
     assert caps.exchange_types == frozenset({"direct", "topic", "fanout", "headers"})
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the file's write lock
+    return other
+
+
+def test_drain_events_timeout_holds_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    with Connection(f"sqlite:///{path}?busy_timeout=30") as conn:
+        queue = Queue("locked")
+        got: list[Any] = []
+        with Consumer(conn, [queue], callbacks=[lambda body, message: (got.append(body), message.ack())]):
+            other = _hold_write_lock(path)
+            try:
+                started = time.monotonic()
+                with pytest.raises(socket.timeout):
+                    conn.drain_events(timeout=0.3)
+                # not the 30 s of busy_timeout
+                assert time.monotonic() - started < 15
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            # the consumer carries on once the lock is gone
+            Producer(conn).publish({"after": 1}, routing_key="locked")
+            conn.drain_events(timeout=5)
+            assert got == [{"after": 1}]
+
+
+def test_a_write_lock_held_past_busy_timeout_still_fails_a_consumer_that_drains_briefly(tmp_path: Path) -> None:
+    path = tmp_path / "stuck.db"
+    with Connection(f"sqlite:///{path}?busy_timeout=1") as conn:
+        queue = Queue("stuck")
+        with Consumer(conn, [queue], callbacks=[lambda body, message: message.ack()]):
+            other = _hold_write_lock(path)
+            try:
+                deadline = time.monotonic() + 20
+                with pytest.raises(ConnectionTimeout, match="busy_timeout"):
+                    while time.monotonic() < deadline:
+                        try:
+                            conn.drain_events(timeout=0.2)
+                        except socket.timeout:
+                            pass
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
