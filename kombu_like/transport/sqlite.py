@@ -138,10 +138,10 @@ class SqliteOptions(TransportOptions):
     visibility_timeout: float = option(
         DEFAULT_VISIBILITY_TIMEOUT, "seconds a delivered, unacknowledged message stays leased to its consumer"
     )
-    polling_interval: float = option(
+    polling_interval: float | None = option(
         DEFAULT_POLLING_INTERVAL,
         "how often, in seconds, a waiting consumer looks for messages written by *other* processes; "
-        "publishers in the same process wake it at once",
+        "publishers in the same process wake it at once (``None``: the default, as in Kombu)",
     )
     busy_timeout: float = option(
         DEFAULT_BUSY_TIMEOUT, "seconds to wait for another process's write lock before giving up"
@@ -154,6 +154,9 @@ class SqliteOptions(TransportOptions):
         for name in ("visibility_timeout", "busy_timeout"):
             if getattr(self, name) <= 0:
                 self.refuse(name, "a positive number of seconds")
+        if self.polling_interval is None:
+            # Kombu's virtual transports read polling_interval=None as "the default"
+            self.polling_interval = DEFAULT_POLLING_INTERVAL
         if self.polling_interval < 0:
             self.refuse("polling_interval", "a number of seconds, not negative")
         self.synchronous = self.synchronous.upper()
@@ -882,7 +885,7 @@ class Transport(VirtualTransport):
         return SqliteStore(
             self.path,
             visibility_timeout=options.visibility_timeout,
-            polling_interval=options.polling_interval,
+            polling_interval=DEFAULT_POLLING_INTERVAL if options.polling_interval is None else options.polling_interval,
             busy_timeout=options.busy_timeout,
             synchronous=options.synchronous,
         )

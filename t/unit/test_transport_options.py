@@ -246,3 +246,15 @@ def test_nan_is_not_a_number_of_seconds(cls: type[TransportOptions], key: str) -
             Settings.from_options({key: float("nan")}, None, None)
         else:
             cls.from_transport_options({key: "nan"})
+
+
+def test_polling_interval_none_means_the_default_as_in_kombu(tmp_path: Path) -> None:
+    # Kombu's virtual transports skip polling_interval=None; a shared Celery configuration
+    # may carry it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        conn = Connection(sqlite_url(tmp_path), transport_options={"polling_interval": None})
+        try:
+            conn.SimpleQueue("t-polling-none").put({"x": 1})
+        finally:
+            conn.release()
