@@ -34,6 +34,7 @@ bash extra/start-brokers.sh
 
 echo "== ruff"
 "$VENV/bin/ruff" check kombu_like t extra
+"$VENV/bin/ruff" format --check kombu_like t extra docs/examples
 echo "== mypy"
 "$VENV/bin/mypy" kombu_like
 echo "== pytest"

@@ -54,7 +54,7 @@ def _target_name(fullname: str) -> str | None:
     if fullname == ALIAS:
         return TARGET
     if fullname.startswith(ALIAS + "."):
-        return TARGET + fullname[len(ALIAS):]
+        return TARGET + fullname[len(ALIAS) :]
     return None
 
 

@@ -61,7 +61,9 @@ class BenchResult:
 
         batch = [v for v in (self.batch_publish_per_s, other.batch_publish_per_s) if v is not None]
         return BenchResult(
-            self.library, self.url, self.messages,
+            self.library,
+            self.url,
+            self.messages,
             max(self.publish_per_s, other.publish_per_s),
             max(self.consume_per_s, other.consume_per_s),
             max(batch) if batch else None,
@@ -281,8 +283,12 @@ def run_raw_amqp(url: str, messages: int = 10000, roundtrips: int = 1000, prefet
 
         def publish(body: Any) -> None:
             message = amqp.Message(
-                json.dumps(body).encode(), content_type="application/json", content_encoding="utf-8",
-                application_headers={}, delivery_mode=2, priority=0,
+                json.dumps(body).encode(),
+                content_type="application/json",
+                content_encoding="utf-8",
+                application_headers={},
+                delivery_mode=2,
+                priority=0,
             )
             channel.basic_publish(message, exchange=name, routing_key=name)
 

@@ -196,8 +196,14 @@ class _Session:
 
             # the library's warnings (a Redis priority queue's order, ...) as one log line
             # each, under --log-level/--quiet, instead of a source line from inside the library
-            def show(message: Any, category: type[Warning], filename: str, lineno: int,
-                     file: Any = None, line: str | None = None) -> None:
+            def show(
+                message: Any,
+                category: type[Warning],
+                filename: str,
+                lineno: int,
+                file: Any = None,
+                line: str | None = None,
+            ) -> None:
                 logging.getLogger("kombu_like").warning("%s: %s", category.__name__, message)
 
             warnings.showwarning = show
@@ -333,18 +339,27 @@ def build_app() -> click.Group:
         help="Transport option (repeatable); values are read as JSON when they parse.",
     )
     @click.option(
-        "--retries", type=click.IntRange(min=0), default=3, show_default=True,
+        "--retries",
+        type=click.IntRange(min=0),
+        default=3,
+        show_default=True,
         help="Connection retries before giving up.",
     )
     @click.option("-q", "--quiet", is_flag=True, help="Print only data and errors (no progress or summaries).")
     @click.option(
-        "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=None,
         help="Log records of this level and above to stderr (default: warning; error with --quiet).",
     )
     @click.version_option(package_name="kombu_like", prog_name="kombu-like")
     @click.pass_context
     def app(
-        ctx: click.Context, url: str, transport_options: tuple[str, ...], retries: int, quiet: bool,
+        ctx: click.Context,
+        url: str,
+        transport_options: tuple[str, ...],
+        retries: int,
+        quiet: bool,
         log_level: str | None,
     ) -> None:
         """Publish, consume and manage queues on any kombu_like broker.
@@ -381,17 +396,47 @@ def build_app() -> click.Group:
     def global_options(command: Callable[..., Any]) -> Callable[..., Any]:
         """Accept the group's options after the command name too (``kombu-like size q --url ...``)."""
         later = [
-            click.option("--url", metavar="URL", default=None, expose_value=False, help="Broker URL.",
-                         callback=_later(lambda session, value: setattr(session, "url", value))),
-            click.option("-o", "--transport-option", multiple=True, metavar="KEY=VALUE", expose_value=False,
-                         help="Transport option (repeatable).", callback=_later(_set_options)),
-            click.option("--retries", type=click.IntRange(min=0), default=None, expose_value=False,
-                         help="Connection retries before giving up.",
-                         callback=_later(lambda session, value: setattr(session, "retries", value))),
-            click.option("--quiet", is_flag=True, default=False, expose_value=False,
-                         help="Print only data and errors.", callback=_later(_set_quiet)),
-            click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
-                         expose_value=False, help="Log level on stderr.", callback=_later(_set_log_level)),
+            click.option(
+                "--url",
+                metavar="URL",
+                default=None,
+                expose_value=False,
+                help="Broker URL.",
+                callback=_later(lambda session, value: setattr(session, "url", value)),
+            ),
+            click.option(
+                "-o",
+                "--transport-option",
+                multiple=True,
+                metavar="KEY=VALUE",
+                expose_value=False,
+                help="Transport option (repeatable).",
+                callback=_later(_set_options),
+            ),
+            click.option(
+                "--retries",
+                type=click.IntRange(min=0),
+                default=None,
+                expose_value=False,
+                help="Connection retries before giving up.",
+                callback=_later(lambda session, value: setattr(session, "retries", value)),
+            ),
+            click.option(
+                "--quiet",
+                is_flag=True,
+                default=False,
+                expose_value=False,
+                help="Print only data and errors.",
+                callback=_later(_set_quiet),
+            ),
+            click.option(
+                "--log-level",
+                type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                default=None,
+                expose_value=False,
+                help="Log level on stderr.",
+                callback=_later(_set_log_level),
+            ),
         ]
         for option in reversed(later):
             command = option(command)
@@ -417,7 +462,9 @@ def build_app() -> click.Group:
     @click.option("-c", "--compression", default=None, help="Compression method (zlib, bzip2, lzma, zstd, brotli).")
     @click.option("-p", "--priority", type=click.IntRange(0, 255), default=0, help="Message priority.")
     @click.option(
-        "--expiration", type=click.FloatRange(min=0, min_open=True), default=None,
+        "--expiration",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
         help="Seconds after which the message expires.",
     )
     @click.option("--raw", is_flag=True, help="Send BODY / stdin lines as text instead of parsing JSON.")
@@ -510,7 +557,10 @@ def build_app() -> click.Group:
     @click.argument("queues", nargs=-1, required=True)
     @click.option("-n", "--count", type=click.IntRange(min=1), default=None, help="Stop after this many messages.")
     @click.option(
-        "-t", "--timeout", type=click.FloatRange(min=0), default=None,
+        "-t",
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=None,
         help="Stop when no message arrived for this many seconds.",
     )
     @click.option("--no-ack", is_flag=True, help="Acknowledge each message on arrival, before printing it.")
@@ -606,8 +656,13 @@ def build_app() -> click.Group:
         # --no-ack acknowledges on arrival instead of consuming without acks, so that the
         # broker never sends more than --count and nothing beyond it is lost
         consumer = Consumer(
-            channel, bound, on_message=on_message, on_decode_error=undecodable, accept=accepted,
-            prefetch_count=window, auto_declare=False,
+            channel,
+            bound,
+            on_message=on_message,
+            on_decode_error=undecodable,
+            accept=accepted,
+            prefetch_count=window,
+            auto_declare=False,
         )
         try:
             with consumer:
@@ -700,8 +755,10 @@ def build_app() -> click.Group:
         ok = _check_queue(channel, queue, session)
         ready = ok.message_count
         confirm(
-            session, force, f"Purge {ready} message{'s' if ready != 1 else ''} from queue {queue!r} "
-            f"on {session.safe_url}?", f"queue {queue!r} was not purged",
+            session,
+            force,
+            f"Purge {ready} message{'s' if ready != 1 else ''} from queue {queue!r} on {session.safe_url}?",
+            f"queue {queue!r} was not purged",
         )
         removed = channel.queue_purge(queue)
         session.info(f"purged {removed or 0} message{'s' if removed != 1 else ''} from {queue!r}", err=False)
@@ -722,8 +779,10 @@ def build_app() -> click.Group:
         ok = _check_queue(channel, queue, session)
         ready = ok.message_count
         confirm(
-            session, force, f"Delete queue {queue!r} and its {ready} message{'s' if ready != 1 else ''} "
-            f"on {session.safe_url}?", f"queue {queue!r} was not deleted",
+            session,
+            force,
+            f"Delete queue {queue!r} and its {ready} message{'s' if ready != 1 else ''} on {session.safe_url}?",
+            f"queue {queue!r} was not deleted",
         )
         try:
             removed = channel.queue_delete(queue, if_unused=if_unused, if_empty=if_empty)
@@ -741,7 +800,10 @@ def build_app() -> click.Group:
     @click.option("--no-batch", is_flag=True, help="Skip the Producer.batch() run.")
     @click.option("--raw", is_flag=True, help="Also run the plain amqp client (amqp:// URLs).")
     @click.option(
-        "--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+        "--rounds",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
         help="Run the libraries in turn this many times and keep each one's best figures.",
     )
     @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -800,8 +862,14 @@ def build_app() -> click.Group:
 
                     try:
                         result = run_bench(
-                            library, url, messages=messages, roundtrips=roundtrips, prefetch=prefetch,
-                            batch=not no_batch, transport_options=dict(session.options), progress=step,
+                            library,
+                            url,
+                            messages=messages,
+                            roundtrips=roundtrips,
+                            prefetch=prefetch,
+                            batch=not no_batch,
+                            transport_options=dict(session.options),
+                            progress=step,
                         )
                     except Exception as exc:
                         if library == "kombu_like":

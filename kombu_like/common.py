@@ -241,9 +241,7 @@ def send_reply(
         raise ValueError("send_reply: a producer is required")
     reply_to = req.properties.get("reply_to")
     if not reply_to:
-        raise ValueError(
-            f"send_reply: request {req.properties.get('correlation_id')!r} has no reply_to property"
-        )
+        raise ValueError(f"send_reply: request {req.properties.get('correlation_id')!r} has no reply_to property")
     options: dict[str, Any] = {
         "routing_key": reply_to,
         "correlation_id": req.properties.get("correlation_id"),

@@ -450,13 +450,15 @@ def _register_builtins() -> None:
     register(lzma.compress, lzma.decompress, "application/x-lzma", aliases=["lzma", "xz"])
     register(_zstd_compress, _zstd_decompress, "application/zstd", aliases=["zstd", "zstandard"])
     _probes["application/zstd"] = _importable(*_ZSTD_MODULES)
-    _limited.update({
-        "application/x-gzip": _zlib_limited,
-        "application/x-bz2": _stream_decoder(bz2.BZ2Decompressor, "bzip2", ignore_trailing=True),
-        "application/x-lzma": _stream_decoder(lzma.LZMADecompressor, "lzma", ignore_trailing=True),
-        "application/zstd": _zstd_limited,
-        "application/x-brotli": _brotli_limited,
-    })
+    _limited.update(
+        {
+            "application/x-gzip": _zlib_limited,
+            "application/x-bz2": _stream_decoder(bz2.BZ2Decompressor, "bzip2", ignore_trailing=True),
+            "application/x-lzma": _stream_decoder(lzma.LZMADecompressor, "lzma", ignore_trailing=True),
+            "application/zstd": _zstd_limited,
+            "application/x-brotli": _brotli_limited,
+        }
+    )
 
 
 _register_builtins()

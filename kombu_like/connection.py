@@ -142,10 +142,17 @@ class Connection:
         # unlike Kombu, the caller's list is copied, never extended in place
         alt: list[str] = list(alternates or [])
         params: dict[str, Any] = {
-            "hostname": hostname, "userid": userid, "password": password,
-            "virtual_host": virtual_host, "port": port, "insist": insist, "ssl": ssl,
-            "transport": transport, "connect_timeout": connect_timeout,
-            "login_method": login_method, "heartbeat": heartbeat,
+            "hostname": hostname,
+            "userid": userid,
+            "password": password,
+            "virtual_host": virtual_host,
+            "port": port,
+            "insist": insist,
+            "ssl": ssl,
+            "transport": transport,
+            "connect_timeout": connect_timeout,
+            "login_method": login_method,
+            "heartbeat": heartbeat,
             "credential_provider": credential_provider,
         }
         self.transport_options: dict[str, Any] = dict(transport_options or {})
@@ -194,8 +201,7 @@ class Connection:
             if self.alt and isinstance(strategy, str):
                 known = ", ".join(sorted(self.failover_strategies))
                 raise TypeError(
-                    f"unknown failover strategy {strategy!r} (known: {known}; "
-                    f"or pass a function yielding URLs)"
+                    f"unknown failover strategy {strategy!r} (known: {known}; or pass a function yielding URLs)"
                 )
         self.failover_strategy: FailoverStrategy = strategy
         if self.alt:
@@ -269,11 +275,7 @@ class Connection:
     @property
     def connected(self) -> bool:
         """True while the connection is established."""
-        return (
-            not self._closed
-            and self._connection is not None
-            and self.transport.verify_connection(self._connection)
-        )
+        return not self._closed and self._connection is not None and self.transport.verify_connection(self._connection)
 
     def _establish_connection(self) -> Any:
         logger.debug("establishing connection to %s", self.as_uri())
@@ -293,8 +295,7 @@ class Connection:
         # one attempt per URL, without sleeping in between; with alternates= the first
         # URL is not among the alternates (Kombu's layout)
         urls = len(self.alt) + (0 if self._first_url in self.alt else 1)
-        return {"max_retries": max(urls - 1, 0), "interval_start": 0, "interval_step": 0,
-                "interval_max": 0}
+        return {"max_retries": max(urls - 1, 0), "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
     def connect(self) -> Connection:
         """Connect now: one attempt per URL (the failover URLs in turn), no sleeping.
@@ -339,8 +340,7 @@ class Connection:
                     if errback is not None:
                         errback(exc, interval)
                     else:
-                        logger.debug("connecting to %s failed (%s); retrying in %.1fs",
-                                     self.as_uri(), exc, interval)
+                        logger.debug("connecting to %s failed (%s); retrying in %.1fs", self.as_uri(), exc, interval)
                 finally:
                     self.maybe_switch_next()
                 return interval
@@ -381,8 +381,14 @@ class Connection:
         failed (password masked) and the number of attempts.
         """
         self._ensure_connection(
-            errback, max_retries, interval_start, interval_step, interval_max, callback,
-            reraise_as_library_errors, timeout,
+            errback,
+            max_retries,
+            interval_start,
+            interval_step,
+            interval_max,
+            callback,
+            reraise_as_library_errors,
+            timeout,
         )
         return self
 
@@ -629,7 +635,12 @@ class Connection:
                     remaining = None if max_retries is None else max(max_retries - retries, 1)
                     reconnecting[0] = True
                     self._ensure_connection(
-                        errback, remaining, interval_start, interval_step, interval_max, timeout=timeout,
+                        errback,
+                        remaining,
+                        interval_start,
+                        interval_step,
+                        interval_max,
+                        timeout=timeout,
                     )
                     reconnecting[0] = False
                     revive[0] = True
@@ -642,8 +653,13 @@ class Connection:
             if not self.connected and not self._closed:
                 # connect under this call's policy, not the default channel's
                 opts = self._extract_failover_opts()
-                opts.update(errback=errback, max_retries=max_retries, interval_start=interval_start,
-                            interval_step=interval_step, interval_max=interval_max)
+                opts.update(
+                    errback=errback,
+                    max_retries=max_retries,
+                    interval_start=interval_start,
+                    interval_step=interval_step,
+                    interval_max=interval_max,
+                )
                 self._ensure_connection(**opts)
             try:
                 return policy.call(attempt, extra + conn_errors + chan_errors, on_retry=on_retry, give_up=give_up)
@@ -762,8 +778,16 @@ class Connection:
         transport = fields["transport"]
         if not isinstance(transport, str):
             transport = getattr(transport, "scheme", None) or "custom"
-        return as_url(transport, hostname, fields["port"], fields["userid"], password,
-                      quote(fields["virtual_host"] or ""), sanitize=not include_password, mask=mask)
+        return as_url(
+            transport,
+            hostname,
+            fields["port"],
+            fields["userid"],
+            password,
+            quote(fields["virtual_host"] or ""),
+            sanitize=not include_password,
+            mask=mask,
+        )
 
     @property
     def host(self) -> str:
@@ -977,7 +1001,6 @@ def maybe_channel(channel: Any) -> Any:
 
 def default_url_from_env() -> str | None:
     return os.environ.get("KOMBU_LIKE_URL")
-
 
 
 def __getattr__(name: str) -> Any:

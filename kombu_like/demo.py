@@ -26,8 +26,9 @@ def run(conn: Connection) -> int:
     producer = Producer(conn)
     for i, name in enumerate(["intro.mp4", "talk.mp4", "outro.mp4"]):
         body = {"n": i, "name": name}
-        producer.publish(body, exchange=media, routing_key="video", declare=[video],
-                         serializer="json", compression="zlib")
+        producer.publish(
+            body, exchange=media, routing_key="video", declare=[video], serializer="json", compression="zlib"
+        )
         print(f"published {body}")
     with Consumer(conn, [video], accept=["json"], callbacks=[handle]):
         while len(received) < 3:

@@ -712,6 +712,4 @@ class Queue(MaybeChannelBound):
         if self.bindings:
             bindings = ", ".join(str(b) for b in self.bindings)
             return self._repr_entity(f"Queue {_reprstr(self.name)} -> [{bindings}]")
-        return self._repr_entity(
-            f"Queue {_reprstr(self.name)} -> {self.exchange!r} -> {_reprstr(self.routing_key)}"
-        )
+        return self._repr_entity(f"Queue {_reprstr(self.name)} -> {self.exchange!r} -> {_reprstr(self.routing_key)}")

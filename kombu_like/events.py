@@ -198,8 +198,9 @@ class EventSubscriber(ConsumerMixin):
         label = name or f"{getattr(handler, '__module__', 'handler')}.{getattr(handler, '__qualname__', 'handler')}"
         base = f"{self.exchange.name}.{self.service}.{_unsafe.sub('_', label)}"
         if broadcast:
-            queue = Queue(f"{base}.{self.instance_id}", self.exchange, routing_key=pattern,
-                          durable=False, auto_delete=True)
+            queue = Queue(
+                f"{base}.{self.instance_id}", self.exchange, routing_key=pattern, durable=False, auto_delete=True
+            )
         else:
             queue = Queue(base, self.exchange, routing_key=pattern, durable=True)
         for existing in self.subscriptions:
@@ -271,7 +272,10 @@ class EventSubscriber(ConsumerMixin):
         except Exception:
             logger.exception(
                 "event handler for %r failed on event %s (%s) from queue %r; %s",
-                subscription.pattern, event.id, event.type, subscription.queue.name,
+                subscription.pattern,
+                event.id,
+                event.type,
+                subscription.queue.name,
                 "requeueing it" if self.requeue_on_error else "rejecting it",
             )
             if not message.acknowledged:

@@ -129,11 +129,19 @@ class IrrecoverableConnectionError(OperationalError):
 
 #: OpenSSL reasons meaning the two ends cannot agree on TLS at all: one side does not
 #: speak it on this port, or no protocol version both accept
-_TLS_MISMATCH_REASONS = frozenset({
-    "WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
-    "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION",
-    "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
-})
+_TLS_MISMATCH_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "HTTP_REQUEST",
+        "HTTPS_PROXY_REQUEST",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "RECORD_LAYER_FAILURE",
+        "PACKET_LENGTH_TOO_LONG",
+    }
+)
 
 
 def is_irrecoverable_tls_error(exc: BaseException | None) -> bool:

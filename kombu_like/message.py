@@ -83,11 +83,13 @@ class Message:
         self.delivery_tag = delivery_tag
         # every message passes here: the checks call out only for unusual values
         self.content_type = (
-            content_type if content_type is None or type(content_type) is str
+            content_type
+            if content_type is None or type(content_type) is str
             else self._text_field("content_type", content_type)
         )
         self.content_encoding = (
-            content_encoding if content_encoding is None or type(content_encoding) is str
+            content_encoding
+            if content_encoding is None or type(content_encoding) is str
             else self._text_field("content_encoding", content_encoding)
         )
         self.delivery_info = (
@@ -175,9 +177,7 @@ class Message:
         if self.channel is None:
             raise self.MessageStateError(f"This message does not have a receiving channel ({action})")
         if self._state in ACK_STATES:
-            raise self.MessageStateError(
-                f"Message already acknowledged with state: {self._state} (cannot {action})"
-            )
+            raise self.MessageStateError(f"Message already acknowledged with state: {self._state} (cannot {action})")
 
     def ack(self, multiple: bool = False) -> None:
         """Acknowledge the message: the broker may now forget it.

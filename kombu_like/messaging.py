@@ -76,8 +76,13 @@ def _check_text(name: str, value: Any) -> None:
 
 
 def _check_publish_arguments(
-    routing_key: Any, priority: Any, content_type: Any, content_encoding: Any, serializer: Any,
-    compression: Any, properties: Mapping[str, Any],
+    routing_key: Any,
+    priority: Any,
+    content_type: Any,
+    content_encoding: Any,
+    serializer: Any,
+    compression: Any,
+    properties: Mapping[str, Any],
 ) -> None:
     _check_text("routing_key", routing_key)
     _check_text("content_type", content_type)
@@ -121,9 +126,7 @@ class _Batch:
         self.options: dict[int, dict[str, Any]] = {}
         self.active = False
 
-    def add(
-        self, message: Any, exchange: str, routing_key: str, mandatory: bool, options: dict[str, Any]
-    ) -> None:
+    def add(self, message: Any, exchange: str, routing_key: str, mandatory: bool, options: dict[str, Any]) -> None:
         if options:
             self.options[len(self.items)] = options
         self.items.append((message, exchange or "", routing_key or "", mandatory))
@@ -290,8 +293,7 @@ class Producer:
                 ) from exc
         elif not isinstance(body, bytes | bytearray | memoryview):
             raise InvalidMessageField(
-                f"body must be bytes or str when content_type is given (it is sent as it is), "
-                f"not {type(body).__name__}"
+                f"body must be bytes or str when content_type is given (it is sent as it is), not {type(body).__name__}"
             )
         elif not content_encoding:
             content_encoding = "binary"
@@ -357,8 +359,12 @@ class Producer:
         if "reply_to" in properties and isinstance(properties["reply_to"], Queue):
             properties["reply_to"] = properties["reply_to"].name
         if (
-            type(headers) is not dict or headers or type(routing_key) is not str or type(priority) is not int
-            or not 0 <= priority <= 255 or len(properties) > 1
+            type(headers) is not dict
+            or headers
+            or type(routing_key) is not str
+            or type(priority) is not int
+            or not 0 <= priority <= 255
+            or len(properties) > 1
             or (content_type is not None and type(content_type) is not str)
             or (content_encoding is not None and type(content_encoding) is not str)
             or (serializer is not None and type(serializer) is not str)
@@ -390,8 +396,21 @@ class Producer:
             policy = dict(retry_policy or {})
             _publish = connection.ensure(self, _publish, **policy)
         return _publish(
-            body, priority, content_type, content_encoding, headers, properties, routing_key,
-            mandatory, immediate, exchange_name, declare, timeout, confirm_timeout, retry, retry_policy,
+            body,
+            priority,
+            content_type,
+            content_encoding,
+            headers,
+            properties,
+            routing_key,
+            mandatory,
+            immediate,
+            exchange_name,
+            declare,
+            timeout,
+            confirm_timeout,
+            retry,
+            retry_policy,
         )
 
     def _publish(

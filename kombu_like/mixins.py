@@ -182,8 +182,9 @@ class ConsumerMixin:
     def on_connection_revived(self) -> None:
         """Called after every (re)connect, before the consumers are created."""
 
-    def on_consume_ready(self, connection: Connection, channel: Any, consumers: Sequence[messaging.Consumer],
-                         **kwargs: Any) -> None:
+    def on_consume_ready(
+        self, connection: Connection, channel: Any, consumers: Sequence[messaging.Consumer], **kwargs: Any
+    ) -> None:
         """Called when the consumers are consuming (``kwargs`` are those of :meth:`consume`)."""
 
     def on_consume_end(self, connection: Connection, channel: Any) -> None:
@@ -204,8 +205,12 @@ class ConsumerMixin:
         logger.error(
             "Can't decode message body from queue %r (exchange %r, routing key %r, content type "
             "%r, encoding %r): %s; raw body: %s; rejecting it",
-            self._queue_name_of(message), info.get("exchange"), info.get("routing_key"),
-            message.content_type, message.content_encoding, decode_error_reason(message, exc),
+            self._queue_name_of(message),
+            info.get("exchange"),
+            info.get("routing_key"),
+            message.content_type,
+            message.content_encoding,
+            decode_error_reason(message, exc),
             preview(raw_body(message)),
         )
         errors = (*self.connection.connection_errors, *self.connection.channel_errors)

@@ -173,7 +173,10 @@ class Node:
         """A command could not be decoded: log it (the message was not acked: no_ack)."""
         logger.error(
             "pidbox %s: cannot decode command (content type %r): %s; raw body: %r",
-            self.hostname, message.content_type, exc, (message.body or b"")[:64],
+            self.hostname,
+            message.content_type,
+            exc,
+            (message.body or b"")[:64],
         )
 
     def listen(self, channel: Any = None, callback: Callable[..., Any] | None = None) -> messaging.Consumer:
@@ -236,7 +239,9 @@ class Node:
                 # the sender stopped waiting for it: running it now would surprise everyone
                 logger.warning(
                     "pidbox %s: dropping command %r that expired %.3fs ago",
-                    self.hostname, body.get("method"), time.time() - float(expires),
+                    self.hostname,
+                    body.get("method"),
+                    time.time() - float(expires),
                 )
                 return None
         destination = body.get("destination")
@@ -359,9 +364,12 @@ class Mailbox:
         Waits until every destination answered or ``timeout`` seconds passed
         (``None``: :attr:`default_timeout`).
         """
-        return self._broadcast(
-            command, kwargs or {}, destination, reply=True, timeout=timeout, callback=callback, channel=channel
-        ) or []
+        return (
+            self._broadcast(
+                command, kwargs or {}, destination, reply=True, timeout=timeout, callback=callback, channel=channel
+            )
+            or []
+        )
 
     def cast(self, destination: Sequence[str], command: str, kwargs: Mapping[str, Any] | None = None) -> None:
         """Send ``command`` to the nodes in ``destination`` without waiting for replies."""
@@ -382,9 +390,12 @@ class Mailbox:
     ) -> list[Any]:
         """Send ``command`` to every node; return the replies received within ``timeout``
         seconds (or once ``limit`` replies came)."""
-        return self._broadcast(
-            command, kwargs or {}, reply=True, timeout=timeout, limit=limit, callback=callback, channel=channel
-        ) or []
+        return (
+            self._broadcast(
+                command, kwargs or {}, reply=True, timeout=timeout, limit=limit, callback=callback, channel=channel
+            )
+            or []
+        )
 
     # -- queues and exchanges ----------------------------------------------------------------
     def get_reply_queue(self) -> Queue:
@@ -517,8 +528,11 @@ class Mailbox:
     ) -> list[Any] | None:
         if destination is not None and not isinstance(destination, list | tuple):
             raise ValueError(f"destination must be a list/tuple not {type(destination)}")
-        if pattern is not None and not isinstance(pattern, str) and matcher is not None and not isinstance(
-            matcher, str
+        if (
+            pattern is not None
+            and not isinstance(pattern, str)
+            and matcher is not None
+            and not isinstance(matcher, str)
         ):
             raise ValueError(f"pattern and matcher must be strings not {type(pattern)}, {type(matcher)}")
         if reply and timeout is None:
@@ -532,8 +546,15 @@ class Mailbox:
                 self._pending.add(ticket)
         try:
             self._publish(
-                command, arguments or {}, destination=destination, reply_ticket=ticket, channel=chan,
-                timeout=timeout, serializer=serializer or self.serializer, pattern=pattern, matcher=matcher,
+                command,
+                arguments or {},
+                destination=destination,
+                reply_ticket=ticket,
+                channel=chan,
+                timeout=timeout,
+                serializer=serializer or self.serializer,
+                pattern=pattern,
+                matcher=matcher,
             )
             if ticket:
                 return self._collect(ticket, limit=limit, timeout=timeout, callback=callback, channel=chan)
@@ -608,8 +629,7 @@ class Mailbox:
         return Exchange(self.exchange_fmt % namespace, type=type, durable=False, delivery_mode="transient")
 
     def _get_reply_exchange(self, namespace: str) -> Exchange:
-        return Exchange(self.reply_exchange_fmt % namespace, type="direct", durable=False,
-                        delivery_mode="transient")
+        return Exchange(self.reply_exchange_fmt % namespace, type="direct", durable=False, delivery_mode="transient")
 
     @property
     def oid(self) -> str:

@@ -252,8 +252,11 @@ class Resource:
             if self._in_use.pop(id(resource), None) is not None:
                 limit = self._limit
                 # unlimited pools do not pool: what comes back is closed
-                keep = bool(limit) and not self._closed and self._reusable(resource) and (
-                    len(self._in_use) + len(self._idle) + self._reserved < (limit or 0)
+                keep = (
+                    bool(limit)
+                    and not self._closed
+                    and self._reusable(resource)
+                    and (len(self._in_use) + len(self._idle) + self._reserved < (limit or 0))
                 )
                 if keep:
                     self._idle.append(resource)
@@ -581,8 +584,17 @@ class PoolGroup(MutableMapping[Any, Any]):
         if isinstance(obj, Connection):
             transport = obj.transport_cls if isinstance(obj.transport_cls, str) else id(obj.transport_cls)
             options = tuple(sorted((str(k), repr(v)) for k, v in obj.transport_options.items()))
-            return ("connection", transport, obj.hostname, obj.userid, obj.password,
-                    obj.virtual_host, obj.port, tuple(obj.alt), options)
+            return (
+                "connection",
+                transport,
+                obj.hostname,
+                obj.userid,
+                obj.password,
+                obj.virtual_host,
+                obj.port,
+                tuple(obj.alt),
+                options,
+            )
         return obj
 
     def __getitem__(self, resource: Any) -> Any:

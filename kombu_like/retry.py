@@ -67,8 +67,9 @@ class RetryPolicy:
     def intervals(self) -> Iterator[float]:
         """The sleeps between attempts, as Kombu's ``retry_over_time`` computes them."""
         maximum = float(self.interval_max)
-        for value in fxrange(self.interval_start, self.interval_max + self.interval_start,
-                             self.interval_step, repeatlast=True):
+        for value in fxrange(
+            self.interval_start, self.interval_max + self.interval_start, self.interval_step, repeatlast=True
+        ):
             yield min(value, maximum)
 
     def call(

@@ -134,7 +134,9 @@ class RpcServer(ConsumerProducerMixin):
     def get_consumers(self, Consumer: Callable[..., Consumer], channel: Any) -> list[Consumer]:  # noqa: N803
         return [
             Consumer(
-                queues=[self.queue], on_message=self.on_request, accept=self.accept,
+                queues=[self.queue],
+                on_message=self.on_request,
+                accept=self.accept,
                 prefetch_count=self.prefetch_count,
             )
         ]
@@ -151,7 +153,8 @@ class RpcServer(ConsumerProducerMixin):
         if deadline and time.time() > float(deadline):
             logger.info(
                 "RPC %s: request %s arrived after its caller's deadline; not handled",
-                self.queue.name, properties.get("correlation_id"),
+                self.queue.name,
+                properties.get("correlation_id"),
             )
             message.ack()
             return
@@ -163,8 +166,7 @@ class RpcServer(ConsumerProducerMixin):
         try:
             reply = {"result": self.handler(payload)}
         except Exception as exc:
-            logger.exception("RPC %s: handler raised for request %s", self.queue.name,
-                             properties.get("correlation_id"))
+            logger.exception("RPC %s: handler raised for request %s", self.queue.name, properties.get("correlation_id"))
             reply = _error_reply(exc)
         self._reply(message, reply)
         message.ack()
@@ -173,8 +175,12 @@ class RpcServer(ConsumerProducerMixin):
         """An undecodable request: log it, tell the caller, reject it (dead-letter)."""
         logger.error(
             "RPC %s: cannot decode request %s (content type %r, encoding %r): %s; raw body: %s; rejecting it",
-            self.queue.name, (message.properties or {}).get("correlation_id"), message.content_type,
-            message.content_encoding, exc, preview(message.body),
+            self.queue.name,
+            (message.properties or {}).get("correlation_id"),
+            message.content_type,
+            message.content_encoding,
+            exc,
+            preview(message.body),
         )
         self._reply(message, _error_reply(exc))
         errors = (*self.connection.connection_errors, *self.connection.channel_errors)
@@ -192,12 +198,25 @@ class RpcServer(ConsumerProducerMixin):
             options["expiration"] = max(float(deadline) - time.time(), 0.001)
         publish = self.producer.publish
         try:
-            publish(reply, exchange="", routing_key=reply_to, correlation_id=properties.get("correlation_id"),
-                    serializer=self.serializer, retry=True, **options)
+            publish(
+                reply,
+                exchange="",
+                routing_key=reply_to,
+                correlation_id=properties.get("correlation_id"),
+                serializer=self.serializer,
+                retry=True,
+                **options,
+            )
         except EncodeError as exc:
             logger.error("RPC %s: cannot encode the reply: %s", self.queue.name, exc)
-            publish(_error_reply(exc), exchange="", routing_key=reply_to,
-                    correlation_id=properties.get("correlation_id"), retry=True, **options)
+            publish(
+                _error_reply(exc),
+                exchange="",
+                routing_key=reply_to,
+                correlation_id=properties.get("correlation_id"),
+                retry=True,
+                **options,
+            )
 
 
 class RpcClient:
@@ -278,17 +297,23 @@ class RpcClient:
         except Exception as exc:
             logger.error(
                 "RpcClient: cannot decode reply %s (content type %r): %s; raw body: %s",
-                correlation_id, message.content_type, exc, preview(message.body),
+                correlation_id,
+                message.content_type,
+                exc,
+                preview(message.body),
             )
             self._outcome = ("error", exc)
 
     def _on_return(self, exc: BaseException, exchange: str, routing_key: str, message: Any) -> None:
         correlation_id = (getattr(message, "properties", None) or {}).get("correlation_id")
         if correlation_id is not None and correlation_id == self._waiting:
-            self._outcome = ("returned", RpcNoRoute(
-                f"no reply from RPC queue {routing_key!r}: the broker returned the request, no queue "
-                f"named {routing_key!r} exists (exchange {exchange!r}); is the RPC server running?"
-            ))
+            self._outcome = (
+                "returned",
+                RpcNoRoute(
+                    f"no reply from RPC queue {routing_key!r}: the broker returned the request, no queue "
+                    f"named {routing_key!r} exists (exchange {exchange!r}); is the RPC server running?"
+                ),
+            )
 
     # -- calling -------------------------------------------------------------------------
     def call(
@@ -320,8 +345,15 @@ class RpcClient:
                 self._waiting = None
                 self._outcome = None
 
-    def _send(self, queue: str | Queue, payload: Any, timeout: float, correlation_id: str,
-              headers: dict[str, Any] | None, properties: dict[str, Any]) -> Queue:
+    def _send(
+        self,
+        queue: str | Queue,
+        payload: Any,
+        timeout: float,
+        correlation_id: str,
+        headers: dict[str, Any] | None,
+        properties: dict[str, Any],
+    ) -> Queue:
         request_headers = dict(headers or {})
         request_headers[DEADLINE_HEADER] = time.time() + timeout
         attempts = 2  # the request was not sent when the first attempt failed: safe to repeat
@@ -329,14 +361,22 @@ class RpcClient:
             producer, reply_queue = self._ready()
             target: dict[str, Any]
             if isinstance(queue, Queue):
-                target = {"exchange": queue.exchange, "routing_key": queue.routing_key or queue.name,
-                          "declare": [queue]}
+                target = {
+                    "exchange": queue.exchange,
+                    "routing_key": queue.routing_key or queue.name,
+                    "declare": [queue],
+                }
             else:
                 target = {"exchange": "", "routing_key": queue, "mandatory": True}
             try:
                 producer.publish(
-                    payload, reply_to=reply_queue.name, correlation_id=correlation_id,
-                    expiration=timeout, headers=request_headers, **target, **properties,
+                    payload,
+                    reply_to=reply_queue.name,
+                    correlation_id=correlation_id,
+                    expiration=timeout,
+                    headers=request_headers,
+                    **target,
+                    **properties,
                 )
                 return reply_queue
             except self.connection.recoverable_connection_errors:

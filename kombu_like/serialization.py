@@ -535,9 +535,7 @@ def register_json() -> None:
     """Register the ``json`` serializer in the global registry."""
     # kombu_like.utils.json.dumps skips json.dumps' per-call set-up; it still writes types
     # registered later with kombu_like.utils.json.register_type
-    registry.register(
-        "json", _json.dumps, _json.loads, content_type="application/json", content_encoding="utf-8"
-    )
+    registry.register("json", _json.dumps, _json.loads, content_type="application/json", content_encoding="utf-8")
 
 
 def register_yaml() -> None:

@@ -113,8 +113,9 @@ class SimpleBase:
         if self.no_ack:
             # the broker forgot them on delivery: say so rather than drop them quietly
             logger.warning(
-                "SimpleQueue %r closed with %d no-ack message(s) received but never taken "
-                "with get(); they are gone", self.queue.name, len(buffered),
+                "SimpleQueue %r closed with %d no-ack message(s) received but never taken with get(); they are gone",
+                self.queue.name,
+                len(buffered),
             )
             return
         for message in buffered:
@@ -187,8 +188,7 @@ class SimpleQueue(SimpleBase):
             exchange = Exchange(name, **e_opts)
             queue = Queue(name, exchange, name, queue_arguments=q_args or None, **q_opts)
             routing_key = name
-        producer = Producer(channel, exchange, serializer=serializer, routing_key=routing_key,
-                            compression=compression)
+        producer = Producer(channel, exchange, serializer=serializer, routing_key=routing_key, compression=compression)
         consumer = Consumer(channel, queue, accept=accept)
         super().__init__(channel, producer, consumer, no_ack)
 
@@ -198,9 +198,11 @@ class SimpleBuffer(SimpleQueue):
 
     no_ack = True
     queue_opts: Mapping[str, Any] = MappingProxyType({"durable": False, "auto_delete": True, "exclusive": True})
-    exchange_opts: Mapping[str, Any] = MappingProxyType({
-        "durable": False,
-        "delivery_mode": "transient",
-        "auto_delete": True,
-        "type": "direct",
-    })
+    exchange_opts: Mapping[str, Any] = MappingProxyType(
+        {
+            "durable": False,
+            "delivery_mode": "transient",
+            "auto_delete": True,
+            "type": "direct",
+        }
+    )

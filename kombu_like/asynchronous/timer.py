@@ -51,9 +51,7 @@ class Entry:
 
     __slots__ = ("__weakref__", "_last_run", "args", "canceled", "fun", "kwargs", "tref")
 
-    def __init__(
-        self, fun: Callable[..., Any], args: Any = None, kwargs: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, fun: Callable[..., Any], args: Any = None, kwargs: dict[str, Any] | None = None) -> None:
         self.fun = fun
         self.args = args or []
         self.kwargs = kwargs or {}

@@ -71,7 +71,6 @@ def _module_available(name: str) -> bool:
         return False
 
 
-
 def drain_until(conn: Connection, done: Callable[[], bool], timeout: float) -> None:
     """Call ``conn.drain_events`` until ``done()`` is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -83,6 +82,7 @@ def drain_until(conn: Connection, done: Callable[[], bool], timeout: float) -> N
             conn.drain_events(timeout=remaining)
         except socket.timeout:
             continue
+
 
 class ConformanceBase:
     """Connections, unique names, clean-up and waiting helpers shared by the topic classes.
@@ -930,9 +930,7 @@ class HeadersAndPropertiesTests(ConformanceBase):
 
     def test_amqp_properties(self, conn: Connection) -> None:
         queue = self.new_queue("props_amqp")
-        self.publish(
-            conn, "p", queue, correlation_id="corr-1", reply_to="reply-queue", message_id="msg-1", priority=3
-        )
+        self.publish(conn, "p", queue, correlation_id="corr-1", reply_to="reply-queue", message_id="msg-1", priority=3)
         [message] = self.collect(conn, queue, 1)
         props = message.properties
         assert props["correlation_id"] == "corr-1"

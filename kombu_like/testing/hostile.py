@@ -65,7 +65,10 @@ __all__ = ["HostileInputTests", "garbage", "producer_arguments", "raw_amqp_messa
 # -- strategies ------------------------------------------------------------------------
 #: any JSON value, nested a little
 garbage: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
@@ -100,8 +103,11 @@ content_encodings = st.one_of(st.sampled_from(["utf-8", "binary", "rot13", "no-s
 compression_headers = st.one_of(st.sampled_from(_COMPRESSIONS), st.text(max_size=20), garbage)
 header_values = st.one_of(
     st.dictionaries(st.text(max_size=8), garbage, max_size=3),
-    st.builds(lambda extra, c: {**extra, "compression": c}, st.dictionaries(st.text(max_size=8), garbage, max_size=2),
-              compression_headers),
+    st.builds(
+        lambda extra, c: {**extra, "compression": c},
+        st.dictionaries(st.text(max_size=8), garbage, max_size=2),
+        compression_headers,
+    ),
     garbage,
 )
 delivery_infos = st.one_of(
@@ -156,7 +162,11 @@ def raw_texts(any_properties: bool = True) -> st.SearchStrategy[str]:
 
 #: AMQP application headers: any table value the protocol carries
 _amqp_header_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**31), 2**31 - 1) | st.text(max_size=12) | st.binary(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**31), 2**31 - 1)
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
     | st.floats(allow_nan=False, allow_infinity=False),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
@@ -168,19 +178,21 @@ def raw_amqp_messages() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {
             "body": st.one_of(
-                st.just(_GOOD_JSON), st.binary(max_size=64), st.just(zlib.compress(_GOOD_JSON)),
-                st.just(zlib.compress(_GOOD_JSON)[:-4]), st.just(b"[" * 20_000),
+                st.just(_GOOD_JSON),
+                st.binary(max_size=64),
+                st.just(zlib.compress(_GOOD_JSON)),
+                st.just(zlib.compress(_GOOD_JSON)[:-4]),
+                st.just(b"[" * 20_000),
             ),
         },
         optional={
-            "content_type": st.one_of(st.sampled_from(["application/json", "application/data"]),
-                                      st.text(max_size=30)),
-            "content_encoding": st.one_of(st.sampled_from(["utf-8", "binary", "rot13", "no-such-codec"]),
-                                          st.text(max_size=12)),
+            "content_type": st.one_of(st.sampled_from(["application/json", "application/data"]), st.text(max_size=30)),
+            "content_encoding": st.one_of(
+                st.sampled_from(["utf-8", "binary", "rot13", "no-such-codec"]), st.text(max_size=12)
+            ),
             "application_headers": st.one_of(
                 st.dictionaries(st.text(max_size=8), _amqp_header_values, max_size=3),
-                st.builds(lambda c: {"compression": c},
-                          st.one_of(st.sampled_from(_COMPRESSIONS), _amqp_header_values)),
+                st.builds(lambda c: {"compression": c}, st.one_of(st.sampled_from(_COMPRESSIONS), _amqp_header_values)),
             ),
             "correlation_id": st.text(max_size=20),
             "priority": st.integers(0, 255),
@@ -230,8 +242,11 @@ EXPLICIT_AMQP = (
     {"body": b"{}", "application_headers": {"compression": 5}},
     {"body": b"{}", "application_headers": {"compression": {"nested": [1, b"x"]}}},
     {"body": b"\xff\xfe", "content_type": "application/json", "content_encoding": "utf-8"},
-    {"body": zlib.compress(_GOOD_JSON)[:-4], "content_type": "application/json",
-     "application_headers": {"compression": "application/x-gzip"}},
+    {
+        "body": zlib.compress(_GOOD_JSON)[:-4],
+        "content_type": "application/json",
+        "application_headers": {"compression": "application/x-gzip"},
+    },
 )
 
 
@@ -394,7 +409,9 @@ class HostileInputTests(ConformanceBase):
             info = conn.info()
             endpoint = f"http://{info['hostname']}:{info['port']}" if info.get("port") else None
             client = boto3.client(
-                "sqs", region_name=conn.transport_options.get("region", "us-east-1"), endpoint_url=endpoint,
+                "sqs",
+                region_name=conn.transport_options.get("region", "us-east-1"),
+                endpoint_url=endpoint,
                 aws_access_key_id=info.get("userid") or "testing",
                 aws_secret_access_key=info.get("password") or "testing",
             )
@@ -417,8 +434,11 @@ class HostileInputTests(ConformanceBase):
 
         info = conn.info()
         raw = amqp.Connection(
-            host=f"{info['hostname']}:{info['port'] or 5672}", userid=info["userid"] or "guest",
-            password=info["password"] or "guest", virtual_host=info["virtual_host"] or "/", connect_timeout=10,
+            host=f"{info['hostname']}:{info['port'] or 5672}",
+            userid=info["userid"] or "guest",
+            password=info["password"] or "guest",
+            virtual_host=info["virtual_host"] or "/",
+            connect_timeout=10,
         )
         raw.connect()
         try:
@@ -568,9 +588,20 @@ class HostileInputTests(ConformanceBase):
         self.track_queue(queue_name)
         options = {k: v for k, v in conn.transport_options.items() if isinstance(v, str | int | float | bool)}
         result = subprocess.run(
-            [sys.executable, "-c", _BOMB_SCRIPT, conn.as_uri(include_password=True), json.dumps(options),
-             zstd_bomb_file(), content_type, queue_name],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            [
+                sys.executable,
+                "-c",
+                _BOMB_SCRIPT,
+                conn.as_uri(include_password=True),
+                json.dumps(options),
+                zstd_bomb_file(),
+                content_type,
+                queue_name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
         assert result.returncode == 0, result.stderr
         outcome = json.loads(result.stdout.strip().splitlines()[-1])
@@ -583,8 +614,10 @@ class HostileInputTests(ConformanceBase):
             assert outcome["error"].startswith("ContentDisallowed"), outcome
             assert peak - outcome["rss_before_kib"] * 1024 < 16 * 1024 * 1024, outcome
         assert peak < self.bomb_rss_limit, outcome
-        print(f"zstd bomb ({content_type}) on {conn.transport.driver_type}: peak RSS {peak / 2**20:.0f} MiB, "
-              f"{outcome['rss_before_kib'] / 1024:.0f} MiB before consuming")
+        print(
+            f"zstd bomb ({content_type}) on {conn.transport.driver_type}: peak RSS {peak / 2**20:.0f} MiB, "
+            f"{outcome['rss_before_kib'] / 1024:.0f} MiB before consuming"
+        )
 
 
 class _Records(logging.Handler):

@@ -82,8 +82,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"run the kombu_url/kombu_connection fixtures against this broker instead of a "
         f"per-test memory:// one (also the '{INI_URL}' ini setting, or ${ENV_URL})",
     )
-    parser.addini(INI_URL, "broker URL for the kombu_url/kombu_connection fixtures (default: memory://)",
-                  default="")
+    parser.addini(INI_URL, "broker URL for the kombu_url/kombu_connection fixtures (default: memory://)", default="")
 
 
 def configured_url(config: pytest.Config) -> str | None:

@@ -48,8 +48,10 @@ def check_transport_name(name: str) -> str:
     or passed as a class.
     """
     if "." in name or ":" in name:
-        raise ValueError(f"Invalid transport scheme: {name!r} (a transport is named by its scheme, "
-                         f"not by an import path; register a custom one with register_transport())")
+        raise ValueError(
+            f"Invalid transport scheme: {name!r} (a transport is named by its scheme, "
+            f"not by an import path; register a custom one with register_transport())"
+        )
     return name
 
 

@@ -94,9 +94,7 @@ class _MemQueue:
         length = arguments.get("x-max-length")
         self.max_length = int(length) if length is not None else None
         # index = priority; plain queues use level 0 only
-        self.levels: list[deque[tuple[dict[str, Any], float | None]]] = [
-            deque() for _ in range(self.max_priority + 1)
-        ]
+        self.levels: list[deque[tuple[dict[str, Any], float | None]]] = [deque() for _ in range(self.max_priority + 1)]
         self.size = 0
 
     def _expiry(self, properties: dict[str, Any]) -> float | None:
@@ -347,8 +345,6 @@ class Transport(VirtualTransport):
 
     def driver_version(self) -> str:
         return "N/A"
-
-
 
 
 # -- Kombu's process-wide view ------------------------------------------------------------

@@ -22,7 +22,7 @@ def get_manager(
     try:
         import pyrabbit
     except ImportError as exc:
-        raise ImportError('the RabbitMQ management client needs pyrabbit: pip install pyrabbit') from exc
+        raise ImportError("the RabbitMQ management client needs pyrabbit: pip install pyrabbit") from exc
     options = client.transport_options
 
     def pick(name: str, value: Any, default: Any) -> Any:

@@ -53,4 +53,3 @@ class Logwrapped:
 
     def __dir__(self) -> list[str]:
         return dir(self.instance)
-

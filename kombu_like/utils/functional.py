@@ -247,7 +247,10 @@ def shufflecycle(it: Iterable[Any]) -> Iterator[Any]:
 
 
 def fxrangemax(
-    start: float = 1.0, stop: float | None = None, step: float = 1.0, max: float = 100.0  # noqa: A002
+    start: float = 1.0,
+    stop: float | None = None,
+    step: float = 1.0,
+    max: float = 100.0,  # noqa: A002
 ) -> Iterator[float]:
     """Like :func:`fxrange`, capped at ``stop``, ending once the values sum up to ``max``."""
     total, cur = 0.0, start * 1.0
@@ -290,8 +293,17 @@ def retry_over_time(
 
     catch_tuple = tuple(catch) if isinstance(catch, list | tuple) else (catch,)
     return _retry.retry_over_time(
-        fun, catch_tuple, tuple(args or ()), dict(kwargs or {}), on_error, max_retries,
-        interval_start, interval_step, interval_max, callback, timeout,
+        fun,
+        catch_tuple,
+        tuple(args or ()),
+        dict(kwargs or {}),
+        on_error,
+        max_retries,
+        interval_start,
+        interval_step,
+        interval_max,
+        callback,
+        timeout,
     )
 
 

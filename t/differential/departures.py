@@ -142,9 +142,7 @@ def _redis_stale_bindings(operation: str, theirs: Any, ours: Any) -> bool:
     # Kombu removes a deleted queue's bindings only if this connection declared them
     # (it reads them from its in-process state); kombu_like removes them from Redis
     return (
-        operation == "redis:redis bindings"
-        and theirs.value["live"] == ours.value["live"]
-        and not ours.value["stale"]
+        operation == "redis:redis bindings" and theirs.value["live"] == ours.value["live"] and not ours.value["stale"]
     )
 
 

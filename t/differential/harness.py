@@ -29,8 +29,18 @@ LIBRARIES = {"kombu": kombu, "kombu_like": kombu_like}
 
 #: properties a user reads; per-delivery bookkeeping (tags, envelope encoding) is left out
 COMPARED_PROPERTIES = (
-    "content_type", "content_encoding", "correlation_id", "reply_to", "priority", "expiration",
-    "message_id", "type", "app_id", "user_id", "delivery_mode", "timestamp",
+    "content_type",
+    "content_encoding",
+    "correlation_id",
+    "reply_to",
+    "priority",
+    "expiration",
+    "message_id",
+    "type",
+    "app_id",
+    "user_id",
+    "delivery_mode",
+    "timestamp",
 )
 #: delivery_info values a user reads (all keys are compared as a set)
 COMPARED_DELIVERY_INFO = ("exchange", "routing_key")

@@ -165,10 +165,15 @@ class LockstepMachine(RuleBasedStateMachine):
         self.both("bind", bind)
         self.exchanges.add(exchange)
 
-    @rule(data=st.data(), value=json_values, extra_headers=headers,
-          correlation_id=st.none() | st.text("0123456789abcdef", min_size=1, max_size=8))
-    def publish(self, data: st.DataObject, value: Any, extra_headers: dict[str, Any],
-                correlation_id: str | None) -> None:
+    @rule(
+        data=st.data(),
+        value=json_values,
+        extra_headers=headers,
+        correlation_id=st.none() | st.text("0123456789abcdef", min_size=1, max_size=8),
+    )
+    def publish(
+        self, data: st.DataObject, value: Any, extra_headers: dict[str, Any], correlation_id: str | None
+    ) -> None:
         target = data.draw(st.sampled_from(["default", *sorted(self.exchanges)]))
         if target == "default":
             short = data.draw(st.sampled_from([q for q in QUEUES if q not in self.retired] or ["none"]))
@@ -184,8 +189,12 @@ class LockstepMachine(RuleBasedStateMachine):
             else:
                 exchange = side.name(exchange)
             result = side.lib.Producer(side.channel).publish(
-                body, exchange=exchange, routing_key=key, headers=extra_headers,
-                correlation_id=correlation_id, serializer="json",
+                body,
+                exchange=exchange,
+                routing_key=key,
+                headers=extra_headers,
+                correlation_id=correlation_id,
+                serializer="json",
             )
             return "promise" if type(result).__name__ == "promise" else result
 
@@ -228,7 +237,10 @@ class LockstepMachine(RuleBasedStateMachine):
         def consume(side: Side) -> Any:
             got: list[Any] = []
             consumer = side.lib.Consumer(
-                side.channel, [side.lib.Queue(side.name(short))], on_message=got.append, prefetch_count=1,
+                side.channel,
+                [side.lib.Queue(side.name(short))],
+                on_message=got.append,
+                prefetch_count=1,
             )
             consumer.consume()
             try:
@@ -321,6 +333,7 @@ class LockstepMachine(RuleBasedStateMachine):
         right after it may not count it yet on one side; a difference that lasts over a
         second is a difference.
         """
+
         def size(side: Side) -> Any:
             return self.queue(side, short).queue_declare(passive=True)[1]
 
@@ -374,4 +387,3 @@ class LockstepMachine(RuleBasedStateMachine):
 def machine_for(spec: TransportSpec) -> type[LockstepMachine]:
     """A LockstepMachine bound to ``spec``."""
     return type(f"Lockstep{spec.name.title()}", (LockstepMachine,), {"spec": spec})
-

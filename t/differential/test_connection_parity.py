@@ -49,8 +49,13 @@ def errback_trace(lib: Any, urls: list[str], max_retries: int) -> tuple[list[Any
     calls: list[Any] = []
     conn = lib.Connection(";".join(urls))
     with pytest.raises(Exception) as info:  # noqa: PT011 - the type is compared below
-        conn.ensure_connection(errback=lambda exc, interval: calls.append(round(interval, 3)),
-                               max_retries=max_retries, interval_start=0, interval_step=0.01, interval_max=0.02)
+        conn.ensure_connection(
+            errback=lambda exc, interval: calls.append(round(interval, 3)),
+            max_retries=max_retries,
+            interval_start=0,
+            interval_step=0.01,
+            interval_max=0.02,
+        )
     conn.release()
     return calls, "OperationalError" if isinstance(info.value, lib.exceptions.OperationalError) else repr(info.value)
 
@@ -66,8 +71,13 @@ def test_ensure_connection_errback_then_success_as_kombu(amqp_url: str) -> None:
     for lib in LIBS:
         calls: list[float] = []
         conn = lib.Connection(f"{dead(amqp_url)};{dead(amqp_url)};{amqp_url}")
-        conn.ensure_connection(errback=lambda exc, interval: calls.append(interval), max_retries=5,  # noqa: B023
-                               interval_start=0, interval_step=0, interval_max=0)
+        conn.ensure_connection(
+            errback=lambda exc, interval: calls.append(interval),  # noqa: B023
+            max_retries=5,
+            interval_start=0,
+            interval_step=0,
+            interval_max=0,
+        )
         assert conn.connected
         assert len(calls) == 2, lib
         conn.release()
@@ -84,10 +94,12 @@ def timed(fun: Any) -> tuple[float, BaseException | None]:
 
 def test_publish_to_an_unreachable_broker_gives_up_within_kombus_budget(broker_url: str) -> None:
     url = dead(broker_url)
-    ours, our_error = timed(lambda: kombu_like.Producer(kombu_like.Connection(url, connect_timeout=1)).publish(
-        "x", routing_key="q"))
-    theirs, their_error = timed(lambda: kombu.Producer(kombu.Connection(url, connect_timeout=1)).publish(
-        "x", routing_key="q"))
+    ours, our_error = timed(
+        lambda: kombu_like.Producer(kombu_like.Connection(url, connect_timeout=1)).publish("x", routing_key="q")
+    )
+    theirs, their_error = timed(
+        lambda: kombu.Producer(kombu.Connection(url, connect_timeout=1)).publish("x", routing_key="q")
+    )
     assert isinstance(their_error, kombu.exceptions.OperationalError)
     assert isinstance(our_error, kombu_like.exceptions.OperationalError)
     assert "could not connect" in str(our_error) and str(url.split("@")[-1].split("/")[0]) in str(our_error)
@@ -98,10 +110,14 @@ def test_publish_to_an_unreachable_broker_gives_up_within_kombus_budget(broker_u
 def test_publish_retry_policy_applies_to_connecting(amqp_url: str) -> None:
     url = dead(amqp_url)
     policy = {"max_retries": 1}
-    ours, our_error = timed(lambda: kombu_like.Producer(kombu_like.Connection(url)).publish(
-        "x", routing_key="q", retry=True, retry_policy=policy))
-    theirs, their_error = timed(lambda: kombu.Producer(kombu.Connection(url)).publish(
-        "x", routing_key="q", retry=True, retry_policy=policy))
+    ours, our_error = timed(
+        lambda: kombu_like.Producer(kombu_like.Connection(url)).publish(
+            "x", routing_key="q", retry=True, retry_policy=policy
+        )
+    )
+    theirs, their_error = timed(
+        lambda: kombu.Producer(kombu.Connection(url)).publish("x", routing_key="q", retry=True, retry_policy=policy)
+    )
     assert isinstance(their_error, kombu.exceptions.OperationalError)
     assert isinstance(our_error, kombu_like.exceptions.OperationalError)
     assert ours <= theirs + 0.5
@@ -157,6 +173,7 @@ def test_tls_to_a_plain_amqp_port_is_not_retried(amqp_url: str) -> None:
     calls.clear()
     theirs = kombu.Connection(amqp_url.replace("amqp://", "amqps://"))
     with pytest.raises(kombu.exceptions.OperationalError, match="WRONG_VERSION_NUMBER"):
-        theirs.ensure_connection(errback=lambda *a: calls.append(a), max_retries=2,
-                                 interval_start=0, interval_step=0, interval_max=0)
+        theirs.ensure_connection(
+            errback=lambda *a: calls.append(a), max_retries=2, interval_start=0, interval_step=0, interval_max=0
+        )
     assert len(calls) == 2

@@ -27,6 +27,8 @@ from .profiles import profile
 LIBS = {"kombu": kombu, "kombu_like": kombu_like}
 
 names = st.text("abcdefghij.-_:", min_size=0, max_size=10)
+
+
 def observe(fn: Any) -> Any:
     try:
         return ("ok", fn())
@@ -90,10 +92,16 @@ def registries() -> Iterator[None]:
     saved = []
     for module in (kombu.serialization, kombu_like.serialization):
         registry = module.registry
-        saved.append((
-            registry, dict(registry._encoders), dict(registry._decoders), set(registry._disabled_content_types),
-            dict(registry.type_to_name), dict(registry.name_to_type),
-        ))
+        saved.append(
+            (
+                registry,
+                dict(registry._encoders),
+                dict(registry._decoders),
+                set(registry._disabled_content_types),
+                dict(registry.type_to_name),
+                dict(registry.name_to_type),
+            )
+        )
     yield
     for registry, encoders, decoders, disabled, t2n, n2t in saved:
         registry._encoders.clear()
@@ -134,8 +142,9 @@ def apply(m: Any, op: tuple[Any, ...]) -> Any:
     if op[0] == "unregister":
         return ser.registry.unregister(op[1])
     if op[0] == "register_upper":
-        return ser.register("upper", lambda s: str(s).upper(), lambda s: s, content_type="text/x-upper",
-                            content_encoding="utf-8")
+        return ser.register(
+            "upper", lambda s: str(s).upper(), lambda s: s, content_type="text/x-upper", content_encoding="utf-8"
+        )
     compression = m.compression
     compressed, content_type = compression.compress(op[1], op[2])
     return content_type, compression.decompress(compressed, content_type)

@@ -36,8 +36,12 @@ def run(spec: TransportSpec, examples: int, steps: int) -> None:
 def test_memory() -> None:
     # reconnecting with messages unacknowledged is the departure pinned below
     spec = TransportSpec(
-        "memory", "memory://", exchange_types=routable("memory://"), reconnect_with_unacked=False,
-        retire_deleted=True, requeue_only_alone=True,
+        "memory",
+        "memory://",
+        exchange_types=routable("memory://"),
+        reconnect_with_unacked=False,
+        retire_deleted=True,
+        requeue_only_alone=True,
     )
     run(spec, examples=12, steps=25)
 
@@ -61,8 +65,13 @@ def test_memory_close_gives_unacked_messages_back() -> None:
 
 @pytest.mark.redis
 def test_redis(redis_url: str) -> None:
-    run(TransportSpec("redis", redis_url, exchange_types=routable(redis_url), redis_url=redis_url,
-                      consume_only_ready=True), examples=8, steps=20)
+    run(
+        TransportSpec(
+            "redis", redis_url, exchange_types=routable(redis_url), redis_url=redis_url, consume_only_ready=True
+        ),
+        examples=8,
+        steps=20,
+    )
 
 
 @pytest.mark.amqp
@@ -74,8 +83,12 @@ def test_amqp(amqp_url: str) -> None:
 def test_sqs(sqs_endpoint: str) -> None:
     url = f"sqs://testing:testing@{sqs_endpoint.split('://', 1)[1]}"
     spec = TransportSpec(
-        "sqs", url, dict(SQS_OPTIONS), exchange_types=routable(url, SQS_OPTIONS),
-        can_delete=False, reconnect_with_unacked=False,
+        "sqs",
+        url,
+        dict(SQS_OPTIONS),
+        exchange_types=routable(url, SQS_OPTIONS),
+        can_delete=False,
+        reconnect_with_unacked=False,
     )
     run(spec, examples=5, steps=15)
 

@@ -117,8 +117,9 @@ class Entities:
     def name(self, suffix: str = "") -> str:
         return f"{self.prefix}{suffix}-{uuid.uuid4().hex[:6]}"
 
-    def queue(self, suffix: str = "q", exchange: Exchange | None = None, routing_key: str | None = None,
-              **kwargs: Any) -> Queue:
+    def queue(
+        self, suffix: str = "q", exchange: Exchange | None = None, routing_key: str | None = None, **kwargs: Any
+    ) -> Queue:
         name = self.name(suffix)
         self.queues.append(name)
         kwargs.setdefault("durable", False)
@@ -306,9 +307,27 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     if openssl is None:
         pytest.fail("openssl is needed to make the test certificate")
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
@@ -332,8 +351,9 @@ def test_url_forms_and_keyword_arguments(amqp_url: str) -> None:
         Connection(f"amqp://guest:guest@127.0.0.1:{port}/%2F"),
         Connection(f"pyamqp://guest:guest@localhost:{port}//"),
         Connection(f"amqp://127.0.0.1:{port}"),  # guest/guest and "/" by default
-        Connection(hostname="127.0.0.1", port=port, userid="guest", password="guest", virtual_host="/",
-                   transport="amqp"),
+        Connection(
+            hostname="127.0.0.1", port=port, userid="guest", password="guest", virtual_host="/", transport="amqp"
+        ),
     ):
         with conn:
             conn.connect()
@@ -443,8 +463,11 @@ def test_tls_with_ssl_context_and_ssl_true(tls_relay: Relay, tls_files: tuple[st
 
 
 def test_tls_with_untrusted_certificate_fails_clearly(tls_relay: Relay) -> None:
-    conn = Connection(f"amqps://guest:guest@localhost:{tls_relay.port}//", connect_timeout=5,
-                      ssl={"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"})
+    conn = Connection(
+        f"amqps://guest:guest@localhost:{tls_relay.port}//",
+        connect_timeout=5,
+        ssl={"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"},
+    )
     with pytest.raises(OperationalError) as info:
         conn.connect()
     # a certificate that does not verify never will: not retried
@@ -522,8 +545,9 @@ def test_priority_queue(conn: Connection, ents: Entities) -> None:
 def test_dead_letter_exchange_and_routing_key(conn: Connection, ents: Entities) -> None:
     dlx = ents.exchange("dlx", "direct")
     dead = ents.queue("dead", dlx, routing_key="dead.key")
-    work = ents.queue("work", queue_arguments={"x-dead-letter-exchange": dlx.name,
-                                               "x-dead-letter-routing-key": "dead.key"})
+    work = ents.queue(
+        "work", queue_arguments={"x-dead-letter-exchange": dlx.name, "x-dead-letter-routing-key": "dead.key"}
+    )
     dead(conn.default_channel).declare()
     conn.Producer().publish({"job": 1}, routing_key=work.name, declare=[work])
     [message] = collect(conn, work, 1, ack=False)
@@ -547,8 +571,12 @@ def test_quorum_queue(conn: Connection, ents: Entities) -> None:
 
 
 def test_stream_queue(conn: Connection, ents: Entities) -> None:
-    queue = ents.queue("stream", durable=True, queue_arguments={"x-queue-type": "stream"},
-                       consumer_arguments={"x-stream-offset": "first"})
+    queue = ents.queue(
+        "stream",
+        durable=True,
+        queue_arguments={"x-queue-type": "stream"},
+        consumer_arguments={"x-stream-offset": "first"},
+    )
     producer = conn.Producer()
     for n in range(3):
         producer.publish(n, routing_key=queue.name, declare=[queue])
@@ -630,10 +658,20 @@ def test_every_message_property_arrives(conn: Connection, ents: Entities) -> Non
     queue = ents.queue("props", max_priority=5)
     sent_at = datetime(2024, 5, 17, 12, 30, 15, tzinfo=timezone.utc)
     conn.Producer().publish(
-        {"k": "v"}, routing_key=queue.name, declare=[queue],
-        delivery_mode=1, priority=4, expiration=60, headers={"h1": "v\u00e9", "n": 7, "nested": {"a": [1, 2]}},
-        correlation_id="corr", reply_to="replies", message_id="mid-1", timestamp=sent_at, type="order.created",
-        user_id="guest", app_id="tests",
+        {"k": "v"},
+        routing_key=queue.name,
+        declare=[queue],
+        delivery_mode=1,
+        priority=4,
+        expiration=60,
+        headers={"h1": "v\u00e9", "n": 7, "nested": {"a": [1, 2]}},
+        correlation_id="corr",
+        reply_to="replies",
+        message_id="mid-1",
+        timestamp=sent_at,
+        type="order.created",
+        user_id="guest",
+        app_id="tests",
     )
     [message] = collect(conn, queue, 1)
     props = message.properties
@@ -717,8 +755,9 @@ def test_confirm_nack_raises_message_nacked(amqp_url: str, ents: Entities) -> No
         assert ready_count(conn, queue.name) == 1
 
 
-def test_nack_without_confirm_publish_is_logged(amqp_url: str, ents: Entities,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_nack_without_confirm_publish_is_logged(
+    amqp_url: str, ents: Entities, caplog: pytest.LogCaptureFixture
+) -> None:
     queue = ents.queue("nacklog", max_length=1, queue_arguments={"x-overflow": "reject-publish"})
     with Connection(amqp_url) as conn:
         producer = conn.Producer()
@@ -803,6 +842,7 @@ def test_several_queues_and_channels_one_drain(conn: Connection, ents: Entities)
         def on_message(body: Any, message: Message) -> None:
             got[name].append(body)
             message.ack()
+
         return on_message
 
     # two queues on one channel, two more on a second channel of the same connection
@@ -940,15 +980,24 @@ def test_direct_reply_to(amqp_url: str, conn: Connection, ents: Entities) -> Non
     reply_queue = Queue("amq.rabbitmq.reply-to", no_ack=True)
     replies: list[Message] = []
     with Connection(amqp_url) as server:
+
         def serve(body: Any, message: Message) -> None:
-            server.Producer().publish({"answer": body["n"] * 2}, routing_key=message.properties["reply_to"],
-                                      correlation_id=message.properties["correlation_id"])
+            server.Producer().publish(
+                {"answer": body["n"] * 2},
+                routing_key=message.properties["reply_to"],
+                correlation_id=message.properties["correlation_id"],
+            )
             message.ack()
 
         with Consumer(server, [requests], callbacks=[serve]):
             with Consumer(conn, [reply_queue], on_message=replies.append, no_ack=True):
-                conn.Producer().publish({"n": 21}, routing_key=requests.name, declare=[requests],
-                                        reply_to=reply_queue.name, correlation_id="c-1")
+                conn.Producer().publish(
+                    {"n": 21},
+                    routing_key=requests.name,
+                    declare=[requests],
+                    reply_to=reply_queue.name,
+                    correlation_id="c-1",
+                )
                 deadline = time.monotonic() + 10
                 while not replies and time.monotonic() < deadline:
                     for side in (server, conn):
@@ -964,8 +1013,10 @@ def test_direct_reply_to(amqp_url: str, conn: Connection, ents: Entities) -> Non
 def test_connection_blocked_and_unblocked_reach_callbacks(amqp_url: str, ents: Entities) -> None:
     relay = Relay(broker_port(amqp_url))
     events: list[Any] = []
-    options = {"on_blocked": lambda reason: events.append(("blocked", reason)),
-               "on_unblocked": lambda: events.append(("unblocked",))}
+    options = {
+        "on_blocked": lambda reason: events.append(("blocked", reason)),
+        "on_unblocked": lambda: events.append(("unblocked",)),
+    }
     queue = ents.queue("blocked")
     try:
         with Connection(f"amqp://guest:guest@127.0.0.1:{relay.port}//", transport_options=options) as conn:
@@ -993,8 +1044,9 @@ def test_bad_messages_are_dead_lettered_by_on_decode_error(conn: Connection, ent
     work = ents.queue("bad_work", queue_arguments={"x-dead-letter-exchange": dlx.name})
     parked(conn.default_channel).declare()
     producer = conn.Producer()
-    producer.publish(b"{broken", routing_key=work.name, declare=[work], content_type="application/json",
-                     content_encoding="utf-8")
+    producer.publish(
+        b"{broken", routing_key=work.name, declare=[work], content_type="application/json", content_encoding="utf-8"
+    )
     producer.publish("a: 1", routing_key=work.name, content_type="application/x-yaml", content_encoding="utf-8")
     producer.publish({"good": True}, routing_key=work.name)
     errors: list[BaseException] = []
@@ -1021,8 +1073,13 @@ def test_decode_error_without_handler_keeps_message_and_consumer(amqp_url: str, 
     queue = ents.queue("bad_raise")
     with Connection(amqp_url) as conn:
         producer = conn.Producer()
-        producer.publish(b"\xff\xfe not json", routing_key=queue.name, declare=[queue],
-                         content_type="application/json", content_encoding="utf-8")
+        producer.publish(
+            b"\xff\xfe not json",
+            routing_key=queue.name,
+            declare=[queue],
+            content_type="application/json",
+            content_encoding="utf-8",
+        )
         producer.publish({"good": 1}, routing_key=queue.name)
         good: list[Any] = []
 
@@ -1050,8 +1107,9 @@ def test_killed_consumer_messages_are_redelivered(amqp_url: str, ents: Entities)
             producer.publish({"n": n}, routing_key=queue.name, declare=[queue])
     script = HERE / "amqp_consumer_proc.py"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, str(script), amqp_url, queue.name, "5"], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), amqp_url, queue.name, "5"], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert proc.stdout is not None
         line = ""
@@ -1104,8 +1162,7 @@ def test_deleting_a_queue_this_connection_consumes_is_quiet(conn: Connection, en
             queue(conn.channel()).queue_declare(passive=True)
 
 
-def test_what_rabbitmq_does_not_implement_fails_without_losing_the_connection(conn: Connection,
-                                                                             ents: Entities) -> None:
+def test_what_rabbitmq_does_not_implement_fails_without_losing_the_connection(conn: Connection, ents: Entities) -> None:
     queue = ents.queue("unsupported")
     consumer = Consumer(conn, [queue], callbacks=[lambda body, message: None])
     with pytest.raises(NotImplementedError, match="requeue=True"):
@@ -1124,8 +1181,13 @@ def test_large_and_empty_bodies(conn: Connection, ents: Entities) -> None:
     large = os.urandom(3 * 1024 * 1024 + 17)  # many frames of frame_max each
     producer = conn.Producer()
     for body in (large, b"", b"x"):
-        producer.publish(body, routing_key=queue.name, declare=[queue], content_type="application/octet-stream",
-                         content_encoding="binary")
+        producer.publish(
+            body,
+            routing_key=queue.name,
+            declare=[queue],
+            content_type="application/octet-stream",
+            content_encoding="binary",
+        )
     received = collect(conn, queue, 3)
     assert [m.body for m in received] == [large, b"", b"x"]
 
@@ -1136,8 +1198,11 @@ def test_broker_closing_the_connection_is_recoverable(amqp_url: str, unique_name
     with Connection(amqp_url, transport_options=options) as conn:
         producer = conn.Producer()
         producer.publish("before", routing_key=queue.name, declare=[queue])
-        pids = [line.split("\t")[0] for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
-                if unique_name in line]
+        pids = [
+            line.split("\t")[0]
+            for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
+            if unique_name in line
+        ]
         assert len(pids) == 1, pids
         rabbitmqctl("close_connection", pids[0], "maintenance")
         with pytest.raises(ConnectionError) as info:
@@ -1154,8 +1219,13 @@ def test_delivery_interrupted_by_a_timeout_is_finished_by_the_next_call(amqp_url
     queue = ents.queue("partial")
     body = os.urandom(16 * 1024 * 1024)  # many frames
     with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy, Connection(proxy.url_for(amqp_url)) as conn:
-        conn.Producer().publish(body, routing_key=queue.name, declare=[queue],
-                                content_type="application/octet-stream", content_encoding="binary")
+        conn.Producer().publish(
+            body,
+            routing_key=queue.name,
+            declare=[queue],
+            content_type="application/octet-stream",
+            content_encoding="binary",
+        )
         got: list[bytes] = []
         with Consumer(conn, [queue], on_message=lambda message: (got.append(message.body), message.ack())):
             proxy.stall(True)  # the delivery has started; most of it stays in the proxy

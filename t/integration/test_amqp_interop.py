@@ -113,8 +113,18 @@ def test_headers_priority_and_properties(amqp_url: str, queue_name: str, directi
     sender, receiver = (LIBRARIES[name] for name in direction)
     headers = {"str": "v\u00e9", "int": 7, "bool": True, "list": [1, "two"], "nested": {"k": "v"}}
     _publish(
-        sender, amqp_url, queue_name, {"p": 1}, headers=dict(headers), priority=7, correlation_id="corr-9",
-        reply_to="replies", message_id="mid-9", app_id="interop", type="kind.x", expiration=60,
+        sender,
+        amqp_url,
+        queue_name,
+        {"p": 1},
+        headers=dict(headers),
+        priority=7,
+        correlation_id="corr-9",
+        reply_to="replies",
+        message_id="mid-9",
+        app_id="interop",
+        type="kind.x",
+        expiration=60,
         delivery_mode=1,
     )
     received, got_headers, props, content_type = _consume_one(receiver, amqp_url, queue_name)
@@ -125,8 +135,13 @@ def test_headers_priority_and_properties(amqp_url: str, queue_name: str, directi
     assert props["priority"] == 7
     assert props["delivery_mode"] == 1
     assert props["expiration"] == "60000"
-    for key, value in {"correlation_id": "corr-9", "reply_to": "replies", "message_id": "mid-9",
-                       "app_id": "interop", "type": "kind.x"}.items():
+    for key, value in {
+        "correlation_id": "corr-9",
+        "reply_to": "replies",
+        "message_id": "mid-9",
+        "app_id": "interop",
+        "type": "kind.x",
+    }.items():
         assert props[key] == value
 
 
@@ -144,8 +159,7 @@ def test_kombu_simple_queue_to_kombu_like_simple_queue(amqp_url: str, queue_name
         with conn.SimpleQueue(queue_name, queue_opts={"durable": False}, exchange_opts={"durable": False}) as queue:
             queue.put({"simple": True})
     with kombu_like.Connection(amqp_url) as conn:
-        with conn.SimpleQueue(queue_name, queue_opts={"durable": False},
-                              exchange_opts={"durable": False}) as queue:
+        with conn.SimpleQueue(queue_name, queue_opts={"durable": False}, exchange_opts={"durable": False}) as queue:
             message = queue.get(timeout=10)
             assert message.payload == {"simple": True}
             message.ack()

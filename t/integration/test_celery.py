@@ -59,15 +59,36 @@ def _result_backend(request: pytest.FixtureRequest, broker: str) -> str:
 def celery_run(request: pytest.FixtureRequest, celery_python: Path) -> Iterator[CeleryRun]:
     broker = request.param
     namespace = f"kl{unique_suffix()}"
-    env = {"KL_BROKER_URL": _broker_url(request, broker), "KL_NAMESPACE": namespace,
-           "KL_QUEUE": f"{namespace}.tasks", "KL_RESULT_BACKEND": _result_backend(request, broker)}
+    env = {
+        "KL_BROKER_URL": _broker_url(request, broker),
+        "KL_NAMESPACE": namespace,
+        "KL_QUEUE": f"{namespace}.tasks",
+        "KL_RESULT_BACKEND": _result_backend(request, broker),
+    }
     hostname = f"{namespace}@localhost"
     worker = None
     if broker != "memory":
         worker = Worker(
-            [str(celery_python), "-m", "kombu_like.alias", "-m", "celery", "-A", APP, "worker",
-             "-P", "prefork", "-c", "2", "-n", hostname, "-l", "INFO"],
-            env, ready_pattern=r"\bready\.",
+            [
+                str(celery_python),
+                "-m",
+                "kombu_like.alias",
+                "-m",
+                "celery",
+                "-A",
+                APP,
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                "2",
+                "-n",
+                hostname,
+                "-l",
+                "INFO",
+            ],
+            env,
+            ready_pattern=r"\bready\.",
         )
     driver = Driver(celery_python, SCENARIOS, env)
     try:
@@ -201,13 +222,34 @@ def test_kombu_client_and_kombu_like_worker_interoperate(celery_run: CeleryRun, 
 def celery_rpc_run(request: pytest.FixtureRequest, celery_python: Path) -> Iterator[CeleryRun]:
     """A solo-pool worker whose results travel back over the broker (``rpc://``)."""
     namespace = f"kl{unique_suffix()}"
-    env = {"KL_BROKER_URL": _broker_url(request, request.param), "KL_NAMESPACE": namespace,
-           "KL_QUEUE": f"{namespace}.tasks", "KL_RESULT_BACKEND": "rpc://"}
+    env = {
+        "KL_BROKER_URL": _broker_url(request, request.param),
+        "KL_NAMESPACE": namespace,
+        "KL_QUEUE": f"{namespace}.tasks",
+        "KL_RESULT_BACKEND": "rpc://",
+    }
     hostname = f"{namespace}@localhost"
     worker = Worker(
-        [str(celery_python), "-m", "kombu_like.alias", "-m", "celery", "-A", APP, "worker",
-         "-P", "solo", "-n", hostname, "-l", "INFO", "--without-mingle", "--without-gossip"],
-        env, ready_pattern=r"\bready\.",
+        [
+            str(celery_python),
+            "-m",
+            "kombu_like.alias",
+            "-m",
+            "celery",
+            "-A",
+            APP,
+            "worker",
+            "-P",
+            "solo",
+            "-n",
+            hostname,
+            "-l",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env,
+        ready_pattern=r"\bready\.",
     )
     driver = Driver(celery_python, SCENARIOS, env)
     try:
@@ -230,8 +272,9 @@ def test_rpc_backend_results_and_failures(celery_rpc_run: CeleryRun) -> None:
 
 # -- Celery's helpers over kombu, each run by a kombu_like client and, where a broker is shared,
 # -- by a client on the real Kombu 5.7 as well: the outcomes must match ------------------------
-def _on_both(celery_run: CeleryRun, celery_python: Path, name: str, *args: object,
-             kombu_args: tuple[object, ...] | None = None) -> tuple[object, object | None]:
+def _on_both(
+    celery_run: CeleryRun, celery_python: Path, name: str, *args: object, kombu_args: tuple[object, ...] | None = None
+) -> tuple[object, object | None]:
     """The scenario's outcome on a kombu_like client and (not on memory://, which lives in one
     process) on a Kombu client, which gets ``kombu_args`` when given."""
     ours = celery_run.driver.call(name, *args, timeout=120)
@@ -247,15 +290,25 @@ def _on_both(celery_run: CeleryRun, celery_python: Path, name: str, *args: objec
 def test_beat_releases_its_connection_and_channel_on_close(celery_run: CeleryRun, celery_python: Path) -> None:
     outcome, kombu_outcome = _on_both(celery_run, celery_python, "beat_sends_then_closes", 4, 5)
     assert kombu_outcome in (None, outcome)
-    assert outcome == {"result": 9, "open": {"connected": True, "channel_open": True},
-                       "closed": {"connected": False, "channel_open": False, "forgotten": True}, "again": 9}
+    assert outcome == {
+        "result": 9,
+        "open": {"connected": True, "channel_open": True},
+        "closed": {"connected": False, "channel_open": False, "forgotten": True},
+        "again": 9,
+    }
 
 
 def test_producer_pool_setup_and_limit(celery_run: CeleryRun, celery_python: Path) -> None:
-    outcome, kombu_outcome = _on_both(celery_run, celery_python, "producer_pool_limits", 2, True,
-                                      kombu_args=(2, False))
-    assert outcome == {"limit": 2, "free": 2, "distinct": 2, "over_limit": "LimitExceeded", "waited": 0.5,
-                       "reused": True, "result": 4}
+    outcome, kombu_outcome = _on_both(celery_run, celery_python, "producer_pool_limits", 2, True, kombu_args=(2, False))
+    assert outcome == {
+        "limit": 2,
+        "free": 2,
+        "distinct": 2,
+        "over_limit": "LimitExceeded",
+        "waited": 0.5,
+        "reused": True,
+        "result": 4,
+    }
     if kombu_outcome is not None:
         # Kombu's pool lists its free slots twice after Celery resizes it (4), and blocks for
         # good on a third producer, so that step runs on kombu_like only
@@ -266,8 +319,11 @@ def test_event_dispatcher_enable_and_disable(celery_run: CeleryRun, celery_pytho
     outcome, kombu_outcome = _on_both(celery_run, celery_python, "event_dispatcher_toggle")
     assert kombu_outcome in (None, outcome)
     # Celery drops the producer; the connection's default channel stays for others
-    assert outcome == {"received": ["worker-kl-one", "worker-kl-two"],
-                       "disabled": {"enabled": False, "producer": False, "channel_open": True}, "reenabled": True}
+    assert outcome == {
+        "received": ["worker-kl-one", "worker-kl-two"],
+        "disabled": {"enabled": False, "producer": False, "channel_open": True},
+        "reenabled": True,
+    }
 
 
 @pytest.mark.parametrize("celery_run", ["redis", "amqp"], indirect=True)

@@ -15,7 +15,7 @@ from t.integration.test_cli import _command, _env, ok, one_line_error, records, 
 
 
 def test_body_that_starts_like_json_must_parse(tmp_path: Path) -> None:
-    for body in ('{"name": "x.mp4"', '[1, 2', '  {"a": }'):
+    for body in ('{"name": "x.mp4"', "[1, 2", '  {"a": }'):
         result = run("publish", body, "--queue", "video", cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
@@ -72,9 +72,7 @@ def test_quiet_and_log_level(tmp_path: Path) -> None:
 def test_consume_ends_quietly_when_the_reader_goes_away(tmp_path: Path, count: str | None) -> None:
     ok("publish", "--queue", "q", cwd=tmp_path, stdin="1\n2\n3\n")
     args = ["consume", "q"] + (["--count", count] if count else [])
-    proc = subprocess.Popen(
-        _command(*args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen(_command(*args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     assert b'"body": 1' in proc.stdout.readline()
     proc.stdout.close()  # as `| head -1` does after its line
@@ -99,8 +97,9 @@ def _read_terminal(leader: int, wait: float) -> bytes:
 def _on_terminal(args: list[str], cwd: Path, answer: str) -> tuple[int, str]:
     """Run the command with stdin and stderr on a terminal, answer its question; (status, what it showed)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(_command(*args), cwd=cwd, env=_env(), stdin=follower, stdout=subprocess.PIPE,
-                            stderr=follower)
+    proc = subprocess.Popen(
+        _command(*args), cwd=cwd, env=_env(), stdin=follower, stdout=subprocess.PIPE, stderr=follower
+    )
     os.close(follower)
     shown = b""
     deadline = time.monotonic() + 30
@@ -150,8 +149,9 @@ def test_library_warnings_are_one_log_line(redis_url: str, unique_name: str, tmp
         (line,) = [line for line in result.stderr.splitlines() if "RuntimeWarning" in line]
         assert line.startswith("kombu-like: WARNING: kombu_like: RuntimeWarning: Redis queue")
         assert "warnings.warn" not in result.stderr
-        quiet = ok("--url", redis_url, "-q", "publish", "1", "--queue", unique_name, "--max-priority", "5",
-                   cwd=tmp_path)
+        quiet = ok(
+            "--url", redis_url, "-q", "publish", "1", "--queue", unique_name, "--max-priority", "5", cwd=tmp_path
+        )
         assert quiet.stderr == ""
         amqp_order = ok("--url", redis_url, "-o", "priority_order=amqp", "size", unique_name, cwd=tmp_path)
         assert amqp_order.stderr == ""

@@ -18,8 +18,13 @@ def attempt(url: str, **kwargs: Any) -> tuple[BaseException, list[Any], float]:
     started = time.monotonic()
     try:
         with pytest.raises(KombuError) as info:
-            conn.ensure_connection(errback=lambda *args: calls.append(args), max_retries=5,
-                                   interval_start=0.5, interval_step=0.5, interval_max=1)
+            conn.ensure_connection(
+                errback=lambda *args: calls.append(args),
+                max_retries=5,
+                interval_start=0.5,
+                interval_step=0.5,
+                interval_max=1,
+            )
     finally:
         conn.release()
     return info.value, calls, time.monotonic() - started

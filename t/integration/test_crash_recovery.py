@@ -66,8 +66,9 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
         options = {"region": "us-east-1", "wait_time_seconds": 1, "visibility_timeout": 2}
         yield Case(f"sqs://testing:testing@{host}", options, not_before=2.0, within=2.0 + SLACK)
     else:
-        yield Case(f"sqlite:///{tmp_path / 'queues.db'}", {"polling_interval": 0.05},
-                   within=OWNER_CHECK_INTERVAL + SLACK)
+        yield Case(
+            f"sqlite:///{tmp_path / 'queues.db'}", {"polling_interval": 0.05}, within=OWNER_CHECK_INTERVAL + SLACK
+        )
 
 
 def _hold_and_kill(case: Case, queue: Queue) -> tuple[set[int], float, float]:
@@ -75,9 +76,17 @@ def _hold_and_kill(case: Case, queue: Queue) -> tuple[set[int], float, float]:
     ``(ids it held, when the first was delivered, when it was killed)`` (``time.time()``)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "crash_consumer_proc.py"), case.url, queue.name, str(HELD),
-         json.dumps(case.options)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            str(HERE / "crash_consumer_proc.py"),
+            case.url,
+            queue.name,
+            str(HELD),
+            json.dumps(case.options),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

@@ -83,9 +83,25 @@ def test_userguide_examples_hold_on_every_broker(tmp_path: Path, amqp_url: str, 
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
             pages = [str(page.relative_to(DOCS)) for page in BROKER_PAGES]
             runs[name] = subprocess.Popen(
-                [sys.executable, "-m", "sphinx", "-q", "-E", "-b", "doctest", "-d", str(out / "doctrees"),
-                 str(DOCS), str(out / "doctest"), *pages],
-                cwd=DOCS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "sphinx",
+                    "-q",
+                    "-E",
+                    "-b",
+                    "doctest",
+                    "-d",
+                    str(out / "doctrees"),
+                    str(DOCS),
+                    str(out / "doctest"),
+                    *pages,
+                ],
+                cwd=DOCS,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
         outcomes = {name: (run.communicate(timeout=240)[0], run.returncode) for name, run in runs.items()}
     for name, (stdout, returncode) in outcomes.items():

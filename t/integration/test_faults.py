@@ -245,8 +245,19 @@ def test_redis_restart(unique_name: str) -> None:
     if server is None:
         pytest.fail("redis-server is not installed; run extra/start-brokers.sh")
     port = free_port()
-    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-            "--dir", f"/tmp/{unique_name}"]
+    args = [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--dir",
+        f"/tmp/{unique_name}",
+    ]
     os.makedirs(f"/tmp/{unique_name}", exist_ok=True)
 
     def start() -> subprocess.Popen[bytes]:

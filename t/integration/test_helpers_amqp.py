@@ -237,8 +237,11 @@ class HelperBehaviour:
         with self.connection(url) as first, self.connection(url) as second:
             consumers = []
             for n, conn in ((1, first), (2, second)):
-                consumer = Consumer(conn, [Broadcast(exchange)],
-                                    callbacks=[lambda body, message, n=n: (got[n].append(body), message.ack())])
+                consumer = Consumer(
+                    conn,
+                    [Broadcast(exchange)],
+                    callbacks=[lambda body, message, n=n: (got[n].append(body), message.ack())],
+                )
                 consumer.consume()
                 consumers.append(consumer)
             for conn in (first, second):
@@ -256,8 +259,13 @@ class HelperBehaviour:
         replies = Queue(cleanup.queue(f"{unique_name}.reply"), durable=False, auto_delete=True)
         with self.connection(url) as conn:
             producer = Producer(conn)
-            producer.publish({"q": 21}, routing_key=requests.name, declare=[requests, replies],
-                             reply_to=replies.name, correlation_id="c1")
+            producer.publish(
+                {"q": 21},
+                routing_key=requests.name,
+                declare=[requests, replies],
+                reply_to=replies.name,
+                correlation_id="c1",
+            )
             request = None
             deadline = time.monotonic() + 10
             while request is None and time.monotonic() < deadline:
@@ -268,8 +276,9 @@ class HelperBehaviour:
             assert list(collect_replies(conn, conn.channel(), replies, limit=1, timeout=10)) == [{"a": 42}]
 
     # -- pidbox ----------------------------------------------------------------------------
-    def _node(self, url: str, mailbox: Mailbox, hostname: str, stop: threading.Event,
-              ready: threading.Barrier) -> threading.Thread:
+    def _node(
+        self, url: str, mailbox: Mailbox, hostname: str, stop: threading.Event, ready: threading.Barrier
+    ) -> threading.Thread:
         def run() -> None:
             with self.connection(url) as conn:
                 node = mailbox(conn).Node(hostname, state={"name": hostname})
@@ -295,8 +304,7 @@ class HelperBehaviour:
         return thread
 
     @pytest.mark.parametrize("exchange_type", ["direct", "fanout"])
-    def test_pidbox_multi_call_and_call(self, url: str, unique_name: str, cleanup: Cleanup,
-                                        exchange_type: str) -> None:
+    def test_pidbox_multi_call_and_call(self, url: str, unique_name: str, cleanup: Cleanup, exchange_type: str) -> None:
         mailbox = Mailbox(unique_name, type=exchange_type)
         cleanup.exchange(mailbox.exchange.name)
         cleanup.exchange(mailbox.reply_exchange.name)
@@ -403,8 +411,9 @@ class HelperBehaviour:
         for n in (1, 2):
             subscriber = EventSubscriber(self.connection(url), service="svc", exchange=exchange)
             subscriber.subscribe("order.*", lambda event, n=n: group_seen.append((n, event.payload)), name="orders")
-            subscriber.subscribe("config.#", lambda event, n=n: broadcast_seen.append((n, event.payload)),
-                                 broadcast=True, name="config")
+            subscriber.subscribe(
+                "config.#", lambda event, n=n: broadcast_seen.append((n, event.payload)), broadcast=True, name="config"
+            )
             subscriber.declare()
             subscribers.append(subscriber)
         for subscription in subscribers[0].subscriptions + subscribers[1].subscriptions:

@@ -52,7 +52,8 @@ def nameko(nameko_python: Path, amqp_url: str, tmp_path_factory: pytest.TempPath
     )
     services = Worker(
         [str(nameko_python), "-m", "kombu_like.alias", "-m", "nameko", "run", SERVICES, "--config", str(config)],
-        env, ready_pattern=r"Connected to",
+        env,
+        ready_pattern=r"Connected to",
     )
     client = Driver(nameko_python, SCENARIOS, env)
     try:
@@ -149,11 +150,16 @@ def _name(outcome: object) -> object:
 def test_publisher_per_call_options(clients: dict[str, Driver]) -> None:
     kombu_seen, ours = _both(clients, "publisher_per_call_options")
     assert ours == kombu_seen
-    assert ours["options"] == {"payload": {"n": 1}, "content_type": "application/x-python-serialize",
-                               "user_id": "guest", "delivery_mode": 2, "priority": 3, "headers": {"h": 1}}
+    assert ours["options"] == {
+        "payload": {"n": 1},
+        "content_type": "application/x-python-serialize",
+        "user_id": "guest",
+        "delivery_mode": 2,
+        "priority": 3,
+        "headers": {"h": 1},
+    }
     assert ours["no_retry"]["payload"] == {"n": 2} and ours["no_retry"]["delivery_mode"] == 1
-    assert ours["foreign_user_id"] == {"error": "PreconditionFailed", "channel_error": True,
-                                       "connection_error": False}
+    assert ours["foreign_user_id"] == {"error": "PreconditionFailed", "channel_error": True, "connection_error": False}
     assert ours["after_error"]["payload"] == {"n": 4}
 
 
@@ -194,8 +200,20 @@ def test_auto_delete_event_queue_goes_with_its_service(
     config = tmp_path / "config.yaml"
     config.write_text(f"AMQP_URI: {uri}\nrpc_exchange: {prefix}-rpc\nHEARTBEAT: null\n")
     alias = ["-m", "kombu_like.alias"] if library == "kombu_like" else []
-    service = Worker([str(nameko_python), *alias, "-m", "nameko", "run", "t.integration.frameworks.nameko_volatile",
-                      "--config", str(config)], env, ready_pattern=r"Connected to")
+    service = Worker(
+        [
+            str(nameko_python),
+            *alias,
+            "-m",
+            "nameko",
+            "run",
+            "t.integration.frameworks.nameko_volatile",
+            "--config",
+            str(config),
+        ],
+        env,
+        ready_pattern=r"Connected to",
+    )
     client = Driver(nameko_python, SCENARIOS, env, alias=library == "kombu_like")
     try:
         running = client.call("volatile_events", 30, timeout=60)

@@ -33,7 +33,11 @@ def test_rabbit_driver_unit_tests_pass_on_kombu_like(oslo_python: Path, tmp_path
     out = tmp_path / "outcomes.json"
     proc = subprocess.run(
         [str(oslo_python), "-m", "kombu_like.alias", str(RUNNER), str(out)],
-        cwd=tmp_path, env=process_env(), capture_output=True, text=True, timeout=800,
+        cwd=tmp_path,
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=800,
     )
     assert out.exists(), f"runner failed ({proc.returncode}):\n{proc.stderr[-5000:]}"
     report = json.loads(out.read_text())

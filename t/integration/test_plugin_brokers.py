@@ -8,7 +8,7 @@ pytest_plugins = ["pytester"]
 
 PLUGIN = ("-p", "kombu_like.testing.plugin", "-p", "no:cacheprovider")
 
-USER_TESTS = '''
+USER_TESTS = """
 import uuid
 from kombu_like import Connection
 
@@ -25,7 +25,7 @@ def test_round_trip(kombu_url, kombu_connection):
 
 def test_inspector_needs_memory(kombu_broker):
     raise AssertionError("not reached: skipped on a real broker")
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +49,9 @@ def test_option_runs_the_fixtures_on_the_broker(pytester: pytest.Pytester, broke
         assert ":guest@" not in result.stdout.str()  # the password is masked in the header
 
 
-def test_ini_setting_and_environment(pytester: pytest.Pytester, broker: tuple[str, str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ini_setting_and_environment(
+    pytester: pytest.Pytester, broker: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     scheme, url = broker
     pytester.makepyfile(test_user=USER_TESTS.format(scheme=scheme))
     pytester.makeini(f"[pytest]\nkombu_like_url = {url}\n")
@@ -61,17 +62,20 @@ def test_ini_setting_and_environment(pytester: pytest.Pytester, broker: tuple[st
 
 
 def test_without_a_url_each_test_has_its_own_memory_broker(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user='''
+    pytester.makepyfile(
+        test_user="""
 def test_memory(kombu_url, kombu_broker):
     assert kombu_url.startswith("memory:///pytest-")
     assert kombu_broker.queues() == []
-''')
+"""
+    )
     pytester.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=1)
 
 
 @pytest.mark.redis
 def test_redis_tests_stay_apart_as_on_memory(pytester: pytest.Pytester, redis_url: str) -> None:
-    pytester.makepyfile(test_user='''
+    pytester.makepyfile(
+        test_user="""
 import pytest
 import redis
 
@@ -95,6 +99,7 @@ def test_keys_were_deleted(kombu_url):
             assert list(client.scan_iter(match=prefix + "*", count=1000)) == []
     finally:
         client.close()
-''')
+"""
+    )
     result = pytester.runpytest_subprocess(*PLUGIN, f"--kombu-like-url={redis_url}")
     result.assert_outcomes(passed=4)

@@ -213,16 +213,17 @@ def test_compression(
         conn.Producer().publish(body, routing_key=unique_name, declare=[queue], compression=method)
     [(got, message)] = consume(sub, redis_url, [sub.Queue(unique_name, routing_key=unique_name)], 1)
     assert got == body
-    assert message.headers["compression"] == {
-        "zlib": "application/x-gzip",
-        "bzip2": "application/x-bz2",
-        "lzma": "application/x-lzma",
-    }[method]
+    assert (
+        message.headers["compression"]
+        == {
+            "zlib": "application/x-gzip",
+            "bzip2": "application/x-bz2",
+            "lzma": "application/x-lzma",
+        }[method]
+    )
 
 
-def test_global_keyprefix(
-    libs: tuple[ModuleType, ModuleType], redis_url: str, unique_name: str, cleanup: None
-) -> None:
+def test_global_keyprefix(libs: tuple[ModuleType, ModuleType], redis_url: str, unique_name: str, cleanup: None) -> None:
     pub, sub = libs
     options = {"global_keyprefix": f"{unique_name}:"}
     with pub.Connection(redis_url, transport_options=options) as conn:

@@ -50,9 +50,7 @@ def publish(url: str, queue: str, bodies: list[Any], **options: Any) -> None:
             producer.publish(body, routing_key=queue)
 
 
-def collect(
-    conn: Connection, queue: str, count: int, timeout: float = 10.0, ack: bool = True
-) -> list[Message]:
+def collect(conn: Connection, queue: str, count: int, timeout: float = 10.0, ack: bool = True) -> list[Message]:
     received: list[Message] = []
 
     def on_message(message: Message) -> None:
@@ -210,9 +208,10 @@ def test_late_ack_of_a_restored_message_does_not_unrecord_its_redelivery(
     # late ack must not erase B's record, or B dying would lose the message
     publish(redis_url, unique_name, [{"n": 1}], **own_unacked)
     options = {"visibility_timeout": 0.5, "unacked_restore_interval": 0.1, **own_unacked}
-    with Connection(redis_url, transport_options=options) as slow, Connection(
-        redis_url, transport_options=options
-    ) as fast:
+    with (
+        Connection(redis_url, transport_options=options) as slow,
+        Connection(redis_url, transport_options=options) as fast,
+    ):
         [first] = collect(slow, unique_name, 1, ack=False)
         [second] = collect(fast, unique_name, 1, ack=False, timeout=10)
         assert second.redelivered
@@ -321,8 +320,9 @@ def test_cuts_while_consuming_leave_nothing_stranded(redis_url: str, unique_name
                 if acked:
                     proxy.cut()
 
-        consumer = Consumer(conn, [Queue(unique_name, routing_key=unique_name)], on_message=on_message,
-                            prefetch_count=50)
+        consumer = Consumer(
+            conn, [Queue(unique_name, routing_key=unique_name)], on_message=on_message, prefetch_count=50
+        )
 
         def drain() -> None:
             conn.drain_events(timeout=0.5)
@@ -521,9 +521,7 @@ def test_negative_reply_spin_is_refused_by_name(redis_url: str) -> None:
     conn.release()
 
 
-def test_reply_polling_stops_when_the_server_is_slow(
-    redis_url: str, unique_name: str, client: redis.Redis
-) -> None:
+def test_reply_polling_stops_when_the_server_is_slow(redis_url: str, unique_name: str, client: redis.Redis) -> None:
     # every publish waits ~40 ms for Redis (writes paused); polling up to 20 ms for each
     # reply would burn 20 ms of CPU per publish, but after a few misses it stops
     publishes, spin = 20, 0.02

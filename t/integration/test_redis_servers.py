@@ -43,8 +43,22 @@ def redis_server(workdir: Path, *args: str, port: int | None = None, sentinel: b
         config.write_text(f"port {port}\nbind 127.0.0.1\ndir {workdir}\n" + "\n".join(args) + "\n")
         command = [_server_binary(), str(config), "--sentinel"]
     else:
-        command = [_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--shutdown-timeout", "0", "--dir", str(workdir), *args]
+        command = [
+            _server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--shutdown-timeout",
+            "0",
+            "--dir",
+            str(workdir),
+            *args,
+        ]
     log = open(workdir / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -89,9 +103,12 @@ def roundtrip(conn: Connection, queue: Queue, bodies: list[Any], timeout: float 
 @pytest.fixture
 def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, int]]:
     """A master, a replica and a Sentinel watching them as ``mymaster``."""
-    with redis_server(tmp_path / "master", "--repl-diskless-sync-delay", "0") as master, redis_server(
-        tmp_path / "replica", "--replicaof", "127.0.0.1", str(master), "--repl-diskless-sync-delay", "0"
-    ) as replica:
+    with (
+        redis_server(tmp_path / "master", "--repl-diskless-sync-delay", "0") as master,
+        redis_server(
+            tmp_path / "replica", "--replicaof", "127.0.0.1", str(master), "--repl-diskless-sync-delay", "0"
+        ) as replica,
+    ):
         replica_client = redis.Redis(port=replica)
         deadline = time.monotonic() + 10
         while replica_client.info("replication").get("master_link_status") != "up":
@@ -136,8 +153,14 @@ def test_sentinel_without_master_name_says_what_is_missing(sentinel_setup: dict[
 
 def test_sentinel_failover_keeps_publishing_and_consuming(sentinel_setup: dict[str, int], unique_name: str) -> None:
     url = f"sentinel://127.0.0.1:{sentinel_setup['sentinel']}"
-    options = {"master_name": "mymaster", "socket_timeout": 2, "max_retries": 20, "interval_start": 0.2,
-               "interval_step": 0.2, "interval_max": 0.5}
+    options = {
+        "master_name": "mymaster",
+        "socket_timeout": 2,
+        "max_retries": 20,
+        "interval_start": 0.2,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    }
     queue = Queue(unique_name, routing_key=unique_name)
     with Connection(url, transport_options=options) as conn:
         producer = conn.Producer()
@@ -215,20 +238,56 @@ def tls_files(tmp_path: Path) -> dict[str, Path]:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kombu_like test CA",
-        "-keyout", str(ca_key), "-out", str(ca_crt))
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=kombu_like test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-days", "1", "-extfile", str(ext), "-out", str(crt))
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_crt),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(crt),
+    )
     return {"ca": ca_crt, "cert": crt, "key": key}
 
 
 def test_rediss_url_over_tls(tmp_path: Path, tls_files: dict[str, Path], unique_name: str) -> None:
     tls_port = free_port()
     with redis_server(
-        tmp_path / "tls", "--tls-port", str(tls_port), "--tls-cert-file", str(tls_files["cert"]),
-        "--tls-key-file", str(tls_files["key"]), "--tls-ca-cert-file", str(tls_files["ca"]),
-        "--tls-auth-clients", "no",
+        tmp_path / "tls",
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(tls_files["cert"]),
+        "--tls-key-file",
+        str(tls_files["key"]),
+        "--tls-ca-cert-file",
+        str(tls_files["ca"]),
+        "--tls-auth-clients",
+        "no",
     ):
         url = f"rediss://127.0.0.1:{tls_port}/0?ssl_cert_reqs=required&ssl_ca_certs={tls_files['ca']}"
         with Connection(url) as conn:

@@ -298,7 +298,11 @@ def test_credentials_never_appear_in_repr(connect: Callable[..., Connection]) ->
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("wait_time_seconds", 21), ("visibility_timeout", "soon"), ("predefined_queues", {"q.fifo": {"url": "http://x/q"}})],
+    [
+        ("wait_time_seconds", 21),
+        ("visibility_timeout", "soon"),
+        ("predefined_queues", {"q.fifo": {"url": "http://x/q"}}),
+    ],
 )
 def test_bad_options_are_named(connect: Callable[..., Connection], option: str, value: Any) -> None:
     conn = connect(**{option: value})
@@ -565,7 +569,10 @@ def test_killed_consumer_messages_return_after_visibility_timeout(
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen(
         [sys.executable, "-c", script, f"sqs://testing:testing@{host}", unique_name],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 60)
@@ -693,14 +700,23 @@ def test_malformed_envelope_is_delivered_with_an_error_naming_it(
     queue = Queue(unique_name)
     queue(conn.default_channel).declare()
     url = raw.get_queue_url(QueueName=unique_name)["QueueUrl"]
-    broken = {"body": "%%% not base64", "content-type": "application/json", "headers": {},
-              "properties": {"body_encoding": "base64", "delivery_info": {}}}
+    broken = {
+        "body": "%%% not base64",
+        "content-type": "application/json",
+        "headers": {},
+        "properties": {"body_encoding": "base64", "delivery_info": {}},
+    }
     raw.send_message(QueueUrl=url, MessageBody=json.dumps(broken))
     conn.Producer().publish({"good": True}, routing_key=unique_name)
     errors: list[tuple[Message, BaseException]] = []
     good: list[Any] = []
-    with Consumer(conn, [queue], accept=["json"], callbacks=[lambda body, m: (good.append(body), m.ack())],
-                  on_decode_error=lambda m, exc: errors.append((m, exc))):
+    with Consumer(
+        conn,
+        [queue],
+        accept=["json"],
+        callbacks=[lambda body, m: (good.append(body), m.ack())],
+        on_decode_error=lambda m, exc: errors.append((m, exc)),
+    ):
         deadline = time.monotonic() + 10
         while not (errors and good) and time.monotonic() < deadline:
             try:
@@ -749,9 +765,7 @@ def test_oversize_message_in_a_batch_sends_nothing(
     assert attributes(raw, unique_name)["ready"] == 0
 
 
-def test_queue_maximum_message_size_is_honoured(
-    connect: Callable[..., Connection], raw: Any, unique_name: str
-) -> None:
+def test_queue_maximum_message_size_is_honoured(connect: Callable[..., Connection], raw: Any, unique_name: str) -> None:
     raw.create_queue(QueueName=unique_name, Attributes={"MaximumMessageSize": "1024"})
     conn = connect()
     queue = Queue(unique_name)
@@ -808,7 +822,9 @@ def test_persistent_throttling_raises_a_recoverable_error(
     assert isinstance(excinfo.value.__cause__, botocore.exceptions.ClientError)
     # the library's retry loop takes over where botocore's stopped
     conn.Producer().publish(
-        "through", routing_key=unique_name, retry=True,
+        "through",
+        routing_key=unique_name,
+        retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2},
     )
     [message] = collect(conn, queue, 1)
@@ -885,7 +901,8 @@ def test_failed_ack_flush_keeps_track_until_deleted(
 ) -> None:
     conn = connect(
         f"sqs://testing:testing@127.0.0.1:{faulty.port}",
-        ack_flush_interval=0.05, **{"client-config": ONE_RETRY},
+        ack_flush_interval=0.05,
+        **{"client-config": ONE_RETRY},
     )
     queue = Queue(unique_name)
     for n in range(4):
@@ -904,7 +921,9 @@ def test_acks_that_cannot_be_deleted_are_reported_and_come_back(
 ) -> None:
     conn = connect(
         f"sqs://testing:testing@127.0.0.1:{faulty.port}",
-        visibility_timeout=2, ack_flush_interval=0.05, **{"client-config": NO_RETRIES},
+        visibility_timeout=2,
+        ack_flush_interval=0.05,
+        **{"client-config": NO_RETRIES},
     )
     queue = Queue(unique_name)
     for n in range(2):

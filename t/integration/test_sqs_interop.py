@@ -87,14 +87,23 @@ def test_kombu_consumes_what_kombu_like_publishes(
         queue = kombu_like.Queue(name)
         producer = ours.Producer()
         producer.publish(
-            {"n": 0, "text": "h\u00e9llo"}, routing_key=name, declare=[queue],
-            headers={"task": "add", "when": when}, correlation_id="c-0", reply_to="replies",
+            {"n": 0, "text": "h\u00e9llo"},
+            routing_key=name,
+            declare=[queue],
+            headers={"task": "add", "when": when},
+            correlation_id="c-0",
+            reply_to="replies",
         )
         with producer.batch():
             for n in range(1, 4):
                 producer.publish({"n": n}, routing_key=name, correlation_id=f"c-{n}")
-        producer.publish(b"\x00\x01\xff", routing_key=name, content_type="application/octet-stream",
-                         content_encoding="binary", compression="zlib")
+        producer.publish(
+            b"\x00\x01\xff",
+            routing_key=name,
+            content_type="application/octet-stream",
+            content_encoding="binary",
+            compression="zlib",
+        )
     received = drain(theirs, kombu, kombu.Queue(name), 5, accept=["json", "application/octet-stream"])
     bodies = [body for body, _ in received]
     assert bodies[:4] == [{"n": 0, "text": "h\u00e9llo"}, {"n": 1}, {"n": 2}, {"n": 3}]
@@ -119,8 +128,13 @@ def test_kombu_like_consumes_what_kombu_publishes(
     producer = theirs.Producer()
     attributes = {"tenant": {"DataType": "String", "StringValue": "acme"}}
     producer.publish(
-        {"job": 1}, exchange=exchange, routing_key="work", declare=[queue],
-        headers={"task": "process", "retries": 2}, priority=3, message_id="m-1",
+        {"job": 1},
+        exchange=exchange,
+        routing_key="work",
+        declare=[queue],
+        headers={"task": "process", "retries": 2},
+        priority=3,
+        message_id="m-1",
         message_attributes=attributes,
     )
     producer.publish("plain text", exchange=exchange, routing_key="work", content_type="text/plain")
@@ -155,9 +169,7 @@ def test_kombu_like_requeue_is_seen_by_kombu(
     assert receive_count == "2"
 
 
-def test_fifo_order_across_libraries(
-    ours: kombu_like.Connection, theirs: kombu.Connection, unique_name: str
-) -> None:
+def test_fifo_order_across_libraries(ours: kombu_like.Connection, theirs: kombu.Connection, unique_name: str) -> None:
     name = f"{unique_name}.fifo"
     queue = kombu.Queue(name)
     producer = theirs.Producer()

@@ -23,8 +23,9 @@ from t.integration.test_amqp import tls_files, tls_relay  # noqa: F401 - fixture
 class Target:
     """Connections to the transport under test, and how many messages a thread sends."""
 
-    def __init__(self, url: str, options: dict[str, Any] | None = None, per_thread: int = 1_500,
-                 ssl: Any = None) -> None:
+    def __init__(
+        self, url: str, options: dict[str, Any] | None = None, per_thread: int = 1_500, ssl: Any = None
+    ) -> None:
         self.url = url
         self.options = options or {}
         self.per_thread = per_thread
@@ -52,8 +53,9 @@ def connect(request: pytest.FixtureRequest, tmp_path: Any) -> Target:
         # relay forwards without TCP_NODELAY, so each confirm round trip costs ~40 ms)
         relay = request.getfixturevalue("tls_relay")
         cert, _ = request.getfixturevalue("tls_files")
-        return Target(f"amqps://guest:guest@localhost:{relay.port}//", {"confirm_publish": True}, 200,
-                      ssl={"ca_certs": cert})
+        return Target(
+            f"amqps://guest:guest@localhost:{relay.port}//", {"confirm_publish": True}, 200, ssl={"ca_certs": cert}
+        )
     url = request.getfixturevalue("amqp_url")
     if kind == "amqp-confirms":
         return Target(url, {"confirm_publish": True, "confirm_timeout": 20})
@@ -165,9 +167,7 @@ def test_one_thread_drains_while_another_publishes(connect: Target, unique_name:
     assert sorted(received) == list(range(per_thread))
 
 
-def test_publisher_is_not_held_up_by_a_slow_consumer_callback(
-    connect: Target, unique_name: str
-) -> None:
+def test_publisher_is_not_held_up_by_a_slow_consumer_callback(connect: Target, unique_name: str) -> None:
     """A callback that takes a while runs in the draining thread; publishes (and their
     confirms) from another thread go on meanwhile instead of waiting for it."""
     exchange = Exchange(unique_name, type="direct", durable=False)

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 def run_python(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    return subprocess.run([sys.executable, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_code(code: str) -> subprocess.CompletedProcess[str]:
@@ -113,12 +114,14 @@ def test_uninstall_and_context_manager() -> None:
 
 def test_runner_runs_a_module_with_the_alias(tmp_path: Path) -> None:
     (tmp_path / "which_kombu.py").write_text(
-        "import sys, kombu, kombu_like.alias\n"
-        "print(kombu.__name__, kombu_like.alias.is_installed(), sys.argv[1:])\n"
+        "import sys, kombu, kombu_like.alias\nprint(kombu.__name__, kombu_like.alias.is_installed(), sys.argv[1:])\n"
     )
     env_path = f"{tmp_path}{os.pathsep}"
-    proc = run_python("-c", f"import sys; sys.path.insert(0, {env_path[:-1]!r}); "
-                      "from kombu_like.alias import main; sys.exit(main(['-m', 'which_kombu', 'a', 'b']))")
+    proc = run_python(
+        "-c",
+        f"import sys; sys.path.insert(0, {env_path[:-1]!r}); "
+        "from kombu_like.alias import main; sys.exit(main(['-m', 'which_kombu', 'a', 'b']))",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "kombu_like True ['a', 'b']"
 
@@ -141,7 +144,18 @@ def test_pytest_plugin_installs_the_alias_before_tests_import_kombu(tmp_path: Pa
     (tmp_path / "test_inner.py").write_text(
         "import kombu\n\ndef test_kombu_is_kombu_like():\n    assert kombu.__name__ == 'kombu_like'\n"
     )
-    proc = run_python("-m", "pytest", "-q", "-p", "kombu_like.alias", "-p", "no:cacheprovider",
-                      "-o", "addopts=", str(tmp_path / "test_inner.py"), cwd=tmp_path)
+    proc = run_python(
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "kombu_like.alias",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        str(tmp_path / "test_inner.py"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout

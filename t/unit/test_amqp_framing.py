@@ -198,7 +198,8 @@ property_values = st.fixed_dictionaries(
         "content_type": st.text(max_size=40),
         "content_encoding": st.sampled_from(["utf-8", "binary", "gzip"]),
         "application_headers": st.dictionaries(
-            st.text(min_size=1, max_size=10), st.one_of(st.integers(-(2**31), 2**31 - 1), st.text(max_size=20)),
+            st.text(min_size=1, max_size=10),
+            st.one_of(st.integers(-(2**31), 2**31 - 1), st.text(max_size=20)),
             max_size=4,
         ),
         "delivery_mode": st.sampled_from([1, 2]),

@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _extra_bench(*args: str, venv: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KOMBU_LIKE_URL")}
     env["KOMBU_LIKE_VENV"] = str(venv)
-    return subprocess.run([str(ROOT / "extra" / "bench"), *args], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [str(ROOT / "extra" / "bench"), *args], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
+    )
 
 
 def test_extra_bench_is_the_command_run_by_the_virtualenv(tmp_path: Path) -> None:

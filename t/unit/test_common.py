@@ -46,9 +46,13 @@ class TestMaybeDeclare:
         assert not exists(conn, "md_skip")
 
     @pytest.mark.parametrize(
-        "make", [lambda: Queue("md_auto", auto_delete=True), lambda: Queue("md_exp", expires=60),
-                 lambda: Queue("md_args", queue_arguments={"x-expires": 60000}),
-                 lambda: Exchange("md_ex_auto", auto_delete=True)],
+        "make",
+        [
+            lambda: Queue("md_auto", auto_delete=True),
+            lambda: Queue("md_exp", expires=60),
+            lambda: Queue("md_args", queue_arguments={"x-expires": 60000}),
+            lambda: Exchange("md_ex_auto", auto_delete=True),
+        ],
     )
     def test_uncacheable_entities_are_always_declared(self, conn: Connection, make: Callable[[], Any]) -> None:
         assert maybe_declare(make(), conn.default_channel) is True

@@ -406,8 +406,13 @@ class TestFailoverURLs:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("max_retries", "three"), ("interval_start", -1), ("interval_step", "soon"), ("interval_max", True),
-     ("connect_retries_timeout", "never")],
+    [
+        ("max_retries", "three"),
+        ("interval_start", -1),
+        ("interval_step", "soon"),
+        ("interval_max", True),
+        ("connect_retries_timeout", "never"),
+    ],
 )
 def test_a_bad_retry_setting_is_refused_naming_it(key: str, value: Any) -> None:
     # refused before connecting, not a TypeError from inside the retry loop once the broker fails

@@ -148,15 +148,22 @@ def test_accept_check_comes_before_decompression(conn: Connection) -> None:
     try:
         queue = Queue("accept_first")
         Producer(conn).publish(
-            b"a: 1", routing_key=queue.name, declare=[queue], content_type="application/x-yaml",
-            content_encoding="utf-8", compression="application/x-counted",
+            b"a: 1",
+            routing_key=queue.name,
+            declare=[queue],
+            content_type="application/x-yaml",
+            content_encoding="utf-8",
+            compression="application/x-counted",
         )
         bodies, [error] = consume_one(conn, queue, accept=["json"])
         assert isinstance(error, ContentDisallowed)
         assert calls == []
         # accepted content is decompressed, once
         Producer(conn).publish(
-            b'{"a": 1}', routing_key=queue.name, content_type="application/json", content_encoding="utf-8",
+            b'{"a": 1}',
+            routing_key=queue.name,
+            content_type="application/json",
+            content_encoding="utf-8",
             compression="application/x-counted",
         )
         bodies, errors = consume_one(conn, queue, accept=["json"])
@@ -209,8 +216,12 @@ def test_queue_get_checks_accept_before_decompressing(conn: Connection) -> None:
     try:
         queue = Queue("get_accept_first")
         Producer(conn).publish(
-            b"a: 1", routing_key=queue.name, declare=[queue], content_type="application/x-yaml",
-            content_encoding="utf-8", compression="application/x-counted-get",
+            b"a: 1",
+            routing_key=queue.name,
+            declare=[queue],
+            content_type="application/x-yaml",
+            content_encoding="utf-8",
+            compression="application/x-counted-get",
         )
         message = queue(conn.default_channel).get(accept=["json"])
         assert message is not None
@@ -219,8 +230,11 @@ def test_queue_get_checks_accept_before_decompressing(conn: Connection) -> None:
         assert calls == []
         with conn.SimpleQueue(queue, accept=["json"]) as simple:
             Producer(conn).publish(
-                b'{"a": 1}', routing_key=queue.name, content_type="application/json",
-                content_encoding="utf-8", compression="application/x-counted-get",
+                b'{"a": 1}',
+                routing_key=queue.name,
+                content_type="application/json",
+                content_encoding="utf-8",
+                compression="application/x-counted-get",
             )
             assert simple.get(timeout=2).payload == {"a": 1}
         assert len(calls) == 1

@@ -40,9 +40,7 @@ class TestExchangeConstruction:
         assert Exchange().name == ""
         assert Exchange(None).name == ""  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize(
-        ("given", "expected"), [("transient", 1), ("persistent", 2), (1, 1), (2, 2), (None, None)]
-    )
+    @pytest.mark.parametrize(("given", "expected"), [("transient", 1), ("persistent", 2), (1, 1), (2, 2), (None, None)])
     def test_delivery_mode_names(self, given: Any, expected: int | None) -> None:
         assert Exchange("x", delivery_mode=given).delivery_mode == expected
 
@@ -261,7 +259,12 @@ class TestQueueConstruction:
     def test_x_arguments_from_keywords(self) -> None:
         channel = fake_channel()
         Queue(
-            "q", message_ttl=1.5, expires=3, max_length=10, max_length_bytes=1000, max_priority=9,
+            "q",
+            message_ttl=1.5,
+            expires=3,
+            max_length=10,
+            max_length_bytes=1000,
+            max_priority=9,
             queue_arguments={"x-queue-mode": "lazy"},
         )(channel).queue_declare()
         arguments = channel.queue_declare.call_args.kwargs["arguments"]

@@ -77,14 +77,14 @@ def test_group_subscription_delivers_each_event_once(options: dict[str, Any], pu
     assert sorted(payload for _, payload in seen) == list(range(20))
 
 
-def test_broadcast_subscription_reaches_every_instance(options: dict[str, Any],
-                                                        publisher: EventPublisher) -> None:
+def test_broadcast_subscription_reaches_every_instance(options: dict[str, Any], publisher: EventPublisher) -> None:
     seen: dict[str, list[Any]] = {"a": [], "b": []}
     instances = []
     for tag in ("a", "b"):
         instance = subscriber(options, "cache")
-        instance.subscribe("config.#", lambda event, tag=tag: seen[tag].append(event.payload), broadcast=True,
-                           name="reload")
+        instance.subscribe(
+            "config.#", lambda event, tag=tag: seen[tag].append(event.payload), broadcast=True, name="reload"
+        )
         instances.append(instance)
     assert instances[0].subscriptions[0].queue.name != instances[1].subscriptions[0].queue.name
     with Running(*instances):
@@ -94,8 +94,7 @@ def test_broadcast_subscription_reaches_every_instance(options: dict[str, Any],
     assert seen["a"] == seen["b"] == [{"key": "x"}, {"key": "y"}]
 
 
-def test_every_service_gets_its_copy_and_patterns_filter(options: dict[str, Any],
-                                                         publisher: EventPublisher) -> None:
+def test_every_service_gets_its_copy_and_patterns_filter(options: dict[str, Any], publisher: EventPublisher) -> None:
     billing: list[str] = []
     shipping: list[str] = []
     audit: list[str] = []
@@ -133,8 +132,9 @@ def test_event_fields(options: dict[str, Any], publisher: EventPublisher) -> Non
     assert event.message.acknowledged
 
 
-def test_failing_handler_rejects_and_keeps_running(options: dict[str, Any], publisher: EventPublisher,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_failing_handler_rejects_and_keeps_running(
+    options: dict[str, Any], publisher: EventPublisher, caplog: pytest.LogCaptureFixture
+) -> None:
     handled: list[Any] = []
     instance = subscriber(options, "fragile")
 
@@ -169,8 +169,9 @@ def test_requeue_on_error_redelivers(options: dict[str, Any], publisher: EventPu
     assert attempts == [False, True]
 
 
-def test_declared_group_queue_keeps_events_until_a_subscriber_runs(options: dict[str, Any],
-                                                                    publisher: EventPublisher) -> None:
+def test_declared_group_queue_keeps_events_until_a_subscriber_runs(
+    options: dict[str, Any], publisher: EventPublisher
+) -> None:
     got: list[Any] = []
     instance = subscriber(options, "late")
     instance.subscribe("early.bird", lambda event: got.append(event.payload))

@@ -65,7 +65,11 @@ def test_a_patched_functional_sleep_replaces_the_retry_waits() -> None:
     with patch("kombu_like.utils.functional.sleep") as sleep:
         started = time.monotonic()
         result = kombu_like.utils.functional.retry_over_time(
-            flaky, kombu_like.exceptions.OperationalError, interval_start=5, interval_step=5, interval_max=5,
+            flaky,
+            kombu_like.exceptions.OperationalError,
+            interval_start=5,
+            interval_step=5,
+            interval_max=5,
             callback=lambda: None,
         )
     assert result == "up" and len(attempts) == 4

@@ -10,9 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def test_library_logs_nothing_when_the_program_did_not_configure_logging() -> None:
@@ -38,11 +36,29 @@ def test_configured_logging_still_sees_library_records() -> None:
 #: modules ``import kombu_like`` must not load: drivers, optional codecs, the CLI, the
 #: transports -- each is loaded when a program first uses it
 HEAVY = [
-    "amqp", "redis", "boto3", "botocore", "click", "yaml", "msgpack", "zstandard", "brotli",
-    "ssl", "socket", "logging", "importlib.metadata", "kombu_like.connection",
-    "kombu_like.messaging", "kombu_like.serialization", "kombu_like.compression",
-    "kombu_like.transport", "kombu_like.transport.amqp", "kombu_like.transport.redis",
-    "kombu_like.transport.sqs", "kombu_like.transport.sqlite", "kombu_like.transport.memory",
+    "amqp",
+    "redis",
+    "boto3",
+    "botocore",
+    "click",
+    "yaml",
+    "msgpack",
+    "zstandard",
+    "brotli",
+    "ssl",
+    "socket",
+    "logging",
+    "importlib.metadata",
+    "kombu_like.connection",
+    "kombu_like.messaging",
+    "kombu_like.serialization",
+    "kombu_like.compression",
+    "kombu_like.transport",
+    "kombu_like.transport.amqp",
+    "kombu_like.transport.redis",
+    "kombu_like.transport.sqs",
+    "kombu_like.transport.sqlite",
+    "kombu_like.transport.memory",
     "kombu_like.cli",
 ]
 
@@ -92,8 +108,9 @@ def test_every_logging_module_leaves_the_package_logger_silent() -> None:
     )
     missing = []
     for module in modules:
-        result = subprocess.run([sys.executable, "-c", code, module], cwd=ROOT, capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code, module], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         if result.stdout.strip() != "True":
             missing.append((module, result.stdout.strip() or result.stderr[-300:]))
     assert missing == []

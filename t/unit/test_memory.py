@@ -486,5 +486,7 @@ def test_message_to_python_as_in_kombu() -> None:
         converted = channel.message_to_python(received._raw)
         assert isinstance(converted, Message)
         assert (converted.payload, converted.headers, converted.content_type) == (
-            {"n": 1}, {"h": "v"}, "application/json"
+            {"n": 1},
+            {"h": "v"},
+            "application/json",
         )

@@ -195,8 +195,14 @@ class TestPublish:
 
     @pytest.mark.parametrize(
         ("method", "content_type"),
-        [("zlib", "application/x-gzip"), ("gzip", "application/x-gzip"), ("bzip2", "application/x-bz2"),
-         ("lzma", "application/x-lzma"), ("xz", "application/x-lzma"), ("application/x-bz2", "application/x-bz2")],
+        [
+            ("zlib", "application/x-gzip"),
+            ("gzip", "application/x-gzip"),
+            ("bzip2", "application/x-bz2"),
+            ("lzma", "application/x-lzma"),
+            ("xz", "application/x-lzma"),
+            ("application/x-bz2", "application/x-bz2"),
+        ],
     )
     def test_compression(self, conn: Connection, collect: Collect, method: str, content_type: str) -> None:
         queue = declared(conn, Queue("comp_q"))
@@ -235,13 +241,25 @@ class TestPublish:
     def test_arbitrary_properties(self, conn: Connection, collect: Collect) -> None:
         queue = declared(conn, Queue("props_q"))
         Producer(conn).publish(
-            "p", routing_key="props_q", correlation_id="c1", message_id="m1", type="task", app_id="app",
-            user_id="guest", timestamp=1700000000, custom_property="zz",
+            "p",
+            routing_key="props_q",
+            correlation_id="c1",
+            message_id="m1",
+            type="task",
+            app_id="app",
+            user_id="guest",
+            timestamp=1700000000,
+            custom_property="zz",
         )
         [message] = collect(conn, queue)
         expected = {
-            "correlation_id": "c1", "message_id": "m1", "type": "task", "app_id": "app",
-            "user_id": "guest", "timestamp": 1700000000, "custom_property": "zz",
+            "correlation_id": "c1",
+            "message_id": "m1",
+            "type": "task",
+            "app_id": "app",
+            "user_id": "guest",
+            "timestamp": 1700000000,
+            "custom_property": "zz",
         }
         assert {key: message.properties[key] for key in expected} == expected
 
@@ -318,7 +336,6 @@ class TestBatch:
         assert [m.payload for m in collect(conn, first)] == ["everyone"]
         assert [m.payload for m in collect(conn, second)] == ["everyone"]
 
-
     def test_batch_on_a_transport_without_batch_publishing(self, collect: Collect) -> None:
         # a third-party transport whose channels have no publish_batch: the batch is
         # published message by message when it ends, options and all
@@ -386,8 +403,9 @@ class TestConsumer:
 
     def test_on_decode_error(self, conn: Connection) -> None:
         errors: list[tuple[Message, BaseException]] = []
-        with Consumer(conn, [Queue("c_decerr")], callbacks=[lambda b, m: None],
-                      on_decode_error=lambda m, e: errors.append((m, e))):
+        with Consumer(
+            conn, [Queue("c_decerr")], callbacks=[lambda b, m: None], on_decode_error=lambda m, e: errors.append((m, e))
+        ):
             Producer(conn).publish(b"{bad", routing_key="c_decerr", content_type="application/json")
             conn.drain_events(timeout=5)
         [(message, exc)] = errors
@@ -405,14 +423,24 @@ class TestConsumer:
             errors.append((message, exc))
             message.reject()
 
-        with Consumer(conn, [queue], callbacks=[lambda b, m: (got.append(b), m.ack())],
-                      on_decode_error=on_decode_error):
-            conn.default_channel.store.put(queue.name, {
-                "body": "%%% not base64 %%%", "content-type": "application/json",
-                "content-encoding": "utf-8", "headers": {},
-                "properties": {"body_encoding": "base64", "delivery_tag": "t-1", "priority": 0,
-                               "delivery_info": {"exchange": "", "routing_key": queue.name}},
-            })
+        with Consumer(
+            conn, [queue], callbacks=[lambda b, m: (got.append(b), m.ack())], on_decode_error=on_decode_error
+        ):
+            conn.default_channel.store.put(
+                queue.name,
+                {
+                    "body": "%%% not base64 %%%",
+                    "content-type": "application/json",
+                    "content-encoding": "utf-8",
+                    "headers": {},
+                    "properties": {
+                        "body_encoding": "base64",
+                        "delivery_tag": "t-1",
+                        "priority": 0,
+                        "delivery_info": {"exchange": "", "routing_key": queue.name},
+                    },
+                },
+            )
             Producer(conn).publish({"next": 1}, routing_key=queue.name)
             while len(got) + len(errors) < 2:
                 conn.drain_events(timeout=5)
@@ -434,8 +462,13 @@ class TestConsumer:
     def test_accept(self, conn: Connection) -> None:
         errors: list[BaseException] = []
         got: list[Any] = []
-        with Consumer(conn, [Queue("c_accept")], accept=["yaml"], callbacks=[lambda b, m: got.append(b)],
-                      on_decode_error=lambda m, e: errors.append(e)):
+        with Consumer(
+            conn,
+            [Queue("c_accept")],
+            accept=["yaml"],
+            callbacks=[lambda b, m: got.append(b)],
+            on_decode_error=lambda m, e: errors.append(e),
+        ):
             Producer(conn).publish({"y": 1}, routing_key="c_accept", serializer="yaml")
             Producer(conn).publish({"j": 1}, routing_key="c_accept", serializer="json")
             while len(got) + len(errors) < 2:
@@ -445,8 +478,12 @@ class TestConsumer:
 
     def test_default_accept_is_json_only(self, conn: Connection) -> None:
         errors: list[BaseException] = []
-        with Consumer(conn, [Queue("c_default_accept")], callbacks=[lambda b, m: None],
-                      on_decode_error=lambda m, e: errors.append(e)):
+        with Consumer(
+            conn,
+            [Queue("c_default_accept")],
+            callbacks=[lambda b, m: None],
+            on_decode_error=lambda m, e: errors.append(e),
+        ):
             Producer(conn).publish({"p": 1}, routing_key="c_default_accept", serializer="pickle")
             conn.drain_events(timeout=5)
         assert isinstance(errors[0], ContentDisallowed)

@@ -40,8 +40,14 @@ QUEUE = Queue("mixin_tasks", Exchange("mixin_tasks"), "mixin_tasks")
 
 @pytest.fixture
 def options() -> dict[str, Any]:
-    return {"broker": Broker(), "faults": [], "refusals": [], "interval_start": 0, "interval_step": 0.01,
-            "interval_max": 0.01}
+    return {
+        "broker": Broker(),
+        "faults": [],
+        "refusals": [],
+        "interval_start": 0,
+        "interval_step": 0.01,
+        "interval_max": 0.01,
+    }
 
 
 @pytest.fixture
@@ -182,8 +188,14 @@ def test_stop_while_reconnecting(conn: Connection, options: dict[str, Any]) -> N
 
 def test_decode_error_is_logged_and_rejected(conn: Connection, caplog: pytest.LogCaptureFixture) -> None:
     worker = Worker(conn)
-    Producer(conn).publish(b'{"not json', exchange=QUEUE.exchange, routing_key="mixin_tasks", declare=[QUEUE],
-                           content_type="application/json", content_encoding="utf-8")
+    Producer(conn).publish(
+        b'{"not json',
+        exchange=QUEUE.exchange,
+        routing_key="mixin_tasks",
+        declare=[QUEUE],
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
     publish(conn, "good")
     with caplog.at_level(logging.ERROR, logger="kombu_like.mixins"):
         list(worker.consume(limit=1, timeout=5))
@@ -204,8 +216,11 @@ class Replier(ConsumerProducerMixin):
 
     def on_request(self, message: Message) -> None:
         self.producer_connections.append(self.producer_connection)
-        self.producer.publish({"echo": message.payload}, routing_key=message.properties["reply_to"],
-                              correlation_id=message.properties["correlation_id"])
+        self.producer.publish(
+            {"echo": message.payload},
+            routing_key=message.properties["reply_to"],
+            correlation_id=message.properties["correlation_id"],
+        )
         message.ack()
 
 

@@ -35,7 +35,9 @@ def outcome(library: ModuleType, accept: list[str] | None, enabled: bool) -> str
         queue = library.Queue(f"pickle-{uuid.uuid4().hex[:8]}")
         library.Producer(conn).publish({"n": 1}, routing_key=queue.name, declare=[queue], serializer="pickle")
         with library.Consumer(
-            conn, [queue], accept=accept,
+            conn,
+            [queue],
+            accept=accept,
             callbacks=[lambda body, message: (results.append(body), message.ack())],
             on_decode_error=lambda message, exc: (results.append(type(exc).__name__), message.reject()),
         ):

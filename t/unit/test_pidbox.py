@@ -18,8 +18,14 @@ from kombu_like.transport.memory import Broker
 class NodeThread:
     """A node listening on its own connection in a thread, like a worker process."""
 
-    def __init__(self, mailbox: Mailbox, options: dict[str, Any], hostname: str,
-                 handlers: dict[str, Callable[..., Any]], paused: bool = False) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        options: dict[str, Any],
+        hostname: str,
+        handlers: dict[str, Callable[..., Any]],
+        paused: bool = False,
+    ) -> None:
         self.connection = Connection("memory://", transport_options=options)
         self.node: Node = mailbox(self.connection).Node(hostname, state={"calls": []}, handlers=dict(handlers))
         self.stop = threading.Event()
@@ -101,8 +107,9 @@ def test_multi_call_collects_every_node(mailbox: Mailbox, client: Connection, no
     assert all(node.node.state["calls"] == ["ping"] for node in nodes)
 
 
-def test_multi_call_returns_once_limit_replies_came(mailbox: Mailbox, client: Connection,
-                                                    options: dict[str, Any]) -> None:
+def test_multi_call_returns_once_limit_replies_came(
+    mailbox: Mailbox, client: Connection, options: dict[str, Any]
+) -> None:
     live = [NodeThread(mailbox, options, f"live{n}@host", HANDLERS) for n in range(2)]
     deaf = NodeThread(mailbox, options, "deaf@host", HANDLERS, paused=True)
     try:
@@ -185,8 +192,9 @@ def test_late_replies_and_expired_commands_are_dropped(
         slow.close()
 
 
-def test_late_reply_of_previous_call_is_not_returned(mailbox: Mailbox, client: Connection,
-                                                      options: dict[str, Any]) -> None:
+def test_late_reply_of_previous_call_is_not_returned(
+    mailbox: Mailbox, client: Connection, options: dict[str, Any]
+) -> None:
     release = threading.Event()
 
     def slow_echo(state: dict[str, Any], value: Any = None) -> Any:

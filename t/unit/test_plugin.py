@@ -21,7 +21,9 @@ def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
 
 
 def test_publish_and_inspect_without_consuming(pytester: pytest.Pytester) -> None:
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 from kombu_like import Exchange, Producer, Queue
 
 
@@ -50,12 +52,15 @@ def test_inspect(kombu_connection, kombu_broker):
         assert queue.get(timeout=5).payload == {"id": 7}
     # the consumer took both; the one get() did not return went back when it closed
     assert kombu_broker.bodies("orders") == [{"id": 8}]
-''')
+""",
+    )
     result.assert_outcomes(passed=1)
 
 
 def test_each_test_has_its_own_broker(pytester: pytest.Pytester) -> None:
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 import pytest
 from kombu_like import Connection, transport
 from kombu_like.transport import memory
@@ -83,12 +88,15 @@ def test_isolated(n, kombu_url, kombu_connection, kombu_broker):
 def test_urls_were_distinct_and_brokers_dropped():
     assert len(set(seen)) == 3
     assert not any(key(url) in memory._brokers for url in seen)
-''')
+""",
+    )
     result.assert_outcomes(passed=4)
 
 
 def test_purge_and_all_messages(pytester: pytest.Pytester) -> None:
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 def test_purge(kombu_connection, kombu_broker):
     kombu_connection.SimpleQueue("a").put(1)
     kombu_connection.SimpleQueue("b").put(2)
@@ -97,16 +105,20 @@ def test_purge(kombu_connection, kombu_broker):
     assert kombu_broker.purge("b") == 2
     assert kombu_broker.purge() == 1
     assert kombu_broker.all_messages() == {}
-''')
+""",
+    )
     result.assert_outcomes(passed=1)
 
 
 def test_a_wrong_expectation_fails(pytester: pytest.Pytester) -> None:
-    result = run(pytester, '''
+    result = run(
+        pytester,
+        """
 def test_wrong(kombu_connection, kombu_broker):
     kombu_connection.SimpleQueue("q").put("actual")
     assert kombu_broker.bodies("q") == ["expected"]
-''')
+""",
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*'actual'*"])
 

@@ -125,7 +125,12 @@ def test_poison_without_handler_is_raised_naming_the_queue(conn: Connection, bro
 
 def test_building_a_message_never_raises() -> None:
     message = Message(
-        body=object(), headers=[1], properties="p", delivery_info=3, content_type=b"\xff", content_encoding=7,
+        body=object(),
+        headers=[1],
+        properties="p",
+        delivery_info=3,
+        content_type=b"\xff",
+        content_encoding=7,
         postencode="utf-8",
     )
     problems = " | ".join(str(exc) for _, exc, _ in message.errors)
@@ -317,17 +322,32 @@ _any = st.one_of(garbage, st.binary(max_size=32), st.builds(object))
 
 @settings(max_examples=300, deadline=None)
 @given(
-    body=st.one_of(_any, st.text(max_size=20)), content_type=_any, content_encoding=_any, delivery_info=_any,
-    properties=_any, headers=st.one_of(_any, st.dictionaries(st.just("compression"), _any, max_size=1)),
+    body=st.one_of(_any, st.text(max_size=20)),
+    content_type=_any,
+    content_encoding=_any,
+    delivery_info=_any,
+    properties=_any,
+    headers=st.one_of(_any, st.dictionaries(st.just("compression"), _any, max_size=1)),
     accept=st.one_of(st.none(), st.just({"application/json"})),
 )
 def test_any_fields_give_a_message_whose_decode_fails_cleanly(
-    body: Any, content_type: Any, content_encoding: Any, delivery_info: Any, properties: Any, headers: Any,
+    body: Any,
+    content_type: Any,
+    content_encoding: Any,
+    delivery_info: Any,
+    properties: Any,
+    headers: Any,
     accept: Any,
 ) -> None:
     message = Message(
-        body=body, content_type=content_type, content_encoding=content_encoding, delivery_info=delivery_info,
-        properties=properties, headers=headers, postencode="utf-8", accept=accept,
+        body=body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        delivery_info=delivery_info,
+        properties=properties,
+        headers=headers,
+        postencode="utf-8",
+        accept=accept,
     )
     repr(message)
     assert isinstance(message.headers, dict) and isinstance(message.properties, dict)

@@ -74,8 +74,16 @@ def test_serializer_switches() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["kombu_like.exceptions", "kombu_like.connection", "kombu_like.entity", "kombu_like.messaging",
-     "kombu_like.message", "kombu_like.simple", "kombu_like.common", "kombu_like.retry"],
+    [
+        "kombu_like.exceptions",
+        "kombu_like.connection",
+        "kombu_like.entity",
+        "kombu_like.messaging",
+        "kombu_like.message",
+        "kombu_like.simple",
+        "kombu_like.common",
+        "kombu_like.retry",
+    ],
 )
 def test_module_all_names_exist(module: str) -> None:
     mod = importlib.import_module(module)

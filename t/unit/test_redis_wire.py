@@ -98,8 +98,10 @@ CASES: list[tuple[bytes, Any]] = [
     (b"*0\r\n", []),
     (b"*3\r\n:1\r\n*1\r\n$1\r\nx\r\n-ERR inside\r\n", [1, [b"x"], rexc.ResponseError("ERR inside")]),
     (b"-NOSCRIPT No matching script\r\n", rexc.NoScriptError("NOSCRIPT No matching script")),
-    (b"-READONLY You can't write against a read only replica.\r\n",
-     rexc.ReadOnlyError("READONLY You can't write against a read only replica.")),
+    (
+        b"-READONLY You can't write against a read only replica.\r\n",
+        rexc.ReadOnlyError("READONLY You can't write against a read only replica."),
+    ),
     (b"-WRONGTYPE Operation against a key\r\n", rexc.ResponseError("WRONGTYPE Operation against a key")),
     # RESP3, on the take connection
     (b"_\r\n", None),

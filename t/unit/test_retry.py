@@ -113,8 +113,14 @@ class TestRetryOverTime:
     def test_errback_gets_the_interval(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(retry_module.time, "sleep", lambda seconds: None)
         seen: list[float] = []
-        retry_over_time(Flaky(2), (ConnectionError,), errback=lambda e, i: seen.append(i),
-                        interval_start=0.5, interval_step=0.5, interval_max=5)
+        retry_over_time(
+            Flaky(2),
+            (ConnectionError,),
+            errback=lambda e, i: seen.append(i),
+            interval_start=0.5,
+            interval_step=0.5,
+            interval_max=5,
+        )
         assert seen == [0.5, 1.0]
 
     def test_errback_can_choose_the_interval(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,15 +133,22 @@ class TestRetryOverTime:
         fun = Flaky(10**9)
         started = time.monotonic()
         with pytest.raises(ConnectionError):
-            retry_over_time(fun, (ConnectionError,), interval_start=0.02, interval_step=0, interval_max=0.02,
-                            timeout=0.2)
+            retry_over_time(
+                fun, (ConnectionError,), interval_start=0.02, interval_step=0, interval_max=0.02, timeout=0.2
+            )
         assert time.monotonic() - started < 5
         assert len(fun.calls) >= 2
 
     def test_callback_runs_while_sleeping(self) -> None:
         ticks: list[int] = []
-        retry_over_time(Flaky(1), (ConnectionError,), callback=lambda: ticks.append(1),
-                        interval_start=0.01, interval_step=0, interval_max=0.01)
+        retry_over_time(
+            Flaky(1),
+            (ConnectionError,),
+            callback=lambda: ticks.append(1),
+            interval_start=0.01,
+            interval_step=0,
+            interval_max=0.01,
+        )
         assert ticks
 
 
@@ -162,8 +175,9 @@ class TestEnsure:
         obj = Mock(spec=["revive"])
         errors: list[BaseException] = []
         revived: list[Any] = []
-        ensured = conn.ensure(obj, fun, errback=lambda e, i: errors.append(e), on_revive=revived.append,
-                              max_retries=5, **NO_WAIT)
+        ensured = conn.ensure(
+            obj, fun, errback=lambda e, i: errors.append(e), on_revive=revived.append, max_retries=5, **NO_WAIT
+        )
         assert ensured("a", k=1) == 42
         assert fun.calls == [(("a",), {"k": 1})] * 3
         assert len(errors) == 2
@@ -365,8 +379,9 @@ class TestEnsureConnection:
     def test_callback_is_called_while_waiting(self, flaky_connection: Callable[..., Connection]) -> None:
         conn = flaky_connection(failures={"localhost": 1})
         ticks: list[int] = []
-        conn.ensure_connection(callback=lambda: ticks.append(1), max_retries=2,
-                               interval_start=0.01, interval_step=0, interval_max=0.01)
+        conn.ensure_connection(
+            callback=lambda: ticks.append(1), max_retries=2, interval_start=0.01, interval_step=0, interval_max=0.01
+        )
         assert ticks and conn.connected
 
     def test_timeout(self, flaky_connection: Callable[..., Connection]) -> None:
@@ -385,8 +400,11 @@ class TestEnsureConnection:
         self, flaky_connection: Callable[..., Connection]
     ) -> None:
         conn = flaky_connection(
-            failures={"localhost": 10**9}, connect_retries_timeout=0.2,
-            interval_start=0.02, interval_step=0, interval_max=0.02,
+            failures={"localhost": 10**9},
+            connect_retries_timeout=0.2,
+            interval_start=0.02,
+            interval_step=0,
+            interval_max=0.02,
         )
         started = time.monotonic()
         with pytest.raises(OperationalError):

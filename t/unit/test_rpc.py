@@ -70,8 +70,9 @@ def test_call_returns_the_result(options: dict[str, Any], client: RpcClient) -> 
     assert client.reply_queue.name.startswith("rpc.reply.") and client.reply_queue.name != DIRECT_REPLY_TO
 
 
-def test_remote_exception_comes_back(options: dict[str, Any], client: RpcClient,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_remote_exception_comes_back(
+    options: dict[str, Any], client: RpcClient, caplog: pytest.LogCaptureFixture
+) -> None:
     class InsufficientFunds(Exception):
         pass
 
@@ -129,12 +130,12 @@ def test_expired_request_is_not_handled(options: dict[str, Any], client: RpcClie
     assert handled == ["in time"]
 
 
-def test_undecodable_request_is_answered_and_rejected(options: dict[str, Any], client: RpcClient,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_undecodable_request_is_answered_and_rejected(
+    options: dict[str, Any], client: RpcClient, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="kombu_like.rpc"), server(options, "rpc.add", add):
         with pytest.raises(RemoteError) as info:
-            client.call("rpc.add", b'{"a": 1,', timeout=5, content_type="application/json",
-                        content_encoding="utf-8")
+            client.call("rpc.add", b'{"a": 1,', timeout=5, content_type="application/json", content_encoding="utf-8")
         assert client.call("rpc.add", {"a": 2, "b": 2}, timeout=5) == 4
     assert "DecodeError" in info.value.exc_type
     record = next(r for r in caplog.records if "cannot decode request" in r.getMessage())

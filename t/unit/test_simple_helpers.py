@@ -190,8 +190,10 @@ class TestMaybeDeclare:
             maybe_declare(Queue("md_unbound"))
 
     def test_with_retry(self, conn: Connection, broker: Broker) -> None:
-        assert maybe_declare(Exchange("md_retry_ex", type="topic"), conn.default_channel, retry=True,
-                             max_retries=1) is True
+        assert (
+            maybe_declare(Exchange("md_retry_ex", type="topic"), conn.default_channel, retry=True, max_retries=1)
+            is True
+        )
         assert broker.table.exchange("md_retry_ex") is not None
 
 
@@ -231,8 +233,9 @@ class TestEventLoops:
         requests = Queue("req_q")
         replies = Queue("reply_q", auto_delete=True)
         producer = Producer(conn)
-        producer.publish({"q": 1}, routing_key="req_q", declare=[requests, replies], reply_to="reply_q",
-                         correlation_id="c-1")
+        producer.publish(
+            {"q": 1}, routing_key="req_q", declare=[requests, replies], reply_to="reply_q", correlation_id="c-1"
+        )
         request = requests(conn.default_channel).get(accept=["json"])
         assert request is not None
         send_reply(Exchange(""), request, {"a": 2}, producer=producer)

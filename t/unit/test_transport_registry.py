@@ -86,8 +86,15 @@ class TestResolve:
     def test_class_passes_through(self) -> None:
         assert resolve_transport(PluginTransport) is PluginTransport
 
-    @pytest.mark.parametrize("name", ["kombu_like.transport.memory:Transport", "kombu_like.transport.memory.Transport",
-                                      "os:system", "t.unit.not_imported"])
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "kombu_like.transport.memory:Transport",
+            "kombu_like.transport.memory.Transport",
+            "os:system",
+            "t.unit.not_imported",
+        ],
+    )
     def test_import_paths_are_refused_before_importing(self, name: str) -> None:
         before = set(sys.modules)
         with pytest.raises(ValueError, match="Invalid transport scheme"):

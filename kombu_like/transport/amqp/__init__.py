@@ -120,19 +120,24 @@ class Transport(base.Transport):
         batch_publish=True,
         heartbeats=True,
         exchange_bindings=True,
-        extra=MappingProxyType({
-            "publisher_confirms": True,
-            "direct_reply_to": True,
-            "dead_lettering": True,
-            "queue_types": ("classic", "quorum", "stream"),
-        }),
+        extra=MappingProxyType(
+            {
+                "publisher_confirms": True,
+                "direct_reply_to": True,
+                "dead_lettering": True,
+                "queue_types": ("classic", "quorum", "stream"),
+            }
+        ),
     )
 
     # Driver errors are translated into the library's tree, but code written for Kombu
     # also raises (or injects) py-amqp's classes and bare socket errors and expects the
     # retry loop to treat them as Kombu's py-amqp transport does.
     connection_errors: tuple[type[BaseException], ...] = (
-        ConnectionError, OperationalError, amqp_errors.ConnectionError, OSError,
+        ConnectionError,
+        OperationalError,
+        amqp_errors.ConnectionError,
+        OSError,
     )
     channel_errors: tuple[type[BaseException], ...] = (ChannelError, amqp_errors.ChannelError)
     # a broker-cancelled consumer recovers the way Kombu's does: reconnect, redeclare, consume
@@ -144,12 +149,20 @@ class Transport(base.Transport):
         OSError,
     )
     recoverable_channel_errors: tuple[type[BaseException], ...] = (
-        MessageNacked, amqp_errors.RecoverableChannelError,
+        MessageNacked,
+        amqp_errors.RecoverableChannelError,
     )
 
     #: options handed to the driver connection unchanged
-    _DRIVER_OPTIONS = ("frame_max", "channel_max", "socket_settings", "login_response", "locale",
-                       "authentication", "on_tune_ok")
+    _DRIVER_OPTIONS = (
+        "frame_max",
+        "channel_max",
+        "socket_settings",
+        "login_response",
+        "locale",
+        "authentication",
+        "on_tune_ok",
+    )
 
     def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)

@@ -192,8 +192,16 @@ class Channel(base.Channel):
     ) -> None:
         """Declare an exchange (``passive``: only check that it exists)."""
         raw = self._live()
-        self._rpc(raw.exchange_declare, exchange, type, passive=passive, durable=durable,
-                  auto_delete=auto_delete, nowait=nowait, arguments=dict(arguments or {}))
+        self._rpc(
+            raw.exchange_declare,
+            exchange,
+            type,
+            passive=passive,
+            durable=durable,
+            auto_delete=auto_delete,
+            nowait=nowait,
+            arguments=dict(arguments or {}),
+        )
 
     @_seam
     def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False, **kwargs: Any) -> None:
@@ -212,8 +220,9 @@ class Channel(base.Channel):
     ) -> None:
         """Route messages arriving at ``source`` to the exchange ``destination`` as well."""
         raw = self._live()
-        self._rpc(raw.exchange_bind, destination, source, routing_key or "", nowait=nowait,
-                  arguments=dict(arguments or {}))
+        self._rpc(
+            raw.exchange_bind, destination, source, routing_key or "", nowait=nowait, arguments=dict(arguments or {})
+        )
 
     @_seam
     def exchange_unbind(
@@ -226,8 +235,9 @@ class Channel(base.Channel):
         **kwargs: Any,
     ) -> None:
         raw = self._live()
-        self._rpc(raw.exchange_unbind, destination, source, routing_key or "", nowait=nowait,
-                  arguments=dict(arguments or {}))
+        self._rpc(
+            raw.exchange_unbind, destination, source, routing_key or "", nowait=nowait, arguments=dict(arguments or {})
+        )
 
     # -- queues ---------------------------------------------------------------------
     @_seam
@@ -254,8 +264,16 @@ class Channel(base.Channel):
             self.connection.settle()
         if not passive:
             self.connection.deleted_queues.discard(queue)
-        ok = self._rpc(raw.queue_declare, queue, passive=passive, durable=durable, exclusive=exclusive,
-                       auto_delete=auto_delete, nowait=nowait, arguments=dict(arguments or {}))
+        ok = self._rpc(
+            raw.queue_declare,
+            queue,
+            passive=passive,
+            durable=durable,
+            exclusive=exclusive,
+            auto_delete=auto_delete,
+            nowait=nowait,
+            arguments=dict(arguments or {}),
+        )
         if ok is None:  # nowait
             return None
         return queue_declare_ok_t(ok.queue, ok.message_count, ok.consumer_count)
@@ -327,8 +345,9 @@ class Channel(base.Channel):
         if timestamp is not None and not isinstance(timestamp, int):
             # AMQP carries whole seconds; accept what Python code naturally passes
             values["timestamp"] = int(timestamp.timestamp() if isinstance(timestamp, datetime) else timestamp)
-        return amqp.Message(body, content_type=content_type, content_encoding=content_encoding,
-                            application_headers=headers, **values)
+        return amqp.Message(
+            body, content_type=content_type, content_encoding=content_encoding, application_headers=headers, **values
+        )
 
     def _args_for(self, exchange: str | None, routing_key: str | None, mandatory: bool, immediate: bool) -> bytes:
         key = (exchange or "", routing_key or "", bool(mandatory), bool(immediate))
@@ -340,8 +359,16 @@ class Channel(base.Channel):
                     raise EncodeError(
                         f"AMQP allows at most 255 bytes for the {what}; got {len(value)}: {value[:40]!r}..."
                     )
-            args = b"".join((b"\x00\x00", bytes((len(exchange_b),)), exchange_b, bytes((len(key_b),)), key_b,
-                             bytes((key[2] | key[3] << 1,))))
+            args = b"".join(
+                (
+                    b"\x00\x00",
+                    bytes((len(exchange_b),)),
+                    exchange_b,
+                    bytes((len(key_b),)),
+                    key_b,
+                    bytes((key[2] | key[3] << 1,)),
+                )
+            )
             if len(self._publish_args) > 1024:
                 self._publish_args.clear()
             self._publish_args[key] = args
@@ -557,13 +584,18 @@ class Channel(base.Channel):
             logger.error(
                 "the broker refused %d message(s) published on channel %s (basic.nack): they were not "
                 "stored; transport_options={'confirm_publish': True} raises MessageNacked at publish time",
-                refused, self.channel_id,
+                refused,
+                self.channel_id,
             )
 
     def _on_return(self, reply_code: int, reply_text: str, exchange: str, routing_key: str, raw_message: Any) -> None:
         raw_message.channel = self._raw
-        raw_message.delivery_info = {"exchange": exchange, "routing_key": routing_key,
-                                     "reply_code": reply_code, "reply_text": reply_text}
+        raw_message.delivery_info = {
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "reply_code": reply_code,
+            "reply_text": reply_text,
+        }
         message = self.message_to_python(raw_message)
         exc = MessageReturned(
             f"{reply_text}: the broker returned a mandatory message published to exchange {exchange!r} "
@@ -607,8 +639,15 @@ class Channel(base.Channel):
         raw = self._live()
         self.connection.deleted_queues.discard(queue)
         tag = self._rpc(
-            raw.basic_consume, queue, consumer_tag or "", no_local=no_local, no_ack=no_ack, exclusive=exclusive,
-            nowait=nowait, callback=callback, arguments=dict(arguments or {}),
+            raw.basic_consume,
+            queue,
+            consumer_tag or "",
+            no_local=no_local,
+            no_ack=no_ack,
+            exclusive=exclusive,
+            nowait=nowait,
+            callback=callback,
+            arguments=dict(arguments or {}),
             on_cancel=functools.partial(self._on_broker_cancel, queue, on_cancel),
         )
         self.consumers[tag] = queue

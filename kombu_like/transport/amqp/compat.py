@@ -64,8 +64,7 @@ def check_version(version: str) -> None:
     if not low <= _parse(version) < high:
         wanted = f"amqp>={'.'.join(map(str, low))},<{'.'.join(map(str, high[:2]))}"
         raise ImportError(
-            f"the amqp:// transport supports {wanted}, but amqp {version} is installed: "
-            f'pip install "{wanted}"'
+            f'the amqp:// transport supports {wanted}, but amqp {version} is installed: pip install "{wanted}"'
         )
 
 

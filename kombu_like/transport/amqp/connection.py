@@ -117,8 +117,14 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
     # the driver drops the reason text of connection.blocked; parse it
     _METHODS = compat.connection_methods({spec.Connection.Blocked: spec.method(spec.Connection.Blocked, "s")})
 
-    def __init__(self, *args: Any, client: Any = None, ssl_context: ssl.SSLContext | None = None,
-                 server_hostname: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        client: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.client = client
         self._ssl_context = ssl_context
         self._server_hostname = server_hostname
@@ -167,8 +173,12 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         socket_settings: Any = None,
         **kwargs: Any,
     ) -> BufferedFrames:
-        options = dict(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                       write_timeout=write_timeout, socket_settings=socket_settings)
+        options = dict(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            socket_settings=socket_settings,
+        )
         if not ssl and self._ssl_context is None:
             return TCPSocket(host, **options)
         transport = TLSSocket(host, ssl=ssl if isinstance(ssl, dict) else {}, **options)
@@ -202,8 +212,9 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
 
     def _broker_blocked(self, reason: str = "") -> Any:
         self.blocked_reason = reason or "no reason given"
-        logger.warning("broker blocked the connection: %s; publishing stalls until it is unblocked",
-                       self.blocked_reason)
+        logger.warning(
+            "broker blocked the connection: %s; publishing stalls until it is unblocked", self.blocked_reason
+        )
         if self.on_blocked:
             return self.on_blocked(self.blocked_reason)
         return None

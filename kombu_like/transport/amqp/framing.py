@@ -126,8 +126,12 @@ def publish_frames(channel_id: int, args: bytes, message: Any, frame_max: int) -
     method = PUBLISH_METHOD + args
     header = CONTENT_HEADER.pack(spec.Basic.CLASS_ID, 0, len(body)) + encode_properties(message.properties)
     parts: list[Any] = [
-        FRAME_HEADER.pack(1, channel_id, len(method)), method, FRAME_END,
-        FRAME_HEADER.pack(2, channel_id, len(header)), header, FRAME_END,
+        FRAME_HEADER.pack(1, channel_id, len(method)),
+        method,
+        FRAME_END,
+        FRAME_HEADER.pack(2, channel_id, len(header)),
+        header,
+        FRAME_END,
     ]
     chunk = frame_max - 8
     if len(body) <= chunk:

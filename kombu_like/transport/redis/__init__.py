@@ -70,9 +70,7 @@ def database_number(virtual_host: Any) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(
-            f"the path of a Redis URL is the database number (0, 1, ...), not {virtual_host!r}"
-        ) from None
+        raise ValueError(f"the path of a Redis URL is the database number (0, 1, ...), not {virtual_host!r}") from None
 
 
 class RedisChannel(VirtualChannel):
@@ -196,9 +194,7 @@ class Transport(VirtualTransport):
         from .store import RedisStore
 
         factory, db, on_close = self._connection_factory()
-        store = RedisStore(
-            self.options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger
-        )
+        store = RedisStore(self.options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger)
         try:
             store.connect()
         except BaseException:
@@ -291,8 +287,12 @@ def get_redis_error_classes() -> error_classes_t:
     """
     rexc = _driver().exceptions
     connection = (
-        *Transport.connection_errors, OSError, rexc.ConnectionError, rexc.BusyLoadingError,
-        rexc.AuthenticationError, rexc.TimeoutError,
+        *Transport.connection_errors,
+        OSError,
+        rexc.ConnectionError,
+        rexc.BusyLoadingError,
+        rexc.AuthenticationError,
+        rexc.TimeoutError,
     )
     channel = (*Transport.channel_errors, rexc.DataError, rexc.InvalidResponse, rexc.ResponseError)
     return error_classes_t(connection, channel)

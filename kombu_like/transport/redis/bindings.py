@@ -49,7 +49,10 @@ def decode_exchange(name: str, raw: Any) -> ExchangeInfo | None:
     try:
         data = json.loads(raw)
         return ExchangeInfo(
-            name, str(data["type"]), bool(data.get("durable")), bool(data.get("auto_delete")),
+            name,
+            str(data["type"]),
+            bool(data.get("durable")),
+            bool(data.get("auto_delete")),
             data.get("arguments") or {},
         )
     except (ValueError, TypeError, KeyError):

@@ -102,9 +102,7 @@ class BindingCache:
             self.inval.connect()
             generation = self.cmd.track(self.inval.client_id, [self.keys.binding_prefix, self.keys.exchanges])
         except rexc.ResponseError as exc:
-            logger.info(
-                "Redis refused client-side caching (%s); bindings are read on every publish", exc
-            )
+            logger.info("Redis refused client-side caching (%s); bindings are read on every publish", exc)
             self.enabled = False
             self.inval.disconnect()
             return

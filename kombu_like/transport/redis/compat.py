@@ -34,7 +34,7 @@ def check_version(version: str) -> None:
     if not low <= found < high:
         raise VersionMismatch(
             f"the Redis transport supports redis-py {'.'.join(map(str, low))} up to (not including) "
-            f"{'.'.join(map(str, high))}, found {version}: pip install \"kombu_like[redis]\""
+            f'{".".join(map(str, high))}, found {version}: pip install "kombu_like[redis]"'
         )
 
 

@@ -179,7 +179,10 @@ class FanoutListener:
                 check(self.cmd.execute(kept), "keeping an undecodable fanout message")
             logger.error(
                 "Cannot decode a fanout message on channel pattern %r (%s); kept it in %s: %s",
-                pattern, exc, ", ".join(keys.deadletter(q) for q in sorted(queues)) or "no list", preview(data),
+                pattern,
+                exc,
+                ", ".join(keys.deadletter(q) for q in sorted(queues)) or "no list",
+                preview(data),
             )
             return []
         out: list[tuple[int, bytes]] = []

@@ -119,8 +119,7 @@ class KeyLayout:
     def list_keys(self, queue: str) -> list[str]:
         """All priority lists of ``queue``, in the order a consumer pops them."""
         return [
-            f"{self.prefix}{queue}{self.sep}{step}" if step else f"{self.prefix}{queue}"
-            for step in self.consume_steps
+            f"{self.prefix}{queue}{self.sep}{step}" if step else f"{self.prefix}{queue}" for step in self.consume_steps
         ]
 
     def deadletter(self, queue: str) -> str:

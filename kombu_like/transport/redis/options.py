@@ -62,13 +62,9 @@ class RedisOptions(TransportOptions):
         "consuming connection sweeps once when it starts and then on this interval, also "
         "while idle in ``drain_events`` (None: half the visibility timeout, at most 10)",
     )
-    unacked_restore_limit: int | None = option(
-        None, "Most messages one sweep gives back (None: all that are due)"
-    )
+    unacked_restore_limit: int | None = option(None, "Most messages one sweep gives back (None: all that are due)")
     unacked_key: str = option("unacked", "Name of the unacked hash (delivery tag -> message)")
-    unacked_index_key: str = option(
-        "unacked_index", "Name of the sorted set of delivery tags by delivery time"
-    )
+    unacked_index_key: str = option("unacked_index", "Name of the sorted set of delivery tags by delivery time")
     ack_emulation: bool = option(
         True,
         "Record deliveries in the unacked store.  False: a delivered message is gone from Redis "
@@ -78,14 +74,13 @@ class RedisOptions(TransportOptions):
     sep: str = option(DEFAULT_SEP, "Separator in priority list names and binding members")
     priority_steps: tuple[int, ...] = option(
         DEFAULT_PRIORITY_STEPS,
-        "A queue is one list per step; a message goes to the highest step not above its "
-        "priority (clamped to 0..9)",
+        "A queue is one list per step; a message goes to the highest step not above its priority (clamped to 0..9)",
     )
     priority_order: str = option(
         "kombu",
-        "*kombu_like only.*  ``\"kombu\"``: lists are emptied lowest step first, so priority 0 is "
+        '*kombu_like only.*  ``"kombu"``: lists are emptied lowest step first, so priority 0 is '
         "served first (Kombu's order on Redis, the reverse of AMQP; declaring a queue with a "
-        "maximum priority issues a :class:`RuntimeWarning` saying so); ``\"amqp\"``: highest "
+        'maximum priority issues a :class:`RuntimeWarning` saying so); ``"amqp"``: highest '
         "first, as on RabbitMQ.  Every consumer of a queue should use the same order",
     )
     # -- keys --
@@ -108,8 +103,8 @@ class RedisOptions(TransportOptions):
     )
     fanout_mode: str = option(
         "pubsub",
-        "*kombu_like only.*  ``\"pubsub\"``: fanout over ``PUBLISH``, as Kombu does -- only "
-        "consumers listening at that moment get it; ``\"durable\"``: a copy into the list of "
+        '*kombu_like only.*  ``"pubsub"``: fanout over ``PUBLISH``, as Kombu does -- only '
+        'consumers listening at that moment get it; ``"durable"``: a copy into the list of '
         "every queue bound to the exchange.  Consumers receive both kinds in either mode",
     )
     # -- connections --
@@ -122,9 +117,7 @@ class RedisOptions(TransportOptions):
         None, "Seconds to open a connection (None: the Connection's ``connect_timeout``)"
     )
     socket_keepalive: bool | None = option(None, "TCP keepalive, passed to redis-py")
-    socket_keepalive_options: Mapping[int, int] | None = option(
-        None, "TCP keepalive settings, passed to redis-py"
-    )
+    socket_keepalive_options: Mapping[int, int] | None = option(None, "TCP keepalive settings, passed to redis-py")
     health_check_interval: float = option(
         25.0,
         "A connection idle this long is checked with ``PING`` before it carries a command; "
@@ -142,8 +135,8 @@ class RedisOptions(TransportOptions):
     client_name: str | None = option(None, "``CLIENT SETNAME`` for every connection")
     reply_parser: str = option(
         "auto",
-        "*kombu_like only.*  Who parses replies: ``\"auto\"`` (hiredis when installed: "
-        "``pip install \"kombu_like[hiredis]\"``), ``\"hiredis\"`` (insists on it), ``\"python\"``",
+        '*kombu_like only.*  Who parses replies: ``"auto"`` (hiredis when installed: '
+        '``pip install "kombu_like[hiredis]"``), ``"hiredis"`` (insists on it), ``"python"``',
     )
     binding_cache: bool = option(
         True,
@@ -196,13 +189,9 @@ class RedisOptions(TransportOptions):
             self.priority_steps = tuple(int(step) for step in self.priority_steps.split(","))
         self.priority_steps = tuple(int(step) for step in self.priority_steps)
         if self.priority_order not in PRIORITY_ORDERS:
-            raise ValueError(
-                f"priority_order must be one of {', '.join(PRIORITY_ORDERS)}, got {self.priority_order!r}"
-            )
+            raise ValueError(f"priority_order must be one of {', '.join(PRIORITY_ORDERS)}, got {self.priority_order!r}")
         if self.reply_parser not in REPLY_PARSERS:
-            raise ValueError(
-                f"reply_parser must be one of {', '.join(REPLY_PARSERS)}, got {self.reply_parser!r}"
-            )
+            raise ValueError(f"reply_parser must be one of {', '.join(REPLY_PARSERS)}, got {self.reply_parser!r}")
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fanout_mode must be one of {', '.join(FANOUT_MODES)}, got {self.fanout_mode!r}")
         self.health_check_interval = float(self.health_check_interval or 0)

@@ -86,7 +86,8 @@ class Restorer:
         if restored:
             logger.info(
                 "restored %d message(s) left unacknowledged for more than %ss",
-                restored, self.options.visibility_timeout,
+                restored,
+                self.options.visibility_timeout,
             )
         return restored
 
@@ -111,7 +112,9 @@ class Restorer:
             logger.error(
                 "No queue is bound to exchange %r with routing key %r any more; the restored message is kept "
                 "in the Redis list %r",
-                exchange, routing_key, dead,
+                exchange,
+                routing_key,
+                dead,
             )
             return scripts.RESTORE, [*index, dead], [tag, value, "tail", "1"]
         fresh = mark_redelivered(payload)

@@ -56,6 +56,7 @@ ACK_BATCH_SIZE = 256
 #: ... or once the first of them waited this long (seconds)
 ACK_BATCH_DELAY = 0.5
 
+
 class _AckBatch(threading.local):
     pending: list[str] | None = None
     since = 0.0
@@ -398,7 +399,9 @@ class RedisStore(QueueStore):
                         logger.warning(
                             "could not confirm %d acknowledgement(s) and %d interrupted take(s) before "
                             "closing (%s); the next connection retries them",
-                            len(self.ledger.acks), len(self.ledger.takes), exc,
+                            len(self.ledger.acks),
+                            len(self.ledger.takes),
+                            exc,
                         )
         finally:
             self.taker.wire.disconnect()

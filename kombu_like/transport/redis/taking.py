@@ -92,7 +92,7 @@ class Taker:
         self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
 
     def _on_connect(self, wire: Wire) -> None:
-        hello, = wire.execute([("HELLO", "3")])
+        (hello,) = wire.execute([("HELLO", "3")])
         replies = wire.execute([("CLIENT", "ID"), ("CLIENT", "TRACKING", "ON", "NOLOOP")])
         client_id, tracking = replies
         wire.client_id = None if isinstance(client_id, Exception) else int(client_id)
@@ -103,7 +103,8 @@ class Taker:
             logger.warning(
                 "Redis refused client tracking on the take connection (%s): a consumer waiting on an empty "
                 "queue uses BRPOP, and a message it pops is lost if the connection drops before the reply "
-                "arrives", problem,
+                "arrives",
+                problem,
             )
 
     def _score(self) -> float:
@@ -221,7 +222,9 @@ class Taker:
                 logger.error(
                     "Message in queue %r is not a Kombu message envelope; moved it to the Redis list %r "
                     "for inspection: %s",
-                    queue, self.keys.deadletter(queue), preview(raw),
+                    queue,
+                    self.keys.deadletter(queue),
+                    preview(raw),
                 )
             else:
                 logger.error("Cannot read queue %r from Redis list %r: %s", queue, keys[number - 1], text(raw))
@@ -266,7 +269,10 @@ class Taker:
         self.cmd.run(scripts.RESTORE, [layout.unacked, layout.unacked_index, dead], [tag, raw, "tail", "0"])
         logger.error(
             "Cannot decode a message from queue %r (%s); moved it to the Redis list %r for inspection: %s",
-            queue, reason, dead, preview(raw),
+            queue,
+            reason,
+            dead,
+            preview(raw),
         )
 
     # -- waiting ---------------------------------------------------------------------

@@ -139,7 +139,8 @@ class Channel(VirtualChannel):
             logger.warning(
                 "%s exchange %r on SQS routes only to queues bound in this process: SQS has no "
                 "exchanges, so bindings are kept client-side (as with Kombu)",
-                type, exchange,
+                type,
+                exchange,
             )
         self.seam.bindings.declare_exchange(ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {})))
 

@@ -211,7 +211,9 @@ class AckBuffer:
                     ok = False
                     logger.warning(
                         "could not delete %d acknowledged message(s) from SQS queue %r (will retry): %s",
-                        len(handles), queue, exc,
+                        len(handles),
+                        queue,
+                        exc,
                     )
                     self._restore(url, queue, handles)
                     continue
@@ -219,7 +221,9 @@ class AckBuffer:
                     logger.warning(
                         "SQS queue %r: acknowledged message not deleted (%s); its receipt handle "
                         "%.20s... is no longer valid, so SQS may deliver it again",
-                        queue, reason, handle,
+                        queue,
+                        reason,
+                        handle,
                     )
                 if result.retry:
                     ok = False
@@ -232,7 +236,7 @@ class AckBuffer:
                     self._retry_at = 0.0
                 else:
                     self._failures += 1
-                    pause = min(self.interval * (2 ** self._failures), MAX_BACKOFF)
+                    pause = min(self.interval * (2**self._failures), MAX_BACKOFF)
                     self._retry_at = time.monotonic() + max(pause, 0.1)
                 self._cond.notify_all()
         return ok
@@ -269,7 +273,5 @@ class AckBuffer:
                     else:
                         idle_since = now
                     self._cond.wait(wait)
-                timer_due = any(
-                    self._since.get(url, now) + self.interval <= now for url in self._pending
-                )
+                timer_due = any(self._since.get(url, now) + self.interval <= now for url in self._pending)
             self._send(self._take(full_only=not timer_due))

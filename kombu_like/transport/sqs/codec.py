@@ -115,7 +115,9 @@ def delay_seconds(properties: Mapping[str, Any], queue: str) -> int | None:
         if delay > MAX_DELAY_SECONDS:
             logger.warning(
                 "SQS queue %r: delay %s exceeds SQS's maximum of %s seconds; using the maximum",
-                queue, delay, MAX_DELAY_SECONDS,
+                queue,
+                delay,
+                MAX_DELAY_SECONDS,
             )
             delay = MAX_DELAY_SECONDS
         return delay
@@ -241,8 +243,9 @@ def _foreign(queue: str, raw: str) -> dict[str, Any]:
         content_type = "application/json"
     except ValueError:
         content_type = "text/plain"
-    logger.debug("SQS queue %r: message is not a Kombu envelope; delivering it as %s: %r",
-                 queue, content_type, preview(raw))
+    logger.debug(
+        "SQS queue %r: message is not a Kombu envelope; delivering it as %s: %r", queue, content_type, preview(raw)
+    )
     return {
         "body": raw,
         "content-type": content_type,

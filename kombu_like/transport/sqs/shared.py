@@ -42,9 +42,7 @@ class SharedState:
         with self._cond:
             self._waiters += 1
             try:
-                return self._cond.wait_for(
-                    lambda: tuple(self._puts.get(q, 0) for q in queues) != seen, timeout
-                )
+                return self._cond.wait_for(lambda: tuple(self._puts.get(q, 0) for q in queues) != seen, timeout)
             finally:
                 self._waiters -= 1
 

@@ -82,6 +82,7 @@ def _dropped(exc: BaseException) -> bool:
         exc, boto.ConnectTimeoutError
     )
 
+
 Translate = Callable[[BaseException, "str | None"], BaseException]
 
 
@@ -324,7 +325,8 @@ class SQSStore(QueueStore):
             total = sum(len(messages) for messages in by_queue.values())
             raise BatchPublishError(
                 f"{len(problems)} of {total} messages were not sent to SQS (the others were): "
-                + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+                + "; ".join(problems[:5])
+                + ("; ..." if len(problems) > 5 else "")
             )
 
     def _send_batch(self, queue: str, url: str, chunk: list[Outgoing]) -> list[str]:
@@ -491,8 +493,11 @@ class SQSStore(QueueStore):
             return url is not None and self._read_attributes(queue, url).redrive
         except Exception as exc:
             # deleting cannot be undone: when in doubt, leave the message to SQS
-            logger.warning("could not read the redrive policy of SQS queue %r (%s); "
-                           "the rejected message is left in the queue", queue, exc)
+            logger.warning(
+                "could not read the redrive policy of SQS queue %r (%s); the rejected message is left in the queue",
+                queue,
+                exc,
+            )
             return True
 
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
@@ -508,13 +513,19 @@ class SQSStore(QueueStore):
                 except Exception as exc:
                     logger.warning(
                         "could not make %d message(s) of SQS queue %r visible again (%s); SQS delivers "
-                        "them again once their visibility timeout expires", len(batch), queue, exc,
+                        "them again once their visibility timeout expires",
+                        len(batch),
+                        queue,
+                        exc,
                     )
                     continue
                 for failed in answer.get("Failed") or ():
                     logger.warning(
                         "SQS queue %r: message not made visible again (%s: %s); SQS delivers it again "
-                        "once its visibility timeout expires", queue, failed.get("Code"), failed.get("Message"),
+                        "once its visibility timeout expires",
+                        queue,
+                        failed.get("Code"),
+                        failed.get("Message"),
                     )
                 if not redelivered:
                     with self._released_lock:

@@ -212,5 +212,3 @@ class Management(base.Management):
 
     def close(self) -> None:
         self.channel.close()
-
-

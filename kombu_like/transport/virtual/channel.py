@@ -167,9 +167,7 @@ class VirtualChannel(Channel):
                 f"PRECONDITION_FAILED - inequivalent arg 'type' for exchange {exchange!r}: "
                 f"received {type!r} but current is {existing.type!r}"
             )
-        self.seam.bindings.declare_exchange(
-            ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {}))
-        )
+        self.seam.bindings.declare_exchange(ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {})))
 
     def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
         self._check_open()
@@ -179,8 +177,7 @@ class VirtualChannel(Channel):
 
     def exchange_bind(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
-            f"exchange-to-exchange bindings are not supported by the "
-            f"{self.transport.driver_type} transport"
+            f"exchange-to-exchange bindings are not supported by the {self.transport.driver_type} transport"
         )
 
     exchange_unbind = exchange_bind

@@ -16,8 +16,11 @@ from celery import Celery
 
 NAMESPACE = os.environ.get("KL_NAMESPACE", "kl")
 
-app = Celery("kl_celery_tests", broker=os.environ.get("KL_BROKER_URL", "memory://"),
-             backend=os.environ.get("KL_RESULT_BACKEND", "rpc://"))
+app = Celery(
+    "kl_celery_tests",
+    broker=os.environ.get("KL_BROKER_URL", "memory://"),
+    backend=os.environ.get("KL_RESULT_BACKEND", "rpc://"),
+)
 app.conf.update(
     task_default_queue=os.environ.get("KL_QUEUE", f"{NAMESPACE}.tasks"),
     control_exchange=f"{NAMESPACE}.control",

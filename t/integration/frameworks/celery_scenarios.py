@@ -28,8 +28,15 @@ def start_thread_worker(hostname: str) -> str:
     from celery.contrib.testing.worker import start_worker
 
     _stack.enter_context(
-        start_worker(app, pool="solo", concurrency=1, perform_ping_check=True, hostname=hostname,
-                     loglevel="WARNING", shutdown_timeout=20)
+        start_worker(
+            app,
+            pool="solo",
+            concurrency=1,
+            perform_ping_check=True,
+            hostname=hostname,
+            loglevel="WARNING",
+            shutdown_timeout=20,
+        )
     )
     return hostname
 
@@ -41,8 +48,10 @@ def shutdown() -> None:
 def libraries() -> dict[str, Any]:
     import kombu
 
-    return {"client": {"kombu": kombu.__name__, "connection": kombu.Connection.__module__},
-            "worker": kombu_in_use.delay().get(timeout=TIMEOUT)}
+    return {
+        "client": {"kombu": kombu.__name__, "connection": kombu.Connection.__module__},
+        "worker": kombu_in_use.delay().get(timeout=TIMEOUT),
+    }
 
 
 def delay_get(x: int, y: int) -> int:
@@ -75,8 +84,12 @@ def failure(message: str) -> dict[str, Any]:
     try:
         result.get(timeout=TIMEOUT)
     except Exception as exc:
-        return {"type": type(exc).__name__, "message": str(exc), "state": result.state,
-                "traceback": result.traceback or ""}
+        return {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "state": result.state,
+            "traceback": result.traceback or "",
+        }
     return {"type": None}
 
 
@@ -151,8 +164,11 @@ def beat_sends_then_closes(x: int, y: int) -> dict[str, Any]:
     value = result.get(timeout=TIMEOUT)
     opened = {"connected": bool(connection.connected), "channel_open": _is_open(channel)}
     scheduler.close()
-    closed = {"connected": bool(connection.connected), "channel_open": _is_open(channel),
-              "forgotten": "connection" not in scheduler.__dict__ and "producer" not in scheduler.__dict__}
+    closed = {
+        "connected": bool(connection.connected),
+        "channel_open": _is_open(channel),
+        "forgotten": "connection" not in scheduler.__dict__ and "producer" not in scheduler.__dict__,
+    }
     # the publishing resources come back on next use
     again = scheduler.apply_async(entry, producer=scheduler.producer).get(timeout=TIMEOUT)
     scheduler.close()
@@ -218,8 +234,11 @@ def event_dispatcher_toggle() -> dict[str, Any]:
         channel = dispatcher.producer.channel
         dispatcher.send("worker-kl-one")
         dispatcher.disable()
-        state = {"enabled": dispatcher.enabled, "producer": dispatcher.producer is not None,
-                 "channel_open": _is_open(channel)}
+        state = {
+            "enabled": dispatcher.enabled,
+            "producer": dispatcher.producer is not None,
+            "channel_open": _is_open(channel),
+        }
         dispatcher.send("worker-kl-dropped")
         dispatcher.enable()
         dispatcher.send("worker-kl-two")
@@ -229,8 +248,11 @@ def event_dispatcher_toggle() -> dict[str, Any]:
         receiver.should_stop = True
         thread.join(5)
         dispatcher.close()
-    return {"received": [t for t in received if t.startswith("worker-kl-")], "disabled": state,
-            "reenabled": dispatcher.enabled}
+    return {
+        "received": [t for t in received if t.startswith("worker-kl-")],
+        "disabled": state,
+        "reenabled": dispatcher.enabled,
+    }
 
 
 def failover_by_name(strategy: str, dead_url: str, x: int, y: int) -> dict[str, Any]:
@@ -243,10 +265,13 @@ def failover_by_name(strategy: str, dead_url: str, x: int, y: int) -> dict[str, 
     # 'shuffle' picks a URL at random for each attempt, and Kombu gives up when every attempt
     # draws the dead one: with a handful of attempts that happened in a few runs in a hundred,
     # with twelve it is about one in eight thousand
-    client.conf.update(app.conf.table(with_defaults=False), broker_url=f"{dead_url};{os.environ['KL_BROKER_URL']}",
-                       broker_failover_strategy=strategy, broker_connection_max_retries=12,
-                       task_publish_retry_policy={"max_retries": 12, "interval_start": 0, "interval_step": 0.1,
-                                                  "interval_max": 0.3})
+    client.conf.update(
+        app.conf.table(with_defaults=False),
+        broker_url=f"{dead_url};{os.environ['KL_BROKER_URL']}",
+        broker_failover_strategy=strategy,
+        broker_connection_max_retries=12,
+        task_publish_retry_policy={"max_retries": 12, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.3},
+    )
     try:
         conn = client.connection_for_write()
         out: dict[str, Any] = {"strategy_callable": callable(conn.failover_strategy)}
@@ -270,13 +295,17 @@ def migrate_between_queues(n: int) -> dict[str, Any]:
     # one connection per helper: what a helper took and did not move goes back to the queue
     # when its connection closes, for the next helper to find
     with app.connection_for_write() as conn:
-        moved = move_task_by_id(one_more.id, app.amqp.queues[dest], connection=conn, app=app, queues=[parked],
-                                timeout=1.0)
+        moved = move_task_by_id(
+            one_more.id, app.amqp.queues[dest], connection=conn, app=app, queues=[parked], timeout=1.0
+        )
     with app.connection_for_write() as conn:
         state = migrate_tasks(conn, conn, queues={parked: dest}, app=app, ack_messages=True, timeout=1.0)
     with app.connection_for_write() as conn, conn.channel() as channel:
         channel.queue_delete(parked)
     # State.count: the messages each helper looked at (move_task_by_id moves the one it matches)
-    return {"moved_by_id": getattr(moved, "count", moved),
-            "migrated": getattr(state, "count", state),
-            "results": [r.get(timeout=TIMEOUT) for r in results], "by_id": one_more.get(timeout=TIMEOUT)}
+    return {
+        "moved_by_id": getattr(moved, "count", moved),
+        "migrated": getattr(state, "count", state),
+        "results": [r.get(timeout=TIMEOUT) for r in results],
+        "by_id": one_more.get(timeout=TIMEOUT),
+    }

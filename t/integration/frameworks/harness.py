@@ -65,13 +65,23 @@ class Driver:
     """A client process running a scenario module (see :mod:`.driver`)."""
 
     def __init__(
-        self, python: Path, module: str, env: Mapping[str, str] | None = None, alias: bool = True,
+        self,
+        python: Path,
+        module: str,
+        env: Mapping[str, str] | None = None,
+        alias: bool = True,
         start_timeout: float = 60,
     ) -> None:
         cmd = [str(python), "-m", "t.integration.frameworks.driver", *(["--alias"] if alias else []), module]
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=process_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1,
+            cmd,
+            cwd=REPO_ROOT,
+            env=process_env(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         self.stderr = OutputWatcher(self.proc.stderr)
         self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -125,8 +135,14 @@ class Worker:
         self, cmd: Sequence[str], env: Mapping[str, str] | None, ready_pattern: str, ready_timeout: float = 60
     ) -> None:
         self.proc = subprocess.Popen(
-            list(cmd), cwd=REPO_ROOT, env=process_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1,
+            list(cmd),
+            cwd=REPO_ROOT,
+            env=process_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         self.output = OutputWatcher(self.proc.stdout)
         if not self.output.wait_for(ready_pattern, ready_timeout):

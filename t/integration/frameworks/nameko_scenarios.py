@@ -120,18 +120,25 @@ def _take(queue: Any) -> dict[str, Any] | None:
         message = queue(conn.default_channel).get(no_ack=True, accept=["json", "pickle"])
         if message is None:
             return None
-        return {"payload": message.payload, "content_type": message.content_type,
-                "user_id": message.properties.get("user_id"),
-                "delivery_mode": message.properties.get("delivery_mode"),
-                "priority": message.properties.get("priority"), "headers": dict(message.headers)}
+        return {
+            "payload": message.payload,
+            "content_type": message.content_type,
+            "user_id": message.properties.get("user_id"),
+            "delivery_mode": message.properties.get("delivery_mode"),
+            "priority": message.properties.get("priority"),
+            "headers": dict(message.headers),
+        }
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
     from kombu import Connection
 
     conn = Connection(CONFIG["AMQP_URI"])
-    return {"error": type(exc).__name__, "channel_error": isinstance(exc, conn.channel_errors),
-            "connection_error": isinstance(exc, conn.connection_errors)}
+    return {
+        "error": type(exc).__name__,
+        "channel_error": isinstance(exc, conn.channel_errors),
+        "connection_error": isinstance(exc, conn.connection_errors),
+    }
 
 
 def publisher_per_call_options() -> dict[str, Any]:
@@ -139,9 +146,16 @@ def publisher_per_call_options() -> dict[str, Any]:
     exchange, queue = _scratch("opts")
     publisher = Publisher(CONFIG["AMQP_URI"], exchange=exchange, declare=[queue])
     out: dict[str, Any] = {}
-    publisher.publish({"n": 1}, routing_key="k", retry=True,
-                      retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.1},
-                      serializer="pickle", user_id="guest", headers={"h": 1}, priority=3)
+    publisher.publish(
+        {"n": 1},
+        routing_key="k",
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.1},
+        serializer="pickle",
+        user_id="guest",
+        headers={"h": 1},
+        priority=3,
+    )
     out["options"] = _take(queue)
     publisher.publish({"n": 2}, routing_key="k", retry=False, serializer="json", delivery_mode=1)
     out["no_retry"] = _take(queue)
@@ -160,10 +174,15 @@ def publisher_confirms(use_confirms: bool) -> list[Any]:
     from kombu import Queue
 
     exchange, _ = _scratch("confirms")
-    full = Queue(exchange.name, exchange, routing_key="k", auto_delete=True, max_length=1,
-                 queue_arguments={"x-overflow": "reject-publish"})
-    publisher = Publisher(CONFIG["AMQP_URI"], exchange=exchange, declare=[full], use_confirms=use_confirms,
-                          retry=False)
+    full = Queue(
+        exchange.name,
+        exchange,
+        routing_key="k",
+        auto_delete=True,
+        max_length=1,
+        queue_arguments={"x-overflow": "reject-publish"},
+    )
+    publisher = Publisher(CONFIG["AMQP_URI"], exchange=exchange, declare=[full], use_confirms=use_confirms, retry=False)
     outcomes: list[Any] = []
     for n in range(2):
         try:

@@ -51,9 +51,9 @@ def start_server() -> str:
     target = oslo_messaging.Target(topic=f"{NAMESPACE}_calc", server="server1", exchange=f"{NAMESPACE}_x")
     server = oslo_messaging.get_rpc_server(transport, target, [Calculator()], executor="threading")
     server.start()
-    client = oslo_messaging.get_rpc_client(transport, oslo_messaging.Target(topic=f"{NAMESPACE}_calc",
-                                                                            exchange=f"{NAMESPACE}_x"),
-                                           timeout=20)
+    client = oslo_messaging.get_rpc_client(
+        transport, oslo_messaging.Target(topic=f"{NAMESPACE}_calc", exchange=f"{NAMESPACE}_x"), timeout=20
+    )
     _state.update(conf=conf, transport=transport, server=server, client=client)
     return "started"
 
