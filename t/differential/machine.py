@@ -42,7 +42,8 @@ class TransportSpec:
     #: undeliverable message ... No consumers" and the queue looks empty meanwhile)
     consume_only_ready: bool = False
     #: never declare a deleted queue's name again: Kombu's memory transport keeps routing to
-    #: a deleted queue's bindings (a documented departure, pinned in test_lockstep.py)
+    #: a deleted queue's bindings, and its Redis transport keeps those declared before a
+    #: reconnect (documented departures; the binding tables compare them as "stale")
     retire_deleted: bool = False
     #: requeue only while every queue is otherwise empty: Kombu's memory transport puts a
     #: requeued message at the tail of its queue, kombu_like at the head as RabbitMQ does (a

@@ -67,7 +67,12 @@ def test_memory_close_gives_unacked_messages_back() -> None:
 def test_redis(redis_url: str) -> None:
     run(
         TransportSpec(
-            "redis", redis_url, exchange_types=routable(redis_url), redis_url=redis_url, consume_only_ready=True
+            "redis",
+            redis_url,
+            exchange_types=routable(redis_url),
+            redis_url=redis_url,
+            consume_only_ready=True,
+            retire_deleted=True,
         ),
         examples=8,
         steps=20,
