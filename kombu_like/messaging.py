@@ -10,6 +10,7 @@ from itertools import count
 from types import TracebackType
 from typing import Any
 
+from .common import _declared_cache
 from .common import maybe_declare as _maybe_declare
 from .compression import DEFAULT_MAX_DECOMPRESSED_SIZE, compress
 from .connection import Connection, is_connection, maybe_channel
@@ -265,6 +266,16 @@ class Producer:
         if self.exchange.name:
             self.exchange.declare()
 
+    def _exchange_declared(self) -> bool:
+        """True when this connection's declaration cache holds the producer's exchange:
+        the common publish then skips the declaration machinery altogether."""
+        exchange = self.exchange
+        channel = self._channel
+        if channel is None or not exchange.can_cache_declaration:
+            return False
+        declared = _declared_cache(channel)
+        return declared is not None and hash(exchange) in declared
+
     def maybe_declare(self, entity: Any, retry: bool = False, **retry_policy: Any) -> bool:
         """Declare ``entity`` unless this connection declared it already."""
         if entity:
@@ -342,11 +353,15 @@ class Producer:
         if compression is None:
             compression = self.compression
         declare = list(declare) if declare else ()
-        if self.auto_declare and self.exchange.name and self.exchange not in declare:
+        if self.auto_declare and self.exchange.name:
             # as Kombu: the producer's own exchange is declared; an exchange passed to
             # publish() is not (publishing to one that does not exist is a broker error,
             # NOT_FOUND on AMQP, never a silent declaration)
-            declare = [*declare, self.exchange]
+            if declare:
+                if self.exchange not in declare:
+                    declare = [*declare, self.exchange]
+            elif not self._exchange_declared():
+                declare = [self.exchange]
         if isinstance(exchange, Exchange):
             # as Kombu: the messages take the delivery mode of the exchange they go to
             exchange_name = exchange.name
