@@ -104,3 +104,75 @@ def test_mandatory_returns_go_to_the_publishing_thread(amqp_url: str, unique_nam
             thread.join(5)
     assert raised == 50
     assert not drain_errors, drain_errors
+
+
+def test_connection_closed_under_a_thread_waiting_for_confirms_is_a_connection_error(
+    amqp_url: str, unique_name: str
+) -> None:
+    # Another thread (a consumer reconnecting) closes the connection while a publisher
+    # waits for its confirm: the shutdown wakes the publisher's wait for the socket, and
+    # by the time it reads, the socket is gone.  That must be a recoverable connection
+    # error, so retry=True retries, and never an AttributeError.
+    queue = Queue(unique_name, durable=False)
+    with Connection(amqp_url, transport_options={"confirm_publish": True}) as conn:
+        producer = Producer(conn, routing_key=unique_name)
+        producer.publish({"i": 0}, declare=[queue])
+        transport = conn.connection._transport
+        publisher_waits = threading.Event()
+        closed = threading.Event()
+        real_readable = transport.socket_readable
+
+        def readable(timeout: float | None) -> bool:
+            if threading.current_thread().name != "publisher":
+                return real_readable(timeout)
+            publisher_waits.set()
+            closed.wait(5)
+            return True  # a shut-down socket polls readable
+
+        transport.socket_readable = readable
+        outcome: list[BaseException | None] = []
+
+        def publish() -> None:
+            try:
+                producer.publish({"i": 1})
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                outcome.append(exc)
+
+        publisher = threading.Thread(target=publish, name="publisher")
+        publisher.start()
+        assert publisher_waits.wait(5)
+        transport.close()  # what a reconnect in another thread does to the old socket
+        closed.set()
+        publisher.join(10)
+        assert not publisher.is_alive()
+        assert len(outcome) == 1 and outcome[0] is not None
+        assert isinstance(outcome[0], conn.recoverable_connection_errors), repr(outcome[0])
+
+        # with retry=True the same cut is survived: the message is published again
+        transport = conn.connection._transport
+        publisher_waits.clear()
+        closed.clear()
+        real_readable = transport.socket_readable
+        transport.socket_readable = readable
+        outcome.clear()
+
+        def publish_retrying() -> None:
+            try:
+                producer.publish({"i": 2}, retry=True, retry_policy={"max_retries": 3, "interval_start": 0})
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001
+                outcome.append(exc)
+
+        publisher = threading.Thread(target=publish_retrying, name="publisher")
+        publisher.start()
+        assert publisher_waits.wait(5)
+        transport.close()
+        closed.set()
+        publisher.join(10)
+        assert outcome == [None]
+        bodies = []
+        while (message := queue(conn.default_channel).get(no_ack=True)) is not None:
+            bodies.append(message.payload)
+        queue(conn.default_channel).delete()
+    assert {"i": 2} in bodies

@@ -370,8 +370,9 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
             timeout = self._local.timeout
         if timeout is None:
             transport = compat.driver_transport(self)
-            if transport is not None and transport.sock is not None:
-                timeout = transport.sock.gettimeout()
+            sock = None if transport is None else transport.sock
+            if sock is not None:
+                timeout = sock.gettimeout()
         deadline = None if timeout is None else monotonic() + timeout
 
         def progressed() -> bool:

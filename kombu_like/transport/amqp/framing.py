@@ -40,6 +40,8 @@ __all__ = [
 READ_CHUNK = 256 * 1024
 #: a batch of publishes goes to the socket in writes of about this many bytes
 WRITE_CHUNK = 4 * 1024 * 1024
+#: seconds a close waits for a write in progress before it drops the socket anyway
+CLOSE_LOCK_WAIT = 1.0
 #: the largest frame accepted before ``frame_max`` is negotiated (RabbitMQ's own limit)
 MAX_FRAME_SIZE = 128 * 1024 * 1024
 
@@ -237,15 +239,40 @@ class BufferedFrames:
     def fill(self, deadline: float | None) -> None:
         raise NotImplementedError
 
+    def live_socket(self) -> Any:
+        """The socket, or the driver's (recoverable) connection error once the transport was
+        closed, maybe by another thread while this one waited to read.
+
+        Readers take the socket once through this and keep using that object: a socket
+        closed meanwhile fails with an :class:`OSError`, never with an attribute error.
+        """
+        sock = self.sock
+        if sock is None or not self.connected:
+            raise amqp_errors.RecoverableConnectionError("connection is closed")
+        return sock
+
+    def close(self) -> None:
+        # readers check ``connected`` before they touch the socket: clear it first.  The
+        # write lock keeps the close from cutting a TLS record (or a frame) half-way;
+        # bounded, since a writer may be stuck on a broker that stopped reading.
+        self.connected = False
+        locked = self.write_lock.acquire(timeout=CLOSE_LOCK_WAIT)
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if locked:
+                self.write_lock.release()
+
     def socket_readable(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds (``None``: no limit) for bytes to read."""
         poller = self._poller
         if poller is None:
+            sock = self.live_socket()
             if not hasattr(select, "poll"):  # pragma: no cover - Windows
                 wait = None if timeout is None else max(timeout, 0.0)
-                return bool(select.select([self.sock], [], [], wait)[0])
+                return bool(select.select([sock], [], [], wait)[0])
             poller = self._poller = select.poll()
-            poller.register(self.sock, select.POLLIN | select.POLLPRI)
+            poller.register(sock, select.POLLIN | select.POLLPRI)
         return bool(poller.poll(None if timeout is None else max(timeout, 0.0) * 1000.0))
 
     # -- writes ------------------------------------------------------------------------
@@ -253,6 +280,8 @@ class BufferedFrames:
         """Send ``s`` (whole frames) in one piece."""
         try:
             with self.write_lock:
+                if self.sock is None:  # closed by another thread (a close takes this lock)
+                    raise amqp_errors.RecoverableConnectionError("connection is closed")
                 raw_write(self, s)
         except OSError:
             # a partial frame may have gone out: the connection cannot be used any more
@@ -269,10 +298,11 @@ class TCPSocket(BufferedFrames, DriverTCPTransport):  # type: ignore[misc]
         self._reset_buffers()
 
     def fill(self, deadline: float | None) -> None:
+        sock = self.live_socket()
         if deadline is not None and not self.socket_readable(deadline - monotonic()):
             raise socket.timeout("timed out")
         try:
-            data = self.sock.recv(READ_CHUNK)
+            data = sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
             # SO_RCVTIMEO expired (or a signal arrived) before any byte: a timeout
             raise socket.timeout("timed out") from None
@@ -295,7 +325,7 @@ class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
         self._reset_buffers()
 
     def socket_readable(self, timeout: float | None) -> bool:
-        if self.sock is not None and self.sock.pending():
+        if self.live_socket().pending():
             return True
         return super().socket_readable(timeout)
 
@@ -303,10 +333,10 @@ class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
         # An SSL object must not be read and written by two threads at once: wait for the
         # socket without any lock, then read what is there under the write lock, without
         # blocking.  A TLS record that arrived in part reads as nothing yet.
-        sock = self.sock
+        sock = self.live_socket()
         while True:
             if deadline is None:
-                timeout = sock.gettimeout() if sock is not None else None
+                timeout = sock.gettimeout()
                 limit = None if timeout is None else monotonic() + timeout
             else:
                 limit = deadline
@@ -323,6 +353,9 @@ class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
 
     def _recv_now(self, sock: Any) -> bytes | None:
         with self.write_lock:
+            if sock is not self.sock or not self.connected:
+                # closed (maybe replaced) while this thread waited for it
+                raise amqp_errors.RecoverableConnectionError("connection is closed")
             previous = sock.gettimeout()
             sock.settimeout(0)
             try:
