@@ -17,6 +17,7 @@ URLs::
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,10 @@ logger = logging.getLogger("kombu_like.transport.redis")
 
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
+
+#: ``scheme://user:password@`` as redis-py echoes a host back into its messages (a
+#: mis-written URL puts the credentials into the host name)
+_URL_CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^\s/@:]*:)([^\s@]+)(@)")
 
 _MISSING_DRIVER = 'The Redis transport needs the redis package: pip install "kombu_like[redis]"'
 
@@ -219,7 +224,8 @@ class Transport(VirtualTransport):
         except ImportError:  # pragma: no cover - the transport cannot exist without it
             return super().translate_error(exc)
         where = self.client.as_uri()
-        text = str(exc)
+        text = self._scrub(str(exc))
+        self._scrub_driver_error(exc)
         if isinstance(exc, rexc.AuthenticationError):
             return AccessRefused(f"Redis at {where} refused the credentials: {text}")
         if isinstance(exc, rexc.NoPermissionError):
@@ -243,6 +249,29 @@ class Transport(VirtualTransport):
             return ChannelError(f"Redis client error for {where}: {text}")
         return super().translate_error(exc)
 
+    def _scrub(self, text: str) -> str:
+        """``text`` without credentials: those of any URL in it and the configured password."""
+        text = _URL_CREDENTIALS.sub(r"\1**\3", text)
+        password = self.client.password
+        if password and len(str(password)) > 1:
+            text = text.replace(str(password), "**")
+        return text
+
+    def _scrub_driver_error(self, exc: BaseException) -> None:
+        """Remove credentials from the driver's own error too: it is kept as ``__cause__``
+        and printed with every traceback of the translated error."""
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            try:
+                args = tuple(self._scrub(a) if isinstance(a, str) else a for a in current.args)
+                if args != current.args:
+                    current.args = args
+            except Exception:  # an exception type with read-only args keeps them
+                pass
+            current = current.__cause__ or current.__context__
+
     def _uses_tls(self) -> bool:
         return bool(self.client.ssl) or self.client.transport_cls == "rediss"
 
@@ -255,7 +284,7 @@ class Transport(VirtualTransport):
         """
         cause = exc.__cause__ or exc.__context__
         if is_irrecoverable_tls_error(cause):
-            return IrrecoverableConnectionError(f"TLS with Redis at {where} cannot work: {cause}")
+            return IrrecoverableConnectionError(f"TLS with Redis at {where} cannot work: {self._scrub(str(cause))}")
         if "Timeout connecting" not in str(exc):
             return None
         kwargs = self._connection_kwargs()
