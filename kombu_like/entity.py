@@ -28,6 +28,18 @@ INTERNAL_EXCHANGE_PREFIX = ("amq.",)
 _T = TypeVar("_T", bound="MaybeChannelBound")
 
 
+#: Queue.from_dict sets these itself, from Kombu's configuration keys
+_FROM_DICT_EXPLICIT = frozenset({"name", "exchange", "routing_key", "durable", "auto_delete"})
+
+
+def _first_set(*values: Any) -> Any:
+    """The first value that is not None (None when all are)."""
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
 def maybe_delivery_mode(v: Any, modes: Mapping[str, int] | None = None, default: int = PERSISTENT_DELIVERY_MODE) -> int:
     """Turn ``'persistent'``/``'transient'`` (or a number) into an AMQP delivery mode."""
     modes = DELIVERY_MODES if modes is None else modes
@@ -663,22 +675,38 @@ class Queue(MaybeChannelBound):
         queue is named ``queue``, as in Kombu.
         """
         options.pop("name", None)
-        exchange = options.pop("exchange", None)
+        # Kombu's rules: binding_key wins over routing_key for the queue; the exchange and
+        # the queue each take durable/auto_delete from their own key, else the shared one
+        binding_key = options.get("binding_key") or options.get("routing_key")
+        e_durable = _first_set(options.get("exchange_durable"), options.get("durable"))
+        e_auto_delete = _first_set(options.get("exchange_auto_delete"), options.get("auto_delete"))
+        q_durable = _first_set(options.get("queue_durable"), options.get("durable"))
+        q_auto_delete = _first_set(options.get("queue_auto_delete"), options.get("auto_delete"))
+        exchange = options.get("exchange")
         if not isinstance(exchange, Exchange):
             exchange = Exchange(
                 exchange or "",
-                type=options.pop("exchange_type", "direct"),
-                durable=options.pop("exchange_durable", options.get("durable", True)),
-                auto_delete=options.pop("exchange_auto_delete", options.get("auto_delete", False)),
-                arguments=options.pop("exchange_arguments", None),
+                type=options.get("exchange_type") or "direct",
+                delivery_mode=options.get("delivery_mode"),
+                durable=True if e_durable is None else bool(e_durable),
+                auto_delete=bool(e_auto_delete),
+                arguments=options.get("exchange_arguments"),
             )
-        else:
-            for key in ("exchange_type", "exchange_durable", "exchange_auto_delete", "exchange_arguments"):
-                options.pop(key, None)
-        bindings = options.pop("bindings", None)
+        # every other Queue attribute (expires, message_ttl, max_priority ...) as given
+        kwargs: dict[str, Any] = {
+            attr: options[attr] for attr, _ in cls.attrs if attr not in _FROM_DICT_EXPLICIT and attr in options
+        }
+        bindings = kwargs.get("bindings")
         if bindings is not None:
-            options["bindings"] = [b if isinstance(b, binding) else binding(**b) for b in bindings]
-        return cls(queue, exchange=exchange, **options)
+            kwargs["bindings"] = [b if isinstance(b, binding) else binding(**b) for b in bindings]
+        return cls(
+            queue,
+            exchange=exchange,
+            routing_key=binding_key or "",
+            durable=True if q_durable is None else bool(q_durable),
+            auto_delete=bool(q_auto_delete),
+            **kwargs,
+        )
 
     def as_dict(self, recurse: bool = False) -> dict[str, Any]:
         out = super().as_dict(recurse)
