@@ -211,6 +211,10 @@ class Producer:
         self.compression = compression or self.compression
         self.on_return = on_return or self.on_return
         self._batch_local = _BatchLocal()
+        #: (channel, exchange, its name, the connection's declaration cache, the exchange's
+        #: hash) of the last successful lookup, so a publish checks the cache with one
+        #: set membership test
+        self._declared_memo: tuple[Any, Exchange, str, set[Any], int] | None = None
         if auto_declare is not None:
             self.auto_declare = auto_declare
         if self._channel is not None:
@@ -271,10 +275,15 @@ class Producer:
         the common publish then skips the declaration machinery altogether."""
         exchange = self.exchange
         channel = self._channel
-        if channel is None or not exchange.can_cache_declaration:
-            return False
-        declared = _declared_cache(channel)
-        return declared is not None and hash(exchange) in declared
+        memo = self._declared_memo
+        if memo is None or memo[0] is not channel or memo[1] is not exchange or memo[2] != exchange.name:
+            if channel is None or not exchange.can_cache_declaration:
+                return False
+            declared = _declared_cache(channel)
+            if declared is None:
+                return False
+            memo = self._declared_memo = (channel, exchange, exchange.name, declared, hash(exchange))
+        return memo[4] in memo[3]
 
     def maybe_declare(self, entity: Any, retry: bool = False, **retry_policy: Any) -> bool:
         """Declare ``entity`` unless this connection declared it already."""
