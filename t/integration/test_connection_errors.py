@@ -35,7 +35,7 @@ def attempt(url: str, **kwargs: Any) -> tuple[BaseException, list[Any], float]:
     [
         ("amqps://guest:guest@127.0.0.1:5672//", IrrecoverableConnectionError, "WRONG_VERSION_NUMBER"),
         ("amqp://guest:not-the-password@127.0.0.1:5672//", AccessRefused, "ACCESS_REFUSED"),
-        ("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", AccessRefused, "no-such-vhost"),
+        ("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", IrrecoverableConnectionError, "no-such-vhost"),
     ],
 )
 def test_amqp(amqp_url: str, url: str, error: type[BaseException], text: str) -> None:
@@ -71,3 +71,28 @@ def test_publish_does_not_retry_what_cannot_succeed(amqp_url: str) -> None:
         Producer(conn).publish("x", routing_key="nowhere", retry=True, retry_policy={"max_retries": 5})
     assert time.monotonic() - started < 2
     conn.release()
+
+
+def test_amqp_unknown_vhost_is_not_allowed_as_on_kombu(amqp_url: str) -> None:
+    import amqp.exceptions
+    import kombu
+
+    url = "amqp://guest:guest@127.0.0.1:5672/no-such-vhost"
+    raised = []
+    for connection_class in (kombu.Connection, Connection):
+        conn = connection_class(url, connect_timeout=3)
+        try:
+            with pytest.raises(Exception) as info:
+                conn.connect()
+            raised.append((conn, info.value))
+        finally:
+            conn.release()
+    (theirs_conn, theirs), (ours_conn, ours) = raised
+    assert type(theirs) is amqp.exceptions.NotAllowed  # what Kombu-era code catches
+    assert isinstance(ours, amqp.exceptions.NotAllowed)
+    assert isinstance(ours, IrrecoverableConnectionError)
+    assert type(ours).__name__ == type(theirs).__name__
+    assert ours.reply_code == theirs.reply_code == 530
+    assert ours.method_sig == theirs.method_sig
+    assert "no-such-vhost" in str(ours) and str(theirs) in str(ours)
+    assert isinstance(ours, ours_conn.connection_errors) == isinstance(theirs, theirs_conn.connection_errors)

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 try:
     import amqp
     from amqp import exceptions as amqp_errors
-    from amqp import spec
 except ImportError as exc:  # pragma: no cover - amqp is a core dependency
     raise ImportError(
         'the amqp:// transport needs the "amqp" package (a dependency of kombu_like): '
@@ -79,6 +78,7 @@ __all__ = [
     "AMQPConnection",
     "AMQPOptions",
     "Channel",
+    "NotAllowed",
     "SSLTransport",
     "Transport",
 ]
@@ -95,6 +95,18 @@ _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, KombuError)
 _CHANNEL_ERROR_BY_CODE: Mapping[int, type[ChannelError]] = MappingProxyType(
     {403: AccessRefused, 404: NotFound, 405: ResourceLocked, 406: PreconditionFailed, 312: MessageReturned}
 )
+
+
+class NotAllowed(IrrecoverableConnectionError, amqp_errors.NotAllowed):  # type: ignore[misc]
+    """The broker does not allow the connection (AMQP 530 NOT_ALLOWED), for example to a
+    virtual host that does not exist; retrying cannot help.
+
+    Kombu's py-amqp transport raises ``amqp.exceptions.NotAllowed`` here, so code written
+    for it catches this; within this library it is an
+    :class:`~kombu_like.exceptions.IrrecoverableConnectionError`.
+    """
+
+    reply_code = 530
 
 
 class Transport(base.Transport):
@@ -362,9 +374,17 @@ class Transport(base.Transport):
             text = str(exc)
             if isinstance(exc, amqp_errors.ChannelError):
                 return _CHANNEL_ERROR_BY_CODE.get(code, ChannelError)(text, reply_code=code or None)
-            if code == 403 or (code == 530 and exc.method_sig == spec.Connection.Open):
-                # wrong credentials or virtual host: retrying cannot help
+            if code == 403:
+                # wrong credentials: retrying cannot help
                 return AccessRefused(f"{text} ({self._uri()})", reply_code=code)
+            if code == 530:
+                # an unknown virtual host, say: as irrecoverable as Kombu's py-amqp makes it
+                return NotAllowed(
+                    f"{exc.reply_text} ({self._uri()})",
+                    exc.method_sig,
+                    exc.method_name,
+                    code,
+                )
             error = ConnectionError(f"{text} ({self._uri()})")
             error.reply_code = code or None
             return error
