@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import socket
+import subprocess
+import time
 import traceback
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kombu_like import Connection
+from kombu_like import Connection, Consumer, Producer, Queue
+from kombu_like.exceptions import ConnectionError
+from t.conftest import free_port, port_open
+
+from .test_redis_servers import _server_binary
 
 pytestmark = pytest.mark.redis
 
@@ -26,3 +39,53 @@ def test_credentials_echoed_by_the_driver_never_reach_errors_or_logs(
     assert "connecting" in caplog.text
     secret = password if len(password) > 1 else ":x@"
     assert secret not in shown
+
+
+@contextlib.contextmanager
+def own_redis(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A redis-server of this test's own, which it may stop and resume."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", port, 0.2):
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_drain_events_on_a_hung_server_returns_by_its_timeout_and_consumes_after(tmp_path: Path) -> None:
+    received: list[Any] = []
+    with own_redis(tmp_path) as (port, proc):
+        conn = Connection(f"redis://127.0.0.1:{port}/0")
+        queue = Queue(f"hung-{uuid.uuid4().hex}")
+        try:
+            with Consumer(conn, [queue], callbacks=[lambda body, message: (received.append(body), message.ack())]):
+                with pytest.raises(socket.timeout):
+                    conn.drain_events(timeout=0.1)
+                proc.send_signal(signal.SIGSTOP)
+                try:
+                    started = time.monotonic()
+                    with pytest.raises((socket.timeout, ConnectionError)):
+                        conn.drain_events(timeout=1)
+                    assert time.monotonic() - started < 2.5
+                finally:
+                    proc.send_signal(signal.SIGCONT)
+                Producer(conn).publish({"n": 1}, routing_key=queue.name, retry=True)
+                deadline = time.monotonic() + 10
+                while not received and time.monotonic() < deadline:
+                    with contextlib.suppress(socket.timeout, ConnectionError):
+                        conn.drain_events(timeout=1)
+            assert received == [{"n": 1}]
+        finally:
+            conn.release()

@@ -138,47 +138,62 @@ class Taker:
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         """Take up to ``max_count`` messages, waiting at most ``timeout`` seconds."""
         with self._lock:
-            keys, names, numbers = self._lists_for(queues)
-            self.maintain(queues)
-            deliveries = self._take(keys, names, max_count, watch=timeout != 0)
-            if deliveries or timeout == 0:
-                return deliveries
             deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                now = time.monotonic()
-                wait = self.next_maintenance() - now
-                if deadline is not None:
-                    wait = min(wait, deadline - now)
-                if wait >= MIN_BLOCK and not self.wire.connected:
-                    # dropped since the last take (maintenance saw a failover, say):
-                    # reconnect and watch the lists through the new connection
-                    deliveries = self._take(keys, names, max_count, watch=True)
-                    if deliveries:
-                        return deliveries
-                if wait >= MIN_BLOCK:
-                    if self.tracking:
-                        woken, preloaded = self._watch(numbers, wait, max_count)
-                        if woken:
-                            # a list changed (or a fanout message came): take again, which
-                            # watches the lists once more if it finds nothing
-                            deliveries = self._take(keys, names, max_count, preloaded, watch=True)
-                            if deliveries:
-                                return deliveries
-                            continue
-                    else:
-                        preloaded = self._wait(keys, numbers, wait, max_count)
-                        if preloaded:
-                            return self._take(keys, names, max_count, preloaded)
-                if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
-                    return []
-                self.maintain(queues)
-                if self.tracking and wait >= MIN_BLOCK:
-                    # a look at the lists once per maintenance interval: a wake-up Redis
-                    # never sent would cost at most that long, and the take connection
-                    # shows it is alive even with health checks off
-                    deliveries = self._take(keys, names, max_count, watch=True)
-                    if deliveries:
-                        return deliveries
+            # every reply on the take connection is awaited no longer than the caller
+            # waits (drain_events(timeout) on a hung server); a take whose reply comes too
+            # late drops the connection, and its messages come back by their score
+            wires = [self.wire, self.fanout.wire]
+            for wire in wires:
+                wire.deadline = deadline
+            try:
+                return self._get(queues, deadline, timeout, max_count)
+            finally:
+                for wire in wires:
+                    wire.deadline = None
+
+    def _get(
+        self, queues: Sequence[str], deadline: float | None, timeout: float | None, max_count: int
+    ) -> list[Delivery]:
+        keys, names, numbers = self._lists_for(queues)
+        self.maintain(queues)
+        deliveries = self._take(keys, names, max_count, watch=timeout != 0)
+        if deliveries or timeout == 0:
+            return deliveries
+        while True:
+            now = time.monotonic()
+            wait = self.next_maintenance() - now
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            if wait >= MIN_BLOCK and not self.wire.connected:
+                # dropped since the last take (maintenance saw a failover, say):
+                # reconnect and watch the lists through the new connection
+                deliveries = self._take(keys, names, max_count, watch=True)
+                if deliveries:
+                    return deliveries
+            if wait >= MIN_BLOCK:
+                if self.tracking:
+                    woken, preloaded = self._watch(numbers, wait, max_count)
+                    if woken:
+                        # a list changed (or a fanout message came): take again, which
+                        # watches the lists once more if it finds nothing
+                        deliveries = self._take(keys, names, max_count, preloaded, watch=True)
+                        if deliveries:
+                            return deliveries
+                        continue
+                else:
+                    preloaded = self._wait(keys, numbers, wait, max_count)
+                    if preloaded:
+                        return self._take(keys, names, max_count, preloaded)
+            if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
+                return []
+            self.maintain(queues)
+            if self.tracking and wait >= MIN_BLOCK:
+                # a look at the lists once per maintenance interval: a wake-up Redis
+                # never sent would cost at most that long, and the take connection
+                # shows it is alive even with health checks off
+                deliveries = self._take(keys, names, max_count, watch=True)
+                if deliveries:
+                    return deliveries
 
     # -- the take script -------------------------------------------------------------------
     def _take(
@@ -333,7 +348,7 @@ class Taker:
                     pong_due = self._watched(wire.read_message(), pong_due)
             if pong_due is not None:
                 # the PING's reply must not be taken for the next command's
-                reply = wire.read(grace)
+                reply = wire.read(wire.bounded(grace))
                 if reply != b"PONG":
                     raise rexc.InvalidResponse(f"expected PONG on the take connection, got {reply!r}")
         except BaseException:

@@ -51,6 +51,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
+
+#: how long past a caller's deadline a reply may still come: a reply a busy server sends
+#: a little late must not cost the connection (whose stream position is then unknown)
+DEADLINE_GRACE = 0.5
 #: replies in a row that outlast the poll before polling pauses, and for how many replies
 _SPIN_MISSES = 4
 _SPIN_PAUSE = 1000
@@ -179,6 +183,10 @@ class Wire:
         #: bumped on every (re)connection, so users of the wire notice a new server session
         self.generation = 0
         self.client_id: int | None = None
+        #: ``time.monotonic()`` by which a reply read without an explicit timeout must come
+        #: (plus :data:`DEADLINE_GRACE`), for a caller that has a deadline of its own; None:
+        #: the socket timeout alone
+        self.deadline: float | None = None
         self._last_io = 0.0
         # replies that were sent for but will be read later: (count, on_lost)
         self._deferred: deque[tuple[int, Callable[[], None]]] = deque()
@@ -260,6 +268,20 @@ class Wire:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout or 0))
         else:
             self.sock.settimeout(timeout)
+
+    def bounded(self, timeout: float | None | bool) -> float | None | bool:
+        """The timeout for one read: ``timeout`` (False: the socket's) cut to the deadline.
+
+        Reads without an explicit timeout are cut by themselves; a caller passing one
+        (a blocking pop, whose reply must not be given up early) decides for itself.
+        """
+        if self.deadline is None:
+            return timeout
+        left = max(self.deadline - time.monotonic(), 0.0) + DEADLINE_GRACE
+        current = self.socket_timeout if timeout is False else timeout
+        if current is not None and current is not True and current <= left:
+            return timeout
+        return left
 
     def disconnect(self) -> None:
         """Drop the connection; replies still expected are reported lost."""
@@ -466,6 +488,8 @@ class Wire:
         """Read one reply; ``timeout`` (seconds) overrides the socket timeout for this read."""
         if self.sock is None:
             raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
+        if self.deadline is not None and timeout is False:
+            timeout = self.bounded(timeout)
         if timeout is not False:
             self._set_read_timeout(timeout)
         try:
@@ -490,6 +514,8 @@ class Wire:
         """Read one message, a push or a reply, whichever comes first."""
         if self.sock is None:
             raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
+        if self.deadline is not None and timeout is False:
+            timeout = self.bounded(timeout)
         if timeout is not False:
             self._set_read_timeout(timeout)
         try:
