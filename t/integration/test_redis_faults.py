@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from kombu_like import Connection, Consumer, Producer, Queue
-from kombu_like.exceptions import ConnectionError
+from kombu_like.exceptions import ConnectionError, OperationalError
 from t.conftest import free_port, port_open
+from t.faultproxy import FaultProxy
 
 from .test_redis_servers import _server_binary
 
@@ -89,3 +90,14 @@ def test_drain_events_on_a_hung_server_returns_by_its_timeout_and_consumes_after
             assert received == [{"n": 1}]
         finally:
             conn.release()
+
+
+@pytest.mark.parametrize("auth", ["", ":secret@"])
+def test_connecting_to_a_server_that_never_answers_takes_connect_timeout(auth: str) -> None:
+    with FaultProxy("127.0.0.1", 6379) as proxy:
+        proxy.stall()
+        conn = Connection(f"redis://{auth}127.0.0.1:{proxy.port}/1", connect_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            conn.connect()
+        assert time.monotonic() - started < 2.5

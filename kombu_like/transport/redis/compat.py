@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis import exceptions as rexc
 
 from ...exceptions import VersionMismatch
 
-__all__ = ["SUPPORTED", "check_version", "finish_handshake", "socket_of"]
+__all__ = ["SUPPORTED", "check_version", "finish_handshake", "handshake_bounded", "socket_of"]
 
 #: redis-py versions whose internals this module was checked against: [lowest, first unsupported)
 SUPPORTED = ((4, 5, 2), (9, 0, 0))
@@ -54,3 +56,27 @@ def finish_handshake(connection: Any) -> None:
         handshake(check_health=True)
     else:
         connection.on_connect()
+
+
+@contextmanager
+def handshake_bounded(connection: Any) -> Iterator[float | None]:
+    """Within the block, redis-py's handshake replies (AUTH, SELECT, CLIENT SETNAME, a
+    Sentinel master's ROLE, TLS) are awaited no longer than its ``socket_connect_timeout``.
+
+    redis-py reads them with ``socket_timeout``: a server that accepts the connection and
+    never answers would hold a connect for that long instead.  Yields the connect
+    timeout (None: there is none).
+    """
+    limit = getattr(connection, "socket_connect_timeout", None)
+    normal = getattr(connection, "socket_timeout", None)
+    if not limit or (normal is not None and normal <= limit):
+        yield limit
+        return
+    connection.socket_timeout = limit
+    try:
+        yield limit
+    finally:
+        connection.socket_timeout = normal
+        sock = getattr(connection, "_sock", None)
+        if sock is not None:
+            sock.settimeout(normal)

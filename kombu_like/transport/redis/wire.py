@@ -28,7 +28,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from .compat import socket_of
+from .compat import handshake_bounded, socket_of
 
 _hiredis: Any
 try:
@@ -187,6 +187,8 @@ class Wire:
         #: (plus :data:`DEADLINE_GRACE`), for a caller that has a deadline of its own; None:
         #: the socket timeout alone
         self.deadline: float | None = None
+        #: while connecting: when the handshake must be over (the connect timeout)
+        self._handshake_until: float | None = None
         self._last_io = 0.0
         # replies that were sent for but will be read later: (count, on_lost)
         self._deferred: deque[tuple[int, Callable[[], None]]] = deque()
@@ -226,8 +228,10 @@ class Wire:
             return
         if self.conn is None:
             self.conn = self._factory()
+        started = time.monotonic()
         try:
-            self.conn.connect()
+            with handshake_bounded(self.conn) as limit:
+                self.conn.connect()
         except socket.timeout as exc:
             raise rexc.TimeoutError(f"timed out connecting the Redis {self.name} connection") from exc
         except OSError as exc:
@@ -241,11 +245,15 @@ class Wire:
         self.client_id = None
         self._last_io = time.monotonic()
         if self.on_connect is not None:
+            # the transport's own handshake is part of connecting, bounded the same way
+            self._handshake_until = None if limit is None else started + limit
             try:
                 self.on_connect(self)
             except BaseException:
                 self.disconnect()
                 raise
+            finally:
+                self._handshake_until = None
 
     def _use_kernel_timeouts(self, sock: Any) -> bool:
         # Python's timeout sockets poll() before every send and recv; a blocking socket
@@ -275,9 +283,13 @@ class Wire:
         Reads without an explicit timeout are cut by themselves; a caller passing one
         (a blocking pop, whose reply must not be given up early) decides for itself.
         """
-        if self.deadline is None:
+        until = self._handshake_until
+        if self.deadline is not None:
+            late = self.deadline + DEADLINE_GRACE
+            until = late if until is None else min(until, late)
+        if until is None:
             return timeout
-        left = max(self.deadline - time.monotonic(), 0.0) + DEADLINE_GRACE
+        left = max(until - time.monotonic(), 0.001)
         current = self.socket_timeout if timeout is False else timeout
         if current is not None and current is not True and current <= left:
             return timeout
@@ -488,7 +500,7 @@ class Wire:
         """Read one reply; ``timeout`` (seconds) overrides the socket timeout for this read."""
         if self.sock is None:
             raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
-        if self.deadline is not None and timeout is False:
+        if timeout is False and (self.deadline is not None or self._handshake_until is not None):
             timeout = self.bounded(timeout)
         if timeout is not False:
             self._set_read_timeout(timeout)
@@ -514,7 +526,7 @@ class Wire:
         """Read one message, a push or a reply, whichever comes first."""
         if self.sock is None:
             raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
-        if self.deadline is not None and timeout is False:
+        if timeout is False and (self.deadline is not None or self._handshake_until is not None):
             timeout = self.bounded(timeout)
         if timeout is not False:
             self._set_read_timeout(timeout)
