@@ -43,9 +43,10 @@ def test_credentials_echoed_by_the_driver_never_reach_errors_or_logs(
 
 
 @contextlib.contextmanager
-def own_redis(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A redis-server of this test's own, which it may stop and resume."""
-    port = free_port()
+def own_redis(workdir: Path, port: int | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A redis-server of this test's own, which it may stop, resume and restart."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         + ["--dir", str(workdir)],
@@ -101,3 +102,21 @@ def test_connecting_to_a_server_that_never_answers_takes_connect_timeout(auth: s
         with pytest.raises(OperationalError):
             conn.connect()
         assert time.monotonic() - started < 2.5
+
+
+def test_the_first_commands_after_a_server_restart_go_to_the_new_server(tmp_path: Path) -> None:
+    queue = Queue(f"restart-{uuid.uuid4().hex}")
+    with own_redis(tmp_path / "before") as (port, _):
+        conn = Connection(f"redis://127.0.0.1:{port}/0")
+        Producer(conn).publish("before", routing_key=queue.name, declare=[queue])
+    try:
+        with own_redis(tmp_path / "after", port=port):
+            # no retry=True: the connection found closed before anything was sent is replaced
+            Producer(conn).publish("after", routing_key=queue.name, declare=[queue])
+            assert queue(conn.default_channel).queue_declare(passive=True).message_count == 1
+            simple = conn.SimpleQueue(queue.name)
+            message = simple.get(timeout=5)
+            assert message.payload == "after"
+            message.ack()
+    finally:
+        conn.release()

@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 
+#: a connection idle this long (seconds) is looked at before a command goes out: a server
+#: restarted meanwhile has closed it, and a command not yet sent can go to a new one
+IDLE_CHECK = 0.1
+
 #: how long past a caller's deadline a reply may still come: a reply a busy server sends
 #: a little late must not cost the connection (whose stream position is then unknown)
 DEADLINE_GRACE = 0.5
@@ -331,6 +335,23 @@ class Wire:
         poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
         return bool(poller.poll(0))
 
+    def _closed_by_peer(self) -> bool:
+        """True when the server has closed (or reset) the connection, found without
+        waiting and without consuming anything a later read needs."""
+        sock = self.sock
+        if type(sock) is not socket.socket or self.has_buffered():
+            return False  # TLS cannot peek; buffered bytes are a reply still to read
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+        if not poller.poll(0):
+            return False
+        try:
+            return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def has_buffered(self) -> bool:
         """True when reply bytes already read from the socket are waiting to be parsed."""
         if self._pos < len(self._buf) or (self._reader is not None and self._reader.has_data()):
@@ -346,6 +367,11 @@ class Wire:
     def send_packed(self, data: bytes) -> None:
         """Write already RESP-encoded commands."""
         self.connect()
+        if not self._deferred and time.monotonic() - self._last_io >= IDLE_CHECK and self._closed_by_peer():
+            # nothing of this command was sent, so it is safe to send on a new connection
+            logger.debug("Redis closed the idle %s connection (restart?); reconnecting", self.name)
+            self.disconnect()
+            self.connect()
         try:
             self.sock.sendall(data)
         except OSError as exc:
