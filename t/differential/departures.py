@@ -146,6 +146,27 @@ def _redis_stale_bindings(operation: str, theirs: Any, ours: Any) -> bool:
     )
 
 
+def _all_redelivered(view: Any) -> bool:
+    views = view if isinstance(view, list) else [view]
+    return bool(views) and all(isinstance(v, dict) and v.get("redelivered") is True for v in views)
+
+
+def _redis_restore_order(operation: str, theirs: Any, ours: Any) -> bool:
+    # messages a closed channel gave back come out in delivery order on kombu_like, in
+    # reverse on Kombu's Redis transport: the same kind of redelivered message, another one
+    if operation not in ("redis:get", "redis:consume") or not (theirs.kind == ours.kind == "ok"):
+        return False
+    if not (_all_redelivered(theirs.value) and _all_redelivered(ours.value)):
+        return False
+    keys = ("redelivered", "consumer_tag")
+
+    def shape(view: Any) -> Any:
+        views = view if isinstance(view, list) else [view]
+        return [{k: v for k, v in _without(item, keys).items() if k != "payload"} for item in views]
+
+    return bool(shape(theirs.value) == shape(ours.value))
+
+
 DEPARTURES: tuple[Departure, ...] = (
     Departure("narrower-exception", "Exceptions are at least as specific", _narrower_exception),
     Departure("delete-returns-count", "Queue.delete() returns a count", _delete_returns_count),
@@ -153,6 +174,11 @@ DEPARTURES: tuple[Departure, ...] = (
     Departure("redis-empty-queue-exists", "An empty queue exists on Redis", _redis_empty_queue_exists),
     Departure("amqp-empty-reply", "AMQP methods without a reply value return None", _amqp_empty_reply),
     Departure("redis-stale-bindings", "Deleting a queue removes its bindings", _redis_stale_bindings),
+    Departure(
+        "redis-restore-order",
+        "Messages given back by a closed channel keep their order on Redis",
+        _redis_restore_order,
+    ),
     Departure(
         "delivery-info",
         "Deliveries say whether they are redelivered / Deliveries name their consumer tag",
