@@ -120,3 +120,23 @@ def test_the_first_commands_after_a_server_restart_go_to_the_new_server(tmp_path
             message.ack()
     finally:
         conn.release()
+
+
+def test_global_keyprefix_none_is_no_prefix_as_in_kombu(redis_url: str) -> None:
+    import kombu
+
+    queue = Queue(f"noprefix-{uuid.uuid4().hex}")
+    with Connection(redis_url, transport_options={"global_keyprefix": None}) as conn:
+        Producer(conn).publish("plain keys", routing_key=queue.name, declare=[queue])
+    with kombu.Connection(redis_url, transport_options={"global_keyprefix": None}) as theirs:
+        simple = theirs.SimpleQueue(queue.name)
+        message = simple.get(timeout=5)
+        assert message.payload == "plain keys"
+        message.ack()
+        simple.queue.delete()
+
+
+@pytest.mark.parametrize("value", [["ssl_cert_reqs", "none"], "ssl_cert_reqs=none", 3])
+def test_connection_kwargs_that_is_not_a_mapping_is_refused_by_name(value: Any, redis_url: str) -> None:
+    with pytest.raises(ValueError, match="connection_kwargs.*mapping"):
+        Connection(redis_url, transport_options={"connection_kwargs": value}).connect()

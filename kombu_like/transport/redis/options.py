@@ -162,8 +162,16 @@ class RedisOptions(TransportOptions):
     @classmethod
     def from_transport_options(cls, options: Mapping[str, Any] | None) -> RedisOptions:  # type: ignore[override]
         """Read ``options``, converting strings from URL queries and checking values."""
-        options = options or {}
+        options = dict(options or {})
         cls.warn_unknown(options)
+        if "global_keyprefix" in options and options["global_keyprefix"] is None:
+            options["global_keyprefix"] = ""  # Kombu reads None as no prefix
+        extra = options.get("connection_kwargs")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise ValueError(
+                "Redis transport option 'connection_kwargs' must be a mapping of redis-py connection "
+                f"arguments, not {type(extra).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         hints = typing.get_type_hints(cls)
         values = {
