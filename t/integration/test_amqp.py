@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -1249,3 +1250,47 @@ def test_delivery_interrupted_by_a_timeout_is_finished_by_the_next_call(amqp_url
             assert got == []
             conn.drain_events(timeout=1)
             assert got == [body]
+
+
+def test_kombu_connection_keys_in_transport_options_are_honoured(amqp_url: str, unique_name: str) -> None:
+    # Kombu's py-amqp transport passes every transport option to the driver connection,
+    # where these override the Connection arguments of the same name.
+    import kombu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # honoured: no "not supported" warning
+        for connection_class in (kombu.Connection, Connection):
+            with connection_class(amqp_url, heartbeat=0, transport_options={"heartbeat": 7}) as conn:
+                conn.connect()
+                assert conn.get_heartbeat_interval() == 7, connection_class
+
+            conn = connection_class(amqp_url, transport_options={"login_method": "EXTERNAL"})
+            with pytest.raises(Exception, match="EXTERNAL"):  # RabbitMQ offers PLAIN and AMQPLAIN only
+                conn.connect()
+            conn.release()
+
+            conn = connection_class(amqp_url, ssl=False, transport_options={"ssl": True})
+            with pytest.raises(Exception, match="WRONG_VERSION_NUMBER"):  # TLS to the plain port
+                conn.connect()
+            conn.release()
+
+    with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy:
+        url = proxy.url_for(amqp_url)
+        # read_timeout is the reply time limit, as rpc_timeout is
+        with Connection(url, transport_options={"read_timeout": 1}) as conn:
+            channel = conn.channel()
+            proxy.stall()
+            started = time.monotonic()
+            with pytest.raises(ConnectionTimeout):
+                Queue(unique_name, durable=False)(channel).declare()
+            assert time.monotonic() - started < 5
+            proxy.stall(False)
+        # connect_timeout bounds the login on a broker that does not answer
+        proxy.stall()
+        conn = Connection(url, connect_timeout=30, transport_options={"connect_timeout": 1, "read_timeout": 30})
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            conn.connect()
+        assert time.monotonic() - started < 5
+        conn.release()
+        proxy.stall(False)

@@ -117,7 +117,9 @@ class Transport(base.Transport):
     ``track_confirms`` (confirm mode without waiting, on by default),
     ``rpc_timeout`` (reply time limit of synchronous methods), ``write_timeout``,
     ``client_properties``, ``on_blocked(reason)`` / ``on_unblocked()``, ``frame_max``,
-    ``channel_max``, ``socket_settings``, ``login_response``, ``locale``.
+    ``channel_max``, ``socket_settings``, ``login_response``, ``locale``; as on Kombu,
+    ``connect_timeout``, ``heartbeat``, ``ssl`` and ``login_method`` override the
+    Connection arguments of the same name, and ``read_timeout`` is ``rpc_timeout``.
     """
 
     driver_type = "amqp"
@@ -186,7 +188,10 @@ class Transport(base.Transport):
         # confirm mode without waiting: counts and gets see earlier publishes, nacks are logged
         self.track_confirms = self.options.track_confirms
         self.confirm_timeout = float(self.options.confirm_timeout or DEFAULT_CONFIRM_TIMEOUT)
-        self.rpc_timeout = float(self.options.rpc_timeout or DEFAULT_RPC_TIMEOUT)
+        rpc_timeout = self.options.rpc_timeout
+        if "rpc_timeout" not in options and self.options.read_timeout is not None:
+            rpc_timeout = self.options.read_timeout  # Kombu's key for the same limit
+        self.rpc_timeout = float(rpc_timeout or DEFAULT_RPC_TIMEOUT)
         self.write_timeout = float(self.options.write_timeout or DEFAULT_WRITE_TIMEOUT)
 
     # -- connection lifecycle ---------------------------------------------------------
@@ -200,12 +205,24 @@ class Transport(base.Transport):
             "login_method": "PLAIN",
         }
 
+    def _ssl_setting(self) -> Any:
+        """``Connection(ssl=)``, unless the ``ssl`` transport option overrides it."""
+        if self.options.ssl is not None:
+            return self.options.ssl
+        return self.client.ssl
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to connect and log in: the transport option, else the connection's."""
+        return float(self.options.connect_timeout or self.client.connect_timeout or 5)
+
     def _wants_ssl(self) -> bool:
-        return bool(self.client.ssl)
+        return bool(self._ssl_setting())
 
     def _ssl_options(self, hostname: str) -> tuple[Any, ssl.SSLContext | None, str | None]:
-        """``(ssl option for the driver, SSLContext, server_hostname)`` from ``client.ssl``."""
-        value = self.client.ssl
+        """``(ssl option for the driver, SSLContext, server_hostname)`` from the ``ssl``
+        setting."""
+        value = self._ssl_setting()
         if not value:
             return False, None, None
         if isinstance(value, ssl.SSLContext):
@@ -243,13 +260,13 @@ class Transport(base.Transport):
             "platform": f"Python {sys.version.split()[0]}",
             **dict(options.client_properties or {}),
         }
-        heartbeat = client.heartbeat or 0
-        connect_timeout = client.connect_timeout or 5
+        heartbeat = options.heartbeat if options.heartbeat is not None else (client.heartbeat or 0)
+        connect_timeout = self.connect_timeout
         params: dict[str, Any] = {
             "host": host,
             "userid": client.userid or defaults["userid"],
             "password": password if password is not None else defaults["password"],
-            "login_method": client.login_method or defaults["login_method"],
+            "login_method": options.login_method or client.login_method or defaults["login_method"],
             "virtual_host": client.virtual_host or "/",
             "ssl": ssl_option,
             "ssl_context": context,
@@ -358,7 +375,7 @@ class Transport(base.Transport):
         if isinstance(exc, socket.timeout):
             return ConnectionTimeout(
                 f"no answer from the broker at {self._uri()} in time (connect_timeout="
-                f"{self.client.connect_timeout} s, rpc_timeout={self.rpc_timeout:g} s): {exc or 'timed out'}"
+                f"{self.connect_timeout:g} s, rpc_timeout={self.rpc_timeout:g} s): {exc or 'timed out'}"
             )
         if isinstance(exc, BlockingIOError):
             return ConnectionTimeout(
@@ -416,7 +433,7 @@ class SSLTransport(Transport):
         return True
 
     def _ssl_options(self, hostname: str) -> tuple[Any, ssl.SSLContext | None, str | None]:
-        if not self.client.ssl:
+        if not self._ssl_setting():
             return True, None, None
         return super()._ssl_options(hostname)
 

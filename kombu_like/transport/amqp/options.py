@@ -55,6 +55,23 @@ class AMQPOptions(TransportOptions):
     locale: str | None = option(None, "the AMQP locale, passed to the driver")
     authentication: Any = option(None, "SASL mechanisms, passed to the driver")
     on_tune_ok: Callable[..., Any] | None = option(None, "called with the tuned parameters, passed to the driver")
+    # Kombu's py-amqp transport hands every key to the driver connection, so these
+    # override the Connection arguments of the same name there; they do here too.
+    read_timeout: float | None = option(
+        None, "Kombu's name for the reply time limit: used as ``rpc_timeout`` when that is not given"
+    )
+    connect_timeout: float | None = option(
+        None, "seconds to connect and log in; overrides ``Connection(connect_timeout=)``"
+    )
+    heartbeat: float | None = option(
+        None, "heartbeat interval to negotiate, in seconds (0: none); overrides ``Connection(heartbeat=)``"
+    )
+    ssl: Any = option(
+        None, "TLS as ``Connection(ssl=)`` takes it (True, a dict of ssl options, an SSLContext); overrides it"
+    )
+    login_method: str | None = option(
+        None, "SASL mechanism (``PLAIN``, ``AMQPLAIN``, ``EXTERNAL`` ...); overrides ``Connection(login_method=)``"
+    )
 
     def check(self) -> None:
         for name, default in (
@@ -67,3 +84,9 @@ class AMQPOptions(TransportOptions):
                 setattr(self, name, default)  # as before: unset or 0 means the default
             elif value < 0:
                 self.refuse(name, "a positive number of seconds")
+        for name in ("read_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                self.refuse(name, "a positive number of seconds")
+        if self.heartbeat is not None and self.heartbeat < 0:
+            self.refuse("heartbeat", "a number of seconds (0: no heartbeats)")
