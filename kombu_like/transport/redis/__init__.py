@@ -51,7 +51,8 @@ DEFAULT_SENTINEL_PORT = 26379
 
 #: ``scheme://user:password@`` as redis-py echoes a host back into its messages (a
 #: mis-written URL puts the credentials into the host name)
-_URL_CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^\s/@:]*:)([^\s@]+)(@)")
+#: (to the last "@" of the word: a password may hold "@" itself)
+_URL_CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^\s/@:]*:)(\S+)(@)")
 
 _MISSING_DRIVER = 'The Redis transport needs the redis package: pip install "kombu_like[redis]"'
 
@@ -251,11 +252,11 @@ class Transport(VirtualTransport):
 
     def _scrub(self, text: str) -> str:
         """``text`` without credentials: those of any URL in it and the configured password."""
-        text = _URL_CREDENTIALS.sub(r"\1**\3", text)
+        # the configured password first: one holding "@" would end the URL pattern early
         password = self.client.password
         if password and len(str(password)) > 1:
             text = text.replace(str(password), "**")
-        return text
+        return _URL_CREDENTIALS.sub(r"\1**\3", text)
 
     def _scrub_driver_error(self, exc: BaseException) -> None:
         """Remove credentials from the driver's own error too: it is kept as ``__cause__``
