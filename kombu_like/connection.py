@@ -22,7 +22,7 @@ from .exceptions import (
 from .retry import NEVER_RETRIED, RetryPolicy
 from .transport import check_transport_name, resolve_transport
 from .transport.base import Channel, Transport
-from .utils.url import as_url, maybe_sanitize_url, parse_url, url_to_parts
+from .utils.url import as_url, maybe_sanitize_url, parse_url, scrub_credentials, url_to_parts
 
 if TYPE_CHECKING:
     from .messaging import Consumer, Producer
@@ -932,7 +932,7 @@ def _gave_up_message(failures: list[tuple[str, BaseException]]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(maybe_sanitize_url(str(exc)))
+    text = scrub_credentials(str(exc))
     return text if isinstance(exc, KombuError) else f"{type(exc).__name__}: {text}"
 
 

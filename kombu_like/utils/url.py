@@ -7,6 +7,7 @@ Passwords never leave this module unmasked unless a caller asks for them explici
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import Mapping
 from functools import partial
@@ -192,6 +193,17 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
     if at == -1:
         return None, rest
     return rest[:at], rest[at + 1 :]
+
+
+#: ``scheme://user:password@`` inside free text (to the last "@" of the word: a password
+#: may hold "@" itself)
+_URL_CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^\s/@:]*:)(\S+)(@)")
+
+
+def scrub_credentials(text: str, mask: str = "**") -> str:
+    """``text`` (an error message, a log line) with the password of every URL in it masked;
+    unlike :func:`sanitize_url` it leaves the rest of the text as it is."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{mask}{m.group(3)}", text)
 
 
 def maybe_sanitize_url(url: Any, mask: str = "**") -> Any:

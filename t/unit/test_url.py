@@ -160,3 +160,26 @@ def test_a_malformed_url_is_refused_saying_what_is_wrong(url: str, problem: str)
 def test_a_duration_that_is_not_a_number_is_refused_naming_it(name: str) -> None:
     with pytest.raises(ValueError, match=f"{name} must be a number of seconds, not 'abc'"):
         kombu_like.Connection(f"amqp://guest:guest@localhost//?{name}=abc")
+
+
+def test_scrub_credentials_masks_passwords_in_free_text_and_keeps_the_rest() -> None:
+    from kombu_like.utils.url import scrub_credentials
+
+    text = "Error -2 connecting to sentinel://:s3cr@t@host:6379. Name or service not known."
+    assert scrub_credentials(text) == "Error -2 connecting to sentinel://:**@host:6379. Name or service not known."
+    assert scrub_credentials("no url here: a:b@c") == "no url here: a:b@c"
+    assert scrub_credentials("amqp://u:p@h/ and redis://:q@r/0") == "amqp://u:**@h/ and redis://:**@r/0"
+
+
+def test_a_failed_connect_names_the_driver_error_without_garbling_it() -> None:
+    from kombu_like import Connection
+    from kombu_like.exceptions import OperationalError
+
+    # a mis-written URL: redis-py echoes the host, password and all, into its message
+    conn = Connection("redis+sentinel://:pw@x@no-such-host.invalid:26379/0", connect_timeout=1)
+    with pytest.raises(OperationalError) as info:
+        conn.ensure_connection(max_retries=0)
+    message = str(info.value)
+    assert "pw@x" not in message
+    # the driver's sentence is kept as it was written, not parsed as if it were a URL
+    assert message.endswith("Name or service not known."), message

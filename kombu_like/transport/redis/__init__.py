@@ -17,7 +17,6 @@ URLs::
 from __future__ import annotations
 
 import logging
-import re
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,15 +43,13 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisChannel", "RedisConnection", "RedisOptions", "SentinelTransport", "Transport"]
 
+from ...utils.url import scrub_credentials
+
 logger = logging.getLogger("kombu_like.transport.redis")
 
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 
-#: ``scheme://user:password@`` as redis-py echoes a host back into its messages (a
-#: mis-written URL puts the credentials into the host name)
-#: (to the last "@" of the word: a password may hold "@" itself)
-_URL_CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^\s/@:]*:)(\S+)(@)")
 
 _MISSING_DRIVER = 'The Redis transport needs the redis package: pip install "kombu_like[redis]"'
 
@@ -256,7 +253,9 @@ class Transport(VirtualTransport):
         password = self.client.password
         if password and len(str(password)) > 1:
             text = text.replace(str(password), "**")
-        return _URL_CREDENTIALS.sub(r"\1**\3", text)
+        # redis-py echoes a host back into its messages, and a mis-written URL puts the
+        # credentials into the host name
+        return scrub_credentials(text)
 
     def _scrub_driver_error(self, exc: BaseException) -> None:
         """Remove credentials from the driver's own error too: it is kept as ``__cause__``
