@@ -14,6 +14,7 @@ from typing import Any
 from .entity import Exchange, Queue
 from .message import Message
 from .messaging import Consumer, Producer
+from .transport.base import time_limit
 
 __all__ = ["SimpleBuffer", "SimpleQueue"]
 
@@ -45,8 +46,9 @@ class SimpleBase:
         """Return the next message; raise :class:`Empty` if none came within ``timeout``."""
         if not block:
             return self.get_nowait()
-        self._consume()
         deadline = None if timeout is None else time.monotonic() + timeout
+        with time_limit(timeout):  # starting to consume counts against the timeout too
+            self._consume()
         while True:
             if self.buffer:
                 return self.buffer.popleft()

@@ -19,8 +19,11 @@ from __future__ import annotations
 import functools
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from amqp.exceptions import ChannelError as _AMQPChannelError
@@ -41,7 +44,39 @@ __all__ = [
     "Transport",
     "driver_seam",
     "queue_declare_ok_t",
+    "time_left",
+    "time_limit",
 ]
+
+#: when the call the current thread is in must be over (``time_limit``), else None
+_CALL_DEADLINE: ContextVar[float | None] = ContextVar("kombu_like_call_deadline", default=None)
+
+
+@contextmanager
+def time_limit(timeout: float | None) -> Iterator[None]:
+    """Bound the synchronous broker calls made inside the block (declares, consume, qos
+    ...) by ``timeout`` seconds from now, for a call that has a timeout of its own
+    (``SimpleQueue.get(timeout=2)``); ``None`` adds no limit.  Nested limits: the earliest
+    wins.  Transports read it through :func:`time_left`."""
+    if timeout is None:
+        yield
+        return
+    deadline = monotonic() + timeout
+    outer = _CALL_DEADLINE.get()
+    token = _CALL_DEADLINE.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield
+    finally:
+        _CALL_DEADLINE.reset(token)
+
+
+def time_left(limit: float) -> float:
+    """``limit`` seconds, or what is left of an earlier :func:`time_limit` (never below a
+    millisecond, so a wait still looks once)."""
+    deadline = _CALL_DEADLINE.get()
+    if deadline is None:
+        return limit
+    return max(min(limit, deadline - monotonic()), 0.001)
 
 
 class queue_declare_ok_t(NamedTuple):  # noqa: N801 - AMQP/Kombu name

@@ -1294,3 +1294,18 @@ def test_kombu_connection_keys_in_transport_options_are_honoured(amqp_url: str, 
         assert time.monotonic() - started < 5
         conn.release()
         proxy.stall(False)
+
+
+def test_simple_queue_get_timeout_bounds_starting_to_consume(amqp_url: str, unique_name: str) -> None:
+    # get(timeout=2) on a broker that stopped answering: the queue declare and
+    # basic.consume made by the first get count against the 2 s, not rpc_timeout's 30
+    with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy:
+        with Connection(proxy.url_for(amqp_url)) as conn:
+            conn.connect()
+            queue = conn.SimpleQueue(unique_name, queue_opts={"durable": False, "auto_delete": True})
+            proxy.stall()
+            started = time.monotonic()
+            with pytest.raises((OperationalError, queue.Empty)):
+                queue.get(timeout=1)
+            assert time.monotonic() - started < 4
+            proxy.stall(False)

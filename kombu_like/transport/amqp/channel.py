@@ -26,7 +26,7 @@ from ...exceptions import (
 )
 from ...message import Message
 from .. import base
-from ..base import queue_declare_ok_t
+from ..base import queue_declare_ok_t, time_left
 from . import compat
 from .confirms import Confirms
 from .framing import (
@@ -156,7 +156,7 @@ class Channel(base.Channel):
         """
         connection = self.connection
         connection.buffered_transport  # noqa: B018 - raises when the connection is closed
-        with self._rpc_lock, connection.reply_timeout(self._rpc_timeout):
+        with self._rpc_lock, connection.reply_timeout(time_left(self._rpc_timeout)):
             channel_id = self._raw.channel_id
             threads = connection.rpc_threads
             threads[channel_id] = threading.get_ident()
