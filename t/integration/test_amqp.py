@@ -9,6 +9,7 @@ connection (raising a real alarm would block every other user of the shared brok
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import socket
@@ -198,6 +199,7 @@ class Relay:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
+        self._socket_locks: dict[socket.socket, threading.Lock] = {}
         self.tls_errors: list[BaseException] = []
         self._spawn(self._accept)
 
@@ -224,8 +226,14 @@ class Relay:
                     continue
             upstream = socket.create_connection(self.upstream, timeout=5)
             for sock in (client, upstream):
-                sock.settimeout(0.05)
+                # reads wait for readability with select() (a short poll of the stop flag);
+                # writes may block for a while: a timed-out sendall would leave an unknown
+                # part of a frame sent, so the relay would have to cut the connection
+                sock.settimeout(5)
                 self._sockets.append(sock)
+                # one thread reads and another writes each socket; an SSL socket must not
+                # be used by two threads at once (OpenSSL's state is shared)
+                self._socket_locks[sock] = threading.Lock()
             queue: list[bytes] = []
             with self._lock:
                 self._injections.append(queue)
@@ -234,11 +242,19 @@ class Relay:
 
     def _recv(self, sock: socket.socket) -> bytes | None:
         try:
-            return sock.recv(65536)
+            pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+            if not pending and not select.select([sock], [], [], 0.05)[0]:
+                return None
+            with self._socket_locks[sock]:
+                return sock.recv(65536)
         except (socket.timeout, ssl.SSLWantReadError):
             return None
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket closed meanwhile
             return b""
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        with self._socket_locks[sock]:
+            sock.sendall(data)
 
     def _pump_raw(self, source: socket.socket, dest: socket.socket) -> None:
         while not self._stop.is_set():
@@ -248,7 +264,7 @@ class Relay:
             if not data:
                 break
             try:
-                dest.sendall(data)
+                self._send(dest, data)
             except OSError:
                 break
         self._close(source, dest)
@@ -272,9 +288,9 @@ class Relay:
                 extra, injections[:] = list(injections), []
             try:
                 if out:
-                    dest.sendall(out)
+                    self._send(dest, out)
                 for frame in extra:
-                    dest.sendall(frame)
+                    self._send(dest, frame)
             except OSError:
                 break
         self._close(source, dest)
