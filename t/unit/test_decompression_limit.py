@@ -137,7 +137,9 @@ def test_negative_limit_is_refused(conn: Connection) -> None:
         Consumer(conn, [Queue("limit_negative")], max_decompressed_size=-1)
 
 
-def test_accept_check_comes_before_decompression(conn: Connection) -> None:
+@pytest.fixture
+def counted() -> Iterator[list[int]]:
+    """A compression method, application/x-counted, that records each decompression."""
     calls: list[int] = []
 
     def counting_decoder(data: Any) -> bytes:
@@ -146,32 +148,40 @@ def test_accept_check_comes_before_decompression(conn: Connection) -> None:
 
     compression.register(lambda d: bytes(d), counting_decoder, "application/x-counted")
     try:
-        queue = Queue("accept_first")
-        Producer(conn).publish(
-            b"a: 1",
-            routing_key=queue.name,
-            declare=[queue],
-            content_type="application/x-yaml",
-            content_encoding="utf-8",
-            compression="application/x-counted",
-        )
-        bodies, [error] = consume_one(conn, queue, accept=["json"])
-        assert isinstance(error, ContentDisallowed)
-        assert calls == []
-        # accepted content is decompressed, once
-        Producer(conn).publish(
-            b'{"a": 1}',
-            routing_key=queue.name,
-            content_type="application/json",
-            content_encoding="utf-8",
-            compression="application/x-counted",
-        )
-        bodies, errors = consume_one(conn, queue, accept=["json"])
-        assert bodies == [{"a": 1}] and not errors
-        assert len(calls) == 1
+        yield calls
     finally:
         for table in (compression._encoders, compression._decoders, compression._names, compression._aliases):
             table.pop("application/x-counted", None)
+
+
+def publish_refused_yaml(conn: Connection, queue: Queue) -> None:
+    Producer(conn).publish(
+        b"a: 1",
+        routing_key=queue.name,
+        declare=[queue],
+        content_type="application/x-yaml",
+        content_encoding="utf-8",
+        compression="application/x-counted",
+    )
+
+
+def test_accept_check_comes_before_decompression(conn: Connection, counted: list[int]) -> None:
+    queue = Queue("accept_first")
+    publish_refused_yaml(conn, queue)
+    bodies, [error] = consume_one(conn, queue, accept=["json"])
+    assert isinstance(error, ContentDisallowed)
+    assert counted == []
+    # accepted content is decompressed, once
+    Producer(conn).publish(
+        b'{"a": 1}',
+        routing_key=queue.name,
+        content_type="application/json",
+        content_encoding="utf-8",
+        compression="application/x-counted",
+    )
+    bodies, errors = consume_one(conn, queue, accept=["json"])
+    assert bodies == [{"a": 1}] and not errors
+    assert len(counted) == 1
 
 
 def test_on_message_consumers_get_the_body_decompressed(conn: Connection) -> None:
@@ -205,42 +215,24 @@ def test_zstd_with_only_the_zstandard_package(monkeypatch: pytest.MonkeyPatch) -
 
 
 # -- Queue.get and SimpleQueue.get ----------------------------------------------------------
-def test_queue_get_checks_accept_before_decompressing(conn: Connection) -> None:
-    calls: list[int] = []
-
-    def counting_decoder(data: Any) -> bytes:
-        calls.append(len(data))
-        return bytes(data)
-
-    compression.register(lambda d: bytes(d), counting_decoder, "application/x-counted-get")
-    try:
-        queue = Queue("get_accept_first")
+def test_queue_get_checks_accept_before_decompressing(conn: Connection, counted: list[int]) -> None:
+    queue = Queue("get_accept_first")
+    publish_refused_yaml(conn, queue)
+    message = queue(conn.default_channel).get(accept=["json"])
+    assert message is not None
+    with pytest.raises(ContentDisallowed):
+        message.decode()
+    assert counted == []
+    with conn.SimpleQueue(queue, accept=["json"]) as simple:
         Producer(conn).publish(
-            b"a: 1",
+            b'{"a": 1}',
             routing_key=queue.name,
-            declare=[queue],
-            content_type="application/x-yaml",
+            content_type="application/json",
             content_encoding="utf-8",
-            compression="application/x-counted-get",
+            compression="application/x-counted",
         )
-        message = queue(conn.default_channel).get(accept=["json"])
-        assert message is not None
-        with pytest.raises(ContentDisallowed):
-            message.decode()
-        assert calls == []
-        with conn.SimpleQueue(queue, accept=["json"]) as simple:
-            Producer(conn).publish(
-                b'{"a": 1}',
-                routing_key=queue.name,
-                content_type="application/json",
-                content_encoding="utf-8",
-                compression="application/x-counted-get",
-            )
-            assert simple.get(timeout=2).payload == {"a": 1}
-        assert len(calls) == 1
-    finally:
-        for table in (compression._encoders, compression._decoders, compression._names, compression._aliases):
-            table.pop("application/x-counted-get", None)
+        assert simple.get(timeout=2).payload == {"a": 1}
+    assert len(counted) == 1
 
 
 def test_queue_get_honours_the_transport_option_limit(conn: Connection) -> None:
