@@ -222,6 +222,34 @@ def test_properties_decode_as_encoded(props: dict[str, Any]) -> None:
     assert compat.decode_properties(b"\x00" * 12 + encoded, 12) == props
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    content_type=st.text(max_size=30),
+    content_encoding=st.text(max_size=10),
+    delivery_mode=st.sampled_from([1, 2]),
+    priority=st.integers(0, 255),
+)
+def test_repeated_common_properties_decode_as_encoded(
+    content_type: str, content_encoding: str, delivery_mode: int, priority: int
+) -> None:
+    props = {
+        "content_type": content_type,
+        "content_encoding": content_encoding,
+        "application_headers": {},
+        "delivery_mode": delivery_mode,
+        "priority": priority,
+    }
+    # the second time they come from the encodings kept for repeated properties
+    first, again = encode_properties(props), encode_properties(props)
+    assert first == again
+    assert compat.decode_properties(b"\x00" * 12 + again, 12) == props
+    # a value equal to a kept one but of another type is encoded (and refused) afresh
+    with pytest.raises(struct.error):
+        encode_properties({**props, "delivery_mode": float(delivery_mode)})
+    with_header = encode_properties({**props, "application_headers": {"a": 1}})
+    assert compat.decode_properties(b"\x00" * 12 + with_header, 12)["application_headers"] == {"a": 1}
+
+
 def test_oversized_short_string_property_is_an_encode_error() -> None:
     with pytest.raises(EncodeError, match="correlation_id"):
         encode_properties({"correlation_id": "x" * 256})

@@ -350,6 +350,11 @@ class Channel(base.Channel):
         )
 
     def _args_for(self, exchange: str | None, routing_key: str | None, mandatory: bool, immediate: bool) -> bytes:
+        try:
+            # the arguments as given are a key too: a publisher repeats the same ones
+            return self._publish_args[exchange, routing_key, mandatory, immediate]  # type: ignore[index]
+        except (KeyError, TypeError):
+            pass
         key = (exchange or "", routing_key or "", bool(mandatory), bool(immediate))
         args = self._publish_args.get(key)
         if args is None:
@@ -372,6 +377,10 @@ class Channel(base.Channel):
             if len(self._publish_args) > 1024:
                 self._publish_args.clear()
             self._publish_args[key] = args
+        try:
+            self._publish_args[exchange, routing_key, mandatory, immediate] = args  # type: ignore[index]
+        except TypeError:  # an unhashable flag: looked up by the normalised key only
+            pass
         return args
 
     def _frames(self, raw: Any, message: Any, args: bytes) -> bytes:
@@ -387,13 +396,16 @@ class Channel(base.Channel):
         transport = connection.buffered_transport
         with transport.write_lock:
             if confirms is None:
-                transport.write(data)
+                transport.write_held(data)
                 connection.bytes_sent += 1
                 return 0, 0
             # numbered before the write: the reading thread may see the ack before write returns
-            first, last = confirms.sent(count)
+            if count == 1:
+                first = last = confirms.sent_one()
+            else:
+                first, last = confirms.sent(count)
             try:
-                transport.write(data)
+                transport.write_held(data)
             except BaseException:
                 confirms.abandon(first, last)
                 raise
@@ -423,9 +435,16 @@ class Channel(base.Channel):
         confirms = self._confirms
         if confirms is not None and not compat.is_confirm_selected(raw):
             confirms = self._select_confirms()
-        data = self._frames(raw, message, self._args_for(exchange, routing_key, mandatory, immediate))
+        args = self._args_for(exchange, routing_key, mandatory, immediate)
+        try:
+            data = publish_frames(raw.channel_id, args, message, connection.frame_max)
+        except ENCODING_ERRORS as exc:
+            raise EncodeError(f"cannot encode the message for AMQP (headers or properties): {exc}") from exc
         if confirms is None or not (mandatory or self._wait_each):
-            self._write_publish(data, confirms, timeout)
+            if timeout is None:
+                self._write_counted(data, 1, confirms)
+            else:
+                self._write_publish(data, confirms, timeout)
             if confirms is not None:
                 connection.unsettled.add(self)
             return

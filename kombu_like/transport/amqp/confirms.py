@@ -31,6 +31,14 @@ class Confirms:
             self.pending.extend(range(first, self.next_seq))
             return first, self.next_seq - 1
 
+    def sent_one(self) -> int:
+        """:meth:`sent` for one message: its number."""
+        with self._lock:
+            seq = self.next_seq
+            self.next_seq = seq + 1
+            self.pending.append(seq)
+            return seq
+
     def resolve(self, tag: int, multiple: bool, ok: bool) -> None:
         with self._lock:
             pending = self.pending

@@ -98,8 +98,40 @@ def _shortstr(name: str, value: Any) -> bytes:
     return bytes((len(data),)) + data
 
 
+#: most publishes of a process carry the same properties (content type and encoding,
+#: delivery mode, priority, no headers): their encoded list, by those four values
+_COMMON_PROPERTIES: dict[tuple[str, str, int, int], bytes] = {}
+
+
 def encode_properties(properties: Mapping[str, Any]) -> bytes:
     """The property flags and list of an AMQP ``basic`` content header."""
+    if len(properties) == 5:
+        get = properties.get
+        headers = get("application_headers")
+        content_type = get("content_type")
+        content_encoding = get("content_encoding")
+        delivery_mode = get("delivery_mode")
+        priority = get("priority")
+        if (
+            type(headers) is dict
+            and not headers
+            and type(content_type) is str
+            and type(content_encoding) is str
+            and type(delivery_mode) is int
+            and type(priority) is int
+        ):
+            key = (content_type, content_encoding, delivery_mode, priority)
+            encoded = _COMMON_PROPERTIES.get(key)
+            if encoded is None:
+                encoded = _encode_properties(properties)
+                if len(_COMMON_PROPERTIES) >= 64:
+                    _COMMON_PROPERTIES.clear()
+                _COMMON_PROPERTIES[key] = encoded
+            return encoded
+    return _encode_properties(properties)
+
+
+def _encode_properties(properties: Mapping[str, Any]) -> bytes:
     flags = 0
     parts = [b""]
     for bit, name, kind in _BASIC_PROPERTIES:
@@ -119,31 +151,47 @@ def encode_properties(properties: Mapping[str, Any]) -> bytes:
     return b"".join(parts)
 
 
+_BASIC_CLASS_ID = spec.Basic.CLASS_ID
+#: whole ``basic.publish`` method frames, by (channel, encoded arguments): a publisher
+#: sends to a few exchanges and routing keys over and over
+_PUBLISH_METHOD_FRAMES: dict[tuple[int, bytes], bytes] = {}
+
+
+def _method_frame(channel_id: int, args: bytes) -> bytes:
+    key = (channel_id, args)
+    frame = _PUBLISH_METHOD_FRAMES.get(key)
+    if frame is None:
+        method = PUBLISH_METHOD + args
+        frame = FRAME_HEADER.pack(1, channel_id, len(method)) + method + FRAME_END
+        if len(_PUBLISH_METHOD_FRAMES) >= 1024:
+            _PUBLISH_METHOD_FRAMES.clear()
+        _PUBLISH_METHOD_FRAMES[key] = frame
+    return frame
+
+
 def publish_frames(channel_id: int, args: bytes, message: Any, frame_max: int) -> bytes:
     """The ``basic.publish`` method, content header and body frames of ``message``."""
     body = message.body
     if isinstance(body, str):
         # like the driver: text goes out in its declared encoding (utf-8 unless told)
         body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
-    method = PUBLISH_METHOD + args
-    header = CONTENT_HEADER.pack(spec.Basic.CLASS_ID, 0, len(body)) + encode_properties(message.properties)
-    parts: list[Any] = [
-        FRAME_HEADER.pack(1, channel_id, len(method)),
-        method,
-        FRAME_END,
-        FRAME_HEADER.pack(2, channel_id, len(header)),
-        header,
-        FRAME_END,
-    ]
+    size = len(body)
+    header = CONTENT_HEADER.pack(_BASIC_CLASS_ID, 0, size) + encode_properties(message.properties)
+    method = _method_frame(channel_id, args)
+    header_frame = FRAME_HEADER.pack(2, channel_id, len(header))
     chunk = frame_max - 8
-    if len(body) <= chunk:
-        if body:
-            parts += (FRAME_HEADER.pack(3, channel_id, len(body)), body, FRAME_END)
-    else:
-        view = memoryview(body)
-        for start in range(0, len(body), chunk):
-            piece = view[start : start + chunk]
-            parts += (FRAME_HEADER.pack(3, channel_id, len(piece)), piece, FRAME_END)
+    if size <= chunk:
+        if not size:
+            return b"".join((method, header_frame, header, FRAME_END))
+        # one join for the whole message: this runs for every publish
+        return b"".join(
+            (method, header_frame, header, FRAME_END, FRAME_HEADER.pack(3, channel_id, size), body, FRAME_END)
+        )
+    parts: list[Any] = [method, header_frame, header, FRAME_END]
+    view = memoryview(body)
+    for start in range(0, size, chunk):
+        piece = view[start : start + chunk]
+        parts += (FRAME_HEADER.pack(3, channel_id, len(piece)), piece, FRAME_END)
     return b"".join(parts)
 
 
@@ -278,11 +326,15 @@ class BufferedFrames:
     # -- writes ------------------------------------------------------------------------
     def write(self, s: Any) -> None:
         """Send ``s`` (whole frames) in one piece."""
+        with self.write_lock:
+            self.write_held(s)
+
+    def write_held(self, s: Any) -> None:
+        """:meth:`write` for a caller that holds :attr:`write_lock` already."""
         try:
-            with self.write_lock:
-                if self.sock is None:  # closed by another thread (a close takes this lock)
-                    raise amqp_errors.RecoverableConnectionError("connection is closed")
-                raw_write(self, s)
+            if self.sock is None:  # closed by another thread (a close takes this lock)
+                raise amqp_errors.RecoverableConnectionError("connection is closed")
+            raw_write(self, s)
         except OSError:
             # a partial frame may have gone out: the connection cannot be used any more
             self.connected = False
