@@ -41,6 +41,7 @@ __all__ = [
     "ConformanceBase",
     "DeclarationTests",
     "DecodeErrorTests",
+    "EventLoopTests",
     "ExchangeTypeTests",
     "HeadersAndPropertiesTests",
     "PriorityTests",
@@ -1205,6 +1206,10 @@ class SeamTests(ConformanceBase):
         assert self.message_count(conn, queue) == 0
 
 
+# the event-loop tests build on ConformanceBase above
+from .eventloop import EventLoopTests  # noqa: E402
+
+
 class TransportConformance(
     PublishConsumeTests,
     ExchangeTypeTests,
@@ -1217,5 +1222,6 @@ class TransportConformance(
     PriorityTests,
     TTLTests,
     SeamTests,
+    EventLoopTests,
 ):
     """Every conformance test; subclass it as ``Test...`` with the transport's ``url``."""

@@ -435,6 +435,9 @@ class Transport:
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         """Hook the connection into an event loop (transports that support it)."""
 
+    def unregister_from_event_loop(self, connection: Any, loop: Any) -> None:
+        """Undo :meth:`register_with_event_loop` (transports that support it)."""
+
     def on_readable(self, connection: Any, loop: Any) -> None:
         """Called by an event loop when the connection's socket is readable."""
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .base import Capabilities
 from .options import TransportOptions, option
 from .virtual import BrokerState, Delivery, InMemoryBindings, QueueStore, VirtualTransport
+from .virtual.evloop import WakeupFd
 
 __all__ = [
     "Broker",
@@ -178,6 +179,14 @@ class Broker:
         self.waiters = 0
         #: exchanges and bindings, shared by every connection to this broker
         self.table = InMemoryBindings()
+        #: stores driven by an event loop -> the queues their loop waits on
+        self.watchers: dict[MemoryStore, frozenset[str]] = {}
+
+    def wake(self, queues: Iterable[str]) -> None:
+        """Signal the event loops waiting on any of ``queues`` (called with the lock held)."""
+        for store, watched in self.watchers.items():
+            if not watched.isdisjoint(queues):
+                store.wakeup_fd().signal()
 
     def peek(self, queue: str) -> list[dict[str, Any]]:
         """The envelopes waiting in ``queue``, in delivery order, without taking them."""
@@ -204,6 +213,7 @@ class MemoryStore(QueueStore):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.bindings = broker.table
+        self._wakeup: WakeupFd | None = None
 
     def _queue(self, name: str) -> _MemQueue:
         queue = self.broker.queues.get(name)
@@ -235,6 +245,8 @@ class MemoryStore(QueueStore):
             self._queue(queue).push(payload, priority)
             if broker.waiters:
                 broker.cond.notify_all()
+            if broker.watchers:
+                broker.wake((queue,))
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         broker = self.broker
@@ -243,6 +255,8 @@ class MemoryStore(QueueStore):
                 self._queue(queue).push(payload, priority)
             if broker.waiters:
                 broker.cond.notify_all()
+            if broker.watchers:
+                broker.wake({item[0] for item in items})
 
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         broker = self.broker
@@ -283,6 +297,8 @@ class MemoryStore(QueueStore):
                 self._queue(delivery.queue).push(payload, priority, front=True)
             if self.broker.waiters:
                 cond.notify_all()
+            if self.broker.watchers:
+                self.broker.wake({d.queue for d in deliveries})
 
     def purge(self, queue: str) -> int:
         with self.broker.cond:
@@ -299,6 +315,40 @@ class MemoryStore(QueueStore):
 
     def list_queues(self) -> list[str]:
         return sorted(self.broker.queues)
+
+    # -- driven by an event loop: an in-process wake-up descriptor, signalled on put ----
+    def wakeup_fd(self) -> WakeupFd:
+        """The descriptor a put to a watched queue makes readable."""
+        if self._wakeup is None or self._wakeup.closed:
+            self._wakeup = WakeupFd()
+        return self._wakeup
+
+    def event_fds(self) -> Sequence[Any]:
+        return [self.wakeup_fd()]
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        broker = self.broker
+        with broker.lock:
+            broker.watchers[self] = frozenset(queues)
+            # put between the take that found nothing and now: take again at once
+            return any(name in broker.queues and broker.queues[name].size for name in queues)
+
+    def on_readable(self, fd: int) -> bool:
+        return self._wakeup is not None and self._wakeup.clear()
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+        # expired messages are dropped as they are taken; there is nothing to do on a timer
+        return ()
+
+    def unwatch(self) -> None:
+        with self.broker.lock:
+            self.broker.watchers.pop(self, None)
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
+
+    def close(self) -> None:
+        self.unwatch()
 
 
 def _mark_redelivered(payload: dict[str, Any]) -> dict[str, Any]:

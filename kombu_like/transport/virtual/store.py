@@ -43,6 +43,7 @@ __all__ = [
     "GuardedStore",
     "InMemoryBindings",
     "QueueStore",
+    "drives_event_loop",
 ]
 
 
@@ -257,6 +258,48 @@ class QueueStore(ABC):
         put a copy into every bound queue instead."""
         return False
 
+    # -- optional: driven by an event loop ----------------------------------------------
+    # A store that overrides the four methods below can be driven by Kombu's Hub: the
+    # transport then declares ``capabilities.asynchronous`` (see
+    # :func:`drives_event_loop`).  The virtual layer calls them from the loop's thread
+    # only; none of them may block.  Takes under the loop are ``get(queues, 0, n)``.
+    def event_fds(self) -> Sequence[Any]:
+        """What the loop must watch for this store now: file descriptor numbers, or
+        objects with ``fileno()`` (sockets).
+
+        Asked again after every take and every readable event, so a descriptor that
+        changed is swapped in the loop.  An object is watched for as long as the same
+        object is returned: return the socket itself, so the new socket of a reconnect is
+        watched anew even when it got the old one's number.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        """Make one of :meth:`event_fds` readable once a message may be in ``queues``.
+
+        Called after ``get(queues, 0, ...)`` found nothing.  Returns True when one may be
+        there already (arrived between that take and this call): the loop takes again.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
+
+    def on_readable(self, fd: int) -> bool:
+        """``fd`` (one of :meth:`event_fds`) is readable: read what came without blocking.
+
+        Returns True when a take may now find messages.  A connection found closed
+        raises, as the driver raises it (the seam makes it a connection error).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+        """``(interval, function)`` pairs: the store's periodic work (restoring messages
+        past their visibility timeout, health checks ...), run from the loop's timer
+        instead of from inside a blocking take."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
+
+    def unwatch(self) -> None:
+        """The loop lets go of the store (the connection closes or leaves the loop)."""
+        return None
+
     def on_driver_error(self, exc: BaseException, queue: str | None = None) -> None:
         """Called with every error a store call raised, before it is translated.
 
@@ -269,6 +312,16 @@ class QueueStore(ABC):
     def close(self) -> None:
         """Release connections held by the store."""
         return None
+
+
+#: the methods a store overrides to be driven by an event loop
+EVENT_LOOP_HOOKS = ("event_fds", "watch", "on_readable", "periodic")
+
+
+def drives_event_loop(store: type[QueueStore] | QueueStore) -> bool:
+    """True when ``store`` (a class or an instance) overrides every event-loop hook."""
+    cls = store if isinstance(store, type) else type(store)
+    return all(getattr(cls, name) is not getattr(QueueStore, name) for name in EVENT_LOOP_HOOKS)
 
 
 #: ``translate(exc, queue)``: the transport's mapping of a store error onto the library's tree
@@ -465,6 +518,24 @@ class GuardedStore:
             return self.store.consumer_count(queue)
         except Exception as exc:
             self._fail(exc, queue)
+
+    def event_fds(self) -> Sequence[Any]:
+        try:
+            return self.store.event_fds()
+        except Exception as exc:
+            self._fail(exc)
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        try:
+            return self.store.watch(queues)
+        except Exception as exc:
+            self._fail(exc, _only_queue(queues))
+
+    def on_readable(self, fd: int) -> bool:
+        try:
+            return self.store.on_readable(fd)
+        except Exception as exc:
+            self._fail(exc)
 
     def call(self, method: Callable[[], Any], queue: str | None = None) -> Any:
         """Run ``method`` (anything else that talks to the driver) through the seam."""

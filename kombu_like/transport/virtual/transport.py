@@ -12,7 +12,8 @@ from ...exceptions import ConnectionError
 from ..base import Capabilities, Transport
 from ..options import TransportOptions
 from .channel import VirtualChannel
-from .store import Delivery, GuardedStore, QueueStore
+from .evloop import LoopDriver
+from .store import Delivery, GuardedStore, QueueStore, drives_event_loop
 
 if TYPE_CHECKING:
     from ...connection import Connection as ClientConnection
@@ -43,6 +44,8 @@ class VirtualConnection:
         # event costs a lock round trip, so acks skip it when nobody waits
         self._idle_waiters = 0
         self._rotation = 0
+        #: drives the connection from an event loop after register_with_event_loop
+        self.loop_driver: LoopDriver | None = None
 
     def channel(self) -> VirtualChannel:
         if not self.is_open:
@@ -60,10 +63,41 @@ class VirtualConnection:
 
     def consumers_changed(self) -> None:
         self._changed.set()
+        if self.loop_driver is not None:
+            self.loop_driver.schedule()
 
     def capacity_changed(self) -> None:
         if self._idle_waiters:
             self._changed.set()
+        if self.loop_driver is not None:
+            # prefetch room came back: consumers limited by it take again
+            self.loop_driver.schedule()
+
+    # -- the event-loop driver ------------------------------------------------------------
+    def register_with_event_loop(self, loop: Any) -> None:
+        """Deliver to this connection's consumers from ``loop`` (Kombu's Hub).
+
+        Registering with another loop leaves the previous one.
+        """
+        if not self.is_open:
+            raise ConnectionError("connection is closed")
+        self.unregister_from_event_loop()
+        driver = LoopDriver(self, loop)
+        self.loop_driver = driver
+        try:
+            driver.start()
+        except BaseException:
+            self.unregister_from_event_loop()
+            raise
+
+    def unregister_from_event_loop(self) -> None:
+        """Leave the event loop: none of the connection's descriptors stays watched."""
+        driver, self.loop_driver = self.loop_driver, None
+        if driver is not None:
+            try:
+                driver.stop()
+            finally:
+                self.seam.call(self.store.unwatch)
 
     def consumed_queues(self) -> set[str]:
         return {q for ch in self.channels for q in ch.consumers.values()}
@@ -147,13 +181,20 @@ class VirtualConnection:
             return
         self.is_open = False
         try:
-            for channel in list(self.channels):
-                channel.close()
+            try:
+                self.unregister_from_event_loop()
+            finally:
+                for channel in list(self.channels):
+                    channel.close()
         finally:
             try:
                 self.seam.call(lambda: self.transport.close_store(self.store))
             finally:
                 self._changed.set()
+
+
+#: store class -> (its capabilities, as the transport declares them)
+_DECLARED: dict[type[QueueStore], tuple[Capabilities, Capabilities]] = {}
 
 
 class _StoreCapabilities:
@@ -168,7 +209,18 @@ class _StoreCapabilities:
             own = transport.__dict__.get("capabilities")
             if own is not None:
                 return own  # type: ignore[no-any-return]
-        return owner.Store.capabilities if owner.Store is not None else Capabilities()
+        store = owner.Store
+        if store is None:
+            return Capabilities()
+        cached = _DECLARED.get(store)
+        if cached is None or cached[0] is not store.capabilities:
+            # asynchronous is what the store does, not what it says: True only when it
+            # implements the event-loop hooks
+            declared = store.capabilities
+            if declared.asynchronous != drives_event_loop(store):
+                declared = declared.replace(asynchronous=not declared.asynchronous)
+            cached = _DECLARED[store] = (store.capabilities, declared)
+        return cached[1]
 
     def __set__(self, transport: VirtualTransport, value: Capabilities) -> None:
         transport.__dict__["capabilities"] = value
@@ -249,3 +301,24 @@ class VirtualTransport(Transport):
 
     def verify_connection(self, connection: VirtualConnection) -> bool:
         return connection.is_open
+
+    def register_with_event_loop(self, connection: VirtualConnection, loop: Any) -> None:
+        """Deliver to ``connection``'s consumers from ``loop`` (Kombu's Hub).
+
+        Does nothing on a transport whose store cannot be driven by an event loop
+        (``capabilities.asynchronous`` is False), as Kombu's transports do.
+        """
+        if self.capabilities.asynchronous and drives_event_loop(connection.store):
+            connection.register_with_event_loop(loop)
+
+    def unregister_from_event_loop(self, connection: VirtualConnection, loop: Any) -> None:
+        """Stop delivering from ``loop``: none of the connection's descriptors stays watched."""
+        driver = connection.loop_driver
+        if driver is not None and driver.loop is loop:
+            connection.unregister_from_event_loop()
+
+    def on_readable(self, connection: VirtualConnection, loop: Any) -> None:
+        """Take and deliver what the consumers have room for, without waiting."""
+        driver = connection.loop_driver
+        if driver is not None:
+            driver.take()
