@@ -45,11 +45,16 @@ class _Poller:
         """Watch ``fd`` for ``events`` (replacing what it was watched for before)."""
         fd = fileno(fd)
         mask = self._mask(events)
+        if fd in self._wanted:
+            # epoll and kqueue forget a descriptor by themselves when its file is closed, so
+            # a number seen before may be a new socket the kernel has never been told of: a
+            # modify would be skipped (same events) or fail; register it afresh instead
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+        self._selector.register(fd, mask)
         self._wanted[fd] = events
-        try:
-            self._selector.modify(fd, mask)
-        except KeyError:
-            self._selector.register(fd, mask)
 
     def unregister(self, fd: Any) -> None:
         """Stop watching ``fd`` (no error if it was not watched or is closed)."""

@@ -257,6 +257,29 @@ def test_poller_reports_read_and_write_readiness() -> None:
         b.close()
 
 
+def test_a_descriptor_number_reused_after_close_is_watched_again(hub: Hub) -> None:
+    # epoll forgets a closed socket by itself; a new socket given the same number (a
+    # reconnect) must be watched, not skipped as "registered already"
+    a, b = socket.socketpair()
+    hub.add_reader(a, lambda: None)
+    hub.run_once()
+    number = a.fileno()
+    a.close()
+    b.close()
+    c, d = socket.socketpair()
+    if d.fileno() == number:
+        c, d = d, c
+    assert c.fileno() == number
+    received: list[bytes] = []
+    hub.add_reader(c, lambda: (received.append(c.recv(10)), hub.stop()))
+    d.send(b"x")
+    hub.call_later(5, hub.stop)
+    hub.run_forever()
+    assert received == [b"x"]
+    c.close()
+    d.close()
+
+
 # -- semaphores -----------------------------------------------------------------------
 def test_lax_bounded_semaphore() -> None:
     sem = LaxBoundedSemaphore(2)

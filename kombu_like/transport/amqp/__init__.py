@@ -65,6 +65,7 @@ from ..base import Capabilities
 from . import compat
 from .channel import Channel
 from .connection import AMQPConnection
+from .evloop import LoopReader
 from .framing import DRIVER_ERRORS
 from .options import DEFAULT_CONFIRM_TIMEOUT, DEFAULT_RPC_TIMEOUT, DEFAULT_WRITE_TIMEOUT, AMQPOptions
 
@@ -132,6 +133,7 @@ class Transport(base.Transport):
         native_acks=True,
         fanout=True,
         batch_publish=True,
+        asynchronous=True,
         heartbeats=True,
         exchange_bindings=True,
         extra=MappingProxyType(
@@ -300,6 +302,7 @@ class Transport(base.Transport):
     def close_connection(self, connection: AMQPConnection) -> None:
         """Say goodbye to the broker (waiting at most :data:`CLOSE_TIMEOUT`), then drop the socket."""
         connection.client = None
+        self._leave_event_loop(connection)
         try:
             if connection.is_open:
                 with connection.reply_timeout(CLOSE_TIMEOUT):
@@ -313,6 +316,7 @@ class Transport(base.Transport):
     def collect_connection(self, connection: AMQPConnection) -> None:
         """Forget a broken connection without talking to the broker."""
         connection.client = None
+        self._leave_event_loop(connection)
         if compat.driver_transport(connection) is not None or connection.channels is not None:
             connection.collect()
 
@@ -333,6 +337,36 @@ class Transport(base.Transport):
             if isinstance(exc, OSError) and connection.is_open:
                 raise  # raised by a consumer callback, not by the broker connection
             raise self.translate_error(exc) from exc
+
+    # -- event loop ---------------------------------------------------------------------
+    def register_with_event_loop(self, connection: AMQPConnection, loop: Any) -> None:
+        """Have ``loop`` (a :class:`~kombu_like.asynchronous.Hub`) read the connection's
+        socket and deliver messages to consumers when it is readable, and send heartbeats
+        from its timer; a lost connection raises a recoverable
+        :class:`~kombu_like.exceptions.ConnectionError` from the loop.  Registering again
+        replaces the earlier registration; closing the connection removes it."""
+        try:
+            reader = LoopReader(self, connection, loop)
+        except DRIVER_ERRORS as exc:
+            raise self.translate_error(exc) from exc
+        self._leave_event_loop(connection)
+        connection.loop_reader = reader
+        reader.start()
+
+    def on_readable(self, connection: AMQPConnection, loop: Any) -> None:
+        """Handle what arrived on the socket without waiting (Kombu's reader callback)."""
+        reader = connection.loop_reader
+        if reader is None or reader.loop is not loop:
+            self.register_with_event_loop(connection, loop)
+            reader = connection.loop_reader
+        assert reader is not None
+        reader.on_readable()
+
+    @staticmethod
+    def _leave_event_loop(connection: AMQPConnection) -> None:
+        reader = connection.loop_reader
+        if reader is not None:
+            reader.close()
 
     def verify_connection(self, connection: AMQPConnection) -> bool:
         return connection.is_open

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import ssl
 
     from .channel import Channel
+    from .evloop import LoopReader
 
 __all__ = ["AMQPConnection"]
 
@@ -159,6 +160,8 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         self._errors_for: dict[int, BaseException] = {}
         #: opening channels (picking a free channel id) one at a time
         self.channel_lock = threading.Lock()
+        #: set while an event loop reads this connection (:mod:`.evloop`)
+        self.loop_reader: LoopReader | None = None
         super().__init__(*args, frame_writer=_locked_frame_writer, **kwargs)
         compat.set_method_handler(self, spec.Connection.Blocked, self._broker_blocked)
         compat.set_method_handler(self, spec.Connection.Unblocked, self._broker_unblocked)
@@ -267,6 +270,18 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         with self._io:
             self._reader = None
             self._io.notify_all()
+        if self.loop_reader is not None and self.has_buffered_input():
+            # deliveries (or frames read past a reply) taken off the socket by a publish or
+            # a synchronous call: the event loop hands them over, as the socket they came
+            # from may not be readable any more
+            self.loop_reader.schedule()
+
+    def has_buffered_input(self) -> bool:
+        """True when deliveries or frames wait where polling the socket cannot see them."""
+        if self._ready:
+            return True
+        transport = compat.driver_transport(self)
+        return transport is not None and transport.connected and transport.has_buffered()
 
     def _read_some(self, deadline: float | None) -> bool:
         """As the reader: dispatch buffered frames, reading (and keeping heartbeats going)

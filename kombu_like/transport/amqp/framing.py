@@ -249,6 +249,10 @@ class BufferedFrames:
         size = FRAME_HEADER.unpack_from(self._rbuf, self._rpos)[2]
         return available >= size + 8
 
+    def has_buffered(self) -> bool:
+        """True when bytes wait in a buffer, not in the socket (a poller misses them)."""
+        return self.frame_ready()
+
     def read_frame(self, unpack: Any = None, deadline: float | None = None) -> tuple[int, int, bytes]:
         """Return the next ``(type, channel, payload)``, reading until ``deadline``
         (``None``: as long as the socket's own timeout allows)."""
@@ -376,6 +380,11 @@ class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
         self.sock.settimeout(None)
         self._reset_buffers()
 
+    def has_buffered(self) -> bool:
+        # decrypted bytes the SSL object holds beyond what one read took
+        sock = self.sock
+        return self.frame_ready() or (sock is not None and self.connected and bool(sock.pending()))
+
     def socket_readable(self, timeout: float | None) -> bool:
         if self.live_socket().pending():
             return True
@@ -393,9 +402,9 @@ class TLSSocket(BufferedFrames, DriverSSLTransport):  # type: ignore[misc]
             else:
                 limit = deadline
             if not sock.pending():
-                remaining = None if limit is None else limit - monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise socket.timeout("timed out")
+                # a deadline already passed still looks once without waiting (an event
+                # loop reads what is there with a zero timeout)
+                remaining = None if limit is None else max(limit - monotonic(), 0.0)
                 if not self.socket_readable(remaining):
                     raise socket.timeout("timed out")
             data = self._recv_now(sock)

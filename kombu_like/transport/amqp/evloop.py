@@ -1,0 +1,129 @@
+"""An AMQP connection driven by an event loop (Kombu's :class:`~kombu_like.asynchronous.Hub`).
+
+:class:`LoopReader` is what ``Transport.register_with_event_loop`` hooks into a hub: the
+socket as a reader, and a timer entry that keeps heartbeats going.  When the socket is
+readable the reader handles every frame that arrived, without waiting for more, and hands
+deliveries to consumer callbacks in the loop's thread.
+
+It takes part in the connection's sharing of reads (see :mod:`.connection`): when another
+thread holds the reader role (a publisher waiting for its confirm, say), the hub does not
+wait for it; that thread reads the frames and queues the deliveries, and then asks the hub
+(:meth:`LoopReader.schedule`, safe from any thread) to hand them over.  Frames that a
+synchronous call read past its reply stay buffered where no poller sees them; the reader
+schedules itself again until nothing is buffered, as Kombu's reader does.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+from amqp import exceptions as amqp_errors
+
+from .framing import DRIVER_ERRORS
+
+if TYPE_CHECKING:
+    from . import Transport
+    from .connection import AMQPConnection
+
+__all__ = ["LoopReader"]
+
+
+class LoopReader:
+    """Reads one AMQP connection for one event loop; :meth:`close` leaves nothing behind."""
+
+    def __init__(self, transport: Transport, connection: AMQPConnection, loop: Any) -> None:
+        self.transport = transport
+        self.connection = connection
+        self.loop = loop
+        # the number, not the socket: a closed socket has no number any more, and the hub
+        # must still be told to forget it
+        self.fd: int = connection.buffered_transport.sock.fileno()
+        self._scheduled = False
+        self._reading = False
+        self._heartbeat_entry: Any = None
+        #: a heartbeat failure, raised from the loop by the next read
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Watch the socket; keep heartbeats going from the loop's timer when negotiated."""
+        self.loop.add_reader(self.fd, self.on_readable)
+        heartbeat = float(self.connection.heartbeat or 0)
+        if heartbeat:
+            # four ticks per interval, as the blocking drain does: the broker sees a
+            # heartbeat at least every half interval and a silent broker is noticed
+            self._heartbeat_entry = self.loop.call_repeatedly(max(heartbeat / 4.0, 0.05), self._heartbeat)
+        # frames read before the loop was there (a publish looks at what came in)
+        self.schedule()
+
+    # -- reading ---------------------------------------------------------------------------
+    def on_readable(self) -> None:
+        """Handle everything that arrived, without waiting; called by the loop.
+
+        Raises a recoverable :class:`~kombu_like.exceptions.ConnectionError` once the
+        connection is lost (closed by the broker, cut, or silent past its heartbeats).
+        """
+        self._scheduled = False
+        if self._closed:
+            return
+        connection = self.connection
+        if self._error is not None or not connection.is_open:
+            self._lost(self._error or amqp_errors.RecoverableConnectionError("socket was disconnected"))
+        self._reading = True
+        try:
+            self.transport.drain_events(connection, timeout=0)
+        except socket.timeout:
+            pass
+        except BaseException:
+            if not connection.is_open:
+                self.close()
+            raise
+        finally:
+            self._reading = False
+        # checked after ``_reading`` is cleared: a thread that queued deliveries while the
+        # flag was set left them to this check (see :meth:`schedule`)
+        if connection.has_buffered_input():
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Have the loop read again soon (from any thread): frames or deliveries are
+        waiting where the poller cannot see them."""
+        if self._scheduled or self._reading or self._closed:
+            return
+        self._scheduled = True
+        self.loop.call_soon(self.on_readable)
+
+    def _heartbeat(self) -> None:
+        try:
+            self.connection.heartbeat_tick(rate=2)
+        except DRIVER_ERRORS as exc:
+            # a timer's error would only be logged: the next read raises it from the loop
+            self._error = exc
+            self.schedule()
+
+    def _lost(self, cause: BaseException) -> None:
+        self.close()
+        error = self.transport.translate_error(cause)
+        if error is cause:
+            raise error
+        raise error from cause
+
+    # -- leaving ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Forget the socket and cancel the heartbeat entry (the loop keeps running)."""
+        if self._closed:
+            return
+        self._closed = True
+        entry, self._heartbeat_entry = self._heartbeat_entry, None
+        if entry is not None:
+            entry.cancel()
+        registered = self.loop.readers.get(self.fd)
+        # the number may belong to another connection's socket by now
+        if registered is not None and registered[0] == self.on_readable:
+            self.loop.remove_reader(self.fd)
+        if self.connection.loop_reader is self:
+            self.connection.loop_reader = None
+
+    def __repr__(self) -> str:
+        return f"<LoopReader fd={self.fd} {'closed' if self._closed else 'open'}>"

@@ -1,0 +1,188 @@
+"""AMQP consumers driven by Kombu's event loop (:class:`kombu_like.asynchronous.Hub`) on
+RabbitMQ: deliveries, prefetch, QoS changed while running, heartbeats from the hub's timer,
+a cut connection, and a close that leaves nothing behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from kombu_like import Connection, Consumer, Producer, Queue
+from kombu_like.asynchronous import Hub
+from kombu_like.exceptions import ConnectionError as KombuConnectionError
+from t.faultproxy import FaultProxy
+from t.integration.test_amqp import broker_port
+
+pytestmark = pytest.mark.amqp
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    loop = Hub()
+    yield loop
+    loop.close()
+
+
+def run_until(hub: Hub, done: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Run rounds of ``hub`` until ``done()``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the hub did not get there in time"
+        hub.run_once()
+
+
+class Received(list[Any]):
+    """Messages a consumer received; each ends the hub's round, so a test sees it at once
+    (a round otherwise goes on to poll the sockets)."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    def __call__(self, message: Any) -> None:
+        self.append(message)
+        self.hub.call_soon(_nothing)
+
+
+def _nothing() -> None:
+    pass
+
+
+def live_timers(hub: Hub) -> list[Any]:
+    """The hub's timer entries that are still to run (cancelled ones wait to be skipped)."""
+    return [item.entry for item in hub.timer.queue if not item.entry.cancelled]
+
+
+def ready_count(conn: Connection, queue: Queue) -> int:
+    """Messages the broker holds ready (neither delivered nor unacked)."""
+    return int(queue(conn.default_channel).queue_declare(passive=True).message_count)
+
+
+def test_hub_consumer_respects_prefetch_and_a_qos_change_while_running(
+    amqp_url: str, unique_name: str, hub: Hub
+) -> None:
+    threads_before = set(threading.enumerate())
+    queue = Queue(unique_name, durable=False)
+    received = Received(hub)
+    with Connection(amqp_url) as publisher:
+        producer = Producer(publisher, routing_key=unique_name)
+        for i in range(6):
+            producer.publish({"i": i}, declare=[queue])
+        conn = Connection(amqp_url)
+        assert conn.transport.implements.asynchronous and conn.is_evented
+        conn.register_with_event_loop(hub)
+        fd = conn.connection.sock.fileno()
+        assert fd in hub.readers
+        consumer = Consumer(conn, [queue], on_message=received)
+        # per channel (global), as Celery sets it on RabbitMQ: a per-consumer limit would
+        # not change for a consumer that exists already
+        consumer.qos(prefetch_count=2, apply_global=True)
+        consumer.consume()
+
+        # the broker stops at the prefetch limit: two out, four still ready
+        run_until(hub, lambda: len(received) == 2)
+        assert ready_count(publisher, queue) == 4
+        assert len(received) == 2
+
+        # a larger prefetch, set from the loop's thread while it runs, lets two more out
+        hub.call_soon(consumer.qos, 0, 4, True)
+        run_until(hub, lambda: len(received) == 4)
+        assert ready_count(publisher, queue) == 2
+
+        # acks make room for the rest
+        for message in received:
+            message.ack()
+        run_until(hub, lambda: len(received) == 6)
+        for message in received[4:]:
+            message.ack()
+        assert sorted(m.decode()["i"] for m in received) == list(range(6))
+        assert ready_count(publisher, queue) == 0
+
+        consumer.cancel()
+        conn.close()
+        # nothing of the connection is left in the loop: no reader, no timer entry
+        assert fd not in hub.readers and not hub.writers
+        assert not live_timers(hub)
+        queue(publisher.default_channel).delete()
+    assert set(threading.enumerate()) <= threads_before
+
+
+def test_deliveries_read_by_a_publish_are_handed_over_by_the_hub(amqp_url: str, unique_name: str, hub: Hub) -> None:
+    # a publish looks at what came in and may read the deliveries off the socket, after
+    # which the socket is no longer readable: the hub must still hand them over
+    queue = Queue(unique_name, durable=False, auto_delete=True)
+    received = Received(hub)
+    with Connection(amqp_url) as conn:
+        conn.register_with_event_loop(hub)
+        with Consumer(conn, [queue], on_message=received, no_ack=True):
+            producer = Producer(conn, routing_key=unique_name)
+            for i in range(20):
+                producer.publish({"i": i})
+            producer.publish({"i": 20}, confirm_timeout=5)  # any confirmed publish reads on
+            run_until(hub, lambda: len(received) == 21)
+        assert [m.decode()["i"] for m in received] == list(range(21))
+
+
+def test_hub_heartbeats_keep_an_idle_connection_alive_and_find_a_silent_broker(
+    amqp_url: str, unique_name: str, hub: Hub
+) -> None:
+    queue = Queue(unique_name, durable=False, auto_delete=True)
+    received = Received(hub)
+    with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy:
+        conn = Connection(proxy.url_for(amqp_url), heartbeat=1)
+        conn.register_with_event_loop(hub)
+        assert conn.get_heartbeat_interval() == 1 and conn.supports_heartbeats
+        assert len(live_timers(hub)) == 1  # the heartbeat entry
+        Consumer(conn, [queue], on_message=received, no_ack=True).consume()
+        # RabbitMQ closes a connection silent for 3 s at heartbeat=1
+        hub.call_later(3.5, hub.stop)
+        hub.run_forever()
+        with Connection(amqp_url) as publisher:
+            Producer(publisher).publish("still here", routing_key=unique_name)
+        run_until(hub, lambda: bool(received))
+        assert received[0].decode() == "still here"
+
+        # a broker that goes silent is noticed by the hub's heartbeat check (nothing to read)
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(conn.recoverable_connection_errors):
+            run_until(hub, lambda: False)
+        assert time.monotonic() - started < 4
+        assert not live_timers(hub) and not hub.readers
+        conn.collect()
+
+
+def test_cut_connection_raises_a_recoverable_error_from_the_loop_and_loses_nothing(
+    amqp_url: str, unique_name: str, hub: Hub
+) -> None:
+    queue = Queue(unique_name, durable=False)
+    received = Received(hub)
+    with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy, Connection(amqp_url) as direct:
+        producer = Producer(direct, routing_key=unique_name)
+        for i in range(3):
+            producer.publish({"i": i}, declare=[queue])
+        conn = Connection(proxy.url_for(amqp_url))
+        conn.register_with_event_loop(hub)
+        fd = conn.connection.sock.fileno()
+        Consumer(conn, [queue], on_message=received, prefetch_count=1).consume()
+        run_until(hub, lambda: len(received) == 1)  # taken, never acked
+
+        proxy.cut()
+        with pytest.raises(conn.recoverable_connection_errors) as caught:
+            run_until(hub, lambda: False)
+        assert isinstance(caught.value, KombuConnectionError)
+        assert fd not in hub.readers  # the lost socket no longer watched
+        conn.collect()
+
+        # reconnected: the unacked message comes back, nothing is lost
+        with Connection(proxy.url_for(amqp_url)) as again:
+            again.register_with_event_loop(hub)
+            Consumer(again, [queue], on_message=received, no_ack=True).consume()
+            run_until(hub, lambda: len(received) == 4)
+            assert sorted(m.decode()["i"] for m in received[1:]) == [0, 1, 2]
+            assert [m.delivery_info["redelivered"] for m in received[1:] if m.decode()["i"] == 0] == [True]
+        queue(direct.default_channel).delete()
