@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from .frameworks.harness import Driver, RemoteError, Worker, unique_suffix
 from .frameworks.venvs import framework_python
+from .test_amqp import rabbitmqctl
 
 # the first run builds Celery's virtualenv inside the first test's setup
 pytestmark = [pytest.mark.timeout(900), pytest.mark.redis, pytest.mark.amqp]
 
 SCENARIOS = "t.integration.frameworks.celery_scenarios"
 APP = "t.integration.frameworks.celery_app"
+READY = r"\bready\."
 
 
 @dataclass
@@ -47,6 +50,14 @@ def _broker_url(request: pytest.FixtureRequest, broker: str) -> str:
     return str(request.getfixturevalue("amqp_url"))
 
 
+def _worker_cmd(celery_python: Path, hostname: str, pool: str, *options: str) -> list[str]:
+    """``celery -A APP worker`` with kombu_like standing in for Kombu."""
+    return [
+        *(str(celery_python), "-m", "kombu_like.alias", "-m", "celery", "-A", APP, "worker"),
+        *("-P", pool, "-n", hostname, "-l", "INFO", *options),
+    ]
+
+
 def _result_backend(request: pytest.FixtureRequest, broker: str) -> str:
     # chords need a backend that stores results (rpc:// cannot); Redis is the common choice
     # next to either broker, memory:// keeps everything in the one process
@@ -68,28 +79,7 @@ def celery_run(request: pytest.FixtureRequest, celery_python: Path) -> Iterator[
     hostname = f"{namespace}@localhost"
     worker = None
     if broker != "memory":
-        worker = Worker(
-            [
-                str(celery_python),
-                "-m",
-                "kombu_like.alias",
-                "-m",
-                "celery",
-                "-A",
-                APP,
-                "worker",
-                "-P",
-                "prefork",
-                "-c",
-                "2",
-                "-n",
-                hostname,
-                "-l",
-                "INFO",
-            ],
-            env,
-            ready_pattern=r"\bready\.",
-        )
+        worker = Worker(_worker_cmd(celery_python, hostname, "prefork", "-c", "2"), env, ready_pattern=READY)
     driver = Driver(celery_python, SCENARIOS, env)
     try:
         if worker is None:
@@ -230,26 +220,7 @@ def celery_rpc_run(request: pytest.FixtureRequest, celery_python: Path) -> Itera
     }
     hostname = f"{namespace}@localhost"
     worker = Worker(
-        [
-            str(celery_python),
-            "-m",
-            "kombu_like.alias",
-            "-m",
-            "celery",
-            "-A",
-            APP,
-            "worker",
-            "-P",
-            "solo",
-            "-n",
-            hostname,
-            "-l",
-            "INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env,
-        ready_pattern=r"\bready\.",
+        _worker_cmd(celery_python, hostname, "solo", "--without-mingle", "--without-gossip"), env, ready_pattern=READY
     )
     driver = Driver(celery_python, SCENARIOS, env)
     try:
@@ -268,6 +239,78 @@ def test_rpc_backend_results_and_failures(celery_rpc_run: CeleryRun) -> None:
     assert (outcome["type"], outcome["message"], outcome["state"]) == ("ValueError", "over rpc", "FAILURE")
     times = driver.call("countdown", 1.0)
     assert times["ran"] - times["sent"] >= 1.0 - 0.05
+
+
+# -- the worker's broker connections cut under it, then a warm shutdown -------------------------
+def _cut_connections(broker: str, url: str, name: str) -> int:
+    """Close every broker connection named ``name`` from the server side; how many there were."""
+    if broker == "redis":
+        with redis.Redis.from_url(url) as client:
+            ids = [c["id"] for c in client.client_list() if c.get("name") == name]
+            for client_id in ids:
+                client.client_kill_filter(_id=client_id)
+            return len(ids)
+    pids = [
+        line.split("\t")[0]
+        for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
+        if name in line
+    ]
+    for pid in pids:
+        rabbitmqctl("close_connection", pid, "cut by the test")
+    return len(pids)
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_worker_reconnects_after_a_cut_and_shuts_down_warm(
+    request: pytest.FixtureRequest, celery_python: Path, broker: str
+) -> None:
+    redis_url = str(request.getfixturevalue("redis_url"))
+    url = _broker_url(request, broker)
+    namespace = f"kl{unique_suffix()}"
+    env = {
+        "KL_BROKER_URL": url,
+        "KL_NAMESPACE": namespace,
+        "KL_QUEUE": f"{namespace}.tasks",
+        "KL_RESULT_BACKEND": redis_url,
+    }
+    hostname = f"{namespace}@localhost"
+    connection_name = f"{namespace}-worker"
+    worker = Worker(
+        _worker_cmd(celery_python, hostname, "prefork", "-c", "2", "--without-mingle", "--without-gossip"),
+        {**env, "KL_CONNECTION_NAME": connection_name},
+        ready_pattern=READY,
+    )
+    driver = Driver(celery_python, SCENARIOS, env)
+    try:
+        # two sleepers run in the pool and two wait in the worker's prefetch when the cut comes
+        sleeping = driver.call("send_sleepers", 4, 0.5, redis_url, f"{namespace}.started")
+        before = driver.call("send_adds", 0, 10)
+        assert _cut_connections(broker, url, connection_name) >= 1
+        during = driver.call("send_adds", 10, 10)
+        assert worker.output.wait_for("Connection to broker lost", 30), worker.output.tail()
+        # the worker serves again on new connections, remote control included
+        assert driver.call("ping_until_answered", hostname) == [{hostname: {"ok": "pong"}}], worker.output.tail()
+        assert _connection_count(broker, url, connection_name) >= 1
+        after = driver.call("send_adds", 20, 10)
+        results = driver.call("collect", sleeping + before + during + after, 60, timeout=70)
+        assert results == [0.5] * 4 + [2 * i for i in range(30)], worker.output.tail()
+
+        # a warm shutdown (SIGTERM) lets the task in flight finish and exits with 0
+        last = driver.call("send_sleepers", 1, 0.5, redis_url, f"{namespace}.last")
+        code = worker.stop()
+        assert code == 0, worker.output.tail()
+        assert driver.call("collect", last) == [0.5]
+    finally:
+        driver.close()
+        worker.stop()
+
+
+def _connection_count(broker: str, url: str, name: str) -> int:
+    if broker == "redis":
+        with redis.Redis.from_url(url) as client:
+            return sum(1 for c in client.client_list() if c.get("name") == name)
+    listing = rabbitmqctl("list_connections", "client_properties")
+    return sum(1 for line in listing.splitlines() if name in line)
 
 
 # -- Celery's helpers over kombu, each run by a kombu_like client and, where a broker is shared,

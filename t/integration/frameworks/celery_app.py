@@ -3,7 +3,10 @@
 Configured from the environment, so one module serves every broker:
 ``KL_BROKER_URL``, ``KL_RESULT_BACKEND`` (default ``rpc://``), ``KL_QUEUE`` (the default
 task queue) and ``KL_NAMESPACE`` (control/event exchange names, unique per test run so
-concurrent runs on the same broker never see each other's workers).
+concurrent runs on the same broker never see each other's workers).  ``KL_CONNECTION_NAME``,
+when set, names every broker connection the process opens (Redis ``CLIENT SETNAME``, the
+AMQP ``connection_name`` client property), so a test can cut exactly that process's
+connections.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from typing import Any
 
 from celery import Celery
+from celery.worker.control import inspect_command
 
 NAMESPACE = os.environ.get("KL_NAMESPACE", "kl")
 
@@ -35,6 +39,19 @@ app.conf.update(
     task_queue_max_priority=10,
     task_default_priority=5,
 )
+if os.environ.get("KL_CONNECTION_NAME"):
+    _name = os.environ["KL_CONNECTION_NAME"]
+    if app.conf.broker_url.startswith("redis"):
+        app.conf.broker_transport_options = {"client_name": _name}
+    else:
+        app.conf.broker_transport_options = {"client_properties": {"connection_name": _name}}
+
+
+@inspect_command()
+def kl_loop(state: Any) -> dict[str, Any]:
+    """``inspect kl_loop``: the loop the worker's consumer runs (asynloop or synloop)."""
+    consumer = state.consumer
+    return {"loop": consumer.loop.__name__, "hub": consumer.controller.hub is not None}
 
 
 @app.task
@@ -64,6 +81,17 @@ def flaky(self: Any, failures: int) -> int:
     if self.request.retries < failures:
         raise self.retry(countdown=0.2)
     return int(self.request.retries)
+
+
+@app.task
+def sleeper(seconds: float, redis_url: str, started_key: str) -> float:
+    """Say it started (on a Redis list the client waits on), sleep, return the seconds."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.rpush(started_key, "started")
+    time.sleep(seconds)
+    return seconds
 
 
 @app.task(bind=True)

@@ -15,7 +15,7 @@ from typing import Any
 from celery import chain, chord, group
 from celery.exceptions import TaskRevokedError
 
-from .celery_app import add, app, echo_request, fail, flaky, kombu_in_use, stamp, tsum
+from .celery_app import add, app, echo_request, fail, flaky, kombu_in_use, sleeper, stamp, tsum
 
 TIMEOUT = 30
 
@@ -116,6 +116,15 @@ def ping(destination: str) -> list[Any]:
     return list(app.control.ping(destination=[destination], timeout=2.0) or [])
 
 
+def ping_until_answered(destination: str, timeout: float = TIMEOUT) -> list[Any]:
+    """Ping until the worker answers (it may be reconnecting) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    replies: list[Any] = []
+    while not replies and time.monotonic() < deadline:
+        replies = list(app.control.ping(destination=[destination], timeout=1.0) or [])
+    return replies
+
+
 def registered(destination: str) -> dict[str, list[str]]:
     return dict(app.control.inspect(destination=[destination], timeout=2.0).registered() or {})
 
@@ -123,6 +132,41 @@ def registered(destination: str) -> dict[str, list[str]]:
 def inspect(destination: str, command: str) -> dict[str, Any]:
     """The reply of ``celery inspect <command>`` from one worker."""
     return dict(getattr(app.control.inspect(destination=[destination], timeout=2.0), command)() or {})
+
+
+def worker_loop(destination: str) -> dict[str, Any]:
+    """Which loop the worker's consumer runs (``kl_loop``, a command of the test app)."""
+    reply = app.control.inspect(destination=[destination], timeout=2.0)._request("kl_loop") or {}
+    return dict(reply.get(destination, {}))
+
+
+# results sent by one call and collected by a later one (the test acts on the broker between)
+_pending: dict[str, Any] = {}
+
+
+def send_adds(first: int, n: int) -> list[str]:
+    """Send ``add(i, i)`` for i in first..first+n; the ids, to :func:`collect` later."""
+    results = [add.delay(i, i) for i in range(first, first + n)]
+    _pending.update((r.id, r) for r in results)
+    return [r.id for r in results]
+
+
+def send_sleepers(n: int, seconds: float, redis_url: str, started_key: str) -> list[str]:
+    """Send ``n`` sleeper tasks and return once the first has started in the worker."""
+    import redis
+
+    results = [sleeper.delay(seconds, redis_url, started_key) for _ in range(n)]
+    _pending.update((r.id, r) for r in results)
+    with redis.Redis.from_url(redis_url, socket_timeout=TIMEOUT + 5) as client:
+        if client.blpop([started_key], timeout=TIMEOUT) is None:
+            raise TimeoutError(f"no sleeper task started within {TIMEOUT}s")
+    return [r.id for r in results]
+
+
+def collect(ids: list[str], timeout: float = TIMEOUT) -> list[Any]:
+    """The results of tasks sent earlier, in the order of ``ids``."""
+    deadline = time.monotonic() + timeout
+    return [_pending.pop(i).get(timeout=max(0.1, deadline - time.monotonic())) for i in ids]
 
 
 def scheduled_while_waiting(destination: str, seconds: float) -> dict[str, Any]:
