@@ -354,37 +354,52 @@ class Producer:
         ``reply_to``, ``message_id``, ``timestamp``, ``type``, ``user_id``, ``app_id`` ...).
         """
         # This is the hot path of every publish: keep it to plain attribute and dict work.
-        _publish = self._publish
         if headers is None:
             headers = {}
+            own_headers = True
+        else:
+            own_headers = False
         if routing_key is None:
             routing_key = self.routing_key
         if compression is None:
             compression = self.compression
         declare = list(declare) if declare else ()
-        if self.auto_declare and self.exchange.name:
+        own = self.exchange
+        if self.auto_declare and own.name:
             # as Kombu: the producer's own exchange is declared; an exchange passed to
             # publish() is not (publishing to one that does not exist is a broker error,
             # NOT_FOUND on AMQP, never a silent declaration)
             if declare:
-                if self.exchange not in declare:
-                    declare = [*declare, self.exchange]
-            elif not self._exchange_declared():
-                declare = [self.exchange]
-        if isinstance(exchange, Exchange):
+                if own not in declare:
+                    declare = [*declare, own]
+            else:
+                memo = self._declared_memo  # _exchange_declared's, checked here without a call
+                if (
+                    memo is None
+                    or memo[0] is not self._channel
+                    or memo[1] is not own
+                    or memo[2] != own.name
+                    or memo[4] not in memo[3]
+                ) and not self._exchange_declared():
+                    declare = [own]
+        if exchange is None:
+            exchange_name = own.name
+            mode = delivery_mode or own.delivery_mode
+        elif isinstance(exchange, Exchange):
             # as Kombu: the messages take the delivery mode of the exchange they go to
             exchange_name = exchange.name
-            properties["delivery_mode"] = maybe_delivery_mode(delivery_mode or exchange.delivery_mode)
+            mode = delivery_mode or exchange.delivery_mode
         else:
-            exchange_name = self.exchange.name if exchange is None else exchange
-            properties["delivery_mode"] = maybe_delivery_mode(delivery_mode or self.exchange.delivery_mode)
+            exchange_name = exchange
+            mode = delivery_mode or own.delivery_mode
+        properties["delivery_mode"] = mode if type(mode) is int and mode else maybe_delivery_mode(mode)
         if expiration is not None:
             properties["expiration"] = str(int(expiration * 1000))
         if "reply_to" in properties and isinstance(properties["reply_to"], Queue):
             properties["reply_to"] = properties["reply_to"].name
         if (
-            type(headers) is not dict
-            or headers
+            not own_headers
+            and (type(headers) is not dict or headers)
             or type(routing_key) is not str
             or type(priority) is not int
             or not 0 <= priority <= 255
@@ -414,6 +429,7 @@ class Producer:
                 raise InvalidMessageField(
                     f"{exc} (publishing to exchange {exchange_name!r} with routing key {routing_key!r})"
                 ) from exc.__cause__
+        _publish = self._publish
         if retry:
             connection = self.connection
             assert connection is not None

@@ -304,6 +304,15 @@ class SerializerRegistry:
         if serializer == "raw":
             return raw_encode(data)
         if serializer:
+            entry = self._encoders.get(serializer)
+            if entry is not None:  # the common case: a registered serializer, named
+                content_type, content_encoding, encoder = entry
+                try:
+                    return content_type, content_encoding, encoder(data)
+                except SerializerNotInstalled:
+                    raise
+                except Exception as exc:
+                    raise EncodeError(f"Cannot encode {type(data).__name__} with {serializer}: {exc!r}") from exc
             if serializer not in self._encoders:
                 self._load_plugin(serializer)
             if serializer not in self._encoders:
@@ -357,7 +366,18 @@ class SerializerRegistry:
             SerializerNotInstalled: the serializer's package is missing.
             DecodeError: the payload could not be decoded.
         """
-        ctype = self.check_accept(content_type, accept, force, _trusted_content)
+        accept_type = type(accept)
+        if (
+            (accept_type is frozenset or accept_type is set)
+            and type(content_type) is str
+            and content_type
+            and content_type in accept  # type: ignore[operator]  # a set, as just checked
+        ):
+            # what check_accept passes first, without its calls: a consumer's accept set
+            # (of content types) that holds the message's content type
+            ctype = content_type
+        else:
+            ctype = self.check_accept(content_type, accept, force, _trusted_content)
         if not data:
             return data
         decode = self._decoders.get(ctype)
@@ -533,9 +553,10 @@ def msgpack_loads(s: bytes | bytearray | memoryview) -> Any:
 
 def register_json() -> None:
     """Register the ``json`` serializer in the global registry."""
-    # kombu_like.utils.json.dumps skips json.dumps' per-call set-up; it still writes types
-    # registered later with kombu_like.utils.json.register_type
-    registry.register("json", _json.dumps, _json.loads, content_type="application/json", content_encoding="utf-8")
+    # kombu_like.utils.json.dumps with its default arguments, without the call that checks
+    # them: it skips json.dumps' per-call set-up and still writes types registered later
+    # with kombu_like.utils.json.register_type
+    registry.register("json", _json._fast_dumps, _json.loads, content_type="application/json", content_encoding="utf-8")
 
 
 def register_yaml() -> None:
