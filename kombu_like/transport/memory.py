@@ -242,7 +242,10 @@ class MemoryStore(QueueStore):
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         broker = self.broker
         with broker.lock:
-            self._queue(queue).push(payload, priority)
+            target = broker.queues.get(queue)
+            if target is None:
+                target = self._queue(queue)
+            target.push(payload, priority)
             if broker.waiters:
                 broker.cond.notify_all()
             if broker.watchers:

@@ -334,9 +334,13 @@ class VirtualChannel(Channel):
         routing_key = routing_key or ""
         self._finish_envelope(message, exchange, routing_key)
         queues = self.lookup(exchange, routing_key, message.get("headers"), info)
-        priority = message["properties"].get("priority") or 0
         if len(queues) == 1:
-            return [(queues[0], message, priority)]
+            return [(queues[0], message, message["properties"].get("priority") or 0)]
+        return self._copies(message, queues)
+
+    def _copies(self, message: dict[str, Any], queues: list[str]) -> list[tuple[str, dict[str, Any], int]]:
+        """A copy of ``message`` for each of ``queues``, as ``put_many`` takes them."""
+        priority = message["properties"].get("priority") or 0
         out = []
         for queue in queues:
             copy = dict(message)
@@ -355,19 +359,23 @@ class VirtualChannel(Channel):
         **kwargs: Any,
     ) -> None:
         """Route ``message`` and put a copy into each destination queue."""
-        self._check_open()
-        info = self.seam.bindings.exchange(exchange) if exchange else None
+        if not self.is_open:
+            self._check_open()
+        seam = self.seam
+        info = seam.bindings.exchange(exchange) if exchange else None
         if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
             return
-        items = self._route(message, exchange, routing_key, info)
-        if not items:
-            self._unroutable(message, exchange, routing_key, mandatory)
-            return
-        if len(items) == 1:
-            queue, payload, priority = items[0]
-            self.seam.put(queue, payload, priority)
+        # _route, with the one-queue case (nearly every publish) put without building a list
+        exchange = exchange or ""
+        routing_key = routing_key or ""
+        self._finish_envelope(message, exchange, routing_key)
+        queues = self.lookup(exchange, routing_key, message.get("headers"), info)
+        if len(queues) == 1:
+            seam.put(queues[0], message, message["properties"].get("priority") or 0)
+        elif queues:
+            seam.put_many(self._copies(message, queues))
         else:
-            self.seam.put_many(items)
+            self._unroutable(message, exchange, routing_key, mandatory)
 
     def publish_batch(self, batch: Sequence[tuple[dict[str, Any], str, str, bool]]) -> None:
         """Publish ``(message, exchange, routing_key, mandatory)`` items in one store call."""

@@ -8,7 +8,8 @@ Exchanges and bindings live in the store's :attr:`QueueStore.bindings`, a
 store's own where bindings must be shared between processes (Redis, sqlite).
 
 Every call the virtual layer makes into a store or its binding store goes through one
-error-mapping seam (:class:`GuardedStore`): a store raises what its driver raises, the
+error-mapping seam (:class:`GuardedStore`; the driverless :class:`InMemoryBindings` is
+called directly): a store raises what its driver raises, the
 store's :meth:`QueueStore.on_driver_error` runs for side effects (dropping connections),
 and the transport's ``translate_error`` turns the error into the library's exception tree
 with the driver's exception kept as ``__cause__``.
@@ -428,7 +429,13 @@ class GuardedStore:
     def __init__(self, store: QueueStore, translate: Translate) -> None:
         seam = _Seam(store, translate)
         self.store = store
-        self.bindings = GuardedBindings(store.bindings, seam)
+        bindings = store.bindings
+        # InMemoryBindings itself only reads and writes dicts under a lock: it has no driver
+        # whose errors the seam could map, and every publish looks up its exchange there.
+        # A subclass (which may do I/O) goes through the seam as any other binding store.
+        self.bindings: BindingStore = (
+            bindings if type(bindings) is InMemoryBindings else GuardedBindings(bindings, seam)
+        )
         self.capabilities = store.capabilities
         self.body_encoding = store.body_encoding
         self._fail = seam.fail
