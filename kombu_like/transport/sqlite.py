@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +50,7 @@ from ..exceptions import (
 from .base import Capabilities
 from .options import TransportOptions, option
 from .virtual import Delivery, QueueStore, VirtualTransport
+from .virtual.evloop import WakeupFd
 from .virtual.routing import Binding, ExchangeInfo
 
 __all__ = ["DEFAULT_PATH", "SqliteOptions", "SqliteStore", "Transport", "database_path"]
@@ -70,6 +71,9 @@ OWNER_CHECK_INTERVAL = 2.0
 EXPIRY_SWEEP_INTERVAL = 5.0
 #: bytes of an unreadable row quoted in errors
 PREVIEW_BYTES = 80
+#: shortest period, in seconds, of the event loop's look at the file for other processes'
+#: writes (``polling_interval=0`` must not turn the loop's timer into a spin)
+MIN_LOOP_POLL = 0.01
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kl_meta (
@@ -197,20 +201,24 @@ def _pid_alive(pid: int) -> bool:
 class _Notifier:
     """Wakes consumers of one database file in this process when a message is stored.
 
-    Other processes cannot signal us; for them a waiting consumer re-checks the file every
-    ``polling_interval``.
+    Blocked takes wait on a condition; consumers driven by an event loop register a
+    :class:`WakeupFd`, made readable by the same notification.  Other processes cannot
+    signal us; for them a waiting consumer re-checks the file every ``polling_interval``.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self.generation = 0
         self._waiters = 0
+        self._wakeups: set[WakeupFd] = set()
 
     def notify(self) -> None:
         with self._cond:
             self.generation += 1
             if self._waiters:
                 self._cond.notify_all()
+            for wakeup in self._wakeups:
+                wakeup.signal()
 
     def wait(self, seen: int, timeout: float) -> bool:
         """Wait until something was stored after generation ``seen``; True if it was."""
@@ -223,6 +231,17 @@ class _Notifier:
             finally:
                 self._waiters -= 1
             return self.generation != seen
+
+    def subscribe(self, wakeup: WakeupFd, seen: int) -> bool:
+        """Signal ``wakeup`` on every store from now on; True when something was stored
+        after generation ``seen`` already (before the subscription could see it)."""
+        with self._cond:
+            self._wakeups.add(wakeup)
+            return self.generation != seen
+
+    def unsubscribe(self, wakeup: WakeupFd) -> None:
+        with self._cond:
+            self._wakeups.discard(wakeup)
 
 
 _notifiers_lock = threading.Lock()
@@ -356,6 +375,13 @@ class SqliteStore(QueueStore):
         self._next_expiry_sweep = 0.0
         self._db: sqlite3.Connection | None = None
         self.bindings: SqliteBindings = SqliteBindings(self)
+        #: driven by an event loop: the descriptor our own process's stores make readable
+        self._wakeup: WakeupFd | None = None
+        #: what the last empty take under the loop saw: (queues, notifier generation,
+        #: the file's data_version, when a lease on those queues lapses)
+        self._idle: tuple[tuple[str, ...], int, int, float | None] | None = None
+        #: the notifier generation the last take under the loop started from
+        self._seen = 0
         self._open(sync)
 
     # -- connection ----------------------------------------------------------------------
@@ -436,6 +462,7 @@ class SqliteStore(QueueStore):
 
     def close(self) -> None:
         """Give back this store's leases (marked redelivered) and close the file."""
+        self.unwatch()
         with self._lock:
             db = self._db
             if db is None:
@@ -585,6 +612,8 @@ class SqliteStore(QueueStore):
         self._notifier.notify()
 
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        if timeout == 0 and self._wakeup is not None:
+            return self._take_now(queues, max_count)
         deadline = None if timeout is None else time.monotonic() + timeout
         notifier = self._notifier
         while True:
@@ -611,6 +640,28 @@ class SqliteStore(QueueStore):
                     self._next_owner_check = time.monotonic() + OWNER_CHECK_INTERVAL
                     if self.reap_dead_owners():
                         break
+
+    def _take_now(self, queues: Sequence[str], max_count: int) -> list[Delivery]:
+        """A take under the event loop: never waits, and opens no write transaction when
+        nothing can have changed since the last take found the queues empty (nothing
+        stored by this process, nothing committed by another, no lease lapsed)."""
+        generation = self._seen = self._notifier.generation
+        data_version = self._data_version()
+        idle = self._idle
+        key = tuple(queues)
+        if (
+            idle is not None
+            and idle[:3] == (key, generation, data_version)
+            and (idle[3] is None or time.time() < idle[3])
+        ):
+            return []
+        taken = self._take_by(queues, max_count, time.monotonic())
+        if taken is None:
+            self._idle = None  # locked by another process: look again at the next poll
+            return []
+        deliveries, lease_due = taken
+        self._idle = None if deliveries else (key, generation, data_version, lease_due)
+        return deliveries
 
     def _take_by(
         self, queues: Sequence[str], max_count: int, deadline: float | None
@@ -715,6 +766,51 @@ class SqliteStore(QueueStore):
                 "priority": 0,
             },
         }
+
+    # -- driven by an event loop ----------------------------------------------------------
+    # Puts and requeues of this process signal a wake-up descriptor; another process cannot,
+    # so the loop's timer looks at the file's change counter every polling_interval.
+    def event_fds(self) -> Sequence[Any]:
+        if self._wakeup is None or self._wakeup.closed:
+            self._wakeup = WakeupFd()
+        return [self._wakeup]
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        # stored by this process since the take started: take again at once; another
+        # process's write (or a file found locked) waits for the next poll
+        return self._notifier.subscribe(self.event_fds()[0], self._seen)
+
+    def on_readable(self, fd: int) -> bool:
+        return self._wakeup is not None and self._wakeup.clear()
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+        # after each of these the loop takes again; the take costs one read of the file's
+        # change counter when nothing changed
+        return (
+            (max(self.polling_interval, MIN_LOOP_POLL), self._poll),
+            (OWNER_CHECK_INTERVAL, self._reap),
+        )
+
+    def _reap(self) -> None:
+        # a dead consumer's messages given back notify, which wakes this loop too
+        self.reap_dead_owners()
+
+    def _poll(self) -> None:
+        """Wake the loop when another process committed to the file or a lease lapsed
+        since the last empty take (the loop takes after this in any case; the take then
+        skips its transaction when nothing changed)."""
+        idle = self._idle
+        if self._wakeup is None or idle is None:
+            return
+        if self._data_version() != idle[2] or (idle[3] is not None and time.time() >= idle[3]):
+            self._wakeup.signal()
+
+    def unwatch(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        self._idle = None
+        if wakeup is not None:
+            self._notifier.unsubscribe(wakeup)
+            wakeup.close()
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         receipts = [d.receipt for d in deliveries if d.receipt is not None]

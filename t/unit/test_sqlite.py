@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from kombu_like import Connection, Consumer, Exchange, Producer, Queue
+from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import (
     ConnectionTimeout,
     EncodeError,
@@ -538,3 +539,46 @@ def test_a_write_lock_held_past_busy_timeout_still_fails_a_consumer_that_drains_
             finally:
                 other.execute("ROLLBACK")
                 other.close()
+
+
+# -- driven by an event loop ------------------------------------------------------------------
+def _rounds(hub: Hub, seconds: float, done: Any = None) -> int:
+    """Run ``hub`` for ``seconds`` (or until ``done()``); the number of rounds it ran."""
+    rounds = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not (done is not None and done()):
+        hub.run_once()
+        rounds += 1
+    return rounds
+
+
+def test_under_the_loop_another_process_is_polled_for_and_idle_costs_no_spin(db: str, unique_name: str) -> None:
+    interval = 0.1
+    url = _url(db, polling_interval=interval)
+    queue = Queue(unique_name, Exchange(unique_name, type="topic"), routing_key="jobs.*")
+    got: list[Any] = []
+    hub = Hub()
+    try:
+        with Connection(url) as conn:
+            conn.register_with_event_loop(hub)
+            assert conn.transport.implements.asynchronous
+            with Consumer(conn, [queue], callbacks=[lambda body, message: (got.append(body), message.ack())]):
+                # nobody in this process publishes: only the loop's poll of the file finds it
+                _finish(_spawn(PUBLISHER, url, unique_name, "x", "1"))
+                _rounds(hub, 30, lambda: got)
+                assert got == [{"from": "x", "n": 0}]
+                # idle: one round per poll (and the owner check), not a spin
+                assert _rounds(hub, 5 * interval) <= 12
+                # another process holds the write lock: still no spin, and no error
+                other = _hold_write_lock(Path(db))
+                try:
+                    assert _rounds(hub, 5 * interval) <= 12
+                finally:
+                    other.execute("ROLLBACK")
+                    other.close()
+                _finish(_spawn(PUBLISHER, url, unique_name, "y", "1"))
+                _rounds(hub, 30, lambda: len(got) == 2)
+        assert got == [{"from": "x", "n": 0}, {"from": "y", "n": 0}]
+        assert not hub.readers, "a closed connection's wake-up descriptor stays in the loop"
+    finally:
+        hub.close()
