@@ -22,6 +22,7 @@ from kombu_like.transport.amqp.framing import (
     FRAME_END,
     FRAME_HEADER,
     TCPSocket,
+    decode_properties,
     encode_properties,
     method_frame,
     parse_deliver,
@@ -248,6 +249,18 @@ def test_repeated_common_properties_decode_as_encoded(
         encode_properties({**props, "delivery_mode": float(delivery_mode)})
     with_header = encode_properties({**props, "application_headers": {"a": 1}})
     assert compat.decode_properties(b"\x00" * 12 + with_header, 12)["application_headers"] == {"a": 1}
+
+
+@settings(max_examples=100, deadline=None)
+@given(props=property_values)
+def test_received_properties_decode_the_same_every_time_into_a_dict_of_their_own(props: dict[str, Any]) -> None:
+    payload = b"\x00" * 12 + encode_properties(props)
+    first = decode_properties(payload, 12)
+    assert first == props
+    # a consumer that changes one message's properties does not change the next one's
+    first["content_type"] = "changed"
+    first.setdefault("application_headers", {})["added"] = 1
+    assert decode_properties(payload, 12) == props
 
 
 def test_oversized_short_string_property_is_an_encode_error() -> None:

@@ -35,6 +35,7 @@ from .framing import (
     BufferedFrames,
     TCPSocket,
     TLSSocket,
+    decode_properties,
     parse_deliver,
 )
 
@@ -442,7 +443,7 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
             self.bytes_recv += 1
             if frame_type == 2:
                 delivery.size = CONTENT_HEADER.unpack_from(payload, 0)[2]
-                delivery.properties = compat.decode_properties(payload, 12)
+                delivery.properties = decode_properties(payload, 12)
             elif frame_type == 3:
                 delivery.chunks.append(payload)
                 delivery.received += len(payload)

@@ -24,6 +24,7 @@ from amqp import spec
 
 from ...exceptions import EncodeError
 from .compat import DriverSSLTransport, DriverTCPTransport, dumps_table, raw_write
+from .compat import decode_properties as _decode_properties
 
 __all__ = [
     "ACK_METHOD",
@@ -193,6 +194,39 @@ def publish_frames(channel_id: int, args: bytes, message: Any, frame_max: int) -
         piece = view[start : start + chunk]
         parts += (FRAME_HEADER.pack(3, channel_id, len(piece)), piece, FRAME_END)
     return b"".join(parts)
+
+
+#: property lists received before, decoded, by their bytes: the messages of a producer
+#: mostly carry the same content type, encoding, delivery mode and priority
+_DECODED_PROPERTIES: dict[bytes, dict[str, Any]] = {}
+#: correlation_id, message_id and timestamp: lists that carry one differ message by message
+_PER_MESSAGE_PROPERTIES = 0x0400 | 0x0080 | 0x0040
+
+
+def decode_properties(payload: bytes, offset: int) -> dict[str, Any]:
+    """The basic properties of a content header frame, decoded from ``offset`` (the flags).
+
+    Every call returns a dict of its own: a consumer may change a message's properties.
+    """
+    try:
+        per_message = (payload[offset] << 8 | payload[offset + 1]) & _PER_MESSAGE_PROPERTIES
+    except IndexError:
+        per_message = 1  # no flags: the driver says what is wrong
+    if per_message:
+        return _decode_properties(payload, offset)
+    key = payload[offset:]
+    known = _DECODED_PROPERTIES.get(key)
+    if known is None:
+        properties = _decode_properties(payload, offset)
+        if properties.get("application_headers"):
+            return properties  # a table may hold mutable values: decoded afresh every time
+        if len(_DECODED_PROPERTIES) >= 256:
+            _DECODED_PROPERTIES.clear()
+        _DECODED_PROPERTIES[key] = known = properties
+    properties = dict(known)
+    if "application_headers" in properties:
+        properties["application_headers"] = {}
+    return properties
 
 
 def parse_deliver(payload: bytes) -> tuple[str, int, bool, str, str]:
