@@ -45,7 +45,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # -- the Celery application: imported by the worker (``-A celery_bench``) and the publisher --
 def _make_app() -> Any:
     from celery import Celery
-    from celery.signals import worker_ready
+    from celery.signals import worker_ready, worker_shutdown
 
     app = Celery("klbench", broker=os.environ.get("KL_BENCH_BROKER", "memory://"))
     app.conf.update(
@@ -76,9 +76,23 @@ def _make_app() -> Any:
         import redis
 
         info = {"loop": getattr(sender.loop, "__name__", repr(sender.loop)), "kombu": kombu.__name__}
+        if os.environ.get("KL_BENCH_PROFILE"):
+            import cProfile
+
+            # from here on, the main process's calls (the loop starts right after this signal)
+            profiler.append(cProfile.Profile())
+            profiler[0].enable()
         redis.Redis.from_url(os.environ["KL_BENCH_COUNTER"]).rpush(
             os.environ["KL_BENCH_KEY"] + ":ready", json.dumps(info)
         )
+
+    profiler: list[Any] = []
+
+    @worker_shutdown.connect(weak=False)
+    def save_profile(**_: Any) -> None:
+        if profiler:
+            profiler[0].disable()
+            profiler[0].dump_stats(os.environ["KL_BENCH_PROFILE"])
 
     app.klbench_noop = noop
     return app
@@ -140,7 +154,9 @@ def _python_cmd(python: str, library: str) -> list[str]:
     return [python, "-m", "kombu_like.alias"] if library == "kombu_like" else [python]
 
 
-def run_round(python: str, broker: str, counter_url: str, library: str, tasks: int, timeout: float) -> Round:
+def run_round(
+    python: str, broker: str, counter_url: str, library: str, tasks: int, timeout: float, profile: str | None = None
+) -> Round:
     import redis
 
     key = f"klbench:{os.getpid()}:{os.urandom(4).hex()}"
@@ -153,6 +169,8 @@ def run_round(python: str, broker: str, counter_url: str, library: str, tasks: i
         KL_BENCH_TASKS=str(tasks),
         PYTHONPATH=os.pathsep.join([str(HERE), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     )
+    if profile:
+        env["KL_BENCH_PROFILE"] = profile
     client = redis.Redis.from_url(counter_url, socket_timeout=timeout + 30)
     script = str(Path(__file__).resolve())
     published = json.loads(
@@ -232,6 +250,14 @@ def _tail(log: Any, lines: int = 40) -> str:
     return "".join(log.readlines()[-lines:])
 
 
+def _print_profile(path: str, top: int) -> None:
+    import pstats
+
+    for order in ("tottime", "cumtime"):
+        print(f"== {path} by {order}", file=sys.stderr)
+        pstats.Stats(path, stream=sys.stderr).sort_stats(order).print_stats(top)
+
+
 def format_table(broker: str, tasks: int, best: dict[str, Round]) -> str:
     rows = [
         ("loop", lambda r: r.loop, None),
@@ -260,6 +286,14 @@ def bench(argv: list[str]) -> int:
     parser.add_argument("--counter", default="redis://127.0.0.1:6379/0", help="Redis for the done counter")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", action="store_true", help="print every round as JSON lines too")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="cProfile the worker's main process from worker_ready on (slows it: the figures are "
+        "then for finding hot spots, not for comparing); prints the top functions and leaves "
+        "DIR/<scheme>-<library>.prof",
+    )
+    parser.add_argument("--top", type=int, default=25, help="functions to print per profile")
     options = parser.parse_args(argv)
     tables = []
     for broker in options.brokers:
@@ -268,7 +302,15 @@ def bench(argv: list[str]) -> int:
             # alternate which library goes first, so neither always runs on a warm broker
             library = LIBRARIES[(index + index // len(LIBRARIES)) % len(LIBRARIES)]
             print(f"{broker}: round {index // 2 + 1} {library} ...", file=sys.stderr, flush=True)
-            result = run_round(sys.executable, broker, options.counter, library, options.tasks, options.timeout)
+            profile = None
+            if options.profile:
+                Path(options.profile).mkdir(parents=True, exist_ok=True)
+                profile = str(Path(options.profile, f"{broker.split(':', 1)[0]}-{library}.prof").resolve())
+            result = run_round(
+                sys.executable, broker, options.counter, library, options.tasks, options.timeout, profile
+            )
+            if profile:
+                _print_profile(profile, options.top)
             print(
                 f"  {result.tasks_per_s:,.0f} tasks/s on {result.loop}, CPU main {result.cpu_main:.2f}s "
                 f"pool {result.cpu_pool:.2f}s",
