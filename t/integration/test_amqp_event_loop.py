@@ -124,7 +124,14 @@ def test_deliveries_read_by_a_publish_are_handed_over_by_the_hub(amqp_url: str, 
                 producer.publish({"i": i})
             producer.publish({"i": 20}, confirm_timeout=5)  # any confirmed publish reads on
             run_until(hub, lambda: len(received) == 21)
-        assert [m.decode()["i"] for m in received] == list(range(21))
+            assert [m.decode()["i"] for m in received] == list(range(21))
+
+            # taken out of the loop, the connection is drained the blocking way again
+            conn.transport.unregister_from_event_loop(conn.connection, hub)
+            assert not hub.readers
+            producer.publish({"i": 21})
+            conn.drain_events(timeout=5)
+            assert received[-1].decode() == {"i": 21} and len(received) == 22
 
 
 def test_hub_heartbeats_keep_an_idle_connection_alive_and_find_a_silent_broker(

@@ -353,6 +353,13 @@ class Transport(base.Transport):
         connection.loop_reader = reader
         reader.start()
 
+    def unregister_from_event_loop(self, connection: AMQPConnection, loop: Any) -> None:
+        """Undo :meth:`register_with_event_loop`: ``loop`` no longer reads the socket or
+        sends heartbeats (``drain_events`` does again)."""
+        reader = connection.loop_reader
+        if reader is not None and reader.loop is loop:
+            reader.close()
+
     def on_readable(self, connection: AMQPConnection, loop: Any) -> None:
         """Handle what arrived on the socket without waiting (Kombu's reader callback)."""
         reader = connection.loop_reader
