@@ -495,13 +495,39 @@ def unregister(name: str) -> None:
 
 # -- built-in serializers -------------------------------------------------------------
 def _import_optional(module: str, serializer: str, extra: str) -> Any:
+    """Import ``module`` now, as an ``import`` statement would.
+
+    ``__import__`` (not ``importlib``) so that whatever an ``import`` statement sees -- a
+    replaced ``builtins.__import__`` included, as test suites use to hide a module -- is
+    seen here too, as it is by Kombu's ``import yaml``/``import msgpack``.
+    """
     try:
-        return importlib.import_module(module)
+        __import__(module)
     except ImportError as exc:
         raise SerializerNotInstalled(
             f"No encoder/decoder installed for {serializer}: the {module!r} package is missing. "
             f'Install it with: pip install "kombu_like[{extra}]"'
         ) from exc
+    return importlib.import_module(module)
+
+
+#: optional modules the built-in serializers registered at import found on first use;
+#: Kombu imports them when it registers the serializers, and keeps them from then on
+_first_found: dict[str, Any] = {}
+
+
+def _import_once(module: str, serializer: str, extra: str) -> Any:
+    found = _first_found.get(module)
+    if found is None:
+        found = _first_found[module] = _import_optional(module, serializer, extra)
+    return found
+
+
+def _not_installed(message: str) -> Callable[..., Any]:
+    def not_installed(*args: Any, **kwargs: Any) -> Any:
+        raise SerializerNotInstalled(message)
+
+    return not_installed
 
 
 def pickle_loads(s: bytes | bytearray | memoryview) -> Any:
@@ -519,36 +545,37 @@ def pickle_dumps(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=pickle_protocol)
 
 
-def yaml_dumps(obj: Any) -> str:
-    """Encode ``obj`` with PyYAML's ``safe_dump`` (plain data types only)."""
-    yaml = _import_optional("yaml", "yaml", "yaml")
-    return yaml.safe_dump(obj)  # type: ignore[no-any-return]
-
-
-def yaml_loads(s: str | bytes | bytearray | memoryview) -> Any:
-    """Decode YAML with PyYAML's ``safe_load``."""
-    yaml = _import_optional("yaml", "yaml", "yaml")
+def _safe_load(yaml: Any, s: str | bytes | bytearray | memoryview) -> Any:
     # safe_load treats anything but str/bytes as a stream to .read() from.
     if isinstance(s, (bytearray, memoryview)):
         s = bytes(s)
     return yaml.safe_load(s)
 
 
-def _msgpack() -> Any:
-    msgpack = _import_optional("msgpack", "msgpack", "msgpack")
-    if tuple(getattr(msgpack, "version", (0,))) < (0, 4):
+def yaml_dumps(obj: Any) -> str:
+    """Encode ``obj`` with PyYAML's ``safe_dump`` (plain data types only)."""
+    return _import_once("yaml", "yaml", "yaml").safe_dump(obj)  # type: ignore[no-any-return]
+
+
+def yaml_loads(s: str | bytes | bytearray | memoryview) -> Any:
+    """Decode YAML with PyYAML's ``safe_load``."""
+    return _safe_load(_import_once("yaml", "yaml", "yaml"), s)
+
+
+def _msgpack(module: Any) -> Any:
+    if tuple(getattr(module, "version", (0,))) < (0, 4):
         raise SerializerNotInstalled('msgpack >= 0.4 is required. Install it with: pip install "kombu_like[msgpack]"')
-    return msgpack
+    return module
 
 
 def msgpack_dumps(obj: Any) -> bytes:
     """Encode ``obj`` with msgpack; ``bytes`` and ``str`` stay distinct on the wire."""
-    return _msgpack().packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    return _msgpack(_import_once("msgpack", "msgpack", "msgpack")).packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def msgpack_loads(s: bytes | bytearray | memoryview) -> Any:
     """Decode msgpack, strings as ``str``."""
-    return _msgpack().unpackb(s, raw=False)
+    return _msgpack(_import_once("msgpack", "msgpack", "msgpack")).unpackb(s, raw=False)
 
 
 def register_json() -> None:
@@ -560,8 +587,24 @@ def register_json() -> None:
 
 
 def register_yaml() -> None:
-    """Register the ``yaml`` serializer (PyYAML, imported on first use)."""
-    registry.register("yaml", yaml_dumps, yaml_loads, content_type="application/x-yaml", content_encoding="utf-8")
+    """Register the ``yaml`` serializer with the PyYAML importable now.
+
+    As in Kombu, this call decides whether YAML is available: without PyYAML, YAML
+    content fails to decode with :class:`SerializerNotInstalled`, and the encoder
+    registered before (if any) is left as it was.
+    """
+    try:
+        yaml = _import_optional("yaml", "yaml", "yaml")
+    except SerializerNotInstalled as exc:
+        registry.register("yaml", None, _not_installed(str(exc)), "application/x-yaml")
+        return
+    registry.register(
+        "yaml",
+        yaml.safe_dump,
+        lambda s: _safe_load(yaml, s),
+        content_type="application/x-yaml",
+        content_encoding="utf-8",
+    )
 
 
 def register_pickle() -> None:
@@ -572,7 +615,33 @@ def register_pickle() -> None:
 
 
 def register_msgpack() -> None:
-    """Register the ``msgpack`` serializer (msgpack, imported on first use)."""
+    """Register the ``msgpack`` serializer with the msgpack importable now.
+
+    As in Kombu, this call decides whether msgpack is available: without msgpack (or with
+    one older than 0.4), encoding and decoding msgpack raise
+    :class:`SerializerNotInstalled` until it is registered again.
+    """
+    try:
+        msgpack = _msgpack(_import_optional("msgpack", "msgpack", "msgpack"))
+    except SerializerNotInstalled as exc:
+        encode: EncoderT = _not_installed(str(exc))
+        decode: DecoderT = encode
+    else:
+        packb, unpackb = msgpack.packb, msgpack.unpackb
+
+        def encode(obj: Any) -> Any:
+            return packb(obj, use_bin_type=True)
+
+        def decode(s: Any) -> Any:
+            return unpackb(s, raw=False)
+
+    registry.register("msgpack", encode, decode, content_type="application/x-msgpack", content_encoding="binary")
+
+
+def _register_lazily() -> None:
+    # at import, yaml and msgpack are registered without importing them (import time is
+    # kept small); each is imported on first use and kept, as Kombu keeps what it imported
+    registry.register("yaml", yaml_dumps, yaml_loads, content_type="application/x-yaml", content_encoding="utf-8")
     registry.register(
         "msgpack", msgpack_dumps, msgpack_loads, content_type="application/x-msgpack", content_encoding="binary"
     )
@@ -651,8 +720,7 @@ def prepare_accept_content(
 
 register_json()
 register_pickle()
-register_yaml()
-register_msgpack()
+_register_lazily()
 registry._set_default_serializer("json")
 # Kombu disables everything but json since 3.0; entry points are not scanned at import.
 _disable_all_except(("json",))

@@ -156,3 +156,57 @@ def test_registry_operations(registries: None, ops: list[tuple[Any, ...]]) -> No
     for op in ops:
         seen = {lib: observe(lambda m=m, op=op: apply(m, op)) for lib, m in LIBS.items()}
         assert same(seen["kombu"], seen["kombu_like"]), op
+
+
+@pytest.mark.parametrize("module", ["msgpack", "yaml"])
+@pytest.mark.parametrize("hiding", ["import hook", "sys.modules"])
+def test_registering_again_with_the_module_hidden(
+    registries: None, monkeypatch: pytest.MonkeyPatch, module: str, hiding: str
+) -> None:
+    """``register_msgpack()``/``register_yaml()`` decide availability when called, as Kombu's do.
+
+    Test suites hide a module by replacing ``builtins.__import__`` (Kombu's and Celery's
+    ``mask_modules``) or with ``sys.modules[name] = None``; what each library then encodes and
+    decodes is compared: before registering again (both keep what they had), after it
+    (Kombu refuses to decode, and to encode msgpack), and after the module is visible again.
+    """
+    import builtins
+    import sys
+
+    serializer = module
+    content_type, _, data = kombu.serialization.dumps({"a": [1, "x"]}, serializer=serializer)
+    accept = [content_type]
+
+    def codec(m: Any) -> tuple[Any, Any]:
+        ser = m.serialization
+        return (
+            observe(lambda: ser.dumps({"b": 2}, serializer=serializer)),
+            observe(lambda: ser.loads(data, content_type, "utf-8", accept=accept)),
+        )
+
+    def compare(stage: str) -> None:
+        seen = {lib: codec(m) for lib, m in LIBS.items()}
+        for theirs, ours in zip(seen["kombu"], seen["kombu_like"], strict=True):
+            assert same(theirs, ours), (stage, seen)
+
+    compare("visible")
+    with monkeypatch.context() as hidden:
+        if hiding == "sys.modules":
+            hidden.setitem(sys.modules, module, None)
+        else:
+            real_import = builtins.__import__
+
+            def masked(name: str, *args: Any, **kwargs: Any) -> Any:
+                if name == module or name.startswith(f"{module}."):
+                    raise ImportError(f"No module named {name!r}")
+                return real_import(name, *args, **kwargs)
+
+            hidden.setattr(builtins, "__import__", masked)
+        compare("hidden, registered before")
+        for m in LIBS.values():
+            getattr(m.serialization, f"register_{module}")()
+        compare("hidden, registered again")
+    compare("visible again, registered while hidden")
+    for m in LIBS.values():
+        getattr(m.serialization, f"register_{module}")()
+    compare("registered again while visible")
