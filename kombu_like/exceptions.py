@@ -121,9 +121,11 @@ class IrrecoverableConnectionError(OperationalError):
     """Connecting can never succeed as configured; retrying would only waste time.
 
     For example TLS spoken to a plain-TCP port (``amqps://`` to 5672, ``rediss://`` to a
-    plain Redis) or a certificate that does not verify.  The retry engine gives up on it
-    at once (see :data:`kombu_like.retry.NEVER_RETRIED`); refused credentials and unknown
-    virtual hosts raise :class:`AccessRefused`, which is not retried either.
+    plain Redis), a certificate that does not verify, or a virtual host the AMQP broker
+    does not have (``kombu_like.transport.amqp.NotAllowed``, a subclass, as Kombu raises
+    py-amqp's ``NotAllowed``).  The retry engine gives up on it at once (see
+    :data:`kombu_like.retry.NEVER_RETRIED`); refused credentials raise
+    :class:`AccessRefused`, which is not retried either.
     """
 
 

@@ -24,7 +24,7 @@ __all__ = ["NEVER_RETRIED", "RetryPolicy", "fxrange", "intervals", "retry_over_t
 
 _R = TypeVar("_R")
 
-#: errors that retrying cannot cure (TLS mismatch, refused credentials or virtual host,
+#: errors that retrying cannot cure (TLS mismatch, refused credentials, unknown virtual host,
 #: a connection closed on purpose): the engine gives up on them at once, whatever ``catch``
 #: says, because every transport's error tuples contain their base classes
 NEVER_RETRIED: tuple[type[BaseException], ...] = (IrrecoverableConnectionError, AccessRefused, ConnectionClosed)
