@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -131,3 +132,23 @@ def test_memory_requeue_puts_the_message_back_first() -> None:
         message.ack()
         side.close()
     assert first == {"kombu": 2, "kombu_like": 1}
+
+
+def test_memory_delivers_expired_messages_as_kombu_does() -> None:
+    # Kombu's memory transport ignores per-message expiration: a message published with one
+    # already past (a Celery task whose ``expires`` has passed) is still delivered
+    seen = {}
+    for lib, side in {lib: Side(lib, "memory://", unique_prefix()) for lib in LIBRARIES}.items():
+        side.connect()
+        queue = side.lib.Queue(side.name("q"))(side.channel)
+        try:
+            queue.declare()
+            for n, expiration in ((1, 0), (2, 0.001)):
+                side.lib.Producer(side.channel).publish({"n": n}, routing_key=side.name("q"), expiration=expiration)
+            time.sleep(0.01)  # past the second message's expiration too
+            got = [queue.get(no_ack=True) for _ in range(3)]
+            seen[lib] = [None if m is None else (m.payload, m.properties.get("expiration")) for m in got]
+        finally:
+            queue.delete()
+            side.close()
+    assert seen["kombu"] == seen["kombu_like"] == [({"n": 1}, "0"), ({"n": 2}, "1"), None]

@@ -32,7 +32,8 @@ class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance):
 
     @pytest.fixture(autouse=True)
     def _isolated_broker(self) -> Iterator[None]:
-        self.broker = Broker()
+        # honour_expiration: the suite's TTL tests expect RabbitMQ's expiry (not the default)
+        self.broker = Broker(honour_expiration=True)
         yield
 
     def make_connection(self) -> Connection:
@@ -41,6 +42,11 @@ class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance):
 
 class TestMemorySharedVirtualHost(MemoryTimings, TransportConformance):
     url = f"memory://conformance-{uuid.uuid4().hex[:8]}"
+
+    @pytest.fixture(autouse=True)
+    def _expiring_brokers(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # every broker of the process drops expired messages while the suite runs
+        monkeypatch.setattr(Broker, "honour_expiration", True)
 
 
 class NoExtrasTransport(memory.Transport):

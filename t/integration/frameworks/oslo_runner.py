@@ -71,12 +71,6 @@ class RecordingResult(unittest.TestResult):
 def main(argv: list[str]) -> int:
     out, modules = argv[0], argv[1:] or DEFAULT_MODULES
     signal.signal(signal.SIGALRM, _on_alarm)
-    # oslo's TestSendReceive calls with a 10 ms timeout, which oslo also sends as the
-    # message's expiration, and then expects the server to receive the message: true on
-    # Kombu's memory transport (it ignores expiration), a race on one that honours it.
-    from kombu_like.transport.memory import Broker
-
-    Broker.honour_expiration = False
     suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromName(name) for name in modules)
     result = RecordingResult()
     suite.run(result)
