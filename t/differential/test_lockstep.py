@@ -74,6 +74,8 @@ def test_redis(redis_url: str) -> None:
             redis_url=redis_url,
             consume_only_ready=True,
             retire_deleted=True,
+            requeue_only_alone=True,
+            redeclare_exchanges_on_reconnect=True,
         ),
         examples=8,
         steps=20,
@@ -116,21 +118,26 @@ def test_memory_delete_removes_the_queues_bindings() -> None:
     assert left == {"kombu": 1, "kombu_like": 0}
 
 
-def test_memory_requeue_puts_the_message_back_first() -> None:
+@pytest.mark.parametrize("transport", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_requeue_puts_the_message_back_first(transport: str, request: pytest.FixtureRequest) -> None:
     # Deliberate departure ("A requeued message goes back to the head of its queue"):
-    # Kombu's memory transport appends it behind the messages already waiting
+    # Kombu's memory and Redis transports append it behind the messages already waiting
+    url = "memory://" if transport == "memory" else request.getfixturevalue("redis_url")
     first = {}
-    for lib, side in {lib: Side(lib, "memory://", unique_prefix()) for lib in LIBRARIES}.items():
+    for lib, side in {lib: Side(lib, url, unique_prefix()) for lib in LIBRARIES}.items():
         side.connect()
         queue = side.lib.Queue(side.name("q"))(side.channel)
-        queue.declare()
-        for n in (1, 2):
-            side.lib.Producer(side.channel).publish({"n": n}, routing_key=side.name("q"))
-        queue.get(no_ack=False).requeue()
-        message = queue.get(no_ack=False)
-        first[lib] = message.payload["n"]
-        message.ack()
-        side.close()
+        try:
+            queue.declare()
+            for n in (1, 2):
+                side.lib.Producer(side.channel).publish({"n": n}, routing_key=side.name("q"))
+            queue.get(no_ack=False).requeue()
+            message = queue.get(no_ack=False)
+            first[lib] = message.payload["n"]
+            message.ack()
+        finally:
+            queue.delete()
+            side.close()
     assert first == {"kombu": 2, "kombu_like": 1}
 
 
@@ -152,3 +159,27 @@ def test_memory_delivers_expired_messages_as_kombu_does() -> None:
             queue.delete()
             side.close()
     assert seen["kombu"] == seen["kombu_like"] == [({"n": 1}, "0"), ({"n": 2}, "1"), None]
+
+
+@pytest.mark.redis
+def test_redis_routes_through_an_exchange_another_connection_declared(redis_url: str) -> None:
+    # Deliberate departure ("Exchanges keep their type on Redis"): Kombu's Redis transport
+    # routes a publish to a topic exchange that its connection did not declare as direct, so
+    # the pattern binding does not match and the message is dropped
+    seen = {}
+    for lib, side in {lib: Side(lib, redis_url, unique_prefix()) for lib in LIBRARIES}.items():
+        side.connect()
+        exchange = side.lib.Exchange(side.name("x"), type="topic")
+        queue = side.lib.Queue(side.name("q"), exchange, routing_key="a.#")(side.channel)
+        try:
+            queue.declare()
+            side.close()
+            side.connect()
+            side.lib.Producer(side.channel).publish({"n": 1}, exchange=side.name("x"), routing_key="a.b")
+            message = side.lib.Queue(side.name("q"))(side.channel).get(no_ack=True)
+            seen[lib] = None if message is None else message.payload
+        finally:
+            side.lib.Queue(side.name("q"))(side.channel).delete()
+            side.lib.Exchange(side.name("x"))(side.channel).delete()
+            side.close()
+    assert seen == {"kombu": None, "kombu_like": {"n": 1}}
