@@ -120,6 +120,8 @@ class Transport(VirtualTransport):
         ttl=False,
         fanout=False,
         batch_publish=True,
+        # the store implements the event-loop hooks (see .looping)
+        asynchronous=True,
     )
     #: connection error classes come from the library's tree; ``translate_error`` maps
     #: redis-py's exceptions onto them

@@ -165,6 +165,22 @@ class FanoutListener:
                 got += self._copies(text(message[1]), message[3], numbers)
         return got
 
+    def receive_ready(self) -> bool:
+        """Read what the pub/sub connection has without waiting (an event loop found it
+        readable); True when messages wait to be taken.  Replies to health checks are
+        noted; a closed connection raises."""
+        with self.lock:
+            wire = self.wire
+            while wire.connected and wire.readable():
+                reply = wire.read()
+                if isinstance(reply, Exception):
+                    raise reply
+                if isinstance(reply, list) and reply and reply[0] == b"pmessage":
+                    self._early.append(reply)
+                else:  # the answer to a health check (or to a subscription change)
+                    self._pinged = False
+            return bool(self._early)
+
     def _copies(self, pattern: str, data: bytes, numbers: dict[bytes, int]) -> list[tuple[int, bytes]]:
         """One message per queue fed by ``pattern``, each with its own delivery tag."""
         keys = self.keys

@@ -41,6 +41,7 @@ from .codec import check, dumps, loads, text
 from .command import CommandConnection, Ledger
 from .fanout import FanoutListener
 from .keys import KeyLayout, clamp_priority
+from .looping import LoopHooks
 from .options import RedisOptions
 from .recovery import Restorer, mark_redelivered
 from .taking import Taker
@@ -110,6 +111,7 @@ class RedisStore(QueueStore):
         self._next_sweep = 0.0
         self._next_refresh = 0.0
         self.closed = False
+        self.loop = LoopHooks(self.taker, self.fanout, options, self.maintain)
 
     def connect(self) -> None:
         """Open the command connection now (``Connection.connect`` fails fast this way)."""
@@ -310,7 +312,15 @@ class RedisStore(QueueStore):
             calls.append((scripts.RESTORE, keys, [delivery.receipt or "", dumps(payload), "head", record]))
         if not calls:
             return
-        replies = self.cmd.run_many(calls)
+        try:
+            replies = self.cmd.run_many(calls)
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            if not self.options.ack_emulation:
+                raise
+            # the connection was found cut (a channel closing after a lost connection):
+            # once more on a new one -- each restore first checks the message is still
+            # recorded, so one that went back before the cut is not put back twice
+            replies = self.cmd.run_many(calls)
         check(replies, f"returning {len(calls)} message(s) to their queues")
 
     # -- maintenance: visibility timeout, expiring queues, pub/sub health --------------
@@ -365,6 +375,22 @@ class RedisStore(QueueStore):
         a message published right after ``consume()`` returns reaches the consumer."""
         self.fanout.sync(queues)
 
+    # -- driven by an event loop (see .looping) ------------------------------------------
+    def event_fds(self) -> Sequence[Any]:
+        return self.loop.event_fds()
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        return self.loop.watch(queues)
+
+    def on_readable(self, fd: int) -> bool:
+        return self.loop.on_readable(fd)
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+        return self.loop.periodic()
+
+    def unwatch(self) -> None:
+        self.loop.unwatch()
+
     def on_driver_error(self, exc: BaseException, queue: str | None = None) -> None:
         """After a failover the server is a replica: reconnect (through Sentinel if
         configured) instead of asking it again."""
@@ -389,6 +415,7 @@ class RedisStore(QueueStore):
         if self.closed:
             return
         self.closed = True
+        self.taker.evented = False
         try:
             for attempt in range(2):
                 try:

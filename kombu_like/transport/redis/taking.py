@@ -89,6 +89,13 @@ class Taker:
         self.tracking = False
         self._warned = False
         self._lists: dict[tuple[str, ...], tuple[list[str], list[str], dict[bytes, int]]] = {}
+        #: driven by an event loop: takes without waiting also watch the lists they
+        #: found empty, and take the fanout messages already received
+        self.evented = False
+        #: (queues, connection generation) whose lists the take connection watches now
+        self.armed: tuple[tuple[str, ...], int] | None = None
+        #: when a PING sent on the idle take connection (event loop) must be answered
+        self.pong_due: float | None = None
         self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
 
     def _on_connect(self, wire: Wire) -> None:
@@ -141,10 +148,12 @@ class Taker:
             deadline = None if timeout is None else time.monotonic() + timeout
             # every reply on the take connection is awaited no longer than the caller
             # waits (drain_events(timeout) on a hung server); a take whose reply comes too
-            # late drops the connection, and its messages come back by their score
+            # late drops the connection, and its messages come back by their score.  An
+            # event loop's take does not wait for messages: its replies get the socket
+            # timeout, as any other command's
             wires = [self.wire, self.fanout.wire]
             for wire in wires:
-                wire.deadline = deadline
+                wire.deadline = None if self.evented and timeout == 0 else deadline
             try:
                 return self._get(queues, deadline, timeout, max_count)
             finally:
@@ -156,6 +165,8 @@ class Taker:
     ) -> list[Delivery]:
         keys, names, numbers = self._lists_for(queues)
         self.maintain(queues)
+        if timeout == 0 and self.evented:
+            return self._take_evented(queues, keys, names, numbers, max_count)
         deliveries = self._take(keys, names, max_count, watch=timeout != 0)
         if deliveries or timeout == 0:
             return deliveries
@@ -195,6 +206,39 @@ class Taker:
                 if deliveries:
                     return deliveries
 
+    def _take_evented(
+        self, queues: Sequence[str], keys: list[str], names: list[str], numbers: dict[bytes, int], max_count: int
+    ) -> list[Delivery]:
+        """An event loop's take: fanout messages already received go in with it, and lists
+        found empty stay watched (the take's last step reads them on the tracking
+        connection), so the loop is woken when they change."""
+        fanout = self.fanout
+        preloaded = fanout.read(numbers, max_count) if fanout.active and fanout.has_pending() else None
+        self.armed = None
+        deliveries = self._take(keys, names, max_count, preloaded, watch=True)
+        if not deliveries and self.tracking:
+            self.armed = (tuple(queues), self.wire.generation)
+        return deliveries
+
+    def finish_ping(self) -> None:
+        """Read the answer to a PING sent while the loop watched the idle connection, so
+        it is not taken for the next command's reply."""
+        if self.pong_due is None:
+            return
+        wire = self.wire
+        try:
+            while wire.connected:
+                message = wire.read_message(wire.bounded(max(self.pong_due - time.monotonic(), 0.001)))
+                if is_push(message):
+                    if message and message[0] == b"invalidate":
+                        wire.pushes.append(message)
+                    continue
+                if message != b"PONG":
+                    raise rexc.InvalidResponse(f"expected PONG on the take connection, got {message!r}")
+                break
+        finally:
+            self.pong_due = None
+
     # -- the take script -------------------------------------------------------------------
     def _take(
         self,
@@ -208,6 +252,8 @@ class Taker:
         score = self._score()
         if self.cmd.owes:
             self.cmd.recover()
+        if self.pong_due is not None:
+            self.finish_ping()
         try:
             wire.connect()
             data = self._fetch_command(keys, names, max_count, score, preloaded or [], watch and self.tracking)

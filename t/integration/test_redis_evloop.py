@@ -1,0 +1,139 @@
+"""The Redis transport driven by Kombu's Hub, on the real Redis server.
+
+The conformance suite (``EventLoopTests``) covers delivery, prefetch, stopping, closing
+and fanout under the loop; these are the Redis-specific parts: a connection cut while the
+loop waits on it, and the visibility-timeout restore run from the loop's timer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from kombu_like import Connection, Consumer, Message, Producer, Queue
+from kombu_like.asynchronous import Hub
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    loop = Hub()
+    yield loop
+    loop.close()
+
+
+def run_until(hub: Hub, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    tick = hub.call_repeatedly(0.05, lambda: None)  # bounds each round's wait
+    try:
+        while not done():
+            assert time.monotonic() < deadline, f"condition not met within {timeout}s of running the loop"
+            hub.run_once()
+    finally:
+        if tick is not None:
+            tick.cancel()
+
+
+def kill_clients(url: str, name: str) -> int:
+    """Cut every connection whose client name is ``name``, as a server restart would."""
+    client = redis.Redis.from_url(url)
+    try:
+        ids = [c["id"] for c in client.client_list() if c.get("name") == name]
+        for client_id in ids:
+            client.client_kill_filter(_id=client_id)
+        return len(ids)
+    finally:
+        client.close()
+
+
+def test_connection_cut_while_waiting_raises_recoverable_and_loses_nothing(
+    hub: Hub, redis_url: str, unique_name: str
+) -> None:
+    options = {"client_name": unique_name}
+    queue = Queue(unique_name)
+    received: list[tuple[Any, bool]] = []
+    held: list[Message] = []
+
+    def on_message(message: Message) -> None:
+        received.append((message.payload, bool(message.delivery_info.get("redelivered"))))
+        if message.payload == "acked":
+            message.ack()
+        else:
+            held.append(message)
+
+    with Connection(redis_url) as producer_conn:
+        producer = Producer(producer_conn)
+        producer.publish("acked", routing_key=queue.name, declare=[queue])
+        producer.publish("held", routing_key=queue.name)
+        conn = Connection(redis_url, transport_options=options)
+        try:
+            conn.register_with_event_loop(hub)
+            with Consumer(conn, [queue], on_message=on_message):
+                run_until(hub, lambda: len(received) == 2)
+                # idle now: the loop waits on the take connection's tracking
+                end = time.monotonic() + 0.2
+                run_until(hub, lambda: time.monotonic() >= end)
+                assert kill_clients(redis_url, unique_name) >= 2
+                with pytest.raises(conn.recoverable_connection_errors):
+                    run_until(hub, lambda: False)
+                assert not hub.readers, "the cut connection's socket is still watched"
+        finally:
+            conn.collect()  # as Celery does with a connection that failed
+        producer.publish("after the cut", routing_key=queue.name)
+
+        # the caller reconnects and registers the new connection with the same loop
+        again = Connection(redis_url, transport_options=options)
+        try:
+            again.register_with_event_loop(hub)
+            received.clear()
+
+            def on_again(message: Message) -> None:
+                received.append((message.payload, bool(message.delivery_info.get("redelivered"))))
+                message.ack()
+
+            with Consumer(again, [queue], on_message=on_again):
+                run_until(hub, lambda: len(received) >= 2)
+                end = time.monotonic() + 0.2
+                run_until(hub, lambda: time.monotonic() >= end)
+        finally:
+            again.release()
+        # the unacknowledged message came back (flagged), the acked one did not
+        assert sorted(received) == [("after the cut", False), ("held", True)]
+        channel = producer_conn.channel()
+        try:
+            assert queue(channel).queue_declare(passive=True).message_count == 0
+            queue(channel).delete()
+        finally:
+            channel.close()
+
+
+def test_visibility_timeout_restore_runs_from_the_loop_timer(
+    hub: Hub, redis_url: str, unique_name: str, own_unacked: dict[str, str]
+) -> None:
+    options = {**own_unacked, "visibility_timeout": 0.5, "unacked_restore_interval": 0.1}
+    queue = Queue(unique_name)
+    threads_before = set(threading.enumerate())
+    with (
+        Connection(redis_url, transport_options=options) as crashed,
+        Connection(redis_url, transport_options=options) as conn,
+    ):
+        Producer(crashed).publish("orphan", routing_key=queue.name, declare=[queue])
+        # taken and never acknowledged by a consumer that is gone (it never closes in time)
+        taken = queue(crashed.channel()).get()
+        assert taken is not None
+        got: list[Message] = []
+        conn.register_with_event_loop(hub)
+        with Consumer(conn, [queue], on_message=got.append):
+            run_until(hub, lambda: bool(got), timeout=10)
+            assert set(threading.enumerate()) <= threads_before, "the restore ran on a thread"
+            [message] = got
+            assert message.payload == "orphan"
+            assert message.delivery_info.get("redelivered") is True
+            message.ack()
+        queue(conn.default_channel).delete()
