@@ -84,18 +84,20 @@ class Message:
         # every message passes here: the checks call out only for unusual values
         self.content_type = (
             content_type
-            if content_type is None or type(content_type) is str
+            if type(content_type) is str or content_type is None
             else self._text_field("content_type", content_type)
         )
         self.content_encoding = (
             content_encoding
-            if content_encoding is None or type(content_encoding) is str
+            if type(content_encoding) is str or content_encoding is None
             else self._text_field("content_encoding", content_encoding)
         )
         self.delivery_info = (
             delivery_info if type(delivery_info) is dict else self._mapping_field("delivery_info", delivery_info)
         )
-        self.headers = headers if type(headers) is dict else self._mapping_field("headers", headers)
+        if type(headers) is not dict:
+            headers = self._mapping_field("headers", headers)
+        self.headers = headers
         self.properties = properties if type(properties) is dict else self._mapping_field("properties", properties)
         self.accept = accept
         #: the most bytes a compressed body may decompress to (``None``: no limit)
@@ -104,7 +106,7 @@ class Message:
         self._state = "RECEIVED"
         self._raw = raw
         self._compression: str | None = None
-        compression = self.headers.get("compression")
+        compression = headers.get("compression")
         if compression and body is not None:
             compression = self._text_field("compression header", compression)
             # decompressed on first use, after the accept check (see the class docstring)
@@ -192,7 +194,8 @@ class Message:
             consumer_tag = self.delivery_info.get("consumer_tag")
             if consumer_tag and consumer_tag in no_ack_consumers:
                 return
-        self._require_unacked("ack")
+        if self._state in ACK_STATES:
+            self._require_unacked("ack")  # raises, naming the state
         channel.basic_ack(self.delivery_tag, multiple=multiple)
         self._state = "ACK"
 

@@ -139,10 +139,17 @@ class _MemQueue:
     def pop(self, max_count: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         now: float | None = None
+        # a queue without priorities has one level: take from it without looking for one
+        single = self.levels[0] if len(self.levels) == 1 else None
         while len(out) < max_count and self.size:
-            entry = self._pop_one()
-            if entry is None:
-                break
+            if single is not None:
+                self.size -= 1
+                entry = single.popleft()
+            else:
+                next_entry = self._pop_one()
+                if next_entry is None:
+                    break
+                entry = next_entry
             payload, expires = entry
             if expires is not None:
                 if now is None:

@@ -153,12 +153,14 @@ class VirtualConnection:
         try:
             for delivery in deliveries:
                 done += 1
-                consumer = self._consumer_for(delivery.queue, targets)
-                if consumer is None:
+                # the first consumer of the queue still there (looked up inline: per message)
+                for channel, tag in targets.get(delivery.queue, ()):
+                    if channel.is_open and tag in channel.consumers:
+                        break
+                else:
                     # the consumer went away while we held the message: give it back untouched
                     self.seam.requeue([delivery], redelivered=False)
                     continue
-                channel, tag = consumer
                 if tag in channel.no_ack_consumers:
                     self.seam.ack([delivery])
                 channel.deliver(delivery, tag)
@@ -166,15 +168,6 @@ class VirtualConnection:
             if done < len(deliveries):
                 self.seam.requeue(deliveries[done:], redelivered=False)
             raise
-
-    @staticmethod
-    def _consumer_for(
-        queue: str, targets: dict[str, list[tuple[VirtualChannel, str]]]
-    ) -> tuple[VirtualChannel, str] | None:
-        for channel, tag in targets.get(queue, ()):
-            if channel.is_open and tag in channel.consumers:
-                return channel, tag
-        return None
 
     def close(self) -> None:
         if not self.is_open:
