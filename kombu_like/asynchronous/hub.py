@@ -53,16 +53,27 @@ def set_event_loop(loop: Hub | None) -> Hub | None:
 
 
 class _Call:
-    """A callback with its arguments, queued by :meth:`Hub.call_soon`."""
+    """A callback with its arguments, queued by :meth:`Hub.call_soon`.
 
-    __slots__ = ("args", "fun")
+    Kombu queues a ``vine.promise`` here; this keeps the part of it a caller of
+    ``call_soon`` uses (``fun``, ``args``, ``cancel()``) at a third of the cost.
+    """
+
+    __slots__ = ("args", "fun", "cancelled")
 
     def __init__(self, fun: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fun = fun
         self.args = args
+        self.cancelled = False
 
     def __call__(self) -> Any:
+        if self.cancelled:
+            return None
         return self.fun(*self.args)
+
+    def cancel(self) -> None:
+        """Do not run after all (if it has not run yet)."""
+        self.cancelled = True
 
     def __repr__(self) -> str:
         return f"<call_soon {getattr(self.fun, '__name__', self.fun)!r}{self.args!r}>"

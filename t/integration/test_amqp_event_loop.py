@@ -116,7 +116,7 @@ def test_deliveries_read_by_a_publish_are_handed_over_by_the_hub(amqp_url: str, 
     # which the socket is no longer readable: the hub must still hand them over
     queue = Queue(unique_name, durable=False, auto_delete=True)
     received = Received(hub)
-    with Connection(amqp_url) as conn:
+    with Connection(amqp_url, heartbeat=30) as conn:
         conn.register_with_event_loop(hub)
         with Consumer(conn, [queue], on_message=received, no_ack=True):
             producer = Producer(conn, routing_key=unique_name)
@@ -132,6 +132,14 @@ def test_deliveries_read_by_a_publish_are_handed_over_by_the_hub(amqp_url: str, 
             producer.publish({"i": 21})
             conn.drain_events(timeout=5)
             assert received[-1].decode() == {"i": 21} and len(received) == 22
+            assert not live_timers(hub)  # nor heartbeats
+
+            # a hub reset (Celery's, after a connection error) takes the reader with it
+            conn.register_with_event_loop(hub)
+            assert hub.readers and live_timers(hub)
+            hub.reset()
+            assert not hub.readers and not live_timers(hub)
+            assert conn.connection.loop_reader is None
 
 
 def test_hub_heartbeats_keep_an_idle_connection_alive_and_find_a_silent_broker(

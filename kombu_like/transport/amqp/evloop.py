@@ -49,6 +49,9 @@ class LoopReader:
     def start(self) -> None:
         """Watch the socket; keep heartbeats going from the loop's timer when negotiated."""
         self.loop.add_reader(self.fd, self.on_readable)
+        # a hub that is reset (Celery does after a connection error) or closed has forgotten
+        # the socket: the reader goes with it, rather than read a dead connection later
+        self.loop.on_close.add(self._on_loop_close)
         heartbeat = float(self.connection.heartbeat or 0)
         if heartbeat:
             # four ticks per interval, as the blocking drain does: the broker sees a
@@ -110,6 +113,9 @@ class LoopReader:
         raise error from cause
 
     # -- leaving ---------------------------------------------------------------------------
+    def _on_loop_close(self, loop: Any) -> None:
+        self.close()
+
     def close(self) -> None:
         """Forget the socket and cancel the heartbeat entry (the loop keeps running)."""
         if self._closed:
@@ -118,6 +124,7 @@ class LoopReader:
         entry, self._heartbeat_entry = self._heartbeat_entry, None
         if entry is not None:
             entry.cancel()
+        self.loop.on_close.discard(self._on_loop_close)
         registered = self.loop.readers.get(self.fd)
         # the number may belong to another connection's socket by now
         if registered is not None and registered[0] == self.on_readable:
