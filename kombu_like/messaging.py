@@ -27,6 +27,11 @@ _consumer_tags = count(1)
 MAX_DECOMPRESSED_SIZE_OPTION = "max_decompressed_size"
 
 
+#: ``Producer.publish``'s default priority (the cached int 0: an argument that is this
+#: object is a valid priority)
+_DEFAULT_PRIORITY = 0
+
+
 class InvalidMessageField(EncodeError, ValueError):
     """A publish argument has a value no transport can carry (named in the message)."""
 
@@ -401,8 +406,8 @@ class Producer:
             not own_headers
             and (type(headers) is not dict or headers)
             or type(routing_key) is not str
-            or type(priority) is not int
-            or not 0 <= priority <= 255
+            # the default priority is the int 0 itself: nothing to check then
+            or (priority is not _DEFAULT_PRIORITY and (type(priority) is not int or not 0 <= priority <= 255))
             or len(properties) > 1
             or (content_type is not None and type(content_type) is not str)
             or (content_encoding is not None and type(content_encoding) is not str)
@@ -429,6 +434,17 @@ class Producer:
                 raise InvalidMessageField(
                     f"{exc} (publishing to exchange {exchange_name!r} with routing key {routing_key!r})"
                 ) from exc.__cause__
+        if not retry and timeout is None and confirm_timeout is None:
+            # what _publish does, without the call, for the usual publish
+            channel = self.channel
+            for entity in declare:
+                self.maybe_declare(entity)
+            message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
+            batch = self._batch_local.current
+            if batch is None:
+                return channel.basic_publish(message, exchange_name, routing_key, mandatory, immediate)
+            batch.add(message, exchange_name, routing_key, mandatory, _publish_options(immediate, None, None))
+            return None
         _publish = self._publish
         if retry:
             connection = self.connection
