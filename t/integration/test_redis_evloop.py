@@ -17,6 +17,7 @@ import redis
 
 from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.asynchronous import Hub
+from t.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.redis
 
@@ -137,3 +138,31 @@ def test_visibility_timeout_restore_runs_from_the_loop_timer(
             assert message.delivery_info.get("redelivered") is True
             message.ack()
         queue(conn.default_channel).delete()
+
+
+def test_silent_connection_under_the_loop_is_found_by_its_timer(hub: Hub, redis_url: str, unique_name: str) -> None:
+    # a half-open connection never turns readable: the work on the hub's timer (a PING,
+    # the take after it) must notice the missing answer within health_check_interval plus
+    # socket_timeout and raise a recoverable error, as Celery's loop expects
+    queue = Queue(unique_name)
+    options = {"health_check_interval": 0.2, "socket_timeout": 0.3}
+    with FaultProxy("127.0.0.1", 6379) as proxy, Connection(redis_url) as direct:
+        Producer(direct).publish("before", routing_key=queue.name, declare=[queue])
+        conn = Connection(proxy.url_for(redis_url), transport_options=options)
+        try:
+            hub.propagate_errors = conn.connection_errors
+            conn.register_with_event_loop(hub)
+            got: list[Any] = []
+            with Consumer(conn, [queue], on_message=lambda m: (got.append(m.payload), m.ack())):  # type: ignore[func-returns-value]
+                run_until(hub, lambda: got == ["before"])
+                end = time.monotonic() + 0.1
+                run_until(hub, lambda: time.monotonic() >= end)  # idle, waiting on Redis
+                proxy.stall()
+                started = time.monotonic()
+                with pytest.raises(conn.recoverable_connection_errors):
+                    run_until(hub, lambda: False, timeout=5)
+                assert time.monotonic() - started < 3
+        finally:
+            proxy.stall(False)
+            conn.collect()
+        queue(direct.default_channel).delete()

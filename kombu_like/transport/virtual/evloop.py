@@ -80,13 +80,19 @@ class LoopDriver:
             return
         queues, targets, max_count = connection._plan()
         if queues:
-            deliveries = self.seam.get(queues, 0, max_count)
+            try:
+                deliveries = self.seam.get(queues, 0, max_count)
+                woken = not deliveries and self.seam.watch(queues)
+            except BaseException:
+                # a connection found broken: its descriptors leave the loop with the error
+                self.sync_fds(ignore_errors=True)
+                raise
             if deliveries:
                 # more may be waiting: take again next round, after other descriptors and
                 # timers had their turn (and even if a callback raises below)
                 self.schedule()
                 connection._dispatch(deliveries, targets)
-            elif self.seam.watch(queues):
+            elif woken:
                 self.schedule()
         # without queues to take from, capacity_changed/consumers_changed schedule the next take
         if self.active:
@@ -110,10 +116,13 @@ class LoopDriver:
     def _periodic(self, work: Callable[[], None]) -> None:
         if not (self.active and self.connection.is_open):
             return
-        self.seam.call(work)
-        # the work may have reconnected (new descriptors) or given messages back
-        self.sync_fds()
-        self.schedule()
+        try:
+            self.seam.call(work)
+        finally:
+            # the work may have reconnected or dropped a connection, or given messages
+            # back; a take also brings back consumers a failed take left without one
+            self.sync_fds(ignore_errors=True)
+            self.schedule()
 
     # -- descriptors -----------------------------------------------------------------
     def sync_fds(self, ignore_errors: bool = False) -> None:

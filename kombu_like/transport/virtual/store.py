@@ -293,8 +293,9 @@ class QueueStore(ABC):
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
         """``(interval, function)`` pairs: the store's periodic work (restoring messages
-        past their visibility timeout, health checks ...), run from the loop's timer
-        instead of from inside a blocking take."""
+        past their visibility timeout, health checks, looking for writes no descriptor
+        reports ...), run from the loop's timer instead of from inside a blocking take.
+        The loop takes once after each run."""
         raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
 
     def unwatch(self) -> None:
