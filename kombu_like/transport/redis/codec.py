@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from redis import exceptions as rexc
@@ -23,7 +23,8 @@ def loads_plain(data: Any) -> Any:
 
 
 #: JSON with the library's type hooks, the same as the message bodies use
-dumps = kjson.dumps
+#: (``kjson.dumps`` with its default arguments, without the call that checks them)
+dumps: Callable[[Any], str] = kjson._fast_dumps
 
 
 def text(value: Any) -> str:

@@ -597,8 +597,17 @@ class Wire:
         return reply
 
     def _read_integers_hiredis(self, count: int) -> list[Any] | None:
-        reply = self._reply_hiredis
-        replies = [reply() for _ in range(count)]
+        # replies already buffered come straight from the reader; _reply_hiredis reads more
+        gets = self._reader.gets
+        if count == 1:  # one publish: the usual case
+            value = gets()
+            if value is _INCOMPLETE:
+                value = self._reply_hiredis()
+            return None if type(value) is int else [value]
+        replies = []
+        for _ in range(count):
+            value = gets()
+            replies.append(self._reply_hiredis() if value is _INCOMPLETE else value)
         for value in replies:
             if type(value) is not int:
                 return replies
