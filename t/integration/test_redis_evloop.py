@@ -166,3 +166,55 @@ def test_silent_connection_under_the_loop_is_found_by_its_timer(hub: Hub, redis_
             proxy.stall(False)
             conn.collect()
         queue(direct.default_channel).delete()
+
+
+def test_loop_that_runs_on_after_a_cut_gets_a_new_take_connection(hub: Hub, redis_url: str, unique_name: str) -> None:
+    # a program that keeps running the same hub and connection after the error: the next
+    # timer tick takes again on a new take connection, and the hub watches its socket
+    queue = Queue(unique_name)
+    received: list[Any] = []
+
+    def on_message(message: Message) -> None:
+        received.append(message.payload)
+        message.ack()
+
+    def run_through_errors(done: Callable[[], bool]) -> list[BaseException]:
+        errors: list[BaseException] = []
+        deadline = time.monotonic() + 10
+        while not done():
+            assert time.monotonic() < deadline, f"received {received}, errors {errors}"
+            try:
+                run_until(hub, done, timeout=deadline - time.monotonic())
+            except conn.recoverable_connection_errors as exc:
+                errors.append(exc)
+        return errors
+
+    with Connection(redis_url, transport_options={"client_name": unique_name}) as conn:
+        conn.register_with_event_loop(hub)
+        with Consumer(conn, [queue], on_message=on_message):
+            Producer(conn).publish("before", routing_key=queue.name, declare=[queue])
+            run_through_errors(lambda: received == ["before"])
+            [watched_before] = hub.readers.items()
+            client = redis.Redis.from_url(redis_url)
+            try:
+                # the take connection is the one speaking RESP3 (client tracking)
+                [take] = [c for c in client.client_list() if c.get("name") == unique_name and c.get("resp") == "3"]
+                client.client_kill_filter(_id=take["id"])
+            finally:
+                client.close()
+            cut_seen = run_through_errors(lambda: bool(hub.readers) and _take_connections(redis_url, unique_name) == 1)
+            assert len(cut_seen) <= 1
+            [watched_after] = hub.readers.items()
+            # the new socket is registered anew (a new entry, maybe under the old number)
+            assert watched_after[1] is not watched_before[1]
+            Producer(conn).publish("after", routing_key=queue.name)
+            run_through_errors(lambda: received == ["before", "after"])
+            queue(conn.default_channel).delete()
+
+
+def _take_connections(url: str, name: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return sum(1 for c in client.client_list() if c.get("name") == name and c.get("resp") == "3")
+    finally:
+        client.close()
