@@ -222,6 +222,11 @@ class Transport(VirtualTransport):
         store = connection.store
         if isinstance(store, SQSStore):
             store.abandon()
+        try:
+            # out of the event loop, without waiting for the receive thread's long poll
+            connection.unregister_from_event_loop()
+        except Exception:  # broken already; nothing more to do about it
+            logger.debug("error leaving the event loop with a broken SQS connection", exc_info=True)
 
     def flush_acks(self, timeout: float | None = None) -> int:
         """Delete acknowledged messages now instead of on the timer.

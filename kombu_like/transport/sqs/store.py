@@ -11,6 +11,8 @@ Cost is counted in requests, because SQS bills by request:
 A message taken from a queue is *in flight* in SQS until it is deleted or its visibility
 timeout runs out; requeueing (``reject(requeue=True)``, a closed channel's unacknowledged
 messages) sets that timeout to zero so the message is visible again at once.
+
+Driven by an event loop, a worker thread receives for the loop (see :mod:`.receiver`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .acks import AckBuffer, DeleteResult
 from .client import Clients, Settings
 from .codec import MAX_BATCH, Outgoing, chunks, decode, encode, is_fifo, preview, sqs_queue_name
 from .exceptions import UndefinedQueueException
+from .receiver import Receiver
 from .shared import SharedState
 
 __all__ = ["CAPABILITIES", "Receipt", "SQSStore"]
@@ -136,6 +139,8 @@ class SQSStore(QueueStore):
         self._closed = False
         #: the last acknowledgements go out with one short attempt each
         self._closing = False
+        #: receives for the event loop this store is driven by, if any
+        self._receiver: Receiver | None = None
         acks.attach(self._delete_batch)
 
     # -- plumbing ------------------------------------------------------------------------
@@ -355,6 +360,13 @@ class SQSStore(QueueStore):
 
     # -- consuming --------------------------------------------------------------------
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        receiver = self._receiver
+        if timeout == 0 and receiver is not None:
+            # under the event loop: what the receive thread has got, never a request
+            return receiver.take(queues, max_count)
+        return self._get(queues, timeout, max_count)
+
+    def _get(self, queues: Sequence[str], timeout: float | None, max_count: int) -> list[Delivery]:
         deadline = None if timeout is None else time.monotonic() + timeout
         count = max(1, min(int(max_count), MAX_BATCH))
         seen = self.shared.marks(queues)
@@ -502,6 +514,9 @@ class SQSStore(QueueStore):
 
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
         """Make the messages visible again at once (visibility timeout 0)."""
+        self._make_visible(deliveries, redelivered, quick=False)
+
+    def _make_visible(self, deliveries: Sequence[Delivery], redelivered: bool, quick: bool) -> None:
         for url, (queue, receipts) in self._by_url(deliveries).items():
             for start in range(0, len(receipts), MAX_BATCH):
                 batch = receipts[start : start + MAX_BATCH]
@@ -509,7 +524,7 @@ class SQSStore(QueueStore):
                     {"Id": str(i), "ReceiptHandle": r.handle, "VisibilityTimeout": 0} for i, r in enumerate(batch)
                 ]
                 try:
-                    answer = self._client(queue).change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                    answer = self._client(queue, quick).change_message_visibility_batch(QueueUrl=url, Entries=entries)
                 except Exception as exc:
                     logger.warning(
                         "could not make %d message(s) of SQS queue %r visible again (%s); SQS delivers "
@@ -560,16 +575,65 @@ class SQSStore(QueueStore):
                 result.retry.append(handle)
         return result
 
+    # -- driven by an event loop ---------------------------------------------------------
+    def _loop_receiver(self) -> Receiver:
+        receiver = self._receiver
+        if receiver is None:
+            settings = self.settings
+            if settings.wait_time_seconds:
+                # a little over the long poll, so the whole wait fits in the receive's deadline
+                seconds = settings.wait_time_seconds + 0.5
+            else:
+                seconds = max(settings.polling_interval, MIN_POLL_PAUSE)
+            receiver = self._receiver = Receiver(self._receive_for_loop, self._release_received, seconds)
+        return receiver
+
+    def _receive_for_loop(self, queues: Sequence[str], count: int, timeout: float) -> list[Delivery]:
+        # the blocking take, bounded: one long poll (or a short poll and a pause), and a
+        # receive client that botocore does not retry past the deadline
+        return self._get(queues, timeout, count)
+
+    def _release_received(self, deliveries: list[Delivery], quick: bool) -> None:
+        self._make_visible(deliveries, redelivered=False, quick=quick or self._closing)
+
+    def event_fds(self) -> Sequence[Any]:
+        return [self._loop_receiver().wakeup]
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        return self._loop_receiver().watch()
+
+    def on_readable(self, fd: int) -> bool:
+        receiver = self._receiver
+        return receiver is not None and receiver.wakeup.clear()
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+        # the receive thread waits on SQS; acknowledgements are flushed by their own timer
+        return ()
+
+    def unwatch(self) -> None:
+        """Stop the receive thread (waiting for its request in flight unless the store was
+        abandoned) after it made what it received and nobody took visible again."""
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.stop(join=not self._closed)
+            receiver.close()
+
     # -- lifecycle ------------------------------------------------------------------
     def abandon(self) -> None:
-        """Stop using this store without a word to SQS (the connection is deemed broken)."""
+        """Stop using this store without a word to SQS (the connection is deemed broken).
+
+        Only the messages the receive thread got and nobody took are made visible again,
+        by the thread itself, once its request in flight returns."""
         self._closed = True
+        if self._receiver is not None:
+            self._receiver.stop(join=False)
         self.acks.detach()
         self.clients.close()
 
     def close(self) -> None:
         if self._closed:
             return
+        self.unwatch()
         self._closed = True
         self._closing = True
         try:
