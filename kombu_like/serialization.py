@@ -580,10 +580,12 @@ def msgpack_loads(s: bytes | bytearray | memoryview) -> Any:
 
 def register_json() -> None:
     """Register the ``json`` serializer in the global registry."""
-    # kombu_like.utils.json.dumps with its default arguments, without the call that checks
-    # them: it skips json.dumps' per-call set-up and still writes types registered later
-    # with kombu_like.utils.json.register_type
-    registry.register("json", _json._fast_dumps, _json.loads, content_type="application/json", content_encoding="utf-8")
+    # kombu_like.utils.json.dumps and loads with their default arguments, without the calls
+    # that check them: they skip json's per-call set-up and still handle types registered
+    # later with kombu_like.utils.json.register_type
+    registry.register(
+        "json", _json._fast_dumps, _json._loads_default, content_type="application/json", content_encoding="utf-8"
+    )
 
 
 def register_yaml() -> None:

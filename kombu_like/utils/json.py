@@ -145,6 +145,14 @@ def loads(
     return _loads(s, object_hook=object_hook)
 
 
+def _loads_default(s: Any) -> Any:
+    """:func:`loads` with its default arguments, as the serializer registry calls it: the
+    usual UTF-8 bytes go to the decoder without the checks for other arguments."""
+    if type(s) is bytes:
+        return _fast_loads(s.decode("utf-8"))
+    return loads(s)
+
+
 def _identity(value: Any) -> Any:
     return value
 
