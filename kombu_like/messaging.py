@@ -14,7 +14,7 @@ from .common import _declared_cache
 from .common import maybe_declare as _maybe_declare
 from .compression import DEFAULT_MAX_DECOMPRESSED_SIZE, compress
 from .connection import Connection, is_connection, maybe_channel
-from .entity import Exchange, Queue, maybe_delivery_mode
+from .entity import PERSISTENT_DELIVERY_MODE, Exchange, Queue, maybe_delivery_mode
 from .exceptions import ContentDisallowed, DecodeError, EncodeError
 from .message import Message
 from .serialization import check_accept, dumps, prepare_accept_content
@@ -397,7 +397,10 @@ class Producer:
         else:
             exchange_name = exchange
             mode = delivery_mode or own.delivery_mode
-        properties["delivery_mode"] = mode if type(mode) is int and mode else maybe_delivery_mode(mode)
+        # maybe_delivery_mode(mode), called only for a name: unset is persistent
+        properties["delivery_mode"] = (
+            (mode if type(mode) is int else maybe_delivery_mode(mode)) if mode else PERSISTENT_DELIVERY_MODE
+        )
         if expiration is not None:
             properties["expiration"] = str(int(expiration * 1000))
         if "reply_to" in properties and isinstance(properties["reply_to"], Queue):
@@ -443,7 +446,8 @@ class Producer:
             batch = self._batch_local.current
             if batch is None:
                 return channel.basic_publish(message, exchange_name, routing_key, mandatory, immediate)
-            batch.add(message, exchange_name, routing_key, mandatory, _publish_options(immediate, None, None))
+            # _publish_options(immediate, None, None), without the call
+            batch.add(message, exchange_name, routing_key, mandatory, {"immediate": True} if immediate else {})
             return None
         _publish = self._publish
         if retry:
