@@ -7,9 +7,11 @@ loop waits on it, and the visibility-timeout restore run from the loop's timer.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ import redis
 from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.asynchronous import Hub
 from t.faultproxy import FaultProxy
+from t.integration.test_redis_servers import redis_server
 
 pytestmark = pytest.mark.redis
 
@@ -218,3 +221,34 @@ def _take_connections(url: str, name: str) -> int:
         return sum(1 for c in client.client_list() if c.get("name") == name and c.get("resp") == "3")
     finally:
         client.close()
+
+
+def test_without_client_tracking_the_loop_looks_on_its_timer(
+    hub: Hub, tmp_path: Path, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a user refused CLIENT: Redis cannot wake the hub, so the consumer takes after each
+    # run of the maintenance timer (at least once a second), and a warning says so
+    caplog.set_level(logging.WARNING, logger="kombu_like.transport.redis")
+    with redis_server(tmp_path / "acl") as port:
+        admin = redis.Redis(port=port)
+        try:
+            admin.execute_command("ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-client")
+        finally:
+            admin.close()
+        queue = Queue(unique_name)
+        got: list[Any] = []
+
+        def on_message(message: Message) -> None:
+            got.append(message.payload)
+            message.ack()
+
+        with Connection(f"redis://limited:pw@127.0.0.1:{port}/0") as conn:
+            conn.register_with_event_loop(hub)
+            with Consumer(conn, [queue], on_message=on_message):
+                Producer(conn).publish("one", routing_key=queue.name, declare=[queue])
+                run_until(hub, lambda: got == ["one"])
+                end = time.monotonic() + 0.1
+                run_until(hub, lambda: time.monotonic() >= end)  # idle
+                Producer(conn).publish("two", routing_key=queue.name)
+                run_until(hub, lambda: got == ["one", "two"], timeout=5)
+    assert any("looks for messages every" in r.getMessage() for r in caplog.records)
