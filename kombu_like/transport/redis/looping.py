@@ -87,7 +87,7 @@ class LoopHooks:
                     MAINTENANCE_TICK,
                 )
             return False
-        if wire.connected and taker.armed == (self.queues, wire.generation):
+        if wire.connected and taker.armed == (frozenset(queues), wire.generation):
             return False  # the take that found them empty watches them already
         # arm tracking on lists not read by a take on this connection: reading them
         # makes Redis report their next change; a message already there means take now
@@ -97,7 +97,7 @@ class LoopHooks:
         replies = wire.execute([("LLEN", key) for key in keys])
         check(replies, f"watching queue(s) {', '.join(queues)}")
         wire.pushes.clear()
-        taker.armed = (self.queues, wire.generation)
+        taker.armed = (frozenset(queues), wire.generation)
         return any(replies)
 
     def on_readable(self, fd: int) -> bool:

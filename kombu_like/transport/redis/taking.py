@@ -93,7 +93,8 @@ class Taker:
         #: found empty, and take the fanout messages already received
         self.evented = False
         #: (queues, connection generation) whose lists the take connection watches now
-        self.armed: tuple[tuple[str, ...], int] | None = None
+        #: (a set: the virtual layer rotates the order of the queues it takes from)
+        self.armed: tuple[frozenset[str], int] | None = None
         #: when a PING sent on the idle take connection (event loop) must be answered
         self.pong_due: float | None = None
         self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
@@ -217,7 +218,7 @@ class Taker:
         self.armed = None
         deliveries = self._take(keys, names, max_count, preloaded, watch=True)
         if not deliveries and self.tracking:
-            self.armed = (tuple(queues), self.wire.generation)
+            self.armed = (frozenset(queues), self.wire.generation)
         return deliveries
 
     def finish_ping(self) -> None:
