@@ -234,3 +234,55 @@ def test_native_channels_translate_at_the_same_seam() -> None:
         channel.basic_publish(other)
     assert raised.value is other
     assert seen == [error]
+
+
+def test_asynchronous_follows_the_event_loop_hooks() -> None:
+    from kombu_like.asynchronous import Hub
+    from kombu_like.transport.virtual.store import drives_event_loop
+
+    class HalfEvented(MemoryStore):
+        """Declares asynchronous but leaves a hook out: it cannot be driven."""
+
+        capabilities = Capabilities(asynchronous=True)
+        periodic = QueueStore.periodic  # type: ignore[assignment]
+
+    class HalfTransport(Transport):
+        Store = HalfEvented
+
+        def create_store(self) -> HalfEvented:
+            return HalfEvented(Broker())
+
+    assert drives_event_loop(MemoryStore) and not drives_event_loop(HalfEvented)
+    assert Transport.capabilities.asynchronous
+    assert not HalfTransport.capabilities.asynchronous
+    conn = Connection(hostname="localhost", transport=HalfTransport)
+    hub = Hub()
+    try:
+        assert not conn.is_evented
+        conn.register_with_event_loop(hub)  # does nothing, as on Kombu's blocking transports
+        assert not hub.readers
+        assert conn.connection.loop_driver is None
+    finally:
+        conn.release()
+        hub.close()
+
+
+def test_wakeup_fd_folds_signals_until_read() -> None:
+    import select
+
+    from kombu_like.transport.virtual.evloop import WakeupFd
+
+    wakeup = WakeupFd()
+    try:
+        assert not select.select([wakeup], [], [], 0)[0]
+        assert wakeup.clear() is False
+        for _ in range(3):
+            wakeup.signal()
+        assert select.select([wakeup], [], [], 0)[0]
+        assert wakeup.clear() is True
+        assert not select.select([wakeup], [], [], 0)[0], "three signals needed more than one read"
+        wakeup.signal()  # signals after a read make it readable again
+        assert select.select([wakeup], [], [], 0)[0]
+    finally:
+        wakeup.close()
+    wakeup.signal()  # closed: ignored, not an error
