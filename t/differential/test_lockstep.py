@@ -10,7 +10,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 import kombu_like
 
-from .harness import LIBRARIES, Side, unique_prefix
+from .harness import LIBRARIES, Outcome, Side, unique_prefix
 from .machine import TransportSpec, machine_for
 from .profiles import profile
 
@@ -43,6 +43,7 @@ def test_memory() -> None:
         reconnect_with_unacked=False,
         retire_deleted=True,
         requeue_only_alone=True,
+        restore_reroutes=True,
     )
     run(spec, examples=12, steps=25)
 
@@ -76,6 +77,7 @@ def test_redis(redis_url: str) -> None:
             retire_deleted=True,
             requeue_only_alone=True,
             redeclare_exchanges_on_reconnect=True,
+            restore_reroutes=True,
         ),
         examples=8,
         steps=20,
@@ -97,6 +99,7 @@ def test_sqs(sqs_endpoint: str) -> None:
         exchange_types=routable(url, SQS_OPTIONS),
         can_delete=False,
         reconnect_with_unacked=False,
+        restore_reroutes=True,
     )
     run(spec, examples=5, steps=15)
 
@@ -183,3 +186,44 @@ def test_redis_routes_through_an_exchange_another_connection_declared(redis_url:
             side.lib.Exchange(side.name("x"))(side.channel).delete()
             side.close()
     assert seen == {"kombu": None, "kombu_like": {"n": 1}}
+
+
+@pytest.mark.parametrize(
+    "transport", ["memory", pytest.param("redis", marks=pytest.mark.redis), pytest.param("sqs", marks=pytest.mark.sqs)]
+)
+def test_requeue_gives_the_message_back_to_its_own_queue(transport: str, request: pytest.FixtureRequest) -> None:
+    # Deliberate departure ("A message given back returns to its own queue only"): Kombu's
+    # virtual transports route it through its exchange again, so a second queue bound with
+    # the same key gets a copy (memory, Redis), or the give-back fails on SQS, where the
+    # receipt handle belongs to the first queue
+    options: dict[str, Any] = {}
+    if transport == "memory":
+        url = "memory://"
+    elif transport == "redis":
+        url = request.getfixturevalue("redis_url")
+    else:
+        url = f"sqs://testing:testing@{request.getfixturevalue('sqs_endpoint').split('://', 1)[1]}"
+        options = dict(SQS_OPTIONS)
+    seen = {}
+    for lib, side in {lib: Side(lib, url, unique_prefix(), options) for lib in LIBRARIES}.items():
+        side.connect()
+        exchange = side.lib.Exchange(side.name("x"), type="direct")
+        queues = [side.lib.Queue(side.name(short), exchange, routing_key="a")(side.channel) for short in ("q1", "q2")]
+        try:
+            for queue in queues:
+                queue.declare()
+            side.lib.Producer(side.channel).publish({"n": 1}, exchange=side.name("x"), routing_key="a")
+            message = queues[0].get(no_ack=False)
+            outcome = side.run(lambda s, message=message: message.requeue())
+            if outcome.kind == "raised":
+                message.ack()  # Kombu kept it as unacknowledged; nothing to give back at close
+            seen[lib] = (outcome, [queue.queue_declare(passive=True)[1] for queue in queues])
+        finally:
+            for queue in queues:
+                side.run(lambda s, queue=queue: queue.delete())
+            side.close()
+    assert seen["kombu_like"] == (Outcome("ok", None), [1, 1])
+    if transport == "sqs":
+        assert seen["kombu"][0] == Outcome("raised", "ChannelError")  # ReceiptHandleIsInvalid
+    else:
+        assert seen["kombu"] == (Outcome("ok", None), [1, 2])
