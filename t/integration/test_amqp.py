@@ -1232,6 +1232,30 @@ def test_broker_closing_the_connection_is_recoverable(amqp_url: str, unique_name
         assert sorted(m.payload for m in collect(conn, queue, 2)) == ["after", "before"]
 
 
+def test_publish_on_an_idle_connection_the_broker_closed_goes_to_a_new_one(
+    amqp_url: str, unique_name: str, ents: Entities
+) -> None:
+    # a pooled connection that only publishes now and then (a worker's remote-control replies,
+    # its results): a publish after the broker closed it must not vanish into the dead socket
+    queue = ents.queue("idle-forced")
+    options = {"client_properties": {"connection_name": unique_name}}
+    with Connection(amqp_url, transport_options=options) as conn:
+        producer = conn.Producer()
+        producer.publish("before", routing_key=queue.name, declare=[queue])
+        pids = [
+            line.split("\t")[0]
+            for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
+            if unique_name in line
+        ]
+        assert len(pids) == 1, pids
+        rabbitmqctl("close_connection", pids[0], "maintenance")
+        # the broker's connection.close has reached the client before the next publish
+        assert select.select([conn.connection.sock], [], [], 10)[0]
+        for body in ("after-1", "after-2"):
+            producer.publish(body, routing_key=queue.name, retry=True)
+        assert sorted(m.payload for m in collect(conn, queue, 3)) == ["after-1", "after-2", "before"]
+
+
 def test_delivery_interrupted_by_a_timeout_is_finished_by_the_next_call(amqp_url: str, ents: Entities) -> None:
     queue = ents.queue("partial")
     body = os.urandom(16 * 1024 * 1024)  # many frames

@@ -54,6 +54,10 @@ UNCLAIMED_REPLY_TTL = 10.0
 #: a publish looks for incoming frames (confirms, connection.blocked, channel errors) once
 #: per this many publishes; the first publish always looks
 INBOUND_CHECK_EVERY = 8
+#: ... and so does a publish that comes this many seconds after the one before: a close the
+#: broker sent while the connection sat idle (a pooled connection, a worker's replies) is
+#: found before a message is written into it, not up to seven publishes later
+INBOUND_CHECK_IDLE = 0.001
 
 
 _TOOK, _NESTED, _NOT_TAKEN = 1, 2, 0
@@ -141,6 +145,7 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         #: channel id -> delivery being assembled by :meth:`_on_frame`
         self._deliveries: dict[int, _Delivery] = {}
         self._publishes_unchecked = INBOUND_CHECK_EVERY
+        self._last_publish = 0.0
         #: guards the reader role; notified whenever a reader gives it up
         self._io = threading.Condition(threading.Lock())
         #: ident of the thread reading the socket, None when nobody does
@@ -516,11 +521,14 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         return _ReplyTimeout(self._local, timeout)
 
     def check_inbound(self) -> None:
-        """Called by every publish: now and then handle what the broker sent meanwhile."""
+        """Called by every publish: handle what the broker sent meanwhile, on the first
+        publish after a pause and on every :data:`INBOUND_CHECK_EVERY` th of a burst."""
+        now = monotonic()
         self._publishes_unchecked += 1
-        if self._publishes_unchecked >= INBOUND_CHECK_EVERY:
+        if self._publishes_unchecked >= INBOUND_CHECK_EVERY or now - self._last_publish >= INBOUND_CHECK_IDLE:
             self._publishes_unchecked = 0
             self.drain_nowait()
+        self._last_publish = now
 
     def drain_nowait(self) -> None:
         """Handle what the broker sent already (confirms, blocks, channel closes, returns)
