@@ -142,6 +142,40 @@ def test_deliveries_read_by_a_publish_are_handed_over_by_the_hub(amqp_url: str, 
             assert conn.connection.loop_reader is None
 
 
+@pytest.mark.parametrize("confirm", [False, True], ids=["plain", "confirms"])
+def test_another_thread_publishes_on_the_connection_the_hub_reads(
+    amqp_url: str, unique_name: str, hub: Hub, confirm: bool
+) -> None:
+    # the thread's publishes read the socket too (confirms, what else came): deliveries it
+    # reads are handed over by the hub, and the hub never waits for the thread
+    queue = Queue(unique_name, durable=False, auto_delete=True)
+    received = Received(hub)
+    count = 300
+    errors: list[BaseException] = []
+    with Connection(amqp_url, transport_options={"confirm_publish": confirm}) as conn:
+        conn.register_with_event_loop(hub)
+        with Consumer(conn, [queue], on_message=received, no_ack=True):
+
+            def publish() -> None:
+                try:
+                    # a reply the hub reads before this thread waits for it is kept for it
+                    # (opening and closing a channel: replies the driver also handles itself)
+                    for _ in range(100):
+                        conn.channel().close()
+                    producer = Producer(conn.channel(), routing_key=unique_name)
+                    for i in range(count):
+                        producer.publish({"i": i})
+                except BaseException as exc:  # reported by the test below
+                    errors.append(exc)
+
+            thread = threading.Thread(target=publish)
+            thread.start()
+            run_until(hub, lambda: len(received) == count or bool(errors), timeout=30)
+            thread.join(10)
+        assert not errors
+        assert [m.decode()["i"] for m in received] == list(range(count))
+
+
 def test_hub_heartbeats_keep_an_idle_connection_alive_and_find_a_silent_broker(
     amqp_url: str, unique_name: str, hub: Hub
 ) -> None:

@@ -167,9 +167,17 @@ def deliver(raw: Any, args: tuple[Any, ...], message: Any) -> None:
     raw._on_basic_deliver(*args, message)
 
 
+#: replies the driver also hands to a standing handler: the handler alone does not make
+#: the caller's wait succeed, so only a registered wait counts for them
+_REPLIES_WITH_HANDLERS = frozenset({spec.Channel.OpenOk, spec.Channel.CloseOk, spec.Basic.CancelOk})
+
+
 def waits_for(raw: Any, method_sig: tuple[int, int]) -> bool:
-    """True when something on ``raw`` handles ``method_sig`` (a waiting call or a handler)."""
-    return method_sig in raw._pending or method_sig in raw._callbacks
+    """True when something on ``raw`` handles ``method_sig`` now: a waiting call, or a
+    standing handler (for a reply that only a waiting call completes, only the former)."""
+    if method_sig in raw._pending:
+        return True
+    return method_sig in raw._callbacks and method_sig not in _REPLIES_WITH_HANDLERS
 
 
 #: methods a closing channel still receives: confirms and returns of earlier publishes
