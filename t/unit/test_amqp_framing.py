@@ -98,6 +98,33 @@ def test_frames_split_at_every_byte_come_out_whole() -> None:
             w.close()
 
 
+def test_buffered_frames_come_out_whole_and_only_whole() -> None:
+    stream, frames = sample_stream()
+    ends = [sum(len(frame(*f)) for f in frames[: i + 1]) for i in range(len(frames))]
+    for split in range(1, len(stream)):
+        w = Wire()
+        try:
+            w.reader._append(stream[:split])  # buffered as if read from the socket
+            got: list[tuple[int, int, bytes]] = []
+            while (item := w.reader.buffered_frame()) is not None:
+                got.append(item)
+            assert got == frames[: sum(1 for end in ends if end <= split)], f"split at byte {split}"
+            w.reader._append(stream[split:])
+            while (item := w.reader.buffered_frame()) is not None:
+                got.append(item)
+            assert got == frames
+        finally:
+            w.close()
+    w = Wire()
+    try:
+        w.reader._append(FRAME_HEADER.pack(1, 1, 3) + b"abc" + b"\x00")
+        with pytest.raises(amqp_errors.UnexpectedFrame, match="frame_end"):
+            w.reader.buffered_frame()
+        assert not w.reader.connected
+    finally:
+        w.close()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
 def test_frames_arriving_in_arbitrary_pieces_come_out_whole(cuts: list[int]) -> None:

@@ -297,12 +297,14 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         on_frame = self._on_frame
         dispatched = False
         while True:
-            if transport.frame_ready():
+            frame = transport.buffered_frame()
+            if frame is not None:
                 self._dispatch_depth += 1
                 try:
-                    while transport.frame_ready():
-                        if on_frame(transport.read_frame()):
+                    while frame is not None:
+                        if on_frame(frame):
                             dispatched = True
+                        frame = transport.buffered_frame()
                 finally:
                     self._dispatch_depth -= 1
             if dispatched:
@@ -552,8 +554,10 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
             self._dispatch_depth += 1
             try:
                 on_frame = self._on_frame
-                while transport.frame_ready():
-                    on_frame(transport.read_frame())
+                frame = transport.buffered_frame()
+                while frame is not None:
+                    on_frame(frame)
+                    frame = transport.buffered_frame()
             finally:
                 self._dispatch_depth -= 1
                 self._dispatched += 1

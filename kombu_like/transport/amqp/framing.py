@@ -283,6 +283,22 @@ class BufferedFrames:
         size = FRAME_HEADER.unpack_from(self._rbuf, self._rpos)[2]
         return available >= size + 8
 
+    def buffered_frame(self) -> tuple[int, int, bytes] | None:
+        """The next frame, as :meth:`read_frame` returns it, when it is wholly buffered;
+        ``None`` (and nothing read from the socket) when it is not."""
+        buf = self._rbuf
+        pos = self._rpos
+        if len(buf) - pos < 8:
+            return None
+        frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
+        end = pos + 7 + size
+        if end >= len(buf):
+            return None
+        if size > self.max_frame_size or buf[end] != FRAME_END_OCTET:
+            return self.read_frame()  # raises, saying what is wrong
+        self._rpos = end + 1
+        return frame_type, channel, buf[pos + 7 : end]
+
     def has_buffered(self) -> bool:
         """True when bytes wait in a buffer, not in the socket (a poller misses them)."""
         return self.frame_ready()
