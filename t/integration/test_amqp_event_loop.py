@@ -15,7 +15,7 @@ from kombu_like import Connection, Consumer, Producer, Queue
 from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import ConnectionError as KombuConnectionError
 from t.faultproxy import FaultProxy
-from t.integration.test_amqp import broker_port
+from t.integration.test_amqp import Relay, broker_port, tls_files, tls_relay  # noqa: F401 - amqps fixtures
 
 pytestmark = pytest.mark.amqp
 
@@ -174,6 +174,29 @@ def test_another_thread_publishes_on_the_connection_the_hub_reads(
             thread.join(10)
         assert not errors
         assert [m.decode()["i"] for m in received] == list(range(count))
+
+
+def test_hub_consumer_over_tls_gets_every_message_whatever_its_size(
+    amqp_url: str, unique_name: str, hub: Hub, request: pytest.FixtureRequest
+) -> None:
+    # TLS decrypts record by record: what one read left inside the SSL object is not seen
+    # by the poller, so the hub must read it without waiting for the socket
+    queue = Queue(unique_name, durable=False)
+    sizes = [10, 70_000, 300_000, 5, 1_000_000, 20]
+    received = Received(hub)
+    with Connection(amqp_url) as publisher:
+        producer = Producer(publisher, routing_key=unique_name)
+        for n, size in enumerate(sizes):
+            producer.publish(bytes([n]) * size, declare=[queue])
+        relay: Relay = request.getfixturevalue("tls_relay")
+        cert, _ = request.getfixturevalue("tls_files")
+        with Connection(f"amqps://guest:guest@localhost:{relay.port}//", ssl={"ca_certs": cert}) as conn:
+            conn.register_with_event_loop(hub)
+            with Consumer(conn, [queue], on_message=received, no_ack=True):
+                run_until(hub, lambda: len(received) == len(sizes), timeout=15)
+        assert [len(m.body) for m in received] == sizes
+        assert [m.body[:1] for m in received] == [bytes([n]) for n in range(len(sizes))]
+        queue(publisher.default_channel).delete()
 
 
 def test_hub_heartbeats_keep_an_idle_connection_alive_and_find_a_silent_broker(
