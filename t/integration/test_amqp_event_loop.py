@@ -15,7 +15,7 @@ from kombu_like import Connection, Consumer, Producer, Queue
 from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import ConnectionError as KombuConnectionError
 from t.faultproxy import FaultProxy
-from t.integration.test_amqp import Relay, broker_port, tls_files, tls_relay  # noqa: F401 - amqps fixtures
+from t.integration.test_amqp import Relay, broker_port, rabbitmqctl, tls_files, tls_relay  # noqa: F401 - amqps fixtures
 
 pytestmark = pytest.mark.amqp
 
@@ -228,8 +228,21 @@ def test_hub_heartbeats_keep_an_idle_connection_alive_and_find_a_silent_broker(
         conn.collect()
 
 
-def test_cut_connection_raises_a_recoverable_error_from_the_loop_and_loses_nothing(
-    amqp_url: str, unique_name: str, hub: Hub
+def close_from_the_broker(conn: Connection) -> None:
+    """Have RabbitMQ close ``conn`` (connection.close, 320 CONNECTION_FORCED), as an operator's
+    ``rabbitmqctl close_connection`` does; found by its port, so no other test's is touched."""
+    port = conn.connection.sock.getsockname()[1]
+    closed = rabbitmqctl(
+        "eval",
+        '[rabbit_networking:close_connection(P, "closed by a test") || P <- rabbit_networking:connections(), '
+        f"rabbit_networking:connection_info(P, [peer_port]) =:= [{{peer_port, {port}}}]].",
+    )
+    assert closed.strip() == "[ok]", closed
+
+
+@pytest.mark.parametrize("how", ["cut", "closed by the broker"])
+def test_lost_connection_raises_a_recoverable_error_from_the_loop_and_loses_nothing(
+    amqp_url: str, unique_name: str, hub: Hub, how: str
 ) -> None:
     queue = Queue(unique_name, durable=False)
     received = Received(hub)
@@ -237,13 +250,17 @@ def test_cut_connection_raises_a_recoverable_error_from_the_loop_and_loses_nothi
         producer = Producer(direct, routing_key=unique_name)
         for i in range(3):
             producer.publish({"i": i}, declare=[queue])
-        conn = Connection(proxy.url_for(amqp_url))
+        url = proxy.url_for(amqp_url) if how == "cut" else amqp_url
+        conn = Connection(url)
         conn.register_with_event_loop(hub)
         fd = conn.connection.sock.fileno()
         Consumer(conn, [queue], on_message=received, prefetch_count=1).consume()
         run_until(hub, lambda: len(received) == 1)  # taken, never acked
 
-        proxy.cut()
+        if how == "cut":
+            proxy.cut()
+        else:
+            close_from_the_broker(conn)
         with pytest.raises(conn.recoverable_connection_errors) as caught:
             run_until(hub, lambda: False)
         assert isinstance(caught.value, KombuConnectionError)
@@ -251,7 +268,7 @@ def test_cut_connection_raises_a_recoverable_error_from_the_loop_and_loses_nothi
         conn.collect()
 
         # reconnected: the unacked message comes back, nothing is lost
-        with Connection(proxy.url_for(amqp_url)) as again:
+        with Connection(url) as again:
             again.register_with_event_loop(hub)
             Consumer(again, [queue], on_message=received, no_ack=True).consume()
             run_until(hub, lambda: len(received) == 4)
