@@ -379,7 +379,7 @@ class SqliteStore(QueueStore):
         self._wakeup: WakeupFd | None = None
         #: what the last empty take under the loop saw: (queues, notifier generation,
         #: the file's data_version, when a lease on those queues lapses)
-        self._idle: tuple[tuple[str, ...], int, int, float | None] | None = None
+        self._idle: tuple[frozenset[str], int, int, float | None] | None = None
         #: the notifier generation the last take under the loop started from
         self._seen = 0
         self._open(sync)
@@ -648,7 +648,7 @@ class SqliteStore(QueueStore):
         generation = self._seen = self._notifier.generation
         data_version = self._data_version()
         idle = self._idle
-        key = tuple(queues)
+        key = frozenset(queues)  # the loop rotates the order of several queues
         if (
             idle is not None
             and idle[:3] == (key, generation, data_version)

@@ -213,3 +213,21 @@ def test_a_failed_receive_is_raised_from_the_loop_translated(connect: Any, hub: 
             run_for(hub, WAIT)
     conn.release()
     assert not receive_threads()
+
+
+def test_one_consumer_of_two_queues_gets_both(connect: Any, hub: Hub, raw: Any) -> None:
+    queues = [Queue(f"evloop-{uuid.uuid4().hex[:12]}") for _ in range(2)]
+    try:
+        publisher = connect()
+        conn = connect()
+        conn.register_with_event_loop(hub)
+        received: list[Any] = []
+        with Consumer(conn, queues, on_message=lambda m: (received.append(m.payload), m.ack())):
+            publish(publisher, queues[0], range(1))
+            run_for(hub, 0.2)
+            publish(publisher, queues[1], range(1, 2))
+            run_until(hub, lambda: len(received) >= 2)
+        assert sorted(received) == [0, 1]
+    finally:
+        for queue in queues:
+            raw.delete_queue(QueueUrl=raw.get_queue_url(QueueName=queue.name)["QueueUrl"])
