@@ -231,3 +231,21 @@ def test_one_consumer_of_two_queues_gets_both(connect: Any, hub: Hub, raw: Any) 
     finally:
         for queue in queues:
             raw.delete_queue(QueueUrl=raw.get_queue_url(QueueName=queue.name)["QueueUrl"])
+
+
+def test_a_collected_connection_leaves_the_loop_without_waiting_for_the_long_poll(
+    connect: Any, hub: Hub, raw: Any, queue: Queue
+) -> None:
+    publish(connect(), queue, range(0))
+    conn = connect()
+    conn.register_with_event_loop(hub)
+    with Consumer(conn, [queue], on_message=lambda m: m.ack()):
+        run_for(hub, 0.3)  # the receive thread is in its long poll now
+        watched = set(hub.readers)
+        assert watched and receive_threads()
+        conn.collect()  # deemed broken: forgotten without a word to SQS
+        assert not watched & set(hub.readers), "a forgotten connection's descriptor stays in the loop"
+        for thread in receive_threads():
+            thread.join(WAIT)  # it ends by itself once its long poll returns
+        assert not receive_threads()
+        run_for(hub, 0.2)  # and the loop runs on without it

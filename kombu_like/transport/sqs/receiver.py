@@ -45,9 +45,9 @@ ERROR_PAUSE = 1.0
 
 #: ``fetch(queues, count, timeout)``: one bounded receive of up to ``count`` messages
 Fetch = Callable[[Sequence[str], int, float], list[Delivery]]
-#: ``release(deliveries, quick)``: make received messages visible again, unseen (``quick``:
-#: one short attempt, when the connection is going away)
-Release = Callable[[list[Delivery], bool], None]
+#: ``release(deliveries)``: make received messages visible again, unseen, with one short
+#: attempt (should it fail, the visibility timeout brings them back all the same)
+Release = Callable[[list[Delivery]], None]
 
 
 class Receiver:
@@ -169,7 +169,7 @@ class Receiver:
                 self._ready.clear()
                 self._unwanted = []
             if left:
-                self._release_quietly(left, quick=True)
+                self._release_quietly(left)
 
     def _receive_until_stopped(self) -> None:
         while True:
@@ -178,7 +178,7 @@ class Receiver:
                 return
             queues, count, release = job
             if release:
-                self._release_quietly(release, quick=False)
+                self._release_quietly(release)
                 continue
             try:
                 got = self._fetch(queues, count, self.poll_seconds)
@@ -204,9 +204,9 @@ class Receiver:
                 if self._ready:
                     self.wakeup.signal()
 
-    def _release_quietly(self, deliveries: list[Delivery], quick: bool) -> None:
+    def _release_quietly(self, deliveries: list[Delivery]) -> None:
         try:
-            self._release(deliveries, quick)
+            self._release(deliveries)
         except Exception as exc:
             logger.warning(
                 "could not make %d received SQS message(s) visible again (%s); SQS delivers them "

@@ -593,8 +593,10 @@ class SQSStore(QueueStore):
         # receive client that botocore does not retry past the deadline
         return self._get(queues, timeout, count)
 
-    def _release_received(self, deliveries: list[Delivery], quick: bool) -> None:
-        self._make_visible(deliveries, redelivered=False, quick=quick or self._closing)
+    def _release_received(self, deliveries: list[Delivery]) -> None:
+        # one short attempt: it only spares the messages their visibility timeout, and must
+        # not hold the receive thread (nor a close joining it) on an endpoint gone silent
+        self._make_visible(deliveries, redelivered=False, quick=True)
 
     def event_fds(self) -> Sequence[Any]:
         return [self._loop_receiver().wakeup]
