@@ -142,6 +142,30 @@ def test_deliveries_read_by_a_publish_are_handed_over_by_the_hub(amqp_url: str, 
             assert conn.connection.loop_reader is None
 
 
+def test_after_a_callback_raised_the_loop_goes_on_with_the_messages_read_with_it(
+    amqp_url: str, unique_name: str, hub: Hub
+) -> None:
+    queue = Queue(unique_name, durable=False, auto_delete=True)
+    received = Received(hub)
+
+    def on_message(message: Any) -> None:
+        received(message)
+        if len(received) == 1:
+            raise KeyError("raised by the first callback")
+
+    with Connection(amqp_url) as conn:
+        producer = Producer(conn, routing_key=unique_name)
+        conn.register_with_event_loop(hub)
+        with Consumer(conn, [queue], on_message=on_message, no_ack=True):
+            for i in range(3):
+                producer.publish({"i": i})
+            with pytest.raises(KeyError):
+                run_until(hub, lambda: False)
+            # nothing more comes from the broker: the two read along are still handed out
+            run_until(hub, lambda: len(received) == 3)
+        assert [m.decode()["i"] for m in received] == [0, 1, 2]
+
+
 @pytest.mark.parametrize("confirm", [False, True], ids=["plain", "confirms"])
 def test_another_thread_publishes_on_the_connection_the_hub_reads(
     amqp_url: str, unique_name: str, hub: Hub, confirm: bool

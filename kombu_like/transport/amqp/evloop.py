@@ -79,8 +79,13 @@ class LoopReader:
         except socket.timeout:
             pass
         except BaseException:
+            self._reading = False
             if not connection.is_open:
                 self.close()
+            elif connection.has_buffered_input():
+                # a consumer callback raised: the deliveries read with its message are
+                # handed out in the next round, if the loop goes on
+                self.schedule()
             raise
         finally:
             self._reading = False
