@@ -223,6 +223,28 @@ class MemoryStore(QueueStore):
         self.bindings = broker.table
         self._wakeup: WakeupFd | None = None
 
+    def use_own_queues(self, queues: Mapping[str, Any]) -> None:
+        """Keep queues apart from the broker's from now on (Kombu's ``channel.queues = {}``).
+
+        The store moves to a broker of its own holding an empty queue for each name in
+        ``queues`` and sharing the exchanges and bindings of the broker it used.  Messages
+        already waiting in the old broker's queues stay there.  Assigning a channel's own
+        ``queues`` back to it changes nothing.
+        """
+        old = self.broker
+        if isinstance(queues, QueuesView) and queues.broker is old:
+            return
+        own = Broker(old.honour_expiration)
+        own.table = old.table
+        for name in queues:
+            own.queues[name] = _MemQueue(own, None)
+        with old.lock:
+            watched = old.watchers.pop(self, None)
+        with own.lock:
+            if watched is not None:
+                own.watchers[self] = watched
+            self.broker = own
+
     def _queue(self, name: str) -> _MemQueue:
         queue = self.broker.queues.get(name)
         if queue is None:
@@ -455,9 +477,13 @@ class QueuesView(MutableMapping[str, QueueView]):
     and ``clear()`` it between tests, which here deletes every queue of the default broker.
     """
 
+    def __init__(self, broker: Broker | None = None) -> None:
+        self._broker = broker
+
     @property
     def broker(self) -> Broker:
-        return get_broker("/")
+        """The broker whose queues this is (the process-wide ``memory://`` one by default)."""
+        return self._broker if self._broker is not None else get_broker("/")
 
     def __getitem__(self, name: str) -> QueueView:
         if name not in self.broker.queues:
@@ -499,11 +525,34 @@ class MemoryBrokerState(BrokerState):
             table.version += 1
 
 
+class ChannelQueues:
+    """``Channel.queues``, as Kombu's memory channel has it.
+
+    On the class, the queues of the process-wide broker (``memory://``), which test suites
+    read and clear between tests.  On a channel, the queues its connection uses.  Assigning
+    a mapping to a channel's ``queues`` (``channel.queues = {}``, which test suites written
+    for Kombu do to give a connection queues nobody else sees) gives its connection queues
+    of its own, as Kombu's channel then keeps its own queue dictionary; exchanges and
+    bindings stay shared, as Kombu's stay process-wide.
+    """
+
+    _default = QueuesView()
+
+    def __get__(self, channel: Any, owner: type | None = None) -> QueuesView:
+        if channel is None:
+            return self._default
+        return QueuesView(channel.store.broker)
+
+    def __set__(self, channel: Any, value: Mapping[str, Any]) -> None:
+        channel.store.use_own_queues(value)
+
+
 class MemoryChannel(Transport.Channel):  # type: ignore[misc,valid-type]
     """The memory transport's channel, with Kombu's class-level broker state."""
 
-    #: every queue of the process-wide broker (``memory://``), shared by all channels
-    queues: QueuesView = QueuesView()
+    #: every queue of the process-wide broker (``memory://``) on the class; on a channel,
+    #: the queues it uses (see :class:`ChannelQueues`)
+    queues = ChannelQueues()
     #: Kombu's class-level event registry, kept for code that reads or clears it
     events: Any = defaultdict(set)
     do_restore = False

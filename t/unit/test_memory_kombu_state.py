@@ -77,3 +77,48 @@ def test_a_virtual_host_is_a_broker_of_its_own(kombu_clean_memory: Any) -> None:
         assert kombu_like.Queue("vh")(shared.default_channel).get(no_ack=True) is None
         assert kombu_like.Queue("vh")(isolated.default_channel).get(no_ack=True).payload == 1
     memory.forget_broker("/mine")
+
+
+def _own_queues_scenario(lib: Any) -> list[Any]:
+    """Two connections give their channels queues of their own (``channel.queues = {}``)."""
+    mem = importlib.import_module(f"{lib.__name__}.transport.memory")
+    name = f"own-{uuid.uuid4().hex[:8]}"
+    exchange = lib.Exchange(name, "direct")
+    queue = lib.Queue(name, exchange, routing_key=name)
+    with lib.Connection("memory://") as x, lib.Connection("memory://") as y:
+        x.default_channel.queues = {}
+        y.default_channel.queues = {}
+        queue(x.default_channel).declare()
+        lib.Producer(x).publish("foo", exchange=name, routing_key=name)
+        seen: list[Any] = [
+            name in x.default_channel.queues,
+            name in y.default_channel.queues,
+            name in mem.Channel.queues,
+        ]
+        # the binding x declared is shared: y's publish routes to y's own queue of that name
+        queue(y.default_channel).declare()
+        lib.Producer(y).publish("bar", exchange=name, routing_key=name)
+        seen += [
+            queue(y.default_channel).get(no_ack=True).body,
+            queue(y.default_channel).get(no_ack=True),
+            queue(x.default_channel).get(no_ack=True).body,
+            queue(x.default_channel).get(no_ack=True),
+        ]
+    return seen
+
+
+def test_a_channel_given_its_own_queues_matches_kombu(kombu_clean_memory: Any) -> None:
+    # as Celery's migrate tests do, to keep a source and a destination broker apart
+    assert (
+        _own_queues_scenario(kombu_like)
+        == _own_queues_scenario(kombu)
+        == [
+            True,
+            False,
+            False,
+            b"bar",
+            None,
+            b"foo",
+            None,
+        ]
+    )
