@@ -260,7 +260,10 @@ class Message:
     def decode(self) -> Any:
         """Deserialize the body (cached after the first call)."""
         if self._decoded_cache is None:
-            self._decoded_cache = self._decode()
+            if self._errors or self._compression is not None:
+                self._decoded_cache = self._decode()
+            else:  # _decode's last step, which is all it does for most messages
+                self._decoded_cache = loads(self._body, self.content_type, self.content_encoding, self.accept)
         return self._decoded_cache
 
     def _decode(self) -> Any:

@@ -149,7 +149,15 @@ def _loads_default(s: Any) -> Any:
     """:func:`loads` with its default arguments, as the serializer registry calls it: the
     usual UTF-8 bytes go to the decoder without the checks for other arguments."""
     if type(s) is bytes:
-        return _fast_loads(s.decode("utf-8"))
+        # _fast_loads, inline: this runs for every message consumed
+        text = s.decode("utf-8")
+        try:
+            value, end = _scan_once(text, 0)
+        except StopIteration:
+            return _DEFAULT_DECODER.decode(text)
+        if end != len(text):
+            return _DEFAULT_DECODER.decode(text)
+        return value
     return loads(s)
 
 
