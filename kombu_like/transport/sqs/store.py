@@ -599,10 +599,11 @@ class SQSStore(QueueStore):
         self._make_visible(deliveries, redelivered=False, quick=True)
 
     def event_fds(self) -> Sequence[Any]:
-        return [self._loop_receiver().wakeup]
+        # a closed or abandoned store starts no receive thread and opens no descriptor
+        return () if self._closed else [self._loop_receiver().wakeup]
 
     def watch(self, queues: Sequence[str]) -> bool:
-        return self._loop_receiver().watch()
+        return not self._closed and self._loop_receiver().watch()
 
     def on_readable(self, fd: int) -> bool:
         receiver = self._receiver
