@@ -522,8 +522,12 @@ class Connection:
     def register_with_event_loop(self, loop: Any) -> None:
         self.transport.register_with_event_loop(self._open_connection("register_with_event_loop()"), loop)
 
+    @property
     def qos_semantics_matches_spec(self) -> bool:
-        return self.transport.qos_semantics_matches_spec(self._open_connection("qos_semantics_matches_spec()"))
+        """False where the broker applies a per-consumer prefetch only to consumers made
+        after it (RabbitMQ 3.3 and later): a change for running consumers must then be made
+        channel-wide (``apply_global=True``).  A property, as on Kombu: Celery reads it so."""
+        return self.transport.qos_semantics_matches_spec(self._open_connection("qos_semantics_matches_spec"))
 
     # -- closing --------------------------------------------------------------------
     def _close(self) -> None:

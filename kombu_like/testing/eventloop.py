@@ -99,7 +99,7 @@ class EventLoopTests(ConformanceBase):
         received: list[Message] = []
         # RabbitMQ applies a per-consumer limit only to consumers made after it, so a change
         # while running needs the channel-wide one there, which Celery uses for that reason
-        apply_global = not conn.qos_semantics_matches_spec()
+        apply_global = not conn.qos_semantics_matches_spec
         consumer = Consumer(conn, [queue], on_message=received.append)
         consumer.qos(prefetch_count=2, apply_global=apply_global)
         with consumer:

@@ -79,7 +79,8 @@ def test_hub_consumer_respects_prefetch_and_a_qos_change_while_running(
         assert fd in hub.readers
         consumer = Consumer(conn, [queue], on_message=received)
         # per channel (global), as Celery sets it on RabbitMQ: a per-consumer limit would
-        # not change for a consumer that exists already
+        # not change for a consumer that exists already (Celery reads this property)
+        assert conn.qos_semantics_matches_spec is False
         consumer.qos(prefetch_count=2, apply_global=True)
         consumer.consume()
 
