@@ -54,8 +54,8 @@ class LoopReader:
         self.loop.on_close.add(self._on_loop_close)
         heartbeat = float(self.connection.heartbeat or 0)
         if heartbeat:
-            # four ticks per interval, as the blocking drain does: the broker sees a
-            # heartbeat at least every half interval and a silent broker is noticed
+            # four ticks per interval, as the blocking drain does: the broker hears from us
+            # well within its interval, and a broker silent for two is noticed promptly
             self._heartbeat_entry = self.loop.call_repeatedly(max(heartbeat / 4.0, 0.05), self._heartbeat)
         # frames read before the loop was there (a publish looks at what came in)
         self.schedule()
