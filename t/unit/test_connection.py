@@ -267,6 +267,10 @@ class TestLifecycle:
             assert conn.supports_exchange_type(exchange_type)
         assert not conn.supports_exchange_type("x-consistent-hash")
 
+    def test_qos_semantics_matches_spec_is_a_property(self, conn: Connection) -> None:
+        # Celery reads it uncalled (``not conn.qos_semantics_matches_spec``), as Kombu's is
+        assert conn.qos_semantics_matches_spec is True
+
 
 class TestChannels:
     def test_channel_returns_new_channels(self, conn: Connection) -> None:
