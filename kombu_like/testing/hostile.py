@@ -58,7 +58,7 @@ from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.exceptions import KombuError
 from kombu_like.mixins import ConsumerMixin
 
-from .conformance import ConformanceBase
+from .conformance.base import ConformanceBase
 
 __all__ = ["HostileInputTests", "garbage", "producer_arguments", "raw_amqp_messages", "raw_envelopes"]
 
