@@ -100,6 +100,7 @@ def test_sqs(sqs_endpoint: str) -> None:
         can_delete=False,
         reconnect_with_unacked=False,
         restore_reroutes=True,
+        rebind_on_reconnect=True,
     )
     run(spec, examples=5, steps=15)
 
@@ -227,3 +228,26 @@ def test_requeue_gives_the_message_back_to_its_own_queue(transport: str, request
         assert seen["kombu"][0] == Outcome("raised", "ChannelError")  # ReceiptHandleIsInvalid
     else:
         assert seen["kombu"] == (Outcome("ok", None), [1, 2])
+
+
+@pytest.mark.sqs
+def test_sqs_routes_by_bindings_another_connection_declared(sqs_endpoint: str) -> None:
+    # Deliberate departure ("Bindings on SQS are shared by a process's connections"): Kombu's
+    # SQS transport keeps bindings per connection, so a publish from a connection that did
+    # not declare the binding is routed nowhere and dropped
+    url = f"sqs://testing:testing@{sqs_endpoint.split('://', 1)[1]}"
+    seen = {}
+    for lib, side in {lib: Side(lib, url, unique_prefix(), dict(SQS_OPTIONS)) for lib in LIBRARIES}.items():
+        side.connect()
+        exchange = side.lib.Exchange(side.name("x"), type="direct")
+        queue = side.lib.Queue(side.name("q"), exchange, routing_key="a")
+        try:
+            queue(side.channel).declare()
+            with side.lib.Connection(url, transport_options=dict(SQS_OPTIONS)) as other:
+                side.lib.Producer(other.default_channel).publish({"n": 1}, exchange=side.name("x"), routing_key="a")
+            message = queue(side.channel).get(no_ack=True)
+            seen[lib] = None if message is None else message.payload
+        finally:
+            side.run(lambda s, queue=queue: queue(s.channel).delete())
+            side.close()
+    assert seen == {"kombu": None, "kombu_like": {"n": 1}}

@@ -13,10 +13,10 @@ __all__ = ["SharedState", "shared_state"]
 class SharedState:
     """What every Connection of a process to one SQS account, region and prefix shares.
 
-    Kombu keeps a virtual transport's exchanges and bindings per process, so code that
-    declares a binding on one connection and publishes on another works; that is the one
-    reason this is shared.  Publishes also wake consumers of the same process that wait
-    between short polls.
+    Exchanges and bindings are shared so that code that declares a binding on one
+    connection and publishes on another works (Kombu keeps them per connection and drops
+    such a publish); that is the one reason this is shared.  Publishes also wake consumers
+    of the same process that wait between short polls.
     """
 
     def __init__(self) -> None:

@@ -41,7 +41,7 @@ __all__ = ["CAPABILITIES", "Receipt", "SQSStore"]
 logger = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
-    # Exchanges and bindings live in the client process, as with Kombu, so only direct
+    # Exchanges and bindings live in the client process (as with Kombu), so only direct
     # routing is advertised: a fanout or topic exchange would reach only the queues this
     # process bound, which is not what broadcasting frameworks expect of "fanout".
     exchange_types=frozenset({"direct"}),
