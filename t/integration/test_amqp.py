@@ -230,6 +230,9 @@ class Relay:
                 # writes may block for a while: a timed-out sendall would leave an unknown
                 # part of a frame sent, so the relay would have to cut the connection
                 sock.settimeout(5)
+                # as RabbitMQ and the client do: with Nagle's algorithm each confirm round
+                # trip through the relay waited ~40 ms for a delayed ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._sockets.append(sock)
                 # one thread reads and another writes each socket; an SSL socket must not
                 # be used by two threads at once (OpenSSL's state is shared)

@@ -49,12 +49,11 @@ def connect(request: pytest.FixtureRequest, tmp_path: Any) -> Target:
     if kind == "redis":
         return Target(request.getfixturevalue("redis_url"))
     if kind == "amqps":
-        # TLS through a relay: one SSL object must never be read and written at once (the
-        # relay forwards without TCP_NODELAY, so each confirm round trip costs ~40 ms)
+        # TLS through a relay: one SSL object must never be read and written at once
         relay = request.getfixturevalue("tls_relay")
         cert, _ = request.getfixturevalue("tls_files")
         return Target(
-            f"amqps://guest:guest@localhost:{relay.port}//", {"confirm_publish": True}, 200, ssl={"ca_certs": cert}
+            f"amqps://guest:guest@localhost:{relay.port}//", {"confirm_publish": True}, ssl={"ca_certs": cert}
         )
     url = request.getfixturevalue("amqp_url")
     if kind == "amqp-confirms":
