@@ -252,3 +252,44 @@ def test_without_client_tracking_the_loop_looks_on_its_timer(
                 Producer(conn).publish("two", routing_key=queue.name)
                 run_until(hub, lambda: got == ["one", "two"], timeout=5)
     assert any("looks for messages every" in r.getMessage() for r in caplog.records)
+
+
+def test_acks_under_the_loop_reach_redis_and_a_window_short_of_a_fair_share_still_fills(
+    hub: Hub, redis_url: str, unique_name: str, own_unacked: dict[str, str]
+) -> None:
+    # the loop takes for half a prefetch window at a time and writes acks together; room
+    # for fewer is still filled, the window is never exceeded, and acks not yet written
+    # when the connection closes are written then (none stays in the unacked hash)
+    queue = Queue(unique_name)
+    received: list[Message] = []
+    with Connection(redis_url, transport_options=own_unacked) as conn:
+        producer = Producer(conn)
+        for n in range(7):
+            producer.publish(n, routing_key=queue.name, declare=[queue])
+        conn.register_with_event_loop(hub)
+        consumer = Consumer(conn, [queue], on_message=received.append)
+        consumer.qos(prefetch_count=4)
+        with consumer:
+            run_until(hub, lambda: len(received) >= 4)
+            end = time.monotonic() + 0.1
+            run_until(hub, lambda: time.monotonic() >= end)
+            assert len(received) == 4, "more unacked messages delivered than prefetch_count allows"
+            received[0].ack()  # room for one: less than half the window, filled all the same
+            run_until(hub, lambda: len(received) >= 5, timeout=2)
+            end = time.monotonic() + 0.1
+            run_until(hub, lambda: time.monotonic() >= end)
+            assert len(received) == 5
+            for message in received[1:]:
+                message.ack()
+            run_until(hub, lambda: len(received) >= 7)
+            for message in received[5:]:
+                message.ack()
+        # closed right after the acks, with no loop round in between to write them
+    assert sorted(m.payload for m in received) == list(range(7))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.hlen(own_unacked["unacked_key"]) == 0, "acknowledged messages left in the unacked hash"
+        assert client.llen(queue.name) == 0
+    finally:
+        client.delete(queue.name)
+        client.close()

@@ -29,8 +29,8 @@ def _script(name: str, source: str) -> Script:
 #: the unacked hash KEYS[1] and index KEYS[2] in the same step, so a message is never
 #: outside both its queue and the unacked hash.
 #:
-#: ARGV[2] is the delivery time (index score); ARGV[3] '1' to read every list (LLEN) as
-#: the script's last step when it took nothing -- on a connection with ``CLIENT TRACKING``
+#: ARGV[2] is the delivery time (index score); ARGV[3] '1' to read every list it found
+#: empty (LLEN) as the script's last step -- on a connection with ``CLIENT TRACKING``
 #: on, that asks Redis to say when any of them changes, with no window between the look
 #: and the watch; ARGV[4] the dead-letter key prefix, ARGV[5] '1' to record deliveries
 #: (ack emulation), ARGV[6 .. 5+N] the queue name of each list, then pairs (list number,
@@ -42,8 +42,7 @@ def _script(name: str, source: str) -> Script:
 FETCH = _script(
     "fetch",
     """
-local wanted = tonumber(ARGV[1])
-local left = wanted
+local left = tonumber(ARGV[1])
 local score = ARGV[2]
 local dead_prefix = ARGV[4]
 local record = ARGV[5] == '1'
@@ -73,11 +72,15 @@ end
 for j = 6 + lists, #ARGV, 2 do
   take(tonumber(ARGV[j]), ARGV[j + 1])
 end
+local drained = {}
 for i = 1, lists do
   -- pop again after entries that were not envelopes, so they never hide good ones
   while left > 0 do
     local items = redis.pcall('RPOP', KEYS[2 + i], left)
-    if type(items) ~= 'table' then break end
+    if type(items) ~= 'table' then
+      drained[#drained + 1] = KEYS[2 + i]
+      break
+    end
     if items['err'] then
       out[#out + 1] = {i, items['err'], 2, ''}
       break
@@ -85,10 +88,10 @@ for i = 1, lists do
     for _, raw in ipairs(items) do take(i, raw) end
   end
 end
-if ARGV[3] == '1' and left == wanted then
-  -- nothing taken: read each list last, after every write, so the caller's tracking
-  -- reports the next change to any of them
-  for i = 1, lists do redis.call('LLEN', KEYS[2 + i]) end
+if ARGV[3] == '1' then
+  -- read each list found empty last, after every write, so the caller's tracking reports
+  -- the next change to any of them (a list still holding messages is taken from again)
+  for _, key in ipairs(drained) do redis.call('LLEN', key) end
 end
 return out
 """,

@@ -535,7 +535,7 @@ class VirtualChannel(Channel):
     def basic_ack(self, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> None:
         deliveries = self.qos.take(delivery_tag, multiple)
         if deliveries:
-            self.seam.ack(deliveries)
+            self.connection.ack(deliveries)
             self.connection.capacity_changed()
 
     def basic_reject(self, delivery_tag: int, requeue: bool = False, **kwargs: Any) -> None:

@@ -9,6 +9,21 @@ one of the store's descriptors turns readable, when an ack frees prefetch room o
 consumers change (``loop.call_soon``).  The store's periodic work runs from the loop's
 timer (``loop.call_repeatedly``); no thread is started.
 
+Each take is a round trip to the broker, so the driver takes no more often than it must:
+
+* at most once per round of the loop, however many acks freed room in it;
+* for a channel that still holds unacknowledged messages, only once a fair share of its
+  prefetch window is free (:func:`~.transport.fair_share`) -- or after :data:`HOLD_DELAY`,
+  so a consumer holding messages for long still gets the rest of its window;
+* not at all when every queue to take from was found empty and watched by the last take,
+  and nothing woke the loop since (a readable descriptor, the periodic work, consumers
+  or descriptors changing).
+
+Acks made on the loop's thread are written together: before the next take, or
+:data:`ACK_DELAY` after the first of them, or when the loop is left.  An ack not written
+yet only delays the message's removal; it was taken out of the prefetch window at once,
+and a connection lost before the write gives the message back (at-least-once).
+
 Only the loop's public API is used (``add_reader``, ``remove``/``remove_reader``,
 ``call_soon``, ``call_repeatedly``), so Kombu's own Hub drives it as well as ours.
 """
@@ -17,17 +32,24 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...utils.compat import fileno
 
 if TYPE_CHECKING:
+    from .store import Delivery
     from .transport import VirtualConnection
 
-__all__ = ["LoopDriver", "WakeupFd"]
+__all__ = ["ACK_DELAY", "HOLD_DELAY", "LoopDriver", "WakeupFd"]
 
 logger = logging.getLogger(__name__)
+
+#: longest time (seconds) an ack made on the loop's thread waits to be written with others
+ACK_DELAY = 0.02
+#: longest time (seconds) prefetch room smaller than a fair share waits for more acks
+HOLD_DELAY = 0.02
 
 
 class LoopDriver:
@@ -43,6 +65,14 @@ class LoopDriver:
         self.active = False
         # a take is queued with call_soon and not run yet (set from any thread: acks)
         self._scheduled = False
+        #: queues the last take found empty and the store watches since (see take)
+        self.idle: frozenset[str] = frozenset()
+        #: acks made on the loop's thread, not written yet
+        self.acks: list[Delivery] = []
+        self._ack_timer: Any = None
+        self._hold_timer: Any = None
+        # the loop's thread, known from the first take (run by the loop)
+        self._thread: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -54,13 +84,22 @@ class LoopDriver:
         self.schedule()
 
     def stop(self) -> None:
-        """Leave the loop: no descriptor of the store stays watched, no timer stays."""
+        """Leave the loop: acks not written yet are written (what cannot be stays unacked
+        and comes back), no descriptor of the store stays watched, no timer stays."""
         if not self.active:
             return
         self.active = False
-        for timer in self.timers:
-            timer.cancel()
+        pending = len(self.acks)
+        try:
+            self.flush_acks()
+        except Exception as exc:
+            # unacked, they come back to their queues as any unacked message does
+            logger.warning("could not write %d acknowledgement(s) when leaving the event loop: %s", pending, exc)
+        for timer in (*self.timers, self._ack_timer, self._hold_timer):
+            if timer is not None:
+                timer.cancel()
         self.timers.clear()
+        self._ack_timer = self._hold_timer = None
         for fd in self.watched.values():
             self._forget(fd)
         self.watched.clear()
@@ -72,19 +111,40 @@ class LoopDriver:
             self._scheduled = True
             self.loop.call_soon(self.take)
 
-    def take(self) -> None:
-        """Take what the consumers have room for and dispatch it; watch when empty."""
+    def reset(self) -> None:
+        """Forget which queues were found idle, and take at the next round."""
+        self.idle = frozenset()
+        self.schedule()
+
+    def take(self, eager: bool = False) -> None:
+        """Take what the consumers have room for and dispatch it; watch when empty.
+
+        ``eager``: take for any free room, not only a fair share of a prefetch window.
+        """
         self._scheduled = False
+        if self._thread is None:
+            self._thread = threading.get_ident()
         connection = self.connection
         if not (self.active and connection.is_open):
             return
-        queues, targets, max_count = connection._plan()
-        if queues:
+        queues, targets, max_count, held = connection._plan_holding(not eager)
+        if held and self._hold_timer is None:
+            self._hold_timer = self.loop.call_later(HOLD_DELAY, self._hold_due)
+        if queues and not self.idle.issuperset(queues):
             try:
+                self.flush_acks()
                 deliveries = self.seam.get(queues, 0, max_count)
-                woken = not deliveries and self.seam.watch(queues)
+                if deliveries:
+                    # those queues may hold more, and the take may have ended their watch;
+                    # the others stay as the store watches them
+                    self.idle = self.idle.difference(d.queue for d in deliveries)
+                    woken = False
+                else:
+                    woken = self.seam.watch(queues)
+                    self.idle = frozenset() if woken else frozenset(queues)
             except BaseException:
                 # a connection found broken: its descriptors leave the loop with the error
+                self.idle = frozenset()
                 self.sync_fds(ignore_errors=True)
                 raise
             if deliveries:
@@ -98,6 +158,32 @@ class LoopDriver:
         if self.active:
             self.sync_fds()
 
+    def _hold_due(self) -> None:
+        self._hold_timer = None
+        self.take(eager=True)
+
+    # -- acknowledgements --------------------------------------------------------------
+    def defer_ack(self, deliveries: list[Delivery]) -> bool:
+        """Keep ``deliveries`` to acknowledge with the loop round's others; False when the
+        caller must acknowledge them itself (not on the loop's thread, or not in the loop)."""
+        if not self.active or self._thread != threading.get_ident():
+            return False
+        self.acks += deliveries
+        if self._ack_timer is None:
+            self._ack_timer = self.loop.call_later(ACK_DELAY, self._ack_due)
+        return True
+
+    def _ack_due(self) -> None:
+        self._ack_timer = None
+        if self.active and self.connection.is_open:
+            self.flush_acks()
+
+    def flush_acks(self) -> None:
+        """Write the acks kept so far, in one call to the store."""
+        acks, self.acks = self.acks, []
+        if acks:
+            self.seam.ack(acks)
+
     def on_readable(self, fd: int) -> None:
         """One of the store's descriptors is readable: let the store read, then take."""
         if not self.active or fd not in self.watched.values():
@@ -105,10 +191,12 @@ class LoopDriver:
         try:
             wake = self.seam.on_readable(fd)
         except BaseException:
+            self.idle = frozenset()
             if self.active:
                 self.sync_fds(ignore_errors=True)
             raise
         if wake:
+            self.idle = frozenset()
             self.take()
         else:
             self.sync_fds()
@@ -116,6 +204,8 @@ class LoopDriver:
     def _periodic(self, work: Callable[[], None]) -> None:
         if not (self.active and self.connection.is_open):
             return
+        # the work may have given messages back or found writes no descriptor reports
+        self.idle = frozenset()
         try:
             self.seam.call(work)
         finally:
@@ -136,6 +226,8 @@ class LoopDriver:
         keys = {(item if isinstance(item, int) else _Key(item)): item for item in wanted}
         if keys.keys() == self.watched.keys():
             return
+        # a descriptor replaced or gone: what the old one watched is watched no more
+        self.idle = frozenset()
         # forget first: a new socket may have the number of the one it replaces
         for key in [k for k in self.watched if k not in keys]:
             self._forget(self.watched.pop(key))

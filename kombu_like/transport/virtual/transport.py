@@ -24,6 +24,13 @@ __all__ = ["VirtualConnection", "VirtualTransport"]
 MAX_BATCH = 64
 
 
+def fair_share(prefetch_count: int) -> int:
+    """Free prefetch room worth a take under an event loop, for a channel that still holds
+    unacknowledged messages: half the window.  Taking for every single ack costs one round
+    trip per message; the half still held keeps the consumer busy meanwhile."""
+    return max(prefetch_count // 2, 1)
+
+
 class VirtualConnection:
     """One client connection to a queue store, holding its channels."""
 
@@ -64,7 +71,7 @@ class VirtualConnection:
     def consumers_changed(self) -> None:
         self._changed.set()
         if self.loop_driver is not None:
-            self.loop_driver.schedule()
+            self.loop_driver.reset()
 
     def capacity_changed(self) -> None:
         if self._idle_waiters:
@@ -104,14 +111,25 @@ class VirtualConnection:
 
     def _plan(self) -> tuple[list[str], dict[str, list[tuple[VirtualChannel, str]]], int]:
         """Queues to take from now, who consumes each, and how many to take at most."""
+        return self._plan_holding(False)[:3]
+
+    def _plan_holding(self, hold: bool) -> tuple[list[str], dict[str, list[tuple[VirtualChannel, str]]], int, bool]:
+        """:meth:`_plan`; with ``hold``, a channel that still holds unacknowledged messages
+        takes only once a fair share of its prefetch window is free (the last item: some
+        channel was held back so, with room for fewer)."""
         targets: dict[str, list[tuple[VirtualChannel, str]]] = {}
         max_count = MAX_BATCH
+        held = False
         for channel in list(self.channels):
             if not channel.consumers:
                 continue
-            capacity = channel.qos.capacity()
+            qos = channel.qos
+            capacity = qos.capacity()
             acking = [t for t in channel.consumers if t not in channel.no_ack_consumers]
             if acking and capacity <= 0:
+                continue
+            if hold and acking and qos.delivered and capacity < fair_share(qos.prefetch_count):
+                held = True
                 continue
             if acking:
                 max_count = min(max_count, capacity)
@@ -122,7 +140,14 @@ class VirtualConnection:
             # rotate so one busy queue cannot starve the others
             self._rotation = (self._rotation + 1) % len(queues)
             queues = queues[self._rotation :] + queues[: self._rotation]
-        return queues, targets, max(max_count, 1)
+        return queues, targets, max(max_count, 1), held
+
+    def ack(self, deliveries: list[Delivery]) -> None:
+        """Acknowledge ``deliveries`` in the store; under an event loop, together with the
+        other acks of the loop's round (see :meth:`LoopDriver.defer_ack`)."""
+        driver = self.loop_driver
+        if driver is None or not driver.defer_ack(deliveries):
+            self.seam.ack(deliveries)
 
     def drain_events(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
