@@ -336,6 +336,28 @@ class TestBatch:
         assert [m.payload for m in collect(conn, first)] == ["everyone"]
         assert [m.payload for m in collect(conn, second)] == ["everyone"]
 
+    def test_batch_routes_each_message_as_a_publish_would(self, conn: Connection, collect: Collect) -> None:
+        topic = Exchange("batch_topic", "topic")
+        both = declared(conn, Queue("batch_topic_both", topic, "a.*"))
+        only_b = declared(conn, Queue("batch_topic_b", topic, "*.b"))
+        headers = Exchange("batch_headers", "headers")
+        red = declared(conn, Queue("batch_red", headers, binding_arguments={"colour": "red"}))
+        returned: list[tuple[Any, ...]] = []
+        producer = Producer(conn.channel(), exchange=topic, on_return=lambda *args: returned.append(args))
+        with producer.batch():
+            for n in range(3):
+                producer.publish(f"ab{n}", routing_key="a.b")  # to both queues
+                producer.publish(f"cb{n}", routing_key="c.b")  # to one
+            for colour in ("red", "blue", "red"):
+                producer.publish(colour, exchange=headers, headers={"colour": colour})
+            producer.publish("lost", routing_key="x.y", mandatory=True)
+        assert [m.payload for m in collect(conn, both, 3)] == ["ab0", "ab1", "ab2"]
+        assert [m.payload for m in collect(conn, only_b, 6)] == ["ab0", "cb0", "ab1", "cb1", "ab2", "cb2"]
+        assert [m.payload for m in collect(conn, red, 2)] == ["red", "red"]
+        [(exc, exchange, routing_key, message)] = returned
+        assert isinstance(exc, MessageReturned) and (exchange, routing_key) == ("batch_topic", "x.y")
+        assert message.payload == "lost"
+
     def test_batch_on_a_transport_without_batch_publishing(self, collect: Collect) -> None:
         # a third-party transport whose channels have no publish_batch: the batch is
         # published message by message when it ends, options and all

@@ -327,17 +327,6 @@ class VirtualChannel(Channel):
             queues = self._route_cache[key] = route(ex_type, bindings.get_bindings(exchange), routing_key)
         return queues
 
-    def _route(
-        self, message: dict[str, Any], exchange: str, routing_key: str, info: ExchangeInfo | None = None
-    ) -> list[tuple[str, dict[str, Any], int]]:
-        exchange = exchange or ""
-        routing_key = routing_key or ""
-        self._finish_envelope(message, exchange, routing_key)
-        queues = self.lookup(exchange, routing_key, message.get("headers"), info)
-        if len(queues) == 1:
-            return [(queues[0], message, message["properties"].get("priority") or 0)]
-        return self._copies(message, queues)
-
     def _copies(self, message: dict[str, Any], queues: list[str]) -> list[tuple[str, dict[str, Any], int]]:
         """A copy of ``message`` for each of ``queues``, as ``put_many`` takes them."""
         priority = message["properties"].get("priority") or 0
@@ -365,11 +354,11 @@ class VirtualChannel(Channel):
         info = seam.bindings.exchange(exchange) if exchange else None
         if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
             return
-        # _route, with the one-queue case (nearly every publish) put without building a list
-        exchange = exchange or ""
-        routing_key = routing_key or ""
-        self._finish_envelope(message, exchange, routing_key)
-        queues = self.lookup(exchange, routing_key, message.get("headers"), info)
+        # the envelope is finished, routed and put; one queue (nearly every publish) without a list
+        exchange_name = exchange or ""
+        key = routing_key or ""
+        self._finish_envelope(message, exchange_name, key)
+        queues = self.lookup(exchange_name, key, message.get("headers"), info)
         if len(queues) == 1:
             seam.put(queues[0], message, message["properties"].get("priority") or 0)
         elif queues:
@@ -381,8 +370,11 @@ class VirtualChannel(Channel):
         """Publish ``(message, exchange, routing_key, mandatory)`` items in one store call."""
         self._check_open()
         items: list[tuple[str, dict[str, Any], int]] = []
-        # one exchange lookup per exchange, not per message: a batch is routed as one send
+        # one exchange lookup per exchange, not per message: a batch is routed as one send,
+        # and so is each exchange and routing key (headers exchanges route by each
+        # message's headers)
         infos: dict[str, ExchangeInfo | None] = {}
+        routes: dict[tuple[str, str], list[str]] = {}
         for message, exchange, routing_key, mandatory in batch:
             if exchange in infos:
                 info = infos[exchange]
@@ -390,10 +382,22 @@ class VirtualChannel(Channel):
                 info = infos[exchange] = self.seam.bindings.exchange(exchange) if exchange else None
             if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
                 continue
-            routed = self._route(message, exchange, routing_key, info)
-            if not routed:
+            exchange_name = exchange or ""
+            key = routing_key or ""
+            self._finish_envelope(message, exchange_name, key)
+            if info is not None and info.type == "headers":
+                queues = self.lookup(exchange_name, key, message.get("headers"), info)
+            else:
+                cached = routes.get((exchange_name, key))
+                if cached is None:
+                    cached = routes[exchange_name, key] = self.lookup(exchange_name, key, None, info)
+                queues = cached
+            if len(queues) == 1:
+                items.append((queues[0], message, message["properties"].get("priority") or 0))
+            elif queues:
+                items.extend(self._copies(message, queues))
+            else:
                 self._unroutable(message, exchange, routing_key, mandatory)
-            items.extend(routed)
         if items:
             self.seam.put_many(items)
 
