@@ -139,26 +139,33 @@ def loads(
         s = s.decode("utf-8")
     elif decode_bytes and isinstance(s, bytes):
         s = s.decode("utf-8")
-    if _loads is json.loads and object_hook is _default_object_hook:
+    if type(s) is str and _loads is json.loads and object_hook is _default_object_hook:
         # the common case, once per consumed message
-        return _fast_loads(s)  # type: ignore[arg-type]
+        return _loads_default(s)
     return _loads(s, object_hook=object_hook)
 
 
 def _loads_default(s: Any) -> Any:
     """:func:`loads` with its default arguments, as the serializer registry calls it: the
-    usual UTF-8 bytes go to the decoder without the checks for other arguments."""
-    if type(s) is bytes:
-        # _fast_loads, inline: this runs for every message consumed
+    usual UTF-8 bytes go to the decoder without the checks for other arguments.
+
+    Text is parsed with the decoder's ``scan_once``, skipping ``decode``'s two whitespace
+    scans in the usual case (a document with no whitespace around it); anything else,
+    errors included, goes the standard way.
+    """
+    if type(s) is bytes:  # this runs for every message consumed: no further call
         text = s.decode("utf-8")
-        try:
-            value, end = _scan_once(text, 0)
-        except StopIteration:
-            return _DEFAULT_DECODER.decode(text)
-        if end != len(text):
-            return _DEFAULT_DECODER.decode(text)
-        return value
-    return loads(s)
+    elif type(s) is str:
+        text = s
+    else:
+        return loads(s)
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _DEFAULT_DECODER.decode(text)
+    if end != len(text):
+        return _DEFAULT_DECODER.decode(text)
+    return value
 
 
 def _identity(value: Any) -> Any:
@@ -252,16 +259,3 @@ def _make_fast_dumps() -> Callable[[Any], str]:
 
 _fast_dumps = _make_fast_dumps()
 _scan_once = _DEFAULT_DECODER.scan_once  # type: ignore[attr-defined]
-
-
-def _fast_loads(text: str) -> Any:
-    """``_DEFAULT_DECODER.decode`` without its two whitespace scans in the usual case (a
-    document with no whitespace around it); anything else, errors included, goes the
-    standard way."""
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return _DEFAULT_DECODER.decode(text)
-    if end != len(text):
-        return _DEFAULT_DECODER.decode(text)
-    return value

@@ -737,6 +737,9 @@ def test_json_loads_keeps_bytes_when_asked() -> None:
 
     kl_json.loads(b"{}", _loads=fake_loads, decode_bytes=False)
     assert seen == [b"{}"]
+    # with the default decoder the bytes reach json.loads, which reads them, as Kombu's does
+    assert kl_json.loads(b'{"a": [1]}', decode_bytes=False) == {"a": [1]}
+    assert kombu.utils.json.loads(b'{"a": [1]}', decode_bytes=False) == {"a": [1]}
 
 
 # -- wire interop of the other serializers ---------------------------------------------
