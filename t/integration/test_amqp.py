@@ -107,6 +107,23 @@ def rabbitmqctl(*args: str) -> str:
     return done.stdout
 
 
+def connection_pids(name: str) -> list[str]:
+    """RabbitMQ's pids of the client connections whose properties mention ``name``."""
+    return [
+        line.split("\t")[0]
+        for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
+        if name in line
+    ]
+
+
+def close_from_the_broker(connection_name: str, reason: str) -> None:
+    """Close the one connection named ``connection_name`` from the server side (320
+    CONNECTION_FORCED with ``reason``), as an operator's ``rabbitmqctl close_connection`` does."""
+    pids = connection_pids(connection_name)
+    assert len(pids) == 1, pids
+    rabbitmqctl("close_connection", pids[0], reason)
+
+
 class Entities:
     """Unique names for a test, and the queues/exchanges to delete after it."""
 
@@ -1218,13 +1235,7 @@ def test_broker_closing_the_connection_is_recoverable(amqp_url: str, unique_name
     with Connection(amqp_url, transport_options=options) as conn:
         producer = conn.Producer()
         producer.publish("before", routing_key=queue.name, declare=[queue])
-        pids = [
-            line.split("\t")[0]
-            for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
-            if unique_name in line
-        ]
-        assert len(pids) == 1, pids
-        rabbitmqctl("close_connection", pids[0], "maintenance")
+        close_from_the_broker(unique_name, "maintenance")
         with pytest.raises(ConnectionError) as info:
             drain_until(conn, lambda: False, timeout=10)
         assert info.value.reply_code == 320
@@ -1245,13 +1256,7 @@ def test_publish_on_an_idle_connection_the_broker_closed_goes_to_a_new_one(
     with Connection(amqp_url, transport_options=options) as conn:
         producer = conn.Producer()
         producer.publish("before", routing_key=queue.name, declare=[queue])
-        pids = [
-            line.split("\t")[0]
-            for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
-            if unique_name in line
-        ]
-        assert len(pids) == 1, pids
-        rabbitmqctl("close_connection", pids[0], "maintenance")
+        close_from_the_broker(unique_name, "maintenance")
         # the broker's connection.close has reached the client before the next publish
         assert select.select([conn.connection.sock], [], [], 10)[0]
         for body in ("after-1", "after-2"):

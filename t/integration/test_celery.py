@@ -12,6 +12,7 @@ of tests sends tasks from a client on the real Kombu 5.7 to the kombu_like worke
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import redis
 
 from .frameworks.harness import Driver, RemoteError, Worker, unique_suffix
 from .frameworks.venvs import framework_python
-from .test_amqp import rabbitmqctl
+from .test_amqp import connection_pids, rabbitmqctl
 
 # the first run builds Celery's virtualenv inside the first test's setup
 pytestmark = [pytest.mark.timeout(900), pytest.mark.redis, pytest.mark.amqp]
@@ -202,11 +203,20 @@ def test_unknown_scenario_errors_surface(celery_run: CeleryRun) -> None:
         celery_run.driver.call("no_such_scenario")
 
 
+@contextlib.contextmanager
+def _kombu_client(celery_run: CeleryRun, celery_python: Path) -> Iterator[Driver]:
+    """A scenario client on the real Kombu 5.7 (no alias) beside the run's worker, closed after use."""
+    kombu_client = Driver(celery_python, SCENARIOS, celery_run.env, alias=False)
+    try:
+        yield kombu_client
+    finally:
+        kombu_client.close()
+
+
 @pytest.mark.interop
 @pytest.mark.parametrize("celery_run", ["redis", "amqp"], indirect=True)
 def test_kombu_client_and_kombu_like_worker_interoperate(celery_run: CeleryRun, celery_python: Path) -> None:
-    kombu_client = Driver(celery_python, SCENARIOS, celery_run.env, alias=False)
-    try:
+    with _kombu_client(celery_run, celery_python) as kombu_client:
         libraries = kombu_client.call("libraries")
         assert libraries["client"]["kombu"] == "kombu"  # the real Kombu 5.7
         assert libraries["worker"]["kombu"] == "kombu_like"
@@ -214,8 +224,6 @@ def test_kombu_client_and_kombu_like_worker_interoperate(celery_run: CeleryRun, 
         assert kombu_client.call("chord_sum", 4) == 12
         assert kombu_client.call("ping", celery_run.hostname) == [{celery_run.hostname: {"ok": "pong"}}]
         assert kombu_client.call("retry", 1) == 1
-    finally:
-        kombu_client.close()
 
 
 @pytest.fixture(scope="module", params=["redis", "amqp"])
@@ -261,11 +269,7 @@ def _cut_connections(broker: str, url: str, name: str) -> int:
             for client_id in ids:
                 client.client_kill_filter(_id=client_id)
             return len(ids)
-    pids = [
-        line.split("\t")[0]
-        for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines()
-        if name in line
-    ]
+    pids = connection_pids(name)
     # each rabbitmqctl call starts an Erlang VM (about a second): close them all at once
     with ThreadPoolExecutor(max(1, len(pids))) as pool:
         list(pool.map(lambda pid: rabbitmqctl("close_connection", pid, "cut by the test"), pids))
@@ -328,11 +332,8 @@ def _on_both(
     ours = celery_run.driver.call(name, *args, timeout=120)
     if celery_run.broker == "memory":
         return ours, None
-    kombu_client = Driver(celery_python, SCENARIOS, celery_run.env, alias=False)
-    try:
+    with _kombu_client(celery_run, celery_python) as kombu_client:
         return ours, kombu_client.call(name, *(args if kombu_args is None else kombu_args), timeout=120)
-    finally:
-        kombu_client.close()
 
 
 def test_beat_releases_its_connection_and_channel_on_close(celery_run: CeleryRun, celery_python: Path) -> None:
@@ -385,15 +386,11 @@ def test_failover_strategy_selected_by_name(celery_run: CeleryRun, celery_python
 @pytest.mark.parametrize("celery_run", ["redis", "amqp"], indirect=True)
 def test_unknown_failover_strategy_name_with_alternates(celery_run: CeleryRun, celery_python: Path) -> None:
     dead = "redis://127.0.0.1:1/0" if celery_run.broker == "redis" else "amqp://guest:guest@127.0.0.1:1//"
-    for alias in (True, False):
-        client = celery_run.driver if alias else Driver(celery_python, SCENARIOS, celery_run.env, alias=False)
-        try:
+    with _kombu_client(celery_run, celery_python) as kombu_client:
+        for client in (celery_run.driver, kombu_client):
             with pytest.raises(RemoteError) as info:
                 client.call("failover_by_name", "foo-bar", dead, 1, 1)
             assert info.value.name == "TypeError"
-        finally:
-            if not alias:
-                client.close()
 
 
 def test_task_migration_helpers(celery_run: CeleryRun, celery_python: Path) -> None:
