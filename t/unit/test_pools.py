@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -285,6 +286,24 @@ class TestGlobalPools:
         held = pools.connections[c1].acquire()
         assert pools.connections[c3].in_use == 1
         held.release()
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_forked_child_forgets_the_parents_pools(self, conn: Connection) -> None:
+        # the parent's sockets are not the child's: its pools and pool groups start empty
+        own = conn.Pool(2)
+        held = own.acquire()
+        held.connect()
+        shared = pools.connections[conn].acquire()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            ok = own._closed and own.in_use == 0 and len(pools.connections) == 0
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # the parent keeps its own
+        assert not own._closed and own.in_use == 1 and pools.connections[conn].in_use == 1
+        held.release()
+        shared.release()
 
     def test_pool_limit_follows_global_limit(self, conn: Connection) -> None:
         pools.set_limit(3)
