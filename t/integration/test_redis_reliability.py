@@ -580,10 +580,16 @@ def test_waiting_consumer_takes_nothing_and_wakes_on_a_kombu_publish(
         with Consumer(conn, [queue], on_message=on_message):
             waiter = threading.Thread(target=lambda: conn.drain_events(timeout=10))
             waiter.start()
-            time.sleep(0.5)
-            ours = [c for c in client.client_list() if c.get("name") == unique_name]
-            # waiting: tracking on the take connection, no client blocked in a pop
-            assert any("t" in c["flags"] for c in ours), ours
+            # waiting once its take connection (tracking on) has run the take script, which
+            # found the list empty and watches it: wait for that, however late the thread runs
+            deadline = time.monotonic() + 10
+            while True:
+                ours = [c for c in client.client_list() if c.get("name") == unique_name]
+                if any("t" in c["flags"] and c.get("cmd") == "evalsha" for c in ours):
+                    break
+                assert time.monotonic() < deadline, ours
+                time.sleep(0.01)
+            # no client blocked in a pop
             assert not any("b" in c["flags"] for c in ours), ours
             assert client.llen(unique_name) == 0
             with kombu.Connection(redis_url) as other:
