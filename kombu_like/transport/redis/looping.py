@@ -113,12 +113,12 @@ class LoopHooks:
         """Read the take connection's pushes without waiting; True when a list changed."""
         taker = self.taker
         wire = taker.wire
-        woken = bool(wire.pushes)
+        woken = any(map(taker.reports_change, wire.pushes))
         wire.pushes.clear()
         while wire.connected and wire.readable():
             message = wire.read_message()
             if is_push(message):
-                woken = woken or bool(message and message[0] == b"invalidate")
+                woken = taker.reports_change(message) or woken
             elif message == b"PONG" and taker.pong_due is not None:
                 taker.pong_due = None
             elif isinstance(message, Exception):

@@ -98,6 +98,8 @@ class Taker:
         #: when a PING sent on the idle take connection (event loop) must be answered
         self.pong_due: float | None = None
         self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
+        #: the unacked store's keys, whose invalidations tell of no list change
+        self._bookkeeping = frozenset(key.encode("utf-8") for key in (keys.unacked, keys.unacked_index))
 
     def _on_connect(self, wire: Wire) -> None:
         (hello,) = wire.execute([("HELLO", "3")])
@@ -221,6 +223,20 @@ class Taker:
             self.armed = (frozenset(queues), self.wire.generation)
         return deliveries
 
+    def reports_change(self, push: Any) -> bool:
+        """Whether a push on the take connection says a watched list may have changed.
+
+        Redis (7.0) tracks every key a take script names when the script reads a list, the
+        unacked store's two keys included; an invalidation of those alone comes from an
+        ack, anyone's, and must not wake a waiting consumer.
+        """
+        if not push or push[0] != b"invalidate":
+            return False
+        keys = push[1] if len(push) > 1 else None
+        if not keys:
+            return True  # every key: a FLUSHDB, say
+        return any(key not in self._bookkeeping for key in keys)
+
     def finish_ping(self) -> None:
         """Read the answer to a PING sent while the loop watched the idle connection, so
         it is not taken for the next command's reply."""
@@ -231,7 +247,7 @@ class Taker:
             while wire.connected:
                 message = wire.read_message(wire.bounded(max(self.pong_due - time.monotonic(), 0.001)))
                 if is_push(message):
-                    if message and message[0] == b"invalidate":
+                    if self.reports_change(message):
                         wire.pushes.append(message)
                     continue
                 if message != b"PONG":
@@ -362,9 +378,10 @@ class Taker:
         try:
             while not woken:
                 if wire.pushes:
+                    woken = any(map(self.reports_change, wire.pushes))
                     wire.pushes.clear()
-                    woken = True
-                    break
+                    if woken:
+                        break
                 if fanout is not None and fanout.has_pending():
                     got += fanout.read(numbers, max_count)
                     woken = woken or bool(got)
@@ -410,7 +427,7 @@ class Taker:
     def _watched(self, message: Any, pong_due: float | None) -> float | None:
         """Note what came on the take connection while waiting; the PING deadline after it."""
         if is_push(message):
-            if message and message[0] == b"invalidate":
+            if self.reports_change(message):
                 self.wire.pushes.append(message)
             return pong_due
         if isinstance(message, Exception):
