@@ -509,7 +509,9 @@ class Producer:
 
         Messages are sent when the block ends (and whenever ``max_size`` are waiting), in
         one round trip on transports that declare ``batch_publish``; an exception inside
-        the block discards what was not sent yet.
+        the block discards what was not sent yet.  On the virtual transports (memory,
+        Redis, sqlite, SQS) a batch is routed as one send: against the bindings as they are
+        when it is sent, once per exchange and routing key.
         """
         return _Batch(self, max_size)
 
