@@ -1,11 +1,13 @@
-"""Connection: URL -> transport, connect/close, channels, ensure/autoretry, failover."""
+"""Connection: URL -> transport, connect/close, channels, ensure/autoretry, failover.
+
+What its URLs and options mean (failover strategies, a URL's query string, checked numbers)
+is read in :mod:`kombu_like.connection_params`.
+"""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import random
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,6 +16,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import quote
 
+from .connection_params import (
+    FailoverStrategy,
+    _retry_number,
+    _sanitized,
+    _seconds,
+    _split_url_options,
+    read_hostname,
+)
+from .connection_params import failover_strategies as failover_strategies
+from .connection_params import resolve_aliases as resolve_aliases
 from .exceptions import (
     ConnectionClosed,
     KombuError,
@@ -22,7 +34,7 @@ from .exceptions import (
 from .retry import NEVER_RETRIED, RetryPolicy
 from .transport import check_transport_name, resolve_transport
 from .transport.base import Channel, Transport
-from .utils.url import as_url, maybe_sanitize_url, parse_url, scrub_credentials, url_to_parts
+from .utils.url import as_url, parse_url, scrub_credentials
 
 if TYPE_CHECKING:
     from .messaging import Consumer, Producer
@@ -34,33 +46,6 @@ logger = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
 
-#: Strategy = a function taking the list of URLs and yielding the URL to try next, forever.
-FailoverStrategy = Callable[[Sequence[str]], Iterator[str]]
-
-
-def _shuffle(items: Sequence[str]) -> Iterator[str]:
-    """Random URLs, never the same one twice in a row (when there is a choice)."""
-    last = None
-    while True:
-        choice = random.choice(items)
-        if len(items) > 1 and choice == last:
-            continue
-        last = choice
-        yield choice
-
-
-#: failover strategies by name, as in Kombu (``failover_strategy="shuffle"``)
-failover_strategies: dict[str, FailoverStrategy] = {
-    "round-robin": itertools.cycle,
-    "shuffle": _shuffle,
-}
-
-#: transport names printed as the protocol they speak (Kombu's table)
-resolve_aliases = {"pyamqp": "amqp", "librabbitmq": "amqp"}
-
-#: keyword arguments of Connection that a URL's query string may set (as in Kombu);
-#: other query keys become transport options
-_URL_PARAMS = frozenset({"ssl", "heartbeat", "connect_timeout", "login_method", "insist"})
 
 _Errors = tuple[type[BaseException], ...]
 
@@ -139,8 +124,6 @@ class Connection:
         credential_provider: Any = None,
         **kwargs: Any,
     ) -> None:
-        # unlike Kombu, the caller's list is copied, never extended in place
-        alt: list[str] = list(alternates or [])
         params: dict[str, Any] = {
             "hostname": hostname,
             "userid": userid,
@@ -156,32 +139,13 @@ class Connection:
             "credential_provider": credential_provider,
         }
         self.transport_options: dict[str, Any] = dict(transport_options or {})
-        url_options: dict[str, Any] = {}
-        if hostname and not isinstance(hostname, str):
-            alt.extend(hostname)
-            hostname = params["hostname"] = alt[0]
-        if isinstance(hostname, str) and hostname:
-            if ";" in hostname:
-                alt = hostname.split(";") + alt
-                hostname = params["hostname"] = alt[0]
-            scheme, sep, _ = hostname.partition("://")
-            scheme = scheme.lower()  # as urllib (and so Kombu) reads a scheme
-            if sep and "+" in scheme:
-                # e.g. redis+socket:///tmp/redis.sock: the transport reads the rest itself
-                prefix, params["hostname"] = hostname.split("+", 1)
-                params["transport"] = check_transport_name(prefix)
-                self.uri_prefix = prefix
-            elif sep:
-                if not transport:
-                    transport = check_transport_name(scheme)
-                if not getattr(transport, "can_parse_url", False):
-                    url_params = parse_url(hostname)
-                    url_options = _split_url_options(url_params)
-                    params.update({k: v for k, v in url_params.items() if v is not None})
-                    params["hostname"] = url_params["hostname"]
-                params["transport"] = transport
+        given = read_hostname(hostname, transport, alternates)
+        params.update(given.params)
+        alt, url_options = given.alternates, given.url_options
+        if given.uri_prefix is not None:
+            self.uri_prefix = given.uri_prefix
         self._initial_params = params
-        self._first_url = hostname
+        self._first_url = given.first_url
         self._init_params(**params)
         # every alternate is checked now, not when failover reaches it
         for alt_url in alt:
@@ -900,26 +864,6 @@ def _rebuild_connection(params: dict[str, Any], extra: dict[str, Any]) -> Connec
     return Connection(**params, **extra)
 
 
-def _split_url_options(url_params: dict[str, Any]) -> dict[str, Any]:
-    """Take the query-string keys that are not Connection arguments out of ``url_params``.
-
-    Kombu refuses them (TypeError); they become transport options here.  The keys that
-    are Connection arguments stay, converted as Connection converts them.
-    """
-    known = {"transport", "hostname", "port", "userid", "password", "virtual_host"} | _URL_PARAMS
-    options = {key: _coerce_option(url_params.pop(key)) for key in list(url_params) if key not in known}
-    return options
-
-
-def _sanitized(uri: str, mask: str) -> str:
-    """``uri`` rebuilt from its parts with the password masked, as Kombu prints it."""
-    try:
-        scheme, host, port, user, password, path, _ = url_to_parts(uri)
-        return as_url(scheme, host, port, user, password, path, sanitize=True, mask=mask)
-    except ValueError:  # unparsable: mask textually rather than fail to print
-        return str(maybe_sanitize_url(uri, mask))
-
-
 def _gave_up_message(failures: list[tuple[str, BaseException]]) -> str:
     """Which URLs failed and how (the URLs are already masked)."""
     attempts = len(failures)
@@ -944,52 +888,6 @@ def _failed_message(fun: Any, exc: BaseException, conn: Connection, attempts: in
     name = getattr(fun, "__name__", "operation")
     counted = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     return f"{name} failed after {counted} on {conn.as_uri()}: {_describe(exc)}"
-
-
-def _seconds(name: str, value: Any) -> float:
-    """``heartbeat`` or ``connect_timeout`` as a number, or a ValueError naming it (a URL's
-    ``?heartbeat=abc`` used to fail as "could not convert string to float")."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number of seconds, not {value!r}") from None
-
-
-def _retry_number(key: str, value: Any) -> Any:
-    """A retry setting from ``transport_options``: a number not below zero (a string from a
-    configuration file is read as one), or None where Kombu reads None as "no limit"."""
-    if type(value) in (int, float) and value >= 0:
-        return value
-    if value is None and key in ("max_retries", "connect_retries_timeout"):
-        return None
-    number: Any = None
-    if isinstance(value, str):
-        try:
-            number = int(value) if key == "max_retries" else float(value)
-        except ValueError:
-            number = None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = value
-    if number is None or number != number or number < 0:
-        unit = "retries" if key == "max_retries" else "seconds"
-        raise ValueError(f"transport option {key!r} must be a number of {unit} (not negative), not {value!r}")
-    return number
-
-
-def _coerce_option(value: str) -> Any:
-    lowered = value.lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        return value
 
 
 def is_connection(obj: Any) -> bool:
