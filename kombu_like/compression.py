@@ -34,11 +34,10 @@ import importlib
 import importlib.util
 import lzma
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .exceptions import DecodeError, EncodeError, SerializerNotInstalled
+from .exceptions import DecodeError, EncodeError, SerializerNotInstalled, _wrap_errors
 
 __all__ = [
     "DEFAULT_MAX_DECOMPRESSED_SIZE",
@@ -145,17 +144,6 @@ def get_decoder(t: str) -> DecoderT:
 def _describe(name: str, content_type: str) -> str:
     short = name if name in _aliases else _names.get(content_type)
     return f"{short} ({content_type})" if short and short != content_type else content_type
-
-
-@contextmanager
-def _wrap_errors(wrapper: type[Exception], message: str) -> Iterator[None]:
-    try:
-        yield
-    except SerializerNotInstalled:
-        # A missing optional package must reach the caller as itself, not as bad data.
-        raise
-    except Exception as exc:
-        raise wrapper(f"{message}: {exc!r}") from exc
 
 
 def compress(body: BytesLike | str, content_type: str) -> tuple[bytes, str]:

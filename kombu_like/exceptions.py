@@ -36,6 +36,8 @@ original as ``__cause__``.  The retry loop decides by class alone::
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from socket import timeout as TimeoutError  # noqa: N812 - Kombu's public name
 from types import TracebackType
 from typing import Any, TypeVar
@@ -292,3 +294,16 @@ class HttpError(Exception):
 
     def __str__(self) -> str:
         return f"HTTP {self.code}: {self.message}"
+
+
+@contextmanager
+def _wrap_errors(wrapper: type[Exception], message: str) -> Iterator[None]:
+    """Raise any error in the block as ``wrapper`` (an encode or decode error) saying
+    ``message``, the original kept as ``__cause__``."""
+    try:
+        yield
+    except SerializerNotInstalled:
+        # A missing optional package must reach the caller as itself, not as bad data.
+        raise
+    except Exception as exc:
+        raise wrapper(f"{message}: {exc!r}") from exc

@@ -33,13 +33,12 @@ import logging
 import os
 import pickle
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping
 from importlib.metadata import entry_points
 from io import BytesIO
 from typing import Any, NamedTuple, overload
 
-from .exceptions import ContentDisallowed, DecodeError, EncodeError, SerializerNotInstalled
+from .exceptions import ContentDisallowed, DecodeError, EncodeError, SerializerNotInstalled, _wrap_errors
 from .utils import json as _json
 
 __all__ = [
@@ -107,17 +106,6 @@ def parenthesize_alias(first: str | None, second: str) -> str:
 
 def _text(value: str | bytes) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-
-
-@contextmanager
-def _wrap_errors(wrapper: type[Exception], message: str) -> Iterator[None]:
-    try:
-        yield
-    except SerializerNotInstalled:
-        # A missing optional package must reach the caller as itself, not as bad data.
-        raise
-    except Exception as exc:
-        raise wrapper(f"{message}: {exc!r}") from exc
 
 
 def _decode_text(data: Any, encoding: str) -> str:
