@@ -70,11 +70,14 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
         "-f", "--force", is_flag=True, help="Do not ask for confirmation (asked only on a terminal)."
     )
 
-    def confirm(session: _Session, force: bool, question: str, refused: str) -> None:
-        if force or not sys.stdin.isatty():
-            return
-        if not click.confirm(question, default=False, err=True):
+    def confirmed(session: _Session, queue: str, force: bool, question: Callable[[int], str], refused: str) -> Any:
+        """Connect and check that QUEUE exists; on a terminal without -f, ask ``question(ready)``
+        (``ready``: the queue's message count) first.  Returns the channel to act on."""
+        channel = session.connect().default_channel
+        ready = _check_queue(channel, queue, session).message_count
+        if not force and sys.stdin.isatty() and not click.confirm(question(ready), default=False, err=True):
             raise CLIError(refused)
+        return channel
 
     @app.command()
     @global_options
@@ -83,14 +86,13 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
     @click.pass_obj
     def purge(session: _Session, queue: str, force: bool) -> None:
         """Delete every ready message of QUEUE (asks first on a terminal, unless -f)."""
-        conn = session.connect()
-        channel = conn.default_channel
-        ok = _check_queue(channel, queue, session)
-        ready = ok.message_count
-        confirm(
+        channel = confirmed(
             session,
+            queue,
             force,
-            f"Purge {ready} message{'s' if ready != 1 else ''} from queue {queue!r} on {session.safe_url}?",
+            lambda ready: (
+                f"Purge {ready} message{'s' if ready != 1 else ''} from queue {queue!r} on {session.safe_url}?"
+            ),
             f"queue {queue!r} was not purged",
         )
         removed = channel.queue_purge(queue)
@@ -107,14 +109,13 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
         """Delete QUEUE and its messages (asks first on a terminal, unless -f)."""
         from ..exceptions import PreconditionFailed
 
-        conn = session.connect()
-        channel = conn.default_channel
-        ok = _check_queue(channel, queue, session)
-        ready = ok.message_count
-        confirm(
+        channel = confirmed(
             session,
+            queue,
             force,
-            f"Delete queue {queue!r} and its {ready} message{'s' if ready != 1 else ''} on {session.safe_url}?",
+            lambda ready: (
+                f"Delete queue {queue!r} and its {ready} message{'s' if ready != 1 else ''} on {session.safe_url}?"
+            ),
             f"queue {queue!r} was not deleted",
         )
         try:
