@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 
 from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.exceptions import DecodeError, EncodeError, KombuError
-from kombu_like.mixins import ConsumerMixin
-from kombu_like.testing.hostile import garbage
+from kombu_like.testing.hostile import CollectingWorker, garbage
 from kombu_like.transport.memory import Broker, MemoryStore
 
 GOOD_BODY = "eyJnb29kIjogdHJ1ZX0="  # base64 of {"good": true}
@@ -147,20 +146,6 @@ def test_unencodable_text_body_is_an_error_not_a_crash() -> None:
         message.decode()
 
 
-class PoisonWorker(ConsumerMixin):
-    def __init__(self, connection: Connection, queue: Queue) -> None:
-        self.connection = connection
-        self.queue = queue
-        self.bodies: list[Any] = []
-
-    def get_consumers(self, Consumer: Any, channel: Any) -> list[Any]:  # noqa: N803
-        return [Consumer(queues=[self.queue], callbacks=[self.on_task])]
-
-    def on_task(self, body: Any, message: Message) -> None:
-        self.bodies.append(body)
-        message.ack()
-
-
 def test_consumer_mixin_logs_one_line_rejects_and_keeps_running(
     conn: Connection, broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -168,7 +153,7 @@ def test_consumer_mixin_logs_one_line_rejects_and_keeps_running(
     for payload, _ in POISON.values():
         put_raw(conn, broker, queue, payload)
     Producer(conn).publish({"n": 3}, routing_key="mixin_poison")
-    worker = PoisonWorker(conn, queue)
+    worker = CollectingWorker(conn, queue)
     thread = threading.Thread(target=worker.run, daemon=True)
     with caplog.at_level(logging.ERROR, logger="kombu_like.mixins"):
         thread.start()

@@ -69,7 +69,14 @@ from .strategies import (
     raw_texts,
 )
 
-__all__ = ["HostileInputTests", "garbage", "producer_arguments", "raw_amqp_messages", "raw_envelopes"]
+__all__ = [
+    "CollectingWorker",
+    "HostileInputTests",
+    "garbage",
+    "producer_arguments",
+    "raw_amqp_messages",
+    "raw_envelopes",
+]
 
 
 def _hypothesis_settings(examples: int) -> settings:
@@ -289,7 +296,7 @@ class HostileInputTests(ConformanceBase):
         queue = self._hostile_queue(conn, "hostile_mixin")
         raw_strategy = raw_texts(any_properties=conn.transport.driver_type != "memory")
         is_amqp = conn.transport.driver_type == "amqp"
-        worker = _Worker(self.make_connection(), queue)
+        worker = CollectingWorker(self.make_connection(), queue)
         handler = _Records()
         # every ERROR line of the library: one per bad message, wherever it ends
         mixin_logger = logging.getLogger("kombu_like")
@@ -387,7 +394,10 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-class _Worker(ConsumerMixin):
+class CollectingWorker(ConsumerMixin):
+    """A :class:`~kombu_like.mixins.ConsumerMixin` worker on one queue that keeps the bodies it
+    receives (in :attr:`bodies`) and acks them; bad messages take the mixin's path."""
+
     def __init__(self, connection: Connection, queue: Queue) -> None:
         self.connection = connection
         self.queue = queue
