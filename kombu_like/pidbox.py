@@ -39,6 +39,7 @@ from fnmatch import fnmatch
 from typing import Any
 
 from . import messaging
+from .clocks import LamportClock
 from .common import maybe_declare, oid_from, uuid
 from .entity import Exchange, Queue
 from .exceptions import InconsistencyError
@@ -73,36 +74,6 @@ def match(data: str, pattern: str, matcher: str | None = None) -> bool:
     except KeyError:
         raise KeyError(f"No matcher installed for {matcher!r} (known: {', '.join(sorted(_MATCHERS))})") from None
     return fun(data, pattern)
-
-
-class LamportClock:
-    """Lamport's logical clock: orders events between processes without synchronized time.
-
-    :meth:`forward` before sending (the value travels in the ``clock`` header),
-    :meth:`adjust` with the value received.
-    """
-
-    def __init__(self, initial_value: int = 0) -> None:
-        self.value = initial_value
-        self._mutex = threading.Lock()
-
-    def adjust(self, other: int) -> int:
-        """Move past a value received from another process."""
-        with self._mutex:
-            self.value = max(self.value, other) + 1
-            return self.value
-
-    def forward(self) -> int:
-        """Advance for an event of this process."""
-        with self._mutex:
-            self.value += 1
-            return self.value
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __repr__(self) -> str:
-        return f"<LamportClock: {self.value}>"
 
 
 class Node:
