@@ -101,6 +101,7 @@ def test_sqs(sqs_endpoint: str) -> None:
         reconnect_with_unacked=False,
         restore_reroutes=True,
         rebind_on_reconnect=True,
+        purge_only_unheld=True,
     )
     run(spec, examples=5, steps=15)
 
@@ -251,3 +252,28 @@ def test_sqs_routes_by_bindings_another_connection_declared(sqs_endpoint: str) -
             side.run(lambda s, queue=queue: queue(s.channel).delete())
             side.close()
     assert seen == {"kombu": None, "kombu_like": {"n": 1}}
+
+
+@pytest.mark.sqs
+def test_sqs_requeue_of_a_purged_message_is_not_an_error(sqs_endpoint: str) -> None:
+    # Deliberate departure ("Giving back a message SQS no longer has is not an error"):
+    # PurgeQueue removes messages in flight too; Kombu's requeue of one then raises
+    # ReceiptHandleIsInvalid and keeps it as unacknowledged
+    url = f"sqs://testing:testing@{sqs_endpoint.split('://', 1)[1]}"
+    seen = {}
+    for lib, side in {lib: Side(lib, url, unique_prefix(), dict(SQS_OPTIONS)) for lib in LIBRARIES}.items():
+        side.connect()
+        queue = side.lib.Queue(side.name("q"))(side.channel)
+        try:
+            queue.declare()
+            side.lib.Producer(side.channel).publish({"n": 1}, routing_key=side.name("q"))
+            message = queue.get(no_ack=False)
+            queue.purge()
+            outcome = side.run(lambda s, message=message: message.requeue())
+            if outcome.kind == "raised":
+                message.ack()  # Kombu kept it as unacknowledged; nothing to give back at close
+            seen[lib] = (outcome, queue.get(no_ack=True))
+        finally:
+            side.run(lambda s, queue=queue: queue.delete())
+            side.close()
+    assert seen == {"kombu": (Outcome("raised", "ChannelError"), None), "kombu_like": (Outcome("ok", None), None)}

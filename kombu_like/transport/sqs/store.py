@@ -275,8 +275,9 @@ class SQSStore(QueueStore):
         if url is None:
             return 0
         ready = self._read_attributes(queue, url).ready
-        if ready:
-            self._client(queue).purge_queue(QueueUrl=url)
+        # always, as Kombu does: PurgeQueue also removes the messages in flight, which must
+        # not depend on whether any were ready
+        self._client(queue).purge_queue(QueueUrl=url)
         return ready
 
     def delete_queue(self, queue: str) -> None:
