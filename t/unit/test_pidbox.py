@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import kombu_like.clocks
 from kombu_like import Connection, Consumer
 from kombu_like.pidbox import LamportClock, Mailbox, Node, match
 from kombu_like.transport.memory import Broker
@@ -273,6 +274,9 @@ def test_match_and_clock() -> None:
     assert clock.forward() == 1
     assert clock.adjust(10) == 11
     assert clock.forward() == 12
+    # as in Kombu, the mailbox's clock is the clocks module's (one type whichever path)
+    assert LamportClock is kombu_like.clocks.LamportClock
+    assert isinstance(Mailbox("clocked").clock, kombu_like.clocks.LamportClock)
 
 
 def test_commands_through_a_producer_pool(client: Connection, options: dict[str, Any]) -> None:
