@@ -154,9 +154,13 @@ class LoopDriver:
                 connection._dispatch(deliveries, targets)
             elif woken:
                 self.schedule()
-        # without queues to take from, capacity_changed/consumers_changed schedule the next take
-        if self.active:
+            if self.active:
+                self.sync_fds()
+        elif self.active and not queues:
+            # nothing to take from: capacity_changed/consumers_changed schedule the next take
             self.sync_fds()
+        # else every queue is idle and watched: the store was not called, so its
+        # descriptors are still those of the last take
 
     def _hold_due(self) -> None:
         self._hold_timer = None

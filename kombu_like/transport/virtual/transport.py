@@ -150,6 +150,11 @@ class VirtualConnection:
             self.seam.ack(deliveries)
 
     def drain_events(self, timeout: float | None = None) -> None:
+        driver = self.loop_driver
+        if driver is not None and driver.acks:
+            # drained by hand while registered with a loop: acks kept for the loop's
+            # round go now, not when the loop runs again
+            driver.flush_acks()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._changed.clear()
