@@ -13,8 +13,8 @@ from kombu_like.testing.hostile import HostileInputTests
 pytestmark = pytest.mark.sqs
 
 
-class TestSQSConformance(TransportConformance):
-    """Every conformance test, on SQS queues created for the test and deleted after it."""
+class _OnMoto:
+    """Connections to moto's standalone SQS server, waiting as long as its round trips need."""
 
     transport_options = {"region": "us-east-1", "wait_time_seconds": 2}
     # moto answers a ReceiveMessage or DeleteMessageBatch in about 0.12 s here, so 200
@@ -31,19 +31,12 @@ class TestSQSConformance(TransportConformance):
         return Connection(f"sqs://testing:testing@{host}", transport_options=dict(self.transport_options))
 
 
-class TestSQSHostileInput(HostileInputTests):
+class TestSQSConformance(_OnMoto, TransportConformance):
+    """Every conformance test, on SQS queues created for the test and deleted after it."""
+
+
+class TestSQSHostileInput(_OnMoto, HostileInputTests):
     """Hostile messages, some of them sent to the SQS queue by another program."""
 
-    transport_options = {"region": "us-east-1", "wait_time_seconds": 2}
-    wait = 20.0
     # every example is a few moto round trips of ~0.1 s
     hostile_examples = 6
-
-    @pytest.fixture(autouse=True)
-    def _endpoint(self, sqs_endpoint: str) -> Iterator[None]:
-        self.endpoint = sqs_endpoint
-        yield
-
-    def make_connection(self) -> Connection:
-        host = self.endpoint.split("://", 1)[1]
-        return Connection(f"sqs://testing:testing@{host}", transport_options=dict(self.transport_options))
