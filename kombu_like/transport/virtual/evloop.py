@@ -48,8 +48,10 @@ logger = logging.getLogger(__name__)
 
 #: longest time (seconds) an ack made on the loop's thread waits to be written with others
 ACK_DELAY = 0.02
-#: longest time (seconds) prefetch room smaller than a fair share waits for more acks
-HOLD_DELAY = 0.02
+#: longest time (seconds) prefetch room smaller than a fair share waits for more acks.
+#: Short: a consumer that holds many messages for long (Celery's ETA tasks, which raise
+#: its prefetch window by one each) never has a fair share free, and takes this often
+HOLD_DELAY = 0.002
 
 
 class LoopDriver:
