@@ -280,6 +280,9 @@ class QueueStore(ABC):
 
         Called after ``get(queues, 0, ...)`` found nothing.  Returns True when one may be
         there already (arrived between that take and this call): the loop takes again.
+        The watch holds across later takes of other queues: until :meth:`on_readable`
+        returns True, the periodic work runs or a descriptor is replaced, the loop does not
+        take from the watched queues again.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
 
