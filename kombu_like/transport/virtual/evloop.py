@@ -14,7 +14,10 @@ Each take is a round trip to the broker, so the driver takes no more often than 
 * at most once per round of the loop, however many acks freed room in it;
 * for a channel that still holds unacknowledged messages, only once a fair share of its
   prefetch window is free (:func:`~.transport.fair_share`) -- or after :data:`HOLD_DELAY`,
-  so a consumer holding messages for long still gets the rest of its window;
+  so a consumer holding messages for long still gets the rest of its window.  When acks
+  did not free a fair share in that time, the consumer is one that holds messages for
+  long (Celery's ETA tasks raise its window by one each, so half of it is never free):
+  for :data:`HOLD_PAUSE` it takes as room frees, as if nothing were held back;
 * not at all when every queue to take from was found empty and watched by the last take,
   and nothing woke the loop since (a readable descriptor, the periodic work, consumers
   or descriptors changing).
@@ -33,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,16 +46,17 @@ if TYPE_CHECKING:
     from .store import Delivery
     from .transport import VirtualConnection
 
-__all__ = ["ACK_DELAY", "HOLD_DELAY", "LoopDriver", "WakeupFd"]
+__all__ = ["ACK_DELAY", "HOLD_DELAY", "HOLD_PAUSE", "LoopDriver", "WakeupFd"]
 
 logger = logging.getLogger(__name__)
 
 #: longest time (seconds) an ack made on the loop's thread waits to be written with others
 ACK_DELAY = 0.02
-#: longest time (seconds) prefetch room smaller than a fair share waits for more acks.
-#: Short: a consumer that holds many messages for long (Celery's ETA tasks, which raise
-#: its prefetch window by one each) never has a fair share free, and takes this often
-HOLD_DELAY = 0.002
+#: longest time (seconds) prefetch room smaller than a fair share waits for more acks
+HOLD_DELAY = 0.02
+#: how long (seconds) a consumer whose acks did not free a fair share within HOLD_DELAY
+#: takes as room frees instead (one wait of HOLD_DELAY per HOLD_PAUSE at most)
+HOLD_PAUSE = 1.0
 
 
 class LoopDriver:
@@ -73,6 +78,8 @@ class LoopDriver:
         self.acks: list[Delivery] = []
         self._ack_timer: Any = None
         self._hold_timer: Any = None
+        # until when (monotonic) room short of a fair share is taken at once (see HOLD_PAUSE)
+        self._hold_off_until = 0.0
         # the loop's thread, known from the first take (run by the loop)
         self._thread: int | None = None
 
@@ -129,9 +136,15 @@ class LoopDriver:
         connection = self.connection
         if not (self.active and connection.is_open):
             return
-        queues, targets, max_count, held = connection._plan_holding(not eager)
-        if held and self._hold_timer is None:
-            self._hold_timer = self.loop.call_later(HOLD_DELAY, self._hold_due)
+        hold = not eager and (not self._hold_off_until or time.monotonic() >= self._hold_off_until)
+        queues, targets, max_count, held = connection._plan_holding(hold)
+        if held:
+            if self._hold_timer is None:
+                self._hold_timer = self.loop.call_later(HOLD_DELAY, self._hold_due)
+        elif self._hold_timer is not None and hold:
+            # acks freed a fair share in time: nothing is held back any longer
+            self._hold_timer.cancel()
+            self._hold_timer = None
         if queues and not self.idle.issuperset(queues):
             try:
                 self.flush_acks()
@@ -166,6 +179,8 @@ class LoopDriver:
 
     def _hold_due(self) -> None:
         self._hold_timer = None
+        # acks did not free a fair share in time: a consumer holding messages for long
+        self._hold_off_until = time.monotonic() + HOLD_PAUSE
         self.take(eager=True)
 
     # -- acknowledgements --------------------------------------------------------------
