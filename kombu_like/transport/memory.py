@@ -217,6 +217,8 @@ class MemoryStore(QueueStore):
     capabilities = Capabilities(priority=True, ttl=True, batch_publish=True)
     # envelopes never leave the process: keep bodies as bytes
     body_encoding = None
+    # a take or an ack is a dict operation: nothing to gain from batching them
+    costly_calls = False
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker

@@ -9,7 +9,8 @@ one of the store's descriptors turns readable, when an ack frees prefetch room o
 consumers change (``loop.call_soon``).  The store's periodic work runs from the loop's
 timer (``loop.call_repeatedly``); no thread is started.
 
-Each take is a round trip to the broker, so the driver takes no more often than it must:
+Each take is a round trip to the broker (unless the store says its calls cost nothing:
+``QueueStore.costly_calls``), so the driver takes no more often than it must:
 
 * at most once per round of the loop, however many acks freed room in it;
 * for a channel that still holds unacknowledged messages, only once a fair share of its
@@ -80,6 +81,8 @@ class LoopDriver:
         self._hold_timer: Any = None
         # until when (monotonic) room short of a fair share is taken at once (see HOLD_PAUSE)
         self._hold_off_until = 0.0
+        #: whether takes and acks are batched (not for a store whose calls cost nothing)
+        self.batching = bool(getattr(connection.store, "costly_calls", True))
         # the loop's thread, known from the first take (run by the loop)
         self._thread: int | None = None
 
@@ -136,7 +139,7 @@ class LoopDriver:
         connection = self.connection
         if not (self.active and connection.is_open):
             return
-        hold = not eager and (not self._hold_off_until or time.monotonic() >= self._hold_off_until)
+        hold = self.batching and not eager and (not self._hold_off_until or time.monotonic() >= self._hold_off_until)
         queues, targets, max_count, held = connection._plan_holding(hold)
         if held:
             if self._hold_timer is None:
@@ -187,7 +190,7 @@ class LoopDriver:
     def defer_ack(self, deliveries: list[Delivery]) -> bool:
         """Keep ``deliveries`` to acknowledge with the loop round's others; False when the
         caller must acknowledge them itself (not on the loop's thread, or not in the loop)."""
-        if not self.active or self._thread != threading.get_ident():
+        if not (self.batching and self.active) or self._thread != threading.get_ident():
             return False
         self.acks += deliveries
         if self._ack_timer is None:

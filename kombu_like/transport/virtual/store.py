@@ -184,6 +184,10 @@ class QueueStore(ABC):
     #: how message bodies are encoded inside the envelope (Kombu's default is base64);
     #: ``None`` keeps bytes as they are, for stores that never serialize the envelope
     body_encoding: str | None = "base64"
+    #: whether a take or an ack costs a call to a server or a file: under an event loop
+    #: such a store's takes wait for a fair share of a prefetch window and its acks are
+    #: written together (see :mod:`.evloop`); False for a store in process memory
+    costly_calls: bool = True
     #: where exchanges and bindings live; :class:`InMemoryBindings` unless the store
     #: shares them between processes
     bindings: BindingStore
