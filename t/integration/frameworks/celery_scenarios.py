@@ -69,12 +69,6 @@ def countdown(seconds: float) -> dict[str, float]:
     return {"sent": sent, "ran": ran}
 
 
-def eta(seconds: float) -> dict[str, float]:
-    when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-    ran = stamp.apply_async(eta=when).get(timeout=TIMEOUT + seconds)
-    return {"eta": when.timestamp(), "ran": ran}
-
-
 def retry(failures: int) -> int:
     return int(flaky.delay(failures).get(timeout=TIMEOUT))
 
@@ -169,15 +163,27 @@ def collect(ids: list[str], timeout: float = TIMEOUT) -> list[Any]:
     return [_pending.pop(i).get(timeout=max(0.1, deadline - time.monotonic())) for i in ids]
 
 
-def scheduled_while_waiting(destination: str, seconds: float) -> dict[str, Any]:
-    """``inspect scheduled`` while an ETA task waits in the worker, then its result."""
-    result = add.apply_async((2, 2), countdown=seconds)
+def scheduled_tasks(destination: str, seconds: float) -> dict[str, Any]:
+    """A countdown task and an ETA task waiting in the worker at once: what ``inspect
+    scheduled`` lists while they wait, and when each ran (one wait for both)."""
+    sent = time.time()
+    by_countdown = stamp.apply_async(countdown=seconds)
+    eta = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    by_eta = stamp.apply_async(eta=eta)
+    ids = {by_countdown.id, by_eta.id}
     deadline = time.monotonic() + seconds
-    seen: list[Any] = []
-    while not seen and time.monotonic() < deadline:
+    seen: set[str] = set()
+    while seen != ids and time.monotonic() < deadline:
         reply = app.control.inspect(destination=[destination], timeout=1.0).scheduled() or {}
-        seen = [entry["request"]["id"] for entry in reply.get(destination, [])]
-    return {"scheduled": seen, "id": result.id, "result": result.get(timeout=TIMEOUT + seconds)}
+        seen = {entry["request"]["id"] for entry in reply.get(destination, [])}
+    return {
+        "sent": sent,
+        "eta": eta.timestamp(),
+        "scheduled": sorted(seen),
+        "ids": sorted(ids),
+        "countdown_ran": by_countdown.get(timeout=TIMEOUT + seconds),
+        "eta_ran": by_eta.get(timeout=TIMEOUT + seconds),
+    }
 
 
 def revoke_before_eta(seconds: float) -> dict[str, Any]:
