@@ -84,7 +84,11 @@ def celery_run(request: pytest.FixtureRequest, celery_python: Path) -> Iterator[
     hostname = f"{namespace}@localhost"
     worker = None
     if broker != "memory":
-        worker = Worker(_worker_cmd(celery_python, hostname, "prefork", "-c", "2"), env, ready_pattern=READY)
+        # remote control needs only the worker's pidbox; mingle (a second spent asking other
+        # workers for state at start-up) and gossip (watching other workers' events) add
+        # nothing a test here checks
+        options = ("-c", "2", "--without-mingle", "--without-gossip")
+        worker = Worker(_worker_cmd(celery_python, hostname, "prefork", *options), env, ready_pattern=READY)
     driver = Driver(celery_python, SCENARIOS, env)
     try:
         if worker is None:
