@@ -161,8 +161,10 @@ def _redis_restore_order(operation: str, theirs: Any, ours: Any) -> bool:
     keys = ("redelivered", "consumer_tag")
 
     def shape(view: Any) -> Any:
+        # what the message says of itself (body, headers, properties) is another message's
         views = view if isinstance(view, list) else [view]
-        return [{k: v for k, v in _without(item, keys).items() if k != "payload"} for item in views]
+        own = ("payload", "headers", "properties")
+        return [{k: v for k, v in _without(item, keys).items() if k not in own} for item in views]
 
     return bool(shape(theirs.value) == shape(ours.value))
 
