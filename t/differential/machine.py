@@ -252,9 +252,17 @@ class LockstepMachine(RuleBasedStateMachine):
     def consume(self, data: st.DataObject) -> None:
         candidates = self.ready() if self.spec.consume_only_ready else sorted(self.declared)
         short = data.draw(st.sampled_from(candidates))
-        # a queue with messages delivers quickly; an empty one costs the whole timeout
-        ready = short in self.ready()
-        timeout = 3.0 if ready else 0.2
+        # a queue with messages delivers quickly; an empty one costs the whole timeout. The
+        # sizes are the broker's own counts, read after the last step (and, on RabbitMQ,
+        # which routes asynchronously, read again until both sides agree), so a queue counted
+        # empty has nothing in flight and a short wait tells "empty" as surely as a long one;
+        # one holding messages it may not deliver (the prefetch window is full) gets longer
+        if short in self.ready():
+            timeout = 3.0
+        elif self.sizes.get(short, 0) == 0:
+            timeout = 0.05
+        else:
+            timeout = 0.2
         received: dict[str, Any] = {}
 
         def consume(side: Side) -> Any:
