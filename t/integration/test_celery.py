@@ -371,6 +371,7 @@ def test_event_dispatcher_enable_and_disable(celery_run: CeleryRun, celery_pytho
         "received": ["worker-kl-one", "worker-kl-two"],
         "disabled": {"enabled": False, "producer": False, "channel_open": True},
         "reenabled": True,
+        "receiver_stopped": True,
     }
 
 

@@ -300,12 +300,17 @@ def event_dispatcher_toggle() -> dict[str, Any]:
         while "worker-kl-two" not in received and time.monotonic() < deadline:
             time.sleep(0.05)
         receiver.should_stop = True
+        # the receiver looks at should_stop between waits of up to a second: an event it
+        # does not count (not "worker-kl-...") ends the wait at once
+        dispatcher.send("worker-wake")
         thread.join(5)
+        alive = thread.is_alive()
         dispatcher.close()
     return {
         "received": [t for t in received if t.startswith("worker-kl-")],
         "disabled": state,
         "reenabled": dispatcher.enabled,
+        "receiver_stopped": not alive,
     }
 
 
