@@ -355,10 +355,10 @@ def migrate_between_queues(n: int) -> dict[str, Any]:
     # when its connection closes, for the next helper to find
     with app.connection_for_write() as conn:
         moved = move_task_by_id(
-            one_more.id, app.amqp.queues[dest], connection=conn, app=app, queues=[parked], timeout=1.0
+            one_more.id, app.amqp.queues[dest], connection=conn, app=app, queues=[parked], timeout=0.5
         )
     with app.connection_for_write() as conn:
-        state = migrate_tasks(conn, conn, queues={parked: dest}, app=app, ack_messages=True, timeout=1.0)
+        state = migrate_tasks(conn, conn, queues={parked: dest}, app=app, ack_messages=True, timeout=0.5)
     with app.connection_for_write() as conn, conn.channel() as channel:
         channel.queue_delete(parked)
     # State.count: the messages each helper looked at (move_task_by_id moves the one it matches)
