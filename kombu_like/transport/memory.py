@@ -405,6 +405,11 @@ class MemoryOptions(TransportOptions):
     polling_interval: float | None = option(
         None, "accepted for Kombu compatibility and unused: a publish wakes waiting consumers at once"
     )
+    event_loop: bool = option(
+        False,
+        "declare ``implements.asynchronous``, so frameworks (Celery's asynloop) drive memory:// from"
+        " their event loop; off by default, as on Kombu, whose memory transport declares it not",
+    )
 
 
 class Transport(VirtualTransport):
@@ -414,8 +419,19 @@ class Transport(VirtualTransport):
     driver_name = "memory"
     Store = MemoryStore
     Options = MemoryOptions
+    #: ``asynchronous`` is False, as on Kombu: frameworks choose their loop by it, and a test
+    #: suite on memory:// must see the choice Kombu's memory transport makes.  The store can
+    #: be driven by a hub all the same (``register_with_event_loop`` works); the
+    #: ``event_loop`` option declares it.
+    capabilities = MemoryStore.capabilities.replace(asynchronous=False)
     #: Kombu's name for the default broker's exchanges and bindings (set below)
     global_state: BrokerState
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        options = self.check_options()
+        if isinstance(options, MemoryOptions) and options.event_loop:
+            self.capabilities = type(self).capabilities.replace(asynchronous=True)
 
     def create_store(self) -> MemoryStore:
         broker = self.transport_options.get("broker")

@@ -4,9 +4,11 @@ The worker runs as its users run it -- ``celery -A app worker`` (prefork pool, u
 ``python -m kombu_like.alias``) for Redis and RabbitMQ, and a worker thread in the client
 process for ``memory://`` (its broker lives in one process) -- and a client process sends
 tasks.  Celery lives in its own cached virtualenv (``frameworks/venvs.py``).  The workers
-run Celery's production loop, ``asynloop`` (Kombu's Hub over the broker sockets, the pool's
-pipes and the timers), which Celery chooses only for a transport that implements Kombu's
-event-loop protocol; the tests check that it did.  A last group
+on Redis and RabbitMQ run Celery's production loop, ``asynloop`` (Kombu's Hub over the
+broker sockets, the pool's pipes and the timers), which Celery chooses only for a transport
+that implements Kombu's event-loop protocol; the tests check that it did.  On ``memory://``
+the worker runs ``synloop``, as on Kombu's memory transport, unless the transport's
+``event_loop`` option asks for the hub.  A last group
 of tests sends tasks from a client on the real Kombu 5.7 to the kombu_like worker.
 """
 
@@ -110,8 +112,29 @@ def test_worker_and_client_use_kombu_like(celery_run: CeleryRun) -> None:
 
 def test_worker_runs_kombus_event_loop(celery_run: CeleryRun) -> None:
     # Celery picks asynloop (its Hub over the broker sockets, pool pipes and timers) only
-    # when the transport implements Kombu's event-loop protocol; otherwise synloop
-    assert celery_run.driver.call("worker_loop", celery_run.hostname) == {"loop": "asynloop", "hub": True}
+    # when the transport implements Kombu's event-loop protocol; otherwise synloop -- the
+    # choice it makes on Kombu's memory transport, which test suites on memory:// rely on
+    expected = {"loop": "synloop", "hub": False} if celery_run.broker == "memory" else {"loop": "asynloop", "hub": True}
+    assert celery_run.driver.call("worker_loop", celery_run.hostname) == expected
+
+
+def test_memory_event_loop_option_gives_the_worker_its_hub(celery_python: Path) -> None:
+    namespace = f"kl{unique_suffix()}"
+    env = {
+        "KL_BROKER_URL": "memory://",
+        "KL_MEMORY_EVENT_LOOP": "1",
+        "KL_NAMESPACE": namespace,
+        "KL_QUEUE": f"{namespace}.tasks",
+        "KL_RESULT_BACKEND": "cache+memory://",
+    }
+    hostname = f"{namespace}@localhost"
+    driver = Driver(celery_python, SCENARIOS, env)
+    try:
+        driver.call("start_thread_worker", hostname)
+        assert driver.call("worker_loop", hostname) == {"loop": "asynloop", "hub": True}
+        assert driver.call("delay_get", 4, 5) == 9
+    finally:
+        driver.close()
 
 
 def test_delay_and_get(celery_run: CeleryRun) -> None:

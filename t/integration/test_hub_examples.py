@@ -37,7 +37,9 @@ def run(*args: str) -> str:
     [
         pytest.param("amqp", True, marks=pytest.mark.amqp),
         pytest.param("redis", True, marks=pytest.mark.redis),
-        # Kombu's memory transport has no event loop support: the program gives up there
+        # Kombu's memory transport has no event loop support: the program gives up there.
+        # kombu_like's declares none either (frameworks pick their loop by it, as on Kombu),
+        # yet a hub the program registers drives it
         pytest.param("memory", False),
     ],
 )
@@ -45,7 +47,7 @@ def test_kombus_hub_program_runs_unchanged_under_the_alias(
     request: pytest.FixtureRequest, broker: str, on_kombu: bool
 ) -> None:
     url = "memory://" if broker == "memory" else str(request.getfixturevalue(f"{broker}_url"))
-    if not Connection(url).transport.implements.asynchronous:
+    if broker != "memory" and not Connection(url).transport.implements.asynchronous:
         pytest.skip(f"{broker}:// does not declare implements.asynchronous")
     name = f"hub-example-{uuid.uuid4().hex[:8]}"
     assert run("-m", "kombu_like.alias", str(PROGRAM), url, name) == EXPECTED

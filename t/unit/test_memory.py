@@ -127,6 +127,37 @@ class TestCapabilities:
         assert not capabilities.exchange_bindings
         assert conn.transport.implements is capabilities
 
+    def test_event_loop_declared_only_with_the_option_and_driven_either_way(self) -> None:
+        import kombu
+
+        from kombu_like.asynchronous import Hub
+
+        # frameworks choose their loop by the declaration: by default the one Kombu's makes
+        assert kombu.Connection("memory://").transport.implements.asynchronous is False
+        broker = Broker()
+        plain = Connection("memory://", transport_options={"broker": broker})
+        evented = Connection("memory://", transport_options={"broker": broker, "event_loop": True})
+        assert not plain.is_evented and not plain.transport.implements.asynchronous
+        assert not memory.Transport.capabilities.asynchronous
+        assert evented.is_evented and evented.transport.implements.asynchronous
+        with pytest.raises(ValueError, match="event_loop"):
+            Connection("memory://", transport_options={"event_loop": "sometimes"}).connect()
+        # undeclared, a hub still drives the connection
+        queue = Queue(f"evloop-{uuid.uuid4().hex[:8]}")
+        got: list[Any] = []
+        hub = Hub()
+        try:
+            with plain, Consumer(plain, [queue], callbacks=[lambda body, msg: (got.append(body), msg.ack())]):
+                plain.register_with_event_loop(hub)
+                Producer(plain).publish("via hub", routing_key=queue.name, declare=[queue])
+                deadline = time.monotonic() + 5
+                while not got and time.monotonic() < deadline:
+                    hub.run_once()
+        finally:
+            hub.close()
+            evented.release()
+        assert got == ["via hub"]
+
     def test_exchange_to_exchange_binding_is_refused(self, conn: Connection) -> None:
         with pytest.raises(NotImplementedError, match="memory"):
             Exchange("e2e_dest")(conn).bind_to("e2e_src")

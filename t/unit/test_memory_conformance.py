@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from types import MappingProxyType
 
 import pytest
 
@@ -25,6 +26,8 @@ class MemoryTimings:
     quiet = 0.05
     short_ttl = 0.02
     expiry_wait = 0.15
+    # memory:// declares implements.asynchronous only when asked: the event-loop tests run
+    transport_options = MappingProxyType({"event_loop": True})
 
 
 class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance):
@@ -37,7 +40,7 @@ class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance):
         yield
 
     def make_connection(self) -> Connection:
-        return Connection(self.url, transport_options={"broker": self.broker})
+        return Connection(self.url, transport_options={**self.transport_options, "broker": self.broker})
 
 
 class TestMemorySharedVirtualHost(MemoryTimings, TransportConformance):

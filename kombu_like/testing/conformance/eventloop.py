@@ -1,7 +1,8 @@
 """Conformance tests for transports driven by an event loop (Kombu's Hub).
 
 Part of :class:`~kombu_like.testing.conformance.TransportConformance`; every test skips
-on a transport that does not declare ``capabilities.asynchronous``.  The consumers are
+on a transport that does not declare ``capabilities.asynchronous`` (``memory://``
+declares it with its ``event_loop`` transport option).  The consumers are
 registered with ``Connection.register_with_event_loop(hub)`` and driven by
 ``hub.run_once()`` / ``hub.run_forever()`` only, never by ``drain_events``, the way
 Celery's worker drives them.

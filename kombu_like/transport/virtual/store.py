@@ -266,7 +266,8 @@ class QueueStore(ABC):
     # -- optional: driven by an event loop ----------------------------------------------
     # A store that overrides the four methods below can be driven by Kombu's Hub: the
     # transport then declares ``capabilities.asynchronous`` (see
-    # :func:`drives_event_loop`).  The virtual layer calls them from the loop's thread
+    # :func:`drives_event_loop`) unless it declares ``capabilities`` itself, as memory://
+    # does (it declares it only with its ``event_loop`` option).  The virtual layer calls them from the loop's thread
     # only; none of them may block.  Takes under the loop are ``get(queues, 0, n)``.
     def event_fds(self) -> Sequence[Any]:
         """What the loop must watch for this store now: file descriptor numbers, or

@@ -328,10 +328,12 @@ class VirtualTransport(Transport):
     def register_with_event_loop(self, connection: VirtualConnection, loop: Any) -> None:
         """Deliver to ``connection``'s consumers from ``loop`` (Kombu's Hub).
 
-        Does nothing on a transport whose store cannot be driven by an event loop
-        (``capabilities.asynchronous`` is False), as Kombu's transports do.
+        Does nothing on a transport whose store cannot be driven by an event loop, as
+        Kombu's transports do.  A store that can is driven even where the transport does
+        not declare ``capabilities.asynchronous`` (memory:// by default): the declaration
+        steers which loop a framework picks, not what a hub can do.
         """
-        if self.capabilities.asynchronous and drives_event_loop(connection.store):
+        if drives_event_loop(connection.store):
             connection.register_with_event_loop(loop)
 
     def unregister_from_event_loop(self, connection: VirtualConnection, loop: Any) -> None:

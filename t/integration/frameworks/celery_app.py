@@ -39,6 +39,9 @@ app.conf.update(
     task_queue_max_priority=10,
     task_default_priority=5,
 )
+if os.environ.get("KL_MEMORY_EVENT_LOOP") == "1":
+    # memory:// declares implements.asynchronous only when asked (Kombu's never does)
+    app.conf.broker_transport_options = {"event_loop": True}
 if os.environ.get("KL_CONNECTION_NAME"):
     _name = os.environ["KL_CONNECTION_NAME"]
     if app.conf.broker_url.startswith("redis"):
