@@ -24,7 +24,7 @@ from amqp import spec
 
 from ...exceptions import EncodeError
 from .compat import DriverSSLTransport, DriverTCPTransport, dumps_table, raw_write
-from .compat import decode_properties as _decode_properties
+from .fieldtable import decode_basic_properties as _decode_properties
 
 __all__ = [
     "ACK_METHOD",
@@ -211,7 +211,7 @@ def decode_properties(payload: bytes, offset: int) -> dict[str, Any]:
     try:
         per_message = (payload[offset] << 8 | payload[offset + 1]) & _PER_MESSAGE_PROPERTIES
     except IndexError:
-        per_message = 1  # no flags: the driver says what is wrong
+        per_message = 1  # no flags: the decoder says what is wrong
     if per_message:
         return _decode_properties(payload, offset)
     key = payload[offset:]
