@@ -12,7 +12,10 @@ priorities first; ``x-message-ttl`` / ``message_ttl`` and ``x-max-length`` (drop
 are honoured.  Per-message ``expiration`` is ignored, as Kombu's memory transport ignores it
 (test suites publish with an expiration already past and expect the message to arrive); a
 broker made with ``Broker(honour_expiration=True)`` drops expired messages as RabbitMQ
-does.  Consumers blocked in ``drain_events`` wait on a condition variable, so a publish
+does.  An ``auto_delete`` queue stays when its last consumer is cancelled, and an exclusive
+queue when its channel closes, as on Kombu's memory transport; ``Broker(honour_auto_delete=True)``
+deletes them as RabbitMQ does.
+Consumers blocked in ``drain_events`` wait on a condition variable, so a publish
 wakes them at once.
 """
 
@@ -174,10 +177,17 @@ class Broker:
     #: default, as in Kombu's memory transport, which delivers them (test suites written
     #: for it publish with an expiration already past); queue TTLs are honoured either way
     honour_expiration: bool = False
+    #: delete an ``auto_delete`` queue when its last consumer is cancelled and an
+    #: exclusive queue when its channel closes, as RabbitMQ does; off by default, as in
+    #: Kombu's memory transport, which keeps both (and their messages) for the life of the
+    #: process: Celery's test suite receives events published before its receiver consumed
+    honour_auto_delete: bool = False
 
-    def __init__(self, honour_expiration: bool | None = None) -> None:
+    def __init__(self, honour_expiration: bool | None = None, *, honour_auto_delete: bool | None = None) -> None:
         if honour_expiration is not None:
             self.honour_expiration = honour_expiration
+        if honour_auto_delete is not None:
+            self.honour_auto_delete = honour_auto_delete
         # re-entrant: a finalizer (``__del__`` run by the garbage collector while this
         # thread holds the lock) may close a connection and delete a queue
         self.lock = threading.RLock()
@@ -236,7 +246,7 @@ class MemoryStore(QueueStore):
         old = self.broker
         if isinstance(queues, QueuesView) and queues.broker is old:
             return
-        own = Broker(old.honour_expiration)
+        own = Broker(old.honour_expiration, honour_auto_delete=old.honour_auto_delete)
         own.table = old.table
         for name in queues:
             own.queues[name] = _MemQueue(own, None)
@@ -246,6 +256,9 @@ class MemoryStore(QueueStore):
             if watched is not None:
                 own.watchers[self] = watched
             self.broker = own
+
+    def deletes_auto_delete_queues(self) -> bool:
+        return self.broker.honour_auto_delete
 
     def _queue(self, name: str) -> _MemQueue:
         queue = self.broker.queues.get(name)

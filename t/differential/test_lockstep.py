@@ -166,6 +166,32 @@ def test_memory_delivers_expired_messages_as_kombu_does() -> None:
     assert seen["kombu"] == seen["kombu_like"] == [({"n": 1}, "0"), ({"n": 2}, "1"), None]
 
 
+def test_memory_keeps_auto_delete_and_exclusive_queues_as_kombu_does() -> None:
+    # Kombu's memory transport deletes neither an auto_delete queue whose last consumer was
+    # cancelled nor an exclusive queue whose channel closed: both go on collecting messages
+    seen = {}
+    for lib, side in {lib: Side(lib, "memory://", unique_prefix()) for lib in LIBRARIES}.items():
+        side.connect()
+        names = (side.name("auto"), side.name("excl"))
+        try:
+            channel = side.conn.channel()
+            auto = side.lib.Queue(names[0], auto_delete=True)
+            excl = side.lib.Queue(names[1], exclusive=True)
+            consumer = side.lib.Consumer(channel, [auto, excl], callbacks=[lambda body, message: None])
+            consumer.consume()
+            consumer.cancel()
+            channel.close()
+            for n, name in enumerate(names):
+                side.lib.Producer(side.channel).publish({"n": n}, routing_key=name)
+            got = [side.lib.Queue(name)(side.channel).get(no_ack=True) for name in names]
+            seen[lib] = [None if m is None else m.payload for m in got]
+        finally:
+            for name in names:
+                side.lib.Queue(name)(side.channel).delete()
+            side.close()
+    assert seen["kombu"] == seen["kombu_like"] == [{"n": 0}, {"n": 1}]
+
+
 @pytest.mark.redis
 def test_redis_routes_through_an_exchange_another_connection_declared(redis_url: str) -> None:
     # Deliberate departure ("Exchanges keep their type on Redis"): Kombu's Redis transport

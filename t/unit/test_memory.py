@@ -456,15 +456,41 @@ class TestAcknowledgementBookkeeping:
 
 
 class TestQueueLifecycle:
-    def test_auto_delete_queue_goes_when_last_consumer_cancels(self, conn: Connection) -> None:
-        queue = Queue("autodel", auto_delete=True)
-        consumer = Consumer(conn, [queue], callbacks=[lambda body, message: None])
+    def test_auto_delete_queue_stays_by_default(self, conn: Connection) -> None:
+        """As on Kombu's memory transport: kept on cancel and on channel close, still filling."""
+        queue = Queue("autodel_kept", auto_delete=True)
+        channel = conn.channel()
+        consumer = Consumer(channel, [queue], callbacks=[lambda body, message: None])
         consumer.consume()
-        assert exists(conn, "autodel")
         consumer.cancel()
+        assert exists(conn, "autodel_kept")
+        consumer.consume()
+        channel.close()
+        assert exists(conn, "autodel_kept")
+        Producer(conn).publish("later", routing_key="autodel_kept")
+        message = Queue("autodel_kept")(conn).get()
+        assert message is not None and message.payload == "later"
+
+    def test_auto_delete_queue_goes_when_last_consumer_cancels_if_honoured(
+        self, connect: Callable[..., Connection]
+    ) -> None:
+        conn = connect(transport_options={"broker": Broker(honour_auto_delete=True)})
+        queue = Queue("autodel", auto_delete=True)
+        first = Consumer(conn, [queue], callbacks=[lambda body, message: None])
+        second = Consumer(conn, [queue], callbacks=[lambda body, message: None])
+        first.consume()
+        second.consume()
+        first.cancel()
+        assert exists(conn, "autodel")
+        second.cancel()
         assert not exists(conn, "autodel")
 
-    def test_exclusive_queue_goes_with_its_channel(self, conn: Connection) -> None:
+    def test_exclusive_queue_goes_with_its_channel_if_honoured(self, conn: Connection, broker: Broker) -> None:
+        channel = conn.channel()
+        Queue("excl_kept", exclusive=True)(channel).declare()
+        channel.close()
+        assert exists(conn, "excl_kept"), "kept by default, as on Kombu's memory transport"
+        broker.honour_auto_delete = True
         channel = conn.channel()
         Queue("excl", exclusive=True)(channel).declare()
         assert exists(conn, "excl")

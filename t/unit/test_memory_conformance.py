@@ -35,8 +35,9 @@ class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance):
 
     @pytest.fixture(autouse=True)
     def _isolated_broker(self) -> Iterator[None]:
-        # honour_expiration: the suite's TTL tests expect RabbitMQ's expiry (not the default)
-        self.broker = Broker(honour_expiration=True)
+        # the suite's TTL and exclusive-queue tests expect RabbitMQ's expiry and deletion
+        # (not the defaults, which follow Kombu's memory transport)
+        self.broker = Broker(honour_expiration=True, honour_auto_delete=True)
         yield
 
     def make_connection(self) -> Connection:
@@ -48,8 +49,10 @@ class TestMemorySharedVirtualHost(MemoryTimings, TransportConformance):
 
     @pytest.fixture(autouse=True)
     def _expiring_brokers(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        # every broker of the process drops expired messages while the suite runs
+        # every broker of the process drops expired messages and deletes exclusive and
+        # auto_delete queues, as RabbitMQ does, while the suite runs
         monkeypatch.setattr(Broker, "honour_expiration", True)
+        monkeypatch.setattr(Broker, "honour_auto_delete", True)
 
 
 class NoExtrasTransport(memory.Transport):

@@ -140,6 +140,9 @@ class TestSimpleQueue:
             assert "sq_accept" in str(info.value)
 
     def test_simple_buffer_is_no_ack_and_transient(self, conn: Connection, broker: Broker) -> None:
+        # the buffer's queue is auto_delete: deleted when its consumer goes, as on RabbitMQ,
+        # on a broker that honours it (memory:// keeps it by default, as Kombu's does)
+        broker.honour_auto_delete = True
         with conn.SimpleBuffer("sb") as buf:
             assert buf.no_ack
             assert buf.queue.auto_delete and not buf.queue.durable

@@ -461,7 +461,11 @@ class VirtualChannel(Channel):
         self.no_ack_consumers.discard(consumer_tag)
         if queue is not None:
             self.connection.consumers_changed()
-            if queue in self._auto_delete and queue not in self.consumers.values():
+            if (
+                queue in self._auto_delete
+                and queue not in self.consumers.values()
+                and self.connection.store.deletes_auto_delete_queues()
+            ):
                 self._drop_queue(queue)
                 self._auto_delete.discard(queue)
 
@@ -591,8 +595,9 @@ class VirtualChannel(Channel):
             deliveries = self.qos.take_all()
             if deliveries:
                 self.seam.requeue(deliveries, redelivered=True)
-            for queue in self._exclusive:
-                self._drop_queue(queue)
+            if self.connection.store.deletes_auto_delete_queues():
+                for queue in self._exclusive:
+                    self._drop_queue(queue)
         finally:
             self.connection.channel_closed(self)
 

@@ -195,6 +195,15 @@ class QueueStore(ABC):
     def __init__(self) -> None:
         self.bindings = InMemoryBindings()
 
+    def deletes_auto_delete_queues(self) -> bool:
+        """Whether an ``auto_delete`` queue goes with its last consumer, and an exclusive
+        queue with its channel.
+
+        True, as on RabbitMQ; a store that keeps both, as Kombu's memory transport does,
+        returns False.
+        """
+        return True
+
     # -- queues (must implement) ------------------------------------------------------
     @abstractmethod
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
