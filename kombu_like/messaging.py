@@ -377,16 +377,8 @@ class Producer:
             if declare:
                 if own not in declare:
                     declare = [*declare, own]
-            else:
-                memo = self._declared_memo  # _exchange_declared's, checked here without a call
-                if (
-                    memo is None
-                    or memo[0] is not self._channel
-                    or memo[1] is not own
-                    or memo[2] != own.name
-                    or memo[4] not in memo[3]
-                ) and not self._exchange_declared():
-                    declare = [own]
+            elif not self._exchange_declared():
+                declare = [own]
         if exchange is None:
             exchange_name = own.name
             mode = delivery_mode or own.delivery_mode
@@ -437,18 +429,6 @@ class Producer:
                 raise InvalidMessageField(
                     f"{exc} (publishing to exchange {exchange_name!r} with routing key {routing_key!r})"
                 ) from exc.__cause__
-        if not retry and timeout is None and confirm_timeout is None:
-            # what _publish does, without the call, for the usual publish
-            channel = self.channel
-            for entity in declare:
-                self.maybe_declare(entity)
-            message = channel.prepare_message(body, priority, content_type, content_encoding, headers, properties)
-            batch = self._batch_local.current
-            if batch is None:
-                return channel.basic_publish(message, exchange_name, routing_key, mandatory, immediate)
-            # _publish_options(immediate, None, None), without the call
-            batch.add(message, exchange_name, routing_key, mandatory, {"immediate": True} if immediate else {})
-            return None
         _publish = self._publish
         if retry:
             connection = self.connection
