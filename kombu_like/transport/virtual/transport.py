@@ -240,8 +240,9 @@ class _StoreCapabilities:
             # asynchronous is what the store does, not what it says: True only when it
             # implements the event-loop hooks
             declared = store.capabilities
-            if declared.asynchronous != drives_event_loop(store):
-                declared = declared.replace(asynchronous=not declared.asynchronous)
+            asynchronous = drives_event_loop(store)
+            if declared.asynchronous != asynchronous:
+                declared = declared.replace(asynchronous=asynchronous)
             cached = _DECLARED[store] = (store.capabilities, declared)
         return cached[1]
 
