@@ -97,6 +97,8 @@ def entrypoints(namespace: str) -> Iterator[tuple[Any, Any]]:
 
 def fileno(f: Any) -> int:
     """The descriptor number of ``f`` (an int is returned as is)."""
+    if type(f) is int:
+        return f
     if isinstance(f, numbers.Integral):
         return int(f)
     if f is None:

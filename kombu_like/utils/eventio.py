@@ -1,14 +1,17 @@
 """Readiness polling for event loops (Kombu's ``kombu.utils.eventio``).
 
-:func:`poll` returns a poller over the best :mod:`selectors` implementation of the
-platform (epoll, kqueue, poll or select), with Kombu's interface: ``register(fd,
-events)``, ``unregister(fd)``, ``poll(timeout)`` returning ``[(fd, events), ...]`` and
-``close()``; events are the bit flags :data:`READ`, :data:`WRITE` and :data:`ERR`.
+:func:`poll` returns a poller over the best mechanism of the platform, with Kombu's
+interface: ``register(fd, events)``, ``unregister(fd)``, ``poll(timeout)`` returning
+``[(fd, events), ...]`` and ``close()``; events are the bit flags :data:`READ`,
+:data:`WRITE` and :data:`ERR`.  On Linux that is :class:`select.epoll` itself, whose
+flags are these very bits, so an event loop pays one system call and no translation per
+change; elsewhere the best :mod:`selectors` implementation (kqueue, poll or select).
 """
 
 from __future__ import annotations
 
 import errno
+import select
 import selectors
 from typing import Any
 
@@ -24,8 +27,42 @@ ERR = POLL_ERR = 0x008 | 0x010
 SELECT_BAD_FD = {errno.EBADF}
 
 
+class _Epoll:
+    """Kombu-style poller straight on :class:`select.epoll` (READ, WRITE and ERR are
+    EPOLLIN, EPOLLOUT and EPOLLERR | EPOLLHUP)."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+
+    def register(self, fd: Any, events: int) -> None:
+        """Watch ``fd`` for ``events`` (replacing what it was watched for before)."""
+        if type(fd) is not int:
+            fd = fileno(fd)
+        try:
+            self._epoll.register(fd, events)
+        except FileExistsError:
+            # watched already: change the events.  A closed descriptor is forgotten by
+            # epoll itself, so a reused number (a reconnect) registers afresh above
+            self._epoll.modify(fd, events)
+
+    def unregister(self, fd: Any) -> None:
+        """Stop watching ``fd`` (no error if it was not watched or is closed)."""
+        try:
+            self._epoll.unregister(fd if type(fd) is int else fileno(fd))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds; return ``(fd, events)`` for ready descriptors."""
+        return self._epoll.poll(-1 if timeout is None else timeout)
+
+    def close(self) -> None:
+        """Release the epoll descriptor."""
+        self._epoll.close()
+
+
 class _Poller:
-    """Kombu-style poller on :mod:`selectors`."""
+    """Kombu-style poller on :mod:`selectors` (platforms without epoll)."""
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         self._selector = selector or selectors.DefaultSelector()
@@ -90,6 +127,8 @@ class _Poller:
         self._selector.close()
 
 
-def poll(*args: Any, **kwargs: Any) -> _Poller:
-    """A new poller for this platform."""
+def poll(*args: Any, **kwargs: Any) -> _Epoll | _Poller:
+    """A new poller for this platform (a :mod:`selectors` one if given a selector)."""
+    if hasattr(select, "epoll") and not args and not kwargs:
+        return _Epoll()
     return _Poller(*args, **kwargs)
