@@ -134,6 +134,8 @@ class Hub:
         self._loop_thread: int | None = None
         self._waker: _Waker | None = None
         self._poller: Any = None
+        #: descriptors handed to the poller through :meth:`_watch` (some may be closed)
+        self._watched: set[int] = set()
         self._loop: Generator[None, None, None] | None = None
 
     # -- the poller ----------------------------------------------------------------
@@ -141,6 +143,7 @@ class Hub:
     def poller(self) -> Any:
         if self._poller is None:
             self._poller = poll()
+            self._watched.clear()
             if self._waker is not None:
                 self._poller.register(self._waker.fileno(), READ)
             for fd in set(self.readers) | set(self.writers):
@@ -150,15 +153,20 @@ class Hub:
     @poller.setter
     def poller(self, value: Any) -> None:
         self._poller = value
+        self._watched.clear()
 
     def _watch(self, fd: int) -> None:
         flags = (READ | ERR if fd in self.readers else 0) | (WRITE if fd in self.writers else 0)
         if flags:
             self.poller.register(fd, flags)
-        else:
+            self._watched.add(fd)
+        elif fd in self._watched:
+            # Celery's pool removes the writer of every idle process on every round: a
+            # descriptor never handed to the poller costs no system call
             self._unregister(fd)
 
     def _unregister(self, fd: int) -> None:
+        self._watched.discard(fd)
         if self._poller is not None:
             with suppress(AttributeError, KeyError, OSError, ValueError):
                 self._poller.unregister(fd)
@@ -431,6 +439,7 @@ class Hub:
             with suppress(OSError):
                 self._poller.close()
             self._poller = None
+        self._watched.clear()
         self._loop = None
         for callback in list(self.on_close):
             callback(self)
