@@ -137,6 +137,8 @@ class Hub:
         #: descriptors handed to the poller through :meth:`_watch` (some may be closed)
         self._watched: set[int] = set()
         self._loop: Generator[None, None, None] | None = None
+        self._dispatching = False
+        self._after_dispatch: list[Callable[[], Any]] = []
 
     # -- the poller ----------------------------------------------------------------
     @property
@@ -318,11 +320,18 @@ class Hub:
         """A generator doing one round of the loop per ``next()``."""
         waker = self._ensure_waker()
         waker_fd = waker.fileno()
-        readers, writers, consolidate = self.readers, self.writers, self.consolidate
+        readers, writers = self.readers, self.writers
         self._loop_thread = threading.get_ident()
         while True:
-            for item in self._pop_ready():
-                item()
+            if self._ready:
+                self._dispatching = True
+                try:
+                    for item in self._pop_ready():
+                        item()
+                except BaseException:
+                    self._end_dispatch(failing=True)
+                    raise
+                self._end_dispatch()
             timeout = self.fire_timers(propagate=self.propagate_errors) if self.timer._queue else 1.0
             for tick in list(self.on_tick):
                 tick()
@@ -337,32 +346,73 @@ class Hub:
                 # nothing to watch yet (start-up): the poller is not asked, as in Kombu; the
                 # loop waits for the timers or a wake-up (call_soon, a descriptor added)
                 events = self._wait_for_wakeup(waker_fd, timeout)
-            to_consolidate: list[int] = []
-            for fd, event in events or ():
-                if fd == waker_fd:
-                    waker.drain()
-                    with self._ready_lock:
-                        self._wake_pending = False
-                    continue
-                if fd in consolidate and writers.get(fd) is None:
+            self._dispatching = True
+            try:
+                self._dispatch(events, waker, waker_fd)
+            except BaseException:
+                self._end_dispatch(failing=True)
+                raise
+            self._end_dispatch()
+            yield
+
+    def _dispatch(self, events: Any, waker: _Waker, waker_fd: int) -> None:
+        """Run the handlers of the descriptors the poller reported ready."""
+        readers, writers, consolidate = self.readers, self.writers, self.consolidate
+        to_consolidate: list[int] = []
+        for fd, event in events or ():
+            if fd == waker_fd:
+                waker.drain()
+                with self._ready_lock:
+                    self._wake_pending = False
+                continue
+            if fd in consolidate and writers.get(fd) is None:
+                to_consolidate.append(fd)
+                continue
+            handlers = []
+            if event & (READ | ERR) and fd in readers:
+                handlers.append(readers[fd])
+            if event & (WRITE | ERR) and fd in writers and not (event & ERR and handlers):
+                handlers.append(writers[fd])
+            if not handlers:
+                self.remove(fd)
+                continue
+            for handler in handlers:
+                if handler is None:
                     to_consolidate.append(fd)
                     continue
-                handlers = []
-                if event & (READ | ERR) and fd in readers:
-                    handlers.append(readers[fd])
-                if event & (WRITE | ERR) and fd in writers and not (event & ERR and handlers):
-                    handlers.append(writers[fd])
-                if not handlers:
-                    self.remove(fd)
-                    continue
-                for handler in handlers:
-                    if handler is None:
-                        to_consolidate.append(fd)
-                        continue
-                    self._run_handler(fd, *handler)
-            if to_consolidate and self.consolidate_callback is not None:
-                self.consolidate_callback(to_consolidate)
-            yield
+                self._run_handler(fd, *handler)
+        if to_consolidate and self.consolidate_callback is not None:
+            self.consolidate_callback(to_consolidate)
+
+    def defer_to_round_end(self, callback: Callable[[], Any]) -> bool:
+        """Run ``callback`` once the callbacks being run now are done, if the calling
+        thread is the loop's and it is running the callbacks queued with
+        :meth:`call_soon` or the handlers of ready descriptors (else ``False``).
+
+        Work that many callbacks of one round produce (a connection's acks) goes out
+        together this way, before the loop waits again.
+        """
+        if not self._dispatching or threading.get_ident() != self._loop_thread:
+            return False
+        self._after_dispatch.append(callback)
+        return True
+
+    def _end_dispatch(self, failing: bool = False) -> None:
+        self._dispatching = False
+        if not self._after_dispatch:
+            return
+        callbacks, self._after_dispatch = self._after_dispatch, []
+        error: BaseException | None = None
+        for callback in callbacks:
+            try:
+                callback()
+            except BaseException as exc:
+                if failing:  # the round's own error is the one to raise
+                    logger.error("Error after a failing round: %r", exc, exc_info=True)
+                elif error is None:
+                    error = exc
+        if error is not None:
+            raise error
 
     @staticmethod
     def _wait_for_wakeup(waker_fd: int, timeout: float | None) -> list[tuple[int, int]]:

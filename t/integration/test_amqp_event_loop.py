@@ -4,6 +4,7 @@ a cut connection, and a close that leaves nothing behind."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -299,4 +300,35 @@ def test_lost_connection_raises_a_recoverable_error_from_the_loop_and_loses_noth
             run_until(hub, lambda: len(received) == 4)
             assert sorted(m.decode()["i"] for m in received[1:]) == [0, 1, 2]
             assert [m.delivery_info["redelivered"] for m in received[1:] if m.decode()["i"] == 0] == [True]
+        queue(direct.default_channel).delete()
+
+
+def test_acks_made_by_the_loops_callbacks_reach_the_broker_before_the_loop_waits(
+    amqp_url: str, unique_name: str, hub: Hub
+) -> None:
+    # Celery acks from callbacks queued with call_soon; the acks of one round go out
+    # together at its end.  The socket is then dropped without a word: what the broker
+    # had not heard of would come back, and nothing does.
+    queue = Queue(unique_name, durable=False)
+    received = Received(hub)
+    with Connection(amqp_url) as direct:
+        producer = Producer(direct, routing_key=unique_name)
+        for i in range(5):
+            producer.publish({"i": i}, declare=[queue])
+        conn = Connection(amqp_url)
+        conn.register_with_event_loop(hub)
+        Consumer(conn, [queue], on_message=received, prefetch_count=10).consume()
+        run_until(hub, lambda: len(received) == 5)
+        for message in received:
+            hub.call_soon(message.ack)
+        hub.run_once()
+        conn.connection.sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 10
+        while queue(direct.default_channel).queue_declare(passive=True).consumer_count:
+            assert time.monotonic() < deadline, "the broker did not notice the lost connection"
+            time.sleep(0.02)
+        assert ready_count(direct, queue) == 0
+        with pytest.raises(conn.recoverable_connection_errors):
+            run_until(hub, lambda: False)
+        conn.collect()
         queue(direct.default_channel).delete()

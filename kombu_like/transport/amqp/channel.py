@@ -174,7 +174,10 @@ class Channel(base.Channel):
         """Write a method frame that expects no reply (ack, reject, nack)."""
         raw = self._live()
         connection = self.connection
-        connection.buffered_transport.write(method_frame(raw.channel_id, method, args))
+        frame = method_frame(raw.channel_id, method, args)
+        reader = connection.loop_reader
+        if reader is None or not reader.defer(frame):
+            connection.buffered_transport.write(frame)
         connection.bytes_sent += 1
 
     # -- exchanges ----------------------------------------------------------------------

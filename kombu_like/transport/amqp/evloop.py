@@ -16,6 +16,7 @@ schedules itself again until nothing is buffered, as Kombu's reader does.
 from __future__ import annotations
 
 import socket
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from amqp import exceptions as amqp_errors
@@ -45,6 +46,7 @@ class LoopReader:
         #: a heartbeat failure, raised from the loop by the next read
         self._error: BaseException | None = None
         self._closed = False
+        self._flush_pending = False
 
     def start(self) -> None:
         """Watch the socket; keep heartbeats going from the loop's timer when negotiated."""
@@ -102,6 +104,34 @@ class LoopReader:
         self._scheduled = True
         self.loop.call_soon(self.on_readable)
 
+    # -- writing ---------------------------------------------------------------------------
+    def defer(self, frame: bytes) -> bool:
+        """Hold ``frame`` (an ack, reject or nack) to go out with the others of this loop
+        round, in one write, when the loop's thread is running its callbacks (``False``
+        otherwise: the caller writes it now).
+
+        Celery acks from callbacks it queues on the loop, one ack per callback: batched, a
+        round's acks cost one system call.  Any other write on the connection (a publish,
+        a close) sends held frames first, so their order is kept.
+        """
+        defer_to_round_end = getattr(self.loop, "defer_to_round_end", None)
+        if self._closed or defer_to_round_end is None:
+            return False
+        if not self._flush_pending:
+            if not defer_to_round_end(self.flush):
+                return False
+            self._flush_pending = True
+        self.connection.buffered_transport.hold(frame)
+        return True
+
+    def flush(self) -> None:
+        """Send held frames now."""
+        self._flush_pending = False
+        try:
+            self.connection.buffered_transport.flush()
+        except DRIVER_ERRORS as exc:
+            self._lost(exc)
+
     def _heartbeat(self) -> None:
         try:
             self.connection.heartbeat_tick(rate=2)
@@ -129,6 +159,10 @@ class LoopReader:
         entry, self._heartbeat_entry = self._heartbeat_entry, None
         if entry is not None:
             entry.cancel()
+        if self._flush_pending:  # a round's acks still held: send them (if it can)
+            self._flush_pending = False
+            with suppress(*DRIVER_ERRORS, OSError):
+                self.connection.buffered_transport.flush()
         self.loop.on_close.discard(self._on_loop_close)
         registered = self.loop.readers.get(self.fd)
         # the number may belong to another connection's socket by now

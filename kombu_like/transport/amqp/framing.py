@@ -274,6 +274,8 @@ class BufferedFrames:
         self._poller: Any = None
         if getattr(self, "write_lock", None) is None:
             self.write_lock = threading.RLock()
+        #: frames held back to go out with the next write (see :meth:`hold`)
+        self._held: list[bytes] = []
 
     def frame_ready(self) -> bool:
         """True when a whole frame is buffered (reading it will not touch the socket)."""
@@ -383,11 +385,29 @@ class BufferedFrames:
         with self.write_lock:
             self.write_held(s)
 
+    def hold(self, frame: bytes) -> None:
+        """Keep ``frame`` (whole) to go out in front of the next write or :meth:`flush`."""
+        with self.write_lock:
+            self._held.append(frame)
+
+    def flush(self) -> None:
+        """Send what :meth:`hold` kept, if anything."""
+        if self._held:
+            with self.write_lock:
+                if self._held:
+                    self.write_held(b"")
+
     def write_held(self, s: Any) -> None:
         """:meth:`write` for a caller that holds :attr:`write_lock` already."""
         try:
             if self.sock is None:  # closed by another thread (a close takes this lock)
                 raise amqp_errors.RecoverableConnectionError("connection is closed")
+            held = self._held
+            if held:
+                # frames held back go first, in the order they were written
+                held.append(s)
+                s = b"".join(held)
+                held.clear()
             raw_write(self, s)
         except OSError:
             # a partial frame may have gone out: the connection cannot be used any more
