@@ -3,6 +3,10 @@
 Entities are plain descriptions until bound to a channel (``queue(channel)`` or
 ``queue.maybe_bind(channel)``); then ``declare()``, ``purge()``, ``get()`` ... act on the
 broker through that channel.
+
+Operations of several broker calls (``Queue.declare``, ``queue_declare``, ``get``) are
+plans (:mod:`kombu_like.plan`): bound to a channel of :mod:`kombu_like.aio` they return
+an awaitable, as do the one-call operations, whose result is the channel's own.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .abstract import MaybeChannelBound
 from .compression import DEFAULT_MAX_DECOMPRESSED_SIZE
 from .exceptions import ContentDisallowed
+from .plan import Plan, Ready, call, is_async, run
 from .serialization import prepare_accept_content
 
 if TYPE_CHECKING:
@@ -122,8 +127,19 @@ class Exchange(MaybeChannelBound):
     def declare(self, nowait: bool = False, passive: bool | None = None, channel: Any = None) -> Any:
         """Declare the exchange on the broker (nothing for ``""``/``amq.*``/no_declare)."""
         if self._can_declare():
-            passive = self.passive if passive is None else passive
-            return (channel or self.channel).exchange_declare(
+            return run(channel or self.channel, self._declare_plan(nowait, passive, channel))
+        if is_async(channel or self._channel):
+            return Ready(None)  # awaitable on an asyncio channel, like every other outcome
+        return None
+
+    def _declare_plan(self, nowait: bool = False, passive: bool | None = None, channel: Any = None) -> Plan[Any]:
+        if not self._can_declare():
+            return None
+        passive = self.passive if passive is None else passive
+        return (
+            yield from call(
+                channel or self.channel,
+                "exchange_declare",
                 exchange=self.name,
                 type=self.type,
                 durable=self.durable,
@@ -132,7 +148,7 @@ class Exchange(MaybeChannelBound):
                 nowait=nowait,
                 passive=passive,
             )
-        return None
+        )
 
     def bind_to(
         self,
@@ -437,12 +453,24 @@ class Queue(MaybeChannelBound):
         return args or None
 
     # -- broker operations --------------------------------------------------------
-    def declare(self, nowait: bool = False, channel: Any = None) -> str:
+    def declare(self, nowait: bool = False, channel: Any = None) -> Any:
         """Declare the exchange(s), the queue and its bindings; return the queue name."""
+        return run(channel or self.channel, self._declare_plan(nowait, channel))
+
+    def _declare_plan(self, nowait: bool = False, channel: Any = None) -> Plan[str]:
         if not self.no_declare:
-            self._create_exchange(nowait=nowait, channel=channel)
-            self._create_queue(nowait=nowait, channel=channel)
-            self._create_bindings(nowait=nowait, channel=channel)
+            if self.exchange:
+                yield from self.exchange._declare_plan(nowait=nowait, channel=channel)
+            yield from self._queue_declare_plan(nowait, False, channel or self.channel)
+            if self.exchange and self.exchange.name:
+                yield from self._bind_plan(
+                    self.exchange, self.routing_key, self.binding_arguments, nowait, channel or self.channel
+                )
+            for item in self.bindings:
+                channel = channel or self.channel
+                if item.exchange and item.exchange.name:
+                    yield from item.exchange._declare_plan(channel=channel)
+                yield from self._bind_plan(item.exchange or "", item.routing_key, item.arguments, nowait, channel)
         return self.name
 
     def _create_exchange(self, nowait: bool = False, channel: Any = None) -> None:
@@ -463,7 +491,12 @@ class Queue(MaybeChannelBound):
     def queue_declare(self, nowait: bool = False, passive: bool = False, channel: Any = None) -> Any:
         """Declare just the queue; return ``(name, message_count, consumer_count)``."""
         channel = channel or self.channel
-        ret = channel.queue_declare(
+        return run(channel, self._queue_declare_plan(nowait, passive, channel))
+
+    def _queue_declare_plan(self, nowait: bool, passive: bool, channel: Any) -> Plan[Any]:
+        ret = yield from call(
+            channel,
+            "queue_declare",
             queue=self.name,
             passive=passive,
             durable=self.durable,
@@ -477,6 +510,28 @@ class Queue(MaybeChannelBound):
         if self.on_declared and ret:
             self.on_declared(*ret)
         return ret
+
+    def _bind_plan(
+        self,
+        exchange: Exchange | str,
+        routing_key: str,
+        arguments: Mapping[str, Any] | None,
+        nowait: bool,
+        channel: Any,
+    ) -> Plan[Any]:
+        if isinstance(exchange, Exchange):
+            exchange = exchange.name
+        return (
+            yield from call(
+                channel,
+                "queue_bind",
+                queue=self.name,
+                exchange=exchange,
+                routing_key=routing_key,
+                arguments=arguments,
+                nowait=nowait,
+            )
+        )
 
     def queue_bind(self, nowait: bool = False, channel: Any = None) -> Any:
         """Bind the queue to its exchange with its routing key."""
@@ -524,12 +579,16 @@ class Queue(MaybeChannelBound):
         """Remove the queue's binding to its own exchange."""
         return self.unbind_from(self.exchange, self.routing_key, self.binding_arguments)
 
-    def get(self, no_ack: bool | None = None, accept: Iterable[str] | None = None) -> Message | None:
+    def get(self, no_ack: bool | None = None, accept: Iterable[str] | None = None) -> Message | None | Any:
         """Fetch one message without consuming (``None`` when the queue is empty)."""
+        return run(self.channel, self._get_plan(no_ack, accept))
+
+    def _get_plan(self, no_ack: bool | None, accept: Iterable[str] | None) -> Plan[Message | None]:
         no_ack = self.no_ack if no_ack is None else no_ack
-        message = self.channel.basic_get(queue=self.name, no_ack=no_ack)
+        channel = self.channel
+        message = yield from call(channel, "basic_get", queue=self.name, no_ack=no_ack)
         if message is not None:
-            m2p = getattr(self.channel, "message_to_python", None)
+            m2p = getattr(channel, "message_to_python", None)
             if m2p:
                 message = m2p(message)
             # accept and the size limit first, so refused content is never decompressed
@@ -559,6 +618,16 @@ class Queue(MaybeChannelBound):
         on_cancel: Callable[[str], Any] | None = None,
     ) -> Any:
         """Start a broker consumer for this queue (low level; see :class:`Consumer`)."""
+        return run(self.channel, self._consume_plan(consumer_tag, callback, no_ack, nowait, on_cancel))
+
+    def _consume_plan(
+        self,
+        consumer_tag: str = "",
+        callback: Callable[[Any], Any] | None = None,
+        no_ack: bool | None = None,
+        nowait: bool = False,
+        on_cancel: Callable[[str], Any] | None = None,
+    ) -> Plan[Any]:
         if no_ack is None:
             no_ack = self.no_ack
         kwargs: dict[str, Any] = {}
@@ -566,8 +635,17 @@ class Queue(MaybeChannelBound):
             kwargs["on_cancel"] = on_cancel
         if self.consumer_arguments:
             kwargs["arguments"] = self.consumer_arguments
-        return self.channel.basic_consume(
-            queue=self.name, no_ack=no_ack, consumer_tag=consumer_tag or "", callback=callback, nowait=nowait, **kwargs
+        return (
+            yield from call(
+                self.channel,
+                "basic_consume",
+                queue=self.name,
+                no_ack=no_ack,
+                consumer_tag=consumer_tag or "",
+                callback=callback,
+                nowait=nowait,
+                **kwargs,
+            )
         )
 
     def cancel(self, consumer_tag: str) -> Any:

@@ -17,6 +17,7 @@ from .connection import Connection, is_connection, maybe_channel
 from .entity import PERSISTENT_DELIVERY_MODE, Exchange, Queue, maybe_delivery_mode
 from .exceptions import ContentDisallowed, DecodeError, EncodeError
 from .message import Message
+from .plan import Plan, call, run
 from .serialization import check_accept, dumps, prepare_accept_content
 
 __all__ = ["Consumer", "Producer"]
@@ -592,7 +593,7 @@ class Consumer:
     def queues(self, queues: Sequence[Queue]) -> None:
         self._queues = {q.name: q for q in queues}
 
-    def revive(self, channel: Any) -> None:
+    def revive(self, channel: Any) -> Any:
         """Re-bind to ``channel`` after connection loss and resume what was consuming."""
         previous = self._resume = {**self._resume, **self._active_no_ack}
         self._active_tags.clear()
@@ -605,12 +606,16 @@ class Consumer:
             # a copy of a queue bound before keeps its old channel; point it at the new one
             bound.revive(channel)
             self._queues[bound.name] = bound
+        return run(channel, self._revive_plan(previous))
+
+    def _revive_plan(self, previous: Mapping[str, bool]) -> Plan[None]:
+        # through the methods, as Kombu's revive: a subclass's declare/qos take part
         if self.auto_declare:
-            self.declare()
+            yield from call(self, "declare")
         if self.prefetch_count is not None:
-            self.qos(prefetch_count=self.prefetch_count)
+            yield from call(self, "qos", prefetch_count=self.prefetch_count)
         if previous:
-            self._consume(previous)
+            yield from call(self, "_consume", previous)
         self._resume = {}
 
     def _resolve_max_decompressed_size(self) -> None:
@@ -630,10 +635,13 @@ class Consumer:
                 raise ValueError(f"max_decompressed_size must not be negative, got {limit!r}")
         self.max_decompressed_size = limit  # type: ignore[assignment]
 
-    def declare(self) -> None:
+    def declare(self) -> Any:
         """Declare the queues, their exchanges and bindings."""
+        return run(self.channel, self._declare_plan())
+
+    def _declare_plan(self) -> Plan[None]:
         for name, queue in list(self._queues.items()):
-            queue.declare()
+            yield from queue._declare_plan()
             if queue.name != name:  # server-named queue
                 self._queues.pop(name, None)
                 self._queues[queue.name] = queue
@@ -650,49 +658,61 @@ class Consumer:
         self._queues[queue.name] = queue
         return queue
 
-    def consume(self, no_ack: bool | None = None) -> None:
+    def consume(self, no_ack: bool | None = None) -> Any:
         """Start consuming from every queue not consumed yet."""
         no_ack = self.no_ack if no_ack is None else no_ack
-        self._consume({name: no_ack or q.no_ack for name, q in self._queues.items()})
+        return run(self.channel, self._consume_plan({name: no_ack or q.no_ack for name, q in self._queues.items()}))
 
-    def _consume(self, no_ack_by_queue: Mapping[str, bool]) -> None:
-        for name, queue in self._queues.items():
+    def _consume(self, no_ack_by_queue: Mapping[str, bool]) -> Any:
+        return run(self.channel, self._consume_plan(no_ack_by_queue))
+
+    def _consume_plan(self, no_ack_by_queue: Mapping[str, bool]) -> Plan[None]:
+        for name, queue in list(self._queues.items()):
             if name not in no_ack_by_queue or name in self._active_tags:
                 continue
             tag = f"{self.tag_prefix}{next(_consumer_tags)}"
             no_ack = no_ack_by_queue[name]
             self._active_tags[name] = tag
             self._active_no_ack[name] = no_ack
-            queue.consume(tag, self._receive_callback, no_ack=no_ack)
+            yield from queue._consume_plan(tag, self._receive_callback, no_ack=no_ack)
 
-    def cancel(self) -> None:
+    def cancel(self) -> Any:
         """Stop all consumers (delivered, unacked messages stay unacked)."""
-        for tag in self._active_tags.values():
-            self.channel.basic_cancel(tag)
+        return run(self.channel, self._cancel_plan())
+
+    def _cancel_plan(self) -> Plan[None]:
+        tags = list(self._active_tags.values())
         self._active_tags.clear()
         self._active_no_ack.clear()
         self._resume = {}
+        for tag in tags:
+            yield from call(self.channel, "basic_cancel", tag)
 
     close = cancel
 
-    def cancel_by_queue(self, queue: Queue | str) -> None:
+    def cancel_by_queue(self, queue: Queue | str) -> Any:
         """Stop consuming from ``queue`` and forget it."""
         name = queue.name if isinstance(queue, Queue) else queue
         self._active_no_ack.pop(name, None)
         self._resume.pop(name, None)
         tag = self._active_tags.pop(name, None)
         self._queues.pop(name, None)
-        if tag is not None:
-            self.channel.basic_cancel(tag)
+        return run(self.channel, call(self.channel, "basic_cancel", tag) if tag is not None else _nothing())
 
     def consuming_from(self, queue: Queue | str) -> bool:
         """True when currently consuming from ``queue``."""
         name = queue.name if isinstance(queue, Queue) else queue
         return name in self._active_tags
 
-    def purge(self) -> int:
+    def purge(self) -> Any:
         """Delete all ready messages of every queue; return how many."""
-        return sum(queue.purge() for queue in self._queues.values())
+        return run(self.channel, self._purge_plan())
+
+    def _purge_plan(self) -> Plan[int]:
+        total = 0
+        for queue in list(self._queues.values()):
+            total += (yield from call(queue.channel, "queue_purge", queue=queue.name, nowait=False)) or 0
+        return total
 
     def flow(self, active: bool) -> None:
         self.channel.flow(active)
@@ -779,6 +799,11 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.queues}>"
+
+
+def _nothing() -> Plan[None]:
+    return None
+    yield  # pragma: no cover - makes this a plan
 
 
 def _accepted(content_type: str | None, accept: Any) -> bool:

@@ -54,10 +54,12 @@ class VirtualConnection:
         #: drives the connection from an event loop after register_with_event_loop
         self.loop_driver: LoopDriver | None = None
 
-    def channel(self) -> VirtualChannel:
+    def channel(self, channel_class: type[VirtualChannel] | None = None) -> VirtualChannel:
+        """A new channel: the transport's, or ``channel_class`` (a subclass of it, such as
+        the asyncio API's)."""
         if not self.is_open:
             raise ConnectionError("connection is closed")
-        channel = self.transport.Channel(self, next(self._ids))
+        channel = (channel_class or self.transport.Channel)(self, next(self._ids))
         with self._lock:
             self.channels.append(channel)
         return channel

@@ -1,0 +1,92 @@
+"""Scenarios of the asyncio API that every transport it drives must pass (memory in
+t/unit, RabbitMQ in t/integration), with the blocking API on the other end."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from kombu_like import Connection as SyncConnection
+from kombu_like import Exchange, Queue
+from kombu_like.aio import Connection
+
+
+async def async_to_sync_and_back(url: str, name: str, **options: Any) -> None:
+    """Published by the asyncio API, consumed by the blocking one, and the reverse."""
+    exchange = Exchange(f"{name}.ex", "direct", auto_delete=True)
+    queue = Queue(name, exchange, routing_key="k", auto_delete=False)
+    async with Connection(url, **options) as conn:
+        await conn.Producer().publish({"from": "aio"}, exchange=exchange, routing_key="k", declare=[queue])
+    with SyncConnection(url, **options) as sync:
+        message = queue(sync.default_channel).get()
+        assert message is not None and message.payload == {"from": "aio"}
+        message.ack()
+        sync.Producer().publish({"from": "sync"}, exchange=exchange, routing_key="k", declare=[queue])
+    async with Connection(url, **options) as conn:
+        got: list[Any] = []
+
+        async def handle(body: Any, message: Any) -> None:
+            got.append(body)
+            await message.ack()
+
+        async with conn.Consumer([queue], callbacks=[handle]):
+            await conn.drain_events(timeout=5)
+        assert got == [{"from": "sync"}]
+        await queue(conn.default_channel).delete()
+
+
+async def cancelled_consumers_lose_nothing(
+    url: str, name: str, count: int = 30, rounds: int = 15, **options: Any
+) -> None:
+    """Consumer tasks cancelled at random points: every message is acked exactly once,
+    what was delivered and not acked when its task was cancelled comes back."""
+    rng = random.Random(19)
+    queue = Queue(name, auto_delete=False)
+    async with Connection(url, **options) as conn:
+        await queue(conn.default_channel).declare()
+        await queue(conn.default_channel).purge()
+        producer = conn.Producer()
+        async with producer.batch():
+            for number in range(count):
+                await producer.publish(number, routing_key=name)
+    acked: list[int] = []
+
+    async def consume(conn: Connection) -> None:
+        async with conn.Consumer([queue], prefetch_count=5) as consumer:
+            async for message in consumer:
+                for _ in range(rng.randrange(3)):
+                    await asyncio.sleep(0)
+                # no suspension between the two: a cancel lands before both or after both
+                acked.append(message.payload)
+                await message.ack()
+
+    for _ in range(rounds):
+        async with Connection(url, **options) as conn:
+            task = asyncio.ensure_future(consume(conn))
+            for _ in range(rng.randrange(1, 40)):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if len(acked) == count:
+            break
+    async with Connection(url, **options) as conn:  # whatever is left, unhurried
+        task = asyncio.ensure_future(consume(conn))
+        try:
+            for _ in range(500):
+                if len(acked) >= count:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        remaining = await queue(conn.default_channel).queue_declare(passive=True)
+        await queue(conn.default_channel).delete()
+    assert sorted(acked) == list(range(count)), acked
+    assert remaining[1] == 0

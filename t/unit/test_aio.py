@@ -1,0 +1,218 @@
+"""The asyncio API on memory://: the blocking API's semantics, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from kombu_like import Connection as SyncConnection
+from kombu_like import Exchange, Queue
+from kombu_like.aio import Connection, Message
+from kombu_like.exceptions import MessageStateError
+from kombu_like.transport import memory
+from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing
+
+
+@pytest.fixture
+def broker() -> memory.Broker:
+    return memory.Broker()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def opts(broker: memory.Broker) -> dict[str, Any]:
+    return {"transport_options": {"broker": broker}}
+
+
+def test_interop_with_the_blocking_api(broker: memory.Broker) -> None:
+    run(async_to_sync_and_back("memory://", "q-interop", **opts(broker)))
+
+
+def test_cancelled_consumers_lose_nothing(broker: memory.Broker) -> None:
+    run(cancelled_consumers_lose_nothing("memory://", "q-cancel", **opts(broker)))
+
+
+def test_ack_reject_requeue_are_awaited(broker: memory.Broker) -> None:
+    queue = Queue("q-states")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            bound = queue(conn.default_channel)
+            await bound.declare()
+            producer = conn.Producer()
+            for body in ("a", "b", "c"):
+                await producer.publish(body, routing_key="q-states")
+            first = await bound.get()
+            assert isinstance(first, Message) and first.payload == "a"
+            await first.ack()
+            with pytest.raises(MessageStateError):
+                await first.ack()
+            second = await bound.get()
+            await second.reject()  # dropped
+            third = await bound.get()
+            await third.requeue()
+            again = await bound.get()
+            assert again.payload == "c" and again.delivery_info["redelivered"]
+            await again.ack()
+            assert await bound.get() is None
+
+    run(main())
+
+
+def test_coroutine_and_plain_callbacks_and_on_message(broker: memory.Broker) -> None:
+    queue = Queue("q-callbacks")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            seen: list[Any] = []
+
+            async def slow(body: Any, message: Any) -> None:
+                await asyncio.sleep(0)
+                seen.append(("async", body))
+                await message.ack()
+
+            async with conn.Consumer([queue], callbacks=[lambda body, message: seen.append(("sync", body)), slow]):
+                await conn.Producer().publish([1], routing_key="q-callbacks")
+                await conn.drain_events(timeout=2)
+            assert seen == [("sync", [1]), ("async", [1])]
+
+            raw: list[Any] = []
+
+            async def on_message(message: Any) -> None:
+                raw.append(message.body)
+                await message.ack()
+
+            async with conn.Consumer([queue], on_message=on_message):
+                await conn.Producer().publish("x", routing_key="q-callbacks", serializer="raw")
+                await conn.drain_events(timeout=2)
+            assert raw == [b"x"]
+
+    run(main())
+
+
+def test_async_for_and_decode_errors(broker: memory.Broker) -> None:
+    queue = Queue("q-iter")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            errors: list[Any] = []
+
+            async def on_decode_error(message: Any, exc: BaseException) -> None:
+                errors.append(type(exc).__name__)
+                await message.reject()
+
+            producer = conn.Producer()
+            await producer.publish(
+                b"\x80not json",
+                routing_key="q-iter",
+                content_type="application/json",
+                content_encoding="utf-8",
+                declare=[queue],
+            )
+            await producer.publish({"n": 1}, routing_key="q-iter")
+            async with conn.Consumer([queue], on_decode_error=on_decode_error) as consumer:
+                async for message in consumer:
+                    assert message.payload == {"n": 1}
+                    await message.ack()
+                    break
+            assert errors == ["DecodeError"]
+
+    run(main())
+
+
+def test_timeouts_around_waits(broker: memory.Broker) -> None:
+    queue = Queue("q-timeouts")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            async with conn.Consumer([queue], callbacks=[lambda body, message: None]) as consumer:
+                with pytest.raises(socket.timeout):
+                    await conn.drain_events(timeout=0.01)
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(consumer.__aiter__().__anext__(), 0.01)
+                if sys.version_info >= (3, 11):
+                    with pytest.raises(TimeoutError):
+                        async with asyncio.timeout(0.01):
+                            await conn.drain_events()
+                # still consuming after the cancelled waits
+                await conn.Producer().publish("late", routing_key="q-timeouts")
+                await conn.drain_events(timeout=2)
+
+    run(main())
+
+
+def test_entities_are_shared_with_the_blocking_api(broker: memory.Broker) -> None:
+    exchange = Exchange("ex-entities", "topic")
+    queue = Queue("q-entities", exchange, routing_key="a.#")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            channel = conn.default_channel
+            assert await queue(channel).declare() == "q-entities"
+            await exchange(channel).declare()
+            await Exchange("")(channel).declare()  # nothing to declare: awaitable all the same
+            await conn.Producer(exchange=exchange).publish("m", routing_key="a.b")
+            name, ready, consumers = await queue(channel).queue_declare(passive=True)
+            assert (name, ready, consumers) == ("q-entities", 1, 0)
+            assert await queue(channel).purge() == 1
+            await queue(channel).unbind_from(exchange, "a.#")
+            await queue(channel).delete()
+            await exchange(channel).delete()
+
+    run(main())
+    with SyncConnection("memory://", **opts(broker)) as sync:  # the same Queue object, blocking
+        assert queue(sync.default_channel).declare() == "q-entities"
+
+
+def test_batch_sends_when_the_block_ends(broker: memory.Broker) -> None:
+    queue = Queue("q-batch")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            bound = queue(conn.default_channel)
+            await bound.declare()
+            producer = conn.Producer()
+            async with producer.batch():
+                for n in range(3):
+                    await producer.publish(n, routing_key="q-batch")
+                assert (await bound.queue_declare(passive=True))[1] == 0
+            assert (await bound.queue_declare(passive=True))[1] == 3
+            with pytest.raises(RuntimeError):
+                async with producer.batch():
+                    await producer.publish(9, routing_key="q-batch")
+                    raise RuntimeError("discarded")
+            assert (await bound.queue_declare(passive=True))[1] == 3
+
+    run(main())
+
+
+def test_unacked_messages_come_back_when_the_connection_closes(broker: memory.Broker) -> None:
+    name = f"q-{uuid.uuid4().hex[:6]}"
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            await conn.Producer().publish("once", routing_key=name, declare=[Queue(name)])
+            async with conn.Consumer([Queue(name)]) as consumer:
+                async for message in consumer:
+                    assert not message.delivery_info.get("redelivered")
+                    break  # not acked
+        async with Connection("memory://", **opts(broker)) as conn:
+            message = await Queue(name)(conn.default_channel).get()
+            assert message.payload == "once" and message.delivery_info["redelivered"]
+
+    run(main())
+
+
+def test_unsupported_transport_says_so() -> None:
+    async def main() -> None:
+        with pytest.raises(NotImplementedError, match="redis"):
+            await Connection("redis://127.0.0.1:6379/0").connect()
+
+    run(main())
