@@ -2,9 +2,9 @@
 
 A :class:`Hub` waits on file descriptors (readers and writers) and a
 :class:`~kombu_like.asynchronous.timer.Timer`, and runs callbacks: the ones due on the
-timer, the ones queued with :meth:`Hub.call_soon` (from any thread: a socket pair wakes
-the poller at once), then the ones whose descriptors became ready.  One ``next(loop)``
-is one such round; Celery's worker drives it that way.
+timer, the ones queued with :meth:`Hub.call_soon` (from any thread: a
+:class:`~.wakeup.WakeupFd` wakes the poller at once), then the ones whose descriptors
+became ready.  One ``next(loop)`` is one such round; Celery's worker drives it that way.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import socket
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import suppress
@@ -25,6 +24,7 @@ from ..utils.compat import fileno
 from ..utils.eventio import ERR, READ, WRITE, poll
 from ..utils.objects import cached_property
 from .timer import Entry, Timer
+from .wakeup import WakeupFd
 
 __all__ = ["Hub", "Stop", "get_event_loop", "set_event_loop"]
 
@@ -79,32 +79,6 @@ class _Call:
         return f"<call_soon {getattr(self.fun, '__name__', self.fun)!r}{self.args!r}>"
 
 
-class _Waker:
-    """A socket pair through which other threads interrupt the poller."""
-
-    def __init__(self) -> None:
-        self.reader, self.writer = socket.socketpair()
-        self.reader.setblocking(False)
-        self.writer.setblocking(False)
-        self.pid = os.getpid()
-
-    def fileno(self) -> int:
-        return self.reader.fileno()
-
-    def wake(self) -> None:
-        with suppress(OSError):  # full (a wake-up is pending anyway) or closed
-            self.writer.send(b"\0")
-
-    def drain(self) -> None:
-        with suppress(OSError):
-            while self.reader.recv(4096):
-                pass
-
-    def close(self) -> None:
-        self.reader.close()
-        self.writer.close()
-
-
 class Hub:
     """An event loop over file descriptors and a timer.
 
@@ -130,9 +104,8 @@ class Hub:
         self.propagate_errors: tuple[type[BaseException], ...] = ()
         self._ready: set[Any] = set()
         self._ready_lock = threading.Lock()
-        self._wake_pending = False
         self._loop_thread: int | None = None
-        self._waker: _Waker | None = None
+        self._waker: WakeupFd | None = None
         self._poller: Any = None
         #: descriptors handed to the poller through :meth:`_watch` (some may be closed)
         self._watched: set[int] = set()
@@ -173,18 +146,16 @@ class Hub:
             with suppress(AttributeError, KeyError, OSError, ValueError):
                 self._poller.unregister(fd)
 
-    def _ensure_waker(self) -> _Waker:
-        # made when a loop starts, so a hub that never runs holds no sockets; a forked
-        # child must not share its parent's
+    def _ensure_waker(self) -> WakeupFd:
+        # made when a loop starts, so a hub that never runs holds no descriptor; a forked
+        # child must not share its parent's (its wake-ups would wake the parent's loop)
         waker = self._waker
         if waker is None or waker.pid != os.getpid():
             if waker is not None:
                 self._unregister(waker.fileno())
                 with suppress(OSError):
                     waker.close()
-            waker = self._waker = _Waker()
-            with self._ready_lock:
-                self._wake_pending = False
+            waker = self._waker = WakeupFd()
             self.poller.register(waker.fileno(), READ)
         return waker
 
@@ -202,9 +173,10 @@ class Hub:
             self._discard(fd)
             self._unregister(fd)
             raise
-        if self._loop_thread is not None and self._loop_thread != threading.get_ident() and self._waker is not None:
+        waker = self._waker
+        if waker is not None and self._loop_thread is not None and self._loop_thread != threading.get_ident():
             # the loop may be waiting with nothing to watch (see create_loop): let it look again
-            self._waker.wake()
+            waker.wake()
 
     def add_reader(self, fds: Any, callback: Any, *args: Any) -> None:
         """Call ``callback(*args)`` when ``fds`` is readable (or in error)."""
@@ -250,11 +222,11 @@ class Hub:
             callback = _Call(callback, args)
         with self._ready_lock:
             self._ready.add(callback)
-            wake = not self._wake_pending and threading.get_ident() != self._loop_thread
-            if wake:
-                self._wake_pending = True
-        if wake and self._waker is not None:
-            self._waker.wake()
+        # the loop's own thread looks at the queue before it waits again; the waker folds
+        # the wake-ups of other threads into one until the loop drains it
+        waker = self._waker
+        if waker is not None and threading.get_ident() != self._loop_thread:
+            waker.wake()
         return callback
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Entry | None:
@@ -355,15 +327,14 @@ class Hub:
             self._end_dispatch()
             yield
 
-    def _dispatch(self, events: Any, waker: _Waker, waker_fd: int) -> None:
+    def _dispatch(self, events: Any, waker: WakeupFd, waker_fd: int) -> None:
         """Run the handlers of the descriptors the poller reported ready."""
         readers, writers, consolidate = self.readers, self.writers, self.consolidate
         to_consolidate: list[int] = []
         for fd, event in events or ():
             if fd == waker_fd:
+                # what the wake-ups announced is in the queue, taken at the next round
                 waker.drain()
-                with self._ready_lock:
-                    self._wake_pending = False
                 continue
             if fd in consolidate and writers.get(fd) is None:
                 to_consolidate.append(fd)

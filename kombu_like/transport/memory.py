@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..asynchronous.wakeup import WakeupFd
 from .base import Capabilities
 from .options import TransportOptions, option
 from .virtual import BrokerState, Delivery, InMemoryBindings, QueueStore, VirtualTransport
-from .virtual.evloop import WakeupFd
 
 __all__ = [
     "Broker",
@@ -204,7 +204,7 @@ class Broker:
         """Signal the event loops waiting on any of ``queues`` (called with the lock held)."""
         for store, watched in self.watchers.items():
             if not watched.isdisjoint(queues):
-                store.wakeup_fd().signal()
+                store.wakeup_fd().wake()
 
     def peek(self, queue: str) -> list[dict[str, Any]]:
         """The envelopes waiting in ``queue``, in delivery order, without taking them."""
@@ -382,7 +382,7 @@ class MemoryStore(QueueStore):
             return any(name in broker.queues and broker.queues[name].size for name in queues)
 
     def on_readable(self, fd: int) -> bool:
-        return self._wakeup is not None and self._wakeup.clear()
+        return self._wakeup is not None and self._wakeup.drain()
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
         # expired messages are dropped as they are taken; there is nothing to do on a timer

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..asynchronous.wakeup import WakeupFd
 from ..exceptions import (
     AccessRefused,
     ChannelError,
@@ -50,7 +51,6 @@ from ..exceptions import (
 from .base import Capabilities
 from .options import TransportOptions, option
 from .virtual import Delivery, QueueStore, VirtualTransport
-from .virtual.evloop import WakeupFd
 from .virtual.routing import Binding, ExchangeInfo
 
 __all__ = ["DEFAULT_PATH", "SqliteOptions", "SqliteStore", "Transport", "database_path"]
@@ -218,7 +218,7 @@ class _Notifier:
             if self._waiters:
                 self._cond.notify_all()
             for wakeup in self._wakeups:
-                wakeup.signal()
+                wakeup.wake()
 
     def wait(self, seen: int, timeout: float) -> bool:
         """Wait until something was stored after generation ``seen``; True if it was."""
@@ -233,7 +233,7 @@ class _Notifier:
             return self.generation != seen
 
     def subscribe(self, wakeup: WakeupFd, seen: int) -> bool:
-        """Signal ``wakeup`` on every store from now on; True when something was stored
+        """Wake ``wakeup`` on every store from now on; True when something was stored
         after generation ``seen`` already (before the subscription could see it)."""
         with self._cond:
             self._wakeups.add(wakeup)
@@ -781,7 +781,7 @@ class SqliteStore(QueueStore):
         return self._notifier.subscribe(self.event_fds()[0], self._seen)
 
     def on_readable(self, fd: int) -> bool:
-        return self._wakeup is not None and self._wakeup.clear()
+        return self._wakeup is not None and self._wakeup.drain()
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
         # after each of these the loop takes again; the take costs one read of the file's
@@ -803,7 +803,7 @@ class SqliteStore(QueueStore):
         if self._wakeup is None or idle is None:
             return
         if self._data_version() != idle[2] or (idle[3] is not None and time.time() >= idle[3]):
-            self._wakeup.signal()
+            self._wakeup.wake()
 
     def unwatch(self) -> None:
         wakeup, self._wakeup = self._wakeup, None

@@ -13,6 +13,8 @@ import pytest
 from kombu_like.asynchronous import ERR, READ, WRITE, Hub, get_event_loop, set_event_loop
 from kombu_like.asynchronous.semaphore import DummyLock, LaxBoundedSemaphore
 from kombu_like.asynchronous.timer import Entry, Timer, to_timestamp
+from kombu_like.asynchronous.wakeup import WakeupFd
+from kombu_like.transport.virtual import evloop
 from kombu_like.utils.eventio import poll
 
 
@@ -197,6 +199,30 @@ def test_call_soon_from_another_thread_wakes_the_loop(hub: Hub) -> None:
     thread.join(5)
     a.close()
     b.close()
+
+
+def test_wakeup_from_another_thread_wakes_a_poll_and_wakes_fold_until_drained() -> None:
+    wakeup = WakeupFd()
+    poller = poll()
+    try:
+        poller.register(wakeup.fileno(), READ)
+        assert poller.poll(0) == [] and wakeup.drain() is False
+        thread = threading.Thread(target=lambda: [wakeup.wake() for _ in range(3)])
+        thread.start()
+        assert poller.poll(5) == [(wakeup.fileno(), READ)]
+        thread.join(5)
+        assert wakeup.drain() is True
+        assert poller.poll(0) == [], "three wake-ups needed more than one drain"
+        wakeup.wake()  # a wake-up after a drain makes it readable again
+        assert poller.poll(0) == [(wakeup.fileno(), READ)]
+        assert wakeup.clear() is True  # the names transports used before stay
+        assert evloop.WakeupFd is WakeupFd
+    finally:
+        poller.close()
+        wakeup.close()
+    wakeup.wake()  # closed: ignored, not an error
+    wakeup.signal()
+    assert wakeup.drain() is False
 
 
 def test_hub_runs_timers(hub: Hub) -> None:

@@ -265,24 +265,3 @@ def test_asynchronous_follows_the_event_loop_hooks() -> None:
     finally:
         conn.release()
         hub.close()
-
-
-def test_wakeup_fd_folds_signals_until_read() -> None:
-    import select
-
-    from kombu_like.transport.virtual.evloop import WakeupFd
-
-    wakeup = WakeupFd()
-    try:
-        assert not select.select([wakeup], [], [], 0)[0]
-        assert wakeup.clear() is False
-        for _ in range(3):
-            wakeup.signal()
-        assert select.select([wakeup], [], [], 0)[0]
-        assert wakeup.clear() is True
-        assert not select.select([wakeup], [], [], 0)[0], "three signals needed more than one read"
-        wakeup.signal()  # signals after a read make it readable again
-        assert select.select([wakeup], [], [], 0)[0]
-    finally:
-        wakeup.close()
-    wakeup.signal()  # closed: ignored, not an error

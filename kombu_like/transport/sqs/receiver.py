@@ -28,8 +28,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ...asynchronous.wakeup import WakeupFd
 from ..virtual import Delivery
-from ..virtual.evloop import WakeupFd
 from .client import RECEIVE_READ_SLACK
 from .codec import MAX_BATCH
 
@@ -187,7 +187,7 @@ class Receiver:
                     if self._stopping:
                         return
                     self._error = exc
-                    self.wakeup.signal()
+                    self.wakeup.wake()
                     # a broken endpoint or a missing queue: do not ask again at once
                     self._cond.wait(ERROR_PAUSE)
                 continue
@@ -202,7 +202,7 @@ class Receiver:
                     else:  # its consumer went away while the request was in flight
                         self._unwanted.append(delivery)
                 if self._ready:
-                    self.wakeup.signal()
+                    self.wakeup.wake()
 
     def _release_quietly(self, deliveries: list[Delivery]) -> None:
         try:

@@ -608,7 +608,7 @@ class SQSStore(QueueStore):
 
     def on_readable(self, fd: int) -> bool:
         receiver = self._receiver
-        return receiver is not None and receiver.wakeup.clear()
+        return receiver is not None and receiver.wakeup.drain()
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
         # the receive thread waits on SQS; acknowledgements are flushed by their own timer

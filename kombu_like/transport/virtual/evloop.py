@@ -30,17 +30,21 @@ and a connection lost before the write gives the message back (at-least-once).
 
 Only the loop's public API is used (``add_reader``, ``remove``/``remove_reader``,
 ``call_soon``, ``call_repeatedly``), so Kombu's own Hub drives it as well as ours.
+
+A store with no socket of its own hands the loop a
+:class:`~kombu_like.asynchronous.wakeup.WakeupFd` (the Hub's own wake-up primitive, also
+importable from here).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ...asynchronous.wakeup import WakeupFd
 from ...utils.compat import fileno
 
 if TYPE_CHECKING:
@@ -288,64 +292,3 @@ class _Key:
 
     def __hash__(self) -> int:
         return id(self.item)
-
-
-class WakeupFd:
-    """A descriptor that turns readable when :meth:`signal` is called, from any thread.
-
-    For stores with no socket of their own (process memory, a file): an ``eventfd``
-    where the platform has one, else a pipe.  Signals that come before the loop reads
-    are folded into one.
-    """
-
-    def __init__(self) -> None:
-        if hasattr(os, "eventfd"):
-            self._read = self._write = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:  # pragma: no cover - platforms without eventfd
-            self._read, self._write = os.pipe()
-            os.set_blocking(self._read, False)
-            os.set_blocking(self._write, False)
-        self._pending = False
-        self.closed = False
-
-    def fileno(self) -> int:
-        return self._read
-
-    def signal(self) -> None:
-        """Make the descriptor readable (once, until :meth:`clear`)."""
-        if self._pending or self.closed:
-            return
-        self._pending = True
-        try:
-            if self._read == self._write:
-                os.eventfd_write(self._write, 1)
-            else:  # pragma: no cover - platforms without eventfd
-                os.write(self._write, b"\0")
-        except OSError:  # full (a signal is pending anyway) or closed
-            pass
-
-    def clear(self) -> bool:
-        """Consume the signals; True when there was one.
-
-        The flag is reset after reading: a signal in between is seen by the take that
-        follows, and a later one writes again.
-        """
-        try:
-            if self._read == self._write:
-                os.eventfd_read(self._read)
-            else:  # pragma: no cover - platforms without eventfd
-                while os.read(self._read, 4096):
-                    pass
-            signalled = True
-        except (BlockingIOError, OSError):
-            signalled = False
-        self._pending = False
-        return signalled
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        os.close(self._read)
-        if self._write != self._read:  # pragma: no cover - platforms without eventfd
-            os.close(self._write)
