@@ -120,3 +120,23 @@ def own_unacked(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
     keys = own_unacked_keys(unique_name)
     yield keys
     delete_unacked_keys(redis_url, keys)
+
+
+# -- long framework runs, started as soon as the session knows it will need them --------
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from t.integration.test_oslo_messaging import UNIT_RUN_KEY, UNIT_RUN_TEST, UnitRun
+
+    if any(item.nodeid.endswith(UNIT_RUN_TEST) for item in session.items):
+        import tempfile
+        from pathlib import Path
+
+        session.config.stash[UNIT_RUN_KEY] = UnitRun(Path(tempfile.mkdtemp(prefix="kl-oslo-")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from t.integration.test_oslo_messaging import UNIT_RUN_KEY
+
+    run = session.config.stash.get(UNIT_RUN_KEY, None)
+    if run is not None:
+        run.stop()
+        shutil.rmtree(run.out.parent, ignore_errors=True)
