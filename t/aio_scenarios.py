@@ -36,6 +36,14 @@ async def async_to_sync_and_back(url: str, name: str, **options: Any) -> None:
         await queue(conn.default_channel).delete()
 
 
+async def stopped(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to end (a cancellation of the caller is not swallowed)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
 async def cancelled_consumers_lose_nothing(
     url: str, name: str, count: int = 30, rounds: int = 15, **options: Any
 ) -> None:
@@ -66,11 +74,7 @@ async def cancelled_consumers_lose_nothing(
             task = asyncio.ensure_future(consume(conn))
             for _ in range(rng.randrange(1, 40)):
                 await asyncio.sleep(0)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await stopped(task)
         if len(acked) == count:
             break
     async with Connection(url, **options) as conn:  # whatever is left, unhurried
@@ -81,11 +85,7 @@ async def cancelled_consumers_lose_nothing(
                     break
                 await asyncio.sleep(0.01)
         finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await stopped(task)
         remaining = await queue(conn.default_channel).queue_declare(passive=True)
         await queue(conn.default_channel).delete()
     assert sorted(acked) == list(range(count)), acked

@@ -184,60 +184,43 @@ class Connection:
             self._error = None
             raise error
 
-    async def wait_delivered(self, consumers: Any = None) -> None:
+    async def wait_delivered(self, consumers: Any = None, timeout: float | None = None) -> None:
         """Wait until one of ``consumers`` (default: all of this connection's) holds a
-        delivery, or raise the driver's error."""
+        delivery, or raise the driver's error; :class:`socket.timeout` after ``timeout`` s."""
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
-        while True:
-            self._raise_error()
-            if any(consumer._inbox for consumer in (consumers or self._consumers)):
-                return
-            if not self.connected:
-                raise ConnectionClosed(f"connection to {self.as_uri()} is closed")
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        wakeup = self._wakeup
+        expired = False
+        handle = None
+        if timeout is not None:
+
+            def expire() -> None:
+                nonlocal expired
+                expired = True
+                wakeup.set()
+
+            handle = asyncio.get_running_loop().call_later(timeout, expire)
+        try:
+            while True:
+                self._raise_error()
+                if any(consumer._inbox for consumer in (consumers or self._consumers)):
+                    return
+                if not self.connected:
+                    raise ConnectionClosed(f"connection to {self.as_uri()} is closed")
+                if expired:
+                    raise socket.timeout("timed out")
+                wakeup.clear()
+                await wakeup.wait()
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     async def drain_events(self, timeout: float | None = None) -> None:
         """Wait for deliveries to this connection's consumers and run their callbacks;
         :class:`socket.timeout` (a :class:`TimeoutError`) when none came in ``timeout`` s."""
-        try:
-            if timeout is None:
-                await self.wait_delivered()
-            else:
-                await asyncio.wait_for(self.wait_delivered(), timeout)
-        except asyncio.TimeoutError:
-            raise socket.timeout("timed out") from None
+        await self.wait_delivered(timeout=timeout)
         for consumer in list(self._consumers):
             await consumer._process_all()
-
-    async def ensure(self, obj: Any, fun: Callable[..., Any], *args: Any, **policy: Any) -> Any:
-        """``await fun(*args)``, reconnecting and retrying on connection loss as the
-        blocking ``Connection.ensure`` does (``max_retries``, ``interval_start`` ...):
-        ``obj`` is revived on the new connection's default channel before each retry."""
-        max_retries = policy.get("max_retries")
-        errback = policy.get("errback")
-        errors = self.recoverable_connection_errors + tuple(self.sync.recoverable_channel_errors)
-        retries = 0
-        while True:
-            try:
-                return await fun(*args)
-            except NEVER_RETRIED:
-                raise
-            except errors as exc:
-                if max_retries is not None and retries >= max_retries:
-                    raise
-                if errback is not None:
-                    errback(exc, 0)
-                await self._drop()
-                await self.ensure_connection(
-                    max_retries=max_retries,
-                    interval_start=policy.get("interval_start", 2),
-                    interval_step=policy.get("interval_step", 2),
-                    interval_max=policy.get("interval_max", 30),
-                )
-                await _settle(obj.revive(self.default_channel))
-                retries += 1
 
     # -- factories -----------------------------------------------------------------------
     def Producer(self, channel: Any = None, *args: Any, **kwargs: Any) -> Producer:  # noqa: N802

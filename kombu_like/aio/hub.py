@@ -17,9 +17,30 @@ from typing import Any
 
 from ..utils.compat import fileno
 
-__all__ = ["AsyncioHub"]
+__all__ = ["AsyncioHub", "bounded"]
 
 logger = logging.getLogger(__name__)
+
+
+async def bounded(future: asyncio.Future[Any], timeout: float | None, error: Callable[[], BaseException]) -> Any:
+    """Await ``future``, failing it with ``error()`` after ``timeout`` seconds.
+
+    Unlike :func:`asyncio.wait_for` this never swallows a cancellation of the caller that
+    comes as the future completes (it awaits the future itself), and it costs a timer
+    handle, not a task.  A cancelled caller cancels ``future``.
+    """
+    if timeout is None:
+        return await future
+    handle = asyncio.get_running_loop().call_later(timeout, _expire, future, error)
+    try:
+        return await future
+    finally:
+        handle.cancel()
+
+
+def _expire(future: asyncio.Future[Any], error: Callable[[], BaseException]) -> None:
+    if not future.done():
+        future.set_exception(error())
 
 
 class _Repeating:

@@ -30,6 +30,11 @@ __all__ = [
     "DriverTCPTransport",
     "check_version",
     "connection_methods",
+    "dumps",
+    "inbound_args",
+    "loads",
+    "login_response",
+    "negotiate_capabilities",
     "decode_properties",
     "deliver",
     "dispatch_while_closing",
@@ -124,6 +129,38 @@ def frame_writer(connection: Any, transport: Any) -> Callable[..., Any]:
 def raw_write(transport: Any, data: Any) -> None:
     """Write ``data`` to the driver transport's socket (no locking, no buffering)."""
     transport._write(data)
+
+
+def dumps(argsig: str, values: Any) -> bytes:
+    """Method arguments encoded as the driver encodes them (``argsig`` in its notation)."""
+    return _dumps(argsig, values)  # type: ignore[no-any-return]
+
+
+def loads(argsig: str, payload: bytes, offset: int) -> list[Any]:
+    """Method arguments decoded from ``payload`` at ``offset``, as the driver decodes them."""
+    return _loads(argsig, payload, offset)[0]  # type: ignore[no-any-return]
+
+
+_INBOUND = {**amqp.Connection._METHODS, **amqp.Channel._METHODS}
+
+
+def inbound_args(method_sig: tuple[int, int]) -> str | None:
+    """The argument signature of a method a broker sends, from the driver's tables."""
+    method = _INBOUND.get(method_sig)
+    return None if method is None else method.args
+
+
+def negotiate_capabilities() -> dict[str, bool]:
+    """The capabilities the driver asks the broker for (when the broker offers them)."""
+    return dict(amqp.Connection.negotiate_capabilities)
+
+
+def login_response(login_method: str, userid: str, password: str) -> tuple[str, bytes]:
+    """``(mechanism, response)`` for ``connection.start-ok``, by the driver's SASL classes."""
+    from amqp import sasl
+
+    mechanism = sasl.AMQPLAIN if login_method == "AMQPLAIN" else sasl.PLAIN
+    return mechanism.mechanism.decode(), mechanism(userid, password).start(None)
 
 
 # -- connection ---------------------------------------------------------------------------

@@ -30,12 +30,11 @@ from . import compat
 from .framing import (
     ACK_ARGS,
     ACK_METHOD,
-    CONTENT_HEADER,
     DELIVER_METHOD,
     BufferedFrames,
+    Content,
     TCPSocket,
     TLSSocket,
-    decode_properties,
     parse_deliver,
 )
 
@@ -98,20 +97,6 @@ def _locked_frame_writer(connection: Any, transport: Any) -> Callable[..., Any]:
     return locked
 
 
-class _Delivery:
-    """A ``basic.deliver`` whose content frames are still arriving."""
-
-    __slots__ = ("channel", "args", "properties", "size", "chunks", "received")
-
-    def __init__(self, channel: Any, args: tuple[str, int, bool, str, str]) -> None:
-        self.channel = channel
-        self.args = args
-        self.properties: dict[str, Any] = {}
-        self.size = 0
-        self.chunks: list[bytes] = []
-        self.received = 0
-
-
 class AMQPConnection(amqp.Connection):  # type: ignore[misc]
     """py-amqp's connection with buffered reads, deadline-bounded draining and the reason a
     broker gives when it blocks the connection.
@@ -143,7 +128,7 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
         #: queues this connection deleted: the broker's cancel of their consumers is expected
         self.deleted_queues: set[str] = set()
         #: channel id -> delivery being assembled by :meth:`_on_frame`
-        self._deliveries: dict[int, _Delivery] = {}
+        self._deliveries: dict[int, Content] = {}
         self._publishes_unchecked = INBOUND_CHECK_EVERY
         self._last_publish = 0.0
         #: guards the reader role; notified whenever a reader gives it up
@@ -439,7 +424,7 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
                 channel = self.channels.get(channel_id) if self.channels else None
                 if channel is not None and not channel.is_closing:
                     self.bytes_recv += 1
-                    self._deliveries[channel_id] = _Delivery(channel, parse_deliver(payload))
+                    self._deliveries[channel_id] = Content(channel, parse_deliver(payload))
                     return False
         elif self._deliveries and channel_id in self._deliveries:
             delivery = self._deliveries[channel_id]
@@ -448,19 +433,10 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
                 del self._deliveries[channel_id]
                 return self.on_inbound_frame(frame)
             self.bytes_recv += 1
-            if frame_type == 2:
-                delivery.size = CONTENT_HEADER.unpack_from(payload, 0)[2]
-                delivery.properties = decode_properties(payload, 12)
-            elif frame_type == 3:
-                delivery.chunks.append(payload)
-                delivery.received += len(payload)
-            else:
-                raise amqp_errors.UnexpectedFrame(f"frame type {frame_type} inside a delivery on channel {channel_id}")
-            if delivery.received < delivery.size:
+            if not delivery.add(frame_type, payload, channel_id):
                 return False
             del self._deliveries[channel_id]
-            chunks = delivery.chunks
-            message = amqp.Message(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # b"" when empty
+            message = amqp.Message(delivery.body())
             message.properties = delivery.properties
             self._ready.append((delivery.channel, delivery.args, message))
             return True

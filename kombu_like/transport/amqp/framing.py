@@ -30,11 +30,13 @@ __all__ = [
     "ACK_METHOD",
     "DRIVER_ERRORS",
     "BufferedFrames",
+    "Content",
     "TCPSocket",
     "TLSSocket",
     "encode_properties",
     "parse_deliver",
     "publish_frames",
+    "split_frame",
 ]
 
 #: bytes asked of the socket per read; a burst of small deliveries fits in one read
@@ -241,6 +243,61 @@ def parse_deliver(payload: bytes) -> tuple[str, int, bool, str, str]:
     return consumer_tag, delivery_tag, bool(redelivered & 1), exchange, routing_key
 
 
+def split_frame(buf: bytes, pos: int, max_size: int) -> tuple[int, int, bytes, int] | None:
+    """The frame starting at ``pos`` of ``buf``: ``(type, channel, payload, end)`` where
+    ``end`` is where the next frame starts; ``None`` while it is not wholly there.
+
+    Raises :class:`amqp.exceptions.FrameError` for a frame larger than ``max_size`` and
+    :class:`amqp.exceptions.UnexpectedFrame` for a bad frame end: the byte stream is out
+    of step, nothing after it can be trusted.
+    """
+    if len(buf) - pos < 8:
+        return None
+    frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
+    if size > max_size:
+        raise amqp_errors.FrameError(
+            f"frame of {size} bytes on channel {channel} is larger than the negotiated frame_max "
+            f"({max_size}); the byte stream is out of step"
+        )
+    end = pos + 7 + size
+    if end >= len(buf):
+        return None
+    if buf[end] != FRAME_END_OCTET:
+        raise amqp_errors.UnexpectedFrame(f"Received frame_end {buf[end]:#04x} while expecting 0xce")
+    return frame_type, channel, buf[pos + 7 : end], end + 1
+
+
+class Content:
+    """A message whose content frames are arriving (after a ``basic.deliver``,
+    ``basic.get-ok`` or ``basic.return``): ``args`` are its method's."""
+
+    __slots__ = ("channel", "args", "properties", "size", "chunks", "received")
+
+    def __init__(self, channel: Any, args: Any) -> None:
+        self.channel = channel
+        self.args = args
+        self.properties: dict[str, Any] = {}
+        self.size = 0
+        self.chunks: list[bytes] = []
+        self.received = 0
+
+    def add(self, frame_type: int, payload: bytes, channel_id: int) -> bool:
+        """Take the content header or a body frame; True once the content is complete."""
+        if frame_type == 2:
+            self.size = CONTENT_HEADER.unpack_from(payload, 0)[2]
+            self.properties = decode_properties(payload, 12)
+        elif frame_type == 3:
+            self.chunks.append(payload)
+            self.received += len(payload)
+        else:
+            raise amqp_errors.UnexpectedFrame(f"frame type {frame_type} inside a message on channel {channel_id}")
+        return self.received >= self.size
+
+    def body(self) -> bytes:
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # b"" when empty
+
+
 def method_frame(channel_id: int, method: bytes, args: bytes) -> bytes:
     """A method frame (``method`` is the packed class and method id)."""
     return b"".join((FRAME_HEADER.pack(1, channel_id, len(method) + len(args)), method, args, FRAME_END))
@@ -288,18 +345,15 @@ class BufferedFrames:
     def buffered_frame(self) -> tuple[int, int, bytes] | None:
         """The next frame, as :meth:`read_frame` returns it, when it is wholly buffered;
         ``None`` (and nothing read from the socket) when it is not."""
-        buf = self._rbuf
-        pos = self._rpos
-        if len(buf) - pos < 8:
+        try:
+            frame = split_frame(self._rbuf, self._rpos, self.max_frame_size)
+        except (amqp_errors.FrameError, amqp_errors.UnexpectedFrame):
+            self.connected = False  # the byte stream is out of step; nothing after this is reliable
+            raise
+        if frame is None:
             return None
-        frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
-        end = pos + 7 + size
-        if end >= len(buf):
-            return None
-        if size > self.max_frame_size or buf[end] != FRAME_END_OCTET:
-            return self.read_frame()  # raises, saying what is wrong
-        self._rpos = end + 1
-        return frame_type, channel, buf[pos + 7 : end]
+        frame_type, channel, payload, self._rpos = frame
+        return frame_type, channel, payload
 
     def has_buffered(self) -> bool:
         """True when bytes wait in a buffer, not in the socket (a poller misses them)."""

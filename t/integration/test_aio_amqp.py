@@ -1,0 +1,151 @@
+"""The asyncio API on RabbitMQ: interop with the blocking API, acknowledgements,
+confirms, channel errors, timeouts and cancellation (the scenarios of t/aio_scenarios)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from kombu_like import Connection as SyncConnection
+from kombu_like import Exchange, Queue
+from kombu_like.aio import Connection
+from kombu_like.exceptions import MessageReturned, NotFound
+from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing
+
+pytestmark = pytest.mark.amqp
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+@pytest.fixture
+def name() -> str:
+    return f"t-aio-{uuid.uuid4().hex[:10]}"
+
+
+async def get_soon(queue: Queue, conn: Connection) -> Any:
+    """``queue.get()`` until a message comes (RabbitMQ routes publishes asynchronously)."""
+    for _ in range(200):
+        message = await queue(conn.default_channel).get()
+        if message is not None:
+            return message
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"nothing arrived on {queue.name}")
+
+
+def test_interop_with_the_blocking_api(amqp_url: str, name: str) -> None:
+    run(async_to_sync_and_back(amqp_url, name))
+
+
+def test_cancelled_consumers_lose_nothing(amqp_url: str, name: str) -> None:
+    run(cancelled_consumers_lose_nothing(amqp_url, name))
+
+
+def test_ack_reject_requeue_and_async_for(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=False)
+
+    async def main() -> None:
+        async with Connection(amqp_url) as conn:
+            await queue(conn.default_channel).declare()
+            producer = conn.Producer()
+            for body in ("a", "b", "c"):
+                await producer.publish(body, routing_key=name)
+            seen: list[tuple[Any, bool]] = []
+            async with conn.Consumer([queue], prefetch_count=10) as consumer:
+                async for message in consumer:
+                    seen.append((message.payload, bool(message.delivery_info.get("redelivered"))))
+                    if message.payload == "a":
+                        await message.ack()
+                    elif message.payload == "b" and not message.delivery_info.get("redelivered"):
+                        await message.requeue()
+                    elif message.payload == "c":
+                        await message.reject()
+                    else:
+                        await message.ack()
+                        break
+            assert ("b", True) in seen and ("a", False) in seen and ("c", False) in seen
+            assert (await queue(conn.default_channel).queue_declare(passive=True))[1] == 0
+            await queue(conn.default_channel).delete()
+
+    run(main())
+
+
+def test_confirms_and_returns(amqp_url: str, name: str) -> None:
+    exchange = Exchange(f"{name}.ex", "direct", auto_delete=True)
+    queue = Queue(name, exchange, routing_key="k", auto_delete=False)
+
+    async def main() -> None:
+        async with Connection(amqp_url, transport_options={"confirm_publish": True}) as conn:
+            producer = conn.Producer(exchange=exchange)
+            await producer.publish("stored", routing_key="k", declare=[queue])
+            # confirmed: the count sees it at once
+            assert (await queue(conn.default_channel).queue_declare(passive=True))[1] == 1
+            with pytest.raises(MessageReturned):
+                await producer.publish("nowhere", routing_key="unbound", mandatory=True)
+            async with producer.batch():
+                for n in range(5):
+                    await producer.publish(n, routing_key="k")
+            assert (await queue(conn.default_channel).queue_declare(passive=True))[1] == 6
+            await queue(conn.default_channel).delete()
+
+    run(main())
+
+
+def test_channel_errors_are_the_library_s_and_the_connection_goes_on(amqp_url: str, name: str) -> None:
+    async def main() -> None:
+        async with Connection(amqp_url) as conn:
+            with pytest.raises(NotFound):
+                await Queue(f"{name}-missing")(conn.default_channel).queue_declare(passive=True)
+            # the default channel was reopened
+            assert await Queue(name, auto_delete=True)(conn.default_channel).declare() == name
+
+    run(main())
+
+
+def test_timeouts_around_waits(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=True)
+
+    async def main() -> None:
+        async with Connection(amqp_url) as conn:
+            async with conn.Consumer([queue], callbacks=[lambda body, message: None]):
+                with pytest.raises(socket.timeout):
+                    await conn.drain_events(timeout=0.02)
+                if sys.version_info >= (3, 11):
+                    with pytest.raises(TimeoutError):
+                        async with asyncio.timeout(0.02):
+                            await conn.drain_events()
+                await conn.Producer().publish("late", routing_key=name)
+                await conn.drain_events(timeout=5)
+
+    run(main())
+
+
+def test_sync_publishes_reach_an_async_consumer_with_coroutine_callbacks(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=False)
+    with SyncConnection(amqp_url) as sync:
+        queue(sync.default_channel).declare()
+        for n in range(20):
+            sync.Producer().publish(n, routing_key=name)
+
+    async def main() -> None:
+        got: list[int] = []
+
+        async def handle(body: int, message: Any) -> None:
+            await asyncio.sleep(0)
+            got.append(body)
+            await message.ack()
+
+        async with Connection(amqp_url) as conn:
+            async with conn.Consumer([queue], callbacks=[handle], prefetch_count=5):
+                while len(got) < 20:
+                    await conn.drain_events(timeout=5)
+            await queue(conn.default_channel).delete()
+        assert got == list(range(20))
+
+    run(main())
