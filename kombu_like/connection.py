@@ -438,12 +438,23 @@ class Connection:
         return channel
 
     def drain_events(self, **kwargs: Any) -> Any:
-        """Wait for one batch of events and deliver it to consumers.
+        """Wait for an event and deliver it to its consumer.
 
+        Each call delivers what Kombu's transport delivers in one call: one message on
+        ``redis://``, ``memory://`` and ``sqlite://`` (a message taken from the broker
+        together with others waits for the next call), a whole receive on ``sqs://``.
         ``timeout`` (seconds) bounds the wait; :class:`socket.timeout` (the builtin
         ``TimeoutError``) is raised when nothing arrived.  On a connection closed with
         :meth:`close` it raises :class:`~kombu_like.exceptions.ConnectionClosed`.
         """
+        transport, connection = self._transport, self._connection
+        if transport is not None and connection is not None and not self._closed:
+            # called once per message: the checks of the connection property, inline, and
+            # the common call without forwarding a dict of keyword arguments
+            if transport.verify_connection(connection):
+                if len(kwargs) == 1 and "timeout" in kwargs:
+                    return transport.drain_events(connection, timeout=kwargs["timeout"])
+                return transport.drain_events(connection, **kwargs)
         return self.transport.drain_events(self._open_connection("drain_events()"), **kwargs)
 
     def revive(self, new_channel: Any) -> None:

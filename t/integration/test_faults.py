@@ -169,8 +169,8 @@ def test_consumer_survives_20_cuts(broker: tuple[str, int, str], proxy: FaultPro
         conn.release()
     assert proxy.cuts >= CUTS, f"only {proxy.cuts} cuts happened while consuming"
     assert len(acked) == total, f"{total - len(acked)} messages never consumed"
-    # AMQP 0-9-1 acks are not confirmed by the broker, and acks made while one
-    # drain_events batch is dispatched are flushed together at its end: a cut can lose
+    # AMQP 0-9-1 acks are not confirmed by the broker, and acks made while one take is
+    # handed out (Redis) are flushed together once it all was: a cut can lose
     # at most one prefetch window of acks, and the broker redelivers those messages
     # flagged as redelivered (at-least-once).  Anything beyond that window, or a repeat
     # without the flag, would mean an ack that reached the broker was forgotten.

@@ -92,10 +92,14 @@ class RedisConnection(VirtualConnection):
 
     store: RedisStore
 
-    def _dispatch(self, deliveries: list[Any], targets: dict[str, list[tuple[VirtualChannel, str]]]) -> None:
-        # acks made by the callbacks of one batch go to Redis in one write
-        with self.store.batching_acks():
-            super()._dispatch(deliveries, targets)
+    def hold_acks(self) -> None:
+        # a take is handed out (one message a drain_events call, or all at once by the
+        # event loop): the acks made meanwhile go to Redis in one write once the last
+        # one was handed out
+        self.store.hold_acks()
+
+    def write_held_acks(self) -> None:
+        self.store.write_held_acks()
 
     def consumers_changed(self) -> None:
         super().consumers_changed()

@@ -22,12 +22,11 @@ command connection, the key layout and the options -- not the store.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis import exceptions as rexc
@@ -264,7 +263,7 @@ class RedisStore(QueueStore):
             return
         batch = self._acks.pending
         if batch is not None:
-            # acked while drain_events hands out a batch: written together at its end
+            # acked while a take is handed out: written together once it all was
             if not batch:
                 self._acks.since = time.monotonic()
             batch += tags
@@ -274,27 +273,24 @@ class RedisStore(QueueStore):
             batch.clear()
         self.cmd.ack(tags)
 
-    @contextlib.contextmanager
-    def batching_acks(self) -> Iterator[None]:
-        """Collect the acks this thread makes in the block and write them in one go.
-
-        ``drain_events`` wraps its deliveries in this, so acknowledging a batch of
-        prefetched messages costs one write instead of one per message.
-        """
+    def hold_acks(self) -> bool:
+        """Collect the acks this thread makes from now on, until :meth:`write_held_acks`
+        (or until :data:`ACK_BATCH_SIZE` of them, or :data:`ACK_BATCH_DELAY` after the
+        first); False when they are collected already."""
         if self._acks.pending is not None:
-            yield
-            return
+            return False
         self._acks.pending = []
-        try:
-            yield
-        finally:
-            tags, self._acks.pending = self._acks.pending, None
-            if tags:
-                try:
-                    self.cmd.ack(tags)
-                except rexc.RedisError:
-                    self.cmd.owe_acks(tags)
-                    logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
+        return True
+
+    def write_held_acks(self) -> None:
+        """Write the acks this thread collected since :meth:`hold_acks`, in one go."""
+        tags, self._acks.pending = self._acks.pending, None
+        if tags:
+            try:
+                self.cmd.ack(tags)
+            except rexc.RedisError:
+                self.cmd.owe_acks(tags)
+                logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
 
     def recover(self) -> None:
         """Resend acks whose fate is unknown and give back takes whose reply was lost."""

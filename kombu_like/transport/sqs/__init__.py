@@ -153,6 +153,8 @@ class Transport(VirtualTransport):
     driver_type = "sqs"
     driver_name = "sqs"
     default_port = None
+    #: drain_events hands out all of each receive, as Kombu's SQS transport does
+    batch_per_drain = True
     Store = SQSStore
     Options = SQSOptions
 

@@ -58,13 +58,17 @@ class QoS:
         self._lock = threading.Lock()
 
     def capacity(self) -> int:
-        """How many more messages may be delivered (a large number when unlimited)."""
+        """How many more messages may be delivered (a large number when unlimited).
+
+        Messages taken for the channel and not handed out yet count as delivered."""
         if not self.prefetch_count:
             return 1 << 30
-        return max(self.prefetch_count - len(self.delivered), 0)
+        buffered = getattr(self.channel.connection, "buffered", None)
+        held = len(self.delivered) + (buffered(self.channel) if buffered is not None else 0)
+        return max(self.prefetch_count - held, 0)
 
     def can_consume(self) -> bool:
-        return not self.prefetch_count or len(self.delivered) < self.prefetch_count
+        return self.capacity() > 0
 
     def append(self, tag: int, delivery: Delivery) -> None:
         self.delivered[tag] = delivery
@@ -254,9 +258,14 @@ class VirtualChannel(Channel):
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} not empty")
         if if_unused and queue in self.connection.consumed_queues():
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} in use")
+        consumers = self._queue_consumers(queue)
+        for channel, tag in consumers:
+            # taken for them and not handed out yet: counted and deleted with the rest
+            self.connection.give_back(channel, tag)
         size = self.seam.size(queue)
         self._drop_queue(queue)
-        self._cancel_queue_consumers(queue)
+        for channel, tag in consumers:
+            channel.basic_cancel(tag)
         return size
 
     def _drop_queue(self, queue: str) -> None:
@@ -265,11 +274,10 @@ class VirtualChannel(Channel):
         self.seam.bindings.unbind_queue(queue)
         self.seam.delete_queue(queue)
 
-    def _cancel_queue_consumers(self, queue: str) -> None:
-        for channel in list(self.connection.channels):
-            for tag, name in list(channel.consumers.items()):
-                if name == queue:
-                    channel.basic_cancel(tag)
+    def _queue_consumers(self, queue: str) -> list[tuple[VirtualChannel, str]]:
+        """This connection's consumers of ``queue``: (channel, consumer tag)."""
+        channels = list(self.connection.channels)
+        return [(ch, tag) for ch in channels for tag, name in list(ch.consumers.items()) if name == queue]
 
     # -- publishing ---------------------------------------------------------------------
     def prepare_message(
@@ -448,6 +456,8 @@ class VirtualChannel(Channel):
             # that re-consumes after a recovered error relies on it): the new one replaces it
             logger.debug("channel %s: consumer %r re-registered, now on queue %r", self.channel_id, tag, queue)
             self.no_ack_consumers.discard(tag)
+            # what was taken for the one it replaces goes back to its queue
+            self.connection.give_back(self, tag)
         self.consumers[tag] = queue
         self.callbacks[tag] = callback or (lambda message: None)
         if no_ack:
@@ -460,6 +470,8 @@ class VirtualChannel(Channel):
         self.callbacks.pop(consumer_tag, None)
         self.no_ack_consumers.discard(consumer_tag)
         if queue is not None:
+            # taken for it and not handed out yet: back to the queue, in order
+            self.connection.give_back(self, consumer_tag)
             self.connection.consumers_changed()
             if (
                 queue in self._auto_delete
@@ -521,10 +533,12 @@ class VirtualChannel(Channel):
     def deliver(self, delivery: Delivery, consumer_tag: str) -> None:
         """Hand one delivery to the consumer ``consumer_tag`` (called by drain_events)."""
         tag = next(self._tags)
-        if consumer_tag not in self.no_ack_consumers:
-            self.qos.append(tag, delivery)
-        message = self._to_message(delivery, tag, consumer_tag)
-        self.callbacks[consumer_tag](message)
+        if consumer_tag in self.no_ack_consumers:
+            # the store forgets it as it is handed out
+            self.seam.ack([delivery])
+        else:
+            self.qos.delivered[tag] = delivery  # QoS.append, inline: once per message
+        self.callbacks[consumer_tag](self._to_message(delivery, tag, consumer_tag))
 
     def basic_get(self, queue: str, no_ack: bool = False, accept: Any = None, **kwargs: Any) -> BaseMessage | None:
         """Take one message from ``queue`` without waiting; ``None`` when it is empty."""
@@ -567,7 +581,10 @@ class VirtualChannel(Channel):
         self.connection.capacity_changed()
 
     def basic_recover(self, requeue: bool = True) -> None:
-        """Put every unacknowledged message of this channel back on its queue."""
+        """Put every unacknowledged message of this channel back on its queue (and those
+        taken for it and not handed out yet)."""
+        # given back first: requeued at the head, the unacknowledged ones go before them
+        self.connection.give_back(self)
         deliveries = self.qos.take_all()
         if deliveries:
             self.seam.requeue(deliveries, redelivered=True)
@@ -575,6 +592,9 @@ class VirtualChannel(Channel):
 
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> None:
         self.qos.prefetch_count = prefetch_count or 0
+        if self.qos.prefetch_count and len(self.qos.delivered) + self.connection.buffered(self) > prefetch_count:
+            # taken for a larger window than this one: taken again as room frees
+            self.connection.give_back(self)
         self.connection.capacity_changed()
 
     def flow(self, active: bool = True) -> None:

@@ -1,13 +1,16 @@
 """Driving a virtual connection from an event loop (Kombu's Hub).
 
 The blocking driver is :meth:`VirtualConnection.drain_events`: plan, take with a timeout,
-dispatch.  :class:`LoopDriver` is the other one: it plans and dispatches with the same
-methods of the connection (so prefetch, acknowledgement bookkeeping and redelivery are
-shared), but never waits.  It takes with ``get(queues, 0, n)``, asks the store to
-:meth:`~.store.QueueStore.watch` the queues when they are empty, and takes again when
-one of the store's descriptors turns readable, when an ack frees prefetch room or when
-consumers change (``loop.call_soon``).  The store's periodic work runs from the loop's
-timer (``loop.call_repeatedly``); no thread is started.
+hand out one message a call (the rest of the take at the calls that follow, as Kombu's
+virtual transports hand out one).  :class:`LoopDriver` is the other one: it plans and
+dispatches with the same methods of the connection (so prefetch, acknowledgement
+bookkeeping and redelivery are shared), but never waits, and hands out all of a take in
+one round of the loop (the loop runs its other work between takes).  It takes with
+``get(queues, 0, n)``, asks the store to :meth:`~.store.QueueStore.watch` the queues
+when they are empty, and takes again when one of the store's descriptors turns readable,
+when an ack frees prefetch room or when consumers change (``loop.call_soon``).  The
+store's periodic work runs from the loop's timer (``loop.call_repeatedly``); no thread
+is started.
 
 Each take is a round trip to the broker (unless the store says its calls cost nothing:
 ``QueueStore.costly_calls``), so the driver takes no more often than it must:
@@ -143,6 +146,13 @@ class LoopDriver:
         connection = self.connection
         if not (self.active and connection.is_open):
             return
+        if connection.buffer:
+            # taken by a drain_events by hand and not handed out yet: those go first, all
+            # of them, as a take's are (and the take follows next round, even if a
+            # callback raises)
+            self.schedule()
+            connection.deliver_all()
+            return
         hold = self.batching and not eager and (not self._hold_off_until or time.monotonic() >= self._hold_off_until)
         queues, targets, max_count, held = connection._plan_holding(hold)
         if held:
@@ -173,7 +183,8 @@ class LoopDriver:
                 # more may be waiting: take again next round, after other descriptors and
                 # timers had their turn (and even if a callback raises below)
                 self.schedule()
-                connection._dispatch(deliveries, targets)
+                connection.fill(deliveries, targets)
+                connection.deliver_all()
             elif woken:
                 self.schedule()
             if self.active:

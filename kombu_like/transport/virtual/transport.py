@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
+from collections import deque
 from itertools import count
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["VirtualConnection", "VirtualTransport"]
 
-#: most deliveries taken from the store in one go for one drain_events call
+logger = logging.getLogger(__name__)
+
+#: most deliveries taken from the store in one go (drain_events hands them out one a call)
 MAX_BATCH = 64
 
 
@@ -53,6 +57,13 @@ class VirtualConnection:
         self._rotation = 0
         #: drives the connection from an event loop after register_with_event_loop
         self.loop_driver: LoopDriver | None = None
+        #: taken from the store, not handed to a consumer yet: (delivery, channel,
+        #: consumer tag) in the order taken.  drain_events hands out one a call, as
+        #: Kombu's virtual transports do, and takes again only once it is empty; nothing
+        #: is taken beyond the consumers' prefetch room, so these count against it
+        self.buffer: deque[tuple[Delivery, VirtualChannel, str]] = deque()
+        #: hand out the whole of each take in one drain_events call instead (Kombu's SQS)
+        self.batch_per_drain = transport.batch_per_drain
 
     def channel(self, channel_class: type[VirtualChannel] | None = None) -> VirtualChannel:
         """A new channel: the transport's, or ``channel_class`` (a subclass of it, such as
@@ -152,11 +163,17 @@ class VirtualConnection:
             self.seam.ack(deliveries)
 
     def drain_events(self, timeout: float | None = None) -> None:
+        """Hand one message to its consumer (all of one take with ``batch_per_drain``),
+        waiting up to ``timeout`` seconds for one to arrive."""
         driver = self.loop_driver
         if driver is not None and driver.acks:
             # drained by hand while registered with a loop: acks kept for the loop's
             # round go now, not when the loop runs again
             driver.flush_acks()
+        if self.buffer and self.deliver_buffered():
+            if self.batch_per_drain:
+                self.deliver_all()
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._changed.clear()
@@ -165,8 +182,11 @@ class VirtualConnection:
             if queues:
                 deliveries = self.seam.get(queues, remaining, max_count)
                 if deliveries:
-                    self._dispatch(deliveries, targets)
-                    return
+                    self.fill(deliveries, targets)
+                    if self.deliver_buffered():
+                        if self.batch_per_drain:
+                            self.deliver_all()
+                        return
             elif remaining is None or remaining > 0:
                 self._idle_waiters += 1
                 try:
@@ -180,26 +200,94 @@ class VirtualConnection:
             if deadline is not None and time.monotonic() >= deadline:
                 raise socket.timeout("timed out")
 
-    def _dispatch(self, deliveries: list[Delivery], targets: dict[str, list[tuple[VirtualChannel, str]]]) -> None:
-        done = 0
-        try:
-            for delivery in deliveries:
-                done += 1
-                # the first consumer of the queue still there (looked up inline: per message)
-                for channel, tag in targets.get(delivery.queue, ()):
-                    if channel.is_open and tag in channel.consumers:
-                        break
-                else:
-                    # the consumer went away while we held the message: give it back untouched
-                    self.seam.requeue([delivery], redelivered=False)
-                    continue
-                if tag in channel.no_ack_consumers:
-                    self.seam.ack([delivery])
+    # -- taken, not handed out yet ------------------------------------------------------
+    def fill(self, deliveries: list[Delivery], targets: dict[str, list[tuple[VirtualChannel, str]]]) -> None:
+        """Keep ``deliveries`` to hand out, each to the first consumer of its queue still
+        there; those whose queue has none left go back to it."""
+        chosen: dict[str, tuple[VirtualChannel, str] | None] = {}
+        buffer = self.buffer
+        orphans = []
+        for delivery in deliveries:
+            queue = delivery.queue
+            if queue in chosen:
+                target = chosen[queue]
+            else:
+                target = chosen[queue] = next(
+                    ((ch, tag) for ch, tag in targets.get(queue, ()) if ch.is_open and tag in ch.consumers), None
+                )
+            if target is None:
+                orphans.append(delivery)
+            else:
+                buffer.append((delivery, *target))
+        if buffer:
+            self.hold_acks()
+        if orphans:
+            # the consumer went away while we took: give them back untouched
+            self.seam.requeue(orphans, redelivered=False)
+
+    def deliver_buffered(self) -> bool:
+        """Hand the first message taken and not handed out yet to its consumer; False when
+        there was none."""
+        buffer = self.buffer
+        while buffer:
+            try:
+                item = buffer.popleft()
+            except IndexError:  # given back by another thread meanwhile
+                return False
+            delivery, channel, tag = item
+            if tag not in channel.consumers:
+                # cancelled meanwhile (from another thread): its messages go back in order
+                buffer.appendleft(item)
+                self.give_back(channel, tag)
+                continue
+            try:
                 channel.deliver(delivery, tag)
-        except BaseException:
-            if done < len(deliveries):
-                self.seam.requeue(deliveries[done:], redelivered=False)
-            raise
+            finally:
+                if not buffer:
+                    self.write_held_acks()
+            return True
+        return False
+
+    def deliver_all(self) -> None:
+        """Hand out everything taken and not handed out yet (the event loop's way)."""
+        while self.deliver_buffered():
+            pass
+
+    def give_back(self, channel: VirtualChannel, consumer_tag: str | None = None) -> None:
+        """Requeue, in order and not marked redelivered, what was taken for ``channel``
+        (its consumer ``consumer_tag`` only, when given) and not handed out yet."""
+        buffer = self.buffer
+        if not buffer:
+            return
+        keep: list[tuple[Delivery, VirtualChannel, str]] = []
+        back: list[Delivery] = []
+        while buffer:
+            try:
+                item = buffer.popleft()
+            except IndexError:  # emptied by drain_events in another thread
+                break
+            if item[1] is channel and (consumer_tag is None or item[2] == consumer_tag):
+                back.append(item[0])
+            else:
+                keep.append(item)
+        buffer.extendleft(reversed(keep))
+        try:
+            if back:
+                self.seam.requeue(back, redelivered=False)
+        finally:
+            if not buffer:
+                self.write_held_acks()
+
+    def buffered(self, channel: VirtualChannel) -> int:
+        """How many messages taken for ``channel`` are not handed out yet."""
+        return sum(1 for item in self.buffer if item[1] is channel) if self.buffer else 0
+
+    def hold_acks(self) -> None:
+        """A take is being handed out: a store that writes acks in batches may keep those
+        made meanwhile until :meth:`write_held_acks`."""
+
+    def write_held_acks(self) -> None:
+        """The last message of a take was handed out (or given back)."""
 
     def close(self) -> None:
         if not self.is_open:
@@ -212,6 +300,17 @@ class VirtualConnection:
                 for channel in list(self.channels):
                     channel.close()
         finally:
+            try:
+                # closing channels gave theirs back; anything left (taken by another thread
+                # meanwhile) goes back too, before the store closes
+                left = [item[0] for item in self.buffer]
+                self.buffer.clear()
+                if left:
+                    self.seam.requeue(left, redelivered=False)
+                self.write_held_acks()
+            except Exception:
+                # the store's own recovery brings unacknowledged messages back
+                logger.debug("could not give back taken messages on close", exc_info=True)
             try:
                 self.seam.call(lambda: self.transport.close_store(self.store))
             finally:
@@ -264,6 +363,9 @@ class VirtualTransport(Transport):
 
     Channel = VirtualChannel
     Connection = VirtualConnection
+    #: drain_events hands out all of each take instead of one message a call (Kombu's SQS
+    #: transport does; its other virtual transports hand out one)
+    batch_per_drain: ClassVar[bool] = False
     #: the class of the transport's store; its ``capabilities`` are the transport's
     Store: type[QueueStore] | None = None
     #: the transport's options (a :class:`TransportOptions` dataclass): the
@@ -323,6 +425,8 @@ class VirtualTransport(Transport):
         # Store errors are translated by the seam around each store call; anything else
         # raised here comes from a consumer callback and reaches the caller as raised, as
         # in Kombu (an OSError from user code is not a broker connection error).
+        if connection.buffer and connection.loop_driver is None and connection.deliver_buffered():
+            return  # most calls: hand out a message taken earlier, one call shorter
         connection.drain_events(timeout)
 
     def verify_connection(self, connection: VirtualConnection) -> bool:

@@ -1,0 +1,134 @@
+"""drain_events hands out one message a call while takes from the store stay batched.
+
+Messages taken and not handed out yet count against prefetch and go back to the head of
+their queue, in order and not marked redelivered, whenever their consumer could no longer
+receive them.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kombu_like import Connection, Consumer, Message, Producer, Queue
+from kombu_like.asynchronous import Hub
+
+
+def publish(conn: Connection, queue: Queue, *bodies: Any) -> None:
+    producer = Producer(conn)
+    for body in bodies:
+        producer.publish(body, routing_key=queue.name, declare=[queue])
+
+
+def ready(conn: Connection, queue: Queue) -> int:
+    return int(queue(conn.default_channel).queue_declare(passive=True).message_count)
+
+
+def consume_all(conn: Connection, queue: Queue, count: int) -> list[tuple[Any, bool]]:
+    """``count`` messages of ``queue`` from a new channel: (body, redelivered), acked."""
+    got: list[tuple[Any, bool]] = []
+
+    def on_message(message: Message) -> None:
+        got.append((message.payload, message.redelivered))
+        message.ack()
+
+    channel = conn.channel()
+    with Consumer(channel, [queue], on_message=on_message):
+        for _ in range(count):
+            conn.drain_events(timeout=5)
+    channel.close()
+    return got
+
+
+def test_taken_messages_count_against_prefetch(conn: Connection) -> None:
+    queue = Queue("one_prefetch")
+    publish(conn, queue, *range(5))
+    received: list[Message] = []
+    with Consumer(conn.channel(), [queue], on_message=received.append, prefetch_count=2):
+        conn.drain_events(timeout=5)
+        assert [m.payload for m in received] == [0]
+        assert ready(conn, queue) == 3  # the second was taken with the first, no more
+        conn.drain_events(timeout=5)
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0.05)  # the window is full
+        received[0].ack()
+        conn.drain_events(timeout=5)
+        assert [m.payload for m in received] == [0, 1, 2]
+
+
+def test_cancelled_consumer_gets_nothing_more_and_the_rest_goes_back_in_order(conn: Connection) -> None:
+    first, second = Queue("one_cancel_a"), Queue("one_cancel_b")
+    publish(conn, first, "a0", "a1", "a2")
+    got: list[Any] = []
+    with Consumer(conn, [second], callbacks=[lambda body, m: (got.append(body), m.ack())]):
+        consumer = Consumer(conn, [first], callbacks=[lambda body, m: (got.append(body), m.ack())])
+        consumer.consume()
+        conn.drain_events(timeout=5)
+        assert got == ["a0"]
+        consumer.cancel()
+        assert ready(conn, first) == 2
+        publish(conn, second, "b0")
+        conn.drain_events(timeout=5)
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0.05)
+    assert got == ["a0", "b0"]
+    assert consume_all(conn, first, 2) == [("a1", False), ("a2", False)]
+
+
+@pytest.mark.parametrize("how", ["basic_recover", "channel close", "connection close"])
+def test_given_back_with_the_unacknowledged_ones(how: str, connect: Callable[..., Connection]) -> None:
+    conn = connect()
+    queue = Queue(f"one_back_{how.replace(' ', '_')}")
+    publish(conn, queue, *range(4))
+    channel = conn.channel()
+    received: list[Message] = []
+    with Consumer(channel, [queue], on_message=received.append):
+        conn.drain_events(timeout=5)
+        assert [m.payload for m in received] == [0]
+        if how == "basic_recover":
+            channel.basic_recover(requeue=True)
+        elif how == "channel close":
+            channel.close()
+        else:
+            conn.release()
+        other = conn if how != "connection close" else connect()
+        assert ready(other, queue) == 4
+    # the unacknowledged one first, then those never handed out, not marked redelivered
+    assert consume_all(other, queue, 4) == [(0, True), (1, False), (2, False), (3, False)]
+
+
+def test_smaller_prefetch_window_gives_back_what_it_cannot_hold(conn: Connection) -> None:
+    queue = Queue("one_qos")
+    publish(conn, queue, *range(5))
+    received: list[Message] = []
+    with Consumer(conn.channel(), [queue], on_message=received.append) as consumer:
+        conn.drain_events(timeout=5)
+        consumer.qos(prefetch_count=2)
+        assert ready(conn, queue) == 4
+        conn.drain_events(timeout=5)
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=0.05)
+    assert [m.payload for m in received] == [0, 1]
+
+
+def test_event_loop_hands_out_what_drain_events_left(connect: Callable[..., Connection]) -> None:
+    conn = connect(transport_options={"event_loop": True})
+    queue = Queue("one_hub")
+    publish(conn, queue, *range(4))
+    got: list[Any] = []
+    hub = Hub()
+    try:
+        with Consumer(conn, [queue], callbacks=[lambda body, m: (got.append(body), m.ack())]):
+            conn.drain_events(timeout=5)
+            assert got == [0]
+            conn.register_with_event_loop(hub)
+            for _ in range(20):
+                if len(got) == 4:
+                    break
+                hub.run_once()
+    finally:
+        hub.close()
+    assert got == [0, 1, 2, 3]
