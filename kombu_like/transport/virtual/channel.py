@@ -500,18 +500,35 @@ class VirtualChannel(Channel):
                 # left as it is: the consumer's decode-error handling rejects it instead of
                 # drain_events failing (and the message coming back) again and again
                 undecodable = exc
-        message = self.Message(
-            body=body,
-            delivery_tag=tag,
-            content_type=payload.get("content-type"),
-            content_encoding=payload.get("content-encoding"),
-            delivery_info=info,
-            properties=props,
-            headers=payload.get("headers"),
-            postencode="utf-8",
-            channel=self,
-            raw=payload,
-        )
+        message_class = self.Message
+        if message_class is BaseMessage:
+            # once per message: by position, half the cost of matching ten keywords
+            message = BaseMessage(
+                body,
+                tag,
+                payload.get("content-type"),
+                payload.get("content-encoding"),
+                info,
+                props,
+                payload.get("headers"),
+                "utf-8",
+                None,
+                self,
+                payload,
+            )
+        else:  # a substitute class is only known to take these keywords
+            message = message_class(
+                body=body,
+                delivery_tag=tag,
+                content_type=payload.get("content-type"),
+                content_encoding=payload.get("content-encoding"),
+                delivery_info=info,
+                properties=props,
+                headers=payload.get("headers"),
+                postencode="utf-8",
+                channel=self,
+                raw=payload,
+            )
         if undecodable is not None:
             error = DecodeError(
                 f"Cannot decode the base64 body of a message from queue {delivery.queue!r}: {undecodable}"
