@@ -222,6 +222,35 @@ class Connection:
         for consumer in list(self._consumers):
             await consumer._process_all()
 
+    async def ensure(self, obj: Any, fun: Callable[..., Any], *args: Any, **policy: Any) -> Any:
+        """``await fun(*args)``, reconnecting and retrying on connection loss as the
+        blocking ``Connection.ensure`` does (``max_retries``, ``interval_start``,
+        ``interval_step``, ``interval_max``, ``errback(exc, interval)``): ``obj`` is revived
+        on the new connection's default channel before each retry."""
+        max_retries = policy.get("max_retries")
+        errback = policy.get("errback")
+        errors = self.recoverable_connection_errors + tuple(self.sync.recoverable_channel_errors)
+        retries = 0
+        while True:
+            try:
+                return await fun(*args)
+            except NEVER_RETRIED:
+                raise
+            except errors as exc:
+                if max_retries is not None and retries >= max_retries:
+                    raise
+                if errback is not None:
+                    errback(exc, 0)
+                await self._drop()
+                await self.ensure_connection(
+                    max_retries=max_retries,
+                    interval_start=policy.get("interval_start", 2),
+                    interval_step=policy.get("interval_step", 2),
+                    interval_max=policy.get("interval_max", 30),
+                )
+                await _settle(obj.revive(self.default_channel))
+                retries += 1
+
     # -- factories -----------------------------------------------------------------------
     def Producer(self, channel: Any = None, *args: Any, **kwargs: Any) -> Producer:  # noqa: N802
         from .messaging import Producer

@@ -14,6 +14,11 @@ gets these fixtures without any set-up:
     A :class:`BrokerInspector`: what is waiting in which queue (decoded bodies, headers,
     properties, routing) without consuming anything.
 
+``kombu_aio_connection``
+    A :class:`kombu_like.aio.Connection` to that broker, for asyncio code; not connected
+    yet, so the test connects it in its own event loop (``async with
+    kombu_aio_connection as conn:``), under ``asyncio.run`` or an async test runner.
+
 ``kombu_clean_memory``
     For code that connects to plain ``memory://`` (the process-wide broker every such
     Connection shares, as in Kombu): empties that broker -- queues, exchanges and
@@ -53,12 +58,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from kombu_like.aio import Connection as AsyncConnection
     from kombu_like.connection import Connection
     from kombu_like.transport.memory import Broker
 
 __all__ = [
     "BrokerInspector",
     "PublishedMessage",
+    "kombu_aio_connection",
     "kombu_broker",
     "kombu_clean_memory",
     "kombu_connection",
@@ -282,6 +289,15 @@ def kombu_connection(kombu_url: str) -> Iterator[Connection]:
         yield connection
     finally:
         connection.release()
+
+
+@pytest.fixture
+def kombu_aio_connection(kombu_url: str) -> AsyncConnection:
+    """A :class:`kombu_like.aio.Connection` to this test's broker, to connect in the test's
+    event loop (``async with kombu_aio_connection as conn:`` closes it too)."""
+    from kombu_like.aio import Connection as AsyncConnection
+
+    return AsyncConnection(kombu_url)
 
 
 @pytest.fixture

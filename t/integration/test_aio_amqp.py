@@ -16,6 +16,8 @@ from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection
 from kombu_like.exceptions import MessageReturned, NotFound
 from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing
+from t.faultproxy import FaultProxy
+from t.integration.test_amqp import broker_port
 
 pytestmark = pytest.mark.amqp
 
@@ -147,5 +149,30 @@ def test_sync_publishes_reach_an_async_consumer_with_coroutine_callbacks(amqp_ur
                     await conn.drain_events(timeout=5)
             await queue(conn.default_channel).delete()
         assert got == list(range(20))
+
+    run(main())
+
+
+def test_a_cut_connection_ends_the_wait_and_publish_retry_reconnects(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=False)
+
+    async def main() -> None:
+        with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy:
+            async with Connection(proxy.url_for(amqp_url)) as conn:
+                await queue(conn.default_channel).declare()
+                async with conn.Consumer([queue]) as consumer:
+                    waiting = asyncio.ensure_future(consumer.__aiter__().__anext__())
+                    await asyncio.sleep(0.05)
+                    proxy.cut()
+                    with pytest.raises(conn.connection_errors):
+                        await asyncio.wait_for(waiting, 5)
+                assert not conn.connected
+                producer = conn.Producer()
+                await producer.publish("after", routing_key=name, retry=True, retry_policy={"interval_start": 0})
+                assert conn.connected
+                message = await get_soon(queue, conn)
+                assert message.payload == "after"
+                await message.ack()
+                await queue(conn.default_channel).delete()
 
     run(main())

@@ -216,3 +216,12 @@ def test_unsupported_transport_says_so() -> None:
             await Connection("redis://127.0.0.1:6379/0").connect()
 
     run(main())
+
+
+def test_the_plugin_s_fixture_connects_in_the_test_s_loop(kombu_aio_connection: Connection, kombu_broker: Any) -> None:
+    async def main() -> None:
+        async with kombu_aio_connection as conn:
+            await conn.Producer().publish({"id": 7}, routing_key="orders", declare=[Queue("orders")])
+
+    run(main())
+    assert kombu_broker.bodies("orders") == [{"id": 7}]

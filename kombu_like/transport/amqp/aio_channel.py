@@ -25,13 +25,15 @@ from amqp import exceptions as amqp_errors
 from amqp import spec
 
 from ...aio.hub import bounded
-from ...exceptions import ChannelError, ConsumerCancelled, KombuError, MessageNacked, MessageReturned
+from ...exceptions import ChannelError, ConsumerCancelled, KombuError, MessageReturned
 from ...plan import Plan, Ready, arun
 from .. import base
 from . import compat
+from .aio_confirms import AsyncConfirms
+from .aio_methods import CALLS as _CALLS
+from .aio_methods import WITH_CONTENT as _WITH_CONTENT
 from .channel import SERVER_NAMED_PREFIX
 from .channel import Channel as SyncChannel
-from .confirms import Confirms
 from .framing import (
     ACK_ARGS,
     ACK_METHOD,
@@ -58,31 +60,6 @@ _tags = itertools.count(1)
 CLOSE_TIMEOUT = 3.0
 #: errors a close swallows: the channel is gone either way
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (asyncio.TimeoutError, *DRIVER_ERRORS, KombuError)
-
-# method id -> (argument signature, replies): the broker's answers are decoded with the
-# driver's tables (compat.inbound_args)
-_CALLS: dict[str, tuple[tuple[int, int], str, frozenset[tuple[int, int]]]] = {
-    "channel_open": (spec.Channel.Open, "s", frozenset({spec.Channel.OpenOk})),
-    "channel_close": (spec.Channel.Close, "BsBB", frozenset({spec.Channel.CloseOk})),
-    "flow": (spec.Channel.Flow, "b", frozenset({spec.Channel.FlowOk})),
-    "exchange_declare": (spec.Exchange.Declare, "BssbbbbbF", frozenset({spec.Exchange.DeclareOk})),
-    "exchange_delete": (spec.Exchange.Delete, "Bsbb", frozenset({spec.Exchange.DeleteOk})),
-    "exchange_bind": (spec.Exchange.Bind, "BsssbF", frozenset({spec.Exchange.BindOk})),
-    "exchange_unbind": (spec.Exchange.Unbind, "BsssbF", frozenset({spec.Exchange.UnbindOk})),
-    "queue_declare": (spec.Queue.Declare, "BsbbbbbF", frozenset({spec.Queue.DeclareOk})),
-    "queue_bind": (spec.Queue.Bind, "BsssbF", frozenset({spec.Queue.BindOk})),
-    "queue_unbind": (spec.Queue.Unbind, "BsssF", frozenset({spec.Queue.UnbindOk})),
-    "queue_purge": (spec.Queue.Purge, "Bsb", frozenset({spec.Queue.PurgeOk})),
-    "queue_delete": (spec.Queue.Delete, "Bsbbb", frozenset({spec.Queue.DeleteOk})),
-    "basic_qos": (spec.Basic.Qos, "lBb", frozenset({spec.Basic.QosOk})),
-    "basic_consume": (spec.Basic.Consume, "BssbbbbF", frozenset({spec.Basic.ConsumeOk})),
-    "basic_cancel": (spec.Basic.Cancel, "sb", frozenset({spec.Basic.CancelOk})),
-    "basic_get": (spec.Basic.Get, "Bsb", frozenset({spec.Basic.GetOk, spec.Basic.GetEmpty})),
-    "basic_recover": (spec.Basic.Recover, "b", frozenset({spec.Basic.RecoverOk})),
-    "confirm_select": (spec.Confirm.Select, "b", frozenset({spec.Confirm.SelectOk})),
-}
-#: methods the broker sends with content frames after them
-_WITH_CONTENT = frozenset({spec.Basic.GetOk, spec.Basic.Return})
 
 
 class AsyncChannel(base.StdChannel):
@@ -112,12 +89,8 @@ class AsyncChannel(base.StdChannel):
         #: (methods that answer, future) in the order asked: AMQP answers in order
         self._replies: deque[tuple[frozenset[tuple[int, int]], asyncio.Future[Any]]] = deque()
         self._content: Content | None = None
-        self._wait_each = bool(self.transport.confirm_publish)
-        self._confirms: Confirms | None = None
-        #: (first, last, future, publish) waiting for confirms, in order: a publish's (it
-        #: fails on a refusal), or a settle's (every publish up to ``last``)
-        self._confirm_waiters: deque[tuple[int, int, asyncio.Future[Any], bool]] = deque()
-        self._returned: MessageReturned | None = None
+        #: publisher confirms, once confirm mode is selected
+        self._confirms: AsyncConfirms | None = None
         self._publish_args: dict[Any, bytes] = {}
         self.is_open = False
 
@@ -187,9 +160,16 @@ class AsyncChannel(base.StdChannel):
         Returns the future of the last answer."""
         answer = self._ask("channel_open", ("",))
         self.is_open = True
-        if self._wait_each or self.transport.track_confirms:
+        transport = self.transport
+        if transport.confirm_publish or transport.track_confirms:
             answer = self._ask("confirm_select", (False,))
-            self._confirms = Confirms()
+            self._confirms = AsyncConfirms(
+                self.protocol.loop,
+                bool(transport.confirm_publish),
+                transport.confirm_timeout,
+                transport.translate_error,
+                self.channel_id,
+            )
         return answer
 
     async def open(self) -> AsyncChannel:
@@ -216,32 +196,18 @@ class AsyncChannel(base.StdChannel):
 
     def unsettled(self) -> bool:
         """True while a publish on this channel waits for its confirm."""
-        confirms = self._confirms
-        return confirms is not None and bool(confirms.pending)
-
-    def _settled(self) -> asyncio.Future[Any]:
-        """The future of the confirms of every publish made so far."""
-        future = self.protocol.loop.create_future()
-        confirms = self._confirms
-        if confirms is None or not confirms.pending:
-            future.set_result(None)
-        else:
-            self._confirm_waiters.append((1, confirms.next_seq - 1, future, False))
-        return future
+        return self._confirms is not None and self._confirms.unsettled
 
     async def settle(self) -> None:
         """Wait (at most ``confirm_timeout``) until the broker confirmed earlier publishes."""
-        timeout = self.transport.confirm_timeout
-        await bounded(
-            asyncio.shield(self._settled()),
-            timeout,
-            lambda: self.transport.translate_error(socket.timeout(f"publishes not confirmed within {timeout:g} s")),
-        )
+        if self._confirms is not None:
+            await self._confirms.settle()
 
     async def _settle_before_close(self) -> None:
         # confirms and returns of earlier publishes arrive before the channel goes
-        if self.unsettled() and self.protocol.is_open:
-            await asyncio.wait([self._settled()], timeout=min(self.transport.confirm_timeout, CLOSE_TIMEOUT))
+        confirms = self._confirms
+        if confirms is not None and confirms.unsettled and self.protocol.is_open:
+            await asyncio.wait([confirms.settled()], timeout=min(self.transport.confirm_timeout, CLOSE_TIMEOUT))
 
     def _forget(self, error: BaseException) -> None:
         """The channel is gone: fail what waits on it, forget its consumers."""
@@ -250,10 +216,8 @@ class AsyncChannel(base.StdChannel):
         for _, future in replies:
             if not future.done():
                 future.set_exception(error)
-        waiters, self._confirm_waiters = self._confirm_waiters, deque()
-        for _, _, future, _ in waiters:
-            if not future.done():
-                future.set_exception(error)
+        if self._confirms is not None:
+            self._confirms.fail(error)
         self._content = None
         self.consumers.clear()
         self._callbacks.clear()
@@ -449,62 +413,11 @@ class AsyncChannel(base.StdChannel):
         confirms = self._confirms
         if confirms is None:
             return Ready(None)
-        if not self._wait_each:
-            confirms.sent(count)  # tracked: counts wait for it, a refusal is logged
-            return Ready(None)
-        first, last = confirms.sent(count)
-        future = self.protocol.loop.create_future()
-        self._confirm_waiters.append((first, last, future, True))
-        timeout = options.get("confirm_timeout") or self.transport.confirm_timeout
-        return self._confirmed(future, timeout, exchange, routing_key)
-
-    async def _confirmed(self, future: asyncio.Future[Any], timeout: float, exchange: str, routing_key: str) -> None:
-        def expired() -> BaseException:
-            return self.transport.translate_error(
-                socket.timeout(
-                    f"the broker did not confirm a publish to exchange {exchange!r} with routing key "
-                    f"{routing_key!r} within {timeout:g} s (confirm_timeout); it may or may not have been stored"
-                )
-            )
-
-        # shielded: a cancelled wait leaves the confirm to be tracked (and a refusal logged)
-        await bounded(asyncio.shield(future), timeout, expired)
+        return confirms.sent(count, exchange, routing_key, options)
 
     def _on_confirm(self, delivery_tag: int, multiple: bool, ok: bool) -> None:
-        confirms = self._confirms
-        if confirms is None:
-            return
-        confirms.resolve(delivery_tag, multiple, ok)
-        waiters = self._confirm_waiters
-        while waiters and confirms.settled(waiters[0][1], waiters[0][0]):
-            first, last, future, publish = waiters.popleft()
-            if not publish:
-                if not future.done():
-                    future.set_result(None)
-                continue
-            nacked = confirms.take_nacked(first, last)
-            returned, self._returned = self._returned, None
-            if future.done():
-                continue
-            if returned is not None:
-                future.set_exception(returned)
-            elif nacked:
-                count = last - first + 1
-                future.set_exception(
-                    MessageNacked(f"the broker refused {len(nacked)} of {count} message(s) (basic.nack)")
-                )
-            else:
-                future.set_result(None)
-        if not ok and not self._wait_each:
-            refused = confirms.take_all_nacked()
-            if refused:
-                # nobody waits for these confirms: the log is the only place the loss can show
-                logger.error(
-                    "the broker refused %d message(s) published on channel %s (basic.nack): they were not "
-                    "stored; transport_options={'confirm_publish': True} raises MessageNacked at publish time",
-                    refused,
-                    self.channel_id,
-                )
+        if self._confirms is not None:
+            self._confirms.resolve(delivery_tag, multiple, ok)
 
     # -- what the broker sends ------------------------------------------------------------
     def on_frame(self, frame_type: int, payload: bytes) -> None:
@@ -630,8 +543,8 @@ class AsyncChannel(base.StdChannel):
         if handlers:
             for handler in list(handlers):
                 handler(exc, exchange, routing_key, message)
-        elif self._wait_each:
-            self._returned = exc  # raised by the publish's confirm, which follows
+        elif self._confirms is not None and self._confirms.wait_each:
+            self._confirms.returned = exc  # raised by the publish's confirm, which follows
         else:
             logger.warning("%s", exc)
 
