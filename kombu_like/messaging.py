@@ -641,7 +641,7 @@ class Consumer:
 
     def _declare_plan(self) -> Plan[None]:
         for name, queue in list(self._queues.items()):
-            yield from queue._declare_plan()
+            yield from call(queue, "declare")  # a Queue subclass's declare takes part
             if queue.name != name:  # server-named queue
                 self._queues.pop(name, None)
                 self._queues[queue.name] = queue
@@ -674,7 +674,7 @@ class Consumer:
             no_ack = no_ack_by_queue[name]
             self._active_tags[name] = tag
             self._active_no_ack[name] = no_ack
-            yield from queue._consume_plan(tag, self._receive_callback, no_ack=no_ack)
+            yield from call(queue, "consume", tag, self._receive_callback, no_ack=no_ack)
 
     def cancel(self) -> Any:
         """Stop all consumers (delivered, unacked messages stay unacked)."""
@@ -711,7 +711,7 @@ class Consumer:
     def _purge_plan(self) -> Plan[int]:
         total = 0
         for queue in list(self._queues.values()):
-            total += (yield from call(queue.channel, "queue_purge", queue=queue.name, nowait=False)) or 0
+            total += (yield from call(queue, "purge")) or 0
         return total
 
     def flow(self, active: bool) -> None:

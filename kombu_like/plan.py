@@ -37,9 +37,11 @@ class Step(NamedTuple):
 Plan = Generator[Step, Any, _T]
 
 
-def call(channel: Any, method: str, *args: Any, **kwargs: Any) -> Plan[Any]:
-    """A plan of one step (``yield from call(...)`` inside a plan); returns its result."""
-    return (yield Step(channel, method, args, kwargs))
+def call(target: Any, method: str, /, *args: Any, **kwargs: Any) -> Plan[Any]:
+    """A plan of one step, ``target.<method>(*args, **kwargs)`` (``yield from call(...)``
+    inside a plan); returns its result.  ``target`` is a channel, or an entity or consumer
+    whose own method then runs (so a subclass's override takes part)."""
+    return (yield Step(target, method, args, kwargs))
 
 
 def run(channel: Any, plan: Plan[_T]) -> Any:

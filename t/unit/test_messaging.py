@@ -674,3 +674,59 @@ class TestConsumer:
 
     def test_repr(self, conn: Connection) -> None:
         assert "c_repr" in repr(Consumer(conn, [Queue("c_repr")]))
+
+
+class TestOverridesTakePart:
+    """Kombu's Consumer and Queue reach the broker through their own public methods, so a
+    subclass (or a framework's test double) that overrides one takes part."""
+
+    def test_consumer_declares_consumes_and_purges_through_each_queues_methods(self, conn: Connection) -> None:
+        calls: list[str] = []
+
+        class Recording(Queue):
+            def declare(self, nowait: bool = False, channel: Any = None) -> Any:
+                calls.append("declare")
+                return super().declare(nowait=nowait, channel=channel)
+
+            def consume(self, *args: Any, **kwargs: Any) -> Any:
+                calls.append("consume")
+                return super().consume(*args, **kwargs)
+
+            def purge(self, nowait: bool = False) -> Any:
+                calls.append("purge")
+                return super().purge(nowait=nowait)
+
+        consumer = Consumer(conn, [Recording("overrides.consumer")])
+        consumer.consume()
+        assert consumer.purge() == 0
+        assert calls == ["declare", "consume", "purge"]
+
+    def test_queue_declare_goes_through_create_methods_exchange_declare_and_bindings(self, conn: Connection) -> None:
+        calls: list[str] = []
+
+        class RecordingExchange(Exchange):
+            def declare(self, *args: Any, **kwargs: Any) -> Any:
+                calls.append(f"exchange {self.name}")
+                return super().declare(*args, **kwargs)
+
+        class RecordingQueue(Queue):
+            def queue_declare(self, *args: Any, **kwargs: Any) -> Any:
+                calls.append("queue_declare")
+                return super().queue_declare(*args, **kwargs)
+
+            def queue_bind(self, *args: Any, **kwargs: Any) -> Any:
+                calls.append("queue_bind")
+                return super().queue_bind(*args, **kwargs)
+
+        from kombu_like import binding
+
+        own = RecordingQueue("overrides.queue", RecordingExchange("overrides.own", "direct"), routing_key="k")
+        assert own(conn.default_channel).declare() == "overrides.queue"
+        assert calls == ["exchange overrides.own", "queue_declare", "queue_bind"]
+        calls.clear()
+        # with bindings, as in Kombu, the queue has no exchange of its own
+        bound = RecordingQueue(
+            "overrides.bound", bindings=[binding(RecordingExchange("overrides.other", "topic"), "#")]
+        )
+        assert bound(conn.default_channel).declare() == "overrides.bound"
+        assert calls == ["queue_declare", "exchange overrides.other"]
