@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as rexc
 
 from .codec import check
-from .wire import is_push
+from .resp import is_push
 
 if TYPE_CHECKING:
     from .fanout import FanoutListener

@@ -43,8 +43,8 @@ from .keys import KeyLayout, clamp_priority
 from .looping import LoopHooks
 from .options import RedisOptions
 from .recovery import Restorer, mark_redelivered
+from .resp import command_head, pack_commands, with_bulk
 from .taking import Taker
-from .wire import command_head, pack_commands, with_bulk
 
 __all__ = ["Ledger", "RedisStore"]
 

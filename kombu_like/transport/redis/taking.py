@@ -32,7 +32,8 @@ from . import scripts
 from .codec import loads, preview, text
 from .keys import KeyLayout
 from .options import RedisOptions
-from .wire import Wire, array_header, is_push, pack_args
+from .resp import array_header, is_push, pack_args
+from .wire import Wire
 
 if TYPE_CHECKING:
     from .command import CommandConnection

@@ -6,9 +6,7 @@ lets several commands go out in one write, a reply be read later (acknowledgemen
 the socket be polled next to others (a blocking pop next to a pub/sub subscription)
 without redis-py's per-command bookkeeping on the hot path.
 
-Replies are parsed by ``hiredis.Reader`` when hiredis is installed (``pip install
-"kombu_like[hiredis]"``), else by the pure-Python parser below; both give the same values
-for every reply the transport reads.
+Commands are encoded and replies parsed by :mod:`.resp` (hiredis when installed).
 
 Errors are raised as redis-py's exception classes so that the transport translates all of
 them in one place; after any socket error the connection is dropped (its stream position
@@ -29,13 +27,22 @@ from typing import Any
 from redis import exceptions as rexc
 
 from .compat import handshake_bounded, socket_of
+from .resp import (
+    GARBLED,
+    HIREDIS,
+    PUSH_TYPES,
+    HiredisParser,
+    Push,
+    PythonParser,
+    array_header,
+    command_head,
+    is_push,
+    pack_args,
+    pack_commands,
+    with_bulk,
+)
 
-_hiredis: Any
-try:
-    import hiredis as _hiredis
-except ImportError:  # the pure-Python parser below does the work
-    _hiredis = None
-
+# the encoding helpers and Push are offered here too, where they were first
 __all__ = [
     "HIREDIS",
     "Push",
@@ -62,41 +69,9 @@ DEADLINE_GRACE = 0.5
 #: replies in a row that outlast the poll before polling pauses, and for how many replies
 _SPIN_MISSES = 4
 _SPIN_PAUSE = 1000
-
-#: error prefixes redis-py gives their own exception class
-_ERRORS: dict[str, type[rexc.RedisError]] = {
-    "NOSCRIPT": rexc.NoScriptError,
-    "READONLY": rexc.ReadOnlyError,
-    "NOPERM": rexc.NoPermissionError,
-    "WRONGPASS": rexc.AuthenticationError,
-    "NOAUTH": rexc.AuthenticationError,
-    "EXECABORT": rexc.ExecAbortError,
-    "LOADING": rexc.BusyLoadingError,
-}
-
-
-class Push(list):  # type: ignore[type-arg]
-    """A RESP3 push message (an invalidation, say): data the server sends unasked."""
-
-
-#: whether replies are parsed by hiredis (when a wire does not say otherwise)
-HIREDIS = _hiredis is not None
-
-_PUSH_TYPES = frozenset({Push, _hiredis.PushNotification} if _hiredis is not None else {Push})
-#: what a reader raises for bytes that are not RESP
-_GARBLED: tuple[type[Exception], ...] = (ValueError, _hiredis.ProtocolError) if _hiredis is not None else (ValueError,)
-#: what hiredis returns while a reply is incomplete
-_INCOMPLETE = object()
-
-
-def is_push(reply: Any) -> bool:
-    """True for a RESP3 push message, whichever parser read it."""
-    return type(reply) in _PUSH_TYPES
-
-
-def reply_error(text: str) -> rexc.RedisError:
-    """The redis-py exception instance for an error reply."""
-    return _ERRORS.get(text.split(" ", 1)[0], rexc.ResponseError)(text)
+#: what reading a reply raises that leaves the stream position unknown, besides redis-py's
+#: own errors: a socket error or bytes that are not RESP
+_UNREADABLE: tuple[type[Exception], ...] = (OSError, *GARBLED)
 
 
 def _timeval(seconds: float) -> bytes:
@@ -104,56 +79,6 @@ def _timeval(seconds: float) -> bytes:
     seconds = max(seconds, 0.001)
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-
-
-def _encode(arg: Any) -> bytes:
-    if isinstance(arg, bytes):
-        return arg
-    if isinstance(arg, str):
-        return arg.encode("utf-8")
-    if isinstance(arg, bool):
-        return b"1" if arg else b"0"
-    if isinstance(arg, int | float):
-        return repr(arg).encode("ascii")
-    raise TypeError(f"cannot send a {type(arg).__name__} to Redis: {arg!r}")
-
-
-def pack_args(args: Sequence[Any]) -> bytes:
-    """RESP bulk strings for ``args``, without the array header (for building commands)."""
-    out: list[bytes] = []
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else _encode(arg)
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def array_header(count: int) -> bytes:
-    """The RESP header of a command of ``count`` arguments (its bulk strings follow)."""
-    return b"*%d\r\n" % count
-
-
-def command_head(count: int, args: Sequence[Any]) -> bytes:
-    """The first ``args`` of a ``count``-argument command, to be completed later."""
-    return array_header(count) + pack_args(args)
-
-
-def with_bulk(head: bytes, data: bytes) -> bytes:
-    """``head`` (from :func:`command_head`) completed by one more argument, ``data``."""
-    return b"%b$%d\r\n%b\r\n" % (head, len(data), data)
-
-
-def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
-    """RESP encoding of ``commands`` (each a sequence of arguments), ready to write."""
-    out: list[bytes] = []
-    append = out.append
-    for args in commands:
-        append(b"*%d\r\n" % len(args))
-        for arg in args:
-            data = arg if isinstance(arg, bytes) else _encode(arg)
-            append(b"$%d\r\n" % len(data))
-            append(data)
-            append(b"\r\n")
-    return b"".join(out)
 
 
 class Wire:
@@ -180,8 +105,6 @@ class Wire:
         self.on_connect = on_connect
         self.conn: Any = None
         self.sock: Any = None
-        self._buf = bytearray()
-        self._pos = 0
         #: push messages read while a reply was awaited (RESP3 connections only)
         self.pushes: list[Push] = []
         #: bumped on every (re)connection, so users of the wire notice a new server session
@@ -206,20 +129,11 @@ class Wire:
         self._spin_skip = 0
         if parser not in ("auto", "hiredis", "python"):
             raise ValueError(f"parser must be 'auto', 'hiredis' or 'python', not {parser!r}")
-        if parser == "hiredis" and _hiredis is None:
-            raise ImportError('parsing replies with hiredis needs it installed: pip install "kombu_like[hiredis]"')
-        #: hiredis's reader, made fresh for every connection (None: the Python parser)
-        self._reader: Any = None
-        self.hiredis = _hiredis is not None and parser != "python"
-        if self.hiredis:
-            self._reader = self._new_reader()
-            self._reply = self._reply_hiredis  # type: ignore[method-assign]
-            self._read_integers = self._read_integers_hiredis  # type: ignore[method-assign]
-
-    @staticmethod
-    def _new_reader() -> Any:
-        assert _hiredis is not None
-        return _hiredis.Reader(replyError=reply_error, notEnoughData=_INCOMPLETE)
+        self.hiredis = parser == "hiredis" or (HIREDIS and parser == "auto")
+        self._parser = (HiredisParser if self.hiredis else PythonParser)(self._receive, name)
+        # bound once: these are called for every reply
+        self._reply = self._parser.reply
+        self._read_integers = self._parser.integers
 
     # -- connection ------------------------------------------------------------------
     @property
@@ -243,8 +157,7 @@ class Wire:
         self.sock = socket_of(self.conn)
         self._kernel_timeouts = self._use_kernel_timeouts(self.sock)
         self._can_spin = bool(self.reply_spin) and self._kernel_timeouts
-        self._buf.clear()
-        self._pos = 0
+        self._parser.reset()
         self.generation += 1
         self.client_id = None
         self._last_io = time.monotonic()
@@ -302,10 +215,7 @@ class Wire:
     def disconnect(self) -> None:
         """Drop the connection; replies still expected are reported lost."""
         self.sock = None
-        self._buf.clear()
-        self._pos = 0
-        if self._reader is not None:
-            self._reader = self._new_reader()
+        self._parser.reset()
         self.pushes.clear()
         lost, self._deferred = self._deferred, deque()
         self._deferred_replies = 0
@@ -354,7 +264,7 @@ class Wire:
 
     def has_buffered(self) -> bool:
         """True when reply bytes already read from the socket are waiting to be parsed."""
-        if self._pos < len(self._buf) or (self._reader is not None and self._reader.has_data()):
+        if self._parser.has_data():
             return True
         pending = getattr(self.sock, "pending", None)
         return bool(pending and pending())
@@ -377,17 +287,20 @@ class Wire:
         except OSError as exc:
             raise self._failed(exc, "writing to") from exc
 
-    def _garbled(self, exc: Exception) -> rexc.RedisError:
-        """Drop the connection after a reply that is not RESP (its stream position is lost)."""
-        self.disconnect()
-        return rexc.InvalidResponse(f"unreadable reply from Redis on the {self.name} connection: {exc}")
-
     def _failed(self, exc: OSError, doing: str) -> rexc.RedisError:
         """Drop the connection after a socket error; the redis-py error that says so."""
         self.disconnect()
         if isinstance(exc, socket.timeout | BlockingIOError):
             return rexc.TimeoutError(f"timed out {doing} the Redis {self.name} connection")
         return rexc.ConnectionError(f"error {doing} the Redis {self.name} connection: {exc}")
+
+    def _unreadable(self, exc: Exception) -> rexc.RedisError:
+        """Drop the connection after a socket error or a reply that is not RESP, met
+        while reading (the stream position is lost); the redis-py error that says so."""
+        if isinstance(exc, OSError):
+            return self._failed(exc, "reading from")
+        self.disconnect()
+        return rexc.InvalidResponse(f"unreadable reply from Redis on the {self.name} connection: {exc}")
 
     def send_deferred(self, commands: Sequence[Sequence[Any]], on_lost: Callable[[], None]) -> None:
         """Write ``commands`` now and read their replies later.
@@ -462,49 +375,13 @@ class Wire:
         self._spin_now = self._can_spin
         try:
             return self._read_integers(count)
-        except OSError as exc:
-            raise self._failed(exc, "reading from") from exc
         except rexc.RedisError:
             self.disconnect()
             raise
-        except _GARBLED as exc:
-            raise self._garbled(exc) from exc
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
         finally:
             self._spin_now = False
-
-    def _read_integers(self, count: int) -> list[Any] | None:
-        buf = self._buf
-        if count == 1:  # one publish: the usual case
-            end = buf.find(b"\r\n", self._pos)
-            while end < 0:
-                self._fill()
-                end = buf.find(b"\r\n", self._pos)
-            if buf[self._pos] == 0x3A:  # ':'
-                self._pos = end + 2
-                return None
-            return [self._reply()]
-        done = 0
-        while done < count:
-            pos = self._pos
-            end = buf.rfind(b"\r\n", pos)
-            if end < 0:
-                self._fill()
-                continue
-            # the complete replies read so far: if none holds the type mark of an error,
-            # string or array (nor a minus sign), they are all integers -- count them at C
-            # speed instead of parsing each
-            run = bytes(buf[pos : end + 2])
-            lines = run.count(b"\r\n")
-            if done + lines <= count and not (b"-" in run or b"$" in run or b"*" in run or b"+" in run):
-                done += lines
-                self._pos = end + 2
-                continue
-            while done < count and self._pos <= end:
-                if buf[self._pos] != 0x3A:  # not ':' -- parse the rest fully
-                    return [None] * done + [self._reply() for _ in range(count - done)]
-                self._pos = buf.find(b"\r\n", self._pos) + 2
-                done += 1
-        return None
 
     def _maybe_check_health(self) -> None:
         interval = self.health_check_interval
@@ -522,8 +399,12 @@ class Wire:
             self.disconnect()
 
     # -- reading ---------------------------------------------------------------------
-    def read(self, timeout: float | None | bool = False) -> Any:
-        """Read one reply; ``timeout`` (seconds) overrides the socket timeout for this read."""
+    def read(self, timeout: float | None | bool = False, pushes_too: bool = False) -> Any:
+        """Read one reply; ``timeout`` (seconds) overrides the socket timeout for this read.
+
+        Push messages (RESP3) met before it are kept in :attr:`pushes`; with
+        ``pushes_too`` the first message, a push or a reply, is returned instead.
+        """
         if self.sock is None:
             raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
         if timeout is False and (self.deadline is not None or self._handshake_until is not None):
@@ -532,86 +413,31 @@ class Wire:
             self._set_read_timeout(timeout)
         try:
             reply = self._reply()
-            while type(reply) in _PUSH_TYPES:
+            while type(reply) in PUSH_TYPES and not pushes_too:
                 # a push (RESP3) is no command's reply: keep it for whoever waits for one
                 self.pushes.append(reply)
                 reply = self._reply()
             return reply
-        except OSError as exc:
-            raise self._failed(exc, "reading from") from exc
         except rexc.RedisError:
             self.disconnect()
             raise
-        except _GARBLED as exc:
-            raise self._garbled(exc) from exc
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
         finally:
             if timeout is not False and self.sock is not None:
                 self._set_read_timeout(self.socket_timeout)
 
     def read_message(self, timeout: float | None | bool = False) -> Any:
         """Read one message, a push or a reply, whichever comes first."""
-        if self.sock is None:
-            raise rexc.ConnectionError(f"the Redis {self.name} connection is closed")
-        if timeout is False and (self.deadline is not None or self._handshake_until is not None):
-            timeout = self.bounded(timeout)
-        if timeout is not False:
-            self._set_read_timeout(timeout)
-        try:
-            return self._reply()
-        except OSError as exc:
-            raise self._failed(exc, "reading from") from exc
-        except rexc.RedisError:
-            self.disconnect()
-            raise
-        except _GARBLED as exc:
-            raise self._garbled(exc) from exc
-        finally:
-            if timeout is not False and self.sock is not None:
-                self._set_read_timeout(self.socket_timeout)
+        return self.read(timeout, pushes_too=True)
 
-    def _fill(self) -> None:
-        buf = self._buf
-        if self._pos:
-            if self._pos >= len(buf):
-                buf.clear()
-                self._pos = 0
-            elif self._pos > _READ_SIZE:
-                del buf[: self._pos]
-                self._pos = 0
+    def _receive(self) -> bytes:
+        """The next bytes of the reply stream (the parser asks when a reply is incomplete)."""
         chunk = self._recv_soon() if self._spin_now else self.sock.recv(_READ_SIZE)
         if not chunk:
             raise rexc.ConnectionError(f"Redis closed the {self.name} connection")
-        buf += chunk
         self._last_io = time.monotonic()
-
-    def _reply_hiredis(self) -> Any:
-        reader = self._reader
-        reply = reader.gets()
-        while reply is _INCOMPLETE:
-            chunk = self._recv_soon() if self._spin_now else self.sock.recv(_READ_SIZE)
-            if not chunk:
-                raise rexc.ConnectionError(f"Redis closed the {self.name} connection")
-            self._last_io = time.monotonic()
-            reader.feed(chunk)
-            reply = reader.gets()
-        return reply
-
-    def _read_integers_hiredis(self, count: int) -> list[Any] | None:
-        # replies already buffered come straight from the reader; _reply_hiredis reads more
-        gets = self._reader.gets
-        if count == 1:  # one publish: the usual case
-            value = gets()
-            if value is _INCOMPLETE:
-                value = self._reply_hiredis()
-            return None if type(value) is int else [value]
-        replies = []
-        for _ in range(count):
-            value = gets()
-            replies.append(self._reply_hiredis() if value is _INCOMPLETE else value)
-        for value in replies:
-            if type(value) is not int:
-                return replies
-        return None
+        return chunk
 
     def _recv_soon(self) -> bytes:
         """Receive a reply that is due any moment: poll for up to ``reply_spin`` seconds
@@ -641,79 +467,3 @@ class Wire:
             self._spin_misses = 0
             self._spin_skip = _SPIN_PAUSE
         return bytes(sock.recv(_READ_SIZE))
-
-    def _line(self) -> bytes:
-        buf = self._buf
-        while True:
-            end = buf.find(b"\r\n", self._pos)
-            if end >= 0:
-                line = bytes(buf[self._pos : end])
-                self._pos = end + 2
-                return line
-            self._fill()
-
-    def _reply(self) -> Any:
-        line = self._line()
-        kind = line[:1]
-        if kind == b"$":
-            return self._bulk(int(line[1:]))
-        if kind == b":":
-            return int(line[1:])
-        if kind == b"*":
-            size = int(line[1:])
-            if size < 0:
-                return None
-            return [self._reply() for _ in range(size)]
-        if kind == b"+":
-            return line[1:]
-        if kind == b"-":
-            return reply_error(line[1:].decode("utf-8", "replace"))
-        return self._resp3(kind, line)
-
-    def _bulk(self, size: int) -> bytes | None:
-        if size < 0:
-            return None
-        end = self._pos + size
-        while len(self._buf) < end + 2:
-            self._fill()
-            end = self._pos + size
-        data = bytes(self._buf[self._pos : end])
-        self._pos = end + 2
-        return data
-
-    def _resp3(self, kind: bytes, line: bytes) -> Any:
-        """The RESP3 types (a connection that sent ``HELLO 3``): maps as dicts, sets as
-        lists, pushes as :class:`Push`."""
-        try:
-            if kind == b">":
-                return Push(self._reply() for _ in range(int(line[1:])))
-            if kind == b"_":
-                return None
-            if kind == b"%":
-                items = [self._reply() for _ in range(2 * int(line[1:]))]
-                try:
-                    return dict(zip(items[::2], items[1::2], strict=True))
-                except TypeError:  # a key that cannot be a dict key: keep the pairs
-                    return items
-            if kind == b"~":
-                return [self._reply() for _ in range(int(line[1:]))]
-            if kind == b"#":
-                return line[1:] == b"t"
-            if kind == b",":
-                return float(line[1:])
-            if kind == b"(":
-                return int(line[1:])
-            if kind == b"=":
-                data = self._bulk(int(line[1:]))
-                return data[4:] if data is not None else None  # drops the "txt:" format
-            if kind == b"!":
-                data = self._bulk(int(line[1:])) or b""
-                return reply_error(data.decode("utf-8", "replace"))
-            if kind == b"|":
-                # attributes describe the reply that follows: skip them
-                for _ in range(2 * int(line[1:])):
-                    self._reply()
-                return self._reply()
-        except ValueError:
-            pass
-        raise rexc.InvalidResponse(f"unexpected reply from Redis on the {self.name} connection: {line[:40]!r}")
