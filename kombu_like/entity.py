@@ -456,6 +456,8 @@ class Queue(MaybeChannelBound):
     # -- broker operations --------------------------------------------------------
     def declare(self, nowait: bool = False, channel: Any = None) -> Any:
         """Declare the exchange(s), the queue and its bindings; return the queue name."""
+        if self.no_declare:  # nothing to do, bound or not
+            return Ready(self.name) if is_async(channel or self._channel) else self.name
         return run(channel or self.channel, self._declare_plan(nowait, channel))
 
     def _declare_plan(self, nowait: bool = False, channel: Any = None) -> Plan[str]:

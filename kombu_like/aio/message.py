@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from ..message import Message as BaseMessage
 
-__all__ = ["Message"]
+__all__ = ["Message", "backlog"]
 
 
-async def flushed(channel: Any) -> None:
-    """Wait until what ``channel`` wrote can be followed by more (the transport's write
-    buffer is below its limit); at once on transports without one."""
-    wait = getattr(channel, "flushed", None)
-    if wait is not None:
-        await wait()
+def backlog(channel: Any) -> Awaitable[None] | None:
+    """What to await before writing more on ``channel`` (its transport's write buffer is
+    over its limit), or ``None`` -- at once on transports without one, and whenever the
+    buffer has room: a coroutine per ack or publish would cost more than the write."""
+    full = getattr(channel, "backlog", None)
+    return None if full is None else full()  # type: ignore[no-any-return]
 
 
 class Message(BaseMessage):
@@ -29,17 +30,23 @@ class Message(BaseMessage):
     async def ack(self, multiple: bool = False) -> None:  # type: ignore[override]
         """Acknowledge the message: the broker may now forget it."""
         BaseMessage.ack(self, multiple=multiple)
-        await flushed(self.channel)
+        wait = backlog(self.channel)
+        if wait is not None:
+            await wait
 
     async def reject(self, requeue: bool = False) -> None:  # type: ignore[override]
         """Reject the message; with ``requeue`` it goes back to its queue."""
         BaseMessage.reject(self, requeue=requeue)
-        await flushed(self.channel)
+        wait = backlog(self.channel)
+        if wait is not None:
+            await wait
 
     async def requeue(self) -> None:  # type: ignore[override]
         """Reject the message and put it back on its queue for redelivery."""
         BaseMessage.requeue(self)
-        await flushed(self.channel)
+        wait = backlog(self.channel)
+        if wait is not None:
+            await wait
 
     async def ack_log_error(  # type: ignore[override]
         self, logger: logging.Logger, errors: tuple[type[BaseException], ...], multiple: bool = False

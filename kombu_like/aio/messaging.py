@@ -7,6 +7,7 @@ code; only the waiting differs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -19,7 +20,8 @@ from ..entity import Queue
 from ..messaging import Consumer as SyncConsumer
 from ..messaging import Producer as SyncProducer
 from ..messaging import _Batch
-from .message import Message, flushed
+from ..plan import Ready
+from .message import Message, backlog
 
 __all__ = ["Consumer", "Producer", "maybe_declare"]
 
@@ -92,7 +94,9 @@ class _AsyncBatch(_Batch):
         pending, self.pending = self.pending, []
         for result in pending:
             await _settle(result)
-        await flushed(self.producer.channel)
+        wait = backlog(self.producer.channel)
+        if wait is not None:
+            await wait
 
 
 class Producer(SyncProducer):
@@ -127,31 +131,34 @@ class Producer(SyncProducer):
     async def publish(self, body: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Serialize, compress and publish ``body``: :meth:`kombu_like.Producer.publish`'s
         arguments.  With publisher confirms, returns once the broker confirmed."""
-        retry = kwargs.pop("retry", False)
-        policy = kwargs.pop("retry_policy", None) or {}
-        if not retry:
-            return await self._publish_once(body, args, kwargs)
-        connection = self.connection
-        assert connection is not None
-        return await connection.ensure(self, self._publish_once, body, args, kwargs, **policy)
-
-    async def _publish_once(self, body: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        channel = self.channel
-        for entity in kwargs.pop("declare", None) or ():
-            await maybe_declare(entity, channel)
+        if kwargs.get("retry"):
+            del kwargs["retry"]
+            policy = kwargs.pop("retry_policy", None) or {}
+            connection = self.connection
+            assert connection is not None
+            return await connection.ensure(self, functools.partial(self.publish, body, *args, **kwargs), **policy)
+        channel = self._channel if not self._lazy else self.channel
+        declare = kwargs.pop("declare", None)
+        if declare:
+            for entity in declare:
+                await maybe_declare(entity, channel)
         own = self.exchange
-        if self.auto_declare and own.name and not self._exchange_declared():
+        auto_declare = self.auto_declare
+        if auto_declare and own.name and not self._exchange_declared():
             await maybe_declare(own, channel)
-        # the blocking publish, all of it up to the channel's write (which never waits)
-        result = super().publish(body, *args, **kwargs)
-        result = await _settle(result)
-        await flushed(channel)
+        # the blocking publish, all of it up to the channel's write (which never waits),
+        # told that the declarations are done: nothing else runs before it returns
+        self.auto_declare = False
+        try:
+            result = SyncProducer.publish(self, body, *args, **kwargs)
+        finally:
+            self.auto_declare = auto_declare
+        if result is not None:
+            result = None if type(result) is Ready else await result
+        wait = backlog(channel)
+        if wait is not None:
+            await wait
         return result
-
-    def _publish(self, *args: Any) -> Any:
-        # the entities were declared (awaited) before the blocking code ran
-        args = (*args[:10], (), *args[11:])
-        return super()._publish(*args)
 
     def batch(self, max_size: int | None = None) -> _AsyncBatch:
         """``async with producer.batch(): await producer.publish(...)``: sent in one write
@@ -302,17 +309,21 @@ class Consumer(SyncConsumer):
     # -- processing -----------------------------------------------------------------------
     async def _process(self, item: _Item) -> None:
         kind, message, value = item
+        if kind == "body":
+            callbacks = self.callbacks
+            if not callbacks:
+                raise NotImplementedError("Consumer does not have any callbacks")
+            for callback in callbacks:
+                result = callback(value, message)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            return
         if kind == "error":
             raise value
         if kind == "decode_error":
             await _settle(self._user_on_decode_error(message, value))  # type: ignore[misc]
-        elif kind == "message":
-            await _settle(self._user_on_message(message))  # type: ignore[misc]
         else:
-            if not self.callbacks:
-                raise NotImplementedError("Consumer does not have any callbacks")
-            for callback in self.callbacks:
-                await _settle(callback(value, message))
+            await _settle(self._user_on_message(message))  # type: ignore[misc]
 
     async def _process_all(self) -> None:
         inbox = self._inbox

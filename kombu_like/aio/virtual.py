@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["VirtualDriver", "async_channel_class"]
 
-#: channel methods that are broker round trips: awaitable on the asyncio API
+#: channel methods that are broker round trips: awaitable on the asyncio API (a publish
+#: is not: it returns at once, as on AMQP without confirms)
 ROUND_TRIPS = (
     "exchange_declare",
     "exchange_delete",
@@ -43,8 +44,6 @@ ROUND_TRIPS = (
     "basic_get",
     "basic_qos",
     "basic_recover",
-    "basic_publish",
-    "publish_batch",
     "flow",
     "close",
 )

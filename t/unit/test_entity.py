@@ -554,3 +554,7 @@ def test_maybe_delivery_mode() -> None:
     assert maybe_delivery_mode(1) == 1
     assert maybe_delivery_mode(None) == 2
     assert maybe_delivery_mode(None, default=1) == 1
+
+
+def test_declare_of_a_no_declare_queue_needs_no_channel() -> None:
+    assert Queue("q-nd", no_declare=True).declare() == "q-nd"

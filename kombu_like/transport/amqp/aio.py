@@ -149,6 +149,12 @@ class AMQPProtocol(asyncio.Protocol):
         if self.stream is not None and not self.stream.is_closing():
             self.stream.write(data)
 
+    def backlog(self) -> Any:
+        """``None`` while the write buffer has room; else the awaitable of :meth:`drain`."""
+        if self._writable.is_set() and self._lost is None:
+            return None
+        return self.drain()
+
     async def drain(self) -> None:
         """Wait while the write buffer is above its limit (the broker reads slower than we write)."""
         if not self._writable.is_set():

@@ -150,8 +150,9 @@ class AsyncChannel(base.StdChannel):
     def run_plan(self, plan: Plan[Any]) -> Any:
         return arun(plan)
 
-    async def flushed(self) -> None:
-        await self.protocol.drain()
+    def backlog(self) -> Any:
+        """What to await before writing more (the write buffer is full), else ``None``."""
+        return self.protocol.backlog()
 
     # -- opening and closing ------------------------------------------------------------
     def start(self) -> asyncio.Future[Any]:

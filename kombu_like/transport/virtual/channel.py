@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["QoS", "VirtualChannel"]
 
+#: the constructor a Message class shares with ours when it takes arguments by position
+_BASE_INIT = BaseMessage.__init__
+
 logger = logging.getLogger(__name__)
 
 #: arguments that only make sense with one value per queue; redeclaring with another
@@ -501,9 +504,10 @@ class VirtualChannel(Channel):
                 # drain_events failing (and the message coming back) again and again
                 undecodable = exc
         message_class = self.Message
-        if message_class is BaseMessage:
-            # once per message: by position, half the cost of matching ten keywords
-            message = BaseMessage(
+        if message_class is BaseMessage or message_class.__init__ is _BASE_INIT:
+            # once per message: by position, half the cost of matching ten keywords (a
+            # subclass keeping the constructor, such as the asyncio API's, takes them too)
+            message = message_class(
                 body,
                 tag,
                 payload.get("content-type"),
