@@ -9,6 +9,10 @@ call's result.  It never does I/O itself, so one plan serves both drivers:
 * a channel of :mod:`kombu_like.aio` has a ``run_plan`` method, and :func:`run` hands the
   plan to it: the result is then an awaitable, which awaits each step in turn.
 
+A step that raises raises inside the plan, at its ``yield``: a plan handles errors with
+``try`` as any code does.  A step's "channel" may be any object (a message, the consumer
+itself): what matters is that its method returns the result, or an awaitable of it.
+
 So ``queue.declare()`` declares on a blocking channel and ``await queue.declare()`` on an
 asyncio channel, with the same code deciding what is declared.
 """
@@ -52,7 +56,12 @@ def run(channel: Any, plan: Plan[_T]) -> Any:
     try:
         step = next(plan)
         while True:
-            step = plan.send(getattr(step.channel, step.method)(*step.args, **step.kwargs))
+            try:
+                result = getattr(step.channel, step.method)(*step.args, **step.kwargs)
+            except Exception as exc:  # the plan may handle it; if not, it comes back out
+                step = plan.throw(exc)
+                continue
+            step = plan.send(result)
     except StopIteration as stop:
         return stop.value
 
@@ -67,9 +76,13 @@ async def arun(plan: Plan[_T]) -> _T:
     try:
         step = next(plan)
         while True:
-            result = getattr(step.channel, step.method)(*step.args, **step.kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                result = getattr(step.channel, step.method)(*step.args, **step.kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as exc:  # the plan may handle it; if not, it comes back out
+                step = plan.throw(exc)
+                continue
             step = plan.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]

@@ -14,6 +14,7 @@ from typing import Any
 from .entity import Exchange, Queue
 from .message import Message
 from .messaging import Consumer, Producer
+from .plan import Plan, call, run
 from .transport.base import time_limit
 
 __all__ = ["SimpleBuffer", "SimpleQueue"]
@@ -60,11 +61,14 @@ class SimpleBase:
             except socket.timeout:
                 raise self.Empty() from None
 
-    def get_nowait(self) -> Message:
+    def get_nowait(self) -> Any:
         """Return a waiting message at once or raise :class:`Empty`."""
         if self.buffer:
             return self.buffer.popleft()
-        message = self.queue.get(no_ack=self.no_ack, accept=self.consumer.accept)
+        return run(self.channel, self._get_nowait_plan())
+
+    def _get_nowait_plan(self) -> Plan[Message]:
+        message = yield from self.queue._get_plan(self.no_ack, self.consumer.accept)
         if message is None:
             raise self.Empty()
         return message
@@ -77,9 +81,9 @@ class SimpleBase:
         compression: str | None = None,
         routing_key: str | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> Any:
         """Publish ``message`` to the queue."""
-        self.producer.publish(
+        return self.producer.publish(
             message,
             serializer=serializer,
             routing_key=routing_key or self.queue.routing_key or self.queue.name,
@@ -88,27 +92,33 @@ class SimpleBase:
             **kwargs,
         )
 
-    def clear(self) -> int:
+    def clear(self) -> Any:
         """Delete every waiting message; return how many."""
         return self.consumer.purge()
 
-    def qsize(self) -> int:
+    def qsize(self) -> Any:
         """Number of messages waiting in the queue."""
-        _, size, _ = self.queue.queue_declare(passive=True)
+        return run(self.channel, self._qsize_plan())
+
+    def _qsize_plan(self) -> Plan[int]:
+        _, size, _ = yield from self.queue._queue_declare_plan(False, True, self.queue.channel)
         return int(size) + len(self.buffer)
 
-    def close(self) -> None:
+    def close(self) -> Any:
         """Stop consuming; messages received but not returned by :meth:`get` go back.
 
         In acknowledging mode they are requeued at once, so another consumer can have
         them without waiting for this channel to close.
         """
-        try:
-            self.consumer.cancel()
-        finally:
-            self._give_back_buffered()
+        return run(self.channel, self._close_plan())
 
-    def _give_back_buffered(self) -> None:
+    def _close_plan(self) -> Plan[None]:
+        try:
+            yield from call(self.consumer, "cancel")
+        finally:
+            yield from self._give_back_buffered()
+
+    def _give_back_buffered(self) -> Plan[None]:
         buffered, self.buffer = list(self.buffer), deque()
         if not buffered:
             return
@@ -120,20 +130,23 @@ class SimpleBase:
                 len(buffered),
             )
             return
-        for message in buffered:
+        # last first: a store that puts a requeued message at the head of its queue (memory,
+        # Redis) then holds them in their order again; RabbitMQ restores positions anyway
+        for message in reversed(buffered):
             if not message.acknowledged:
                 try:
-                    message.requeue()
+                    yield from call(message, "requeue")
                 except Exception:  # the channel is gone: the broker redelivers them anyway
                     logger.debug("could not requeue a buffered message of %r", self.queue.name, exc_info=True)
 
     def _receive(self, body: Any, message: Message) -> None:
         self.buffer.append(message)
 
-    def _consume(self) -> None:
+    def _consume(self) -> Any:
         if not self._consuming:
-            self.consumer.consume(no_ack=self.no_ack)
             self._consuming = True
+            return self.consumer.consume(no_ack=self.no_ack)
+        return None
 
     def __len__(self) -> int:
         return self.qsize()
@@ -158,6 +171,9 @@ class SimpleQueue(SimpleBase):
     queue_opts: Mapping[str, Any] = MappingProxyType({})
     queue_args: Mapping[str, Any] = MappingProxyType({})
     exchange_opts: Mapping[str, Any] = MappingProxyType({"type": "direct"})
+    #: the classes it publishes and consumes with (the asyncio API's subclass swaps them)
+    Producer = Producer
+    Consumer = Consumer
 
     def __init__(
         self,
@@ -190,8 +206,10 @@ class SimpleQueue(SimpleBase):
             exchange = Exchange(name, **e_opts)
             queue = Queue(name, exchange, name, queue_arguments=q_args or None, **q_opts)
             routing_key = name
-        producer = Producer(channel, exchange, serializer=serializer, routing_key=routing_key, compression=compression)
-        consumer = Consumer(channel, queue, accept=accept)
+        producer = self.Producer(
+            channel, exchange, serializer=serializer, routing_key=routing_key, compression=compression
+        )
+        consumer = self.Consumer(channel, queue, accept=accept)
         super().__init__(channel, producer, consumer, no_ack)
 
 

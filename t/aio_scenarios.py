@@ -90,3 +90,32 @@ async def cancelled_consumers_lose_nothing(
         await queue(conn.default_channel).delete()
     assert sorted(acked) == list(range(count)), acked
     assert remaining[1] == 0
+
+
+async def simple_queue_round_trip(url: str, name: str, **options: Any) -> None:
+    """SimpleQueue: put, get with a timeout, Empty, give back on close, qsize, clear."""
+    async with Connection(url, **options) as conn:
+        async with conn.SimpleQueue(name) as queue:
+            for n in (1, 2, 3):
+                await queue.put({"n": n})
+            message = await queue.get(timeout=5)
+            assert message.payload == {"n": 1}
+            await message.ack()
+        # what the first one received and get() never returned went back
+        async with conn.SimpleQueue(name) as queue:
+            for n in (2, 3):
+                message = await queue.get(timeout=5)
+                assert message.payload == {"n": n}
+                await message.ack()
+            try:
+                await queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+            else:
+                raise AssertionError("get() returned with nothing in the queue")
+        async with conn.SimpleQueue(name) as queue:
+            await queue.put("x")
+            await queue.put("y")
+            assert await queue.qsize() == 2
+            assert await queue.clear() == 2
+        await Queue(name)(conn.default_channel).delete()

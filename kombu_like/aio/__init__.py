@@ -24,5 +24,17 @@ from ..entity import Exchange, Queue, binding
 from .connection import Connection
 from .message import Message
 from .messaging import Consumer, Producer, maybe_declare
+from .simple import SimpleBuffer, SimpleQueue
 
-__all__ = ["Connection", "Consumer", "Exchange", "Message", "Producer", "Queue", "binding", "maybe_declare"]
+__all__ = [
+    "Connection",
+    "Consumer",
+    "Exchange",
+    "Message",
+    "Producer",
+    "Queue",
+    "SimpleBuffer",
+    "SimpleQueue",
+    "binding",
+    "maybe_declare",
+]

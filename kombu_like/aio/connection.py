@@ -262,6 +262,18 @@ class Connection:
 
         return Consumer(channel or self, queues, *args, **kwargs)
 
+    def SimpleQueue(self, name: Any, no_ack: bool | None = None, **kwargs: Any) -> Any:  # noqa: N802
+        """A ``put``/``get`` queue (:class:`kombu_like.aio.simple.SimpleQueue`)."""
+        from .simple import SimpleQueue
+
+        return SimpleQueue(kwargs.pop("channel", None) or self, name, no_ack, **kwargs)
+
+    def SimpleBuffer(self, name: Any, no_ack: bool | None = None, **kwargs: Any) -> Any:  # noqa: N802
+        """A transient, no-ack SimpleQueue (:class:`kombu_like.aio.simple.SimpleBuffer`)."""
+        from .simple import SimpleBuffer
+
+        return SimpleBuffer(kwargs.pop("channel", None) or self, name, no_ack, **kwargs)
+
     # -- closing -------------------------------------------------------------------------
     async def _drop(self) -> None:
         driver, self._driver = self._driver, None

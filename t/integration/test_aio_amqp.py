@@ -15,7 +15,7 @@ from kombu_like import Connection as SyncConnection
 from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection
 from kombu_like.exceptions import MessageReturned, NotFound
-from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing
+from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing, simple_queue_round_trip
 from t.faultproxy import FaultProxy
 from t.integration.test_amqp import broker_port
 
@@ -47,6 +47,10 @@ def test_interop_with_the_blocking_api(amqp_url: str, name: str) -> None:
 
 def test_cancelled_consumers_lose_nothing(amqp_url: str, name: str) -> None:
     run(cancelled_consumers_lose_nothing(amqp_url, name))
+
+
+def test_simple_queue(amqp_url: str, name: str) -> None:
+    run(simple_queue_round_trip(amqp_url, name))
 
 
 def test_ack_reject_requeue_and_async_for(amqp_url: str, name: str) -> None:

@@ -15,7 +15,7 @@ from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection, Message
 from kombu_like.exceptions import MessageStateError
 from kombu_like.transport import memory
-from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing
+from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing, simple_queue_round_trip
 
 
 @pytest.fixture
@@ -225,3 +225,7 @@ def test_the_plugin_s_fixture_connects_in_the_test_s_loop(kombu_aio_connection: 
 
     run(main())
     assert kombu_broker.bodies("orders") == [{"id": 7}]
+
+
+def test_simple_queue(broker: memory.Broker) -> None:
+    run(simple_queue_round_trip("memory://", "q-simple", **opts(broker)))
