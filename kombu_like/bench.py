@@ -13,6 +13,8 @@ On AMQP the publish time ends when the queue holds every message (RabbitMQ route
 publishes asynchronously), so a fast publisher does not leave its backlog to the consume
 figure.  With ``--raw`` on an ``amqp://`` URL the plain ``amqp`` client runs the same loops (JSON
 bodies, persistent messages, per-message acks), as the floor no library can beat by much.
+``--api async`` runs the same loops on the asyncio API, beside the blocking one with
+``--vs sync`` and aio-pika with ``--vs aio-pika`` (:mod:`kombu_like.bench_async`).
 """
 
 from __future__ import annotations

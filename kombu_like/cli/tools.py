@@ -13,6 +13,9 @@ from .session import EXIT_USAGE, CLIError, _Session
 if TYPE_CHECKING:
     import click
 
+#: ``bench --vs NAME`` -> the library that runs beside the measured API
+COMPARED = {"kombu": "kombu", "sync": "kombu_like", "async": "kombu_like.aio", "aio-pika": "aio-pika"}
+
 
 def register(app: click.Group, global_options: Callable[..., Any]) -> None:
     """Add ``bench``, ``demo`` to ``app``."""
@@ -24,7 +27,24 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
     @click.option("-n", "--messages", type=click.IntRange(min=1), default=10000, show_default=True)
     @click.option("--roundtrips", type=click.IntRange(min=1), default=1000, show_default=True)
     @click.option("--prefetch", type=click.IntRange(min=1), default=200, show_default=True)
-    @click.option("--vs", type=click.Choice(["kombu"]), default=None, help="Also run Kombu on the same URL.")
+    @click.option(
+        "--api",
+        type=click.Choice(["sync", "async"]),
+        default="sync",
+        show_default=True,
+        help="Which kombu_like API to measure: the blocking one or kombu_like.aio.",
+    )
+    @click.option(
+        "--vs",
+        type=click.Choice(list(COMPARED)),
+        multiple=True,
+        help="Also run this on the same URL (repeatable): Kombu, the other kombu_like API, aio-pika (amqp://).",
+    )
+    @click.option(
+        "--confirms",
+        is_flag=True,
+        help="Publisher confirms on every library (confirm_publish=True; aio-pika: publisher_confirms=True).",
+    )
     @click.option("--no-batch", is_flag=True, help="Skip the Producer.batch() run.")
     @click.option("--raw", is_flag=True, help="Also run the plain amqp client (amqp:// URLs).")
     @click.option(
@@ -42,7 +62,9 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
         messages: int,
         roundtrips: int,
         prefetch: int,
-        vs: str | None,
+        api: str,
+        vs: tuple[str, ...],
+        confirms: bool,
         no_batch: bool,
         raw: bool,
         rounds: int,
@@ -55,19 +77,29 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
         """
         import importlib
 
-        from ..bench import format_table, run_bench, run_raw_amqp
+        from ..bench import format_table, run_raw_amqp
+        from ..bench_async import LIBRARIES, run_library
 
         url = bench_url or session.url
         safe_url = mask(str(maybe_sanitize_url(url)), url)
-        if raw and url.split("://")[0] not in ("amqp", "pyamqp"):
+        scheme = url.split("://")[0]
+        if raw and scheme not in ("amqp", "pyamqp"):
             raise CLIError("--raw needs an amqp:// URL", EXIT_USAGE)
-        libraries = ["kombu_like"]
-        if vs:
+        if "aio-pika" in vs and scheme not in ("amqp", "pyamqp"):
+            raise CLIError("--vs aio-pika needs an amqp:// URL", EXIT_USAGE)
+        options = dict(session.options)
+        if confirms:
+            options["confirm_publish"] = True
+        libraries = ["kombu_like.aio" if api == "async" else "kombu_like"]
+        for name in vs:
+            library = COMPARED[name]
+            if library in libraries:
+                continue
             try:
-                importlib.import_module(vs)
-                libraries.append(vs)
+                importlib.import_module(LIBRARIES[library])
+                libraries.append(library)
             except ImportError:
-                click.echo(f"kombu-like: {vs} is not installed; running kombu_like alone", err=True)
+                click.echo(f"kombu-like: {library} is not installed; running without it", err=True)
         phases = 3 if no_batch else 4
         show = (sys.stderr.isatty() and not session.quiet) if progress is None else progress
         best: dict[str, Any] = {}
@@ -89,18 +121,26 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
                         bar.update(1, f"{library}{label}: {phase}")
 
                     try:
-                        result = run_bench(
+                        result = run_library(
                             library,
                             url,
                             messages=messages,
                             roundtrips=roundtrips,
                             prefetch=prefetch,
                             batch=not no_batch,
-                            transport_options=dict(session.options),
+                            transport_options=options,
                             progress=step,
                         )
+                    except NotImplementedError as exc:
+                        # a transport the asyncio API has no driver for yet
+                        unsupported = mask(f"{library} cannot run on {safe_url}: {exc}", url)
+                        if library == libraries[0]:
+                            raise CLIError(unsupported, EXIT_USAGE) from None
+                        failures.append(unsupported)
+                        libraries.remove(library)
+                        continue
                     except Exception as exc:
-                        if library == "kombu_like":
+                        if library.startswith("kombu_like"):
                             raise
                         # Kombu may not know this URL (it has no sqlite://): keep our figures
                         problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -72,3 +72,28 @@ def test_cpu_seconds_per_10k_messages_are_reported(capsys: pytest.CaptureFixture
     for line in cpu:
         ours, theirs = (float(v) for v in re.findall(r"(\d+\.\d+) s", line))
         assert ours > 0 and theirs > 0
+
+
+def test_async_api_runs_beside_the_blocking_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["memory://", "-n", "50", "--roundtrips", "3", "--api", "async", "--vs", "sync"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["kombu_like.aio", "kombu_like", "ratio"]
+    rows = {re.split(r"\s{2,}", line.strip())[0]: line for line in lines[1:]}
+    assert {"publish", "consume", "CPU s/10k publish", "CPU s/10k consume", "roundtrip p50"} <= set(rows)
+    assert "-" not in rows["publish"].split()
+
+
+def test_async_api_on_a_transport_without_its_driver_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # sqlite:// has no asyncio driver yet: a message naming the transport, not a traceback
+    with pytest.raises(SystemExit) as exit_:
+        main(["sqlite://", "-n", "5", "--api", "async"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "kombu_like.aio cannot run on sqlite://" in err and "Traceback" not in err
+
+
+def test_aio_pika_needs_an_amqp_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["memory://", "-n", "5", "--api", "async", "--vs", "aio-pika"])
+    assert exit_.value.code == 2
+    assert "--vs aio-pika needs an amqp:// URL" in capsys.readouterr().err
