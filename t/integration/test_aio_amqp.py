@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 import uuid
 from typing import Any
@@ -14,10 +15,16 @@ import pytest
 from kombu_like import Connection as SyncConnection
 from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection
-from kombu_like.exceptions import MessageReturned, NotFound
+from kombu_like.exceptions import (
+    ConsumerCancelled,
+    IrrecoverableConnectionError,
+    MessageNacked,
+    MessageReturned,
+    NotFound,
+)
 from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing, simple_queue_round_trip
 from t.faultproxy import FaultProxy
-from t.integration.test_amqp import broker_port
+from t.integration.test_amqp import Relay, broker_port, tls_files, tls_relay  # noqa: F401 - amqps fixtures
 
 pytestmark = pytest.mark.amqp
 
@@ -178,5 +185,71 @@ def test_a_cut_connection_ends_the_wait_and_publish_retry_reconnects(amqp_url: s
                 assert message.payload == "after"
                 await message.ack()
                 await queue(conn.default_channel).delete()
+
+    run(main())
+
+
+def test_tls(request: pytest.FixtureRequest, name: str) -> None:
+    relay: Relay = request.getfixturevalue("tls_relay")
+    cert, _ = request.getfixturevalue("tls_files")
+    queue = Queue(name, auto_delete=True)
+
+    async def main() -> None:
+        ssl_options = {"ca_certs": cert, "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"}
+        async with Connection(f"amqps://guest:guest@localhost:{relay.port}//", ssl=ssl_options) as conn:
+            async with conn.SimpleQueue(queue) as simple:
+                await simple.put({"over": "tls"})
+                message = await simple.get(timeout=5)
+                assert message.payload == {"over": "tls"}
+                await message.ack()
+        untrusted = Connection(
+            f"amqps://guest:guest@localhost:{relay.port}//",
+            ssl={"cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"},
+        )
+        with pytest.raises(IrrecoverableConnectionError) as info:
+            await untrusted.connect()
+        assert "CERTIFICATE_VERIFY_FAILED" in str(info.value) and "guest:guest" not in str(info.value)
+
+    run(main())
+
+
+def test_refusals_and_cancels_from_the_broker(amqp_url: str, name: str) -> None:
+    full = Queue(name, auto_delete=False, max_length=1, queue_arguments={"x-overflow": "reject-publish"})
+    other = Queue(f"{name}-other", auto_delete=False)
+
+    async def main() -> None:
+        async with Connection(amqp_url, transport_options={"confirm_publish": True}) as conn:
+            producer = conn.Producer()
+            await producer.publish("fits", routing_key=name, declare=[full])
+            with pytest.raises(MessageNacked):
+                await producer.publish("overflows", routing_key=name)
+            await full(conn.default_channel).delete()
+            # a queue deleted by another connection ends its consumers there
+            await other(conn.default_channel).declare()
+            async with conn.Consumer([other], callbacks=[lambda body, message: None]):
+                with SyncConnection(amqp_url) as sync:
+                    other(sync.default_channel).delete()
+                with pytest.raises(ConsumerCancelled):
+                    await conn.drain_events(timeout=5)
+
+    run(main())
+
+
+def test_a_failing_low_level_callback_is_raised_from_the_next_wait(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=True)
+
+    def boom(raw: Any) -> None:
+        raise ValueError("callback failed")
+
+    async def main() -> None:
+        async with Connection(amqp_url) as conn:
+            channel = conn.default_channel
+            await queue(channel).declare()
+            await channel.basic_consume(queue=name, callback=boom)
+            await conn.Producer().publish("x", routing_key=name)
+            with pytest.raises(ValueError, match="callback failed"):
+                await conn.drain_events(timeout=5)
+            # the connection read on: it still answers
+            assert (await queue(channel).queue_declare(passive=True)).queue == name
 
     run(main())

@@ -314,6 +314,14 @@ class AMQPProtocol(asyncio.Protocol):
             self.stream.close()
 
 
+def _server_hostname(options: dict[str, Any], host: str) -> str | None:
+    """The name the broker's certificate is checked against: given, else the URL's host."""
+    ssl_option = options["ssl"]
+    if isinstance(ssl_option, dict) and "server_hostname" in ssl_option:
+        return ssl_option["server_hostname"]  # type: ignore[no-any-return]
+    return options["server_hostname"] or host
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.debug("reopening a channel: %r", future.exception())
@@ -359,7 +367,7 @@ class AMQPDriver:
                     host,
                     int(port),
                     ssl=context,
-                    server_hostname=(options["server_hostname"] or host) if context else None,
+                    server_hostname=_server_hostname(options, host) if context else None,
                 ),
                 timeout,
             )

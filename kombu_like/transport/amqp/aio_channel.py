@@ -457,7 +457,12 @@ class AsyncChannel(base.StdChannel):
             }
             callback = self._callbacks.get(consumer_tag)
             if callback is not None:
-                callback(raw)
+                try:
+                    callback(raw)
+                except Exception as exc:
+                    # the connection's reader must go on: the next wait raises it, and the
+                    # message stays unacknowledged
+                    self.aio_client._on_driver_error(exc)
             # else: a consumer of a closed channel; the broker requeues the message
         elif content.channel == spec.Basic.GetOk:
             delivery_tag, redelivered, exchange, routing_key, message_count = content.args
