@@ -137,27 +137,33 @@ class Producer(SyncProducer):
             connection = self.connection
             assert connection is not None
             return await connection.ensure(self, functools.partial(self.publish, body, *args, **kwargs), **policy)
-        channel = self._channel if not self._lazy else self.channel
-        declare = kwargs.pop("declare", None)
-        if declare:
-            for entity in declare:
+        # this runs for every publish: plain attribute work until the blocking publish
+        channel = self._channel
+        if channel is None or (self._lazy and not channel.is_open):
+            channel = self.channel
+        if "declare" in kwargs:
+            for entity in kwargs.pop("declare") or ():
                 await maybe_declare(entity, channel)
         own = self.exchange
-        auto_declare = self.auto_declare
-        if auto_declare and own.name and not self._exchange_declared():
-            await maybe_declare(own, channel)
-        # the blocking publish, all of it up to the channel's write (which never waits),
-        # told that the declarations are done: nothing else runs before it returns
-        self.auto_declare = False
-        try:
+        if self.auto_declare and own.name:
+            if not self._exchange_declared():
+                await maybe_declare(own, channel)
+            # the blocking publish, all of it up to the channel's write (which never
+            # waits), told that the declarations are done: nothing runs before it returns
+            self.auto_declare = False
+            try:
+                result = SyncProducer.publish(self, body, *args, **kwargs)
+            finally:
+                self.auto_declare = True
+        else:
             result = SyncProducer.publish(self, body, *args, **kwargs)
-        finally:
-            self.auto_declare = auto_declare
         if result is not None:
             result = None if type(result) is Ready else await result
-        wait = backlog(channel)
-        if wait is not None:
-            await wait
+        full = channel.backlog  # what to wait for while the write buffer is full, if anything
+        if full is not None:
+            wait = full()
+            if wait is not None:
+                await wait
         return result
 
     def batch(self, max_size: int | None = None) -> _AsyncBatch:
@@ -327,8 +333,18 @@ class Consumer(SyncConsumer):
 
     async def _process_all(self) -> None:
         inbox = self._inbox
+        callbacks = self.callbacks
         while inbox:
-            await self._process(inbox.popleft())
+            item = inbox.popleft()
+            if item[0] != "body" or not callbacks:
+                await self._process(item)
+                continue
+            # the common case, without a coroutine of its own per message
+            _, message, body = item
+            for callback in callbacks:
+                result = callback(body, message)
+                if result is not None and inspect.isawaitable(result):
+                    await result
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()

@@ -66,7 +66,8 @@ def async_channel_class(base: type) -> type:
         namespace: dict[str, Any] = {
             name: _completed(getattr(base, name)) for name in ROUND_TRIPS if hasattr(base, name)
         }
-        namespace.update(Message=Message, run_plan=_run_plan, __module__=__name__, aio_client=None)
+        # no write buffer to wait for: ``backlog`` is None (found at once, unlike a missing name)
+        namespace.update(Message=Message, run_plan=_run_plan, __module__=__name__, aio_client=None, backlog=None)
         cls = _classes[base] = type(f"Async{base.__name__}", (base,), namespace)
     return cls
 
