@@ -22,6 +22,7 @@ from kombu_like.exceptions import (
     MessageReturned,
     NotFound,
 )
+from kombu_like.transport.amqp.aio import HEARTBEAT_FRAME
 from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing, simple_queue_round_trip
 from t.faultproxy import FaultProxy
 from t.integration.test_amqp import Relay, broker_port, tls_files, tls_relay  # noqa: F401 - amqps fixtures
@@ -251,5 +252,48 @@ def test_a_failing_low_level_callback_is_raised_from_the_next_wait(amqp_url: str
                 await conn.drain_events(timeout=5)
             # the connection read on: it still answers
             assert (await queue(channel).queue_declare(passive=True)).queue == name
+
+    run(main())
+
+
+def test_large_messages_properties_and_channels(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=False)
+    big = "x" * 300_000  # several body frames each way
+
+    async def main() -> None:
+        async with Connection(amqp_url) as conn:
+            channel = await conn.channel()
+            producer = conn.Producer(channel)
+            await producer.publish(
+                {"big": big},
+                routing_key=name,
+                declare=[queue],
+                headers={"h": "é", "n": 1},
+                correlation_id="c-1",
+                priority=3,
+            )
+            await channel.close()
+            assert not channel.is_open
+        with SyncConnection(amqp_url) as sync:
+            message = queue(sync.default_channel).get()
+            assert message is not None and message.payload == {"big": big}
+            assert message.headers == {"h": "é", "n": 1}
+            assert message.properties["correlation_id"] == "c-1" and message.properties["priority"] == 3
+            message.ack()
+            queue(sync.default_channel).delete()
+
+    run(main())
+
+
+def test_heartbeats_are_sent(amqp_url: str) -> None:
+    async def main() -> None:
+        async with Connection(amqp_url, heartbeat=1) as conn:
+            protocol = conn._driver.protocol
+            assert protocol.heartbeat == 1
+            sent: list[bytes] = []
+            write = protocol.write
+            protocol.write = lambda data: (sent.append(data), write(data))[1]
+            await asyncio.sleep(0.6)
+            assert HEARTBEAT_FRAME in sent
 
     run(main())
