@@ -262,6 +262,12 @@ class Connection:
 
         return Consumer(channel or self, queues, *args, **kwargs)
 
+    def Pool(self, limit: int | None = None, **kwargs: Any) -> Any:  # noqa: N802
+        """A pool of connections to this broker (:class:`kombu_like.aio.pools.ConnectionPool`)."""
+        from .pools import ConnectionPool
+
+        return ConnectionPool(self, limit=limit, **kwargs)
+
     def SimpleQueue(self, name: Any, no_ack: bool | None = None, **kwargs: Any) -> Any:  # noqa: N802
         """A ``put``/``get`` queue (:class:`kombu_like.aio.simple.SimpleQueue`)."""
         from .simple import SimpleQueue

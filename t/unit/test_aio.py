@@ -229,3 +229,31 @@ def test_the_plugin_s_fixture_connects_in_the_test_s_loop(kombu_aio_connection: 
 
 def test_simple_queue(broker: memory.Broker) -> None:
     run(simple_queue_round_trip("memory://", "q-simple", **opts(broker)))
+
+
+def test_pools(broker: memory.Broker) -> None:
+    from kombu_like.aio.pools import ProducerPool
+    from kombu_like.exceptions import ConnectionLimitExceeded
+
+    async def main() -> None:
+        pool = Connection("memory://", **opts(broker)).Pool(limit=2)
+        first = await pool.acquire()
+        async with pool.acquire() as second:
+            assert first.connected and second.connected and first is not second
+            with pytest.raises(ConnectionLimitExceeded):
+                await pool.acquire(timeout=0.01)
+            waiting = asyncio.ensure_future(pool.acquire(timeout=5))
+            await asyncio.sleep(0)
+            await first.release()
+            assert await waiting is first  # the released one, reused
+        await first.release()
+        producers = ProducerPool(pool, limit=2)
+        async with producers.acquire(timeout=5) as producer:
+            await producer.publish("pooled", routing_key="q-pool", declare=[Queue("q-pool")])
+        assert pool.in_use == 0
+        await pool.close()
+        assert not first.connected
+
+    run(main())
+    with SyncConnection("memory://", **opts(broker)) as sync:
+        assert Queue("q-pool")(sync.default_channel).get().payload == "pooled"

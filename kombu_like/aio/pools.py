@@ -1,0 +1,208 @@
+"""Connection and producer pools for asyncio: the blocking pools' bookkeeping
+(:class:`~kombu_like.resource.Resource`: limits, idle reuse, replace, resize), with the
+waiting for a free resource, connecting and closing awaited.
+
+::
+
+    pool = conn.Pool(limit=10)
+    async with pool.acquire(timeout=5) as connection:
+        await connection.Producer().publish(...)
+
+    producers = ProducerPool(pool, limit=10)
+    async with producers.acquire(timeout=5) as producer:
+        await producer.publish(...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConnectionLimitExceeded, LimitExceeded
+from ..pools import _connection_kwargs
+from ..resource import Resource
+from .connection import Connection
+from .hub import bounded
+from .messaging import Producer as AsyncProducer
+
+__all__ = ["ConnectionPool", "ProducerPool"]
+
+
+class _Acquisition:
+    """What ``pool.acquire()`` returns: ``await`` it for the resource, or use it as
+    ``async with`` (the resource goes back to the pool on the way out)."""
+
+    def __init__(self, pool: _AsyncResource, timeout: float | None) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.resource: Any = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.pool._acquire(self.timeout).__await__()
+
+    async def __aenter__(self) -> Any:
+        self.resource = await self.pool._acquire(self.timeout)
+        return self.resource
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        resource, self.resource = self.resource, None
+        if resource is None:
+            return
+        if exc_type is not None and isinstance(exc, self.pool.broken_errors(resource)):
+            self.pool.replace(resource)  # maybe broken: the pool makes a fresh one
+        else:
+            self.pool.release(resource)
+
+
+class _AsyncResource(Resource):
+    """:class:`Resource` whose acquire waits in the event loop."""
+
+    def setup(self) -> None:
+        #: acquires waiting for a resource to be released
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> Any:  # type: ignore[override]
+        """A free resource: ``await pool.acquire(timeout=...)`` or ``async with
+        pool.acquire() as resource``; :attr:`LimitExceeded` when none is released within
+        ``timeout`` seconds (at once with ``block=False``)."""
+        return _Acquisition(self, timeout if block else 0)
+
+    async def _take(self, timeout: float | None) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            try:
+                return Resource.acquire(self, block=False)
+            except LimitExceeded:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise self.LimitExceeded(self._limit_message(timeout)) from None
+            freed = loop.create_future()
+            self._waiting.add(freed)
+            try:
+                await bounded(freed, remaining, asyncio.TimeoutError)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._waiting.discard(freed)
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        return await self._take(timeout)
+
+    def _wake(self) -> None:
+        for waiting in self._waiting:
+            if not waiting.done():
+                waiting.set_result(None)
+
+    def release(self, resource: Any) -> None:
+        super().release(resource)
+        self._wake()
+
+    def replace(self, resource: Any) -> None:
+        super().replace(resource)
+        self._wake()
+
+    def broken_errors(self, resource: Any) -> tuple[type[BaseException], ...]:
+        return ()
+
+    def _schedule(self, close: Callable[[], Awaitable[Any]]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close every resource, those in use too; the pool refuses further acquires."""
+        self.force_close_all()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class ConnectionPool(_AsyncResource):
+    """Connections to the broker ``connection`` points at (``conn.Pool(limit)``),
+    connected when acquired."""
+
+    LimitExceeded = ConnectionLimitExceeded
+
+    def __init__(self, connection: Connection, limit: int | None = None, **kwargs: Any) -> None:
+        self.connection = connection
+        super().__init__(limit=limit, **kwargs)
+
+    def new(self) -> Connection:
+        return Connection(**_connection_kwargs(self.connection.sync))
+
+    async def _acquire(self, timeout: float | None) -> Connection:
+        connection: Connection = await self._take(timeout)
+        if not connection.connected:
+            try:
+                await connection.connect()
+            except BaseException:
+                self.replace(connection)
+                raise
+        return connection
+
+    def broken_errors(self, resource: Any) -> tuple[type[BaseException], ...]:
+        return resource.connection_errors  # type: ignore[no-any-return]
+
+    def _attach_release(self, resource: Any) -> None:
+        pool = self
+
+        async def release() -> None:  # the contract: ``await connection.release()`` gives it back
+            pool.release(resource)
+
+        resource.release = release
+
+    def close_resource(self, resource: Any) -> None:
+        self._schedule(resource.close)
+
+    def collect_resource(self, resource: Any) -> None:
+        self._schedule(resource.close)
+
+
+class ProducerPool(_AsyncResource):
+    """:class:`~kombu_like.aio.Producer` objects, each on a connection of ``connections``
+    while it is acquired."""
+
+    Producer: type[AsyncProducer] = AsyncProducer
+
+    def __init__(self, connections: ConnectionPool, *args: Any, **kwargs: Any) -> None:
+        self.connections = connections
+        producer_cls = kwargs.pop("Producer", None)
+        if producer_cls is not None:
+            self.Producer = producer_cls
+        super().__init__(*args, **kwargs)
+
+    def new(self) -> AsyncProducer:
+        return self.Producer(None)
+
+    async def _acquire(self, timeout: float | None) -> AsyncProducer:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        producer: AsyncProducer = await self._take(timeout)
+        if producer._channel is None and producer.__dict__.get("_Producer__connection__") is None:
+            remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+            try:
+                producer.revive(await self.connections.acquire(timeout=remaining))
+            except BaseException:
+                Resource.release(self, producer)
+                raise
+        return producer
+
+    def release(self, resource: Any) -> None:
+        # the connection goes back to its pool now; the producer gets one again on acquire
+        connection = resource.__dict__.pop("_Producer__connection__", None)
+        resource.__dict__["_Producer__connection__"] = None
+        resource._channel = None
+        if connection is not None:
+            self.connections.release(connection)
+        super().release(resource)
+
+    def close_resource(self, resource: Any) -> None:
+        return None
+
+    def collect_resource(self, resource: Any) -> None:
+        return None
