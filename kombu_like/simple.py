@@ -113,10 +113,15 @@ class SimpleBase:
         return run(self.channel, self._close_plan())
 
     def _close_plan(self) -> Plan[None]:
+        # no yield inside a finally: a plan cancelled under asyncio is closed at its yield
+        failed: Exception | None = None
         try:
             yield from call(self.consumer, "cancel")
-        finally:
-            yield from self._give_back_buffered()
+        except Exception as exc:
+            failed = exc
+        yield from self._give_back_buffered()
+        if failed is not None:
+            raise failed
 
     def _give_back_buffered(self) -> Plan[None]:
         buffered, self.buffer = list(self.buffer), deque()
