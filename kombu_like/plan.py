@@ -11,8 +11,9 @@ call's result.  It never does I/O itself, so one plan serves both drivers:
 
 A step that raises raises inside the plan, at its ``yield``: a plan handles errors with
 ``try`` as any code does -- but never yields inside ``finally`` (a cancelled asyncio run
-closes the plan at the ``yield`` it waits at, and a plan may not yield while closing).  A step's "channel" may be any object (a message, the consumer
-itself): what matters is that its method returns the result, or an awaitable of it.
+closes the plan at the ``yield`` it waits at, and a plan may not yield while closing).
+A step's "channel" may be any object (a message, the consumer itself): what matters is
+that its method returns the result, or an awaitable of it.
 
 So ``queue.declare()`` declares on a blocking channel and ``await queue.declare()`` on an
 asyncio channel, with the same code deciding what is declared.
