@@ -329,3 +329,54 @@ def _length(body: Any) -> int:
 def _short_repr(value: Any, size: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= size else f"{text[:size]}..."
+
+
+def received(
+    message_class: type[Message],
+    body: Any,
+    delivery_tag: Any,
+    content_type: str | None,
+    content_encoding: str | None,
+    delivery_info: Any,
+    properties: Any,
+    headers: Any,
+    postencode: str | None,
+    channel: Any,
+    raw: Any,
+) -> Message:
+    """A delivered message of ``message_class``, as transports build one per message.
+
+    :class:`Message` (or a subclass keeping its constructor, such as the asyncio API's)
+    gets its arguments by position: matching ten keywords against a signature with
+    ``**kwargs`` costs as much as the rest of its construction.  A substitute class with
+    a constructor of its own is only known to take them as keywords.
+    """
+    if message_class is Message or message_class.__init__ is _MESSAGE_INIT:
+        return message_class(
+            body,
+            delivery_tag,
+            content_type,
+            content_encoding,
+            delivery_info,
+            properties,
+            headers,
+            postencode,
+            None,
+            channel,
+            raw,
+        )
+    return message_class(
+        body=body,
+        delivery_tag=delivery_tag,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        delivery_info=delivery_info,
+        properties=properties,
+        headers=headers,
+        postencode=postencode,
+        channel=channel,
+        raw=raw,
+    )
+
+
+_MESSAGE_INIT = Message.__init__

@@ -24,7 +24,7 @@ from ...exceptions import (
     MessageNacked,
     MessageReturned,
 )
-from ...message import Message
+from ...message import Message, received
 from .. import base
 from ..base import queue_declare_ok_t, time_left
 from . import compat
@@ -691,9 +691,26 @@ class Channel(base.Channel):
     def basic_cancel(self, consumer_tag: str, nowait: bool = False, **kwargs: Any) -> None:
         """Stop the consumer ``consumer_tag`` (its delivered, unacked messages stay unacked)."""
         self.consumers.pop(consumer_tag, None)
-        if self._closed or self._raw.connection is None or not self.connection.is_open:
+        raw = self._raw
+        if self._closed or raw.connection is None or not self.connection.is_open:
             return  # the consumer went with its channel
-        self._rpc(self._raw.basic_cancel, consumer_tag, nowait=nowait)
+        no_ack = consumer_tag in raw.no_ack_consumers
+        self._rpc(raw.basic_cancel, consumer_tag, nowait=nowait)
+        # read for it and not handed out yet (drain_events hands out one a call): it gets
+        # none of them any more; they go back to the queue, in order
+        left = self.connection.take_ready(raw, consumer_tag)
+        if not left:
+            return
+        if no_ack:
+            logger.warning(
+                "consumer %r cancelled with %d no-ack message(s) received but not handed out yet; "
+                "the broker forgot them on delivery",
+                consumer_tag,
+                len(left),
+            )
+            return
+        for _, args, _ in left:
+            self.basic_reject(args[1], requeue=True)
 
     @_seam
     def basic_get(self, queue: str = "", no_ack: bool = False, **kwargs: Any) -> Any:
@@ -721,7 +738,11 @@ class Channel(base.Channel):
         """Ask the broker to redeliver every unacknowledged message of this channel."""
         if not requeue:
             self._unsupported_by_rabbitmq("basic.recover with requeue=False: call recover(requeue=True)")
-        self._live().basic_recover(requeue=requeue)
+        raw = self._live()
+        # read and not handed out yet: the broker redelivers them under new delivery tags
+        # (dropped first: redeliveries may arrive before the reply)
+        self.connection.take_ready(raw)
+        raw.basic_recover(requeue=requeue)
 
     @_seam
     def basic_qos(
@@ -748,16 +769,18 @@ class Channel(base.Channel):
         if isinstance(body, str):  # the driver's placeholder for an empty body
             body = body.encode(props.get("content_encoding") or "utf-8")
         info = raw.delivery_info
-        return self.Message(
-            body=body,
-            delivery_tag=info.get("delivery_tag"),
-            content_type=props.get("content_type"),
-            content_encoding=props.get("content_encoding"),
-            delivery_info=info,
-            properties=props,
-            headers=props.get("application_headers") or {},
-            channel=self,
-            raw=raw,
+        return received(
+            self.Message,
+            body,
+            info.get("delivery_tag"),
+            props.get("content_type"),
+            props.get("content_encoding"),
+            info,
+            props,
+            props.get("application_headers") or {},
+            None,
+            self,
+            raw,
         )
 
     # -- lifecycle ------------------------------------------------------------------

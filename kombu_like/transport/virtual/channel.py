@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, PreconditionFailed
 from ...message import Message as BaseMessage
+from ...message import received
 from ..base import Channel, queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
 from .store import Delivery, GuardedStore, QueueStore
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from .transport import VirtualConnection
 
 __all__ = ["QoS", "VirtualChannel"]
-
-#: the constructor a Message class shares with ours when it takes arguments by position
-_BASE_INIT = BaseMessage.__init__
 
 logger = logging.getLogger(__name__)
 
@@ -503,36 +501,19 @@ class VirtualChannel(Channel):
                 # left as it is: the consumer's decode-error handling rejects it instead of
                 # drain_events failing (and the message coming back) again and again
                 undecodable = exc
-        message_class = self.Message
-        if message_class is BaseMessage or message_class.__init__ is _BASE_INIT:
-            # once per message: by position, half the cost of matching ten keywords (a
-            # subclass keeping the constructor, such as the asyncio API's, takes them too)
-            message = message_class(
-                body,
-                tag,
-                payload.get("content-type"),
-                payload.get("content-encoding"),
-                info,
-                props,
-                payload.get("headers"),
-                "utf-8",
-                None,
-                self,
-                payload,
-            )
-        else:  # a substitute class is only known to take these keywords
-            message = message_class(
-                body=body,
-                delivery_tag=tag,
-                content_type=payload.get("content-type"),
-                content_encoding=payload.get("content-encoding"),
-                delivery_info=info,
-                properties=props,
-                headers=payload.get("headers"),
-                postencode="utf-8",
-                channel=self,
-                raw=payload,
-            )
+        message = received(
+            self.Message,
+            body,
+            tag,
+            payload.get("content-type"),
+            payload.get("content-encoding"),
+            info,
+            props,
+            payload.get("headers"),
+            "utf-8",
+            self,
+            payload,
+        )
         if undecodable is not None:
             error = DecodeError(
                 f"Cannot decode the base64 body of a message from queue {delivery.queue!r}: {undecodable}"
