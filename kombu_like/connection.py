@@ -441,8 +441,9 @@ class Connection:
         """Wait for an event and deliver it to its consumer.
 
         Each call delivers what Kombu's transport delivers in one call: one message on
-        ``redis://``, ``memory://`` and ``sqlite://`` (a message taken from the broker
-        together with others waits for the next call), a whole receive on ``sqs://``.
+        ``amqp://``, ``redis://``, ``memory://`` and ``sqlite://`` (a message taken from
+        the broker together with others waits for the next call), a whole receive on
+        ``sqs://``.
         ``timeout`` (seconds) bounds the wait; :class:`socket.timeout` (the builtin
         ``TimeoutError``) is raised when nothing arrived.  On a connection closed with
         :meth:`close` it raises :class:`~kombu_like.exceptions.ConnectionClosed`.

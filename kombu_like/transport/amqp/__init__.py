@@ -328,7 +328,8 @@ class Transport(base.Transport):
             raise self.translate_error(exc) from exc
 
     def drain_events(self, connection: AMQPConnection, timeout: float | None = None, **kwargs: Any) -> None:
-        """Deliver everything that arrived, waiting up to ``timeout`` seconds for something."""
+        """Deliver one message (or handle what else arrived), waiting up to ``timeout``
+        seconds for something; deliveries read with it wait for the next calls."""
         try:
             connection.drain(timeout)
         except socket.timeout:

@@ -306,18 +306,22 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
             transport = self.buffered_transport
 
     def drain(self, timeout: float | None) -> None:
-        """Dispatch what arrived, waiting up to ``timeout`` seconds for at least one
-        complete method; raise :class:`socket.timeout` when none came.
+        """Hand one delivery to its consumer, or dispatch what arrived, waiting up to
+        ``timeout`` seconds for at least one complete method; raise :class:`socket.timeout`
+        when none came.
 
-        Consumer callbacks run here, in the calling thread, after the reader role is given
-        up: a callback that takes its time never holds up other threads' publishes,
-        confirms or synchronous calls.
+        One delivery a call, as the driver's ``drain_events`` (one method a call): the
+        others read with it wait for the next calls.  Consumer callbacks run here, in the
+        calling thread, after the reader role is given up: a callback that takes its time
+        never holds up other threads' publishes, confirms or synchronous calls.
         """
-        deadline = None if timeout is None else monotonic() + timeout
         ready = self._ready
+        if ready and self.deliver_ready():
+            return
+        deadline = None if timeout is None else monotonic() + timeout
         while True:
             if ready:
-                self._deliver_ready()
+                self.deliver_ready()
                 return
             took = self._take_reader(deadline, lambda: bool(ready))
             if took == _NOT_TAKEN:
@@ -331,21 +335,46 @@ class AMQPConnection(amqp.Connection):  # type: ignore[misc]
                 if took == _TOOK:
                     self._release_reader()
             if ready:
-                self._deliver_ready()
+                self.deliver_ready()
                 return
             if dispatched:
                 return
 
-    def _deliver_ready(self) -> None:
+    def deliver_ready(self) -> bool:
+        """Hand the first delivery read and not handed out yet to its consumer; False when
+        there was none (those of closed channels are dropped: the broker requeued them)."""
         ready = self._ready
         while ready:
             try:
                 channel, args, message = ready.popleft()
             except IndexError:  # another thread took the last one
-                return
+                return False
             if channel.connection is None or not channel.is_open or channel.is_closing:
                 continue  # the channel closed: the broker requeued the message
             compat.deliver(channel, args, message)
+            return True
+        return False
+
+    def has_ready(self) -> bool:
+        """True when deliveries were read and not handed out yet."""
+        return bool(self._ready)
+
+    def take_ready(self, channel: Any, consumer_tag: str | None = None) -> list[tuple[Any, tuple[Any, ...], Any]]:
+        """Remove and return, in order, the deliveries of ``channel`` (a driver channel;
+        of its consumer ``consumer_tag`` only, when given) read and not handed out yet."""
+        ready = self._ready
+        keep, taken = [], []
+        while ready:
+            try:
+                entry = ready.popleft()
+            except IndexError:  # another thread took the last one
+                break
+            if entry[0] is channel and (consumer_tag is None or entry[1][0] == consumer_tag):
+                taken.append(entry)
+            else:
+                keep.append(entry)
+        ready.extendleft(reversed(keep))
+        return taken
 
     def wait_inbound(self, deadline: float | None, done: Callable[[], bool]) -> None:
         """Make progress on incoming frames until ``done()`` or ``deadline`` (then

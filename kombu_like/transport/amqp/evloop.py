@@ -78,6 +78,10 @@ class LoopReader:
         self._reading = True
         try:
             self.transport.drain_events(connection, timeout=0)
+            # drain_events hands out one delivery; the loop hands out all it read in one
+            # round (its other readers and timers run between rounds)
+            while connection.has_ready():
+                self.transport.drain_events(connection, timeout=0)
         except socket.timeout:
             pass
         except BaseException:
