@@ -4,8 +4,10 @@ The loops of :func:`kombu_like.bench.run_bench` -- publish N 200-byte JSON messa
 fresh queue, consume them with acks at the same prefetch, batch publish, publish->receive
 round trips -- awaited on :mod:`kombu_like.aio`, and on aio-pika (``amqp://`` only) as the
 asyncio library users compare with.  Each publish is awaited before the next one, as a
-loop of ``await producer.publish(...)`` is written; with confirms that is one confirm per
-publish on every library.  Consuming is ``async for message in ...: await message.ack()``
+loop of ``await producer.publish(...)`` is written; with confirms that is one broker round
+trip per publish on every library, which bounds the rate whatever the client costs.
+``inflight=N`` (``--inflight N``) awaits N publishes together instead, as asyncio code
+publishing with confirms does to keep the broker busy.  Consuming is ``async for message in ...: await message.ack()``
 with the body decoded, the same work the blocking benchmark's callback does.
 """
 
@@ -40,18 +42,22 @@ def run_library(
     batch: bool = True,
     transport_options: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    inflight: int = 1,
 ) -> BenchResult:
     """One run of ``library`` (a key of :data:`LIBRARIES`) on ``url``.
 
     ``transport_options={"confirm_publish": True}`` turns publisher confirms on for every
-    library (aio-pika: ``channel(publisher_confirms=True)``).
+    library (aio-pika: ``channel(publisher_confirms=True)``).  ``inflight`` publishes are
+    awaited together on the asyncio libraries (the blocking ones publish one at a time).
     """
     options = dict(transport_options or {})
     if library == "kombu_like.aio":
-        return asyncio.run(run_async_bench(url, messages, roundtrips, prefetch, batch, options, progress))
+        return asyncio.run(
+            run_async_bench(url, messages, roundtrips, prefetch, batch, options, progress, inflight=inflight)
+        )
     if library == "aio-pika":
         confirms = bool(options.get("confirm_publish"))
-        return asyncio.run(run_aio_pika(url, messages, roundtrips, prefetch, confirms, progress))
+        return asyncio.run(run_aio_pika(url, messages, roundtrips, prefetch, confirms, progress, inflight=inflight))
     return run_bench(library, url, messages, roundtrips, prefetch, batch, options, progress)
 
 
@@ -63,6 +69,18 @@ async def _wait_stored(count: Callable[[], Awaitable[int]], messages: int, timeo
         if time.monotonic() > deadline:
             raise RuntimeError(f"the broker stored fewer than {messages} messages within {timeout}s")
         await asyncio.sleep(0.005)
+
+
+async def _publish_all(publish: Callable[[Any], Awaitable[Any]], payloads: list[Any], inflight: int) -> None:
+    """Await each publish before the next, or ``inflight`` at a time (``asyncio.gather``:
+    with confirms, the broker confirms a window of publishes per round trip)."""
+    if inflight <= 1:
+        for body in payloads:
+            await publish(body)
+        return
+    gather = asyncio.gather
+    for first in range(0, len(payloads), inflight):
+        await gather(*[publish(body) for body in payloads[first : first + inflight]])
 
 
 class _Stall:
@@ -116,6 +134,7 @@ async def run_async_bench(
     batch: bool = True,
     transport_options: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    inflight: int = 1,
 ) -> BenchResult:
     """:func:`kombu_like.bench.run_bench`'s loops on :mod:`kombu_like.aio`."""
     from . import Exchange, Queue
@@ -151,8 +170,7 @@ async def run_async_bench(
         say("publish")
         publish = producer.publish
         start, cpu = time.perf_counter(), time.process_time()
-        for body in payloads:
-            await publish(body)
+        await _publish_all(publish, payloads, inflight)
         result.publish_cpu_s = (time.process_time() - cpu) * per_10k
         if _routes_asynchronously(url):
             await _wait_stored(stored, messages)
@@ -201,6 +219,7 @@ async def run_aio_pika(
     prefetch: int = 200,
     confirms: bool = False,
     progress: Callable[[str], None] | None = None,
+    inflight: int = 1,
 ) -> BenchResult:
     """The same loops on aio-pika (``amqp://`` URLs): the same JSON bodies and properties
     (persistent, content type and encoding), publisher confirms only with ``confirms``."""
@@ -246,8 +265,7 @@ async def run_aio_pika(
 
         say("publish")
         start, cpu = time.perf_counter(), time.process_time()
-        for body in payloads:
-            await publish(body)
+        await _publish_all(publish, payloads, inflight)
         result.publish_cpu_s = (time.process_time() - cpu) * per_10k
         await _wait_stored(stored, messages)
         result.publish_per_s = messages / (time.perf_counter() - start)

@@ -45,6 +45,13 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
         is_flag=True,
         help="Publisher confirms on every library (confirm_publish=True; aio-pika: publisher_confirms=True).",
     )
+    @click.option(
+        "--inflight",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Publishes awaited together on the asyncio libraries (the blocking ones publish one at a time).",
+    )
     @click.option("--no-batch", is_flag=True, help="Skip the Producer.batch() run.")
     @click.option("--raw", is_flag=True, help="Also run the plain amqp client (amqp:// URLs).")
     @click.option(
@@ -65,6 +72,7 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
         api: str,
         vs: tuple[str, ...],
         confirms: bool,
+        inflight: int,
         no_batch: bool,
         raw: bool,
         rounds: int,
@@ -130,6 +138,7 @@ def register(app: click.Group, global_options: Callable[..., Any]) -> None:
                             batch=not no_batch,
                             transport_options=options,
                             progress=step,
+                            inflight=inflight,
                         )
                     except NotImplementedError as exc:
                         # a transport the asyncio API has no driver for yet

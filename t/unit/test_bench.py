@@ -75,7 +75,8 @@ def test_cpu_seconds_per_10k_messages_are_reported(capsys: pytest.CaptureFixture
 
 
 def test_async_api_runs_beside_the_blocking_one(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["memory://", "-n", "50", "--roundtrips", "3", "--api", "async", "--vs", "sync"]) == 0
+    argv = ["memory://", "-n", "50", "--roundtrips", "3", "--api", "async", "--vs", "sync", "--inflight", "8"]
+    assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["kombu_like.aio", "kombu_like", "ratio"]
     rows = {re.split(r"\s{2,}", line.strip())[0]: line for line in lines[1:]}
