@@ -46,6 +46,7 @@ from .exceptions import EncodeError, KombuError, MessageReturned
 from .message import Message
 from .messaging import Consumer, Producer
 from .mixins import ConsumerProducerMixin, preview
+from .plan import Plan, call, run
 
 __all__ = ["DIRECT_REPLY_TO", "RemoteError", "RpcClient", "RpcNoRoute", "RpcServer", "RpcTimeout"]
 
@@ -146,8 +147,14 @@ class RpcServer(ConsumerProducerMixin):
         with self.connection.clone() as conn:
             self.queue(conn.default_channel).declare()
 
-    def on_request(self, message: Message) -> None:
-        """Handle one request message: decode, call the handler, reply, acknowledge."""
+    def on_request(self, message: Message) -> Any:
+        """Handle one request message: decode, call the handler, reply, acknowledge.
+
+        A plan (:mod:`kombu_like.plan`): on an asyncio channel the result is awaitable,
+        and the handler may be a coroutine function."""
+        return run(message.channel, self._request_plan(message))
+
+    def _request_plan(self, message: Message) -> Plan[None]:
         properties = message.properties or {}
         deadline = (message.headers or {}).get(DEADLINE_HEADER)
         if deadline and time.time() > float(deadline):
@@ -156,23 +163,26 @@ class RpcServer(ConsumerProducerMixin):
                 self.queue.name,
                 properties.get("correlation_id"),
             )
-            message.ack()
+            yield from call(message, "ack")
             return
         try:
             payload = message.decode()
         except Exception as exc:
-            self.on_decode_error(message, exc)
+            yield from self._decode_error_plan(message, exc)
             return
         try:
-            reply = {"result": self.handler(payload)}
+            reply = {"result": (yield from call(self, "handler", payload))}
         except Exception as exc:
             logger.exception("RPC %s: handler raised for request %s", self.queue.name, properties.get("correlation_id"))
             reply = _error_reply(exc)
-        self._reply(message, reply)
-        message.ack()
+        yield from self._reply_plan(message, reply)
+        yield from call(message, "ack")
 
-    def on_decode_error(self, message: Message, exc: BaseException) -> None:
+    def on_decode_error(self, message: Message, exc: BaseException) -> Any:
         """An undecodable request: log it, tell the caller, reject it (dead-letter)."""
+        return run(message.channel, self._decode_error_plan(message, exc))
+
+    def _decode_error_plan(self, message: Message, exc: BaseException) -> Plan[None]:
         logger.error(
             "RPC %s: cannot decode request %s (content type %r, encoding %r): %s; raw body: %s; rejecting it",
             self.queue.name,
@@ -182,11 +192,14 @@ class RpcServer(ConsumerProducerMixin):
             exc,
             preview(message.body),
         )
-        self._reply(message, _error_reply(exc))
+        yield from self._reply_plan(message, _error_reply(exc))
         errors = (*self.connection.connection_errors, *self.connection.channel_errors)
-        message.reject_log_error(logger, errors)
+        yield from call(message, "reject_log_error", logger, errors)
 
-    def _reply(self, request: Message, reply: dict[str, Any]) -> None:
+    def _reply(self, request: Message, reply: dict[str, Any]) -> Any:
+        return run(request.channel, self._reply_plan(request, reply))
+
+    def _reply_plan(self, request: Message, reply: dict[str, Any]) -> Plan[None]:
         properties = request.properties or {}
         reply_to = properties.get("reply_to")
         if not reply_to:
@@ -196,27 +209,97 @@ class RpcServer(ConsumerProducerMixin):
         if deadline:
             # a reply nobody waits for any more expires in the reply queue
             options["expiration"] = max(float(deadline) - time.time(), 0.001)
-        publish = self.producer.publish
+        producer = self.producer
+        correlation_id = properties.get("correlation_id")
         try:
-            publish(
+            yield from call(
+                producer,
+                "publish",
                 reply,
                 exchange="",
                 routing_key=reply_to,
-                correlation_id=properties.get("correlation_id"),
+                correlation_id=correlation_id,
                 serializer=self.serializer,
                 retry=True,
                 **options,
             )
         except EncodeError as exc:
             logger.error("RPC %s: cannot encode the reply: %s", self.queue.name, exc)
-            publish(
+            yield from call(
+                producer,
+                "publish",
                 _error_reply(exc),
                 exchange="",
                 routing_key=reply_to,
-                correlation_id=properties.get("correlation_id"),
+                correlation_id=correlation_id,
                 retry=True,
                 **options,
             )
+
+
+def request_arguments(
+    queue: str | Queue,
+    reply_to: str,
+    correlation_id: str,
+    timeout: float,
+    headers: dict[str, Any] | None,
+    properties: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``Producer.publish`` keyword arguments of a request (the wire format above)."""
+    request_headers = dict(headers or {})
+    request_headers[DEADLINE_HEADER] = time.time() + timeout
+    target: dict[str, Any]
+    if isinstance(queue, Queue):
+        target = {"exchange": queue.exchange, "routing_key": queue.routing_key or queue.name, "declare": [queue]}
+    else:
+        target = {"exchange": "", "routing_key": queue, "mandatory": True}
+    return {
+        "reply_to": reply_to,
+        "correlation_id": correlation_id,
+        "expiration": timeout,
+        "headers": request_headers,
+        **target,
+        **properties,
+    }
+
+
+def reply_outcome(message: Message) -> tuple[str, Any]:
+    """``("reply", decoded body)``, or ``("error", exc)`` for a reply that does not decode."""
+    try:
+        return ("reply", message.decode())
+    except Exception as exc:
+        logger.error(
+            "RpcClient: cannot decode reply %s (content type %r): %s; raw body: %s",
+            (message.properties or {}).get("correlation_id"),
+            message.content_type,
+            exc,
+            preview(message.body),
+        )
+        return ("error", exc)
+
+
+def no_route(exchange: str, routing_key: str) -> RpcNoRoute:
+    """The error of a request the broker returned."""
+    return RpcNoRoute(
+        f"no reply from RPC queue {routing_key!r}: the broker returned the request, no queue "
+        f"named {routing_key!r} exists (exchange {exchange!r}); is the RPC server running?"
+    )
+
+
+def call_result(outcome: tuple[str, Any] | None, queue: str | Queue, timeout: float) -> Any:
+    """What a call returns for ``outcome`` (``None``: no reply came), or the error it raises."""
+    name = queue.name if isinstance(queue, Queue) else queue
+    if outcome is None:
+        raise RpcTimeout(f"no reply from RPC queue {name!r} within {timeout:g}s")
+    kind, value = outcome
+    if kind != "reply":
+        raise value
+    if isinstance(value, dict) and "error" in value and "result" not in value:
+        error = value["error"] or {}
+        raise RemoteError(str(error.get("type", "Exception")), str(error.get("message", "")), name)
+    if not isinstance(value, dict) or "result" not in value:
+        raise RemoteError("ProtocolError", f"unexpected reply {value!r:.200}", name)
+    return value["result"]
 
 
 class RpcClient:
@@ -292,28 +375,12 @@ class RpcClient:
         if correlation_id is None or correlation_id != self._waiting:
             logger.debug("RpcClient: dropping reply %s that no call waits for", correlation_id)
             return
-        try:
-            self._outcome = ("reply", message.decode())
-        except Exception as exc:
-            logger.error(
-                "RpcClient: cannot decode reply %s (content type %r): %s; raw body: %s",
-                correlation_id,
-                message.content_type,
-                exc,
-                preview(message.body),
-            )
-            self._outcome = ("error", exc)
+        self._outcome = reply_outcome(message)
 
     def _on_return(self, exc: BaseException, exchange: str, routing_key: str, message: Any) -> None:
         correlation_id = (getattr(message, "properties", None) or {}).get("correlation_id")
         if correlation_id is not None and correlation_id == self._waiting:
-            self._outcome = (
-                "returned",
-                RpcNoRoute(
-                    f"no reply from RPC queue {routing_key!r}: the broker returned the request, no queue "
-                    f"named {routing_key!r} exists (exchange {exchange!r}); is the RPC server running?"
-                ),
-            )
+            self._outcome = ("returned", no_route(exchange, routing_key))
 
     # -- calling -------------------------------------------------------------------------
     def call(
@@ -354,30 +421,12 @@ class RpcClient:
         headers: dict[str, Any] | None,
         properties: dict[str, Any],
     ) -> Queue:
-        request_headers = dict(headers or {})
-        request_headers[DEADLINE_HEADER] = time.time() + timeout
         attempts = 2  # the request was not sent when the first attempt failed: safe to repeat
         for attempt in range(attempts):
             producer, reply_queue = self._ready()
-            target: dict[str, Any]
-            if isinstance(queue, Queue):
-                target = {
-                    "exchange": queue.exchange,
-                    "routing_key": queue.routing_key or queue.name,
-                    "declare": [queue],
-                }
-            else:
-                target = {"exchange": "", "routing_key": queue, "mandatory": True}
+            arguments = request_arguments(queue, reply_queue.name, correlation_id, timeout, headers, properties)
             try:
-                producer.publish(
-                    payload,
-                    reply_to=reply_queue.name,
-                    correlation_id=correlation_id,
-                    expiration=timeout,
-                    headers=request_headers,
-                    **target,
-                    **properties,
-                )
+                producer.publish(payload, **arguments)
                 return reply_queue
             except self.connection.recoverable_connection_errors:
                 self._reset()
@@ -388,7 +437,6 @@ class RpcClient:
 
     def _wait(self, queue: str | Queue, reply_queue: Queue, deadline: float, timeout: float) -> Any:
         connection = self.connection
-        name = queue.name if isinstance(queue, Queue) else queue
         while self._outcome is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -400,18 +448,7 @@ class RpcClient:
             except connection.recoverable_connection_errors:
                 self._reset()
                 raise
-        outcome = self._outcome
-        if outcome is None:
-            raise RpcTimeout(f"no reply from RPC queue {name!r} within {timeout:g}s")
-        kind, value = outcome
-        if kind != "reply":
-            raise value
-        if isinstance(value, dict) and "error" in value and "result" not in value:
-            error = value["error"] or {}
-            raise RemoteError(str(error.get("type", "Exception")), str(error.get("message", "")), name)
-        if not isinstance(value, dict) or "result" not in value:
-            raise RemoteError("ProtocolError", f"unexpected reply {value!r:.200}", name)
-        return value["result"]
+        return call_result(self._outcome, queue, timeout)
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:

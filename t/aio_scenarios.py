@@ -119,3 +119,45 @@ async def simple_queue_round_trip(url: str, name: str, **options: Any) -> None:
             assert await queue.qsize() == 2
             assert await queue.clear() == 2
         await Queue(name)(conn.default_channel).delete()
+
+
+async def rpc_calls(url: str, name: str, **options: Any) -> None:
+    """The asyncio RPC server answers concurrent asyncio calls and a blocking client's."""
+    from kombu_like.aio.rpc import RemoteError, RpcClient, RpcServer, RpcTimeout
+    from kombu_like.rpc import RpcClient as SyncRpcClient
+
+    async def add(payload: dict[str, int]) -> int:
+        if payload.get("fail"):
+            raise ValueError("no")
+        await asyncio.sleep(0)
+        return payload["a"] + payload["b"]
+
+    async with Connection(url, **options) as conn:
+        server = RpcServer(conn, name, add)
+        await server.declare()
+        serving = asyncio.ensure_future(server.run())
+        try:
+            async with RpcClient(conn) as client:
+                results = await asyncio.gather(*(client.call(name, {"a": n, "b": 1}, timeout=5) for n in range(5)))
+                assert results == [1, 2, 3, 4, 5]
+                try:
+                    await client.call(name, {"fail": True}, timeout=5)
+                except RemoteError as exc:
+                    assert exc.exc_type == "ValueError"
+                else:
+                    raise AssertionError("the handler's error did not come back")
+                try:
+                    await client.call(f"{name}-nobody", {}, timeout=0.2)
+                except RpcTimeout:  # RpcNoRoute on RabbitMQ, which returns the request
+                    pass
+                else:
+                    raise AssertionError("a call nobody answers returned")
+
+            def blocking_call() -> Any:
+                with SyncConnection(url, **options) as sync, SyncRpcClient(sync) as blocking:
+                    return blocking.call(name, {"a": 20, "b": 22}, timeout=5)
+
+            assert await asyncio.get_running_loop().run_in_executor(None, blocking_call) == 42
+        finally:
+            await stopped(serving)
+        await Queue(name)(conn.default_channel).delete()

@@ -23,7 +23,12 @@ from kombu_like.exceptions import (
     NotFound,
 )
 from kombu_like.transport.amqp.aio import HEARTBEAT_FRAME
-from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing, simple_queue_round_trip
+from t.aio_scenarios import (
+    async_to_sync_and_back,
+    cancelled_consumers_lose_nothing,
+    rpc_calls,
+    simple_queue_round_trip,
+)
 from t.faultproxy import FaultProxy
 from t.integration.test_amqp import Relay, broker_port, tls_files, tls_relay  # noqa: F401 - amqps fixtures
 
@@ -55,6 +60,10 @@ def test_interop_with_the_blocking_api(amqp_url: str, name: str) -> None:
 
 def test_cancelled_consumers_lose_nothing(amqp_url: str, name: str) -> None:
     run(cancelled_consumers_lose_nothing(amqp_url, name))
+
+
+def test_rpc(amqp_url: str, name: str) -> None:
+    run(rpc_calls(amqp_url, name))
 
 
 def test_simple_queue(amqp_url: str, name: str) -> None:

@@ -15,7 +15,12 @@ from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection, Message
 from kombu_like.exceptions import MessageStateError
 from kombu_like.transport import memory
-from t.aio_scenarios import async_to_sync_and_back, cancelled_consumers_lose_nothing, simple_queue_round_trip
+from t.aio_scenarios import (
+    async_to_sync_and_back,
+    cancelled_consumers_lose_nothing,
+    rpc_calls,
+    simple_queue_round_trip,
+)
 
 
 @pytest.fixture
@@ -257,3 +262,7 @@ def test_pools(broker: memory.Broker) -> None:
     run(main())
     with SyncConnection("memory://", **opts(broker)) as sync:
         assert Queue("q-pool")(sync.default_channel).get().payload == "pooled"
+
+
+def test_rpc(broker: memory.Broker) -> None:
+    run(rpc_calls("memory://", "q-rpc", **opts(broker)))
