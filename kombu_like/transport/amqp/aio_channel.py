@@ -113,6 +113,7 @@ class AsyncChannel(base.StdChannel):
 
     async def _call(self, name: str, values: Sequence[Any]) -> Any:
         future = self._ask(name, values)
+        self.protocol.flush()  # the caller waits for the answer: no reason to wait for the round
         timeout = base.time_left(self.transport.rpc_timeout)
         return await bounded(
             future, timeout, lambda: self.transport.translate_error(socket.timeout(f"no answer to {name}"))
@@ -414,6 +415,8 @@ class AsyncChannel(base.StdChannel):
         confirms = self._confirms
         if confirms is None:
             return Ready(None)
+        if confirms.wait_each:
+            self.protocol.flush()  # the publisher waits for the confirm: send now
         return confirms.sent(count, exchange, routing_key, options)
 
     def _on_confirm(self, delivery_tag: int, multiple: bool, ok: bool) -> None:

@@ -5,6 +5,7 @@ blocking transport's :class:`~.confirms.Confirms`; this adds the futures."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections import deque
@@ -54,19 +55,18 @@ class AsyncConfirms:
         first, last = self.confirms.sent(count)
         future = self.loop.create_future()
         self.waiters.append((first, last, future, True))
-        return self._confirmed(future, options.get("confirm_timeout") or self.timeout, exchange, routing_key)
+        # the future itself is awaited: a cancelled publish cancels it, and its confirm,
+        # when it comes, finds it done and is dropped (nothing waits to be told)
+        timeout = options.get("confirm_timeout") or self.timeout
+        return bounded(future, timeout, functools.partial(self._expired, timeout, exchange, routing_key))
 
-    async def _confirmed(self, future: asyncio.Future[Any], timeout: float, exchange: str, routing_key: str) -> None:
-        def expired() -> BaseException:
-            return self.translate(
-                socket.timeout(
-                    f"the broker did not confirm a publish to exchange {exchange!r} with routing key "
-                    f"{routing_key!r} within {timeout:g} s (confirm_timeout); it may or may not have been stored"
-                )
+    def _expired(self, timeout: float, exchange: str, routing_key: str) -> BaseException:
+        return self.translate(
+            socket.timeout(
+                f"the broker did not confirm a publish to exchange {exchange!r} with routing key "
+                f"{routing_key!r} within {timeout:g} s (confirm_timeout); it may or may not have been stored"
             )
-
-        # shielded: a cancelled wait leaves the confirm tracked
-        await bounded(asyncio.shield(future), timeout, expired)
+        )
 
     @property
     def unsettled(self) -> bool:
