@@ -306,3 +306,17 @@ def test_heartbeats_are_sent(amqp_url: str) -> None:
             assert HEARTBEAT_FRAME in sent
 
     run(main())
+
+
+def test_a_cancelled_close_still_closes(amqp_url: str) -> None:
+    async def main() -> None:
+        conn = Connection(amqp_url)
+        await conn.connect()
+        protocol = conn._driver.protocol
+        closing = asyncio.ensure_future(conn.close())
+        await asyncio.sleep(0)  # the close-ok is on its way
+        closing.cancel()
+        await asyncio.wait([closing])
+        assert not protocol.is_open and not conn.connected
+
+    run(main())

@@ -298,20 +298,24 @@ class AMQPProtocol(asyncio.Protocol):
             self.driver.client._on_driver_error(error)
 
     async def close(self) -> None:
-        if self.is_open:
-            for channel in list(self.channels.values()):
-                await channel._settle_before_close()
-        if self.is_open:
-            closed = self._expect(spec.Connection.CloseOk)
-            try:
+        """Say goodbye (after earlier publishes' confirms, each wait bounded); the socket
+        is closed whatever happens, a cancellation of the closing task included."""
+        try:
+            if self.is_open:
+                for channel in list(self.channels.values()):
+                    await channel._settle_before_close()
+            if self.is_open:
+                closed = self._expect(spec.Connection.CloseOk)
                 self._write_method(spec.Connection.Close, "BsBB", (200, "", 0, 0))
+                self.flush()
                 await bounded(closed, CLOSE_TIMEOUT, lambda: socket.timeout("no close-ok from the broker"))
-            except (KombuError, OSError, amqp_errors.AMQPError) as exc:
-                logger.debug("closing the connection: %r", exc)
-        self.flush()
-        self._fail(amqp_errors.RecoverableConnectionError("connection is closed"))
-        if self.stream is not None:
-            self.stream.close()
+        except (KombuError, OSError, amqp_errors.AMQPError) as exc:
+            logger.debug("closing the connection: %r", exc)
+        finally:
+            self.flush()
+            self._fail(amqp_errors.RecoverableConnectionError("connection is closed"))
+            if self.stream is not None:
+                self.stream.close()
 
 
 def _server_hostname(options: dict[str, Any], host: str) -> str | None:
