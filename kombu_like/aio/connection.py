@@ -99,10 +99,15 @@ class Connection:
     async def _connect_once(self) -> None:
         driver = self._make_driver()
         await driver.connect()
+        try:
+            channel = await driver.channel()
+        except BaseException:  # a cancellation too: no connection is left half made
+            await asyncio.shield(driver.close())
+            raise
         self._driver = driver
         self._error = None
         self.declared_entities.clear()
-        self._default_channel = await driver.channel()
+        self._default_channel = channel
 
     async def connect(self) -> Connection:
         """Connect now: one attempt per URL (the failover URLs in turn), no sleeping."""

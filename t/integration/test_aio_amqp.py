@@ -320,3 +320,24 @@ def test_a_cancelled_close_still_closes(amqp_url: str) -> None:
         assert not protocol.is_open and not conn.connected
 
     run(main())
+
+
+def test_a_connect_cancelled_anywhere_leaves_a_usable_connection(amqp_url: str) -> None:
+    async def main() -> None:
+        conn = Connection(amqp_url)
+        completed = 0
+        for step in range(20):  # from at once to after the whole handshake (a few ms here)
+            attempt = asyncio.ensure_future(conn.connect())
+            await asyncio.sleep(step * 0.0005)
+            attempt.cancel()
+            await asyncio.wait([attempt])
+            if not attempt.cancelled():
+                assert conn.connected and conn.default_channel.is_open
+                completed += 1
+                await conn.close()
+            assert not conn.connected
+        assert 0 < completed < 20  # cancelled at every stage, not only before or after
+        async with conn:
+            assert conn.default_channel.is_open
+
+    run(main())
