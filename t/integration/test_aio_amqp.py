@@ -341,3 +341,34 @@ def test_a_connect_cancelled_anywhere_leaves_a_usable_connection(amqp_url: str) 
             assert conn.default_channel.is_open
 
     run(main())
+
+
+def test_publishes_cancelled_while_waiting_for_buffer_room_arrive_whole(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=False)
+    body = b"x" * 300_000
+
+    async def main() -> None:
+        async with Connection(amqp_url) as conn:
+            await queue(conn.default_channel).declare()
+            stream = conn._driver.protocol.stream
+            # a small socket buffer and no room above it: every large publish waits
+            stream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            stream.set_write_buffer_limits(high=1)
+            producer = conn.Producer()
+            waited = 0
+            for _ in range(6):
+                publishing = asyncio.ensure_future(
+                    producer.publish(body, routing_key=name, content_type="application/octet-stream")
+                )
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                waited += not publishing.done()
+                publishing.cancel()
+                await asyncio.wait([publishing])
+            assert waited  # cancelled while waiting for room, after their frames were written
+            # whole frames only: the broker took every message and kept the connection
+            assert (await queue(conn.default_channel).queue_declare(passive=True)).message_count == 6
+            assert conn.connected
+            await queue(conn.default_channel).delete()
+
+    run(main())
