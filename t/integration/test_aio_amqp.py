@@ -1,5 +1,6 @@
-"""The asyncio API on RabbitMQ: interop with the blocking API, acknowledgements,
-confirms, channel errors, timeouts and cancellation (the scenarios of t/aio_scenarios)."""
+"""The asyncio API on RabbitMQ, beyond its conformance tests (AsyncAPITests, run in
+test_amqp_conformance): confirms and returns, channel errors, TLS, a cut connection,
+cancelled connects, closes and publishes, heartbeats, large messages."""
 
 from __future__ import annotations
 
@@ -23,12 +24,6 @@ from kombu_like.exceptions import (
     NotFound,
 )
 from kombu_like.transport.amqp.aio import HEARTBEAT_FRAME
-from t.aio_scenarios import (
-    async_to_sync_and_back,
-    cancelled_consumers_lose_nothing,
-    rpc_calls,
-    simple_queue_round_trip,
-)
 from t.faultproxy import FaultProxy
 from t.integration.test_amqp import Relay, broker_port, tls_files, tls_relay  # noqa: F401 - amqps fixtures
 
@@ -52,51 +47,6 @@ async def get_soon(queue: Queue, conn: Connection) -> Any:
             return message
         await asyncio.sleep(0.005)
     raise AssertionError(f"nothing arrived on {queue.name}")
-
-
-def test_interop_with_the_blocking_api(amqp_url: str, name: str) -> None:
-    run(async_to_sync_and_back(amqp_url, name))
-
-
-def test_cancelled_consumers_lose_nothing(amqp_url: str, name: str) -> None:
-    run(cancelled_consumers_lose_nothing(amqp_url, name))
-
-
-def test_rpc(amqp_url: str, name: str) -> None:
-    run(rpc_calls(amqp_url, name))
-
-
-def test_simple_queue(amqp_url: str, name: str) -> None:
-    run(simple_queue_round_trip(amqp_url, name))
-
-
-def test_ack_reject_requeue_and_async_for(amqp_url: str, name: str) -> None:
-    queue = Queue(name, auto_delete=False)
-
-    async def main() -> None:
-        async with Connection(amqp_url) as conn:
-            await queue(conn.default_channel).declare()
-            producer = conn.Producer()
-            for body in ("a", "b", "c"):
-                await producer.publish(body, routing_key=name)
-            seen: list[tuple[Any, bool]] = []
-            async with conn.Consumer([queue], prefetch_count=10) as consumer:
-                async for message in consumer:
-                    seen.append((message.payload, bool(message.delivery_info.get("redelivered"))))
-                    if message.payload == "a":
-                        await message.ack()
-                    elif message.payload == "b" and not message.delivery_info.get("redelivered"):
-                        await message.requeue()
-                    elif message.payload == "c":
-                        await message.reject()
-                    else:
-                        await message.ack()
-                        break
-            assert ("b", True) in seen and ("a", False) in seen and ("c", False) in seen
-            assert (await queue(conn.default_channel).queue_declare(passive=True))[1] == 0
-            await queue(conn.default_channel).delete()
-
-    run(main())
 
 
 def test_confirms_and_returns(amqp_url: str, name: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kombu_like import Connection
-from kombu_like.testing.conformance import TransportConformance
+from kombu_like.testing.conformance import AsyncAPITests, TransportConformance
 from kombu_like.testing.hostile import HostileInputTests
 
 pytestmark = pytest.mark.amqp
@@ -43,13 +43,13 @@ class SocketFault:
                 del socket_transport._write
 
 
-class TestAMQPConformance(SocketFault, TransportConformance):
+class TestAMQPConformance(SocketFault, TransportConformance, AsyncAPITests):
     @pytest.fixture(autouse=True)
     def _broker(self, amqp_url: str) -> None:
         self.url = amqp_url
 
 
-class TestAMQPConformanceWithConfirms(SocketFault, TransportConformance):
+class TestAMQPConformanceWithConfirms(SocketFault, TransportConformance, AsyncAPITests):
     transport_options: Mapping[str, Any] = MappingProxyType({"confirm_publish": True, "confirm_timeout": 10})
 
     @pytest.fixture(autouse=True)

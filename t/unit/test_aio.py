@@ -15,12 +15,6 @@ from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection, Message
 from kombu_like.exceptions import MessageStateError
 from kombu_like.transport import memory
-from t.aio_scenarios import (
-    async_to_sync_and_back,
-    cancelled_consumers_lose_nothing,
-    rpc_calls,
-    simple_queue_round_trip,
-)
 
 
 @pytest.fixture
@@ -34,14 +28,6 @@ def run(coro: Any) -> Any:
 
 def opts(broker: memory.Broker) -> dict[str, Any]:
     return {"transport_options": {"broker": broker}}
-
-
-def test_interop_with_the_blocking_api(broker: memory.Broker) -> None:
-    run(async_to_sync_and_back("memory://", "q-interop", **opts(broker)))
-
-
-def test_cancelled_consumers_lose_nothing(broker: memory.Broker) -> None:
-    run(cancelled_consumers_lose_nothing("memory://", "q-cancel", **opts(broker)))
 
 
 def test_ack_reject_requeue_are_awaited(broker: memory.Broker) -> None:
@@ -232,10 +218,6 @@ def test_the_plugin_s_fixture_connects_in_the_test_s_loop(kombu_aio_connection: 
     assert kombu_broker.bodies("orders") == [{"id": 7}]
 
 
-def test_simple_queue(broker: memory.Broker) -> None:
-    run(simple_queue_round_trip("memory://", "q-simple", **opts(broker)))
-
-
 def test_pools(broker: memory.Broker) -> None:
     from kombu_like.aio.pools import ProducerPool
     from kombu_like.exceptions import ConnectionLimitExceeded
@@ -262,7 +244,3 @@ def test_pools(broker: memory.Broker) -> None:
     run(main())
     with SyncConnection("memory://", **opts(broker)) as sync:
         assert Queue("q-pool")(sync.default_channel).get().payload == "pooled"
-
-
-def test_rpc(broker: memory.Broker) -> None:
-    run(rpc_calls("memory://", "q-rpc", **opts(broker)))

@@ -14,7 +14,7 @@ from types import MappingProxyType
 import pytest
 
 from kombu_like import Connection
-from kombu_like.testing.conformance import ConformanceBase, TransportConformance
+from kombu_like.testing.conformance import AsyncAPITests, ConformanceBase, TransportConformance
 from kombu_like.testing.hostile import HostileInputTests
 from kombu_like.transport import memory
 from kombu_like.transport.memory import Broker
@@ -30,7 +30,7 @@ class MemoryTimings:
     transport_options = MappingProxyType({"event_loop": True})
 
 
-class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance):
+class TestMemoryIsolatedBroker(MemoryTimings, TransportConformance, AsyncAPITests):
     url = "memory://"
 
     @pytest.fixture(autouse=True)

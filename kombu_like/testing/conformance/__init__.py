@@ -19,12 +19,14 @@ reason naming it when ``connection.transport.capabilities`` does not declare it.
 
 One module per topic: :mod:`.base` (connections, names, clean-up, waits), :mod:`.publish`,
 :mod:`.routing`, :mod:`.acks`, :mod:`.simple`, :mod:`.encoding`, :mod:`.capabilities` and
-:mod:`.eventloop`.
+:mod:`.eventloop`; :mod:`.aio` (:class:`AsyncAPITests`) runs the asyncio API on the
+transport, mixed in where :mod:`kombu_like.aio` drives it (memory://, amqp://).
 """
 
 from __future__ import annotations
 
 from .acks import AckTests
+from .aio import AsyncAPITests
 from .base import COMPRESSION_METHODS as COMPRESSION_METHODS
 from .base import ConformanceBase
 from .base import drain_until as drain_until
@@ -37,6 +39,7 @@ from .simple import SimpleQueueTests
 
 __all__ = [
     "AckTests",
+    "AsyncAPITests",
     "CompressionTests",
     "ConformanceBase",
     "DeclarationTests",
