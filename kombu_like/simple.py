@@ -68,7 +68,8 @@ class SimpleBase:
         return run(self.channel, self._get_nowait_plan())
 
     def _get_nowait_plan(self) -> Plan[Message]:
-        message = yield from self.queue._get_plan(self.no_ack, self.consumer.accept)
+        # through the queue's own methods: a Queue subclass's take part
+        message = yield from call(self.queue, "get", no_ack=self.no_ack, accept=self.consumer.accept)
         if message is None:
             raise self.Empty()
         return message
@@ -101,7 +102,7 @@ class SimpleBase:
         return run(self.channel, self._qsize_plan())
 
     def _qsize_plan(self) -> Plan[int]:
-        _, size, _ = yield from self.queue._queue_declare_plan(False, True, self.queue.channel)
+        _, size, _ = yield from call(self.queue, "queue_declare", passive=True)
         return int(size) + len(self.buffer)
 
     def close(self) -> Any:
