@@ -43,14 +43,18 @@ def consume_all(conn: Connection, queue: Queue, count: int) -> list[tuple[Any, b
     return got
 
 
-def test_taken_messages_count_against_prefetch(conn: Connection) -> None:
+def test_taken_messages_count_against_prefetch(connect: Callable[..., Connection]) -> None:
+    conn, other = connect(), connect()
     queue = Queue("one_prefetch")
     publish(conn, queue, *range(5))
     received: list[Message] = []
     with Consumer(conn.channel(), [queue], on_message=received.append, prefetch_count=2):
         conn.drain_events(timeout=5)
         assert [m.payload for m in received] == [0]
-        assert ready(conn, queue) == 3  # the second was taken with the first, no more
+        # the second was taken with the first, no more (only this connection counts
+        # messages it took and has not handed out as still in the queue)
+        assert ready(other, queue) == 3
+        assert ready(conn, queue) == 4
         conn.drain_events(timeout=5)
         with pytest.raises(socket.timeout):
             conn.drain_events(timeout=0.05)  # the window is full
@@ -100,14 +104,15 @@ def test_given_back_with_the_unacknowledged_ones(how: str, connect: Callable[...
     assert consume_all(other, queue, 4) == [(0, True), (1, False), (2, False), (3, False)]
 
 
-def test_smaller_prefetch_window_gives_back_what_it_cannot_hold(conn: Connection) -> None:
+def test_smaller_prefetch_window_gives_back_what_it_cannot_hold(connect: Callable[..., Connection]) -> None:
+    conn, other = connect(), connect()
     queue = Queue("one_qos")
     publish(conn, queue, *range(5))
     received: list[Message] = []
     with Consumer(conn.channel(), [queue], on_message=received.append) as consumer:
         conn.drain_events(timeout=5)
         consumer.qos(prefetch_count=2)
-        assert ready(conn, queue) == 4
+        assert ready(other, queue) == 4
         conn.drain_events(timeout=5)
         with pytest.raises(socket.timeout):
             conn.drain_events(timeout=0.05)
@@ -132,3 +137,76 @@ def test_event_loop_hands_out_what_drain_events_left(connect: Callable[..., Conn
     finally:
         hub.close()
     assert got == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("how", ["purge", "delete"])
+@pytest.mark.parametrize("transport", ["memory", "sqlite"])
+def test_taken_messages_are_counted_and_purged_with_the_queue(
+    transport: str, how: str, connect: Callable[..., Connection], tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    if transport == "memory":
+        conn = connect()
+    else:
+        conn = Connection(f"sqlite:///{tmp_path / 'one.db'}")
+        request.addfinalizer(conn.release)
+    queue = Queue(f"one_purge_{how}")
+    publish(conn, queue, *range(10))
+    got: list[Any] = []
+    with Consumer(conn.channel(), [queue], callbacks=[lambda body, m: (got.append(body), m.ack())]):
+        conn.drain_events(timeout=5)
+        # taken with the first and not handed out yet: still in the queue for its users
+        assert ready(conn, queue) == 9
+        channel = conn.channel()
+        fetched = queue(channel).get()
+        assert fetched is not None and fetched.payload == 1  # the head of the queue
+        fetched.ack()
+        assert ready(conn, queue) == 8
+        assert (queue(channel).purge() if how == "purge" else queue(channel).delete()) == 8
+        queue(channel).declare()
+        assert ready(conn, queue) == 0
+        publish(conn, queue, "after")
+        if how == "purge":
+            conn.drain_events(timeout=5)  # the next one is the new one, to the same consumer
+    if how == "delete":
+        # its consumers went with the queue
+        assert consume_all(conn, queue, 1) == [("after", False)]
+    assert got == ([0, "after"] if how == "purge" else [0])
+    unacked_count = getattr(conn.default_channel.store, "unacked_count", None)
+    if unacked_count is not None:
+        # forgotten by the store too: nothing left to come back when a lease runs out
+        assert unacked_count(queue.name) == 0
+
+
+@pytest.mark.parametrize("driver", ["drain_events", "event loop"])
+def test_callback_purging_its_queue_mid_take(driver: str, connect: Callable[..., Connection]) -> None:
+    conn = connect(transport_options={"event_loop": True})
+    queue = Queue(f"one_purge_cb_{driver.replace(' ', '_')}")
+    publish(conn, queue, *range(10))
+    got: list[Any] = []
+    purged: list[int] = []
+
+    def on_body(body: Any, message: Message) -> None:
+        got.append(body)
+        message.ack()
+        if body == 0:
+            purged.append(queue(conn.channel()).purge())
+
+    hub = Hub()
+    try:
+        with Consumer(conn, [queue], callbacks=[on_body]):
+            if driver == "event loop":
+                conn.register_with_event_loop(hub)
+            for expected in (1, 2):
+                if expected == 2:
+                    publish(conn, queue, "after")
+                if driver == "event loop":
+                    for _ in range(20):
+                        if len(got) >= expected:
+                            break
+                        hub.run_once()
+                else:
+                    conn.drain_events(timeout=5)
+    finally:
+        hub.close()
+    assert purged == [9]
+    assert got == [0, "after"]

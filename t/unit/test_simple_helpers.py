@@ -89,6 +89,18 @@ class TestSimpleQueue:
             assert q.clear() == 4
             assert q.qsize() == 0
 
+    def test_qsize_and_clear_count_messages_taken_with_the_one_returned(self, conn: Connection) -> None:
+        with conn.SimpleQueue("sq_size_taken") as q:
+            for n in range(4):
+                q.put(n)
+            q.get(timeout=5).ack()
+            # the other three were taken from the broker with it: still waiting, as in Kombu
+            assert q.qsize() == 3
+            assert q.clear() == 3
+            assert q.qsize() == 0
+            q.put("after")
+            assert q.get(timeout=5).payload == "after"
+
     def test_close_gives_buffered_messages_back(self, conn: Connection) -> None:
         with conn.SimpleQueue("sq_buffered") as q:
             for n in range(5):

@@ -211,7 +211,12 @@ class VirtualChannel(Channel):
                 self._exclusive.add(queue)
             if auto_delete:
                 self._auto_delete.add(queue)
-        return queue_declare_ok_t(queue, self.seam.size(queue), self.seam.consumer_count(queue))
+        return queue_declare_ok_t(queue, self._size(queue), self.seam.consumer_count(queue))
+
+    def _size(self, queue: str) -> int:
+        """How many messages ``queue`` holds for delivery (Kombu's virtual-channel name):
+        those ready in the store and those this connection took and has not handed out."""
+        return self.seam.size(queue) + self.connection.taken_from(queue)
 
     def _vhost(self) -> str:
         return str(getattr(self.client, "virtual_host", "") or "/")
@@ -243,8 +248,14 @@ class VirtualChannel(Channel):
         self.seam.bindings.unbind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
 
     def queue_purge(self, queue: str, nowait: bool = False, **kwargs: Any) -> int:
+        """Remove the messages of ``queue`` not delivered yet; return how many.
+
+        Those the connection took and has not handed out are removed too (they are still
+        in the queue as Kombu counts it), for good: they are never delivered or restored.
+        """
         self._check_open()
-        return self.seam.purge(queue)
+        purged = self.seam.purge(queue)
+        return purged + self.connection.discard(queue)
 
     def queue_delete(
         self,
@@ -254,17 +265,18 @@ class VirtualChannel(Channel):
         nowait: bool = False,
         **kwargs: Any,
     ) -> int:
+        """Delete ``queue`` and its messages not delivered yet; return how many there were."""
         self._check_open()
-        if if_empty and self.seam.size(queue):
+        if if_empty and self._size(queue):
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} not empty")
         if if_unused and queue in self.connection.consumed_queues():
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} in use")
         consumers = self._queue_consumers(queue)
-        for channel, tag in consumers:
-            # taken for them and not handed out yet: counted and deleted with the rest
-            self.connection.give_back(channel, tag)
         size = self.seam.size(queue)
         self._drop_queue(queue)
+        # taken and not handed out yet: counted and deleted with the rest (once the queue
+        # is gone, so a delete that fails leaves them to come back)
+        size += self.connection.discard(queue)
         for channel, tag in consumers:
             channel.basic_cancel(tag)
         return size
@@ -545,10 +557,13 @@ class VirtualChannel(Channel):
     def basic_get(self, queue: str, no_ack: bool = False, accept: Any = None, **kwargs: Any) -> BaseMessage | None:
         """Take one message from ``queue`` without waiting; ``None`` when it is empty."""
         self._check_open()
-        deliveries = self.seam.get([queue], timeout=0, max_count=1)
-        if not deliveries:
-            return None
-        delivery = deliveries[0]
+        # taken by this connection for a consumer and not handed out yet: the queue's head
+        delivery = self.connection.take_buffered(queue) if self.connection.buffer else None
+        if delivery is None:
+            deliveries = self.seam.get([queue], timeout=0, max_count=1)
+            if not deliveries:
+                return None
+            delivery = deliveries[0]
         tag = next(self._tags)
         if no_ack:
             self.seam.ack([delivery])

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from itertools import count
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -253,34 +254,81 @@ class VirtualConnection:
         while self.deliver_buffered():
             pass
 
-    def give_back(self, channel: VirtualChannel, consumer_tag: str | None = None) -> None:
-        """Requeue, in order and not marked redelivered, what was taken for ``channel``
-        (its consumer ``consumer_tag`` only, when given) and not handed out yet."""
+    def _take_out(
+        self, match: Callable[[tuple[Delivery, VirtualChannel, str]], bool], limit: int | None = None
+    ) -> list[Delivery]:
+        """Remove from the buffer, in order, the deliveries of the items ``match`` accepts
+        (the first ``limit`` of them, when given)."""
         buffer = self.buffer
-        if not buffer:
-            return
         keep: list[tuple[Delivery, VirtualChannel, str]] = []
-        back: list[Delivery] = []
-        while buffer:
+        out: list[Delivery] = []
+        while buffer and (limit is None or len(out) < limit):
             try:
                 item = buffer.popleft()
             except IndexError:  # emptied by drain_events in another thread
                 break
-            if item[1] is channel and (consumer_tag is None or item[2] == consumer_tag):
-                back.append(item[0])
+            if match(item):
+                out.append(item[0])
             else:
                 keep.append(item)
         buffer.extendleft(reversed(keep))
+        return out
+
+    def give_back(self, channel: VirtualChannel, consumer_tag: str | None = None) -> None:
+        """Requeue, in order and not marked redelivered, what was taken for ``channel``
+        (its consumer ``consumer_tag`` only, when given) and not handed out yet."""
+        if not self.buffer:
+            return
+        back = self._take_out(lambda item: item[1] is channel and (consumer_tag is None or item[2] == consumer_tag))
         try:
             if back:
                 self.seam.requeue(back, redelivered=False)
         finally:
-            if not buffer:
+            if not self.buffer:
                 self.write_held_acks()
+
+    def discard(self, queue: str) -> int:
+        """Forget for good what was taken from ``queue`` and not handed out yet (the queue
+        was purged or deleted): none of it is handed out or comes back.  Returns how many.
+        """
+        if not self.buffer:
+            return 0
+        gone = self._take_out(lambda item: item[0].queue == queue)
+        if not gone:
+            return 0
+        try:
+            self.seam.ack(gone)
+        finally:
+            # written now, not with the acks made while the rest of the take is handed out:
+            # a purged message must not be restored later
+            self.write_held_acks()
+            self.capacity_changed()
+        return len(gone)
+
+    def take_buffered(self, queue: str) -> Delivery | None:
+        """The first message taken from ``queue`` and not handed out yet, no longer held
+        for its consumer (``basic_get`` returns it: it is the head of the queue)."""
+        if not self.buffer:
+            return None
+        taken = self._take_out(lambda item: item[0].queue == queue, 1)
+        if not taken:
+            return None
+        if not self.buffer:
+            self.write_held_acks()
+        self.capacity_changed()
+        return taken[0]
 
     def buffered(self, channel: VirtualChannel) -> int:
         """How many messages taken for ``channel`` are not handed out yet."""
         return sum(1 for item in self.buffer if item[1] is channel) if self.buffer else 0
+
+    def taken_from(self, queue: str) -> int:
+        """How many messages taken from ``queue`` are not handed out yet: still in the
+        queue as a Kombu user sees it (its message count, what a purge removes)."""
+        if not self.buffer:
+            return 0
+        # a copy: drain_events in another thread may change the buffer meanwhile
+        return sum(1 for item in self.buffer.copy() if item[0].queue == queue)
 
     def hold_acks(self) -> None:
         """A take is being handed out: a store that writes acks in batches may keep those
