@@ -32,7 +32,8 @@ class Connection:
 
     ``async with Connection(url) as conn`` connects (one attempt per URL) and releases.
     Deliveries reach consumers from the loop; :meth:`drain_events` runs their callbacks.
-    Supported transports: ``memory://`` and ``amqp://``/``amqps://``.
+    Supported transports: ``memory://``, ``amqp://``/``amqps://`` and
+    ``redis://``/``rediss://`` (Sentinel too).
     """
 
     def __init__(self, hostname: str | Sequence[str] | None = "localhost", *args: Any, **kwargs: Any) -> None:
@@ -87,9 +88,13 @@ class Connection:
             from ..transport.amqp.aio import AMQPDriver
 
             return AMQPDriver(self, sync)
+        if sync.transport.driver_type == "redis":
+            from ..transport.redis.aio import RedisDriver
+
+            return RedisDriver(self, sync)
         raise NotImplementedError(
             f"the asyncio API does not drive {sync.transport.driver_type}:// yet; "
-            f"use memory:// or amqp://, or the blocking API"
+            f"use memory://, amqp:// or redis://, or the blocking API"
         )
 
     @property
