@@ -17,6 +17,7 @@ from kombu_like import Connection as SyncConnection
 from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection
 from kombu_like.exceptions import (
+    ConnectionTimeout,
     ConsumerCancelled,
     IrrecoverableConnectionError,
     MessageNacked,
@@ -320,5 +321,32 @@ def test_publishes_cancelled_while_waiting_for_buffer_room_arrive_whole(amqp_url
             assert (await queue(conn.default_channel).queue_declare(passive=True)).message_count == 6
             assert conn.connected
             await queue(conn.default_channel).delete()
+
+    run(main())
+
+
+def test_confirm_timeouts_fail_each_publish_at_its_own_deadline(amqp_url: str, name: str) -> None:
+    queue = Queue(name, auto_delete=False)
+
+    async def main() -> None:
+        with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy:
+            options = {"confirm_publish": True, "confirm_timeout": 30}
+            async with Connection(proxy.url_for(amqp_url), transport_options=options) as conn:
+                producer = conn.Producer()
+                await producer.publish("ok", routing_key=name, declare=[queue])
+                proxy.stall(True)
+                patient = asyncio.ensure_future(producer.publish("patient", routing_key=name))
+                await asyncio.sleep(0)
+                with pytest.raises(ConnectionTimeout) as info:  # the later, shorter wait ends first
+                    await producer.publish("hasty", routing_key=name, confirm_timeout=0.2)
+                assert "confirm" in str(info.value)
+                assert not patient.done()
+                patient.cancel()
+                await asyncio.wait([patient])
+                proxy.stall(False)
+                # the confirms nobody waits for any more are dropped; the channel goes on
+                await producer.publish("after", routing_key=name)
+                assert (await queue(conn.default_channel).queue_declare(passive=True)).message_count == 4
+                await queue(conn.default_channel).delete()
 
     run(main())

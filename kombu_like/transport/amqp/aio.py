@@ -17,7 +17,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from amqp import exceptions as amqp_errors
 from amqp import spec
@@ -128,8 +128,7 @@ class AMQPProtocol(asyncio.Protocol):
         whole) with the others of this round of the loop, in one system call, or at once
         when :data:`WRITE_BATCH` bytes wait."""
         if not self.is_open:
-            cause = self._lost or amqp_errors.RecoverableConnectionError("connection is closed")
-            raise self.transport.translate_error(cause) from cause
+            self._raise_closed()
         self._out.append(data)
         self._out_size += len(data)
         if self._out_size >= WRITE_BATCH:
@@ -137,6 +136,22 @@ class AMQPProtocol(asyncio.Protocol):
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
+
+    def send(self, data: bytes) -> None:
+        """Whole frames, handed to the asyncio transport now (behind what this round wrote
+        before them), with no flush left for the round: for a writer that waits for the
+        broker's answer to them."""
+        if self._out:
+            self.write(data)
+            self.flush()
+        elif self.is_open:
+            self.stream.write(data)  # type: ignore[union-attr]
+        else:
+            self._raise_closed()
+
+    def _raise_closed(self) -> NoReturn:
+        cause = self._lost or amqp_errors.RecoverableConnectionError("connection is closed")
+        raise self.transport.translate_error(cause) from cause
 
     def flush(self) -> None:
         """Hand what was written to the asyncio transport."""

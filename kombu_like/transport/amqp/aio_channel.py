@@ -393,8 +393,8 @@ class AsyncChannel(base.StdChannel):
         if not self.is_open:
             self._raise_closed()
         args = self._args_for(exchange, routing_key, mandatory, immediate)
-        self.protocol.write(publish_frames(self.channel_id, args, message, self.protocol.frame_max))
-        return self._track(1, exchange, routing_key, kwargs)
+        data = publish_frames(self.channel_id, args, message, self.protocol.frame_max)
+        return self._publish(data, 1, exchange, routing_key, kwargs)
 
     def publish_batch(self, items: Sequence[tuple[Any, str, str, bool]], **kwargs: Any) -> Any:
         """Publish ``(message, exchange, routing_key, mandatory)`` items with one write."""
@@ -408,15 +408,20 @@ class AsyncChannel(base.StdChannel):
             publish_frames(channel_id, self._args_for(exchange, routing_key, mandatory, False), message, frame_max)
             for message, exchange, routing_key, mandatory in items
         )
-        self.protocol.write(data)
-        return self._track(len(items), items[-1][1], items[-1][2], kwargs)
+        return self._publish(data, len(items), items[-1][1], items[-1][2], kwargs)
 
-    def _track(self, count: int, exchange: str, routing_key: str, options: Mapping[str, Any]) -> Any:
+    def _publish(self, data: bytes, count: int, exchange: str, routing_key: str, options: Mapping[str, Any]) -> Any:
+        """Write the frames of ``count`` messages; the awaitable of their confirm."""
         confirms = self._confirms
         if confirms is None:
+            self.protocol.write(data)
             return Ready(None)
-        if confirms.wait_each:
-            self.protocol.flush()  # the publisher waits for the confirm: send now
+        if confirms.wait_each and not confirms.unsettled:
+            # the publisher waits for this confirm alone: send now, not at the end of the
+            # loop's round (publishes made together, whose confirms overlap, go in one write)
+            self.protocol.send(data)
+        else:
+            self.protocol.write(data)
         return confirms.sent(count, exchange, routing_key, options)
 
     def _on_confirm(self, delivery_tag: int, multiple: bool, ok: bool) -> None:

@@ -5,7 +5,6 @@ blocking transport's :class:`~.confirms.Confirms`; this adds the futures."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 from collections import deque
@@ -20,6 +19,9 @@ from .confirms import Confirms
 __all__ = ["AsyncConfirms"]
 
 logger = logging.getLogger(__name__)
+
+#: when a publish's wait for its confirm ends: (deadline, timeout, exchange, routing key)
+_Expiry = tuple[float, float, str, str]
 
 
 class AsyncConfirms:
@@ -41,24 +43,51 @@ class AsyncConfirms:
         self.translate = translate
         self.channel_id = channel_id
         self.confirms = Confirms()
-        #: (first, last, future, publish) in order: a publish's (it fails on a refusal),
-        #: or a settle's (every publish up to ``last``)
-        self.waiters: deque[tuple[int, int, asyncio.Future[Any], bool]] = deque()
+        #: (first, last, future, expiry) in order: a publish's, with its expiry (deadline,
+        #: timeout, exchange, routing key), or a settle's (every publish up to ``last``),
+        #: with None
+        self.waiters: deque[tuple[int, int, asyncio.Future[Any], _Expiry | None]] = deque()
+        #: one timer for every publish's wait: at the earliest deadline still to come
+        self._timer: asyncio.TimerHandle | None = None
         #: a mandatory message returned with no handler: raised by the confirm that follows
         self.returned: MessageReturned | None = None
 
     def sent(self, count: int, exchange: str, routing_key: str, options: Mapping[str, Any]) -> Any:
-        """``count`` messages were written: the awaitable of their confirm."""
+        """``count`` messages were written: the awaitable of their confirm.
+
+        With ``wait_each`` it is the future itself: a cancelled publish cancels it, and its
+        confirm, when it comes, finds it done and is dropped (nothing waits to be told).
+        """
         if not self.wait_each:
             self.confirms.sent(count)
             return Ready(None)
         first, last = self.confirms.sent(count)
         future = self.loop.create_future()
-        self.waiters.append((first, last, future, True))
-        # the future itself is awaited: a cancelled publish cancels it, and its confirm,
-        # when it comes, finds it done and is dropped (nothing waits to be told)
         timeout = options.get("confirm_timeout") or self.timeout
-        return bounded(future, timeout, functools.partial(self._expired, timeout, exchange, routing_key))
+        deadline = self.loop.time() + timeout
+        self.waiters.append((first, last, future, (deadline, timeout, exchange, routing_key)))
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._expire, deadline)
+        return future
+
+    def _expire(self, when: float) -> None:
+        """The timer: fail the publishes whose deadline passed, wake up for the next one."""
+        self._timer = None
+        now = max(self.loop.time(), when)
+        upcoming: float | None = None
+        for _, _, future, expiry in self.waiters:
+            if expiry is None or future.done():
+                continue
+            deadline, timeout, exchange, routing_key = expiry
+            if deadline <= now:
+                future.set_exception(self._expired(timeout, exchange, routing_key))
+            elif upcoming is None or deadline < upcoming:
+                upcoming = deadline
+        if upcoming is not None:
+            self._timer = self.loop.call_at(upcoming, self._expire, upcoming)
 
     def _expired(self, timeout: float, exchange: str, routing_key: str) -> BaseException:
         return self.translate(
@@ -79,7 +108,7 @@ class AsyncConfirms:
         if not self.confirms.pending:
             future.set_result(None)
         else:
-            self.waiters.append((1, self.confirms.next_seq - 1, future, False))
+            self.waiters.append((1, self.confirms.next_seq - 1, future, None))
         return future
 
     async def settle(self) -> None:
@@ -97,8 +126,8 @@ class AsyncConfirms:
         confirms.resolve(delivery_tag, multiple, ok)
         waiters = self.waiters
         while waiters and confirms.settled(waiters[0][1], waiters[0][0]):
-            first, last, future, publish = waiters.popleft()
-            if not publish:
+            first, last, future, expiry = waiters.popleft()
+            if expiry is None:
                 if not future.done():
                     future.set_result(None)
                 continue
@@ -128,6 +157,9 @@ class AsyncConfirms:
 
     def fail(self, error: BaseException) -> None:
         """The channel is gone: every wait fails with ``error``."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiters, self.waiters = self.waiters, deque()
         for _, _, future, _ in waiters:
             if not future.done():
