@@ -19,7 +19,7 @@ from ..common import declaration_cached
 from ..entity import Queue
 from ..messaging import Consumer as SyncConsumer
 from ..messaging import Producer as SyncProducer
-from ..messaging import _Batch
+from ..messaging import _annotate, _Batch
 from ..plan import Ready
 from .message import Message, backlog
 
@@ -248,7 +248,7 @@ class Consumer(SyncConsumer):
             no_ack,
             auto_declare,
             callbacks,
-            self._keep_decode_error if on_decode_error else None,
+            self._keep_decode_error,
             self._keep_message if on_message else None,
             accept,
             prefetch_count,
@@ -293,12 +293,6 @@ class Consumer(SyncConsumer):
                 pass
 
     # -- from the loop: keep what arrives, raise nothing there ------------------------------
-    def _receive_callback(self, message: Any) -> Any:
-        try:
-            super()._receive_callback(message)
-        except Exception as exc:
-            self._keep(("error", None, exc))
-
     def receive(self, body: Any, message: Any) -> None:
         self._keep(("body", message, body))
 
@@ -306,11 +300,19 @@ class Consumer(SyncConsumer):
         self._keep(("message", message, None))
 
     def _keep_decode_error(self, message: Any, exc: BaseException) -> None:
-        self._keep(("decode_error", message, exc))
+        if self._user_on_decode_error is not None:
+            self._keep(("decode_error", message, exc))
+            return
+        # raised where the messages are processed, as the blocking Consumer raises it
+        error = _annotate(exc, message, self._queue_of(message))
+        error.__cause__ = exc
+        self._keep(("error", None, error))
 
     def _keep(self, item: _Item) -> None:
-        self._inbox.append(item)
-        self.channel.aio_client._notify()
+        inbox = self._inbox
+        inbox.append(item)
+        if len(inbox) == 1:  # a waiter only looks whether an inbox holds something
+            self.channel.aio_client._notify()
 
     # -- processing -----------------------------------------------------------------------
     async def _process(self, item: _Item) -> None:

@@ -13,7 +13,7 @@ import pytest
 from kombu_like import Connection as SyncConnection
 from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection, Message
-from kombu_like.exceptions import MessageStateError
+from kombu_like.exceptions import DecodeError, MessageStateError
 from kombu_like.transport import memory
 
 
@@ -114,6 +114,26 @@ def test_async_for_and_decode_errors(broker: memory.Broker) -> None:
                     await message.ack()
                     break
             assert errors == ["DecodeError"]
+
+    run(main())
+
+
+def test_an_undecodable_message_without_a_handler_is_raised_by_the_wait(broker: memory.Broker) -> None:
+    queue = Queue("q-undecodable")
+
+    async def main() -> None:
+        async with Connection("memory://", **opts(broker)) as conn:
+            producer = conn.Producer()
+            await producer.publish(b"\x80", routing_key=queue.name, content_type="application/json", declare=[queue])
+            await producer.publish({"n": 1}, routing_key=queue.name)
+            bodies: list[Any] = []
+            async with conn.Consumer([queue], callbacks=[lambda body, message: bodies.append(body)]):
+                with pytest.raises(DecodeError, match="q-undecodable.*on_decode_error") as info:
+                    await conn.drain_events(timeout=1)
+                assert info.value.__cause__ is not None
+                while not bodies:  # the consumer goes on with the next message
+                    await conn.drain_events(timeout=1)
+            assert bodies == [{"n": 1}]
 
     run(main())
 
