@@ -61,7 +61,10 @@ class AsyncConfirms:
         if not self.wait_each:
             self.confirms.sent(count)
             return Ready(None)
-        first, last = self.confirms.sent(count)
+        if count == 1:
+            first = last = self.confirms.sent_one()
+        else:
+            first, last = self.confirms.sent(count)
         future = self.loop.create_future()
         timeout = options.get("confirm_timeout") or self.timeout
         deadline = self.loop.time() + timeout

@@ -73,6 +73,8 @@ class Confirms:
 
     def take_nacked(self, first: int, last: int) -> list[int]:
         with self._lock:
+            if not self.nacked:  # the common case: nothing was refused
+                return []
             found = sorted(seq for seq in self.nacked if first <= seq <= last)
             self.nacked.difference_update(found)
             return found
