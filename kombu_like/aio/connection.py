@@ -32,8 +32,8 @@ class Connection:
 
     ``async with Connection(url) as conn`` connects (one attempt per URL) and releases.
     Deliveries reach consumers from the loop; :meth:`drain_events` runs their callbacks.
-    Supported transports: ``memory://``, ``amqp://``/``amqps://`` and
-    ``redis://``/``rediss://`` (Sentinel too).
+    Supported transports: ``memory://``, ``amqp://``/``amqps://``,
+    ``redis://``/``rediss://`` (Sentinel too), ``sqlite://`` and ``sqs://``.
     """
 
     def __init__(self, hostname: str | Sequence[str] | None = "localhost", *args: Any, **kwargs: Any) -> None:
@@ -92,9 +92,13 @@ class Connection:
             from ..transport.redis.aio import RedisDriver
 
             return RedisDriver(self, sync)
+        from .threaded import ThreadedDriver
+
+        if ThreadedDriver.supports(sync):
+            return ThreadedDriver(self, sync)
         raise NotImplementedError(
             f"the asyncio API does not drive {sync.transport.driver_type}:// yet; "
-            f"use memory://, amqp:// or redis://, or the blocking API"
+            f"use memory://, amqp://, redis://, sqlite:// or sqs://, or the blocking API"
         )
 
     @property

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from kombu_like import Connection
-from kombu_like.testing.conformance import TransportConformance
+from kombu_like.testing.conformance import AsyncAPITests, TransportConformance
 from kombu_like.testing.hostile import HostileInputTests
 
 pytestmark = pytest.mark.sqs
@@ -40,3 +41,40 @@ class TestSQSHostileInput(_OnMoto, HostileInputTests):
 
     # every example is a few moto round trips of ~0.1 s
     hostile_examples = 6
+
+
+class TestSQSAsyncAPI(_OnMoto, AsyncAPITests):
+    """The asyncio API on SQS, and interop with the blocking API over it."""
+
+    # closing a connection waits for its receive in flight: short polls keep the many
+    # connections of these scenarios quick to close
+    transport_options = {"region": "us-east-1", "wait_time_seconds": 0, "polling_interval": 0.05}
+
+    @pytest.mark.skip(
+        reason="after its last consumer is cancelled, the connection's receive thread keeps "
+        "receiving for the queue until the event loop takes again, and SQS counts leave out "
+        "messages in flight (qsize sees 0); a standard queue also keeps no order for messages "
+        "made visible again (the scenario expects both)"
+    )
+    def test_async_simple_queue(self) -> None:
+        pass
+
+    def test_async_close_leaves_no_thread(self) -> None:
+        """The connection's worker thread and the store's receive thread end with it."""
+        queue = self.new_queue("aio_threads")
+
+        async def scenario() -> None:
+            async with self.make_async_connection() as conn:
+                await conn.Producer().publish("x", routing_key=queue.name, declare=[queue])
+                async with conn.Consumer([queue]) as consumer:
+                    async for message in consumer:
+                        await message.ack()
+                        break
+                assert threads()
+
+        self.run_async(scenario())
+        assert threads() == []
+
+
+def threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("kombu_like-sqs")]

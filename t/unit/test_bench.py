@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kombu_like.bench import BenchResult, main
+from kombu_like.transport import TRANSPORT_ALIASES, memory
 
 
 def test_best_of_keeps_the_better_figure_of_each_measure() -> None:
@@ -84,13 +85,22 @@ def test_async_api_runs_beside_the_blocking_one(capsys: pytest.CaptureFixture[st
     assert "-" not in rows["publish"].split()
 
 
-def test_async_api_on_a_transport_without_its_driver_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    # sqlite:// has no asyncio driver yet: a message naming the transport, not a traceback
+class ElsewhereTransport(memory.Transport):
+    """A transport of its own, which the asyncio API has no driver for."""
+
+    driver_type = "elsewhere"
+
+
+def test_async_api_on_a_transport_without_its_driver_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(TRANSPORT_ALIASES, "elsewhere", f"{__name__}:ElsewhereTransport")
+    # a message naming the transport, not a traceback
     with pytest.raises(SystemExit) as exit_:
-        main(["sqlite://", "-n", "5", "--api", "async"])
+        main(["elsewhere://", "-n", "5", "--api", "async"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "kombu_like.aio cannot run on sqlite://" in err and "Traceback" not in err
+    assert "kombu_like.aio cannot run on elsewhere://" in err and "Traceback" not in err
 
 
 def test_aio_pika_needs_an_amqp_url(capsys: pytest.CaptureFixture[str]) -> None:

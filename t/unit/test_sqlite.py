@@ -26,7 +26,7 @@ from kombu_like.exceptions import (
     OperationalError,
     PreconditionFailed,
 )
-from kombu_like.testing.conformance import TransportConformance
+from kombu_like.testing.conformance import AsyncAPITests, TransportConformance
 from kombu_like.testing.hostile import HostileInputTests
 from kombu_like.transport.sqlite import DEFAULT_PATH, SqliteStore, Transport, database_path
 
@@ -82,8 +82,8 @@ def _drain_all(conn: Connection, queue: Queue, timeout: float = 0.3, ack: bool =
 
 
 # -- the shared suite -----------------------------------------------------------------------
-class TestSqliteConformance(TransportConformance):
-    """Every transport's behaviour, on a fresh database file per test."""
+class TestSqliteConformance(TransportConformance, AsyncAPITests):
+    """Every transport's behaviour, on a fresh database file per test, on both APIs."""
 
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> None:
