@@ -106,13 +106,18 @@ def test_every_logging_module_leaves_the_package_logger_silent() -> None:
         "importlib.import_module(sys.argv[1])\n"
         "print(any(isinstance(h, logging.NullHandler) for h in logging.getLogger('kombu_like').handlers))\n"
     )
-    missing = []
-    for module in modules:
-        result = subprocess.run(
-            [sys.executable, "-c", code, module], cwd=ROOT, capture_output=True, text=True, timeout=60
+    # all started at once: each interpreter spends its time starting up and importing
+    procs = {
+        module: subprocess.Popen(
+            [sys.executable, "-c", code, module], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        if result.stdout.strip() != "True":
-            missing.append((module, result.stdout.strip() or result.stderr[-300:]))
+        for module in modules
+    }
+    missing = []
+    for module, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        if stdout.strip() != "True":
+            missing.append((module, stdout.strip() or stderr[-300:]))
     assert missing == []
 
 
