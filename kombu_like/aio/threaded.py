@@ -358,6 +358,7 @@ class _ThreadedChannel:
     _sync_consume: Callable[..., Any]
     _sync_get: Callable[..., Any]
     _sync_reject: Callable[..., Any]
+    _sync_unroutable: Callable[..., Any]
 
     def run_plan(self, plan: Plan[Any]) -> Any:
         return arun(plan)
@@ -410,6 +411,15 @@ class _ThreadedChannel:
             return get()
         return self._io.submit(get, orphan=self._give_back)
 
+    def _unroutable(self, message: dict[str, Any], exchange: str, routing_key: str, mandatory: bool) -> None:
+        events: Any = getattr(self, "events", {})
+        if mandatory and events.get("basic_return") and self._io.on_thread():
+            # the handlers are the user's (an RPC client's futures): they run on the loop's
+            # thread, before the publish's caller resumes
+            self._io.to_loop(self._sync_unroutable, message, exchange, routing_key, mandatory)
+        else:
+            self._sync_unroutable(message, exchange, routing_key, mandatory)
+
     def _give_back(self, message: Any) -> None:
         # fetched for a caller that stopped waiting: back to its queue at once (a closing
         # connection gives it back with the channel's other unacknowledged messages)
@@ -435,6 +445,7 @@ def threaded_channel_class(base: type) -> type:
             _sync_consume=getattr(base, "basic_consume"),  # noqa: B009
             _sync_get=getattr(base, "basic_get"),  # noqa: B009
             _sync_reject=getattr(base, "basic_reject"),  # noqa: B009
+            _sync_unroutable=getattr(base, "_unroutable", None),
             __module__=__name__,
         )
         cls = _classes[base] = type(f"Async{base.__name__}", (_ThreadedChannel, base), namespace)

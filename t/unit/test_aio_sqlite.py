@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kombu_like import Connection as SyncConnection
-from kombu_like import Queue
+from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection
 from kombu_like.exceptions import OperationalError
 
@@ -106,6 +106,22 @@ def test_publishes_handed_over_are_made_in_order_before_the_close(url: str) -> N
                 got.append(message.payload)
                 message.ack()
             assert got == [*range(50), "last"]
+
+    run(main())
+
+
+def test_returned_messages_reach_their_handler_on_the_loop_s_thread(url: str) -> None:
+    exchange = Exchange("x-nowhere", "direct")
+    returned: list[tuple[str, bool]] = []
+
+    def on_return(exc: BaseException, exchange: str, routing_key: str, message: Any) -> None:
+        returned.append((routing_key, threading.current_thread() is threading.main_thread()))
+
+    async def main() -> None:
+        async with Connection(url) as conn:
+            producer = conn.Producer(exchange=exchange, on_return=on_return)
+            await producer.publish("lost", routing_key="nobody", mandatory=True, declare=[exchange])
+            assert returned == [("nobody", True)]
 
     run(main())
 
