@@ -46,11 +46,25 @@ async def maybe_declare(entity: Any, channel: Any = None) -> bool:
     return True
 
 
+class _NoBatch:
+    """A producer's batch slot while none of its batches is open: ``current`` is a class
+    attribute, read by every publish without a context lookup."""
+
+    __slots__ = ()
+    current = None
+
+
+_NO_BATCH = _NoBatch()
+
+
 class _ContextBatch:
-    """The batch open in the current task (a thread-local would be shared by all tasks)."""
+    """The batch open in the current task (a thread-local would be shared by all tasks);
+    a producer's batch slot while one of its batches is open."""
 
     def __init__(self) -> None:
         self._var: ContextVar[_AsyncBatch | None] = ContextVar(f"batch-{id(self):x}", default=None)
+        #: batches of the producer open in any task
+        self.open = 0
 
     @property
     def current(self) -> Any:
@@ -63,6 +77,8 @@ class _ContextBatch:
 
 class _AsyncBatch(_Batch):
     """``async with producer.batch():``: the publishes of the block, sent in one write."""
+
+    producer: Producer
 
     def __init__(self, producer: Producer, max_size: int | None) -> None:
         super().__init__(producer, max_size)
@@ -83,9 +99,35 @@ class _AsyncBatch(_Batch):
             extra = options.get(index, {})
             self.pending.append(channel.basic_publish(message, exchange, routing_key, mandatory, **extra))
 
-    async def __aenter__(self) -> _AsyncBatch:
-        self.__enter__()
+    def __enter__(self) -> _AsyncBatch:
+        producer = self.producer
+        context = producer._batch_context
+        context.open += 1
+        producer._batch_local = context  # type: ignore[assignment]
+        try:
+            super().__enter__()
+        except BaseException:
+            self._left()
+            raise
         return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            self._left()
+
+    def _left(self) -> None:
+        producer = self.producer
+        context = producer._batch_context
+        context.open -= 1
+        if not context.open:
+            producer._batch_local = _NO_BATCH  # type: ignore[assignment]
+
+    async def __aenter__(self) -> _AsyncBatch:
+        return self.__enter__()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -110,7 +152,8 @@ class Producer(SyncProducer):
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
-        self._batch_local = _ContextBatch()  # type: ignore[assignment]
+        self._batch_context = _ContextBatch()
+        self._batch_local = _NO_BATCH  # type: ignore[assignment]
 
     def _bind_channel(self, channel: Any) -> None:
         auto_declare, self.auto_declare = self.auto_declare, False
@@ -131,7 +174,7 @@ class Producer(SyncProducer):
     async def publish(self, body: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Serialize, compress and publish ``body``: :meth:`kombu_like.Producer.publish`'s
         arguments.  With publisher confirms, returns once the broker confirmed."""
-        if kwargs.get("retry"):
+        if kwargs and kwargs.get("retry"):
             del kwargs["retry"]
             policy = kwargs.pop("retry_policy", None) or {}
             connection = self.connection
@@ -141,7 +184,7 @@ class Producer(SyncProducer):
         channel = self._channel
         if channel is None or (self._lazy and not channel.is_open):
             channel = self.channel
-        if "declare" in kwargs:
+        if kwargs and "declare" in kwargs:
             for entity in kwargs.pop("declare") or ():
                 await maybe_declare(entity, channel)
         own = self.exchange

@@ -200,6 +200,25 @@ def test_batch_sends_when_the_block_ends(broker: memory.Broker) -> None:
                     await producer.publish(9, routing_key="q-batch")
                     raise RuntimeError("discarded")
             assert (await bound.queue_declare(passive=True))[1] == 3
+            # a batch belongs to its task: another task's publish goes out at once
+            go = asyncio.Event()
+
+            async def elsewhere() -> None:
+                await go.wait()
+                await producer.publish("now", routing_key="q-batch")
+
+            other = asyncio.ensure_future(elsewhere())  # made before the batch: not in its context
+            async with producer.batch():
+                await producer.publish("later", routing_key="q-batch")
+                go.set()
+                await other
+                assert (await bound.queue_declare(passive=True))[1] == 4
+                with pytest.raises(RuntimeError, match="nested"):
+                    async with producer.batch():
+                        pass
+            assert (await bound.queue_declare(passive=True))[1] == 5
+            await producer.publish("after", routing_key="q-batch")  # no batch open any more
+            assert (await bound.queue_declare(passive=True))[1] == 6
 
     run(main())
 
