@@ -480,10 +480,11 @@ class ThreadedDriver:
         io.start()
         try:
             await io.submit(self._open)
-        except BaseException:  # a cancellation too: the thread closes what it opened, and ends
+        except BaseException as exc:  # a cancellation too: the thread closes what it opened, and ends
             io.post(self._shut)
             io.accepting = False
-            await _ended(io)
+            if not isinstance(exc, asyncio.CancelledError):
+                await _ended(io)  # a cancelled caller does not wait: the thread ends by itself
             raise
 
     def _open(self) -> None:  # on the I/O thread
@@ -526,11 +527,16 @@ class ThreadedDriver:
             return
         future = io.submit(self._shut)
         io.accepting = False
-        # the close runs whole on the I/O thread even if this wait is cancelled
+        # the close runs whole on the I/O thread even if this wait is cancelled (the thread
+        # then ends by itself, unwaited: a timeout around close() returns on time)
         try:
             await asyncio.shield(future)
-        finally:
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
             await _ended(io)
+            raise
+        await _ended(io)
 
 
 async def _ended(io: IOThread) -> None:
