@@ -105,6 +105,9 @@ class IOThread:
         self._jobs: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._jobs_posted = False
         self._handover_due = False
+        #: the acks job posted last, while no other job followed it
+        self._acks: list[tuple[Any, int, bool]] | None = None
+        self._acks_lock = threading.Lock()
         self._results: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._results_posted = False
         #: accepting jobs (cleared, on the loop's thread, once closing started)
@@ -133,6 +136,9 @@ class IOThread:
         """Run ``fn(*args)`` on the I/O thread, after the jobs posted before."""
         if not self.accepting:
             raise ConnectionError("connection is closed")
+        if self._acks is not None:
+            with self._acks_lock:
+                self._acks = None  # acks made after this job run after it
         self._jobs.append((fn, args))
         if not self._handover_due:
             # the I/O thread is woken once the loop's round is over, for all the jobs the
@@ -145,6 +151,23 @@ class IOThread:
         if self._jobs and not self._jobs_posted:
             self._jobs_posted = True
             self.hub.call_soon(self._run_jobs)
+
+    def ack(self, channel: Any, delivery_tag: int, multiple: bool) -> None:
+        """Acknowledge on the I/O thread: the acks made one after another go as one job."""
+        with self._acks_lock:
+            acks = self._acks
+            if acks is not None:
+                acks.append((channel, delivery_tag, multiple))
+                return
+        acks = [(channel, delivery_tag, multiple)]
+        self.post(_write_acks, self, acks)
+        self._acks = acks  # no other thread sets it to a list
+
+    def _take_acks(self, acks: list[tuple[Any, int, bool]]) -> None:
+        """On the I/O thread: no ack joins ``acks`` any longer."""
+        with self._acks_lock:
+            if self._acks is acks:
+                self._acks = None
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, orphan: Callable[[Any], Any] | None = None
@@ -190,10 +213,17 @@ class IOThread:
         self._results.append((fn, args))
         if not self._results_posted:
             self._results_posted = True
-            try:
-                self.loop.call_soon_threadsafe(self._run_results)
-            except RuntimeError:  # the loop is closed: nobody is left to tell
-                logger.debug("asyncio loop closed; dropping a result of the I/O thread")
+            # the loop is woken once the I/O thread's round is over, for all it produced
+            # (every delivery of a take): a wake-up per item would hand the GIL back and
+            # forth between the two threads
+            if not self.hub.defer_to_round_end(self._wake_loop):
+                self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._run_results)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            logger.debug("asyncio loop closed; dropping a result of the I/O thread")
 
     def report(self, exc: BaseException) -> None:
         """An error of the I/O thread's own work: raised by the connection's next wait."""
@@ -331,6 +361,12 @@ def _on_io_thread(method: Callable[..., Any]) -> Callable[..., asyncio.Future[An
     return awaited
 
 
+def _write_acks(io: IOThread, acks: list[tuple[Any, int, bool]]) -> None:
+    io._take_acks(acks)
+    for channel, delivery_tag, multiple in acks:
+        channel._sync_ack(delivery_tag, multiple)
+
+
 def _handed_over(method: Callable[..., Any]) -> Callable[..., None]:
     @functools.wraps(method)
     def handed_over(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -357,6 +393,7 @@ class _ThreadedChannel:
     _sync_publish_batch: Callable[..., Any]
     _sync_consume: Callable[..., Any]
     _sync_get: Callable[..., Any]
+    _sync_ack: Callable[..., Any]
     _sync_reject: Callable[..., Any]
     _sync_unroutable: Callable[..., Any]
 
@@ -394,6 +431,13 @@ class _ThreadedChannel:
 
     def _publish_failed(self, exc: BaseException) -> None:
         self._publish_error = exc
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> None:
+        io = self._io
+        if io.on_thread():
+            self._sync_ack(delivery_tag, multiple)
+        else:
+            io.ack(self, delivery_tag, multiple)
 
     def basic_consume(self, queue: str, no_ack: bool = False, callback: Any = None, *args: Any, **kwargs: Any) -> Any:
         if callback is not None:
@@ -437,13 +481,14 @@ def threaded_channel_class(base: type) -> type:
             for name in ROUND_TRIPS
             if hasattr(base, name) and name not in ("basic_consume", "basic_get")
         }
-        for name in ("basic_ack", "basic_reject", "basic_nack"):
+        for name in ("basic_reject", "basic_nack"):
             namespace[name] = _handed_over(getattr(base, name))
         namespace.update(
             _sync_publish=getattr(base, "basic_publish"),  # noqa: B009 - any channel class
             _sync_publish_batch=getattr(base, "publish_batch"),  # noqa: B009
             _sync_consume=getattr(base, "basic_consume"),  # noqa: B009
             _sync_get=getattr(base, "basic_get"),  # noqa: B009
+            _sync_ack=getattr(base, "basic_ack"),  # noqa: B009
             _sync_reject=getattr(base, "basic_reject"),  # noqa: B009
             _sync_unroutable=getattr(base, "_unroutable", None),
             __module__=__name__,
