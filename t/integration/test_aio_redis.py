@@ -123,12 +123,18 @@ def test_publish_failures_are_raised_not_lost(redis_url: str, unique_name: str) 
             try:
                 client.delete(unique_name)
                 client.set(unique_name, "not a list")
-                await producer.publish("refused", routing_key="k")
-                # ... which the next publish (or wait) raises
-                with pytest.raises(Exception, match="WRONGTYPE"):
-                    for _ in range(100):
-                        await producer.publish("after", routing_key="k")
-                        await asyncio.sleep(0.01)
+                for batched in (False, True):
+                    if batched:
+                        async with producer.batch():
+                            for _ in range(3):
+                                await producer.publish("refused", routing_key="k")
+                    else:
+                        await producer.publish("refused", routing_key="k")
+                    # ... which the next publish (or wait) raises
+                    with pytest.raises(Exception, match="WRONGTYPE"):
+                        for _ in range(100):
+                            await producer.publish("after", routing_key="k")
+                            await asyncio.sleep(0.01)
             finally:
                 client.delete(unique_name)
                 client.close()
