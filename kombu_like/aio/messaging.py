@@ -68,7 +68,10 @@ class _ContextBatch:
 
     @property
     def current(self) -> Any:
-        return self._var.get()
+        batch = self._var.get()
+        # a task started inside a batch block inherits its context: once the block has
+        # ended, that task's publishes are sent, not added to a batch nobody will send
+        return batch if batch is not None and batch.active else None
 
     @current.setter
     def current(self, batch: Any) -> None:

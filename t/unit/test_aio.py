@@ -219,6 +219,19 @@ def test_batch_sends_when_the_block_ends(broker: memory.Broker) -> None:
             assert (await bound.queue_declare(passive=True))[1] == 5
             await producer.publish("after", routing_key="q-batch")  # no batch open any more
             assert (await bound.queue_declare(passive=True))[1] == 6
+            # a task started in a block that has ended publishes at once, batch open or not
+            late_go = asyncio.Event()
+
+            async def late() -> None:
+                await late_go.wait()
+                await producer.publish("late", routing_key="q-batch")
+
+            async with producer.batch():
+                started_inside = asyncio.ensure_future(late())
+            async with producer.batch():
+                late_go.set()
+                await started_inside
+                assert (await bound.queue_declare(passive=True))[1] == 7
 
     run(main())
 
