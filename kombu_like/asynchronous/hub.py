@@ -31,6 +31,7 @@ __all__ = ["Hub", "Stop", "get_event_loop", "set_event_loop"]
 logger = get_logger(__name__)
 
 _current: list[Hub | None] = [None]
+_MISSING = object()
 
 
 class Stop(BaseException):
@@ -205,10 +206,12 @@ class Hub:
     def remove_writer(self, fd: Any) -> None:
         """Stop calling the writer of ``fd`` (its reader stays)."""
         fd = fileno(fd)
-        self.writers.pop(fd, None)
         if fd not in self.readers:
             self.consolidate.discard(fd)
-        self._watch(fd)
+        if self.writers.pop(fd, _MISSING) is not _MISSING:
+            # what the poller watches changes only if it was a writer: Celery's pool
+            # removes the writer of every idle process on every pass of its loop
+            self._watch(fd)
 
     def _discard(self, fd: int) -> None:
         self.readers.pop(fd, None)
@@ -303,7 +306,9 @@ class Hub:
                 except BaseException:
                     self._end_dispatch(failing=True)
                     raise
-                self._end_dispatch()
+                self._dispatching = False
+                if self._after_dispatch:
+                    self._end_dispatch()
             timeout = self.fire_timers(propagate=self.propagate_errors) if self.timer._queue else 1.0
             for tick in list(self.on_tick):
                 tick()
@@ -324,7 +329,9 @@ class Hub:
             except BaseException:
                 self._end_dispatch(failing=True)
                 raise
-            self._end_dispatch()
+            self._dispatching = False
+            if self._after_dispatch:
+                self._end_dispatch()
             yield
 
     def _dispatch(self, events: Any, waker: WakeupFd, waker_fd: int) -> None:
