@@ -448,6 +448,14 @@ def raw_encode(data: Any) -> tuple[str, str, Any]:
     if isinstance(data, str):
         with _wrap_errors(EncodeError, "Cannot encode text as utf-8"):
             return "application/data", "utf-8", data.encode("utf-8")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            memoryview(data)  # anything else with the buffer protocol goes out as it is
+        except TypeError:
+            raise EncodeError(
+                f"A body of type {type(data).__name__} cannot be sent as it is (raw): "
+                f"give bytes or str, or name a serializer"
+            ) from None
     return "application/data", "binary", data
 
 

@@ -792,3 +792,13 @@ def test_a_binary_serializer_keeps_bytes_whatever_the_declared_encoding() -> Non
 
     body = pickle.dumps({"x": 1})
     assert default_registry.loads(body, "application/x-python-serialize", "latin-1", accept=["pickle"]) == {"x": 1}
+
+
+def test_raw_refuses_a_body_it_cannot_send_as_it_is() -> None:
+    import array
+
+    for body in (None, 12, object(), {"a": 1}):
+        with pytest.raises(EncodeError, match=type(body).__name__):
+            dumps(body, serializer="raw")
+    for body in (bytearray(b"x"), memoryview(b"y"), array.array("b", [1])):
+        assert dumps(body, serializer="raw") == ("application/data", "binary", body)
