@@ -25,14 +25,14 @@ from amqp import exceptions as amqp_errors
 from amqp import spec
 
 from ...aio.hub import bounded
-from ...exceptions import ChannelError, ConsumerCancelled, KombuError, MessageReturned
+from ...exceptions import ChannelError, ConsumerCancelled, KombuError
 from ...plan import Plan, Ready, arun
 from .. import base
 from . import compat
 from .aio_confirms import AsyncConfirms
 from .aio_methods import CALLS as _CALLS
 from .aio_methods import WITH_CONTENT as _WITH_CONTENT
-from .channel import SERVER_NAMED_PREFIX
+from .channel import SERVER_NAMED_PREFIX, returned
 from .channel import Channel as SyncChannel
 from .framing import (
     ACK_ARGS,
@@ -540,19 +540,7 @@ class AsyncChannel(base.StdChannel):
 
     def _on_return(self, args: list[Any], raw: Any) -> None:
         reply_code, reply_text, exchange, routing_key = args
-        raw.delivery_info = {
-            "exchange": exchange,
-            "routing_key": routing_key,
-            "reply_code": reply_code,
-            "reply_text": reply_text,
-        }
-        message = self.message_to_python(raw)
-        exc = MessageReturned(
-            f"{reply_text}: the broker returned a mandatory message published to exchange {exchange!r} "
-            f"with routing key {routing_key!r} (reply code {reply_code}); pass on_return to the Producer "
-            f"to handle returned messages",
-            reply_code=reply_code,
-        )
+        message, exc = returned(self, raw, reply_code, reply_text, exchange, routing_key)
         handlers = self.events["basic_return"]
         if handlers:
             for handler in list(handlers):

@@ -612,19 +612,7 @@ class Channel(base.Channel):
 
     def _on_return(self, reply_code: int, reply_text: str, exchange: str, routing_key: str, raw_message: Any) -> None:
         raw_message.channel = self._raw
-        raw_message.delivery_info = {
-            "exchange": exchange,
-            "routing_key": routing_key,
-            "reply_code": reply_code,
-            "reply_text": reply_text,
-        }
-        message = self.message_to_python(raw_message)
-        exc = MessageReturned(
-            f"{reply_text}: the broker returned a mandatory message published to exchange {exchange!r} "
-            f"with routing key {routing_key!r} (reply code {reply_code}); pass on_return to the Producer "
-            f"to handle returned messages",
-            reply_code=reply_code,
-        )
+        message, exc = returned(self, raw_message, reply_code, reply_text, exchange, routing_key)
         handlers = self.events["basic_return"]
         if not handlers:
             key = (exchange or "", routing_key or "")
@@ -828,3 +816,23 @@ class Channel(base.Channel):
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.Channel {self._raw.channel_id} of {self.transport!r}>"
+
+
+def returned(
+    channel: Any, raw_message: Any, reply_code: int, reply_text: str, exchange: str, routing_key: str
+) -> tuple[Any, MessageReturned]:
+    """The message of a ``basic.return`` (``delivery_info`` says why it came back) and the
+    error that reports it; both drivers' channels hand them to ``on_return`` handlers."""
+    raw_message.delivery_info = {
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "reply_code": reply_code,
+        "reply_text": reply_text,
+    }
+    exc = MessageReturned(
+        f"{reply_text}: the broker returned a mandatory message published to exchange {exchange!r} "
+        f"with routing key {routing_key!r} (reply code {reply_code}); pass on_return to the Producer "
+        f"to handle returned messages",
+        reply_code=reply_code,
+    )
+    return channel.message_to_python(raw_message), exc
