@@ -56,8 +56,10 @@ def consume(
     before: Callable[[], None] | None = None,
     transport_options: dict[str, Any] | None = None,
     prefetch_count: int | None = None,
+    accept: list[str] | None = None,
 ) -> list[tuple[Any, Any]]:
-    """Consume ``count`` messages with ``lib``; ``before`` runs once the consumer listens."""
+    """Consume ``count`` messages with ``lib`` (any broker; ``accept`` defaults to json);
+    ``before`` runs once the consumer listens."""
     received: list[tuple[Any, Any]] = []
 
     def on_message(body: Any, message: Any) -> None:
@@ -65,7 +67,7 @@ def consume(
         message.ack()
 
     with lib.Connection(url, transport_options=transport_options or {}) as conn:
-        kwargs: dict[str, Any] = {"callbacks": [on_message], "accept": ["json"]}
+        kwargs: dict[str, Any] = {"callbacks": [on_message], "accept": accept or ["json"]}
         if prefetch_count is not None:
             kwargs["prefetch_count"] = prefetch_count
         with conn.Consumer(queues, **kwargs):
