@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from . import messaging
 from .connection import Connection
@@ -54,7 +54,7 @@ use_global_limit: Any = object()
 
 _limit_lock = threading.Lock()
 _limit = [10]
-_groups: list[PoolGroup] = []
+_groups: list[_Group] = []
 
 
 class PooledConnection(Connection):
@@ -311,7 +311,18 @@ class PoolGroup(MutableMapping[Any, Any]):
         return f"<{type(self).__name__}: {len(self._data)} pools>"
 
 
-def register_group(group: PoolGroup) -> PoolGroup:
+class _Group(Protocol):
+    """What :func:`set_limit` and :func:`reset` use of a group (asyncio's groups too)."""
+
+    def values(self) -> Any: ...
+
+    def clear(self) -> None: ...
+
+
+_G = TypeVar("_G", bound=_Group)
+
+
+def register_group(group: _G) -> _G:
     """Include ``group`` in :func:`set_limit` and :func:`reset` (usable as a decorator)."""
     _groups.append(group)
     return group

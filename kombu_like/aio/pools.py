@@ -11,23 +11,33 @@ waiting for a free resource, connecting and closing awaited.
     producers = ProducerPool(pool, limit=10)
     async with producers.acquire(timeout=5) as producer:
         await producer.publish(...)
+
+The global pools, as :data:`kombu_like.pools.connections` and
+:data:`kombu_like.pools.producers` are for the blocking API: ``connections[conn]`` and
+``producers[conn]`` return the pool for the broker ``conn`` points at, created on first
+use with the global limit (:func:`kombu_like.pools.get_limit`, changed by
+:func:`~kombu_like.pools.set_limit`).  An asyncio connection belongs to the event loop it
+was made in, so each running loop has pools of its own (a second ``asyncio.run`` starts
+with new ones); ``await close_all()`` closes the running loop's pools.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator
+import weakref
+from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMapping
 from types import TracebackType
 from typing import Any
 
 from ..exceptions import ConnectionLimitExceeded, LimitExceeded
-from ..pools import _connection_kwargs
+from ..pools import PoolGroup as SyncPoolGroup
+from ..pools import _connection_kwargs, get_limit, register_group, use_global_limit
 from ..resource import Resource
 from .connection import Connection
 from .hub import bounded
 from .messaging import Producer as AsyncProducer
 
-__all__ = ["ConnectionPool", "ProducerPool"]
+__all__ = ["ConnectionPool", "PoolGroup", "ProducerPool", "close_all", "connections", "producers"]
 
 
 class _Acquisition:
@@ -61,7 +71,13 @@ class _Acquisition:
 class _AsyncResource(Resource):
     """:class:`Resource` whose acquire waits in the event loop."""
 
+    _loop: asyncio.AbstractEventLoop | None = None
+
     def setup(self) -> None:
+        # called again by resize: the acquires waiting then may go on (a larger limit)
+        if hasattr(self, "_waiting"):
+            self._on_loop(self._wake)
+            return
         #: acquires waiting for a resource to be released
         self._waiting: set[asyncio.Future[Any]] = set()
         self._closing: set[asyncio.Task[Any]] = set()
@@ -73,7 +89,7 @@ class _AsyncResource(Resource):
         return _Acquisition(self, timeout if block else 0)
 
     async def _take(self, timeout: float | None) -> Any:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             try:
@@ -110,7 +126,27 @@ class _AsyncResource(Resource):
     def broken_errors(self, resource: Any) -> tuple[type[BaseException], ...]:
         return ()
 
+    def _on_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the loop of the pool's resources (the latest acquire's): at
+        once from there, handed over from elsewhere (:func:`kombu_like.pools.set_limit`
+        or ``reset()`` in another thread); not at all when no loop acquired yet, or it is
+        closed (nothing of the pool is open then)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            callback(*args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+
     def _schedule(self, close: Callable[[], Awaitable[Any]]) -> None:
+        self._on_loop(self._start_closing, close)
+
+    def _start_closing(self, close: Callable[[], Awaitable[Any]]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -206,3 +242,105 @@ class ProducerPool(_AsyncResource):
 
     def collect_resource(self, resource: Any) -> None:
         return None
+
+
+class PoolGroup(MutableMapping[Any, Any]):
+    """Pools by connection, for the running event loop: ``group[conn]`` creates the pool
+    on first use.  Connections are compared by broker, as in
+    :class:`kombu_like.pools.PoolGroup`; each loop has pools of its own, forgotten with it.
+    """
+
+    def __init__(self, limit: Any = use_global_limit) -> None:
+        self.limit = limit
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, tuple[Any, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def create(self, connection: Connection, limit: int | None) -> Any:
+        """Create the pool for ``connection``."""
+        raise NotImplementedError("PoolGroups must define ``create``")
+
+    def _pools(self, create: bool = False) -> dict[Any, tuple[Any, Any]]:
+        """The running loop's pools; none outside a loop, where none can be created."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if create:
+                raise RuntimeError(f"{type(self).__name__}: asyncio pools are used from a coroutine") from None
+            return {}
+        pools = self._loops.get(loop)
+        if pools is None:
+            pools = {}
+            if create:
+                self._loops[loop] = pools
+        return pools
+
+    @staticmethod
+    def _key(connection: Any) -> Any:
+        return SyncPoolGroup._key(connection.sync if isinstance(connection, Connection) else connection)
+
+    def __getitem__(self, connection: Any) -> Any:
+        pools = self._pools(create=True)
+        key = self._key(connection)
+        entry = pools.get(key)
+        if entry is None:
+            limit = get_limit() if self.limit is use_global_limit else self.limit
+            entry = pools[key] = (connection, self.create(connection, limit))
+        return entry[1]
+
+    def __setitem__(self, connection: Any, pool: Any) -> None:
+        self._pools(create=True)[self._key(connection)] = (connection, pool)
+
+    def __delitem__(self, connection: Any) -> None:
+        del self._pools()[self._key(connection)]
+
+    def __contains__(self, connection: object) -> bool:
+        return self._key(connection) in self._pools()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([connection for connection, _ in list(self._pools().values())])
+
+    def __len__(self) -> int:
+        return len(self._pools())
+
+    def values(self) -> Any:
+        """The pools of every loop (:func:`kombu_like.pools.set_limit` resizes them all)."""
+        return [pool for pools in list(self._loops.values()) for _, pool in list(pools.values())]
+
+    def clear(self) -> None:
+        """Forget the pools of every loop (:func:`kombu_like.pools.reset`)."""
+        self._loops.clear()
+
+    async def close(self) -> None:
+        """Close the running loop's pools, their resources in use too, and forget them."""
+        pools = self._loops.pop(asyncio.get_running_loop(), {})
+        await asyncio.gather(*(pool.close() for _, pool in pools.values()))
+
+    def __repr__(self) -> str:
+        return f"<aio.{type(self).__name__}: {len(self._loops)} loops>"
+
+
+class Connections(PoolGroup):
+    """Connection pools by connection."""
+
+    def create(self, connection: Connection, limit: int | None) -> ConnectionPool:
+        return ConnectionPool(connection, limit=limit)
+
+
+class Producers(PoolGroup):
+    """Producer pools by connection, each on the connection pool of that connection."""
+
+    def create(self, connection: Connection, limit: int | None) -> ProducerPool:
+        return ProducerPool(connections[connection], limit=limit)
+
+
+#: connection pools: ``async with connections[conn].acquire(timeout=5) as connection``
+connections = register_group(Connections())
+#: producer pools: ``async with producers[conn].acquire(timeout=5) as producer``
+producers = register_group(Producers())
+
+
+async def close_all() -> None:
+    """Close the running loop's global pools (producers first, then connections)."""
+    await producers.close()
+    await connections.close()

@@ -309,3 +309,51 @@ def test_a_consumer_cancelled_100_times_loses_nothing(broker: memory.Broker) -> 
     seed = cancellation_seed()
     queue = Queue(f"q-cancel-{uuid.uuid4().hex[:6]}")
     asyncio.run(asyncio.wait_for(run_cancellations(lambda: Connection("memory://", **opts(broker)), queue, seed), 60))
+
+
+def test_global_pools_by_broker_and_loop(broker: memory.Broker) -> None:
+    from kombu_like import pools as blocking_pools
+    from kombu_like.aio.pools import close_all, connections, producers
+    from kombu_like.exceptions import ConnectionLimitExceeded
+
+    limit = blocking_pools.get_limit()
+    name = f"q-{uuid.uuid4().hex[:6]}"
+
+    async def first_loop() -> Any:
+        conn = Connection("memory://", **opts(broker))
+        pool = connections[conn]
+        assert connections[Connection("memory://", **opts(broker))] is pool  # the same broker
+        assert connections[Connection("memory://")] is not pool
+        assert pool.limit == 2  # the global limit
+        async with producers[conn].acquire(timeout=5) as producer:
+            await producer.publish("pooled", routing_key=name, declare=[Queue(name)])
+            assert pool.in_use == 1  # the producer's connection comes from the group's pool
+        first, second = await pool.acquire(), await pool.acquire()
+        with pytest.raises(ConnectionLimitExceeded):
+            await pool.acquire(timeout=0.01)
+        waiting = asyncio.ensure_future(pool.acquire(timeout=5))
+        await asyncio.sleep(0)
+        blocking_pools.set_limit(3)  # every global pool grows, asyncio's too
+        assert await waiting is not None and pool.limit == 3
+        for connection in (first, second, await waiting):
+            await connection.release()
+        await close_all()
+        assert not first.connected
+        return pool
+
+    try:
+        blocking_pools.set_limit(2)
+        pool = run(first_loop())
+
+        async def second_loop() -> None:  # connections of the first loop are not for this one
+            assert connections[Connection("memory://", **opts(broker))] is not pool
+            async with connections[Connection("memory://", **opts(broker))].acquire(timeout=5) as conn:
+                message = await Queue(name)(conn).get()
+                assert message.payload == "pooled"
+                await message.ack()
+            await close_all()
+
+        run(second_loop())
+    finally:
+        blocking_pools.reset()
+        blocking_pools.set_limit(limit)
