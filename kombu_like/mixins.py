@@ -318,16 +318,20 @@ class ConsumerMixin:
             yield conn
 
     def _connect(self, conn: Connection) -> None:
-        # the same transport options that pace Connection.default_channel's retries
+        conn.ensure_connection(callback=self._check_stop, **self._connect_policy(conn))
+
+    def _connect_policy(self, conn: Any) -> dict[str, Any]:
+        """``ensure_connection``'s arguments for connecting ``conn``: :meth:`on_connection_error`
+        as errback, :attr:`connect_max_retries` attempts, and the pauses of the transport
+        options that pace ``Connection.default_channel``'s retries too."""
         options = conn.transport_options
-        conn.ensure_connection(
-            self.on_connection_error,
-            self.connect_max_retries,
-            interval_start=options.get("interval_start", 2),
-            interval_step=options.get("interval_step", 2),
-            interval_max=options.get("interval_max", 30),
-            callback=self._check_stop,
-        )
+        return {
+            "errback": self.on_connection_error,
+            "max_retries": self.connect_max_retries,
+            "interval_start": options.get("interval_start", 2),
+            "interval_step": options.get("interval_step", 2),
+            "interval_max": options.get("interval_max", 30),
+        }
 
     @contextmanager
     def Consumer(self) -> Iterator[tuple[Connection, Any, Sequence[messaging.Consumer]]]:  # noqa: N802

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..common import uuid
 from ..entity import Queue
+from ..mixins import W_CONN_LOST
 from ..rpc import (
     DEFAULT_TIMEOUT,
     DIRECT_REPLY_TO,
@@ -72,9 +73,28 @@ class RpcServer(SyncRpcServer):
         await self.queue(self.connection.default_channel).declare()
 
     async def run(self) -> None:  # type: ignore[override]
-        """Answer requests until the task is cancelled."""
-        if not self.connection.connected:
-            await self.connection.connect()
+        """Answer requests until the task is cancelled, reconnecting after a connection
+        loss as the blocking server does: the connection's ``ensure_connection``, paced
+        by its ``interval_start``/``interval_step``/``interval_max`` transport options
+        (2, 2 and 30 seconds by default), :attr:`connect_max_retries` attempts, each
+        failure told to :meth:`on_connection_error`; at most one restart a second
+        (:attr:`restart_limit`).  The request being handled when the connection went
+        comes back to the queue."""
+        connection = self.connection
+        errors = (*connection.connection_errors, *connection.channel_errors)
+        while True:
+            restarts = self.restart_limit
+            if not restarts.can_consume(1):
+                await asyncio.sleep(restarts.expected_time(1))
+                continue
+            try:
+                await self._serve()
+            except errors:
+                logger.warning(W_CONN_LOST, exc_info=True)
+
+    async def _serve(self) -> None:
+        await self.connection.ensure_connection(**self._connect_policy(self.connection))
+        self.on_connection_revived()
         consumer = Consumer(
             self.connection,
             [self.queue],

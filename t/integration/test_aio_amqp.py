@@ -16,6 +16,7 @@ import pytest
 from kombu_like import Connection as SyncConnection
 from kombu_like import Exchange, Queue
 from kombu_like.aio import Connection
+from kombu_like.aio.rpc import RpcClient, RpcServer
 from kombu_like.exceptions import (
     ConnectionTimeout,
     ConsumerCancelled,
@@ -24,6 +25,8 @@ from kombu_like.exceptions import (
     MessageReturned,
     NotFound,
 )
+from kombu_like.mixins import TokenBucket
+from kombu_like.testing.conformance.aio import stopped
 from kombu_like.transport.amqp.aio import HEARTBEAT_FRAME
 from t.aio_cancellation import cancellation_seed, run_cancellations
 from t.faultproxy import FaultProxy
@@ -369,3 +372,36 @@ def test_a_consumer_cancelled_100_times_loses_nothing(amqp_url: str, name: str) 
                 await queue(conn.default_channel).delete()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class _QuickRestarts(RpcServer):
+    """Restarts as often as the test needs (the default is one a second)."""
+
+    restart_limit = TokenBucket(100, capacity=10)
+
+
+def test_an_rpc_server_reconnects_after_its_connection_is_cut(amqp_url: str, name: str) -> None:
+    async def main() -> None:
+        with FaultProxy("127.0.0.1", broker_port(amqp_url)) as proxy:
+            pacing = {"interval_start": 0.02, "interval_step": 0, "interval_max": 0.02}
+            server_conn = Connection(proxy.url_for(amqp_url), transport_options=pacing)
+            server = _QuickRestarts(server_conn, name, lambda payload: payload * 2)
+            refused = asyncio.Event()
+            server.on_connection_error = lambda exc, interval: refused.set()  # type: ignore[method-assign]
+            await server.declare()
+            serving = asyncio.ensure_future(server.run())
+            try:
+                async with Connection(amqp_url) as conn, RpcClient(conn) as client:
+                    assert await client.call(name, 1, timeout=5) == 2
+                    proxy.refuse()
+                    proxy.cut()
+                    await asyncio.wait_for(refused.wait(), 5)  # retried, as the policy says
+                    proxy.refuse(False)
+                    assert await client.call(name, 2, timeout=5) == 4
+                    assert not serving.done()
+                    await Queue(name)(conn.default_channel).delete()
+            finally:
+                await stopped(serving)
+                await server_conn.close()
+
+    run(main())
