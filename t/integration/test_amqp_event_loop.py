@@ -332,3 +332,43 @@ def test_acks_made_by_the_loops_callbacks_reach_the_broker_before_the_loop_waits
             run_until(hub, lambda: False)
         conn.collect()
         queue(direct.default_channel).delete()
+
+
+def test_a_rounds_acks_merged_into_one_never_ack_a_message_still_held(
+    amqp_url: str, unique_name: str, hub: Hub
+) -> None:
+    # a round's acks of consecutive deliveries go out as one ack with ``multiple`` set;
+    # a message the application still holds below them must not be acked by it
+    queue = Queue(unique_name, durable=False)
+    received = Received(hub)
+    with Connection(amqp_url) as direct:
+        producer = Producer(direct, routing_key=unique_name)
+        for i in range(10):
+            producer.publish({"i": i}, declare=[queue])
+        conn = Connection(amqp_url)
+        conn.register_with_event_loop(hub)
+        Consumer(conn, [queue], on_message=received, prefetch_count=10).consume()
+        run_until(hub, lambda: len(received) == 10)
+        for message in received[:4]:  # 1..4: merged
+            hub.call_soon(message.ack)
+        hub.run_once()
+        held = received[4]  # kept by the application, unacked
+        received[5].reject(requeue=True)  # outside a round: written at once
+        for message in received[6:]:  # 7..10 above the held one: one by one
+            hub.call_soon(message.ack)
+        hub.run_once()
+        conn.connection.sock.shutdown(socket.SHUT_RDWR)
+        # the held one and the requeued one (delivered again meanwhile) come back; a third
+        # would be one acked too many
+        deadline = time.monotonic() + 10
+        while ready_count(direct, queue) < 2:
+            assert time.monotonic() < deadline, "the broker did not give the unacked messages back"
+            time.sleep(0.02)
+        time.sleep(0.1)
+        back = sorted(queue(direct.default_channel).get(no_ack=True).decode()["i"] for _ in range(2))
+        assert back == [held.decode()["i"], received[5].decode()["i"]]
+        assert ready_count(direct, queue) == 0
+        with pytest.raises(conn.recoverable_connection_errors):
+            run_until(hub, lambda: False)
+        conn.collect()
+        queue(direct.default_channel).delete()

@@ -176,8 +176,11 @@ class Channel(base.Channel):
         connection = self.connection
         frame = method_frame(raw.channel_id, method, args)
         reader = connection.loop_reader
-        if reader is None or not reader.defer(frame):
+        if reader is None:
             connection.buffered_transport.write(frame)
+        elif not reader.defer(frame):
+            connection.buffered_transport.write(frame)
+            reader.acks.written(frame)
         connection.bytes_sent += 1
 
     # -- exchanges ----------------------------------------------------------------------

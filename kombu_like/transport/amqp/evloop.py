@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from amqp import exceptions as amqp_errors
 
+from .acks import AckCoalescer
 from .framing import DRIVER_ERRORS
 
 if TYPE_CHECKING:
@@ -47,10 +48,16 @@ class LoopReader:
         self._error: BaseException | None = None
         self._closed = False
         self._flush_pending = False
+        #: merges a round's acks of a channel into one frame where that is safe
+        self.acks = AckCoalescer(connection.channels)
+        #: the socket transport whose held frames :attr:`acks` rewrites, once started
+        self._frames: Any = None
 
     def start(self) -> None:
         """Watch the socket; keep heartbeats going from the loop's timer when negotiated."""
         self.loop.add_reader(self.fd, self.on_readable)
+        self._frames = self.connection.buffered_transport
+        self._frames.coalesce = self.acks
         # a hub that is reset (Celery does after a connection error) or closed has forgotten
         # the socket: the reader goes with it, rather than read a dead connection later
         self.loop.on_close.add(self._on_loop_close)
@@ -167,6 +174,8 @@ class LoopReader:
             self._flush_pending = False
             with suppress(*DRIVER_ERRORS, OSError):
                 self.connection.buffered_transport.flush()
+        if self._frames is not None and self._frames.coalesce is self.acks:
+            self._frames.coalesce = None
         self.loop.on_close.discard(self._on_loop_close)
         registered = self.loop.readers.get(self.fd)
         # the number may belong to another connection's socket by now

@@ -333,6 +333,8 @@ class BufferedFrames:
             self.write_lock = threading.RLock()
         #: frames held back to go out with the next write (see :meth:`hold`)
         self._held: list[bytes] = []
+        #: rewrites held frames before they go (:class:`.acks.AckCoalescer`), if set
+        self.coalesce: Callable[[list[bytes]], list[bytes]] | None = None
 
     def frame_ready(self) -> bool:
         """True when a whole frame is buffered (reading it will not touch the socket)."""
@@ -458,6 +460,9 @@ class BufferedFrames:
                 raise amqp_errors.RecoverableConnectionError("connection is closed")
             held = self._held
             if held:
+                coalesce = self.coalesce
+                if coalesce is not None and len(held) > 1:
+                    held[:] = coalesce(held)
                 # frames held back go first, in the order they were written
                 held.append(s)
                 s = b"".join(held)
