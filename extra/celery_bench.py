@@ -15,7 +15,9 @@ Method, for each broker and each round, the two libraries taking turns:
    takes no task before it) and stop when the last task has run: each task increments a
    counter in Redis (``--counter``) and the one that reaches the total pushes a "done"
    entry the bench waits for.  CPU seconds are those of the worker's main process and of
-   its pool processes over exactly that window, read from ``/proc``;
+   its pool processes over exactly that window, read from ``/proc``, and beside them those
+   of the servers on this machine (RabbitMQ's ``beam.smp``, ``redis-server``: the broker or
+   the counter), since on a small machine the run is bound by all of them together;
 4. the worker is stopped (a warm shutdown) and the queue deleted.
 
 Each library keeps its best round (highest tasks/s; the CPU columns are that round's).
@@ -128,6 +130,8 @@ class Round:
     cpu_pool: float
     publish_per_s: float
     publish_cpu: float
+    #: CPU seconds of the broker servers over the window, by command name
+    cpu_servers: dict[str, float]
 
     @property
     def cpu_worker(self) -> float:
@@ -141,6 +145,24 @@ def _cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+#: servers whose CPU is reported beside the worker's (RabbitMQ, and Redis: the broker or
+#: the counter's); the run is bound by the CPU of all of them together
+SERVERS = ("beam.smp", "redis-server")
+
+
+def _server_pids() -> dict[int, str]:
+    pids = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if name in SERVERS:
+                pids[int(entry.name)] = name
+    return pids
 
 
 def _children(pid: int) -> list[int]:
@@ -209,10 +231,13 @@ def run_round(
                 raise RuntimeError(f"{library} worker not ready within 60s:\n{_tail(log)}")
             started = time.time()
             pool = _children(worker.pid)
+            servers = _server_pids()
             main0, pool0 = _cpu(worker.pid), {pid: _cpu(pid) for pid in pool}
+            servers0 = {pid: _cpu(pid) for pid in servers}
             done = client.blpop([key + ":done"], timeout=timeout)
             finished = time.time()
             main1, pool1 = _cpu(worker.pid), {pid: _cpu(pid) for pid in pool}
+            servers1 = {pid: _cpu(pid) for pid in servers}
             if done is None:
                 count = client.get(key + ":count")
                 raise RuntimeError(f"{library}: {count} of {tasks} tasks ran within {timeout}s:\n{_tail(log)}")
@@ -242,6 +267,7 @@ def run_round(
         cpu_pool=sum(pool1[p] - pool0[p] for p in pool),
         publish_per_s=tasks / published["seconds"],
         publish_cpu=published["cpu"],
+        cpu_servers={name: sum(servers1[p] - servers0[p] for p, n in servers.items() if n == name) for name in SERVERS},
     )
 
 
@@ -266,6 +292,14 @@ def format_table(broker: str, tasks: int, best: dict[str, Round]) -> str:
         ("CPU s worker main", lambda r: f"{r.cpu_main:.2f}", lambda k, o: k.cpu_main / o.cpu_main),
         ("CPU s pool (2)", lambda r: f"{r.cpu_pool:.2f}", lambda k, o: k.cpu_pool / o.cpu_pool),
         ("CPU s worker total", lambda r: f"{r.cpu_worker:.2f}", lambda k, o: k.cpu_worker / o.cpu_worker),
+        *(
+            (
+                f"CPU s {name}",
+                lambda r, n=name: f"{r.cpu_servers[n]:.2f}",
+                lambda k, o, n=name: k.cpu_servers[n] / o.cpu_servers[n] if o.cpu_servers[n] else 0.0,
+            )
+            for name in SERVERS
+        ),
         ("publish tasks/s", lambda r: f"{r.publish_per_s:,.0f}", lambda k, o: o.publish_per_s / k.publish_per_s),
         ("publish CPU s", lambda r: f"{r.publish_cpu:.2f}", lambda k, o: k.publish_cpu / o.publish_cpu),
     ]
