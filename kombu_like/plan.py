@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeVar
 
-__all__ = ["Plan", "Ready", "Step", "arun", "call", "is_async", "run"]
+__all__ = ["SENT", "Plan", "Ready", "Step", "arun", "call", "is_async", "run"]
 
 _T = TypeVar("_T")
 
@@ -107,3 +107,9 @@ class Ready:
 
     def __repr__(self) -> str:
         return f"<Ready {self.value!r}>"
+
+
+#: what an asyncio channel's publish returns when it waits for nothing from the broker
+#: (written, or handed to the I/O thread; AMQP without confirms): ``None`` when awaited,
+#: so ``await exchange.publish(...)`` works on every transport
+SENT = Ready(None)

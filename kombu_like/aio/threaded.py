@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..asynchronous.hub import Hub
 from ..exceptions import ConnectionError
-from ..plan import Plan, arun
+from ..plan import SENT, Plan, arun
 from .message import Message
 from .virtual import ROUND_TRIPS
 
@@ -418,7 +418,7 @@ class _ThreadedChannel:
             return self._io.submit(functools.partial(self._sync_publish, message, exchange, routing_key, mandatory))
         self._io.post(_publish, self, (message, exchange, routing_key, mandatory))
         self._io.unsent += 1
-        return None
+        return SENT
 
     def publish_batch(self, batch: Any) -> Any:
         """Handed over as :meth:`basic_publish` is (one pipeline); awaited with confirms or
@@ -429,7 +429,7 @@ class _ThreadedChannel:
             return self._io.submit(self._sync_publish_batch, items)
         self._io.post(_publish_items, self, items)
         self._io.unsent += len(items)
-        return None
+        return SENT
 
     def backlog(self) -> asyncio.Future[None] | None:
         return self._io.room()

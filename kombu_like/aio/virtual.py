@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionError
-from ..plan import Plan, Ready, arun
+from ..plan import SENT, Plan, Ready, arun
 from ..transport.virtual.store import drives_event_loop
 from .hub import AsyncioHub
 from .message import Message
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["VirtualDriver", "async_channel_class"]
 
 #: channel methods that are broker round trips: awaitable on the asyncio API (a publish
-#: is not: it returns at once, as on AMQP without confirms)
+#: is not: it returns :data:`~kombu_like.plan.SENT` at once, as on AMQP without confirms)
 ROUND_TRIPS = (
     "exchange_declare",
     "exchange_delete",
@@ -48,6 +48,9 @@ ROUND_TRIPS = (
     "close",
 )
 
+#: channel methods that send without waiting: they return :data:`~kombu_like.plan.SENT`
+SENDS = ("basic_publish", "publish_batch")
+
 _classes: dict[type, type] = {}
 
 
@@ -59,6 +62,15 @@ def _completed(method: Callable[..., Any]) -> Callable[..., Ready]:
     return completed
 
 
+def _sent(method: Callable[..., Any]) -> Callable[..., Ready]:
+    @functools.wraps(method)
+    def sent(self: Any, *args: Any, **kwargs: Any) -> Ready:
+        method(self, *args, **kwargs)
+        return SENT
+
+    return sent
+
+
 def async_channel_class(base: type) -> type:
     """``base`` (a virtual transport's channel class) for the asyncio API."""
     cls = _classes.get(base)
@@ -66,6 +78,7 @@ def async_channel_class(base: type) -> type:
         namespace: dict[str, Any] = {
             name: _completed(getattr(base, name)) for name in ROUND_TRIPS if hasattr(base, name)
         }
+        namespace.update((name, _sent(getattr(base, name))) for name in SENDS if hasattr(base, name))
         # no write buffer to wait for: ``backlog`` is None (found at once, unlike a missing name)
         namespace.update(Message=Message, run_plan=_run_plan, __module__=__name__, aio_client=None, backlog=None)
         cls = _classes[base] = type(f"Async{base.__name__}", (base,), namespace)

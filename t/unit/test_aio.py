@@ -357,3 +357,33 @@ def test_global_pools_by_broker_and_loop(broker: memory.Broker) -> None:
     finally:
         blocking_pools.reset()
         blocking_pools.set_limit(limit)
+
+
+@pytest.mark.parametrize("transport", ["memory", "sqlite"])
+def test_every_publish_is_awaitable_and_gives_none(transport: str, broker: memory.Broker, tmp_path: Any) -> None:
+    """As on AMQP without confirms (and as the blocking API returns): ``await
+    producer.publish``, ``await exchange.publish`` and a batch give ``None``, in-process
+    (memory://) and through an I/O thread (sqlite://)."""
+    url, options = ("memory://", opts(broker)) if transport == "memory" else (f"sqlite:///{tmp_path / 'p.db'}", {})
+    exchange = Exchange("x-sent", "direct")
+    queue = Queue("q-sent", exchange, routing_key="k")
+
+    def raw(exchange: Any) -> Any:
+        return exchange.Message(b"raw", content_type="application/data", content_encoding="binary")
+
+    async def main() -> None:
+        async with Connection(url, **options) as conn:
+            bound = exchange(conn.default_channel)
+            await queue(conn.default_channel).declare()
+            producer = conn.Producer(exchange=exchange)
+            assert await producer.publish("one", routing_key="k") is None
+            assert await bound.publish(raw(bound), routing_key="k") is None
+            async with producer.batch():
+                assert await producer.publish("batched", routing_key="k") is None
+
+    run(main())
+    with SyncConnection(url, **options) as sync:
+        bound = exchange(sync.default_channel)
+        assert sync.Producer(exchange=exchange).publish("two", routing_key="k") is None
+        assert bound.publish(raw(bound), routing_key="k") is None
+        assert queue(sync.default_channel).queue_declare(passive=True).message_count == 5
