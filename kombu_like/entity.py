@@ -199,6 +199,8 @@ class Exchange(MaybeChannelBound):
         """Create a transport message to publish with :meth:`publish`."""
         properties = {} if properties is None else properties
         properties["delivery_mode"] = maybe_delivery_mode(delivery_mode or self.delivery_mode)
+        if isinstance(body, str) and properties.get("content_encoding") is None and not kwargs.get("content_encoding"):
+            kwargs["content_encoding"] = "utf-8"  # text goes out encoded, and says how (as in Kombu)
         return self.channel.prepare_message(body, properties=properties, **kwargs)
 
     def publish(

@@ -174,3 +174,17 @@ def test_large_body_spanning_many_frames(amqp_url: str, queue_name: str, directi
     _publish(sender, amqp_url, queue_name, body, content_type="application/octet-stream", content_encoding="binary")
     received, *_ = _consume_one(receiver, amqp_url, queue_name)
     assert received == body
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS, ids=_names)
+def test_text_made_by_exchange_message(amqp_url: str, queue_name: str, direction: tuple[str, str]) -> None:
+    """``exchange.publish(exchange.Message(text))``: no serializer, the text goes out as utf-8."""
+    sender, receiver = (LIBRARIES[name] for name in direction)
+    with sender.Connection(amqp_url) as conn:
+        queue = sender.Queue(queue_name, durable=False, max_priority=10)
+        queue(conn.default_channel).declare()
+        exchange = sender.Exchange("", channel=conn.default_channel)
+        exchange.publish(exchange.Message("h\u00e9llo \u2603"), routing_key=queue_name)
+    received, _, props, content_type = _consume_one(receiver, amqp_url, queue_name)
+    assert received == "h\u00e9llo \u2603"
+    assert props["content_encoding"] == "utf-8" and content_type is None
