@@ -7,6 +7,7 @@ import random
 
 from kombu_like.transport.amqp.acks import MAX_ABOVE, AckCoalescer
 from kombu_like.transport.amqp.framing import ACK_ARGS, ACK_METHOD, NACK_METHOD, REJECT_METHOD, method_frame
+from t.unit.test_amqp_framing import Wire
 
 
 def settlement(channel_id: int, kind: str, tag: int, multiple: bool = False, requeue: bool = False) -> bytes:
@@ -123,3 +124,22 @@ def test_a_gap_that_never_closes_stops_the_tracking() -> None:
     coalescer.written(settlement(1, "ack", 1))  # too late: the channel is not tracked any more
     batch = [settlement(1, "ack", MAX_ABOVE + 20), settlement(1, "ack", MAX_ABOVE + 21)]
     assert coalescer(list(batch)) == batch
+
+
+def test_acks_held_and_written_one_a_round_are_noted_so_later_rounds_merge() -> None:
+    wire = Wire()
+    try:
+        frames = wire.reader
+        frames._write = wire.ours.sendall  # what connecting sets up
+        frames.coalesce = AckCoalescer(channels)
+        for tag in (1, 2, 3):  # one ack a round
+            frames.hold(settlement(1, "ack", tag))
+            frames.flush()
+        frames.hold(settlement(1, "ack", 4))
+        frames.hold(settlement(1, "ack", 5))
+        frames.write(b"")
+        sent = b"".join(settlement(1, "ack", tag) for tag in (1, 2, 3))
+        sent += method_frame(1, ACK_METHOD, ACK_ARGS.pack(5, 1))
+        assert wire.theirs.recv(1024) == sent
+    finally:
+        wire.close()

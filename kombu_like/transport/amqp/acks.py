@@ -111,6 +111,11 @@ class AckCoalescer:
 
     def __call__(self, held: list[bytes]) -> list[bytes]:
         """The frames to write for ``held`` (settlement frames, in the order made)."""
+        if len(held) == 1:  # nothing to merge: only noted
+            frame = held[0]
+            if len(frame) == SETTLEMENT_FRAME_SIZE:
+                self.written(frame)
+            return held
         acks: dict[int, list[int]] = {}
         for frame in held:
             if len(frame) != SETTLEMENT_FRAME_SIZE:

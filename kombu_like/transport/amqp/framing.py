@@ -461,7 +461,7 @@ class BufferedFrames:
             held = self._held
             if held:
                 coalesce = self.coalesce
-                if coalesce is not None and len(held) > 1:
+                if coalesce is not None:
                     held[:] = coalesce(held)
                 # frames held back go first, in the order they were written
                 held.append(s)
