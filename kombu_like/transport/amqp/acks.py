@@ -41,7 +41,7 @@ SETTLEMENT_FRAME_SIZE = 21
 class _Ledger:
     """The settlements of one channel written so far."""
 
-    __slots__ = ("above", "channel", "through")
+    __slots__ = ("above", "channel", "highest", "through")
 
     def __init__(self, channel: Any) -> None:
         #: the driver channel (a channel id is reused by the next channel opened)
@@ -50,12 +50,16 @@ class _Ledger:
         self.through = 0
         #: settled tags above :attr:`through` (a gap lies below the lowest)
         self.above: set[int] | None = set()
+        #: the highest tag settled
+        self.highest = 0
 
     def settle(self, tag: int, multiple: bool) -> None:
         above = self.above
         if above is None:
             return
         through = self.through
+        if tag > self.highest:
+            self.highest = tag
         if multiple:
             if tag > through:
                 through = tag
@@ -81,7 +85,8 @@ class _Ledger:
         acked = set(tags)
         if len(acked) != len(tags) or not acked.isdisjoint(above):
             return False  # a tag settled twice: let the broker say so, as without this
-        below = sum(1 for t in above if t < top) if above else 0
+        # a round's acks are mostly of deliveries newer than any settled before
+        below = len(above) if top > self.highest else sum(1 for t in above if t < top)
         return len(acked) + below == top - self.through
 
 
