@@ -124,19 +124,29 @@ def own_unacked(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
 
 # -- long framework runs, started as soon as the session knows it will need them --------
 def pytest_collection_finish(session: pytest.Session) -> None:
+    import tempfile
+    from pathlib import Path
+
     from t.integration.test_oslo_messaging import UNIT_RUN_KEY, UNIT_RUN_TEST, UnitRun
+    from t.unit.test_docs import DOCS_BUILD_KEY, DOCS_BUILD_TESTS, DocsBuild
 
-    if any(item.nodeid.endswith(UNIT_RUN_TEST) for item in session.items):
-        import tempfile
-        from pathlib import Path
-
+    collected = [item.nodeid for item in session.items]
+    if any(nodeid.endswith(UNIT_RUN_TEST) for nodeid in collected):
         session.config.stash[UNIT_RUN_KEY] = UnitRun(Path(tempfile.mkdtemp(prefix="kl-oslo-")))
+    if any(nodeid.endswith(DOCS_BUILD_TESTS) for nodeid in collected):
+        session.config.stash[DOCS_BUILD_KEY] = DocsBuild(Path(tempfile.mkdtemp(prefix="kl-docs-")))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     from t.integration.test_oslo_messaging import UNIT_RUN_KEY
+    from t.unit.test_docs import DOCS_BUILD_KEY
 
     run = session.config.stash.get(UNIT_RUN_KEY, None)
     if run is not None:
         run.stop()
         shutil.rmtree(run.out.parent, ignore_errors=True)
+    build = session.config.stash.get(DOCS_BUILD_KEY, None)
+    if build is not None:
+        build.doctest.cancel()
+        if build.doctest.done():  # a build still running (the session was cut short) keeps its files
+            shutil.rmtree(build.out, ignore_errors=True)

@@ -17,6 +17,7 @@ import re
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,24 +183,44 @@ def check_doctest_report(report: Path, returncode: int, stdout: str, what: str =
     assert int(summary.group(2)) == 0, details
 
 
-@pytest.fixture(scope="module")
-def html_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """The html build with warnings as errors, and the directory holding its doctrees.
+#: the tests that need :class:`DocsBuild`: the session starts it once it has collected one
+DOCS_BUILD_TESTS = (
+    "test_docs.py::test_python_examples_pass_sphinx_doctest",
+    "test_docs.py::test_html_builds_without_warnings",
+)
+DOCS_BUILD_KEY = pytest.StashKey["DocsBuild"]()
 
-    It reads every page (that is where most warnings come from, so it must be the build
-    that reads them); the doctest build then runs on its pickled doctrees instead of
-    parsing every page, autodoc included, a second time.
+
+class DocsBuild:
+    """The html build with warnings as errors, then the doctest build, on a thread.
+
+    The html build reads every page (that is where most warnings come from, so it must be
+    the build that reads them); the doctest build then runs on its pickled doctrees instead
+    of parsing every page, autodoc included, a second time.  Both take about half a minute
+    of one core, so the session starts them as soon as it has collected a test that needs
+    them (``t/conftest.py``) and they run while other tests wait on brokers.
     """
-    out = tmp_path_factory.mktemp("sphinx")
-    return out, _sphinx("html", out, "-W", "--keep-going", "-d", str(out / "doctrees"))
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="docs-build")
+        doctrees = ("-d", str(out / "doctrees"))
+        self.html = self._pool.submit(_sphinx, "html", out, "-W", "--keep-going", *doctrees)
+        self.doctest = self._pool.submit(_sphinx, "doctest", out, *doctrees)
+        self._pool.shutdown(wait=False)
 
 
-def test_python_examples_pass_sphinx_doctest(html_build: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    out, _ = html_build
-    result = _sphinx("doctest", out, "-d", str(out / "doctrees"))
-    check_doctest_report(out / "doctest" / "output.txt", result.returncode, result.stdout)
+@pytest.fixture(scope="module")
+def docs_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DocsBuild:
+    return request.config.stash.get(DOCS_BUILD_KEY, None) or DocsBuild(tmp_path_factory.mktemp("sphinx"))
 
 
-def test_html_builds_without_warnings(html_build: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    _, result = html_build
+def test_python_examples_pass_sphinx_doctest(docs_build: DocsBuild) -> None:
+    assert docs_build.html.result(timeout=300).returncode == 0, "the html build failed: see the test of it"
+    result = docs_build.doctest.result(timeout=300)
+    check_doctest_report(docs_build.out / "doctest" / "output.txt", result.returncode, result.stdout)
+
+
+def test_html_builds_without_warnings(docs_build: DocsBuild) -> None:
+    result = docs_build.html.result(timeout=300)
     assert result.returncode == 0, f"sphinx -W -b html failed:\n{result.stdout}"
