@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from t.early import Early
+
 AMQP_URL = os.environ.get("KOMBU_LIKE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("KOMBU_LIKE_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -122,31 +124,19 @@ def own_unacked(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
     delete_unacked_keys(redis_url, keys)
 
 
-# -- long framework runs, started as soon as the session knows it will need them --------
+# -- slow runs a test only checks, started as soon as the session knows it will need them (t/early.py)
+def _early_runs() -> list[Early]:
+    from t.integration.test_oslo_messaging import UNIT_RUN
+    from t.unit.test_docs import DOCS_BUILD, TOY_TRANSPORT_RUN
+
+    return [UNIT_RUN, DOCS_BUILD, TOY_TRANSPORT_RUN]
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    import tempfile
-    from pathlib import Path
-
-    from t.integration.test_oslo_messaging import UNIT_RUN_KEY, UNIT_RUN_TEST, UnitRun
-    from t.unit.test_docs import DOCS_BUILD_KEY, DOCS_BUILD_TESTS, DocsBuild
-
-    collected = [item.nodeid for item in session.items]
-    if any(nodeid.endswith(UNIT_RUN_TEST) for nodeid in collected):
-        session.config.stash[UNIT_RUN_KEY] = UnitRun(Path(tempfile.mkdtemp(prefix="kl-oslo-")))
-    if any(nodeid.endswith(DOCS_BUILD_TESTS) for nodeid in collected):
-        session.config.stash[DOCS_BUILD_KEY] = DocsBuild(Path(tempfile.mkdtemp(prefix="kl-docs-")))
+    for early in _early_runs():
+        early.begin(session)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    from t.integration.test_oslo_messaging import UNIT_RUN_KEY
-    from t.unit.test_docs import DOCS_BUILD_KEY
-
-    run = session.config.stash.get(UNIT_RUN_KEY, None)
-    if run is not None:
-        run.stop()
-        shutil.rmtree(run.out.parent, ignore_errors=True)
-    build = session.config.stash.get(DOCS_BUILD_KEY, None)
-    if build is not None:
-        build.doctest.cancel()
-        if build.doctest.done():  # a build still running (the session was cut short) keeps its files
-            shutil.rmtree(build.out, ignore_errors=True)
+    for early in _early_runs():
+        early.end(session)

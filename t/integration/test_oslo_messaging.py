@@ -9,53 +9,33 @@ client over RabbitMQ.  oslo.messaging lives in its own cached virtualenv
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from t.early import Early, ProcessRun
+
 from .frameworks.harness import Driver, unique_suffix
 from .frameworks.venvs import REPO_ROOT, framework_python, process_env
 
 pytestmark = [pytest.mark.timeout(900)]
 
-#: where ``t/conftest.py`` keeps the run it started early
-UNIT_RUN_KEY = pytest.StashKey["UnitRun"]()
-
 RUNNER = REPO_ROOT / "t" / "integration" / "frameworks" / "oslo_runner.py"
-UNIT_RUN_TEST = "test_oslo_messaging.py::test_rabbit_driver_unit_tests_pass_on_kombu_like"
 
 
-class UnitRun:
-    """oslo.messaging's rabbit-driver unit tests, running in a process of their own.
+def _unit_run(workdir: Path) -> ProcessRun:
+    return ProcessRun(
+        [str(framework_python("oslo")), "-m", "kombu_like.alias", str(RUNNER), str(workdir / "outcomes.json")],
+        workdir,
+        env=process_env(),
+    )
 
-    They take about 30 s, nearly all of it in their own sleeps and timeouts, so the
-    session starts them when it has collected the test (see ``t/conftest.py``) and the
-    test only collects what they reported.
-    """
 
-    def __init__(self, workdir: Path) -> None:
-        self.out = workdir / "outcomes.json"
-        self.proc = subprocess.Popen(
-            [str(framework_python("oslo")), "-m", "kombu_like.alias", str(RUNNER), str(self.out)],
-            cwd=workdir,
-            env=process_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def wait(self, timeout: float) -> tuple[int, str]:
-        """The runner's exit status and the end of what it printed on stderr."""
-        _, stderr = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, stderr[-5000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate(timeout=10)
+#: oslo.messaging's rabbit-driver unit tests: about 30 s, nearly all of it in their own
+#: sleeps and timeouts, so they run while other tests do
+UNIT_RUN = Early("oslo", ("test_oslo_messaging.py::test_rabbit_driver_unit_tests_pass_on_kombu_like",), _unit_run)
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +43,11 @@ def oslo_python() -> Path:
     return framework_python("oslo")
 
 
-def test_rabbit_driver_unit_tests_pass_on_kombu_like(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    run = request.config.stash.get(UNIT_RUN_KEY, None) or UnitRun(tmp_path)
-    try:
-        returncode, stderr = run.wait(timeout=800)
-    finally:
-        run.stop()
-    out = run.out
-    assert out.exists(), f"runner failed ({returncode}):\n{stderr}"
+def test_rabbit_driver_unit_tests_pass_on_kombu_like(request: pytest.FixtureRequest) -> None:
+    run = UNIT_RUN.run(request)
+    returncode, output = run.wait(timeout=800)
+    out = run.workdir / "outcomes.json"
+    assert out.exists(), f"runner failed ({returncode}):\n{output[-5000:]}"
     report = json.loads(out.read_text())
     assert report["kombu"] == "kombu_like"
     outcomes = report["outcomes"]

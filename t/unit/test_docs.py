@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from t.early import Early, ProcessRun
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -135,32 +138,11 @@ def test_output_matching() -> None:
     assert not output_matches(["a"], "a\nextra\n")
 
 
-def test_example_transport_passes_the_conformance_suite() -> None:
+def test_example_transport_passes_the_conformance_suite(request: pytest.FixtureRequest) -> None:
     # writing-a-transport.rst shows these two files and says the suite runs them
-    examples = DOCS / "examples"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(examples), str(ROOT), env.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(examples),
-            str(examples / "test_toy_transport.py"),
-        ],
-        cwd=examples,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout
-    assert re.search(r"\b[1-9]\d* passed", result.stdout), result.stdout
+    returncode, output = TOY_TRANSPORT_RUN.run(request).wait(timeout=300)
+    assert returncode == 0, output
+    assert re.search(r"\b[1-9]\d* passed", output), output
 
 
 def _sphinx(builder: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -183,22 +165,13 @@ def check_doctest_report(report: Path, returncode: int, stdout: str, what: str =
     assert int(summary.group(2)) == 0, details
 
 
-#: the tests that need :class:`DocsBuild`: the session starts it once it has collected one
-DOCS_BUILD_TESTS = (
-    "test_docs.py::test_python_examples_pass_sphinx_doctest",
-    "test_docs.py::test_html_builds_without_warnings",
-)
-DOCS_BUILD_KEY = pytest.StashKey["DocsBuild"]()
-
-
 class DocsBuild:
     """The html build with warnings as errors, then the doctest build, on a thread.
 
     The html build reads every page (that is where most warnings come from, so it must be
     the build that reads them); the doctest build then runs on its pickled doctrees instead
     of parsing every page, autodoc included, a second time.  Both take about half a minute
-    of one core, so the session starts them as soon as it has collected a test that needs
-    them (``t/conftest.py``) and they run while other tests wait on brokers.
+    of one core: they run while other tests wait on brokers (:mod:`t.early`).
     """
 
     def __init__(self, out: Path) -> None:
@@ -209,10 +182,36 @@ class DocsBuild:
         self.doctest = self._pool.submit(_sphinx, "doctest", out, *doctrees)
         self._pool.shutdown(wait=False)
 
+    def close(self) -> None:
+        self.doctest.cancel()
+        if self.doctest.done():  # a build still running (the session was cut short) keeps its files
+            shutil.rmtree(self.out, ignore_errors=True)
+
+
+DOCS_BUILD = Early(
+    "docs",
+    ("test_docs.py::test_python_examples_pass_sphinx_doctest", "test_docs.py::test_html_builds_without_warnings"),
+    DocsBuild,
+)
+
+
+def _toy_transport_run(workdir: Path) -> ProcessRun:
+    examples = DOCS / "examples"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(examples), str(ROOT), env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(examples)]
+    return ProcessRun([*argv, str(examples / "test_toy_transport.py")], workdir, cwd=examples, env=env)
+
+
+#: the conformance suite on the example transport of writing-a-transport.rst
+TOY_TRANSPORT_RUN = Early(
+    "toy-transport", ("test_docs.py::test_example_transport_passes_the_conformance_suite",), _toy_transport_run
+)
+
 
 @pytest.fixture(scope="module")
-def docs_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DocsBuild:
-    return request.config.stash.get(DOCS_BUILD_KEY, None) or DocsBuild(tmp_path_factory.mktemp("sphinx"))
+def docs_build(request: pytest.FixtureRequest) -> DocsBuild:
+    return DOCS_BUILD.run(request)  # type: ignore[no-any-return]
 
 
 def test_python_examples_pass_sphinx_doctest(docs_build: DocsBuild) -> None:

@@ -18,6 +18,10 @@ from typing import Any
 DEFAULT_MODULES = ["oslo_messaging.tests.drivers.test_impl_rabbit"]
 #: seconds one test may take before it is failed (a hang must not stall the run)
 PER_TEST_LIMIT = 60
+#: runs again of a test that failed: a few of oslo's tests give a reconnect 10 ms and fail
+#: now and then on a busy machine whatever the library (Kombu 5.7 as well); a test that
+#: fails every time is a failure
+RERUNS = 2
 
 
 class _TimeLimit(Exception):
@@ -33,6 +37,8 @@ class RecordingResult(unittest.TestResult):
         super().__init__()
         self.outcomes: dict[str, list[str]] = {}
         self._counts: dict[str, int] = {}
+        #: the tests that failed or errored, by key
+        self.failed: dict[str, unittest.TestCase] = {}
 
     def _key(self, test: unittest.TestCase) -> str:
         key = test.id()
@@ -57,11 +63,15 @@ class RecordingResult(unittest.TestResult):
 
     def addError(self, test: Any, err: Any) -> None:  # noqa: N802
         super().addError(test, err)
-        self.outcomes[self._key(test)] = ["error", self._exc_info_to_string(err, test)[-4000:]]
+        key = self._key(test)
+        self.outcomes[key] = ["error", self._exc_info_to_string(err, test)[-4000:]]
+        self.failed[key] = test
 
     def addFailure(self, test: Any, err: Any) -> None:  # noqa: N802
         super().addFailure(test, err)
-        self.outcomes[self._key(test)] = ["fail", self._exc_info_to_string(err, test)[-4000:]]
+        key = self._key(test)
+        self.outcomes[key] = ["fail", self._exc_info_to_string(err, test)[-4000:]]
+        self.failed[key] = test
 
     def addSkip(self, test: unittest.TestCase, reason: str) -> None:  # noqa: N802
         super().addSkip(test, reason)
@@ -81,6 +91,13 @@ def main(argv: list[str]) -> int:
     suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromName(name) for name in modules)
     result = RecordingResult()
     suite.run(result)
+    for key, test in result.failed.items():
+        for attempt in range(1, RERUNS + 1):
+            again = RecordingResult()
+            test.run(again)
+            if not again.failed:
+                result.outcomes[key] = ["ok", f"passed on run {attempt + 1}; run 1: {result.outcomes[key][1]}"]
+                break
     import kombu
 
     with open(out, "w") as fh:
