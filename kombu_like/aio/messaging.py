@@ -191,9 +191,8 @@ class Producer(SyncProducer):
             for entity in kwargs.pop("declare") or ():
                 await maybe_declare(entity, channel)
         own = self.exchange
-        if self.auto_declare and own.name:
-            if not self._exchange_declared():
-                await maybe_declare(own, channel)
+        if self.auto_declare and own.name and not self._exchange_declared():
+            await maybe_declare(own, channel)
             # the blocking publish, all of it up to the channel's write (which never
             # waits), told that the declarations are done: nothing runs before it returns
             self.auto_declare = False
@@ -202,6 +201,7 @@ class Producer(SyncProducer):
             finally:
                 self.auto_declare = True
         else:
+            # declared (the blocking publish finds it so too): nothing runs before it returns
             result = SyncProducer.publish(self, body, *args, **kwargs)
         if result is not None:
             result = None if type(result) is Ready else await result

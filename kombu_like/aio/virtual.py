@@ -49,7 +49,8 @@ ROUND_TRIPS = (
 )
 
 #: channel methods that send without waiting: they return :data:`~kombu_like.plan.SENT`
-SENDS = ("basic_publish", "publish_batch")
+#: (``basic_publish`` returns the channel's ``published``, set to it)
+SENDS = ("publish_batch",)
 
 _classes: dict[type, type] = {}
 
@@ -80,7 +81,9 @@ def async_channel_class(base: type) -> type:
         }
         namespace.update((name, _sent(getattr(base, name))) for name in SENDS if hasattr(base, name))
         # no write buffer to wait for: ``backlog`` is None (found at once, unlike a missing name)
-        namespace.update(Message=Message, run_plan=_run_plan, __module__=__name__, aio_client=None, backlog=None)
+        namespace.update(
+            Message=Message, run_plan=_run_plan, __module__=__name__, aio_client=None, backlog=None, published=SENT
+        )
         cls = _classes[base] = type(f"Async{base.__name__}", (base,), namespace)
     return cls
 

@@ -96,6 +96,8 @@ class VirtualChannel(Channel):
 
     #: the class of delivered messages (a transport may substitute a subclass)
     Message = BaseMessage
+    #: what :meth:`basic_publish` returns (the asyncio API's channels: an awaitable)
+    published: Any = None
 
     def __init__(self, connection: VirtualConnection, channel_id: int) -> None:
         self.connection = connection
@@ -367,14 +369,15 @@ class VirtualChannel(Channel):
         mandatory: bool = False,
         immediate: bool = False,
         **kwargs: Any,
-    ) -> None:
-        """Route ``message`` and put a copy into each destination queue."""
+    ) -> Any:
+        """Route ``message`` and put a copy into each destination queue; returns
+        :attr:`published` (``None``; an awaitable on the asyncio API's channels)."""
         if not self.is_open:
             self._check_open()
         seam = self.seam
         info = seam.bindings.exchange(exchange) if exchange else None
         if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
-            return
+            return self.published
         # the envelope is finished, routed and put; one queue (nearly every publish) without a list
         exchange_name = exchange or ""
         key = routing_key or ""
@@ -386,6 +389,7 @@ class VirtualChannel(Channel):
             seam.put_many(self._copies(message, queues))
         else:
             self._unroutable(message, exchange, routing_key, mandatory)
+        return self.published
 
     def publish_batch(self, batch: Sequence[tuple[dict[str, Any], str, str, bool]]) -> None:
         """Publish ``(message, exchange, routing_key, mandatory)`` items in one store call."""
