@@ -30,9 +30,11 @@ class Message(BaseMessage):
     async def ack(self, multiple: bool = False) -> None:  # type: ignore[override]
         """Acknowledge the message: the broker may now forget it."""
         BaseMessage.ack(self, multiple=multiple)
-        wait = backlog(self.channel)
-        if wait is not None:
-            await wait
+        full = self.channel.backlog  # every asyncio channel has it: None without a buffer
+        if full is not None:
+            wait = full()
+            if wait is not None:
+                await wait
 
     async def reject(self, requeue: bool = False) -> None:  # type: ignore[override]
         """Reject the message; with ``requeue`` it goes back to its queue."""

@@ -340,7 +340,11 @@ class Consumer(SyncConsumer):
 
     # -- from the loop: keep what arrives, raise nothing there ------------------------------
     def receive(self, body: Any, message: Any) -> None:
-        self._keep(("body", message, body))
+        # _keep inlined: this runs for every message
+        inbox = self._inbox
+        inbox.append(("body", message, body))
+        if len(inbox) == 1:
+            self.channel.aio_client._notify()
 
     def _keep_message(self, message: Any) -> None:
         self._keep(("message", message, None))
