@@ -303,6 +303,38 @@ def test_lost_connection_raises_a_recoverable_error_from_the_loop_and_loses_noth
         queue(direct.default_channel).delete()
 
 
+def consume_on_hub(
+    amqp_url: str, hub: Hub, direct: Connection, queue: Queue, count: int
+) -> tuple[Connection, Received]:
+    """``count`` messages published to ``queue`` and delivered, unacked, to a consumer of a
+    connection driven by ``hub``."""
+    producer = Producer(direct, routing_key=queue.name)
+    for i in range(count):
+        producer.publish({"i": i}, declare=[queue])
+    conn = Connection(amqp_url)
+    conn.register_with_event_loop(hub)
+    received = Received(hub)
+    Consumer(conn, [queue], on_message=received, prefetch_count=count).consume()
+    run_until(hub, lambda: len(received) == count)
+    return conn, received
+
+
+def drop_silently(conn: Connection, direct: Connection, queue: Queue) -> None:
+    """Drop ``conn``'s socket without a word; return once the broker has noticed."""
+    conn.connection.sock.shutdown(socket.SHUT_RDWR)
+    deadline = time.monotonic() + 10
+    while queue(direct.default_channel).queue_declare(passive=True).consumer_count:
+        assert time.monotonic() < deadline, "the broker did not notice the lost connection"
+        time.sleep(0.02)
+
+
+def loop_finds_it_lost(conn: Connection, hub: Hub) -> None:
+    """The hub raises the loss of ``conn`` as a recoverable error; ``conn`` is collected."""
+    with pytest.raises(conn.recoverable_connection_errors):
+        run_until(hub, lambda: False)
+    conn.collect()
+
+
 def test_acks_made_by_the_loops_callbacks_reach_the_broker_before_the_loop_waits(
     amqp_url: str, unique_name: str, hub: Hub
 ) -> None:
@@ -310,27 +342,14 @@ def test_acks_made_by_the_loops_callbacks_reach_the_broker_before_the_loop_waits
     # together at its end.  The socket is then dropped without a word: what the broker
     # had not heard of would come back, and nothing does.
     queue = Queue(unique_name, durable=False)
-    received = Received(hub)
     with Connection(amqp_url) as direct:
-        producer = Producer(direct, routing_key=unique_name)
-        for i in range(5):
-            producer.publish({"i": i}, declare=[queue])
-        conn = Connection(amqp_url)
-        conn.register_with_event_loop(hub)
-        Consumer(conn, [queue], on_message=received, prefetch_count=10).consume()
-        run_until(hub, lambda: len(received) == 5)
+        conn, received = consume_on_hub(amqp_url, hub, direct, queue, 5)
         for message in received:
             hub.call_soon(message.ack)
         hub.run_once()
-        conn.connection.sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + 10
-        while queue(direct.default_channel).queue_declare(passive=True).consumer_count:
-            assert time.monotonic() < deadline, "the broker did not notice the lost connection"
-            time.sleep(0.02)
+        drop_silently(conn, direct, queue)
         assert ready_count(direct, queue) == 0
-        with pytest.raises(conn.recoverable_connection_errors):
-            run_until(hub, lambda: False)
-        conn.collect()
+        loop_finds_it_lost(conn, hub)
         queue(direct.default_channel).delete()
 
 
@@ -340,15 +359,8 @@ def test_a_rounds_acks_merged_into_one_never_ack_a_message_still_held(
     # a round's acks of consecutive deliveries go out as one ack with ``multiple`` set;
     # a message the application still holds below them must not be acked by it
     queue = Queue(unique_name, durable=False)
-    received = Received(hub)
     with Connection(amqp_url) as direct:
-        producer = Producer(direct, routing_key=unique_name)
-        for i in range(10):
-            producer.publish({"i": i}, declare=[queue])
-        conn = Connection(amqp_url)
-        conn.register_with_event_loop(hub)
-        Consumer(conn, [queue], on_message=received, prefetch_count=10).consume()
-        run_until(hub, lambda: len(received) == 10)
+        conn, received = consume_on_hub(amqp_url, hub, direct, queue, 10)
         for message in received[:4]:  # 1..4: merged
             hub.call_soon(message.ack)
         hub.run_once()
@@ -357,7 +369,7 @@ def test_a_rounds_acks_merged_into_one_never_ack_a_message_still_held(
         for message in received[6:]:  # 7..10 above the held one: one by one
             hub.call_soon(message.ack)
         hub.run_once()
-        conn.connection.sock.shutdown(socket.SHUT_RDWR)
+        drop_silently(conn, direct, queue)
         # the held one and the requeued one (delivered again meanwhile) come back; a third
         # would be one acked too many
         deadline = time.monotonic() + 10
@@ -368,7 +380,5 @@ def test_a_rounds_acks_merged_into_one_never_ack_a_message_still_held(
         back = sorted(queue(direct.default_channel).get(no_ack=True).decode()["i"] for _ in range(2))
         assert back == [held.decode()["i"], received[5].decode()["i"]]
         assert ready_count(direct, queue) == 0
-        with pytest.raises(conn.recoverable_connection_errors):
-            run_until(hub, lambda: False)
-        conn.collect()
+        loop_finds_it_lost(conn, hub)
         queue(direct.default_channel).delete()
