@@ -356,7 +356,7 @@ class AsyncChannel(base.StdChannel):
         return self._maybe_wait("basic_cancel", (consumer_tag, nowait), nowait, _none)
 
     def basic_get(self, queue: str = "", no_ack: bool = False, **kwargs: Any) -> Any:
-        return self._maybe_wait("basic_get", (0, queue, no_ack), False, _same, settle=True)
+        return self._maybe_wait("basic_get", (0, queue, no_ack), False, _got, settle=True)
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> None:
         self._send(ACK_METHOD, ACK_ARGS.pack(delivery_tag, 1 if multiple else 0))
@@ -560,6 +560,12 @@ async def _settle(result: Any) -> Any:
 
 def _same(result: Any) -> Any:
     return result
+
+
+def _got(result: Any) -> amqp.Message | None:
+    """basic.get's answer: the message of a ``get-ok``, ``None`` for a ``get-empty`` (whose
+    answer is its arguments)."""
+    return result if isinstance(result, amqp.Message) else None
 
 
 def _none(args: Any) -> None:
