@@ -21,6 +21,18 @@ class SocketFault:
     """The seam experiments on RabbitMQ: the next frame written to the socket fails as the
     kernel fails it when the peer resets the connection."""
 
+    # the asyncio driver writes through an asyncio transport, flushed by the loop: a cut
+    # connection ends the next wait, and publish(retry=True) reconnects (test_aio_amqp)
+    async_skips = MappingProxyType(
+        {
+            name: "a socket fault is raised by the connection's next wait, not by the publish"
+            for name in (
+                "test_store_error_is_translated_with_the_original_as_cause",
+                "test_publish_with_retry_survives_a_store_error",
+            )
+        }
+    )
+
     @contextlib.contextmanager
     def failing_put(self, conn: Connection, error: Exception, times: int = 1) -> Iterator[list[Exception]]:
         conn.connect()

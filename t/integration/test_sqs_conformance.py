@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 
@@ -29,11 +31,41 @@ class _OnMoto:
 
     def make_connection(self) -> Connection:
         host = self.endpoint.split("://", 1)[1]
-        return Connection(f"sqs://testing:testing@{host}", transport_options=dict(self.transport_options))
+        return Connection(f"sqs://testing:testing@{host}", transport_options=self.connection_options())
+
+    def connection_options(self) -> dict[str, Any]:
+        return dict(self.transport_options)
+
+
+#: a basic_get on a connection whose receive thread runs (an asyncio connection's, as under
+#: a Hub) takes only what that thread received, and points the thread at the queue got from
+GET_UNDER_RECEIVER = "basic_get takes only what the receive thread got; it does not receive itself"
 
 
 class TestSQSConformance(_OnMoto, TransportConformance):
     """Every conformance test, on SQS queues created for the test and deleted after it."""
+
+    async_gaps = MappingProxyType(
+        {
+            "test_basic_get": GET_UNDER_RECEIVER,
+            "test_basic_get_unacked_is_restored_on_close": GET_UNDER_RECEIVER,
+            "test_basic_get_no_ack_is_not_restored": GET_UNDER_RECEIVER,
+            "test_get_nowait": GET_UNDER_RECEIVER,
+        }
+    )
+    async_skips = MappingProxyType(
+        {
+            "test_cancelled_consumer_gets_nothing": "after its last consumer is cancelled, the connection's "
+            "receive thread may receive for the queue once more, and SQS counts leave out messages in flight",
+        }
+    )
+
+    def connection_options(self) -> dict[str, Any]:
+        if self.current_api != "async":
+            return dict(self.transport_options)
+        # closing an asyncio connection waits for its receive in flight (up to
+        # wait_time_seconds): short polls keep the tests' many closes quick
+        return {**self.transport_options, "wait_time_seconds": 0, "polling_interval": 0.05}
 
 
 class TestSQSHostileInput(_OnMoto, HostileInputTests):

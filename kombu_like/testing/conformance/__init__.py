@@ -17,10 +17,28 @@ run against a shared broker.  Entities a test declares are deleted when it ends.
 Tests that need an optional capability (priority, TTL, an exchange type) skip with a
 reason naming it when ``connection.transport.capabilities`` does not declare it.
 
-One module per topic: :mod:`.base` (connections, names, clean-up, waits), :mod:`.publish`,
-:mod:`.routing`, :mod:`.acks`, :mod:`.simple`, :mod:`.encoding`, :mod:`.capabilities` and
-:mod:`.eventloop`; :mod:`.aio` (:class:`AsyncAPITests`) runs the asyncio API on the
-transport, mixed in where :mod:`kombu_like.aio` drives it (memory://, amqp://).
+Every test written against the ``conn`` fixture runs on both APIs, parametrized by the
+``api`` fixture: ``[sync]`` on the blocking API (:class:`kombu_like.Connection`) and
+``[async]`` on the asyncio API (:mod:`kombu_like.aio`), the same test body with every
+operation carried out by the asyncio API on an event loop of the test class's own
+(:mod:`.bridge`).  The ``[async]`` runs skip, naming the scheme, on a transport the
+asyncio API does not drive.  Class attributes choose:
+
+* ``apis = ("sync",)`` runs the blocking API only;
+* ``async_skips = {"test_name": "why"}`` skips a test's ``[async]`` run, where what it
+  checks is not what the asyncio API does on the transport (a documented difference);
+* ``async_gaps = {"test_name": "what is missing"}`` marks a test's ``[async]`` run as an
+  expected failure, strictly: once the asyncio API passes it, the entry must go.
+
+Tests about the blocking API alone (:class:`EventLoopTests`: a Hub; the thread-based
+ones) do not use ``conn`` and run once.
+
+One module per topic: :mod:`.base` (connections, names, clean-up, waits, the API
+parameter), :mod:`.publish`, :mod:`.routing`, :mod:`.acks`, :mod:`.simple`,
+:mod:`.encoding`, :mod:`.capabilities` and :mod:`.eventloop`; :mod:`.aio`
+(:class:`AsyncAPITests`) covers what only the asyncio API has -- coroutine callbacks,
+``async for``, cancellation, interop of the two APIs -- mixed in where
+:mod:`kombu_like.aio` drives the transport.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kombu_like import Connection, Consumer, Message
+from kombu_like import Connection, Message
 from kombu_like.exceptions import MessageStateError
 
 from .base import ConformanceBase
@@ -147,7 +147,7 @@ class AckTests(ConformanceBase):
         for n in range(5):
             producer.publish(n, exchange="", routing_key=queue.name, declare=[queue])
         received: list[Message] = []
-        with Consumer(conn, [queue], prefetch_count=2, on_message=received.append):
+        with conn.Consumer([queue], prefetch_count=2, on_message=received.append):
             self.drain_until(conn, lambda: len(received) >= 2)
             self.drain_quietly(conn)
             assert len(received) == 2, "more unacked messages delivered than prefetch_count allows"

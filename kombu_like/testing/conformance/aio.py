@@ -1,5 +1,7 @@
-"""Conformance: the asyncio API (:mod:`kombu_like.aio`) on the transport, and interop with
-the blocking API over it.
+"""Conformance: what only the asyncio API (:mod:`kombu_like.aio`) has -- coroutine callbacks,
+``async for``, cancellation, awaited SimpleQueue and RPC -- and interop with the blocking
+API over the transport.  (Every topic class's test runs on the asyncio API too, through
+its ``api`` parameter.)
 
 Mixed into a transport's conformance class once the asyncio API drives that transport::
 
@@ -23,7 +25,6 @@ import pytest
 
 from ...aio import Connection as AsyncConnection
 from ...connection import Connection
-from ...pools import _connection_kwargs
 from .base import ConformanceBase
 
 __all__ = ["AsyncAPITests"]
@@ -48,10 +49,6 @@ class AsyncAPITests(ConformanceBase):
     #: rounds (an I/O thread's) needs real time for cancels to land mid-delivery
     cancel_pause: float = 0.0
     cancel_count: int = 30
-
-    def make_async_connection(self) -> AsyncConnection:
-        """A new, unconnected asyncio connection with :meth:`make_connection`'s settings."""
-        return AsyncConnection(**_connection_kwargs(self.make_connection()))
 
     def run_async(self, scenario: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(asyncio.wait_for(scenario, self.scenario_limit))

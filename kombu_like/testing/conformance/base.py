@@ -1,4 +1,5 @@
-"""Connections, unique names, clean-up and waiting helpers shared by the conformance topics."""
+"""Connections, unique names, clean-up and waiting helpers shared by the conformance topics,
+and the API (blocking or asyncio) each test runs on."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from kombu_like import Connection, Consumer, Exchange, Message, Queue
+from kombu_like import Connection, Exchange, Message, Queue
+
+from ...aio import Connection as AsyncConnection
+from ...pools import _connection_kwargs
+from .bridge import AioBridge, BridgedConnection
+
+#: the APIs a conformance test runs on: the blocking one (:class:`kombu_like.Connection`)
+#: and the asyncio one (:mod:`kombu_like.aio`, through a :class:`~.bridge.BridgedConnection`)
+APIS = ("sync", "async")
 
 #: compression method -> (content type Kombu puts in the ``compression`` header,
 #: modules of which one must be importable for the method to be available)
@@ -54,6 +63,12 @@ class ConformanceBase:
 
     Override :attr:`url` and :attr:`transport_options` (or :meth:`make_connection`) for the
     transport under test; raise the wait times for brokers that need longer.
+
+    Every test that uses the ``conn`` fixture (or the ``api`` fixture) runs once per API
+    in :attr:`apis`: ``sync``, the blocking API, and ``async``, the same test body with
+    every operation carried out by :mod:`kombu_like.aio` (see :mod:`.bridge`).  The
+    ``async`` runs skip, naming the transport, where the asyncio API does not drive it.
+    A test that is about the blocking API alone does not use ``conn``.
     """
 
     #: broker URL of the transport under test
@@ -66,16 +81,78 @@ class ConformanceBase:
     quiet: float = 0.2
     #: seconds after which the broker has given back the messages of a closed connection
     redelivery_wait: float = 10.0
+    #: the APIs the tests using ``conn`` run on (a subset of ``("sync", "async")``)
+    apis: Sequence[str] = APIS
+    #: test name -> why its ``async`` run is skipped: what it checks is not what the
+    #: asyncio API does on this transport (documented differences, not faults)
+    async_skips: Mapping[str, str] = MappingProxyType({})
+    #: test name -> the asyncio API's known fault that fails it: its ``async`` run is an
+    #: expected failure (strict: once it passes, the entry must go)
+    async_gaps: Mapping[str, str] = MappingProxyType({})
+    #: the API of the running test (set by the ``api`` fixture)
+    current_api: str = "sync"
 
     # -- overridable -------------------------------------------------------------------
     def make_connection(self) -> Connection:
         """A new, unconnected connection to the broker under test."""
         return Connection(self.url, transport_options=dict(self.transport_options))
 
+    def make_async_connection(self) -> AsyncConnection:
+        """A new, unconnected asyncio connection with :meth:`make_connection`'s settings."""
+        return AsyncConnection(**_connection_kwargs(self.make_connection()))
+
     def unique(self, prefix: str) -> str:
         """An entity name no other test or test run uses."""
         clean = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)[:40]
         return f"kl-{clean}-{uuid.uuid4().hex[:12]}"
+
+    # -- the API -------------------------------------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "api" not in metafunc.fixturenames:
+            return
+        unknown = set(self.apis) - set(APIS)
+        if unknown:
+            raise ValueError(f"apis: {sorted(unknown)} are not among {APIS}")
+        for listed in (*self.async_skips, *self.async_gaps):
+            if not callable(getattr(self, listed, None)):
+                raise ValueError(f"async_skips/async_gaps name {listed!r}, not a test of {type(self).__name__}")
+        name = metafunc.function.__name__
+        params = [pytest.param(api, marks=self._api_marks(api, name)) for api in self.apis]
+        metafunc.parametrize("api", params, indirect=True)
+
+    def _api_marks(self, api: str, test_name: str) -> list[pytest.MarkDecorator]:
+        if api != "async":
+            return []
+        if test_name in self.async_skips:
+            return [pytest.mark.skip(reason=f"asyncio API: {self.async_skips[test_name]}")]
+        if test_name in self.async_gaps:
+            return [pytest.mark.xfail(strict=True, reason=f"asyncio API: {self.async_gaps[test_name]}")]
+        return []
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def _aio_bridge(cls) -> Iterator[AioBridge]:
+        # one event loop thread per test class, started by the first test on the asyncio API
+        bridge = AioBridge()
+        yield bridge
+        bridge.close()
+
+    @pytest.fixture
+    def api(self, request: pytest.FixtureRequest, _aio_bridge: AioBridge) -> str:
+        """The API the test runs on: ``"sync"`` or ``"async"``."""
+        api: str = getattr(request, "param", "sync")
+        if api == "async":
+            self._bridge = _aio_bridge
+            self.require_async_api()
+        self.current_api = api
+        return api
+
+    def require_async_api(self) -> None:
+        """Skip unless the asyncio API drives the transport under test."""
+        try:
+            self.make_async_connection()._make_driver()
+        except NotImplementedError as exc:
+            pytest.skip(str(exc))
 
     # -- resources -----------------------------------------------------------------
     @pytest.fixture(autouse=True)
@@ -109,13 +186,21 @@ class ConformanceBase:
                 cleaner.release()
 
     @pytest.fixture
-    def conn(self) -> Connection:
-        """A connection to the broker under test, released after the test."""
+    def conn(self, api: str) -> Connection:
+        """A connection to the broker under test on the test's API, released after the test."""
         return self.connection()
 
     def connection(self) -> Connection:
-        """A new connection, released when the test ends."""
-        connection = self.make_connection()
+        """A new connection on the test's API, released when the test ends.
+
+        On the asyncio API it is a :class:`~.bridge.BridgedConnection`, standing in for
+        the blocking Connection with the surface the conformance tests use.
+        """
+        connection: Connection
+        if self.current_api == "async":
+            connection = cast(Connection, BridgedConnection(self._bridge, self.make_async_connection()))
+        else:
+            connection = self.make_connection()
         self._open_connections.append(connection)
         return connection
 
@@ -232,7 +317,7 @@ class ConformanceBase:
             if ack:
                 message.ack()
 
-        with Consumer(channel or conn, queues, on_message=on_message, **consumer_options):
+        with conn.Consumer(queues, channel=channel, on_message=on_message, **consumer_options):
             self.drain_until(conn, lambda: len(received) >= count, timeout)
         return received
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kombu_like import Connection, Consumer, Message, Queue
+from kombu_like import Connection, Message, Queue
 from kombu_like.exceptions import ContentDisallowed, DecodeError
 
 from .base import COMPRESSION_METHODS, ConformanceBase, _module_available
@@ -43,7 +43,7 @@ class DecodeErrorTests(ConformanceBase):
             good.append(body)
             message.ack()
 
-        with Consumer(conn, [queue], callbacks=[callback], on_decode_error=lambda m, e: errors.append((m, e))):
+        with conn.Consumer([queue], callbacks=[callback], on_decode_error=lambda m, e: errors.append((m, e))):
             self.drain_until(conn, lambda: bool(errors) and bool(good))
         assert good == [{"good": 1}]
         [(message, exc)] = errors
@@ -65,8 +65,8 @@ class DecodeErrorTests(ConformanceBase):
             good.append(body)
             message.ack()
 
-        with Consumer(
-            conn, [queue], accept=["json"], callbacks=[callback], on_decode_error=lambda m, e: errors.append((m, e))
+        with conn.Consumer(
+            [queue], accept=["json"], callbacks=[callback], on_decode_error=lambda m, e: errors.append((m, e))
         ):
             self.drain_until(conn, lambda: bool(errors) and bool(good))
         assert good == [{"good": 2}]
@@ -88,7 +88,7 @@ class DecodeErrorTests(ConformanceBase):
             good.append(body)
             message.ack()
 
-        with Consumer(conn, [queue], callbacks=[callback]):
+        with conn.Consumer([queue], callbacks=[callback]):
             exc = self.drain_until_error(conn, DecodeError)
             assert queue.name in str(exc)
             assert "application/json" in str(exc)
@@ -108,7 +108,7 @@ class DecodeErrorTests(ConformanceBase):
             good.append(body)
             message.ack()
 
-        with Consumer(conn, [queue], accept=["application/json"], callbacks=[callback]):
+        with conn.Consumer([queue], accept=["application/json"], callbacks=[callback]):
             exc = self.drain_until_error(conn, ContentDisallowed)
             assert queue.name in str(exc)
             assert "application/x-yaml" in str(exc)

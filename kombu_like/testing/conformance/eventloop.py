@@ -6,6 +6,9 @@ declares it with its ``event_loop`` transport option).  The consumers are
 registered with ``Connection.register_with_event_loop(hub)`` and driven by
 ``hub.run_once()`` / ``hub.run_forever()`` only, never by ``drain_events``, the way
 Celery's worker drives them.
+
+Blocking API only: the Hub is the blocking API's event loop (the asyncio API runs on
+asyncio's), so these tests do not take the ``api`` parameter.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kombu_like import Connection, Consumer, Message
+from kombu_like import Connection, Message
 
 from .base import ConformanceBase
 
@@ -33,7 +33,7 @@ class PublishConsumeTests(ConformanceBase):
             calls.append((body, message))
             message.ack()
 
-        with Consumer(conn, [queue], callbacks=[callback, lambda body, message: calls.append((body, message))]):
+        with conn.Consumer([queue], callbacks=[callback, lambda body, message: calls.append((body, message))]):
             self.drain_until(conn, lambda: len(calls) >= 2)
         assert [body for body, _ in calls] == [{"n": 1}, {"n": 1}]
         assert calls[0][1] is calls[1][1]
@@ -79,7 +79,7 @@ class PublishConsumeTests(ConformanceBase):
 
     def test_drain_events_times_out_when_nothing_arrives(self, conn: Connection) -> None:
         queue = self.new_queue("pc_timeout")
-        with Consumer(conn, [queue], callbacks=[lambda body, message: None]):
+        with conn.Consumer([queue], callbacks=[lambda body, message: None]):
             started = time.monotonic()
             with pytest.raises(socket.timeout):
                 conn.drain_events(timeout=self.quiet)
@@ -87,14 +87,14 @@ class PublishConsumeTests(ConformanceBase):
 
     def test_timeout_is_the_builtin_timeout_error(self, conn: Connection) -> None:
         queue = self.new_queue("pc_timeout_builtin")
-        with Consumer(conn, [queue], callbacks=[lambda body, message: None]):
+        with conn.Consumer([queue], callbacks=[lambda body, message: None]):
             with pytest.raises(TimeoutError):
                 conn.drain_events(timeout=self.quiet)
 
     def test_cancelled_consumer_gets_nothing(self, conn: Connection) -> None:
         queue = self.new_queue("pc_cancel")
         received: list[Any] = []
-        consumer = Consumer(conn, [queue], callbacks=[lambda body, message: received.append(body)])
+        consumer = conn.Consumer([queue], callbacks=[lambda body, message: received.append(body)])
         consumer.consume()
         consumer.cancel()
         self.publish(conn, "after cancel", queue)

@@ -124,8 +124,13 @@ class _Outcomes:
 
 
 class HostileInputTests(ConformanceBase):
-    """Hostile messages: never a crash, never a silent loss, the next message delivered."""
+    """Hostile messages: never a crash, never a silent loss, the next message delivered.
 
+    Blocking API only (``apis``): the raw writes reach into the blocking connection's
+    store or driver, and one test is about the blocking ``ConsumerMixin``.
+    """
+
+    apis = ("sync",)
     #: generated examples per test in the default (CI) profile
     hostile_examples: int = 12
     #: peak RSS (bytes) a consumer may reach while refusing a 1 GiB zstd bomb
