@@ -229,7 +229,17 @@ class Bridged:
     def __repr__(self) -> str:
         return f"<bridged {self._target!r}>"
 
-    def _exit(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+
+class _BridgedContext(Bridged):
+    """``with`` for an object used as ``async with``."""
+
+    def __enter__(self) -> Any:
+        self._bridge.invoke(self._target, "__aenter__")
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._bridge.invoke(self._target, "__aexit__", exc_type, exc, tb)
 
 
@@ -271,28 +281,15 @@ class BridgedProducer(Bridged):
         return BridgedBatch(self._bridge, self._bridge.run(self._target.batch, max_size))
 
 
-class BridgedBatch(Bridged):
-    def __enter__(self) -> BridgedBatch:
-        self._bridge.invoke(self._target, "__aenter__")
-        return self
-
-    __exit__ = Bridged._exit
+class BridgedBatch(_BridgedContext):
+    pass
 
 
-class BridgedConsumer(Bridged):
-    def __enter__(self) -> BridgedConsumer:
-        self._bridge.invoke(self._target, "__aenter__")
-        return self
-
-    __exit__ = Bridged._exit
+class BridgedConsumer(_BridgedContext):
+    pass
 
 
-class BridgedSimpleQueue(Bridged):
-    def __enter__(self) -> BridgedSimpleQueue:
-        return self
-
-    __exit__ = Bridged._exit
-
+class BridgedSimpleQueue(_BridgedContext):
     def __len__(self) -> int:
         # len() of the blocking SimpleQueue is qsize(), which the asyncio one awaits
         return int(self._bridge.invoke(self._target, "qsize"))
