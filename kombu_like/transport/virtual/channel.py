@@ -564,10 +564,9 @@ class VirtualChannel(Channel):
         # taken by this connection for a consumer and not handed out yet: the queue's head
         delivery = self.connection.take_buffered(queue) if self.connection.buffer else None
         if delivery is None:
-            deliveries = self.seam.get([queue], timeout=0, max_count=1)
-            if not deliveries:
+            delivery = self.seam.get_one(queue)
+            if delivery is None:
                 return None
-            delivery = deliveries[0]
         tag = next(self._tags)
         if no_ack:
             self.seam.ack([delivery])

@@ -231,6 +231,16 @@ class QueueStore(ABC):
         :meth:`ack` (at-least-once).
         """
 
+    def get_one(self, queue: str) -> Delivery | None:
+        """Take the head of ``queue`` without waiting (``basic_get``); ``None`` when empty.
+
+        Under an event loop too it takes from ``queue`` itself and leaves what the loop's
+        takes and :meth:`watch` serve as it is.  The default, ``get([queue], 0, 1)``, does
+        so for a store whose takes under the loop read the queues themselves.
+        """
+        taken = self.get([queue], 0, 1)
+        return taken[0] if taken else None
+
     @abstractmethod
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Forget ``deliveries`` for good."""
@@ -493,6 +503,12 @@ class GuardedStore:
             return self.store.get(queues, timeout, max_count)
         except Exception as exc:
             self._fail(exc, _only_queue(queues))
+
+    def get_one(self, queue: str) -> Delivery | None:
+        try:
+            return self.store.get_one(queue)
+        except Exception as exc:
+            self._fail(exc, queue)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         try:
