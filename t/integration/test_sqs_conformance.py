@@ -37,22 +37,9 @@ class _OnMoto:
         return dict(self.transport_options)
 
 
-#: a basic_get on a connection whose receive thread runs (an asyncio connection's, as under
-#: a Hub) takes only what that thread received, and points the thread at the queue got from
-GET_UNDER_RECEIVER = "basic_get takes only what the receive thread got; it does not receive itself"
-
-
 class TestSQSConformance(_OnMoto, TransportConformance):
     """Every conformance test, on SQS queues created for the test and deleted after it."""
 
-    async_gaps = MappingProxyType(
-        {
-            "test_basic_get": GET_UNDER_RECEIVER,
-            "test_basic_get_unacked_is_restored_on_close": GET_UNDER_RECEIVER,
-            "test_basic_get_no_ack_is_not_restored": GET_UNDER_RECEIVER,
-            "test_get_nowait": GET_UNDER_RECEIVER,
-        }
-    )
     async_skips = MappingProxyType(
         {
             "test_cancelled_consumer_gets_nothing": "after its last consumer is cancelled, the connection's "

@@ -249,3 +249,56 @@ def test_a_collected_connection_leaves_the_loop_without_waiting_for_the_long_pol
             thread.join(WAIT)  # it ends by itself once its long poll returns
         assert not receive_threads()
         run_for(hub, 0.2)  # and the loop runs on without it
+
+
+def test_queue_get_under_the_hub_receives_from_its_own_queue(connect: Any, hub: Hub, raw: Any, queue: Queue) -> None:
+    """``Queue.get()`` on a connection whose consumer of another queue runs on the hub asks
+    SQS for that queue's head itself, and the consumer keeps its receive thread."""
+    other = Queue(f"evloop-{uuid.uuid4().hex[:12]}")
+    try:
+        publisher = connect()
+        publish(publisher, other, range(2))
+        conn = connect()
+        conn.register_with_event_loop(hub)
+        received: list[Any] = []
+        with Consumer(conn, [queue], on_message=lambda m: (received.append(m.payload), m.ack())):
+            run_for(hub, 0.2)  # the receive thread long-polls the consumer's queue
+            got = other(conn.default_channel).get()
+            assert got is not None, "Queue.get() found nothing in a queue holding two messages"
+            assert counts(raw, other.name) == (1, 1), "only the message got is in flight"
+            publish(publisher, queue, range(10, 11))
+            run_until(hub, lambda: received == [10])
+            assert counts(raw, other.name) == (1, 1), "the receive thread received from the queue got from"
+            again = other(conn.default_channel).get()
+            assert again is not None
+            assert sorted([got.payload, again.payload]) == [0, 1]
+            assert other(conn.default_channel).get() is None
+            got.ack()
+        conn.release()  # the unacknowledged one goes back
+        assert counts(raw, other.name) == (1, 0)
+    finally:
+        raw.delete_queue(QueueUrl=raw.get_queue_url(QueueName=other.name)["QueueUrl"])
+
+
+def test_queue_get_takes_what_the_receive_thread_got_for_the_consumer(
+    connect: Any, hub: Hub, raw: Any, queue: Queue
+) -> None:
+    publisher = connect()
+    publish(publisher, queue, range(0))
+    conn = connect()
+    conn.register_with_event_loop(hub)
+    received: list[Any] = []
+    with Consumer(conn, [queue], on_message=lambda m: received.append(m.payload)):
+        run_for(hub, 0.3)  # the queue is empty: the thread long-polls for the consumer
+        publish(publisher, queue, range(1))
+        readable, _, _ = select.select(list(hub.readers), [], [], WAIT)
+        assert readable, "the receive thread never signalled the loop"
+        # received for the consumer and not delivered yet: the queue's head, once
+        got = queue(conn.default_channel).get()
+        assert got is not None and got.payload == 0
+        assert queue(conn.default_channel).get() is None
+        run_for(hub, 0.3)
+        assert received == [], "a message got by Queue.get() was delivered to the consumer too"
+        assert counts(raw, queue.name) == (0, 1)
+    conn.release()
+    assert counts(raw, queue.name) == (1, 0)

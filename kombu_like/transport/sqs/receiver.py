@@ -12,6 +12,9 @@ to the loop through a wake-up descriptor; the loop's takes never wait.
   more, or not taken within :data:`UNTAKEN_RELEASE` seconds (no consumer has room), are
   made visible again (``ChangeMessageVisibility`` 0) instead of waiting out their
   visibility timeout; so are those left when the loop lets go of the connection.
+* **basic_get reads its own queue.**  It receives from that queue itself, after
+  :meth:`Receiver.claim` gave it any message received for the queue and not taken yet;
+  the queues received for stay those of the loop's takes.
 * **No thread left behind.**  Letting go (closing the connection) stops the thread and
   joins it.  A long poll cannot be interrupted, so that join waits for the receive in
   flight: up to ``wait_time_seconds`` while SQS answers, plus
@@ -98,6 +101,22 @@ class Receiver:
             self._room = max(room - len(taken), 0)
             self._cond.notify_all()
             return taken
+
+    def claim(self, queue: str) -> Delivery | None:
+        """The first message received for ``queue`` that the loop did not take (nor was
+        about to make visible again), for a ``basic_get``; the queues received for and
+        the consumers' room stay as they are, so the thread may receive one more for them.
+        """
+        with self._cond:
+            for index, (_, delivery) in enumerate(self._ready):
+                if delivery.queue == queue:
+                    del self._ready[index]
+                    self._cond.notify_all()  # the consumers' room has one more free
+                    return delivery
+            for index, delivery in enumerate(self._unwanted):
+                if delivery.queue == queue:
+                    return self._unwanted.pop(index)
+            return None
 
     def watch(self) -> bool:
         """Start receiving (if not yet); True when messages are ready already."""

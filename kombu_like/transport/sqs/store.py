@@ -367,6 +367,18 @@ class SQSStore(QueueStore):
             return receiver.take(queues, max_count)
         return self._get(queues, timeout, max_count)
 
+    def get_one(self, queue: str) -> Delivery | None:
+        """The head of ``queue`` for ``basic_get``: one the receive thread got for it and
+        the loop did not take, else one short ``ReceiveMessage`` of that queue (as Kombu's
+        ``basic_get``); the queues the receive thread serves stay as they are."""
+        receiver = self._receiver
+        if receiver is not None:
+            claimed = receiver.claim(queue)
+            if claimed is not None:
+                return claimed
+        taken = self._get([queue], 0, 1)
+        return taken[0] if taken else None
+
     def _get(self, queues: Sequence[str], timeout: float | None, max_count: int) -> list[Delivery]:
         deadline = None if timeout is None else time.monotonic() + timeout
         count = max(1, min(int(max_count), MAX_BATCH))
