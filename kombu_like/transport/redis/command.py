@@ -19,11 +19,23 @@ from redis import exceptions as rexc
 from ...exceptions import VersionMismatch
 from . import scripts
 from .codec import check, dumps, loads_plain
+from .conversation import Conversation, call, defer, drive, exchange
 from .keys import KeyLayout, clamp_priority
 from .options import RedisOptions
 from .wire import Wire
 
-__all__ = ["MAX_DEFERRED_REPLIES", "MIN_REDIS_VERSION", "CommandConnection", "Ledger", "server_version"]
+__all__ = [
+    "MAX_DEFERRED_REPLIES",
+    "MIN_REDIS_VERSION",
+    "CommandConnection",
+    "Ledger",
+    "ack_conversation",
+    "connect_conversation",
+    "recover_conversation",
+    "script_conversation",
+    "scripts_conversation",
+    "server_version",
+]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
@@ -56,6 +68,116 @@ class Ledger:
     def __init__(self) -> None:
         self.acks: list[str] = []
         self.takes: list[float] = []
+
+
+# -- the command connection's conversations (see .conversation), for both drivers --------
+def connect_conversation() -> Conversation[None]:
+    """Load the scripts once per server session (so EVALSHA never misses on the hot path)
+    and check the server is recent enough."""
+    info, *replies = yield from exchange([("INFO", "server"), *(("SCRIPT", "LOAD", s.source) for s in scripts.ALL)])
+    check(replies, "loading the transport's Lua scripts")
+    version = server_version(info)
+    if version is not None and version < MIN_REDIS_VERSION:
+        raise VersionMismatch(
+            f"Redis {'.'.join(map(str, version))} is too old for this transport: it needs Redis "
+            f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later (RPOP with a count, ZADD GT)"
+        )
+
+
+def _evalsha(script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def script_conversation(script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Conversation[Any]:
+    """Run one Lua script; its reply (an error reply raised)."""
+    command = _evalsha(script, keys, args)
+    [reply] = yield from exchange([command])
+    if isinstance(reply, rexc.NoScriptError):
+        # SCRIPT FLUSH since we connected: load it again and retry once
+        yield from call("SCRIPT", "LOAD", script.source)
+        [reply] = yield from exchange([command])
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def scripts_conversation(calls: Sequence[Call]) -> Conversation[list[Any]]:
+    """Run several scripts in one round trip; error replies come back in their place."""
+    commands = [_evalsha(script, keys, args) for script, keys, args in calls]
+    replies = yield from exchange(commands)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, rexc.NoScriptError)]
+    if missing:
+        for script in scripts.ALL:
+            yield from call("SCRIPT", "LOAD", script.source)
+        again = yield from exchange([commands[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    return replies  # type: ignore[no-any-return]
+
+
+def _ack_commands(keys: KeyLayout, tags: list[str]) -> list[tuple[Any, ...]]:
+    return [("ZREM", keys.unacked_index, *tags), ("HDEL", keys.unacked, *tags)]
+
+
+def ack_conversation(ledger: Ledger, keys: KeyLayout, tags: list[str]) -> Conversation[bool]:
+    """Write the removal of ``tags`` (and of the acks the ledger owes) from the unacked
+    store, replies read later; False, the tags owed in the ledger, when not written."""
+    if ledger.acks:
+        tags = ledger.acks + tags
+        ledger.acks.clear()
+    try:
+        yield from defer(_ack_commands(keys, tags), lambda: ledger.acks.extend(tags))
+    except (rexc.ConnectionError, rexc.TimeoutError):
+        # not written: keep them for the next command, which fails or carries them
+        ledger.acks.extend(tags)
+        logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
+        return False
+    return True
+
+
+def recover_conversation(ledger: Ledger, keys: KeyLayout) -> Conversation[None]:
+    """Resend acks whose fate is unknown and give back takes whose reply was lost."""
+    if ledger.acks:
+        tags = ledger.acks[:]
+        ledger.acks.clear()
+        try:
+            yield from defer(_ack_commands(keys, tags), lambda: ledger.acks.extend(tags))
+        except BaseException:
+            # not written: they stay owed
+            ledger.acks.extend(tags)
+            raise
+    if ledger.takes:
+        scores = ledger.takes[:]
+        ledger.takes.clear()
+        try:
+            for score in scores:
+                yield from _give_back_take(keys, score)
+        except BaseException:
+            ledger.takes += scores
+            raise
+
+
+def _give_back_take(keys: KeyLayout, score: float) -> Conversation[None]:
+    """Put back the messages of a take whose reply never arrived (found by its score)."""
+    tags = yield from call("ZRANGE", keys.unacked_index, repr(score), repr(score), "BYSCORE")
+    if not tags:
+        return
+    values = yield from call("HMGET", keys.unacked, *tags)
+    calls: list[Call] = []
+    for tag, value in zip(tags, values, strict=True):
+        if value is None:
+            continue
+        try:
+            payload, _, queue = loads_plain(value)
+        except Exception:  # noqa: S112 - the sweep deals with it after visibility_timeout
+            continue
+        priority = clamp_priority((payload.get("properties") or {}).get("priority"))
+        key = keys.list_key(queue, priority)
+        calls.append((scripts.RESTORE, [keys.unacked, keys.unacked_index, key], [tag, dumps(payload), "head", "1"]))
+    if calls:
+        commands = [_evalsha(s, k, a) for s, k, a in reversed(calls)]
+        check((yield from exchange(commands)), "giving back messages of an interrupted take")
+        logger.info("gave back %d message(s) whose delivery was interrupted by a lost connection", len(calls))
 
 
 class CommandConnection:
@@ -97,15 +219,7 @@ class CommandConnection:
 
     # -- the connection ----------------------------------------------------------------
     def _on_connect(self, wire: Wire) -> None:
-        # load the scripts once per server session so EVALSHA never misses on the hot path
-        info, *replies = wire.execute([("INFO", "server"), *(("SCRIPT", "LOAD", s.source) for s in scripts.ALL)])
-        check(replies, "loading the transport's Lua scripts")
-        version = server_version(info)
-        if version is not None and version < MIN_REDIS_VERSION:
-            raise VersionMismatch(
-                f"Redis {'.'.join(map(str, version))} is too old for this transport: it needs Redis "
-                f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later (RPOP with a count, ZADD GT)"
-            )
+        drive(wire, connect_conversation())
 
     def open(self) -> None:
         """Connect now and check the server answers."""
@@ -151,29 +265,17 @@ class CommandConnection:
 
     def run(self, script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run one Lua script and return its reply (raising an error reply)."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         with self._lock:
-            [reply] = self.execute([command])
-            if isinstance(reply, rexc.NoScriptError):
-                # SCRIPT FLUSH since we connected: load it again and retry once
-                self.wire.call("SCRIPT", "LOAD", script.source)
-                [reply] = self.wire.execute([command])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+            if self.ledger.acks or self.ledger.takes:
+                self._recover()
+            return drive(self.wire, script_conversation(script, keys, args))
 
     def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run several scripts in one round trip; error replies come back in their place."""
-        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
         with self._lock:
-            replies = self.execute(commands)
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, rexc.NoScriptError)]
-            if missing:
-                for script in scripts.ALL:
-                    self.wire.call("SCRIPT", "LOAD", script.source)
-                for i, reply in zip(missing, self.wire.execute([commands[i] for i in missing]), strict=True):
-                    replies[i] = reply
-        return replies
+            if self.ledger.acks or self.ledger.takes:
+                self._recover()
+            return drive(self.wire, scripts_conversation(calls))
 
     def track(self, redirect: Any, prefixes: Sequence[str]) -> int:
         """Turn on broadcast client tracking of ``prefixes``, invalidations sent to client
@@ -197,20 +299,9 @@ class CommandConnection:
         Tags that cannot be written now stay owed in the ledger.
         """
         with self._lock:
-            ledger = self.ledger
-            if ledger.acks:
-                tags = ledger.acks + tags
-                ledger.acks.clear()
-            commands = [("ZREM", self.keys.unacked_index, *tags), ("HDEL", self.keys.unacked, *tags)]
-            try:
-                self.wire.send_deferred(commands, lambda: ledger.acks.extend(tags))
-            except (rexc.ConnectionError, rexc.TimeoutError):
-                # not written: keep them for the next command, which fails or carries them
-                ledger.acks.extend(tags)
-                logger.warning("could not send %d acknowledgement(s) to Redis; will retry", len(tags))
-                return
-            if self.wire.deferred_replies > MAX_DEFERRED_REPLIES:
-                self.wire.read_deferred()
+            if drive(self.wire, ack_conversation(self.ledger, self.keys, tags)):
+                if self.wire.deferred_replies > MAX_DEFERRED_REPLIES:
+                    self.wire.read_deferred()
 
     def owe_acks(self, tags: list[str]) -> None:
         """Note acks that could not be written, for the next command to carry."""
@@ -239,49 +330,4 @@ class CommandConnection:
             return not (self.ledger.acks or self.ledger.takes)
 
     def _recover(self) -> None:
-        ledger = self.ledger
-        if ledger.acks:
-            tags = ledger.acks[:]
-            ledger.acks.clear()
-            try:
-                self.wire.send_deferred(
-                    [("ZREM", self.keys.unacked_index, *tags), ("HDEL", self.keys.unacked, *tags)],
-                    lambda: ledger.acks.extend(tags),
-                )
-            except BaseException:
-                # not written: they stay owed
-                ledger.acks.extend(tags)
-                raise
-        if ledger.takes:
-            scores = ledger.takes[:]
-            ledger.takes.clear()
-            try:
-                for score in scores:
-                    self._give_back_take(score)
-            except BaseException:
-                ledger.takes += scores
-                raise
-
-    def _give_back_take(self, score: float) -> None:
-        """Put back the messages of a take whose reply never arrived (found by its score)."""
-        keys = self.keys
-        wire = self.wire
-        tags = wire.call("ZRANGE", keys.unacked_index, repr(score), repr(score), "BYSCORE")
-        if not tags:
-            return
-        values = wire.call("HMGET", keys.unacked, *tags)
-        calls: list[Call] = []
-        for tag, value in zip(tags, values, strict=True):
-            if value is None:
-                continue
-            try:
-                payload, _, queue = loads_plain(value)
-            except Exception:  # noqa: S112 - the sweep deals with it after visibility_timeout
-                continue
-            priority = clamp_priority((payload.get("properties") or {}).get("priority"))
-            key = keys.list_key(queue, priority)
-            calls.append((scripts.RESTORE, [keys.unacked, keys.unacked_index, key], [tag, dumps(payload), "head", "1"]))
-        if calls:
-            commands = [("EVALSHA", s.sha, len(k), *k, *a) for s, k, a in reversed(calls)]
-            check(wire.execute(commands), "giving back messages of an interrupted take")
-            logger.info("gave back %d message(s) whose delivery was interrupted by a lost connection", len(calls))
+        drive(self.wire, recover_conversation(self.ledger, self.keys))

@@ -23,6 +23,7 @@ except ImportError:  # the pure-Python parser below does the work
 __all__ = [
     "GARBLED",
     "HIREDIS",
+    "INCOMPLETE",
     "HiredisParser",
     "PUSH_TYPES",
     "Push",
@@ -62,8 +63,18 @@ HIREDIS = _hiredis is not None
 PUSH_TYPES = frozenset({Push, _hiredis.PushNotification} if _hiredis is not None else {Push})
 #: what a reader raises for bytes that are not RESP
 GARBLED: tuple[type[Exception], ...] = (ValueError, _hiredis.ProtocolError) if _hiredis is not None else (ValueError,)
-#: what hiredis returns while a reply is incomplete
-_INCOMPLETE = object()
+#: what hiredis returns while a reply is incomplete, and what a fed parser's
+#: ``gets`` returns then
+INCOMPLETE: Any = object()
+_INCOMPLETE = INCOMPLETE
+
+
+class _NeedMore(Exception):
+    """A fed parser ran out of bytes in the middle of a reply."""
+
+
+def _need_more() -> bytes:
+    raise _NeedMore
 
 
 def is_push(reply: Any) -> bool:
@@ -128,10 +139,12 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
 
 class PythonParser:
     """Replies parsed in Python from the bytes ``receive`` returns (RESP2, and RESP3 for
-    a connection that sent ``HELLO 3``); ``name`` names the connection in errors."""
+    a connection that sent ``HELLO 3``); ``name`` names the connection in errors.
 
-    def __init__(self, receive: Callable[[], bytes], name: str) -> None:
-        self._receive = receive
+    Without ``receive`` the parser is fed instead (:meth:`feed`, :meth:`gets`)."""
+
+    def __init__(self, receive: Callable[[], bytes] | None, name: str) -> None:
+        self._receive = receive or _need_more
         self.name = name
         self._buf = bytearray()
         self._pos = 0
@@ -145,8 +158,32 @@ class PythonParser:
         """True when bytes received are waiting to be parsed."""
         return self._pos < len(self._buf)
 
+    def feed(self, data: bytes) -> None:
+        """Add received bytes (a parser made with ``receive=None`` is fed: an event loop
+        reads the socket)."""
+        buf = self._buf
+        if self._pos and self._pos >= len(buf):
+            buf.clear()
+            self._pos = 0
+        elif self._pos > _COMPACT_AT:
+            del buf[: self._pos]
+            self._pos = 0
+        buf += data
+
+    def gets(self) -> Any:
+        """The next reply of a fed parser, or :data:`INCOMPLETE` while its bytes have not
+        all been fed."""
+        start = self._pos
+        try:
+            return self.reply()
+        except _NeedMore:
+            self._pos = start
+            return INCOMPLETE
+
     def _fill(self) -> None:
         buf = self._buf
+        if self._receive is _need_more:
+            raise _NeedMore  # fed: the bytes come with the next feed, the position stays
         if self._pos:
             if self._pos >= len(buf):
                 buf.clear()
@@ -271,12 +308,13 @@ class PythonParser:
 
 
 class HiredisParser:
-    """Replies parsed by ``hiredis.Reader`` from the bytes ``receive`` returns."""
+    """Replies parsed by ``hiredis.Reader`` from the bytes ``receive`` returns (without
+    ``receive``: fed, as :class:`PythonParser`)."""
 
-    def __init__(self, receive: Callable[[], bytes], name: str) -> None:
+    def __init__(self, receive: Callable[[], bytes] | None, name: str) -> None:
         if _hiredis is None:
             raise ImportError('parsing replies with hiredis needs it installed: pip install "kombu_like[hiredis]"')
-        self._receive = receive
+        self._receive = receive or _need_more
         self.name = name
         self.reset()
 
@@ -287,6 +325,14 @@ class HiredisParser:
     def has_data(self) -> bool:
         """True when bytes received are waiting to be parsed."""
         return bool(self._reader.has_data())
+
+    def feed(self, data: bytes) -> None:
+        """As :meth:`PythonParser.feed`."""
+        self._reader.feed(data)
+
+    def gets(self) -> Any:
+        """As :meth:`PythonParser.gets`."""
+        return self._reader.gets()
 
     def reply(self) -> Any:
         """The next reply (an error reply as an exception instance, not raised)."""

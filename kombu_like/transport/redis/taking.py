@@ -30,6 +30,7 @@ from redis import exceptions as rexc
 from ..virtual.store import Delivery
 from . import scripts
 from .codec import loads, preview, text
+from .conversation import Conversation, call, drive, exchange, exchange_packed
 from .keys import KeyLayout
 from .options import RedisOptions
 from .resp import array_header, is_push, pack_args
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from .command import CommandConnection
     from .fanout import FanoutListener
 
-__all__ = ["Taker"]
+__all__ = ["Taker", "take_conversation", "take_connect_conversation"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
@@ -48,6 +49,27 @@ logger = logging.getLogger("kombu_like.transport.redis")
 MIN_BLOCK = 0.002
 
 Preloaded = list[tuple[int, bytes]]
+#: a message the take recorded but that cannot be read: (queue, raw, tag, reason)
+Unreadable = tuple[str, bytes, str, BaseException]
+
+
+def take_connect_conversation() -> Conversation[tuple[int | None, BaseException | None]]:
+    """Set up a take connection: RESP3 and client tracking (Redis tells of changes to
+    the lists a take read).  Returns its client id and why tracking was refused, if it was."""
+    (hello,) = yield from exchange([("HELLO", "3")])
+    client_id, tracking = yield from exchange([("CLIENT", "ID"), ("CLIENT", "TRACKING", "ON", "NOLOOP")])
+    problem = next((r for r in (hello, tracking) if isinstance(r, Exception)), None)
+    return (None if isinstance(client_id, Exception) else int(client_id)), problem
+
+
+def take_conversation(data: bytes) -> Conversation[Any]:
+    """Run the take script encoded in ``data`` (:meth:`Taker.take_request`); its reply."""
+    [reply] = yield from exchange_packed(data, 1)
+    if isinstance(reply, rexc.NoScriptError):
+        # SCRIPT FLUSH since we connected: load it again and retry once
+        yield from call("SCRIPT", "LOAD", scripts.FETCH.source)
+        [reply] = yield from exchange_packed(data, 1)
+    return reply
 
 
 class Taker:
@@ -103,11 +125,12 @@ class Taker:
         self._bookkeeping = frozenset(key.encode("utf-8") for key in (keys.unacked, keys.unacked_index))
 
     def _on_connect(self, wire: Wire) -> None:
-        (hello,) = wire.execute([("HELLO", "3")])
-        replies = wire.execute([("CLIENT", "ID"), ("CLIENT", "TRACKING", "ON", "NOLOOP")])
-        client_id, tracking = replies
-        wire.client_id = None if isinstance(client_id, Exception) else int(client_id)
-        problem = next((r for r in (hello, tracking) if isinstance(r, Exception)), None)
+        wire.client_id, problem = drive(wire, take_connect_conversation())
+        self.tracking_set(problem)
+
+    def tracking_set(self, problem: BaseException | None) -> None:
+        """Note whether the take connection (re)connected with tracking (``problem``:
+        why not)."""
         self.tracking = problem is None
         if problem is not None and not self._warned:
             self._warned = True
@@ -267,36 +290,51 @@ class Taker:
         watch: bool = False,
     ) -> list[Delivery]:
         wire = self.wire
-        score = self._score()
         if self.cmd.owes:
             self.cmd.recover()
         if self.pong_due is not None:
             self.finish_ping()
+        score: float | None = None
         try:
-            wire.connect()
-            data = self._fetch_command(keys, names, max_count, score, preloaded or [], watch and self.tracking)
-            [reply] = wire.execute_packed(data, 1)
-            if isinstance(reply, rexc.NoScriptError):
-                # SCRIPT FLUSH since we connected: load it again and retry once
-                wire.call("SCRIPT", "LOAD", scripts.FETCH.source)
-                [reply] = wire.execute_packed(data, 1)
+            wire.connect()  # first: connecting tells whether the take can watch
+            score, data = self.take_request(keys, names, max_count, preloaded, watch)
+            reply = drive(wire, take_conversation(data))
         except (rexc.ConnectionError, rexc.TimeoutError):
             # the script may have run: its messages are found by their score and given
             # back by the next command (or the next connection)
-            if self.options.ack_emulation:
+            if self.options.ack_emulation and score is not None:
                 self.cmd.lost_take(score)
             raise
         # pushes read before the reply tell of changes the take has seen already
         wire.pushes.clear()
+        deliveries, unreadable = self.deliveries(reply, keys, names)
+        for queue, raw, tag, reason in unreadable:
+            self.cmd.run(*self.quarantine_call(queue, raw, tag))
+            self.quarantined(queue, raw, reason)
+        return deliveries
+
+    def take_request(
+        self, keys: list[str], names: list[str], max_count: int, preloaded: Preloaded | None, watch: bool
+    ) -> tuple[float, bytes]:
+        """A take's score (how it is found again if its reply is lost) and its command."""
+        score = self._score()
+        return score, self._fetch_command(keys, names, max_count, score, preloaded or [], watch and self.tracking)
+
+    def deliveries(self, reply: Any, keys: list[str], names: list[str]) -> tuple[list[Delivery], list[Unreadable]]:
+        """What a take's reply brings: deliveries, and messages to move to their
+        dead-letter lists (:meth:`quarantine_call`, then :meth:`quarantined`)."""
         if isinstance(reply, Exception):
             raise reply
         deliveries: list[Delivery] = []
+        unreadable: list[Unreadable] = []
         for number, raw, status, tag in reply:
             queue = names[number - 1]
             if status == 1:
-                delivery = self._delivery(queue, raw, text(tag))
+                delivery, reason = self._delivery(queue, raw, text(tag))
                 if delivery is not None:
                     deliveries.append(delivery)
+                else:
+                    unreadable.append((queue, raw, text(tag), reason))
             elif status == 0:
                 logger.error(
                     "Message in queue %r is not a Kombu message envelope; moved it to the Redis list %r "
@@ -307,7 +345,7 @@ class Taker:
                 )
             else:
                 logger.error("Cannot read queue %r from Redis list %r: %s", queue, keys[number - 1], text(raw))
-        return deliveries
+        return deliveries, unreadable
 
     def _fetch_command(
         self, keys: list[str], names: list[str], max_count: int, score: float, preloaded: Preloaded, watch: bool
@@ -331,26 +369,31 @@ class Taker:
             parts.append(pack_args([number, raw]))
         return b"".join(parts)
 
-    def _delivery(self, queue: str, raw: bytes, tag: str) -> Delivery | None:
+    def _delivery(self, queue: str, raw: bytes, tag: str) -> tuple[Delivery | None, Any]:
         try:
             payload = loads(raw)
             if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
                 raise TypeError("the envelope or its properties is not a JSON object")
         except Exception as exc:  # anything another program could have written
-            self._quarantine(queue, raw, tag, exc)
-            return None
-        return Delivery(queue, payload, tag)
+            return None, exc
+        return Delivery(queue, payload, tag), None
 
-    def _quarantine(self, queue: str, raw: bytes, tag: str, reason: BaseException) -> None:
-        """Move a recorded but unreadable message to the queue's dead-letter list."""
+    def quarantine_call(self, queue: str, raw: bytes, tag: str) -> tuple[scripts.Script, list[Any], list[Any]]:
+        """The script call moving a recorded but unreadable message to the queue's
+        dead-letter list."""
         layout = self.keys
-        dead = layout.deadletter(queue)
-        self.cmd.run(scripts.RESTORE, [layout.unacked, layout.unacked_index, dead], [tag, raw, "tail", "0"])
+        return (
+            scripts.RESTORE,
+            [layout.unacked, layout.unacked_index, layout.deadletter(queue)],
+            [tag, raw, "tail", "0"],
+        )
+
+    def quarantined(self, queue: str, raw: bytes, reason: BaseException) -> None:
         logger.error(
             "Cannot decode a message from queue %r (%s); moved it to the Redis list %r for inspection: %s",
             queue,
             reason,
-            dead,
+            self.keys.deadletter(queue),
             preview(raw),
         )
 

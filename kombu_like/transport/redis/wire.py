@@ -308,9 +308,13 @@ class Wire:
         ``on_lost`` is called if the connection drops before those replies were read, in
         which case the commands may or may not have run.
         """
-        self.send(commands)
-        self._deferred.append((len(commands), on_lost))
-        self._deferred_replies += len(commands)
+        self.send_deferred_packed(pack_commands(commands), len(commands), on_lost)
+
+    def send_deferred_packed(self, data: bytes, count: int, on_lost: Callable[[], None]) -> None:
+        """:meth:`send_deferred` for ``count`` commands already encoded in ``data``."""
+        self.send_packed(data)
+        self._deferred.append((count, on_lost))
+        self._deferred_replies += count
 
     @property
     def deferred_replies(self) -> int:
