@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import exceptions as rexc
 
+from kombu_like.transport.redis.resp import INCOMPLETE, HiredisParser, PythonParser
 from kombu_like.transport.redis.wire import Push, Wire, command_head, is_push, pack_commands, with_bulk
 
 
@@ -254,3 +255,23 @@ def test_redis_py_versions_outside_the_checked_range_are_refused(version: str, s
     else:
         with pytest.raises(VersionMismatch, match=version):
             check_version(version)
+
+
+def fed_replies(parser: str, chunks: Iterable[bytes]) -> list[Any]:
+    """Every reply a fed parser (the asyncio wire's) makes of ``chunks``, as they arrive."""
+    reader = (HiredisParser if parser == "hiredis" else PythonParser)(None, "test")
+    got: list[Any] = []
+    for chunk in chunks:
+        reader.feed(chunk)
+        while (reply := reader.gets()) is not INCOMPLETE:
+            got.append(reply)
+    return got
+
+
+def test_a_fed_parser_gives_the_same_replies_split_at_every_byte(parser: str) -> None:
+    stream, expected = stream_for(parser)
+    for split in range(1, len(stream)):
+        got = fed_replies(parser, [stream[:split], stream[split:]])
+        assert len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected, strict=True)), split
+    got = fed_replies(parser, (stream[i : i + 1] for i in range(len(stream))))
+    assert all(same(g, e) for g, e in zip(got, expected, strict=True)), got

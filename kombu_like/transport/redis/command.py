@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from redis import exceptions as rexc
 
@@ -45,6 +45,7 @@ MIN_REDIS_VERSION = (6, 2)
 MAX_DEFERRED_REPLIES = 2048
 
 Call = tuple[scripts.Script, Sequence[Any], Sequence[Any]]
+_T = TypeVar("_T")
 
 
 def server_version(info: Any) -> tuple[int, ...] | None:
@@ -263,19 +264,21 @@ class CommandConnection:
         with self._lock:
             return self.wire.call(*args)
 
-    def run(self, script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run one Lua script and return its reply (raising an error reply)."""
+    def converse(self, conversation: Conversation[_T]) -> _T:
+        """Run ``conversation`` (see :mod:`.conversation`) as one unit, once the ledger is
+        settled; its result."""
         with self._lock:
             if self.ledger.acks or self.ledger.takes:
                 self._recover()
-            return drive(self.wire, script_conversation(script, keys, args))
+            return drive(self.wire, conversation)
+
+    def run(self, script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run one Lua script and return its reply (raising an error reply)."""
+        return self.converse(script_conversation(script, keys, args))
 
     def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run several scripts in one round trip; error replies come back in their place."""
-        with self._lock:
-            if self.ledger.acks or self.ledger.takes:
-                self._recover()
-            return drive(self.wire, scripts_conversation(calls))
+        return self.converse(scripts_conversation(calls))
 
     def track(self, redirect: Any, prefixes: Sequence[str]) -> int:
         """Turn on broadcast client tracking of ``prefixes``, invalidations sent to client

@@ -104,6 +104,8 @@ async def adrive(wire: AsyncWire, conversation: Conversation[_T]) -> _T:
         step = next(conversation)
         while True:
             try:
+                if not wire.connected:  # as the blocking wire, which connects on send
+                    await wire.connect()
                 if type(step) is Round:
                     replies: Any = await wire.execute_packed(step.data, step.size)
                 else:

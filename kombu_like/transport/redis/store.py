@@ -37,7 +37,8 @@ from ..virtual.store import Delivery, QueueStore
 from . import scripts
 from .bindings import Bindings
 from .codec import check, dumps, loads, text
-from .command import CommandConnection, Ledger
+from .command import CommandConnection, Ledger, scripts_conversation
+from .conversation import Conversation, call, exchange
 from .fanout import FanoutListener
 from .keys import KeyLayout, clamp_priority
 from .looping import LoopHooks
@@ -127,6 +128,9 @@ class RedisStore(QueueStore):
 
     # -- queues --------------------------------------------------------------------------
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
+        self.cmd.converse(self.declare_queue_conversation(queue, arguments))
+
+    def declare_queue_conversation(self, queue: str, arguments: Mapping[str, Any] | None) -> Conversation[None]:
         arguments = dict(arguments or {})
         expires = arguments.get("x-expires")
         if expires:
@@ -144,7 +148,7 @@ class RedisStore(QueueStore):
                 stacklevel=2,
             )
         record = dumps({"x-max-priority": int(priority)} if priority else {})
-        created, current = self.cmd.execute(
+        created, current = yield from exchange(
             [("HSETNX", self.keys.queues, queue, record), ("HGET", self.keys.queues, queue)]
         )
         check((created, current), f"declaring queue {queue!r}")
@@ -161,36 +165,48 @@ class RedisStore(QueueStore):
             )
 
     def queue_exists(self, queue: str) -> bool:
-        declared, exists = self.cmd.execute(
+        return self.cmd.converse(self.queue_exists_conversation(queue))
+
+    def queue_exists_conversation(self, queue: str) -> Conversation[bool]:
+        declared, exists = yield from exchange(
             [("HEXISTS", self.keys.queues, queue), ("EXISTS", *self.keys.list_keys(queue))]
         )
         check((declared, exists), f"looking up queue {queue!r}")
         return bool(declared or exists)
 
     def size(self, queue: str) -> int:
-        replies = self.cmd.execute([("LLEN", key) for key in self.keys.list_keys(queue)])
+        return self.cmd.converse(self.size_conversation(queue))
+
+    def size_conversation(self, queue: str) -> Conversation[int]:
+        replies = yield from exchange([("LLEN", key) for key in self.keys.list_keys(queue)])
         check(replies, f"counting the messages of queue {queue!r}")
         return int(sum(replies))
 
     def purge(self, queue: str) -> int:
+        return self.cmd.converse(self.purge_conversation(queue))
+
+    def purge_conversation(self, queue: str) -> Conversation[int]:
         keys = self.keys.list_keys(queue)
         commands: list[tuple[Any, ...]] = [("MULTI",)]
         for key in keys:
             commands += [("LLEN", key), ("DEL", key)]
         commands.append(("EXEC",))
-        replies = self.cmd.execute(commands)
+        replies = yield from exchange(commands)
         check(replies, f"purging queue {queue!r}")
         done = replies[-1] or []
         return int(sum(done[::2]))
 
     def delete_queue(self, queue: str) -> None:
+        self.cmd.converse(self.delete_queue_conversation(queue))
+
+    def delete_queue_conversation(self, queue: str) -> Conversation[None]:
         self.expires.pop(queue, None)
         self.fanout.unbound(queue)
-        replies = self.cmd.execute([("DEL", *self.keys.list_keys(queue)), ("HDEL", self.keys.queues, queue)])
+        replies = yield from exchange([("DEL", *self.keys.list_keys(queue)), ("HDEL", self.keys.queues, queue)])
         check(replies, f"deleting queue {queue!r}")
 
     def list_queues(self) -> list[str]:
-        names = self.cmd.call("HKEYS", self.keys.queues)
+        names = self.cmd.converse(call("HKEYS", self.keys.queues))
         return sorted(text(name) for name in names)
 
     # -- publishing ------------------------------------------------------------------------
@@ -213,22 +229,40 @@ class RedisStore(QueueStore):
         return pack_commands([("PEXPIRE", key, expires) for key in self.keys.list_keys(queue)])
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
+        data, count = self.put_request(queue, payload, priority)
+        replies = self.cmd.execute_counts(data, count)
+        if replies is not None:
+            self.put_checked(replies, queue)
+
+    def put_request(self, queue: str, payload: dict[str, Any], priority: int = 0) -> tuple[bytes, int]:
+        """The commands of one publish to ``queue``, encoded, and how many they are."""
         data = self._lpush(queue, priority, payload)
         count = 1
         if self.expires and queue in self.expires:
             data += self._expire_commands(queue)
             count += len(self.keys.steps)
-        replies = self.cmd.execute_counts(data, count)
-        if replies is not None:
-            check(replies, f"publishing to queue {queue!r}")
+        return data, count
+
+    @staticmethod
+    def put_checked(replies: Sequence[Any], queue: str) -> None:
+        """Raise the error reply among a publish's ``replies``."""
+        check(replies, f"publishing to queue {queue!r}")
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         if not items:
             return
+        data, owners = self.put_many_request(items)
+        replies = self.cmd.execute_counts(data, len(owners))
+        if replies is not None:
+            self.put_many_checked(replies, owners, len(items))
+
+    def put_many_request(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> tuple[bytes, list[str]]:
+        """The commands publishing ``items``, encoded, and the queue each one is for.
+
+        Everything is encoded before anything is sent: a message that cannot be encoded
+        fails the whole batch, not half of it."""
         expiring = self.expires
         steps = len(self.keys.steps)
-        # everything is encoded before anything is sent: a message that cannot be encoded
-        # fails the whole batch, not half of it
         parts: list[bytes] = []
         owners: list[str] = []
         for queue, payload, priority in items:
@@ -237,18 +271,26 @@ class RedisStore(QueueStore):
             if expiring and queue in expiring:
                 parts.append(self._expire_commands(queue))
                 owners += [queue] * steps
-        replies = self.cmd.execute_counts(b"".join(parts), len(owners))
-        if replies is not None:
-            failed = sorted({owners[i] for i, reply in enumerate(replies) if isinstance(reply, Exception)})
-            check(replies, f"publishing a batch of {len(items)} messages (failed for queue {', '.join(failed)})")
+        return b"".join(parts), owners
+
+    @staticmethod
+    def put_many_checked(replies: Sequence[Any], owners: Sequence[str], size: int) -> None:
+        """Raise the error replies among a batch's ``replies``, naming their queues."""
+        failed = sorted({owners[i] for i, reply in enumerate(replies) if isinstance(reply, Exception)})
+        check(replies, f"publishing a batch of {size} messages (failed for queue {', '.join(failed)})")
 
     def put_fanout(self, exchange: str, payload: dict[str, Any], routing_key: str) -> bool:
         if self.options.fanout_mode != "pubsub":
             return False
-        channel = self.keys.fanout_channel(exchange, routing_key, self.options.fanout_patterns)
-        [reply] = self.cmd.execute([("PUBLISH", channel, dumps(payload))])
-        check([reply], f"publishing to fanout exchange {exchange!r}")
+        self.cmd.converse(self.put_fanout_conversation(exchange, payload, routing_key))
         return True
+
+    def put_fanout_conversation(
+        self, exchange_name: str, payload: dict[str, Any], routing_key: str
+    ) -> Conversation[None]:
+        channel = self.keys.fanout_channel(exchange_name, routing_key, self.options.fanout_patterns)
+        [reply] = yield from exchange([("PUBLISH", channel, dumps(payload))])
+        check([reply], f"publishing to fanout exchange {exchange_name!r}")
 
     # -- taking (see .taking) ----------------------------------------------------------
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
@@ -297,6 +339,9 @@ class RedisStore(QueueStore):
         self.cmd.recover()
 
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
+        self.cmd.converse(self.requeue_conversation(deliveries, redelivered))
+
+    def requeue_conversation(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> Conversation[None]:
         calls = []
         record = "1" if self.options.ack_emulation else "0"
         # pushed at the consuming end in reverse, so the first delivered comes back first
@@ -309,14 +354,14 @@ class RedisStore(QueueStore):
         if not calls:
             return
         try:
-            replies = self.cmd.run_many(calls)
+            replies = yield from scripts_conversation(calls)
         except (rexc.ConnectionError, rexc.TimeoutError):
             if not self.options.ack_emulation:
                 raise
             # the connection was found cut (a channel closing after a lost connection):
             # once more on a new one -- each restore first checks the message is still
             # recorded, so one that went back before the cut is not put back twice
-            replies = self.cmd.run_many(calls)
+            replies = yield from scripts_conversation(calls)
         check(replies, f"returning {len(calls)} message(s) to their queues")
 
     # -- maintenance: visibility timeout, expiring queues, pub/sub health --------------
