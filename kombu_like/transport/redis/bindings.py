@@ -18,6 +18,8 @@ from ..virtual.routing import Binding, ExchangeInfo
 from . import scripts
 from .cache import BindingCache
 from .codec import check, text
+from .command import script_conversation
+from .conversation import Conversation, call, exchange
 from .keys import KeyLayout, topic_pattern
 from .options import RedisOptions
 
@@ -134,40 +136,59 @@ class Bindings:
     def exchange(self, name: str) -> ExchangeInfo | None:
         with self.lock:
             cache = self.cache
-            caching = cache.fresh()
-            if caching and name in cache.exchanges:
+            if cache.fresh() and name in cache.exchanges:  # every publish: no conversation
                 return cache.exchanges[name]
-            raw, members = self.cmd.execute([("HGET", self.keys.exchanges, name), ("SMEMBERS", self.keys.table(name))])
-            check((raw, members), f"looking up exchange {name!r}")
-            info = decode_exchange(name, raw) if raw is not None else None
-            if info is None:
-                inferred = self._infer_type(members)
-                if inferred is not None:
-                    info = ExchangeInfo(name, inferred)
-            if caching:
-                cache.exchanges[name] = info
-                cache.tables[name] = self._parse(members)
-            return info
+            return self.cmd.converse(self.exchange_conversation(name))
+
+    def exchange_conversation(self, name: str) -> Conversation[ExchangeInfo | None]:
+        cache = self.cache
+        caching = cache.fresh()
+        if caching and name in cache.exchanges:
+            return cache.exchanges[name]
+        raw, members = yield from exchange([("HGET", self.keys.exchanges, name), ("SMEMBERS", self.keys.table(name))])
+        check((raw, members), f"looking up exchange {name!r}")
+        info = decode_exchange(name, raw) if raw is not None else None
+        if info is None:
+            inferred = self._infer_type(members)
+            if inferred is not None:
+                info = ExchangeInfo(name, inferred)
+        if caching:
+            cache.exchanges[name] = info
+            cache.tables[name] = self._parse(members)
+        return info
 
     def get_bindings(self, exchange: str) -> list[Binding]:
         with self.lock:
             cache = self.cache
-            caching = cache.fresh()
-            if caching:
+            if cache.fresh():
                 found = cache.tables.get(exchange)
                 if found is not None:
                     return list(found)
-            [members] = self.cmd.execute([("SMEMBERS", self.keys.table(exchange))])
-            if isinstance(members, Exception):
-                raise members
-            bindings = self._parse(members)
-            if caching:
-                cache.tables[exchange] = bindings
-            return list(bindings)
+            return self.cmd.converse(self.get_bindings_conversation(exchange))
+
+    def get_bindings_conversation(self, name: str) -> Conversation[list[Binding]]:
+        cache = self.cache
+        caching = cache.fresh()
+        if caching:
+            found = cache.tables.get(name)
+            if found is not None:
+                return list(found)
+        members = yield from call("SMEMBERS", self.keys.table(name))
+        bindings = self._parse(members)
+        if caching:
+            cache.tables[name] = bindings
+        return list(bindings)
 
     def all_bindings(self) -> list[tuple[str, Binding]]:
-        exchanges = [text(name) for name in self.cmd.call("HKEYS", self.keys.exchanges)]
-        return [(exchange, binding) for exchange in sorted(exchanges) for binding in self.get_bindings(exchange)]
+        with self.lock:
+            return self.cmd.converse(self.all_bindings_conversation())
+
+    def all_bindings_conversation(self) -> Conversation[list[tuple[str, Binding]]]:
+        exchanges = [text(name) for name in (yield from call("HKEYS", self.keys.exchanges))]
+        found: list[tuple[str, Binding]] = []
+        for name in sorted(exchanges):
+            found += [(name, binding) for binding in (yield from self.get_bindings_conversation(name))]
+        return found
 
     @property
     def version(self) -> int:
@@ -178,99 +199,118 @@ class Bindings:
     # -- writing ---------------------------------------------------------------------
     def declare_exchange(self, info: ExchangeInfo) -> None:
         with self.lock:
-            created, current = self.cmd.execute(
-                [
-                    ("HSETNX", self.keys.exchanges, info.name, encode_exchange(info)),
-                    ("HGET", self.keys.exchanges, info.name),
-                ]
-            )
-            check((created, current), f"declaring exchange {info.name!r}")
-            if self.cache.fresh():
-                self.cache.exchanges[info.name] = decode_exchange(info.name, current) if current else info
+            self.cmd.converse(self.declare_exchange_conversation(info))
+
+    def declare_exchange_conversation(self, info: ExchangeInfo) -> Conversation[None]:
+        created, current = yield from exchange(
+            [
+                ("HSETNX", self.keys.exchanges, info.name, encode_exchange(info)),
+                ("HGET", self.keys.exchanges, info.name),
+            ]
+        )
+        check((created, current), f"declaring exchange {info.name!r}")
+        if self.cache.fresh():
+            self.cache.exchanges[info.name] = decode_exchange(info.name, current) if current else info
 
     def delete_exchange(self, name: str) -> None:
-        keys = self.keys
         with self.lock:
-            replies = self.cmd.execute(
-                [
-                    ("HDEL", keys.exchanges, name),
-                    ("DEL", keys.table(name), keys.permanent(name)),
-                    ("ZREM", keys.binding_deadlines, name),
-                ]
-            )
-            self.cache.clear()
+            self.cmd.converse(self.delete_exchange_conversation(name))
+
+    def delete_exchange_conversation(self, name: str) -> Conversation[None]:
+        keys = self.keys
+        replies = yield from exchange(
+            [
+                ("HDEL", keys.exchanges, name),
+                ("DEL", keys.table(name), keys.permanent(name)),
+                ("ZREM", keys.binding_deadlines, name),
+            ]
+        )
+        self.cache.clear()
         check(replies, f"deleting exchange {name!r}")
 
-    def member(self, exchange: str, binding: Binding) -> tuple[str, str]:
+    def member_conversation(self, exchange_name: str, binding: Binding) -> Conversation[tuple[str, str]]:
         """The exchange's type and the binding's member as Kombu stores it."""
-        info = self.exchange(exchange)
+        info = yield from self.exchange_conversation(exchange_name)
         exchange_type = info.type if info is not None else "direct"
         pattern = binding_pattern(exchange_type, binding)
         return exchange_type, self.keys.member(binding.routing_key, pattern, binding.queue)
 
     def bind(self, exchange: str, binding: Binding) -> None:
-        keys = self.keys
-        exchange_type, member = self.member(exchange, binding)
-        self._bound.setdefault(binding.queue, set()).add(exchange)
-        table = keys.table(exchange)
-        expires = self.expires.get(binding.queue)
         with self.lock:
-            if expires:
-                # Kombu's way for expiring queues: the table lives while it is refreshed
-                ttl = binding_ttl(expires)
-                self.cmd.run(scripts.REFRESH_BINDING, [table, keys.binding_deadlines], [member, exchange, ttl])
-            else:
-                # Kombu's sweep keeps a table while its permanent set has members
-                commands = [("SADD", table, member), ("SADD", keys.permanent(exchange), member)]
-                check(self.cmd.execute(commands), f"binding queue {binding.queue!r} to exchange {exchange!r}")
-            self.cache.clear()
+            exchange_type = self.cmd.converse(self.bind_conversation(exchange, binding))
         if exchange_type == "fanout":
             self.fanout.bound(binding.queue, exchange, binding.routing_key or "")
 
-    def unbind(self, exchange: str, binding: Binding) -> None:
+    def bind_conversation(self, exchange_name: str, binding: Binding) -> Conversation[str]:
+        """Bind; the exchange's type (a fanout binding is the caller's to subscribe to)."""
         keys = self.keys
-        exchange_type, member = self.member(exchange, binding)
-        if exchange_type == "fanout":
-            self.fanout.unbound(binding.queue, exchange, binding.routing_key or "")
+        exchange_type, member = yield from self.member_conversation(exchange_name, binding)
+        self._bound.setdefault(binding.queue, set()).add(exchange_name)
+        table = keys.table(exchange_name)
+        expires = self.expires.get(binding.queue)
+        if expires:
+            # Kombu's way for expiring queues: the table lives while it is refreshed
+            ttl = binding_ttl(expires)
+            yield from script_conversation(
+                scripts.REFRESH_BINDING, [table, keys.binding_deadlines], [member, exchange_name, ttl]
+            )
+        else:
+            # Kombu's sweep keeps a table while its permanent set has members
+            commands = [("SADD", table, member), ("SADD", keys.permanent(exchange_name), member)]
+            check((yield from exchange(commands)), f"binding queue {binding.queue!r} to exchange {exchange_name!r}")
+        self.cache.clear()
+        return exchange_type
+
+    def unbind(self, exchange: str, binding: Binding) -> None:
         with self.lock:
-            commands = [("SREM", keys.table(exchange), member), ("SREM", keys.permanent(exchange), member)]
-            check(self.cmd.execute(commands), f"unbinding queue {binding.queue!r} from exchange {exchange!r}")
-            self.cache.clear()
+            self.cmd.converse(self.unbind_conversation(exchange, binding))
+
+    def unbind_conversation(self, exchange_name: str, binding: Binding) -> Conversation[None]:
+        keys = self.keys
+        exchange_type, member = yield from self.member_conversation(exchange_name, binding)
+        if exchange_type == "fanout":
+            self.fanout.unbound(binding.queue, exchange_name, binding.routing_key or "")
+        commands = [("SREM", keys.table(exchange_name), member), ("SREM", keys.permanent(exchange_name), member)]
+        check((yield from exchange(commands)), f"unbinding queue {binding.queue!r} from exchange {exchange_name!r}")
+        self.cache.clear()
 
     def unbind_queue(self, queue: str) -> None:
         """Remove every binding of ``queue``: those made here and those in the tables of
         exchanges declared through this library."""
+        with self.lock:
+            self.cmd.converse(self.unbind_queue_conversation(queue))
+
+    def unbind_queue_conversation(self, queue: str) -> Conversation[None]:
         keys = self.keys
         self.fanout.unbound(queue)
-        with self.lock:
-            declared = [text(name) for name in self.cmd.call("HKEYS", keys.exchanges)]
-            exchanges = sorted(set(declared) | self._bound.pop(queue, set()))
-            if not exchanges:
-                return
-            tables = self.cmd.execute([("SMEMBERS", keys.table(exchange)) for exchange in exchanges])
-            commands: list[tuple[Any, ...]] = []
-            for exchange, members in zip(exchanges, tables, strict=True):
-                if isinstance(members, Exception):
-                    continue
-                doomed = [m for m in members if (keys.parse_member(text(m)) or ("", "", ""))[2] == queue]
-                if doomed:
-                    commands += [("SREM", keys.table(exchange), *doomed), ("SREM", keys.permanent(exchange), *doomed)]
-            if commands:
-                check(self.cmd.execute(commands), f"removing the bindings of queue {queue!r}")
-            self.cache.clear()
+        declared = [text(name) for name in (yield from call("HKEYS", keys.exchanges))]
+        exchanges = sorted(set(declared) | self._bound.pop(queue, set()))
+        if not exchanges:
+            return
+        tables = yield from exchange([("SMEMBERS", keys.table(name)) for name in exchanges])
+        commands: list[tuple[Any, ...]] = []
+        for name, members in zip(exchanges, tables, strict=True):
+            if isinstance(members, Exception):
+                continue
+            doomed = [m for m in members if (keys.parse_member(text(m)) or ("", "", ""))[2] == queue]
+            if doomed:
+                commands += [("SREM", keys.table(name), *doomed), ("SREM", keys.permanent(name), *doomed)]
+        if commands:
+            check((yield from exchange(commands)), f"removing the bindings of queue {queue!r}")
+        self.cache.clear()
 
-    def refresh_commands(self, queue: str, expires: int) -> list[tuple[Any, ...]]:
+    def refresh_conversation(self, queue: str, expires: int) -> Conversation[list[tuple[Any, ...]]]:
         """Commands that keep the binding tables of an expiring queue alive (Kombu's way)."""
         keys = self.keys
         script = scripts.REFRESH_BINDING
         commands: list[tuple[Any, ...]] = []
-        for exchange in self._bound.get(queue, ()):
-            for binding in self.get_bindings(exchange):
+        for name in list(self._bound.get(queue, ())):
+            for binding in (yield from self.get_bindings_conversation(name)):
                 if binding.queue == queue:
-                    _, member = self.member(exchange, binding)
-                    table_keys = [keys.table(exchange), keys.binding_deadlines]
+                    _, member = yield from self.member_conversation(name, binding)
+                    table_keys = [keys.table(name), keys.binding_deadlines]
                     commands.append(
-                        ("EVALSHA", script.sha, len(table_keys), *table_keys, member, exchange, binding_ttl(expires))
+                        ("EVALSHA", script.sha, len(table_keys), *table_keys, member, name, binding_ttl(expires))
                     )
         return commands
 

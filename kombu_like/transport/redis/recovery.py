@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ..virtual.routing import route
 from . import scripts
 from .codec import check, dumps, loads_plain, preview, text
+from .command import scripts_conversation
+from .conversation import Conversation, call, exchange
 from .keys import KeyLayout, clamp_priority
 from .options import RedisOptions
 
@@ -63,22 +65,29 @@ class Restorer:
 
     def sweep(self) -> int:
         """Give back every message unacknowledged for longer than ``visibility_timeout``."""
-        cmd = self.cmd
+        with self.bindings.lock:
+            return self.cmd.converse(self.sweep_conversation())
+
+    def sweep_conversation(self) -> Conversation[int]:
         keys = self.keys
         limit = self.options.unacked_restore_limit
         restored = 0
         while limit is None or restored < limit:
             ceiling = time.time() - self.options.visibility_timeout
             chunk = SWEEP_CHUNK if limit is None else min(SWEEP_CHUNK, limit - restored)
-            [tags] = cmd.execute([("ZRANGE", keys.unacked_index, "-inf", repr(ceiling), "BYSCORE", "LIMIT", 0, chunk)])
+            [tags] = yield from exchange(
+                [("ZRANGE", keys.unacked_index, "-inf", repr(ceiling), "BYSCORE", "LIMIT", 0, chunk)]
+            )
             if isinstance(tags, Exception):
                 raise tags
             if not tags:
                 break
-            values = cmd.call("HMGET", keys.unacked, *tags)
+            values = yield from call("HMGET", keys.unacked, *tags)
             # each script checks its message is still recorded: no lock held across these
-            calls = [self._restore_call(text(tag), value) for tag, value in zip(tags, values, strict=True)]
-            replies = cmd.run_many(calls)
+            calls = []
+            for tag, value in zip(tags, values, strict=True):
+                calls.append((yield from self._restore_call(text(tag), value)))
+            replies = yield from scripts_conversation(calls)
             check(replies, "restoring unacknowledged messages")
             restored += sum(1 for reply in replies if reply == 1)
             if len(tags) < chunk:
@@ -91,28 +100,27 @@ class Restorer:
             )
         return restored
 
-    def _restore_call(self, tag: str, value: Any) -> Call:
+    def _restore_call(self, tag: str, value: Any) -> Conversation[Call]:
         keys = self.keys
         index = [keys.unacked, keys.unacked_index]
         if value is None:
             return scripts.RESTORE, index, [tag, "", "head", "1"]  # drops a stale index entry
         try:
-            payload, exchange, routing_key = loads_plain(value)
+            payload, exchange_name, routing_key = loads_plain(value)
             if not isinstance(payload, dict):
                 raise TypeError("the envelope is not an object")
-            queues = [routing_key] if not exchange else self._route_back(exchange, routing_key, payload)
+            if not exchange_name:
+                queues = [routing_key]
+            else:
+                queues = yield from self._route_back(exchange_name, routing_key, payload)
         except Exception as exc:  # written by another program, or damaged
-            dead = keys.deadletter("unacked")
-            logger.error(
-                "Cannot read unacked entry %r (%s); moved it to the Redis list %r: %s", tag, exc, dead, preview(value)
-            )
-            return scripts.RESTORE, [*index, dead], [tag, value, "tail", "1"]
+            return self._unreadable(tag, value, exc)
         if not queues:
-            dead = keys.deadletter(f"{exchange}:{routing_key}")
+            dead = keys.deadletter(f"{exchange_name}:{routing_key}")
             logger.error(
                 "No queue is bound to exchange %r with routing key %r any more; the restored message is kept "
                 "in the Redis list %r",
-                exchange,
+                exchange_name,
                 routing_key,
                 dead,
             )
@@ -122,10 +130,19 @@ class Restorer:
         lists = [keys.list_key(queue, priority) for queue in queues]
         return scripts.RESTORE, [*index, *lists], [tag, dumps(fresh), "head", "1"]
 
-    def _route_back(self, exchange: str, routing_key: str, payload: dict[str, Any]) -> list[str]:
+    def _unreadable(self, tag: str, value: Any, exc: BaseException) -> Call:
+        keys = self.keys
+        dead = keys.deadletter("unacked")
+        logger.error(
+            "Cannot read unacked entry %r (%s); moved it to the Redis list %r: %s", tag, exc, dead, preview(value)
+        )
+        return scripts.RESTORE, [keys.unacked, keys.unacked_index, dead], [tag, value, "tail", "1"]
+
+    def _route_back(self, exchange_name: str, routing_key: str, payload: dict[str, Any]) -> Conversation[list[str]]:
         # Kombu records the exchange and routing key, not the queue: route it again
         bindings = self.bindings
-        info = bindings.exchange(exchange)
+        info = yield from bindings.exchange_conversation(exchange_name)
         exchange_type = info.type if info is not None else "direct"
         headers = payload.get("headers") if exchange_type == "headers" else None
-        return route(exchange_type, bindings.get_bindings(exchange), routing_key, headers)
+        table = yield from bindings.get_bindings_conversation(exchange_name)
+        return route(exchange_type, table, routing_key, headers)

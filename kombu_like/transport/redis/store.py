@@ -387,6 +387,10 @@ class RedisStore(QueueStore):
             self._refresh_expiring(queues)
 
     def _refresh_expiring(self, queues: Sequence[str]) -> None:
+        with self.bindings.lock:
+            self.cmd.converse(self.refresh_expiring_conversation(queues))
+
+    def refresh_expiring_conversation(self, queues: Sequence[str]) -> Conversation[None]:
         """Keep expiring queues and their binding tables alive while they are consumed."""
         longest = 0
         commands: list[tuple[Any, ...]] = []
@@ -395,12 +399,12 @@ class RedisStore(QueueStore):
             if not expires:
                 continue
             longest = max(longest, expires)
-            commands += self.bindings.refresh_commands(queue, expires)
+            commands += yield from self.bindings.refresh_conversation(queue, expires)
             commands += [("PEXPIRE", key, expires) for key in self.keys.list_keys(queue)]
         # Kombu refreshes binding deadlines three times per lifetime; so do we
         self._next_refresh = time.monotonic() + (min(longest * 2, 3_600_000) / 3000 if longest else 60)
         if commands:
-            check(self.cmd.execute(commands), "refreshing expiring queues")
+            check((yield from exchange(commands)), "refreshing expiring queues")
 
     def restore_visible(self) -> int:
         """Give back every message unacknowledged for longer than ``visibility_timeout``.
