@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, PreconditionFailed
 from ...message import Message as BaseMessage
 from ...message import received
+from ...plan import Plan, call, run
 from ..base import Channel, queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
 from .store import Delivery, GuardedStore, QueueStore
@@ -126,6 +127,11 @@ class VirtualChannel(Channel):
         self._exclusive: set[str] = set()
         self._auto_delete: set[str] = set()
 
+    def _perform(self, plan: Plan[Any]) -> Any:
+        """Run ``plan``, a round trip's store calls: at once; a channel whose store calls
+        are awaited (the asyncio API's) returns an awaitable of its result instead."""
+        return run(None, plan)
+
     # -- properties ------------------------------------------------------------------
     @property
     def client(self) -> Any:
@@ -157,6 +163,17 @@ class VirtualChannel(Channel):
         **kwargs: Any,
     ) -> None:
         """Declare an exchange (passive: only check that it exists)."""
+        return self._perform(self._exchange_declare(exchange, type, durable, auto_delete, arguments, passive))
+
+    def _exchange_declare(
+        self,
+        exchange: str,
+        type: str,
+        durable: bool,
+        auto_delete: bool,
+        arguments: Mapping[str, Any] | None,
+        passive: bool,
+    ) -> Plan[None]:
         self._check_open()
         supported = self.seam.capabilities.exchange_types
         if type not in supported:
@@ -164,7 +181,7 @@ class VirtualChannel(Channel):
                 f"exchange type {type!r} is not supported by the {self.transport.driver_type} "
                 f"transport (supported: {', '.join(sorted(supported))})"
             )
-        existing = self.seam.bindings.exchange(exchange)
+        existing = yield from call(self.seam.bindings, "exchange", exchange)
         if passive:
             if existing is None:
                 raise NotFound(f"NOT_FOUND - no exchange {exchange!r}")
@@ -174,13 +191,17 @@ class VirtualChannel(Channel):
                 f"PRECONDITION_FAILED - inequivalent arg 'type' for exchange {exchange!r}: "
                 f"received {type!r} but current is {existing.type!r}"
             )
-        self.seam.bindings.declare_exchange(ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {})))
+        info = ExchangeInfo(exchange, type, durable, auto_delete, dict(arguments or {}))
+        yield from call(self.seam.bindings, "declare_exchange", info)
 
     def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
+        return self._perform(self._exchange_delete(exchange, if_unused))
+
+    def _exchange_delete(self, exchange: str, if_unused: bool) -> Plan[None]:
         self._check_open()
-        if if_unused and self.seam.bindings.get_bindings(exchange):
+        if if_unused and (yield from call(self.seam.bindings, "get_bindings", exchange)):
             raise PreconditionFailed(f"PRECONDITION_FAILED - exchange {exchange!r} in use")
-        self.seam.bindings.delete_exchange(exchange)
+        yield from call(self.seam.bindings, "delete_exchange", exchange)
 
     def exchange_bind(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
@@ -202,23 +223,30 @@ class VirtualChannel(Channel):
         **kwargs: Any,
     ) -> queue_declare_ok_t:
         """Declare a queue and return its name, ready message count and consumer count."""
+        return self._perform(self._queue_declare(queue, passive, exclusive, auto_delete, arguments))
+
+    def _queue_declare(
+        self, queue: str, passive: bool, exclusive: bool, auto_delete: bool, arguments: Mapping[str, Any] | None
+    ) -> Plan[queue_declare_ok_t]:
         self._check_open()
         queue = queue or f"amq.gen-{uuid.uuid4()}"
         if passive:
-            if not self.seam.queue_exists(queue):
+            if not (yield from call(self.seam, "queue_exists", queue)):
                 raise NotFound(f"NOT_FOUND - no queue {queue!r} in vhost {self._vhost()!r}")
         else:
-            self.seam.declare_queue(queue, dict(arguments or {}))
+            yield from call(self.seam, "declare_queue", queue, dict(arguments or {}))
             if exclusive:
                 self._exclusive.add(queue)
             if auto_delete:
                 self._auto_delete.add(queue)
-        return queue_declare_ok_t(queue, self._size(queue), self.seam.consumer_count(queue))
+        size = yield from self._size(queue)
+        return queue_declare_ok_t(queue, size, self.seam.consumer_count(queue))
 
-    def _size(self, queue: str) -> int:
+    def _size(self, queue: str) -> Plan[int]:
         """How many messages ``queue`` holds for delivery (Kombu's virtual-channel name):
         those ready in the store and those this connection took and has not handed out."""
-        return self.seam.size(queue) + self.connection.taken_from(queue)
+        ready = yield from call(self.seam, "size", queue)
+        return int(ready) + self.connection.taken_from(queue)
 
     def _vhost(self) -> str:
         return str(getattr(self.client, "virtual_host", "") or "/")
@@ -232,10 +260,15 @@ class VirtualChannel(Channel):
         nowait: bool = False,
         **kwargs: Any,
     ) -> None:
+        return self._perform(self._queue_bind("bind", queue, exchange, routing_key, arguments))
+
+    def _queue_bind(
+        self, method: str, queue: str, exchange: str, routing_key: str, arguments: Mapping[str, Any] | None
+    ) -> Plan[None]:
         self._check_open()
-        if not exchange:
+        if method == "bind" and not exchange:
             return  # every queue is bound to the default exchange by its name
-        self.seam.bindings.bind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
+        yield from call(self.seam.bindings, method, exchange, Binding(queue, routing_key or "", _freeze(arguments)))
 
     def queue_unbind(
         self,
@@ -246,8 +279,7 @@ class VirtualChannel(Channel):
         nowait: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._check_open()
-        self.seam.bindings.unbind(exchange, Binding(queue, routing_key or "", _freeze(arguments)))
+        return self._perform(self._queue_bind("unbind", queue, exchange, routing_key, arguments))
 
     def queue_purge(self, queue: str, nowait: bool = False, **kwargs: Any) -> int:
         """Remove the messages of ``queue`` not delivered yet; return how many.
@@ -255,9 +287,12 @@ class VirtualChannel(Channel):
         Those the connection took and has not handed out are removed too (they are still
         in the queue as Kombu counts it), for good: they are never delivered or restored.
         """
+        return self._perform(self._queue_purge(queue))
+
+    def _queue_purge(self, queue: str) -> Plan[int]:
         self._check_open()
-        purged = self.seam.purge(queue)
-        return purged + self.connection.discard(queue)
+        purged = yield from call(self.seam, "purge", queue)
+        return int(purged) + self.connection.discard(queue)
 
     def queue_delete(
         self,
@@ -268,26 +303,29 @@ class VirtualChannel(Channel):
         **kwargs: Any,
     ) -> int:
         """Delete ``queue`` and its messages not delivered yet; return how many there were."""
+        return self._perform(self._queue_delete(queue, if_unused, if_empty))
+
+    def _queue_delete(self, queue: str, if_unused: bool, if_empty: bool) -> Plan[int]:
         self._check_open()
-        if if_empty and self._size(queue):
+        if if_empty and (yield from self._size(queue)):
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} not empty")
         if if_unused and queue in self.connection.consumed_queues():
             raise PreconditionFailed(f"PRECONDITION_FAILED - queue {queue!r} in use")
         consumers = self._queue_consumers(queue)
-        size = self.seam.size(queue)
-        self._drop_queue(queue)
+        size = int((yield from call(self.seam, "size", queue)))
+        yield from self._drop_queue(queue)
         # taken and not handed out yet: counted and deleted with the rest (once the queue
         # is gone, so a delete that fails leaves them to come back)
         size += self.connection.discard(queue)
         for channel, tag in consumers:
-            channel.basic_cancel(tag)
+            yield from channel._basic_cancel(tag)
         return size
 
-    def _drop_queue(self, queue: str) -> None:
+    def _drop_queue(self, queue: str) -> Plan[None]:
         # bindings first: a publish racing with the delete must not route into (and so
         # re-create) the queue after it was deleted
-        self.seam.bindings.unbind_queue(queue)
-        self.seam.delete_queue(queue)
+        yield from call(self.seam.bindings, "unbind_queue", queue)
+        yield from call(self.seam, "delete_queue", queue)
 
     def _queue_consumers(self, queue: str) -> list[tuple[VirtualChannel, str]]:
         """This connection's consumers of ``queue``: (channel, consumer tag)."""
@@ -483,6 +521,9 @@ class VirtualChannel(Channel):
         return tag
 
     def basic_cancel(self, consumer_tag: str, nowait: bool = False, **kwargs: Any) -> None:
+        return self._perform(self._basic_cancel(consumer_tag))
+
+    def _basic_cancel(self, consumer_tag: str) -> Plan[None]:
         queue = self.consumers.pop(consumer_tag, None)
         self.callbacks.pop(consumer_tag, None)
         self.no_ack_consumers.discard(consumer_tag)
@@ -495,7 +536,7 @@ class VirtualChannel(Channel):
                 and queue not in self.consumers.values()
                 and self.connection.store.deletes_auto_delete_queues()
             ):
-                self._drop_queue(queue)
+                yield from self._drop_queue(queue)
                 self._auto_delete.discard(queue)
 
     def _to_message(self, delivery: Delivery, tag: int | None, consumer_tag: str | None = None) -> BaseMessage:
@@ -560,11 +601,14 @@ class VirtualChannel(Channel):
 
     def basic_get(self, queue: str, no_ack: bool = False, accept: Any = None, **kwargs: Any) -> BaseMessage | None:
         """Take one message from ``queue`` without waiting; ``None`` when it is empty."""
+        return self._perform(self._basic_get(queue, no_ack))
+
+    def _basic_get(self, queue: str, no_ack: bool) -> Plan[BaseMessage | None]:
         self._check_open()
         # taken by this connection for a consumer and not handed out yet: the queue's head
         delivery = self.connection.take_buffered(queue) if self.connection.buffer else None
         if delivery is None:
-            delivery = self.seam.get_one(queue)
+            delivery = yield from call(self.seam, "get_one", queue)
             if delivery is None:
                 return None
         tag = next(self._tags)
@@ -626,18 +670,21 @@ class VirtualChannel(Channel):
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
         """Close the channel, returning its unacknowledged messages to their queues."""
+        return self._perform(self._close())
+
+    def _close(self) -> Plan[None]:
         if not self.is_open:
             return
         self.is_open = False
         for tag in list(self.consumers):
-            self.basic_cancel(tag)
+            yield from self._basic_cancel(tag)
         try:
             deliveries = self.qos.take_all()
             if deliveries:
-                self.seam.requeue(deliveries, redelivered=True)
+                yield from call(self.seam, "requeue", deliveries, redelivered=True)
             if self.connection.store.deletes_auto_delete_queues():
                 for queue in self._exclusive:
-                    self._drop_queue(queue)
+                    yield from self._drop_queue(queue)
         finally:
             self.connection.channel_closed(self)
 

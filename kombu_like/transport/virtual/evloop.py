@@ -163,37 +163,54 @@ class LoopDriver:
             self._hold_timer.cancel()
             self._hold_timer = None
         if queues and not self.idle.issuperset(queues):
-            try:
-                self.flush_acks()
-                deliveries = self.seam.get(queues, 0, max_count)
-                if deliveries:
-                    # those queues may hold more, and the take may have ended their watch;
-                    # the others stay as the store watches them
-                    self.idle = self.idle.difference(d.queue for d in deliveries)
-                    woken = False
-                else:
-                    woken = self.seam.watch(queues)
-                    self.idle = frozenset() if woken else frozenset(queues)
-            except BaseException:
-                # a connection found broken: its descriptors leave the loop with the error
-                self.idle = frozenset()
-                self.sync_fds(ignore_errors=True)
-                raise
-            if deliveries:
-                # more may be waiting: take again next round, after other descriptors and
-                # timers had their turn (and even if a callback raises below)
-                self.schedule()
-                connection.fill(deliveries, targets)
-                connection.deliver_all()
-            elif woken:
-                self.schedule()
-            if self.active:
-                self.sync_fds()
+            self._fetch(queues, targets, max_count)
         elif self.active and not queues:
             # nothing to take from: capacity_changed/consumers_changed schedule the next take
             self.sync_fds()
         # else every queue is idle and watched: the store was not called, so its
         # descriptors are still those of the last take
+
+    def _fetch(self, queues: list[str], targets: dict[str, Any], max_count: int) -> None:
+        """Take from ``queues`` (not all idle) for ``targets`` and hand out what came; a
+        driver whose takes are awaited overrides this."""
+        try:
+            self.flush_acks()
+            deliveries = self.seam.get(queues, 0, max_count)
+            woken = self._found(queues, deliveries)
+        except BaseException:
+            self._failed()
+            raise
+        self._hand_out(deliveries, targets, woken)
+
+    def _found(self, queues: list[str], deliveries: list[Delivery]) -> bool:
+        """Note which queues a take found empty (watched from now on); True when one may
+        hold messages already."""
+        if deliveries:
+            # those queues may hold more, and the take may have ended their watch;
+            # the others stay as the store watches them
+            self.idle = self.idle.difference(d.queue for d in deliveries)
+            return False
+        woken = self.seam.watch(queues)
+        self.idle = frozenset() if woken else frozenset(queues)
+        return woken
+
+    def _failed(self) -> None:
+        # a connection found broken: its descriptors leave the loop with the error
+        self.idle = frozenset()
+        self.sync_fds(ignore_errors=True)
+
+    def _hand_out(self, deliveries: list[Delivery], targets: dict[str, Any], woken: bool) -> None:
+        connection = self.connection
+        if deliveries:
+            # more may be waiting: take again next round, after other descriptors and
+            # timers had their turn (and even if a callback raises below)
+            self.schedule()
+            connection.fill(deliveries, targets)
+            connection.deliver_all()
+        elif woken:
+            self.schedule()
+        if self.active:
+            self.sync_fds()
 
     def _hold_due(self) -> None:
         self._hold_timer = None
