@@ -19,7 +19,7 @@ from redis import exceptions as rexc
 from ...exceptions import VersionMismatch
 from . import scripts
 from .codec import check, dumps, loads_plain
-from .conversation import Conversation, call, defer, drive, exchange
+from .conversation import Conversation, call, defer, drive, exchange, perform
 from .keys import KeyLayout, clamp_priority
 from .options import RedisOptions
 from .wire import Wire
@@ -271,6 +271,27 @@ class CommandConnection:
             if self.ledger.acks or self.ledger.takes:
                 self._recover()
             return drive(self.wire, conversation)
+
+    def converse_in_steps(self, conversation: Conversation[_T], lock: Any) -> _T:
+        """Run ``conversation`` one step at a time, each under ``lock`` (a helper's, whose
+        state the conversation reads between rounds) and this connection's lock, both let
+        go between steps: a long conversation (a sweep) does not hold up other threads."""
+        replies: Any = None
+        error: BaseException | None = None
+        while True:
+            with lock:
+                try:
+                    step = conversation.send(replies) if error is None else conversation.throw(error)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                error = None
+                try:
+                    with self._lock:
+                        if self.ledger.acks or self.ledger.takes:
+                            self._recover()
+                        replies = perform(self.wire, step)
+                except BaseException as exc:  # thrown in at the conversation's yield
+                    error = exc
 
     def run(self, script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run one Lua script and return its reply (raising an error reply)."""

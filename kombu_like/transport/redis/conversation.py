@@ -28,9 +28,19 @@ from .resp import pack_commands
 
 if TYPE_CHECKING:
     from .aio_wire import AsyncWire
-    from .wire import Wire
 
-__all__ = ["Conversation", "Deferred", "Round", "adrive", "call", "defer", "drive", "exchange", "exchange_packed"]
+__all__ = [
+    "Conversation",
+    "Deferred",
+    "Round",
+    "adrive",
+    "call",
+    "defer",
+    "drive",
+    "exchange",
+    "exchange_packed",
+    "perform",
+]
 
 _T = TypeVar("_T")
 
@@ -79,17 +89,23 @@ def defer(commands: Sequence[Sequence[Any]], on_lost: Callable[[], None]) -> Con
     yield Deferred(pack_commands(commands), len(commands), on_lost)
 
 
-def drive(wire: Wire, conversation: Conversation[_T]) -> _T:
-    """Run ``conversation`` on the blocking ``wire``; its result."""
+def perform(wire: Any, step: Step) -> Any:
+    """Do one step on a blocking ``wire`` (or a deferred one on an asyncio wire); the
+    replies the conversation receives."""
+    if type(step) is Round:
+        return wire.execute_packed(step.data, step.size)
+    wire.send_deferred_packed(step.data, step.size, step.on_lost)  # type: ignore[union-attr]
+    return None
+
+
+def drive(wire: Any, conversation: Conversation[_T]) -> _T:
+    """Run ``conversation`` on the blocking ``wire``; its result.  (A conversation of
+    deferred writes only, such as an acknowledgement, runs on an asyncio wire too.)"""
     try:
         step = next(conversation)
         while True:
             try:
-                if type(step) is Round:
-                    replies: Any = wire.execute_packed(step.data, step.size)
-                else:
-                    wire.send_deferred_packed(step.data, step.size, step.on_lost)  # type: ignore[union-attr]
-                    replies = None
+                replies = perform(wire, step)
             except BaseException as exc:  # the conversation may handle it (keep what it owes)
                 step = conversation.throw(exc)
                 continue
@@ -98,13 +114,14 @@ def drive(wire: Wire, conversation: Conversation[_T]) -> _T:
         return stop.value  # type: ignore[no-any-return]
 
 
-async def adrive(wire: AsyncWire, conversation: Conversation[_T]) -> _T:
-    """Run ``conversation`` on ``wire``, each round awaited on the asyncio loop."""
+async def adrive(wire: AsyncWire, conversation: Conversation[_T], connect: bool = True) -> _T:
+    """Run ``conversation`` on ``wire``, each round awaited on the asyncio loop; the wire
+    is connected first when it is not (``connect=False``: the wire's own handshake)."""
     try:
         step = next(conversation)
         while True:
             try:
-                if not wire.connected:  # as the blocking wire, which connects on send
+                if connect and not wire.connected:  # as the blocking wire, which connects on send
                     await wire.connect()
                 if type(step) is Round:
                     replies: Any = await wire.execute_packed(step.data, step.size)

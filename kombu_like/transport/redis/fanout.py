@@ -31,6 +31,9 @@ __all__ = ["FanoutListener"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
+#: commands to run, and what they do (for the error message)
+Write = tuple[list[tuple[Any, ...]], str]
+
 
 class FanoutListener:
     """The pub/sub subscriptions of one store, following what its connection consumes.
@@ -116,14 +119,21 @@ class FanoutListener:
                 wanted.setdefault(pattern, set()).add(queue)
         return wanted
 
+    def follow(self, queues: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Note that ``queues`` are consumed now; the patterns to subscribe to and those to
+        drop (the subscriptions themselves are the caller's I/O)."""
+        self.consumed = set(queues)
+        wanted = self.patterns_for(self.consumed)
+        added = [p for p in wanted if p not in self.patterns]
+        removed = [p for p in self.patterns if p not in wanted]
+        self.patterns = wanted
+        return added, removed
+
     def sync(self, queues: Iterable[str]) -> None:
         """Subscribe to the channels of the consumed ``queues`` (and no others), now."""
         with self.lock:
-            self.consumed = set(queues)
-            wanted = self.patterns_for(self.consumed)
-            added = [p for p in wanted if p not in self.patterns]
-            removed = [p for p in self.patterns if p not in wanted]
-            self.patterns = wanted
+            added, removed = self.follow(queues)
+            wanted = self.patterns
             if not added and not removed:
                 return
             wire = self.wire
@@ -159,11 +169,21 @@ class FanoutListener:
             while len(messages) < max_count and wire.readable():
                 messages.append(wire.read())
                 self._pinged = False
+        got, writes = self.copies(messages, numbers)
+        for commands, doing in writes:
+            check(self.cmd.execute(commands), doing)
+        return got
+
+    def copies(self, messages: list[Any], numbers: dict[bytes, int]) -> tuple[list[tuple[int, bytes]], list[Write]]:
+        """The copies of pub/sub ``messages`` for the take script (see :meth:`read`), and
+        the writes to make first: copies for consumers without prefetch room kept in their
+        queues, undecodable messages kept in dead-letter lists."""
         got: list[tuple[int, bytes]] = []
+        writes: list[Write] = []
         for message in messages:
             if isinstance(message, list) and len(message) == 4 and message[0] == b"pmessage":
-                got += self._copies(text(message[1]), message[3], numbers)
-        return got
+                got += self._copies(text(message[1]), message[3], numbers, writes)
+        return got, writes
 
     def receive_ready(self) -> bool:
         """Read what the pub/sub connection has without waiting (an event loop found it
@@ -181,7 +201,9 @@ class FanoutListener:
                     self._pinged = False
             return bool(self._early)
 
-    def _copies(self, pattern: str, data: bytes, numbers: dict[bytes, int]) -> list[tuple[int, bytes]]:
+    def _copies(
+        self, pattern: str, data: bytes, numbers: dict[bytes, int], writes: list[Write]
+    ) -> list[tuple[int, bytes]]:
         """One message per queue fed by ``pattern``, each with its own delivery tag."""
         keys = self.keys
         queues = self.patterns.get(pattern, set())
@@ -190,9 +212,9 @@ class FanoutListener:
             if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
                 raise TypeError("not an envelope object")
         except Exception as exc:  # published by another program
-            kept = [("LPUSH", keys.deadletter(queue), data) for queue in sorted(queues)]
+            kept: list[tuple[Any, ...]] = [("LPUSH", keys.deadletter(queue), data) for queue in sorted(queues)]
             if kept:
-                check(self.cmd.execute(kept), "keeping an undecodable fanout message")
+                writes.append((kept, "keeping an undecodable fanout message"))
             logger.error(
                 "Cannot decode a fanout message on channel pattern %r (%s); kept it in %s: %s",
                 pattern,
@@ -214,7 +236,7 @@ class FanoutListener:
             else:
                 out.append((number, raw))
         if parked:
-            check(self.cmd.execute(parked), "keeping fanout messages for busy consumers")
+            writes.append((parked, "keeping fanout messages for busy consumers"))
         return out
 
     def next_check(self) -> float:

@@ -65,8 +65,7 @@ class Restorer:
 
     def sweep(self) -> int:
         """Give back every message unacknowledged for longer than ``visibility_timeout``."""
-        with self.bindings.lock:
-            return self.cmd.converse(self.sweep_conversation())
+        return self.cmd.converse_in_steps(self.sweep_conversation(), self.bindings.lock)
 
     def sweep_conversation(self) -> Conversation[int]:
         keys = self.keys

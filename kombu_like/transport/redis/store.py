@@ -373,22 +373,23 @@ class RedisStore(QueueStore):
         return due
 
     def maintain(self, queues: Sequence[str]) -> None:
-        now = time.monotonic()
         if self.cmd.owes:
             self.cmd.recover()
-        if self.options.ack_emulation and now >= self._next_sweep:
-            assert self.options.unacked_restore_interval is not None
-            self._next_sweep = now + self.options.unacked_restore_interval
-            self.restorer.sweep()
+        self.cmd.converse_in_steps(self.maintenance_conversation(queues), self.bindings.lock)
         if self.fanout.wanted:
             self.fanout.sync(self.fanout.consumed)
             self.fanout.check_health()
-        if self.expires and now >= self._next_refresh:
-            self._refresh_expiring(queues)
 
-    def _refresh_expiring(self, queues: Sequence[str]) -> None:
-        with self.bindings.lock:
-            self.cmd.converse(self.refresh_expiring_conversation(queues))
+    def maintenance_conversation(self, queues: Sequence[str]) -> Conversation[None]:
+        """The periodic work on the command connection that is due: the visibility-timeout
+        sweep and keeping expiring queues alive (``queues``: those consumed)."""
+        now = time.monotonic()
+        if self.options.ack_emulation and now >= self._next_sweep:
+            assert self.options.unacked_restore_interval is not None
+            self._next_sweep = now + self.options.unacked_restore_interval
+            yield from self.restorer.sweep_conversation()
+        if self.expires and now >= self._next_refresh:
+            yield from self.refresh_expiring_conversation(queues)
 
     def refresh_expiring_conversation(self, queues: Sequence[str]) -> Conversation[None]:
         """Keep expiring queues and their binding tables alive while they are consumed."""
