@@ -89,9 +89,9 @@ class Connection:
 
             return AMQPDriver(self, sync)
         if sync.transport.driver_type == "redis":
-            from ..transport.redis.aio import RedisDriver
+            from ..transport.redis.aio import driver_for
 
-            return RedisDriver(self, sync)
+            return driver_for(self, sync)
         from .threaded import ThreadedDriver
 
         if ThreadedDriver.supports(sync):

@@ -1,5 +1,7 @@
 """The asyncio driver of the virtual transports whose store calls block: the blocking
-transport's code, its I/O on a thread of its own (redis://, sqlite://, sqs://).
+transport's code, its I/O on a thread of its own (sqlite://, sqs://, and the Redis
+connections redis-py makes: rediss://, Sentinel; plain redis:// runs on the asyncio loop,
+see :mod:`kombu_like.transport.redis.aio`).
 
 Every store call of a connection -- publishes, takes, acks, declarations, the store's
 periodic work -- is made by the blocking transport's own code (its store, routing,
@@ -29,12 +31,12 @@ to its queue.  Messages delivered and not acked when a channel closes go back to
 queues (the blocking channel's close, run on the I/O thread).  Closing the connection
 ends the thread and waits for it.
 
-Why a thread and not the store's calls carved into requests and reply handlers: a
-store's operations are conversations of several round trips (Redis's scripts falling
-back on ``NOSCRIPT`` and reconnects settling a ledger of acks and takes, a sqlite
-transaction waiting for another process's lock, boto3's blocking HTTP); running them
-unchanged keeps one implementation of each, and one thread per connection keeps the loop
-free and the threads bounded.
+Why a thread: a store's operations here are blocking calls of a library (a sqlite
+transaction waiting for another process's lock, boto3's HTTP, redis-py's TLS and Sentinel
+connects); running them unchanged keeps one implementation of each, and one thread per
+connection keeps the loop free and the threads bounded.  (Redis's own conversations of
+several round trips -- ``NOSCRIPT`` fallbacks, the reconnect ledger -- are written once as
+:mod:`~kombu_like.transport.redis.conversation` s, which the asyncio loop awaits.)
 """
 
 from __future__ import annotations

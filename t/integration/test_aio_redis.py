@@ -163,3 +163,97 @@ def test_confirmed_publishes_are_stored_when_awaited(redis_url: str, unique_name
             await queue(conn.default_channel).delete()
 
     run(main())
+
+
+def _kill_clients(redis_url: str, name: str, kinds: tuple[str, ...] = ()) -> int:
+    """Cut the connections a client named ``name`` holds (those whose last command was
+    one of ``kinds``, when given); how many were cut."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        cut = 0
+        for info in client.client_list():
+            if info.get("name") == name and (not kinds or info.get("cmd") in kinds):
+                client.client_kill_filter(_id=info["id"])
+                cut += 1
+        return cut
+    finally:
+        client.close()
+
+
+def test_a_redis_connection_runs_on_the_loop_without_a_thread(redis_url: str, unique_name: str) -> None:
+    import threading
+
+    queue = Queue(unique_name, auto_delete=False)
+    before = set(threading.enumerate())
+
+    async def main() -> list[threading.Thread]:
+        async with Connection(redis_url) as conn:
+            await queue(conn.default_channel).declare()
+            await conn.Producer().publish("hi", routing_key=unique_name)
+            async with conn.Consumer([queue]) as consumer:
+                async for message in consumer:
+                    await message.ack()
+                    break
+            started = [t for t in threading.enumerate() if t not in before]
+            await queue(conn.default_channel).delete()
+            return started
+
+    assert run(main()) == []
+
+
+def test_a_cut_while_a_consumer_waits_on_an_empty_queue_loses_nothing(redis_url: str, unique_name: str) -> None:
+    queue = Queue(unique_name, auto_delete=False)
+
+    async def main() -> None:
+        async with Connection(redis_url, transport_options={"client_name": unique_name}) as conn:
+            await queue(conn.default_channel).declare()
+            got: list[Any] = []
+
+            async def handle(body: Any, message: Any) -> None:
+                got.append(body)
+                await message.ack()
+
+            async with conn.Consumer([queue], callbacks=[handle]):
+                with pytest.raises(TimeoutError):
+                    await conn.drain_events(timeout=0.2)  # waiting: the take found the queue empty
+                assert _kill_clients(redis_url, unique_name) >= 2  # the take and command connections
+                with SyncConnection(redis_url) as sync:
+                    sync.Producer().publish("after the cut", routing_key=unique_name)
+                # the cut is raised by a wait (as on the blocking API), then consuming goes on
+                for _ in range(3):
+                    try:
+                        await conn.drain_events(timeout=2)
+                    except conn.connection_errors:
+                        continue
+                    break
+            assert got == ["after the cut"]
+            assert (await queue(conn.default_channel).queue_declare(passive=True))[1] == 0
+            await queue(conn.default_channel).delete()
+
+    run(main())
+
+
+def test_a_get_whose_caller_stopped_waiting_gives_its_message_back(redis_url: str, unique_name: str) -> None:
+    queue = Queue(unique_name, auto_delete=False)
+
+    async def main() -> None:
+        async with Connection(redis_url) as conn:
+            bound = queue(conn.default_channel)
+            await bound.declare()
+            await conn.Producer().publish("kept", routing_key=unique_name)
+            # cancelled at every point of the get: before the take is sent, while its reply
+            # is on the way, after
+            for turns in range(8):
+                task = asyncio.ensure_future(bound.get())
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                await stopped(task)
+                if not task.cancelled() and task.result() is not None:
+                    await task.result().requeue()  # it finished first: given back as a user would
+                again = await bound.get()
+                assert again is not None and again.payload == "kept", turns
+                await again.requeue()
+            assert (await bound.queue_declare(passive=True))[1] == 1
+            await bound.delete()
+
+    run(main())

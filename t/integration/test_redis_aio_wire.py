@@ -42,7 +42,7 @@ async def command_wire(conn: Connection) -> AsyncWire:
     assert endpoint is not None
 
     async def on_connect(wire: AsyncWire) -> None:
-        await adrive(wire, connect_conversation())
+        await adrive(wire, connect_conversation(), connect=False)
 
     wire = AsyncWire(endpoint, "command", on_connect)
     await wire.connect()

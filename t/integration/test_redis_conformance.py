@@ -48,8 +48,8 @@ class TestRedisConformance(RedisBroker, TransportConformance):
 
 class TestRedisConformanceWithKeyprefix(RedisBroker, TransportConformance, AsyncAPITests):
     """Every key and pub/sub channel under a prefix of its own; none outside it.  The
-    asyncio API's tests run here too (a delivery crosses from the I/O thread: cancels
-    need real time to land mid-delivery)."""
+    asyncio API's tests run here too (cancels need real time to land mid-delivery: a
+    take is a round trip)."""
 
     cancel_pause = 0.00025
     cancel_count = 300

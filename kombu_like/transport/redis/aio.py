@@ -1,52 +1,180 @@
-"""The asyncio driver of redis:// (rediss://, Sentinel): the blocking transport's code,
-its I/O on a thread of its own.
+"""The asyncio drivers of redis://: on the asyncio loop, or on an I/O thread.
 
-Every Redis round trip of a connection -- publishes, takes, acks, declarations, the
-visibility-timeout sweep -- is made by the blocking transport's own code (the same
-:class:`~.store.RedisStore`, :class:`~.wire.Wire`, scripts, routing and restore), run
-by one I/O thread per connection.  That thread runs a
-:class:`~kombu_like.asynchronous.hub.Hub` with the connection registered on it, exactly
-as the blocking API's event-loop mode does (:mod:`.looping`): client tracking wakes it
-when a watched list changes, and its timers run the maintenance (visibility timeout,
-expiring queues, health checks).  The asyncio loop's thread never waits on a socket:
+**redis://** (TCP, no TLS) is driven on the asyncio loop itself, with no thread
+(:class:`LoopDriver`): the blocking transport's store, routing, envelopes, prefetch and
+unacked bookkeeping, restore and ledger do the deciding, through the same conversations,
+request builders and reply handlers (:mod:`.conversation`); only the connections are the
+loop's (:class:`~.aio_wire.AsyncWire`, the same RESP encoding and parsers).  The store is
+:mod:`.aio_store`, the channel, publishing and deliveries :mod:`.aio_channel`:
 
-* a round trip (declare, bind, purge, ``basic_get``, ``qos``, cancel, close ...) is a job
-  for the I/O thread whose result the caller awaits;
-* a publish is handed over and returns, as on AMQP without confirms: the publishes queued
-  meanwhile go out as one pipeline, and a failure is raised by the next publish on the
-  channel and by the connection's next wait.  ``mandatory`` publishes, and every publish
-  with ``transport_options={"confirm_publish": True}``, await Redis's reply instead;
-  the queue of publishes not written yet is bounded (``backlog``);
-* acks, rejects and requeues are handed over and return;
-* deliveries come back to the loop's thread in one call per take.
+* a round trip (declare, bind, purge, ``basic_get``, ``qos``, cancel, close ...) is
+  awaited, after the publishes handed over before it were answered;
+* a publish is handed over and returns, as on AMQP without confirms: the publishes of a
+  round of the loop are routed against one reading of the bindings and go out as one
+  pipeline; a failure is raised by the next publish on the channel and by the
+  connection's next wait.  ``mandatory`` publishes, and every publish with
+  ``transport_options={"confirm_publish": True}``, await Redis's reply instead; the
+  publishes not answered yet are bounded (``backlog``);
+* acks, rejects and requeues are written at once and return;
+* deliveries are taken by the blocking event-loop driver's logic, each take awaited;
+  an empty queue is watched through client tracking, so a connection cut while a
+  consumer waits loses nothing.
 
-The driver is :mod:`kombu_like.aio.threaded`'s, shared with the other virtual transports
-whose store calls block (sqlite://, sqs://).  Jobs run in the order they were made, each
-whole: a cancelled caller stops waiting, it never cuts a command in half; a job whose
-caller was cancelled before it started does not run.  Messages delivered and not acked
-when a channel closes go back to their queues (the blocking channel's close, run on the
-I/O thread).
+A cancelled caller stops waiting; what it sent is still answered in order (the stream
+never falls out of step), and a take whose reply it no longer awaits is given back by the
+ledger.  Messages delivered and not acked when a channel closes go back to their queues.
 
-Why a thread and not the store's commands carved into requests and reply handlers: the
-store's operations are conversations of several round trips (scripts falling back on
-``NOSCRIPT``, reconnects that settle a ledger of acks and takes, tracking armed after a
-take, Sentinel discovery); running them unchanged keeps one implementation of each, and
-one thread per connection keeps the loop free.
+**rediss://**, Sentinel, Unix sockets and connections with extra redis-py options
+(keepalive settings, a custom connection class) keep the I/O-thread driver
+(:mod:`kombu_like.aio.threaded`, :class:`ThreadedRedisDriver`): redis-py makes those
+connections, and its connect is blocking.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ...aio.hub import AsyncioHub
 from ...aio.threaded import MAX_UNSENT, IOThread, ThreadedDriver, threaded_channel_class
+from ...exceptions import ConnectionError
+from .aio_channel import AsyncLoopDriver, AsyncRedisChannel, AsyncRedisConnection, AsyncSeam, Publisher
+from .aio_store import AsyncRedisStore
+from .aio_wire import Endpoint, endpoint_of
 
-__all__ = ["MAX_UNSENT", "IOThread", "RedisDriver", "async_redis_channel_class"]
+if TYPE_CHECKING:
+    from ...aio.connection import Connection
+    from ...connection import Connection as SyncConnection
 
-#: the Redis transport's channel class for the asyncio API
+__all__ = [
+    "MAX_UNSENT",
+    "IOThread",
+    "LoopDriver",
+    "ThreadedRedisDriver",
+    "async_redis_channel_class",
+    "driver_for",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the Redis transport's channel class for the I/O-thread driver
 async_redis_channel_class = threaded_channel_class
 
 
-class RedisDriver(ThreadedDriver):
-    """Connects redis:// for an asyncio :class:`~kombu_like.aio.connection.Connection`."""
+class ThreadedRedisDriver(ThreadedDriver):
+    """Connects rediss://, Sentinel and the other connections redis-py makes, for an
+    asyncio :class:`~kombu_like.aio.connection.Connection`: one I/O thread."""
 
     driver_types: ClassVar[frozenset[str]] = frozenset({"redis"})
+
+
+def _no_blocking_connection() -> Any:
+    raise ConnectionError("the asyncio Redis driver makes no blocking connection")
+
+
+def endpoint(sync: SyncConnection) -> Endpoint | None:
+    """Where the asyncio loop connects for ``sync``, or None when redis-py must."""
+    from . import SentinelTransport
+
+    transport: Any = sync.transport
+    if isinstance(transport, SentinelTransport) or transport.driver_type != "redis":
+        return None
+    return endpoint_of(transport._connection_kwargs())
+
+
+class LoopDriver:
+    """Connects redis:// on the asyncio loop, with no thread (see the module's docstring)."""
+
+    def __init__(self, client: Connection, sync: SyncConnection, where: Endpoint) -> None:
+        self.client = client
+        self.sync = sync
+        self.endpoint = where
+        self.store: AsyncRedisStore | None = None
+        self.connection: AsyncRedisConnection | None = None
+        self.hub: AsyncioHub | None = None
+
+    @property
+    def is_open(self) -> bool:
+        connection = self.connection
+        store = self.store
+        return connection is not None and connection.is_open and store is not None and not store.closed
+
+    async def connect(self) -> None:
+        from .store import RedisStore
+
+        transport: Any = self.sync.transport
+        transport.check_options()
+        report = self.client._on_driver_error
+
+        def on_error(exc: BaseException) -> None:
+            report(transport.translate_error(exc) if isinstance(exc, Exception) else exc)
+
+        _, db, _ = transport._connection_factory()
+        blocking = RedisStore(
+            transport.options,
+            _no_blocking_connection,
+            db,
+            transport.translate_error,
+            transport.capabilities,
+            None,
+            transport._ledger,
+        )
+        store = self.store = AsyncRedisStore(blocking, self.endpoint, on_error)
+        try:
+            await store.connect()
+        except BaseException as exc:
+            await asyncio.shield(store.aclose())
+            if isinstance(exc, Exception):
+                translated = transport.translate_error(exc)
+                if translated is not exc:
+                    raise translated from exc
+            raise
+        connection = self.connection = AsyncRedisConnection(transport, store)  # type: ignore[arg-type]
+        connection.seam = AsyncSeam(store, transport.translate_store_error)
+        connection.publisher = Publisher(store, on_error)
+        self.hub = AsyncioHub(asyncio.get_running_loop(), on_error)
+        driver = AsyncLoopDriver(connection, self.hub, on_error)
+        connection.loop_driver = driver
+        driver.start()
+
+    async def channel(self) -> Any:
+        connection = self.connection
+        if connection is None or not self.is_open:
+            raise ConnectionError("connection is closed")
+        channel: Any = connection.channel(AsyncRedisChannel)
+        channel.aio_client = self.client
+        channel._confirm = bool(self.sync.transport_options.get("confirm_publish"))
+        return channel
+
+    async def close(self) -> None:
+        connection, store = self.connection, self.store
+        if store is None or store.closed:
+            return
+        try:
+            if connection is not None and connection.is_open:
+                await connection.publisher.settled()
+                channels: list[Any] = list(connection.channels)
+                for channel in channels:
+                    try:
+                        await channel.close()
+                    except Exception as exc:  # the others still close; unacked ones come back
+                        logger.warning("error closing channel %s: %s", channel.channel_id, exc)
+                driver = connection.loop_driver
+                connection.close()  # leaves the loop, gives back what was taken and not handed out
+                connection.publisher.fail_all(ConnectionError("connection is closed"))
+                if isinstance(driver, AsyncLoopDriver) and driver.left is not None:
+                    # a take cut short: noted in the ledger once its task ended
+                    await asyncio.wait([driver.left])
+        finally:
+            await asyncio.shield(store.aclose())
+            if self.hub is not None:
+                self.hub.close()
+
+
+def driver_for(client: Connection, sync: SyncConnection) -> Any:
+    """The driver for ``sync``'s URL: on the loop when the loop can make its connections."""
+    where = endpoint(sync)
+    if where is None:
+        return ThreadedRedisDriver(client, sync)
+    return LoopDriver(client, sync, where)

@@ -39,6 +39,8 @@ __all__ = ["AsyncWire", "Endpoint", "endpoint_of", "handshake_conversation"]
 
 logger = logging.getLogger(__name__)
 
+#: the kinds of message a subscribed connection receives unasked
+_PUBLISHED = (b"message", b"pmessage")
 #: what parsing a reply raises that leaves the stream out of step
 _UNREADABLE: tuple[type[Exception], ...] = (rexc.RedisError, *GARBLED)
 
@@ -117,7 +119,8 @@ class _Round:
 class AsyncWire(asyncio.Protocol):
     """A Redis connection whose bytes the asyncio loop moves.
 
-    ``on_connect`` (a coroutine function taking this wire) runs after every
+    ``on_connect`` (a coroutine function taking this wire, running its conversations with
+    ``adrive(wire, ..., connect=False)``) runs after every
     (re)connection, before any round queued meanwhile.
     """
 
@@ -128,6 +131,8 @@ class AsyncWire(asyncio.Protocol):
         on_connect: Callable[[AsyncWire], Awaitable[None]] | None = None,
         on_push: Callable[[Any], None] | None = None,
         parser: str = "auto",
+        pubsub: bool = False,
+        on_lost: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
@@ -135,6 +140,10 @@ class AsyncWire(asyncio.Protocol):
         self.on_connect = on_connect
         #: called with each push; without it pushes are kept in :attr:`pushes`
         self.on_push = on_push
+        #: a subscribed connection: published messages are pushes too
+        self.pubsub = pubsub
+        #: called when the server or the network ends the connection (not :meth:`disconnect`)
+        self.on_lost = on_lost
         self.pushes: list[Any] = []
         self.generation = 0
         self.client_id: int | None = None
@@ -153,7 +162,9 @@ class AsyncWire(asyncio.Protocol):
     # -- connecting ---------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self.stream is not None
+        """Connected, handshake done: commands may be written (none goes before the
+        handshake's ``AUTH`` and ``SELECT``)."""
+        return self.stream is not None and self._connecting is None
 
     async def connect(self) -> None:
         """Connect (if not connected) and run the handshake and ``on_connect``; callers
@@ -188,7 +199,7 @@ class AsyncWire(asyncio.Protocol):
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         await loop.create_connection(lambda: self, self.endpoint.host, self.endpoint.port)
-        await adrive(self, handshake_conversation(self.endpoint))
+        await adrive(self, handshake_conversation(self.endpoint), connect=False)
         if self.on_connect is not None:
             await self.on_connect(self)
 
@@ -225,7 +236,9 @@ class AsyncWire(asyncio.Protocol):
                 reply = parser.gets()
                 if reply is INCOMPLETE:
                     break
-                if type(reply) in PUSH_TYPES:
+                if type(reply) in PUSH_TYPES or (
+                    self.pubsub and type(reply) is list and reply and reply[0] in _PUBLISHED
+                ):
                     if self.on_push is not None:
                         self.on_push(reply)
                     else:
@@ -254,7 +267,14 @@ class AsyncWire(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.stream is not None:
             self.stream = None
-            self._fail(rexc.ConnectionError(f"error reading from the Redis {self.name} connection: {exc}"))
+            error = rexc.ConnectionError(
+                f"Redis closed the {self.name} connection"
+                if exc is None
+                else f"error reading from the Redis {self.name} connection: {exc}"
+            )
+            self._fail(error)
+            if self.on_lost is not None and self._connecting is None:
+                self.on_lost(error)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -296,6 +316,11 @@ class AsyncWire(asyncio.Protocol):
         self._rounds.append(pending)
         if self._timer is None and self.socket_timeout:
             self._timer = asyncio.get_running_loop().call_later(self.socket_timeout, self._check_timeout)
+
+    async def drained(self) -> None:
+        """Wait until every round written so far was answered (deferred ones included)."""
+        if self._rounds:
+            await self.execute_packed(b"*1\r\n$4\r\nPING\r\n", 1)
 
     def writable(self) -> Awaitable[Any] | None:
         """What to await before writing more (the transport's buffer is full), or None."""

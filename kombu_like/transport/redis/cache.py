@@ -10,6 +10,9 @@ routing decision a zero-timeout ``poll()`` of that socket (no round trip) tells 
 anything changed; if so the cache is dropped and read again.  When the server refuses
 tracking (Redis before 6, an ACL without ``CLIENT``), nothing is cached and every publish
 reads the table.
+
+The asyncio driver routes each batch of publishes against one reading of the bindings
+instead (:class:`SnapshotCache`), made just before the batch is written.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .wire import Wire
 if TYPE_CHECKING:
     from .command import CommandConnection
 
-__all__ = ["BindingCache"]
+__all__ = ["BindingCache", "SnapshotCache"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
@@ -196,3 +199,59 @@ class BindingCache:
     def close(self) -> None:
         self._tracking = None
         self.inval.disconnect()
+
+
+class SnapshotCache:
+    """The bindings' cache on the asyncio loop: filled for one publish batch and trusted
+    only while that batch is routed (:meth:`pinned`); every other lookup reads Redis."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.exchanges: dict[str, ExchangeInfo | None] = {}
+        self.tables: dict[str, list[Binding]] = {}
+        self.version = 0
+        self._filling = False
+        self._pinned = False
+
+    @property
+    def is_pinned(self) -> bool:
+        return self._pinned
+
+    def fresh(self, reuse: bool = False) -> bool:
+        if self._filling or self._pinned:
+            return True
+        self.clear()
+        return False
+
+    def clear(self) -> None:
+        self.exchanges.clear()
+        self.tables.clear()
+        self.version += 1
+
+    @contextlib.contextmanager
+    def filling(self) -> Iterator[None]:
+        """Lookups made within the block are kept (they are read from Redis)."""
+        self.clear()
+        self._filling = True
+        try:
+            yield
+        finally:
+            self._filling = False
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Lookups within the block are answered from what was filled (the blocking
+        channel's ``publish_batch`` pins too, inside the publisher's block)."""
+        if self._pinned:
+            yield
+            return
+        self._pinned = True
+        try:
+            yield
+        finally:
+            self._pinned = False
+            self.clear()
+
+    def close(self) -> None:
+        self.clear()
