@@ -44,6 +44,7 @@ from .codec import check
 from .command import (
     ack_conversation,
     connect_conversation,
+    log_unsettled,
     recover_conversation,
     script_conversation,
 )
@@ -418,13 +419,7 @@ class AsyncRedisStore:
                         break
                 except rexc.RedisError as exc:
                     if attempt:
-                        logger.warning(
-                            "could not confirm %d acknowledgement(s) and %d interrupted take(s) before "
-                            "closing (%s); the next connection retries them",
-                            len(self.ledger.acks),
-                            len(self.ledger.takes),
-                            exc,
-                        )
+                        log_unsettled(self.ledger, exc)
         finally:
             if self._maintaining is not None:
                 self._maintaining.cancel()

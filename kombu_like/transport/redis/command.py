@@ -71,6 +71,17 @@ class Ledger:
         self.takes: list[float] = []
 
 
+def log_unsettled(ledger: Ledger, exc: BaseException) -> None:
+    """Say that closing a connection left ``ledger``'s acks and takes unsettled."""
+    logger.warning(
+        "could not confirm %d acknowledgement(s) and %d interrupted take(s) before closing (%s); "
+        "the next connection retries them",
+        len(ledger.acks),
+        len(ledger.takes),
+        exc,
+    )
+
+
 # -- the command connection's conversations (see .conversation), for both drivers --------
 def connect_conversation() -> Conversation[None]:
     """Load the scripts once per server session (so EVALSHA never misses on the hot path)

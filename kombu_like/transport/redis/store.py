@@ -37,7 +37,7 @@ from ..virtual.store import Delivery, QueueStore
 from . import scripts
 from .bindings import Bindings
 from .codec import check, dumps, loads, text
-from .command import CommandConnection, Ledger, scripts_conversation
+from .command import CommandConnection, Ledger, log_unsettled, scripts_conversation
 from .conversation import Conversation, call, exchange
 from .fanout import FanoutListener
 from .keys import KeyLayout, clamp_priority
@@ -469,13 +469,7 @@ class RedisStore(QueueStore):
                         break
                 except rexc.RedisError as exc:
                     if attempt:
-                        logger.warning(
-                            "could not confirm %d acknowledgement(s) and %d interrupted take(s) before "
-                            "closing (%s); the next connection retries them",
-                            len(self.ledger.acks),
-                            len(self.ledger.takes),
-                            exc,
-                        )
+                        log_unsettled(self.ledger, exc)
         finally:
             self.taker.wire.disconnect()
             self.cmd.disconnect()
