@@ -26,7 +26,7 @@ from amqp import spec
 
 from ...aio.hub import bounded
 from ...exceptions import ChannelError, ConsumerCancelled, KombuError
-from ...plan import Plan, Ready, arun
+from ...plan import SENT, Plan, Ready, arun
 from .. import base
 from . import compat
 from .aio_confirms import AsyncConfirms
@@ -399,7 +399,7 @@ class AsyncChannel(base.StdChannel):
     def publish_batch(self, items: Sequence[tuple[Any, str, str, bool]], **kwargs: Any) -> Any:
         """Publish ``(message, exchange, routing_key, mandatory)`` items with one write."""
         if not items:
-            return Ready(None)
+            return SENT
         if not self.is_open:
             self._raise_closed()
         frame_max = self.protocol.frame_max
@@ -415,7 +415,7 @@ class AsyncChannel(base.StdChannel):
         confirms = self._confirms
         if confirms is None:
             self.protocol.write(data)
-            return Ready(None)
+            return SENT
         if confirms.wait_each and not confirms.unsettled:
             # the publisher waits for this confirm alone: send now, not at the end of the
             # loop's round (publishes made together, whose confirms overlap, go in one write)
