@@ -126,10 +126,11 @@ def own_unacked(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
 
 # -- slow runs a test only checks, started as soon as the session knows it will need them (t/early.py)
 def _early_runs() -> list[Early]:
+    from t.integration.test_docs_on_brokers import BROKER_DOCS
     from t.integration.test_oslo_messaging import UNIT_RUN
     from t.unit.test_docs import DOCS_BUILD, TOY_TRANSPORT_RUN
 
-    return [UNIT_RUN, DOCS_BUILD, TOY_TRANSPORT_RUN]
+    return [UNIT_RUN, DOCS_BUILD, TOY_TRANSPORT_RUN, BROKER_DOCS]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

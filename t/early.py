@@ -36,7 +36,12 @@ class Early:
 
     def begin(self, session: pytest.Session) -> None:
         if any(item.nodeid.endswith(self.tests) for item in session.items):
-            session.config.stash[self.key] = self.start(Path(tempfile.mkdtemp(prefix=f"kl-{self.name}-")))
+            workdir = Path(tempfile.mkdtemp(prefix=f"kl-{self.name}-"))
+            try:
+                run = self.start(workdir)
+            except Exception as exc:  # the test reports it, not the session's collection
+                run = _Failed(exc, workdir)
+            session.config.stash[self.key] = run
 
     def end(self, session: pytest.Session) -> None:
         run = session.config.stash.get(self.key, None)
@@ -49,7 +54,20 @@ class Early:
         if run is None:
             run = self.start(Path(tempfile.mkdtemp(prefix=f"kl-{self.name}-")))
             request.addfinalizer(run.close)
+        if isinstance(run, _Failed):
+            raise run.error
         return run
+
+
+class _Failed:
+    """A run that could not start: its error is raised by the test that checks it."""
+
+    def __init__(self, error: BaseException, workdir: Path) -> None:
+        self.error = error
+        self.workdir = workdir
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class ProcessRun:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from t.early import Early, ProcessRun
 from t.unit.test_docs import DOCS, ROOT, check_doctest_report
 
 #: (broker, page) pairs with a known, reported bug: that page's failures are expected on that
@@ -65,7 +67,7 @@ def _redis_prefix() -> Iterator[str]:
             client.close()
 
 
-def _start_doctest(url: str, out: Path) -> subprocess.Popen[str]:
+def _start_doctest(url: str, out: Path) -> ProcessRun:
     """Sphinx's doctest builder on :data:`BROKER_PAGES` with ``memory://`` replaced by ``url``.
 
     Only those pages (and the root page, which Sphinx needs) are read: reading every page
@@ -75,7 +77,8 @@ def _start_doctest(url: str, out: Path) -> subprocess.Popen[str]:
     pages = [str(page.relative_to(DOCS)) for page in BROKER_PAGES]
     env = {**os.environ, "KOMBU_LIKE_DOCS_URL": url}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return subprocess.Popen(
+    out.mkdir()
+    return ProcessRun(
         [
             sys.executable,
             "-m",
@@ -95,39 +98,54 @@ def _start_doctest(url: str, out: Path) -> subprocess.Popen[str]:
             str(out / "doctest"),
             *pages,
         ],
+        out,
         cwd=DOCS,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
 
 
-def _stop(run: subprocess.Popen[str]) -> None:
-    if run.poll() is None:
-        run.kill()
-        run.wait()
+class BrokerDocsRuns:
+    """The doctest builds of :data:`BROKER_PAGES` on each broker, in parallel, each in a
+    namespace of its own (removed by :meth:`close`).  The RabbitMQ run starts last: making
+    its vhost takes rabbitmqctl a while, during which the other two already run."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._stack = ExitStack()
+        self.runs: dict[str, ProcessRun] = {}
+        try:
+            for name, namespace in (
+                ("sqlite", lambda: f"sqlite:///{workdir / 'docs.db'}"),
+                ("redis", lambda: self._stack.enter_context(_redis_prefix())),
+                ("amqp", lambda: self._stack.enter_context(_rabbitmq_vhost())),
+            ):
+                run = self.runs[name] = _start_doctest(namespace(), workdir / name)
+                self._stack.callback(run.close)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+#: started as soon as the session has collected the test (:mod:`t.early`): three Sphinx
+#: builds of about 15 s that run while other tests wait on brokers
+BROKER_DOCS = Early(
+    "docs-on-brokers", ("test_docs_on_brokers.py::test_userguide_examples_hold_on_every_broker",), BrokerDocsRuns
+)
 
 
 @pytest.mark.amqp
 @pytest.mark.redis
-def test_userguide_examples_hold_on_every_broker(tmp_path: Path, amqp_url: str, redis_url: str) -> None:
+def test_userguide_examples_hold_on_every_broker(request: pytest.FixtureRequest, amqp_url: str, redis_url: str) -> None:
     # the same pages, with memory:// replaced by each broker's URL (docs/conf.py), built in
-    # parallel; a block marked ``:skipif: transport != "redis"`` holds one broker's output.
-    # The RabbitMQ run starts last: making its vhost takes rabbitmqctl a while, during
-    # which the other two already run.
-    with ExitStack() as stack:
-        runs = {}
-        for name, namespace in (
-            ("sqlite", lambda: f"sqlite:///{tmp_path / 'docs.db'}"),
-            ("redis", lambda: stack.enter_context(_redis_prefix())),
-            ("amqp", lambda: stack.enter_context(_rabbitmq_vhost())),
-        ):
-            runs[name] = _start_doctest(namespace(), tmp_path / name)
-            stack.callback(_stop, runs[name])
-        outcomes = {name: (run.communicate(timeout=240)[0], run.returncode) for name, run in runs.items()}
+    # parallel; a block marked ``:skipif: transport != "redis"`` holds one broker's output
+    runs: BrokerDocsRuns = BROKER_DOCS.run(request)
+    outcomes = {name: run.wait(timeout=240)[::-1] for name, run in runs.runs.items()}
     for name, (stdout, returncode) in outcomes.items():
-        report = tmp_path / name / "doctest" / "output.txt"
+        report = runs.workdir / name / "doctest" / "output.txt"
         details = report.read_text() if report.exists() else ""
         failed_pages = set(re.findall(r'^File "([^"]+)", line \d+', details, re.M))
         expected = {page for broker, page in KNOWN_FAILURES if broker == name}
