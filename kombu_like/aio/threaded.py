@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..asynchronous.hub import Hub
 from ..exceptions import ConnectionError
 from ..plan import SENT, Plan, arun
+from .backlog import MAX_UNSENT, Backlog
 from .message import Message
 from .virtual import ROUND_TRIPS
 
@@ -63,8 +64,6 @@ __all__ = ["MAX_UNSENT", "IOThread", "ThreadedDriver", "threaded_channel_class"]
 
 logger = logging.getLogger(__name__)
 
-#: publishes handed over and not written yet beyond which a publish waits for room
-MAX_UNSENT = 2000
 #: publishes written in one pipeline at most
 MAX_PIPELINE = 500
 #: seconds closing waits for the I/O thread's end once its last job ran
@@ -115,9 +114,8 @@ class IOThread:
         #: accepting jobs (cleared, on the loop's thread, once closing started)
         self.accepting = True
         self._running = True
-        #: publishes handed over and not written yet (counted on the loop's thread)
-        self.unsent = 0
-        self._room: asyncio.Future[None] | None = None
+        #: publishes handed over and not written yet
+        self.backlog = Backlog()
         #: done (on the loop's thread) once the thread ended
         self.exited: asyncio.Future[None] = loop.create_future()
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -182,22 +180,6 @@ class IOThread:
         future = self.loop.create_future()
         self.post(self._call, fn, args, future, orphan)
         return future
-
-    def room(self) -> asyncio.Future[None] | None:
-        """What to await before handing over more publishes, or None."""
-        if self.unsent < MAX_UNSENT:
-            return None
-        if self._room is None or self._room.done():
-            self._room = self.loop.create_future()
-        return self._room
-
-    def written(self, count: int) -> None:
-        self.unsent -= count
-        room = self._room
-        if room is not None and self.unsent < MAX_UNSENT // 2:
-            self._room = None
-            if not room.done():
-                room.set_result(None)
 
     def _run_results(self) -> None:
         self._results_posted = False
@@ -297,9 +279,7 @@ class IOThread:
         for fn, args in jobs:
             if fn == self._call and not args[2].done():
                 args[2].set_exception(ConnectionError("connection is closed"))
-        room, self._room = self._room, None
-        if room is not None and not room.done():  # a publisher waiting for room
-            room.set_exception(ConnectionError("connection is closed"))
+        self.backlog.fail(ConnectionError("connection is closed"))  # a publisher waiting for room
         if not self.exited.done():
             self.exited.set_result(None)
 
@@ -348,7 +328,7 @@ def _publish_many(io: IOThread, batch: list[tuple[Any, ...]]) -> None:
             logger.error("could not publish %d message(s): %s", len(items), exc)
             io.to_loop(channel._publish_failed, exc)
             io.report(exc)
-        io.to_loop(io.written, end - start)
+        io.to_loop(io.backlog.written, end - start)
         start = end
 
 
@@ -419,7 +399,7 @@ class _ThreadedChannel:
         if mandatory or self._confirm:
             return self._io.submit(functools.partial(self._sync_publish, message, exchange, routing_key, mandatory))
         self._io.post(_publish, self, (message, exchange, routing_key, mandatory))
-        self._io.unsent += 1
+        self._io.backlog.unsent += 1
         return SENT
 
     def publish_batch(self, batch: Any) -> Any:
@@ -430,11 +410,11 @@ class _ThreadedChannel:
         if self._confirm or any(item[3] for item in items):
             return self._io.submit(self._sync_publish_batch, items)
         self._io.post(_publish_items, self, items)
-        self._io.unsent += len(items)
+        self._io.backlog.unsent += len(items)
         return SENT
 
     def backlog(self) -> asyncio.Future[None] | None:
-        return self._io.room()
+        return self._io.backlog.room()
 
     def _raise_publish_error(self) -> None:
         error = self._publish_error

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...aio.backlog import Backlog
 from ...aio.message import Message
 from ...plan import Plan, Ready, arun
 from ..virtual.evloop import LoopDriver
@@ -43,8 +44,6 @@ __all__ = ["AsyncLoopDriver", "AsyncRedisChannel", "AsyncRedisConnection", "Asyn
 
 logger = logging.getLogger(__name__)
 
-#: publishes handed over and not answered yet beyond which a publish waits for room
-MAX_UNSENT = 2000
 #: publishes routed and written together at most
 MAX_PIPELINE = 500
 
@@ -151,8 +150,7 @@ class Publisher:
         self.on_error = on_error
         self.queue: deque[tuple[AsyncRedisChannel, list[Item], asyncio.Future[None] | None]] = deque()
         #: publishes handed over and not answered yet
-        self.unsent = 0
-        self._room: asyncio.Future[None] | None = None
+        self.backlog = Backlog()
         self._task: asyncio.Future[None] | None = None
         #: the replies of what was written, not checked yet
         self._answers: set[asyncio.Future[Any]] = set()
@@ -160,17 +158,10 @@ class Publisher:
     def add(self, channel: AsyncRedisChannel, items: list[Item], awaited: bool) -> asyncio.Future[None] | None:
         future = asyncio.get_running_loop().create_future() if awaited else None
         self.queue.append((channel, items, future))
-        self.unsent += len(items)
+        self.backlog.unsent += len(items)
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
         return future
-
-    def room(self) -> asyncio.Future[None] | None:
-        if self.unsent < MAX_UNSENT:
-            return None
-        if self._room is None or self._room.done():
-            self._room = asyncio.get_running_loop().create_future()
-        return self._room
 
     async def settled(self) -> None:
         """Wait until every publish handed over so far was written and answered."""
@@ -226,7 +217,7 @@ class Publisher:
         written: list[asyncio.Future[Any]],
     ) -> None:
         if not written:
-            self._done(len(items))
+            self.backlog.written(len(items))
             if future is not None and not future.done():
                 future.set_result(None)
             return
@@ -235,7 +226,7 @@ class Publisher:
 
         def answered(answer: asyncio.Future[Any]) -> None:
             self._answers.discard(answer)
-            self._done(len(items))
+            self.backlog.written(len(items))
             exc = answer.exception() if not answer.cancelled() else asyncio.CancelledError()
             if exc is not None:
                 self._failed(channel, items, future, _translated(channel, exc), counted=True)
@@ -253,7 +244,7 @@ class Publisher:
         counted: bool = False,
     ) -> None:
         if not counted:
-            self._done(len(items))
+            self.backlog.written(len(items))
         if future is not None:
             if not future.done():
                 future.set_exception(exc)
@@ -262,24 +253,14 @@ class Publisher:
         channel._publish_error = exc
         self.on_error(exc)
 
-    def _done(self, count: int) -> None:
-        self.unsent -= count
-        room = self._room
-        if room is not None and self.unsent < MAX_UNSENT // 2:
-            self._room = None
-            if not room.done():
-                room.set_result(None)
-
     def fail_all(self, exc: BaseException) -> None:
         """The connection closed: what was not written fails."""
         queue, self.queue = self.queue, deque()
         for _, items, future in queue:
-            self._done(len(items))
+            self.backlog.written(len(items))
             if future is not None and not future.done():
                 future.set_exception(exc)
-        room, self._room = self._room, None
-        if room is not None and not room.done():
-            room.set_exception(exc)
+        self.backlog.fail(exc)
 
 
 def _runs(
@@ -372,7 +353,7 @@ class AsyncRedisChannel(RedisChannel):
             RedisChannel.publish_batch(self, items)
 
     def backlog(self) -> asyncio.Future[None] | None:
-        return self.connection.publisher.room()
+        return self.connection.publisher.backlog.room()
 
     def _raise_publish_error(self) -> None:
         error = self._publish_error
