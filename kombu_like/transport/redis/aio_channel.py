@@ -68,14 +68,17 @@ class _AsyncBindings:
         }
 
     def exchange(self, name: str) -> Any:
-        if self._store.cache.is_pinned:  # routing a publish batch: the snapshot answers
-            return self._store.bindings.exchange(name)
-        return self._seam.guard(lambda: self._store.converse(self._store.bindings.exchange_conversation(name)))
+        return self._read("exchange", name)
 
     def get_bindings(self, name: str) -> Any:
-        if self._store.cache.is_pinned:
-            return self._store.bindings.get_bindings(name)
-        return self._seam.guard(lambda: self._store.converse(self._store.bindings.get_bindings_conversation(name)))
+        return self._read("get_bindings", name)
+
+    def _read(self, what: str, name: str) -> Any:
+        bindings = self._store.bindings
+        if self._store.cache.is_pinned:  # routing a publish batch: the snapshot answers
+            return getattr(bindings, what)(name)
+        conversation = getattr(bindings, f"{what}_conversation")
+        return self._seam.guard(lambda: self._store.converse(conversation(name)))
 
     def __getattr__(self, name: str) -> Any:
         conversation = self._calls.get(name)
