@@ -265,3 +265,46 @@ def test_asynchronous_follows_the_event_loop_hooks() -> None:
     finally:
         conn.release()
         hub.close()
+
+
+def test_periodic_work_that_names_its_next_run_runs_then_too() -> None:
+    import time
+
+    from kombu_like.asynchronous import Hub
+
+    interval = 0.5
+    runs: list[float] = []
+
+    class Timed(MemoryStore):
+        """Periodic work that asks to run again 0.01 s later, twice, then leaves it to its interval."""
+
+        def periodic(self) -> list[tuple[float, Any]]:
+            return [(interval, self.work)]
+
+        def work(self) -> float | None:
+            runs.append(time.monotonic())
+            return 0.01 if len(runs) < 3 else None
+
+    class TimedTransport(VirtualTransport):
+        Store = Timed
+        capabilities = Capabilities(asynchronous=True)
+
+        def create_store(self) -> Timed:
+            return Timed(Broker())
+
+    conn = Connection(hostname="localhost", transport=TimedTransport)
+    hub = Hub()
+    try:
+        conn.register_with_event_loop(hub)
+        deadline = time.monotonic() + 10
+        while not runs and time.monotonic() < deadline:
+            hub.run_once()
+        assert runs, "the periodic work never ran"
+        # until just before the interval's next run: only the two runs asked for came
+        while time.monotonic() < runs[0] + 0.8 * interval:
+            hub.run_once()
+        assert len(runs) == 3
+        assert runs[2] - runs[0] < interval
+    finally:
+        conn.release()
+        hub.close()

@@ -9,8 +9,9 @@ one round of the loop (the loop runs its other work between takes).  It takes wi
 ``get(queues, 0, n)``, asks the store to :meth:`~.store.QueueStore.watch` the queues
 when they are empty, and takes again when one of the store's descriptors turns readable,
 when an ack frees prefetch room or when consumers change (``loop.call_soon``).  The
-store's periodic work runs from the loop's timer (``loop.call_repeatedly``); no thread
-is started.
+store's periodic work runs from the loop's timer (``loop.call_repeatedly``; a work that
+returns a number of seconds runs again that much later too, ``loop.call_later``, when it
+knows it is due sooner than its interval); no thread is started.
 
 Each take is a round trip to the broker (unless the store says its calls cost nothing:
 ``QueueStore.costly_calls``), so the driver takes no more often than it must:
@@ -32,7 +33,7 @@ yet only delays the message's removal; it was taken out of the prefetch window a
 and a connection lost before the write gives the message back (at-least-once).
 
 Only the loop's public API is used (``add_reader``, ``remove``/``remove_reader``,
-``call_soon``, ``call_repeatedly``), so Kombu's own Hub drives it as well as ours.
+``call_soon``, ``call_later``, ``call_repeatedly``), so Kombu's own Hub drives it as well as ours.
 
 A store with no socket of its own hands the loop a
 :class:`~kombu_like.asynchronous.wakeup.WakeupFd` (the Hub's own wake-up primitive, also
@@ -77,6 +78,8 @@ class LoopDriver:
         #: what the store asked to be watched: key (the object, or the number) -> fd
         self.watched: dict[Any, int] = {}
         self.timers: list[Any] = []
+        #: one-shot runs of periodic work that asked to run again sooner: work -> timer
+        self.sooner: dict[Callable[[], Any], Any] = {}
         self.active = False
         # a take is queued with call_soon and not run yet (set from any thread: acks)
         self._scheduled = False
@@ -114,10 +117,11 @@ class LoopDriver:
         except Exception as exc:
             # unacked, they come back to their queues as any unacked message does
             logger.warning("could not write %d acknowledgement(s) when leaving the event loop: %s", pending, exc)
-        for timer in (*self.timers, self._ack_timer, self._hold_timer):
+        for timer in (*self.timers, *self.sooner.values(), self._ack_timer, self._hold_timer):
             if timer is not None:
                 timer.cancel()
         self.timers.clear()
+        self.sooner.clear()
         self._ack_timer = self._hold_timer = None
         for fd in self.watched.values():
             self._forget(fd)
@@ -257,18 +261,27 @@ class LoopDriver:
         else:
             self.sync_fds()
 
-    def _periodic(self, work: Callable[[], None]) -> None:
+    def _periodic(self, work: Callable[[], float | None]) -> None:
+        self.sooner.pop(work, None)
         if not (self.active and self.connection.is_open):
             return
         # the work may have given messages back or found writes no descriptor reports
         self.idle = frozenset()
+        again = None
         try:
-            self.seam.call(work)
+            again = self.seam.call(work)
         finally:
             # the work may have reconnected or dropped a connection, or given messages
             # back; a take also brings back consumers a failed take left without one
             self.sync_fds(ignore_errors=True)
             self.schedule()
+        if isinstance(again, (int, float)) and not isinstance(again, bool) and self.active:
+            # the work knows when it is next due (a delayed message): one run then, besides
+            # the repeating one; a newer answer replaces an older one
+            earlier = self.sooner.pop(work, None)
+            if earlier is not None:
+                earlier.cancel()
+            self.sooner[work] = self.loop.call_later(max(0.0, float(again)), self._periodic, work)
 
     # -- descriptors -----------------------------------------------------------------
     def sync_fds(self, ignore_errors: bool = False) -> None:

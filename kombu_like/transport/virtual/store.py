@@ -318,11 +318,13 @@ class QueueStore(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
 
-    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+    def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
         """``(interval, function)`` pairs: the store's periodic work (restoring messages
         past their visibility timeout, health checks, looking for writes no descriptor
         reports ...), run from the loop's timer instead of from inside a blocking take.
-        The loop takes once after each run."""
+        The loop takes once after each run.  A function that returns a number of seconds
+        is run once more that much later as well (when it knows it is due before its
+        interval ends: a delayed message); ``None`` leaves it to its interval."""
         raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
 
     def unwatch(self) -> None:
