@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from .transport import check_transport_name
+from .transport import TRANSPORT_ALIASES, check_transport_name
 from .utils.url import as_url, maybe_sanitize_url, parse_url, url_to_parts
 
 __all__ = ["FailoverStrategy", "HostnameParts", "failover_strategies", "read_hostname", "resolve_aliases"]
@@ -78,7 +78,9 @@ def read_hostname(
             hostname = params["hostname"] = alt[0]
         scheme, sep, _ = hostname.partition("://")
         scheme = scheme.lower()  # as urllib (and so Kombu) reads a scheme
-        if sep and "+" in scheme:
+        # a registered compound scheme (redis+streams) names a transport of its own;
+        # any other X+Y is read Kombu's way
+        if sep and "+" in scheme and scheme not in TRANSPORT_ALIASES:
             # e.g. redis+socket:///tmp/redis.sock: the transport reads the rest itself
             prefix, params["hostname"] = hostname.split("+", 1)
             params["transport"] = check_transport_name(prefix)

@@ -33,7 +33,7 @@ class Connection:
     ``async with Connection(url) as conn`` connects (one attempt per URL) and releases.
     Deliveries reach consumers from the loop; :meth:`drain_events` runs their callbacks.
     Supported transports: ``memory://``, ``amqp://``/``amqps://``,
-    ``redis://``/``rediss://`` (Sentinel too), ``sqlite://`` and ``sqs://``.
+    ``redis://``/``rediss://`` (Sentinel too), ``redis+streams://``, ``sqlite://`` and ``sqs://``.
     """
 
     def __init__(self, hostname: str | Sequence[str] | None = "localhost", *args: Any, **kwargs: Any) -> None:
@@ -98,7 +98,7 @@ class Connection:
             return ThreadedDriver(self, sync)
         raise NotImplementedError(
             f"the asyncio API does not drive {sync.transport.driver_type}:// yet; "
-            f"use memory://, amqp://, redis://, sqlite:// or sqs://, or the blocking API"
+            f"use memory://, amqp://, redis://, redis+streams://, sqlite:// or sqs://, or the blocking API"
         )
 
     @property

@@ -495,7 +495,7 @@ class ThreadedDriver:
     :class:`~kombu_like.aio.connection.Connection`: one I/O thread per connection."""
 
     #: transports (``driver_type``) this class drives; subclasses drive others
-    driver_types: ClassVar[frozenset[str]] = frozenset({"sqlite", "sqs"})
+    driver_types: ClassVar[frozenset[str]] = frozenset({"sqlite", "sqs", "redis_streams"})
 
     def __init__(self, client: Connection, sync: SyncConnection) -> None:
         self.client = client

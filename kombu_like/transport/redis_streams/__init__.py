@@ -1,0 +1,210 @@
+"""Redis Streams transport: ``redis+streams://``, ``rediss+streams://`` (TLS) and
+``sentinel+streams://``.
+
+Queues are Redis streams read through one consumer group per queue: the broker itself
+keeps which messages were delivered and not acknowledged (the group's pending entries), a
+delivered message is leased to its consumer while that consumer lives, and a crashed
+consumer's messages go to others once its lease lapses.  It does not share queues with
+Kombu's Redis transport (lists); see ``docs/transports/redis-streams.rst``.
+
+URLs::
+
+    redis+streams://[USER:PASSWORD@]HOST[:PORT][/DB]
+    rediss+streams://[USER:PASSWORD@]HOST[:PORT][/DB]?ssl_cert_reqs=required&...
+    sentinel+streams://HOST[:PORT];sentinel+streams://HOST2[:PORT]   (master_name option)
+
+Transport options are the fields of :class:`StreamsOptions`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from ...exceptions import KombuError
+from ..redis import DEFAULT_PORT, DEFAULT_SENTINEL_PORT, _driver, database_number
+from ..redis import Transport as _RedisTransport
+from ..virtual import VirtualTransport
+from .keys import StreamKeys
+from .options import StreamsOptions
+from .store import StreamsStore
+
+if TYPE_CHECKING:
+    from ...connection import Connection as ClientConnection
+
+__all__ = ["SentinelTransport", "StreamKeys", "StreamsOptions", "StreamsStore", "Transport"]
+
+logger = logging.getLogger("kombu_like.transport.redis_streams")
+
+#: the URL schemes of this transport, and the TLS one among them
+SCHEMES = ("redis+streams", "rediss+streams", "sentinel+streams")
+TLS_SCHEME = "rediss+streams"
+
+
+class Transport(VirtualTransport):
+    """The ``redis+streams://`` and ``rediss+streams://`` transport."""
+
+    driver_type = "redis_streams"
+    driver_name = "redis"
+    default_port = DEFAULT_PORT
+    Store = StreamsStore
+    Options = StreamsOptions
+
+    connection_errors = VirtualTransport.connection_errors
+    channel_errors = VirtualTransport.channel_errors
+    recoverable_connection_errors = VirtualTransport.recoverable_connection_errors
+    recoverable_channel_errors = VirtualTransport.recoverable_channel_errors
+
+    # redis-py's errors mean here what they mean on the list transport: one translation
+    _scrub = _RedisTransport._scrub
+    _scrub_driver_error = _RedisTransport._scrub_driver_error
+    _irrecoverable_tls_failure = _RedisTransport._irrecoverable_tls_failure
+
+    def __init__(self, client: ClientConnection, **kwargs: Any) -> None:
+        version = str(_driver().__version__)  # first: a missing driver names the extra
+        from ..redis.compat import check_version
+
+        check_version(version)
+        super().__init__(client, **kwargs)
+
+    @property
+    def options(self) -> StreamsOptions:
+        """The transport options, checked (:class:`ValueError` names a bad one)."""
+        options = self.check_options()
+        assert isinstance(options, StreamsOptions)
+        return options
+
+    def translate_error(self, exc: BaseException) -> BaseException:
+        """Map redis-py's exceptions onto the library's tree, as the Redis transport does."""
+        from redis import exceptions as rexc
+
+        if isinstance(exc, rexc.RedisError | KombuError | socket.timeout):
+            return _RedisTransport.translate_error(self, exc)  # type: ignore[arg-type]
+        return super().translate_error(exc)
+
+    def _uses_tls(self) -> bool:
+        return bool(self.client.ssl) or self.client.transport_cls == TLS_SCHEME
+
+    # -- connections ---------------------------------------------------------------------
+    def _connection_kwargs(self) -> dict[str, Any]:
+        redis = _driver()
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = self.client
+        opts = self.options
+        kwargs: dict[str, Any] = {
+            "host": client.hostname or "127.0.0.1",
+            "port": client.port or self.default_port,
+            "db": database_number(client.virtual_host),
+            "username": client.userid or None,
+            "password": client.password or None,
+            "socket_timeout": opts.socket_timeout,
+            "socket_connect_timeout": opts.socket_connect_timeout or client.connect_timeout,
+            "client_name": opts.client_name,
+            "health_check_interval": opts.health_check_interval,
+            # one attempt per command: a take or a requeue retried blindly could run twice;
+            # Connection.ensure_connection owns retrying
+            "retry": Retry(NoBackoff(), 0),
+            "connection_class": redis.Connection,
+        }
+        if opts.socket_keepalive is not None:
+            kwargs["socket_keepalive"] = bool(opts.socket_keepalive)
+        if opts.socket_keepalive_options:
+            kwargs["socket_keepalive_options"] = dict(opts.socket_keepalive_options)
+        ssl = client.ssl
+        if ssl or client.transport_cls == TLS_SCHEME:
+            kwargs["connection_class"] = redis.SSLConnection
+            if isinstance(ssl, dict):
+                kwargs.update(ssl)
+        kwargs.update(opts.connection_kwargs)
+        return kwargs
+
+    def connection_pool(self) -> Any:
+        """The redis-py connection pool of a new store."""
+        kwargs = self._connection_kwargs()
+        connection_class = kwargs.pop("connection_class")
+        return _driver().ConnectionPool(connection_class=connection_class, **kwargs)
+
+    def create_store(self) -> StreamsStore:
+        pool = self.connection_pool()
+        client = _driver().Redis(connection_pool=pool)
+        store = StreamsStore(client, self.options, pool.make_connection)
+        try:
+            client.ping()  # connect now: a bad URL fails here, within connect_timeout
+        except BaseException:
+            store.close()
+            pool.disconnect()
+            raise
+        return store
+
+    def close_store(self, store: Any) -> None:
+        try:
+            store.close()
+        finally:
+            store.client.connection_pool.disconnect()
+
+    def collect_connection(self, connection: Any) -> None:
+        """Close a connection that failed; its held messages come back as leases lapse."""
+        try:
+            connection.close()
+        except Exception:
+            logger.debug("error while collecting a broken Redis Streams connection", exc_info=True)
+
+    # -- descriptive -------------------------------------------------------------------
+    def driver_version(self) -> str:
+        return str(_driver().__version__)
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        return {"port": self.default_port, "hostname": "localhost"}
+
+
+class SentinelTransport(Transport):
+    """The ``sentinel+streams://`` transport: Sentinel tells where the master is.
+
+    ``sentinel+streams://host1:26379;sentinel+streams://host2:26379`` with
+    ``transport_options={"master_name": "mymaster"}``.
+    """
+
+    default_port = DEFAULT_SENTINEL_PORT
+
+    def _sentinels(self) -> list[tuple[str, int]]:
+        from ...utils.url import url_to_parts
+
+        found: list[tuple[str, int]] = []
+        for url in self.client.alt or []:
+            parts = url_to_parts(url)
+            if parts.scheme == "sentinel+streams" and parts.hostname:
+                found.append((parts.hostname, parts.port or DEFAULT_SENTINEL_PORT))
+        if not found:
+            found.append((self.client.hostname or "127.0.0.1", self.client.port or DEFAULT_SENTINEL_PORT))
+        return found
+
+    def connection_pool(self) -> Any:
+        from redis import sentinel
+
+        from ..redis import _connected_to_master, _sentinel_manager_class
+
+        master_name = self.options.master_name
+        if not master_name:
+            raise ValueError(
+                "the sentinel+streams:// transport needs the name of the master: "
+                "Connection(url, transport_options={'master_name': 'mymaster'})"
+            )
+        kwargs = self._connection_kwargs()
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+        ssl = kwargs.pop("connection_class") is not _driver().Connection
+        managed = sentinel.SentinelManagedSSLConnection if ssl else sentinel.SentinelManagedConnection
+        kwargs["connection_class"] = managed
+        kwargs["redis_connect_func"] = _connected_to_master
+        sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
+        sentinel_kwargs.update(self.options.sentinel_kwargs or {})
+        manager = _sentinel_manager_class()(
+            self._sentinels(),
+            min_other_sentinels=int(self.options.min_other_sentinels or 0),
+            sentinel_kwargs=sentinel_kwargs,
+        )
+        return sentinel.SentinelConnectionPool(master_name, manager, **kwargs)

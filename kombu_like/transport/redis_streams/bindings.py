@@ -1,0 +1,134 @@
+"""Exchanges and bindings kept in Redis: one hash per exchange.
+
+The hash holds the exchange's declaration (field ``declared``) and its bindings (one field
+each, ``b:<JSON of queue, routing key, arguments>``, valued by when it was made, so they
+are listed in that order).  Every command touches one key, so it works unchanged on a
+Redis Cluster.  A publish reads the hash once: :meth:`StreamBindings.exchange` keeps the
+bindings it read for the :meth:`StreamBindings.get_bindings` call that follows on the same
+thread, and a binding made by another process is seen by the next publish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from ..virtual.routing import Binding, ExchangeInfo
+from .keys import StreamKeys
+
+__all__ = ["StreamBindings"]
+
+logger = logging.getLogger("kombu_like.transport.redis_streams")
+
+_DECLARED = b"declared"
+_BINDING = "b:"
+
+
+def _binding_field(binding: Binding) -> str:
+    arguments = dict(binding.arguments) if binding.arguments else None
+    return _BINDING + json.dumps([binding.queue, binding.routing_key, arguments], sort_keys=True, default=str)
+
+
+def _parse(name: str, raw: dict[bytes, bytes]) -> tuple[ExchangeInfo | None, list[Binding]]:
+    info = None
+    declared = raw.get(_DECLARED)
+    if declared is not None:
+        try:
+            data = json.loads(declared)
+            info = ExchangeInfo(
+                name, str(data["type"]), bool(data["durable"]), bool(data["auto_delete"]), data.get("arguments") or {}
+            )
+        except (ValueError, TypeError, KeyError):
+            logger.warning("ignoring an unreadable declaration of exchange %r in Redis: %r", name, declared[:200])
+    found: list[tuple[float, Binding]] = []
+    for field, made in raw.items():
+        if not field.startswith(b"b:"):
+            continue
+        try:
+            queue, routing_key, arguments = json.loads(field[2:])
+            found.append((float(made), Binding(str(queue), str(routing_key), arguments or None)))
+        except (ValueError, TypeError):
+            logger.warning("ignoring an unreadable binding of exchange %r in Redis: %r", name, field[:200])
+    found.sort(key=lambda item: item[0])
+    return info, [binding for _, binding in found]
+
+
+class StreamBindings:
+    """The :class:`~kombu_like.transport.virtual.store.BindingStore` of the transport."""
+
+    def __init__(self, client: Any, keys: StreamKeys) -> None:
+        self.client = client
+        self.keys = keys
+        self._read = threading.local()
+        self._reads = itertools.count()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        # bindings are read from Redis with every exchange lookup: what a route cache
+        # holds is never reused past it
+        return self._version
+
+    def declare_exchange(self, info: ExchangeInfo) -> None:
+        declaration = json.dumps(
+            {
+                "type": info.type,
+                "durable": bool(info.durable),
+                "auto_delete": bool(info.auto_delete),
+                "arguments": dict(info.arguments or {}),
+            },
+            sort_keys=True,
+            default=str,
+        )
+        self.client.hsetnx(self.keys.exchange(info.name), _DECLARED, declaration)
+        self.client.sadd(self.keys.exchanges, info.name)
+
+    def _load(self, name: str) -> tuple[ExchangeInfo | None, list[Binding]]:
+        return _parse(name, self.client.hgetall(self.keys.exchange(name)))
+
+    def exchange(self, name: str) -> ExchangeInfo | None:
+        info, bindings = self._load(name)
+        self._read.last = (name, bindings)
+        self._version = next(self._reads)
+        return info
+
+    def delete_exchange(self, name: str) -> None:
+        self.client.delete(self.keys.exchange(name))
+        self.client.srem(self.keys.exchanges, name)
+        self._version = next(self._reads)
+
+    def bind(self, exchange: str, binding: Binding) -> None:
+        self.client.hsetnx(self.keys.exchange(exchange), _binding_field(binding), repr(time.time()))
+        self.client.sadd(self.keys.exchanges, exchange)
+        self._version = next(self._reads)
+
+    def unbind(self, exchange: str, binding: Binding) -> None:
+        self.client.hdel(self.keys.exchange(exchange), _binding_field(binding))
+        self._version = next(self._reads)
+
+    def unbind_queue(self, queue: str) -> None:
+        for raw in self.client.smembers(self.keys.exchanges):
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            _, bindings = self._load(name)
+            gone = [_binding_field(b) for b in bindings if b.queue == queue]
+            if gone:
+                self.client.hdel(self.keys.exchange(name), *gone)
+        self._version = next(self._reads)
+
+    def get_bindings(self, exchange: str) -> list[Binding]:
+        last = getattr(self._read, "last", None)
+        self._read.last = None
+        if last is not None and last[0] == exchange:
+            return list(last[1])
+        return self._load(exchange)[1]
+
+    def all_bindings(self) -> list[tuple[str, Binding]]:
+        out: list[tuple[str, Binding]] = []
+        for raw in sorted(self.client.smembers(self.keys.exchanges)):
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            out.extend((name, binding) for binding in self._load(name)[1])
+        return out

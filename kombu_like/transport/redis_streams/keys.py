@@ -1,0 +1,77 @@
+"""Every Redis key name of the Redis Streams transport (nobody else builds key strings).
+
+Cluster-safe: every key of queue ``q`` carries the hash tag ``{q}``, so a queue's streams,
+its metadata and its delayed and dead-letter keys live in one slot and a script may touch
+them together.  ``global_keyprefix`` ``P`` stays outside the braces::
+
+    P{q}            the queue's stream (priority level 0)
+    P{q}:p<level>   the stream of priority level ``level`` (1 .. x-max-priority)
+    P{q}:meta       hash: the queue's declared arguments
+    P{q}:delayed    sorted set: messages not due yet (score: due time, ms)
+    P{q}:dead       stream: messages rejected without a dead-letter exchange, or
+                    delivered ``max_deliveries`` times
+
+Exchanges and bindings: one hash per exchange, ``P{_kls.exchange.<name>}`` (declaration
+and bindings together, so each command touches one key), with the names of declared
+exchanges and queues in ``P{_kls}.exchanges`` and ``P{_kls}.queues``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GROUP", "StreamKeys"]
+
+#: the consumer group every queue's streams have (one group per queue)
+GROUP = "kombu_like"
+
+
+class StreamKeys:
+    """Key names under one ``global_keyprefix``."""
+
+    __slots__ = ("prefix", "_streams")
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self._streams: dict[tuple[str, int], str] = {}
+
+    def tag(self, queue: str) -> str:
+        """``P{q}``: the start every key of ``queue`` shares."""
+        return f"{self.prefix}{{{queue}}}"
+
+    def stream(self, queue: str, level: int = 0) -> str:
+        """The stream of ``queue`` holding priority ``level``."""
+        cached = self._streams.get((queue, level))
+        if cached is None:
+            cached = self.tag(queue) if not level else f"{self.tag(queue)}:p{level}"
+            if len(self._streams) < 10_000:
+                self._streams[queue, level] = cached
+        return cached
+
+    def streams(self, queue: str, max_priority: int = 0) -> list[str]:
+        """Every level stream of ``queue``, highest priority first (the order of takes)."""
+        return [self.stream(queue, level) for level in range(max_priority, -1, -1)]
+
+    def meta(self, queue: str) -> str:
+        """Hash of ``queue``'s declared arguments."""
+        return f"{self.tag(queue)}:meta"
+
+    def delayed(self, queue: str) -> str:
+        """Sorted set of ``queue``'s messages not due yet."""
+        return f"{self.tag(queue)}:delayed"
+
+    def dead(self, queue: str) -> str:
+        """Stream of ``queue``'s dead-lettered messages (no dead-letter exchange)."""
+        return f"{self.tag(queue)}:dead"
+
+    def exchange(self, name: str) -> str:
+        """Hash of exchange ``name``: its declaration and its bindings."""
+        return f"{self.prefix}{{_kls.exchange.{name}}}"
+
+    @property
+    def exchanges(self) -> str:
+        """Set of the declared exchanges' names."""
+        return f"{self.prefix}{{_kls}}.exchanges"
+
+    @property
+    def queues(self) -> str:
+        """Set of the declared queues' names."""
+        return f"{self.prefix}{{_kls}}.queues"

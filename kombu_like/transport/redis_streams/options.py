@@ -1,0 +1,124 @@
+"""Transport options of the Redis Streams transport, checked once when a connection is made."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..options import TransportOptions, option
+
+__all__ = ["DEFAULT_LEASE", "DEFAULT_MAX_DELIVERIES", "StreamsOptions"]
+
+#: seconds a delivered message stays with its consumer without a renewal
+DEFAULT_LEASE = 10.0
+#: deliveries after which a message is dead-lettered instead of delivered again
+DEFAULT_MAX_DELIVERIES = 10
+
+
+@dataclass
+class StreamsOptions(TransportOptions):
+    """Every ``transport_options`` key the Redis Streams transport reads.
+
+    Spelled as the Redis transport spells them where both read the same thing
+    (``global_keyprefix``, the socket timeouts, Sentinel's settings).
+    """
+
+    transport_name: ClassVar[str] = "Redis Streams"
+    # Celery hands every broker the same options; these are the list transport's
+    passthrough: ClassVar[frozenset[str]] = frozenset(
+        {"visibility_timeout", "polling_interval", "max_connections", "retry_on_timeout", "body_encoding"}
+    )
+
+    # -- leases --
+    lease: float = option(
+        DEFAULT_LEASE,
+        "Seconds a delivered, unacknowledged message stays with its consumer.  A live consumer "
+        "renews its leases every third of this; a consumer that stops renewing (a crashed "
+        "process, a lost connection) loses them and the messages go to other consumers",
+    )
+    max_deliveries: int | None = option(
+        DEFAULT_MAX_DELIVERIES,
+        "Deliveries (first one, redeliveries after a lapsed lease or a requeue) after which a "
+        "message is dead-lettered instead of delivered again (None: no limit)",
+    )
+    claim_count: int = option(1000, "Most messages of one queue whose lapsed leases one maintenance round takes back")
+    # -- keys --
+    global_keyprefix: str = option(
+        "",
+        "Prepended to every key (outside the ``{queue}`` hash tag), so several applications can share a database",
+    )
+    # -- waiting --
+    block_interval: float = option(
+        10.0,
+        "Longest single wait of the watch connection (``XREAD BLOCK``), seconds; a wait for "
+        "longer is several of them, so a connection that died silently is noticed this often",
+    )
+    # -- connections --
+    socket_timeout: float | None = option(
+        30.0, "Seconds any read or write of a command may take before it fails with a connection error"
+    )
+    socket_connect_timeout: float | None = option(
+        None, "Seconds to open a connection (None: the Connection's ``connect_timeout``)"
+    )
+    socket_keepalive: bool | None = option(None, "TCP keepalive, passed to redis-py")
+    socket_keepalive_options: Mapping[int, int] | None = option(None, "TCP keepalive settings, passed to redis-py")
+    health_check_interval: float = option(
+        25.0, "A pooled connection idle this long is checked with ``PING`` before it carries a command (0: off)"
+    )
+    client_name: str | None = option(None, "``CLIENT SETNAME`` for every connection")
+    connection_kwargs: Mapping[str, Any] = option(
+        doc="Anything else redis-py's connection accepts (``ssl_*`` and the like)", factory=dict
+    )
+    # -- Redis Cluster --
+    cluster: bool = option(False, "The URL's hosts are startup nodes of a Redis Cluster (redis-py's cluster client)")
+    wait_replicas: int = option(0, "Replicas a publish waits for (``WAIT``) before it returns (0: does not wait)")
+    wait_timeout: float = option(1.0, "Seconds a publish waits for ``wait_replicas`` replicas")
+    # -- Sentinel --
+    master_name: str | None = option(None, "The Sentinel master's name (required with ``sentinel+streams://``)")
+    min_other_sentinels: int = option(0, "Other Sentinels a Sentinel must know of before its answer is trusted")
+    sentinel_kwargs: Mapping[str, Any] | None = option(
+        None, "Connection options for the Sentinels themselves (default: the socket options above)"
+    )
+
+    @classmethod
+    def _convert(cls, key: str, value: Any, hint: Any) -> Any:
+        # a URL query can only spell "no limit" as a word
+        if isinstance(value, str) and value.strip().lower() in ("none", "null") and "None" in str(hint):
+            return None
+        return super()._convert(key, value, hint)
+
+    def check(self) -> None:
+        if self.global_keyprefix is None:
+            self.global_keyprefix = ""  # Kombu reads None as no prefix
+        if self.lease <= 0:
+            self.refuse("lease", "a positive number of seconds")
+        if self.max_deliveries is not None and self.max_deliveries < 1:
+            self.refuse("max_deliveries", "a positive number of deliveries, or None for no limit")
+        if self.claim_count < 1:
+            self.refuse("claim_count", "a positive number")
+        if self.block_interval <= 0:
+            self.refuse("block_interval", "a positive number of seconds")
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                self.refuse(name, "a positive number of seconds, or None")
+        if self.socket_timeout is not None and self.block_interval >= self.socket_timeout:
+            # a wait's reply must come before the socket gives up on it
+            self.block_interval = self.socket_timeout / 2
+        if self.wait_replicas < 0:
+            self.refuse("wait_replicas", "a number of replicas, not negative")
+        if self.wait_timeout <= 0:
+            self.refuse("wait_timeout", "a positive number of seconds")
+        if "{" in self.global_keyprefix or "}" in self.global_keyprefix:
+            self.refuse("global_keyprefix", "free of '{' and '}' (the queue name is the keys' hash tag)")
+
+    @property
+    def lease_ms(self) -> int:
+        """The lease in whole milliseconds (what ``XAUTOCLAIM`` reads)."""
+        return max(int(self.lease * 1000), 1)
+
+    @property
+    def renew_interval(self) -> float:
+        """Seconds between renewals of the leases a consumer holds."""
+        return self.lease / 3

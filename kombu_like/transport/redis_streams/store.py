@@ -1,0 +1,410 @@
+"""The queue store on Redis Streams: one stream (per priority level) and one consumer group
+per queue.
+
+* publish: ``XADD`` to the level stream of the message's priority (a script where the queue
+  has ``x-max-length``), in one pipeline for a batch;
+* take: ``XREADGROUP ... >`` over the queue's level streams, highest first (one script on
+  the queue's slot, which also drops expired entries);
+* ack: ``XACK`` + ``XDEL``; requeue: a copy at the tail marked redelivered, the original
+  acked and deleted (one script); reject: to the queue's dead-letter exchange, or its
+  ``:dead`` stream;
+* a delivered message is leased to its consumer (:mod:`.lease`); waiting on empty queues
+  does not take (:mod:`.watch`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ...exceptions import PreconditionFailed
+from ..base import Capabilities
+from ..virtual import Delivery, QueueStore
+from ..virtual.routing import route
+from . import scripts
+from .bindings import StreamBindings
+from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
+from .keys import GROUP, StreamKeys
+from .lease import Leases, Maintenance
+from .options import StreamsOptions
+from .watch import Watcher
+
+__all__ = ["StreamsStore"]
+
+logger = logging.getLogger("kombu_like.transport.redis_streams")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class StreamsStore(QueueStore):
+    """Queues as Redis streams, through a redis-py client (thread-safe: a connection pool).
+
+    ``watch_connection`` makes the dedicated connection that waits for entries.
+    """
+
+    capabilities = Capabilities(
+        priority=True,
+        ttl=True,
+        native_acks=True,
+        fanout=True,
+        batch_publish=True,
+        asynchronous=True,
+        extra={"leases": True, "delay": True, "dead_letter": True, "cluster": False},
+    )
+    body_encoding = "base64"
+
+    def __init__(self, client: Any, options: StreamsOptions, watch_connection: Callable[[], Any]) -> None:
+        super().__init__()
+        self.client = client
+        self.options = options
+        self.keys = StreamKeys(options.global_keyprefix)
+        #: this store's consumer name in every group: unique per store
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.bindings: StreamBindings = StreamBindings(client, self.keys)
+        self.scripts = {
+            name: client.register_script(getattr(scripts, name))
+            for name in ("TAKE", "REQUEUE", "DEAD", "CLAIM", "SIZE", "PURGE", "PUT_LIMITED")
+        }
+        self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
+        self.watcher = Watcher(watch_connection, self._unblock, int(options.block_interval * 1000))
+        self._specs: dict[str, QueueSpec] = {}
+        #: queues this store took from: their lapsed leases are its to take back
+        self._queues: dict[str, None] = {}
+        self._maintenance: Maintenance | None = None
+        #: driven by an event loop: its periodic() does the lease work
+        self._looping = False
+        self._closed = False
+
+    def _unblock(self, client_id: int) -> Any:
+        return self.client.execute_command("CLIENT", "UNBLOCK", client_id)
+
+    # -- queues ----------------------------------------------------------------------
+    def spec(self, queue: str) -> QueueSpec:
+        """The declared arguments of ``queue`` that matter here (read once when declared)."""
+        spec = self._specs.get(queue)
+        if spec is not None:
+            return spec
+        spec = QueueSpec.from_meta(self.client.hgetall(self.keys.meta(queue)))
+        if spec.declared:  # not declared (yet): not cached, a later declaration counts
+            self._specs[queue] = spec
+        return spec
+
+    def streams(self, queue: str) -> list[str]:
+        """The level streams of ``queue``, highest priority first."""
+        return self.keys.streams(queue, self.spec(queue).max_priority)
+
+    def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
+        args = {k: v for k, v in (arguments or {}).items() if v is not None}
+        meta = self.keys.meta(queue)
+        if not self.client.hsetnx(meta, "arguments", json.dumps(args, sort_keys=True, default=str)):
+            existing = QueueSpec.from_meta(self.client.hgetall(meta))
+            wanted = args.get("x-max-priority")
+            if wanted and int(wanted) != existing.max_priority:
+                raise PreconditionFailed(
+                    f"PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue "
+                    f"{queue!r}: received {wanted} but current is {existing.max_priority}"
+                )
+            spec = existing
+        else:
+            spec = QueueSpec.from_arguments(args)
+        self._specs[queue] = spec
+        pipe = self.client.pipeline(transaction=False)
+        for stream in self.keys.streams(queue, spec.max_priority):
+            # from 0: what was published before the declaration is delivered too
+            pipe.execute_command("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
+        pipe.sadd(self.keys.queues, queue)
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                raise reply
+
+    def queue_exists(self, queue: str) -> bool:
+        return bool(self.client.exists(self.keys.meta(queue), self.keys.stream(queue)))
+
+    def _fields(self, queue: str, spec: QueueSpec, payload: dict[str, Any], now: int) -> list[Any]:
+        return encode_fields(queue, spec, payload, now)
+
+    def _append(self, pipe: Any, queue: str, payload: dict[str, Any], priority: int, now: int) -> None:
+        spec = self.spec(queue)
+        fields = self._fields(queue, spec, payload, now)
+        stream = self.keys.stream(queue, level_of(spec, priority))
+        if spec.max_length is None:
+            pipe.execute_command("XADD", stream, "*", *fields)
+            if spec.ttl_ms is None and "exp" in fields:
+                # size() then counts entry by entry, leaving out expired ones
+                pipe.hset(self.keys.meta(queue), "expiring", 1)
+        else:
+            args = [GROUP, spec.max_length, *fields]
+            self.scripts["PUT_LIMITED"](keys=[stream, *self.streams(queue)], args=args, client=pipe)
+            if spec.ttl_ms is None and "exp" in fields:
+                pipe.hset(self.keys.meta(queue), "expiring", 1)
+
+    def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
+        self.put_many([(queue, payload, priority)])
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        now = _now_ms()
+        for queue, payload, priority in items:
+            self._append(pipe, queue, payload, priority, now)
+        pipe.execute()
+
+    # -- taking ------------------------------------------------------------------------
+    def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
+        if not queues:
+            return []
+        if not self._looping:
+            self._start_maintenance()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for queue in queues:
+                taken = self._take(queue, max_count)
+                if taken:
+                    return taken
+            if deadline is None:
+                remaining = self.options.block_interval
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+            streams, ids = self._watch_points(queues)
+            self.watcher.wait(streams, ids, remaining)
+
+    def _take(self, queue: str, max_count: int) -> list[Delivery]:
+        self._queues[queue] = None
+        streams = self.streams(queue)
+        reply = self.scripts["TAKE"](keys=streams, args=[GROUP, self.consumer, max_count, _now_ms()])
+        if not reply:
+            return []
+        deliveries = [decode_entry(queue, streams[int(index) - 1], entry, fields) for index, entry, fields in reply]
+        self.leases.add(d.receipt for d in deliveries)
+        limit = self.options.max_deliveries
+        if limit is None:
+            return deliveries
+        spent = [d for d in deliveries if d.receipt.deliveries >= limit]
+        if not spent:
+            return deliveries
+        for delivery in spent:
+            logger.warning(
+                "message %s of queue %r was delivered %d times (max_deliveries): dead-lettered, not delivered again",
+                delivery.receipt.entry_id,
+                queue,
+                delivery.receipt.deliveries,
+            )
+        self._dead_letter(spent, "delivery_limit")
+        return [d for d in deliveries if d.receipt.deliveries < limit]
+
+    def _watch_points(self, queues: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The streams of ``queues`` and the id after which an entry is news to the group."""
+        streams = [stream for queue in queues for stream in self.streams(queue)]
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.execute_command("XINFO", "GROUPS", stream)
+        ids = []
+        for reply in pipe.execute(raise_on_error=False):
+            last = "0-0"  # no stream, or no group yet: any entry is news
+            if not isinstance(reply, Exception):
+                for group in reply or ():
+                    info = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+                    info = {_text(k): v for k, v in info.items()}
+                    if _text(info.get("name", b"")) == GROUP:
+                        last = _text(info["last-delivered-id"])
+            ids.append(last)
+        return streams, ids
+
+    # -- settling --------------------------------------------------------------------
+    @staticmethod
+    def _by_stream(deliveries: Iterable[Delivery]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for delivery in deliveries:
+            receipt = delivery.receipt
+            if isinstance(receipt, Receipt):
+                grouped[receipt.stream].append(receipt.entry_id)
+        return grouped
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        grouped = self._by_stream(deliveries)
+        if not grouped:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream, ids in grouped.items():
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        pipe.execute()
+        self.leases.remove(d.receipt for d in deliveries if isinstance(d.receipt, Receipt))
+
+    def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
+        grouped = self._by_stream(deliveries)
+        if not grouped:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        mark = "1" if redelivered else "0"
+        for stream, ids in grouped.items():
+            self.scripts["REQUEUE"](keys=[stream, stream], args=[GROUP, mark, *ids], client=pipe)
+        pipe.execute()
+        self.leases.remove(d.receipt for d in deliveries if isinstance(d.receipt, Receipt))
+
+    def reject(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            if isinstance(delivery.receipt, Receipt):
+                logger.info(
+                    "message %s of queue %r rejected without requeue: dead-lettered",
+                    delivery.receipt.entry_id,
+                    delivery.queue,
+                )
+        self._dead_letter(deliveries, "rejected")
+
+    def _dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        """Send ``deliveries`` to their queue's dead-letter exchange where it declares one,
+        else to its ``:dead`` stream (a copy first, then the original goes)."""
+        by_queue: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_queue[delivery.queue].append(delivery)
+        for queue, items in by_queue.items():
+            spec = self.spec(queue)
+            if spec.dead_letter_exchange is not None:
+                unrouted = self._to_exchange(queue, spec, items, reason)
+                self.ack([d for d in items if d not in unrouted])
+                items = unrouted
+            grouped = self._by_stream(items)
+            if not grouped:
+                continue
+            pipe = self.client.pipeline(transaction=False)
+            for stream, ids in grouped.items():
+                self.scripts["DEAD"](keys=[stream, self.keys.dead(queue)], args=[GROUP, reason, *ids], client=pipe)
+            pipe.execute()
+            self.leases.remove(d.receipt for d in items if isinstance(d.receipt, Receipt))
+
+    def _to_exchange(self, queue: str, spec: QueueSpec, items: list[Delivery], reason: str) -> list[Delivery]:
+        """Publish copies of ``items`` to ``queue``'s dead-letter exchange; the ones no
+        queue is bound for are returned (they go to the ``:dead`` stream)."""
+        exchange = spec.dead_letter_exchange or ""
+        info = self.bindings.exchange(exchange) if exchange else None
+        bindings = self.bindings.get_bindings(exchange) if exchange else []
+        out: list[tuple[str, dict[str, Any], int]] = []
+        unrouted: list[Delivery] = []
+        for delivery in items:
+            payload = delivery.payload
+            props = dict(payload.get("properties") or {})
+            original = dict(props.get("delivery_info") or {})
+            routing_key = spec.dead_letter_routing_key or str(original.get("routing_key") or "")
+            headers = dict(payload.get("headers") or {})
+            if exchange:
+                targets = route(info.type if info else "direct", bindings, routing_key, headers)
+            else:
+                targets = [routing_key] if routing_key else []
+            if not targets:
+                logger.warning(
+                    "message %s of queue %r: dead-letter exchange %r routes it nowhere; kept in %r",
+                    getattr(delivery.receipt, "entry_id", "?"),
+                    queue,
+                    exchange,
+                    self.keys.dead(queue),
+                )
+                unrouted.append(delivery)
+                continue
+            deaths = list(headers.get("x-death") or [])
+            deaths.insert(0, {"queue": queue, "reason": reason, "count": 1, "exchange": original.get("exchange", "")})
+            headers["x-death"] = deaths
+            props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
+            copy = {**payload, "headers": headers, "properties": props}
+            out.extend((target, copy, int(props.get("priority") or 0)) for target in targets)
+        if out:
+            self.put_many(out)
+        return unrouted
+
+    # -- counting and removing ---------------------------------------------------------
+    def purge(self, queue: str) -> int:
+        return int(self.scripts["PURGE"](keys=self.streams(queue), args=[GROUP, _now_ms()]))
+
+    def size(self, queue: str) -> int:
+        spec = self.spec(queue)
+        scan = spec.ttl_ms is not None or bool(self.client.hexists(self.keys.meta(queue), "expiring"))
+        return int(self.scripts["SIZE"](keys=self.streams(queue), args=[GROUP, _now_ms(), "1" if scan else "0"]))
+
+    def delete_queue(self, queue: str) -> None:
+        spec = self.spec(queue)
+        keys = [*self.keys.streams(queue, max(spec.max_priority, 0)), self.keys.meta(queue)]
+        keys += [self.keys.delayed(queue), self.keys.dead(queue)]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)  # one key per command: Redis Cluster runs it as it is
+        pipe.srem(self.keys.queues, queue)
+        pipe.execute()
+        self._specs.pop(queue, None)
+        self._queues.pop(queue, None)
+
+    def list_queues(self) -> list[str]:
+        return sorted(_text(name) for name in self.client.smembers(self.keys.queues))
+
+    # -- leases ------------------------------------------------------------------------
+    def maintain(self) -> None:
+        """Renew the leases held, take back lapsed ones of the queues taken from."""
+        self.leases.renew()
+        streams = [stream for queue in list(self._queues) for stream in self.streams(queue)]
+        self.leases.claim(streams)
+
+    def _start_maintenance(self) -> None:
+        if self._maintenance is None and not self._closed:
+            self._maintenance = Maintenance(
+                f"kombu_like-streams-leases-{self.consumer}", self.options.renew_interval, self.maintain
+            )
+            self._maintenance.start()
+
+    def _stop_maintenance(self) -> None:
+        maintenance, self._maintenance = self._maintenance, None
+        if maintenance is not None:
+            maintenance.stop(timeout=(self.options.socket_timeout or 30.0) + 1.0)
+
+    # -- driven by an event loop ---------------------------------------------------------
+    def event_fds(self) -> Sequence[Any]:
+        if not self._looping:
+            self._looping = True
+            self._stop_maintenance()  # periodic() does its work now
+        return [self.watcher.socket()]
+
+    def watch(self, queues: Sequence[str]) -> bool:
+        streams, ids = self._watch_points(queues)
+        self.watcher.arm(streams, ids)
+        return False
+
+    def on_readable(self, fd: int) -> bool:
+        return self.watcher.on_readable()
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
+        return [(self.options.renew_interval, self.maintain)]
+
+    def unwatch(self) -> None:
+        self.watcher.cancel()
+        self._looping = False
+
+    # -- closing -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Give back what is still held (marked redelivered), stop the lease work, close."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop_maintenance()
+            held = self.leases.holding()
+            if held:
+                self.requeue([Delivery("", {}, receipt) for receipt in held])
+        except Exception as exc:  # the leases lapse and the messages come back anyway
+            logger.warning("could not give back held messages on close (their leases will lapse): %s", exc)
+        finally:
+            self.watcher.close()
+            self.client.close()

@@ -1,0 +1,140 @@
+"""Waiting for messages without taking any: ``XREAD BLOCK`` on a connection of its own.
+
+The watch connection sends ``XREAD BLOCK <ms> STREAMS <streams...> <ids...>`` with each
+id the consumer group's last-delivered-id, so Redis answers as soon as an entry no
+consumer of the group was given exists, and nothing is delivered by the wait itself (no
+message can be lost in a wait cut short).  The blocking API waits on the reply with a
+timeout; under an event loop the connection's socket is the store's event descriptor:
+the wait is sent (:meth:`Watcher.arm`) and its reply read when the socket turns readable
+(:meth:`Watcher.on_readable`).  A wait for other streams replaces one in progress with
+``CLIENT UNBLOCK``.
+
+Reading the connection's socket goes through :mod:`kombu_like.transport.redis.compat`,
+the one module that reaches into redis-py's internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..redis.compat import socket_of
+
+__all__ = ["Watcher"]
+
+logger = logging.getLogger("kombu_like.transport.redis_streams")
+
+
+class Watcher:
+    """One watch connection (made by ``make_connection``, a redis-py ``Connection``), and
+    ``unblock``, a function running ``CLIENT UNBLOCK <id>`` on another connection."""
+
+    def __init__(self, make_connection: Callable[[], Any], unblock: Callable[[int], Any], block_ms: int) -> None:
+        self.make_connection = make_connection
+        self.unblock = unblock
+        self.block_ms = max(int(block_ms), 1)
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._client_id: int | None = None
+        #: the streams of the wait sent and not answered yet (under an event loop)
+        self.armed: tuple[str, ...] | None = None
+
+    # -- the connection ------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None:
+            conn = self.make_connection()
+            try:
+                conn.connect()
+                conn.send_command("CLIENT", "ID")
+                self._client_id = int(conn.read_response())
+            except BaseException:
+                conn.disconnect()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._client_id = None
+        self.armed = None
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:  # closing a broken connection
+                logger.debug("error closing the watch connection", exc_info=True)
+
+    def _send(self, streams: Sequence[str], ids: Sequence[str], block_ms: int) -> Any:
+        conn = self._connection()
+        conn.send_command("XREAD", "BLOCK", max(int(block_ms), 1), "STREAMS", *streams, *ids)
+        return conn
+
+    # -- the blocking API ------------------------------------------------------------------
+    def wait(self, streams: Sequence[str], ids: Sequence[str], timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds (at most one block interval) for an entry not
+        delivered yet in ``streams``; True when one came."""
+        with self._lock:
+            self.cancel()
+            try:
+                conn = self._send(streams, ids, min(int(timeout * 1000), self.block_ms))
+                return conn.read_response() is not None
+            except BaseException:
+                self._drop()  # a reply half read, or none: the next wait starts afresh
+                raise
+
+    # -- under an event loop ---------------------------------------------------------------
+    def socket(self) -> Any:
+        """The watch connection's socket (connecting first)."""
+        with self._lock:
+            return socket_of(self._connection())
+
+    def arm(self, streams: Sequence[str], ids: Sequence[str]) -> None:
+        """Send the wait for ``streams``; its reply makes the socket readable."""
+        key = tuple(streams)
+        with self._lock:
+            if self.armed == key:
+                return  # the wait in progress already covers them
+            self.cancel()
+            try:
+                self._send(streams, ids, self.block_ms)
+            except BaseException:
+                self._drop()
+                raise
+            self.armed = key
+
+    def on_readable(self) -> bool:
+        """Read the wait's reply; True (a take may find something now)."""
+        with self._lock:
+            if self.armed is None:
+                conn = self._conn
+                if conn is not None and conn.can_read(timeout=0):
+                    try:
+                        conn.read_response()  # closed by the server: raises
+                    except BaseException:
+                        self._drop()
+                        raise
+                return True
+            try:
+                self._conn.read_response()
+            except BaseException:
+                self._drop()
+                raise
+            self.armed = None
+            return True
+
+    def cancel(self) -> None:
+        """End the wait in progress, if any, and read its (empty) reply."""
+        with self._lock:
+            if self.armed is None:
+                return
+            try:
+                self.unblock(int(self._client_id or 0))
+                self._conn.read_response()
+                self.armed = None
+            except Exception:
+                self._drop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()

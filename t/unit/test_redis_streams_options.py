@@ -1,0 +1,57 @@
+"""Redis Streams transport: its URL schemes, options and key names (no broker needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kombu_like import Connection
+from kombu_like.transport.redis_streams import SentinelTransport, StreamKeys, StreamsOptions, Transport
+
+
+@pytest.mark.parametrize("scheme", ["redis+streams", "rediss+streams"])
+def test_compound_scheme_reaches_the_streams_transport(scheme: str) -> None:
+    conn = Connection(f"{scheme}://user:secret@example.org:6380/3?lease=4")
+    assert isinstance(conn.transport, Transport)
+    assert (conn.hostname, conn.port, conn.virtual_host, conn.userid) == ("example.org", 6380, "3", "user")
+    assert conn.transport.options.lease == 4.0
+    assert "secret" not in conn.as_uri() and "secret" not in repr(conn)
+
+
+def test_sentinel_scheme_reaches_the_sentinel_transport() -> None:
+    conn = Connection("sentinel+streams://h1:26379;sentinel+streams://h2:26379")
+    assert isinstance(conn.transport, SentinelTransport)
+
+
+def test_other_compound_schemes_are_still_read_kombus_way() -> None:
+    conn = Connection("redis+socket:///tmp/redis.sock")
+    assert conn.transport_cls == "redis"
+    assert conn.uri_prefix == "redis"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"lease": 0}, "lease"),
+        ({"max_deliveries": 0}, "max_deliveries"),
+        ({"global_keyprefix": "a{b}"}, "global_keyprefix"),
+        ({"wait_replicas": -1}, "wait_replicas"),
+        ({"lease": "soon"}, "lease"),
+    ],
+)
+def test_bad_options_are_refused_by_name(options: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        StreamsOptions.from_transport_options(options)
+
+
+def test_options_from_url_strings() -> None:
+    options = StreamsOptions.from_transport_options({"lease": "1.5", "max_deliveries": "None", "cluster": "true"})
+    assert (options.lease, options.max_deliveries, options.cluster) == (1.5, None, True)
+    assert options.lease_ms == 1500 and options.renew_interval == pytest.approx(0.5)
+
+
+def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
+    keys = StreamKeys("app:")
+    names = [keys.stream("q"), keys.stream("q", 3), keys.meta("q"), keys.delayed("q"), keys.dead("q")]
+    assert names == ["app:{q}", "app:{q}:p3", "app:{q}:meta", "app:{q}:delayed", "app:{q}:dead"]
+    assert keys.streams("q", 2) == ["app:{q}:p2", "app:{q}:p1", "app:{q}"]
+    assert all(name.startswith("app:") for name in (keys.exchange("x"), keys.exchanges, keys.queues))
