@@ -1,0 +1,198 @@
+"""Redis Streams transport behaviour beyond the conformance suite: dead-lettering,
+x-max-length, requeue order, counts with messages in flight, streams that do not grow,
+durable fanout.  Every test under a key prefix of its own, removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from kombu_like import Connection, Exchange, Message, Queue
+from kombu_like.transport.redis_streams import StreamKeys
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    name = f"klst-{uuid.uuid4().hex[:8]}:"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{name}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def conn(redis_url: str, prefix: str) -> Iterator[Connection]:
+    with Connection(
+        redis_url.replace("redis://", "redis+streams://", 1), transport_options={"global_keyprefix": prefix}
+    ) as c:
+        yield c
+
+
+def collect(conn: Connection, queue: Queue, count: int, ack: bool = True, timeout: float = 5.0) -> list[Message]:
+    got: list[Message] = []
+
+    def on_message(message: Message) -> None:
+        got.append(message)
+        if ack:
+            message.ack()
+
+    with conn.Consumer([queue], on_message=on_message, prefetch_count=count):
+        while len(got) < count:
+            conn.drain_events(timeout=timeout)
+    return got
+
+
+def quiet(conn: Connection, queue: Queue, seconds: float = 0.3) -> list[Message]:
+    got: list[Message] = []
+    with conn.Consumer([queue], on_message=got.append):
+        try:
+            conn.drain_events(timeout=seconds)
+        except socket.timeout:
+            pass
+    return got
+
+
+def test_reject_without_dead_letter_exchange_keeps_it_in_the_dead_stream(
+    conn: Connection, raw: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = Queue(f"rej-{uuid.uuid4().hex[:6]}")
+    conn.Producer().publish({"poison": True}, routing_key=queue.name, declare=[queue])
+    [message] = collect(conn, queue, 1, ack=False)
+    with caplog.at_level(logging.INFO, "kombu_like.transport.redis_streams"):
+        message.reject()
+    assert any(queue.name in r.getMessage() and "dead-lettered" in r.getMessage() for r in caplog.records)
+    keys = StreamKeys(prefix)
+    [(_, fields)] = raw.xrange(keys.dead(queue.name))
+    assert fields[b"reason"] == b"rejected"
+    assert json.loads(fields[b"payload"])["properties"]["delivery_info"]["routing_key"] == queue.name
+    assert raw.xlen(keys.stream(queue.name)) == 0
+    assert quiet(conn, queue) == []
+
+
+def test_reject_goes_to_the_dead_letter_exchange(conn: Connection) -> None:
+    tag = uuid.uuid4().hex[:6]
+    dlx = Exchange(f"dlx-{tag}", type="direct")
+    dead = Queue(f"dead-{tag}", dlx, routing_key="failed")
+    queue = Queue(
+        f"work-{tag}", queue_arguments={"x-dead-letter-exchange": dlx.name, "x-dead-letter-routing-key": "failed"}
+    )
+    dead(conn.default_channel).declare()
+    conn.Producer().publish({"n": 1}, routing_key=queue.name, declare=[queue])
+    [message] = collect(conn, queue, 1, ack=False)
+    message.reject()
+    [again] = collect(conn, dead, 1)
+    assert again.payload == {"n": 1}
+    assert again.headers["x-death"][0]["queue"] == queue.name
+    assert again.delivery_info["routing_key"] == "failed"
+    assert quiet(conn, queue) == []
+
+
+def test_max_length_drops_from_the_head(conn: Connection) -> None:
+    queue = Queue(f"maxlen-{uuid.uuid4().hex[:6]}", max_length=3)
+    producer = conn.Producer()
+    for n in range(5):
+        producer.publish(n, routing_key=queue.name, declare=[queue])
+    assert queue(conn.default_channel).queue_declare(passive=True).message_count == 3
+    assert sorted(m.payload for m in collect(conn, queue, 3)) == [2, 3, 4]
+
+
+def test_max_length_keeps_messages_in_flight(conn: Connection) -> None:
+    queue = Queue(f"maxlen-flight-{uuid.uuid4().hex[:6]}", max_length=1)
+    producer = conn.Producer()
+    producer.publish("held", routing_key=queue.name, declare=[queue])
+    [held] = collect(conn, queue, 1, ack=False)
+    for n in range(3):
+        producer.publish(n, routing_key=queue.name)
+    held.requeue()  # still in the stream: it comes back, at the tail
+    got = [m.payload for m in collect(conn, queue, 1)]
+    assert got == [2]
+    assert [m.payload for m in collect(conn, queue, 1)] == ["held"]
+
+
+def test_requeue_goes_to_the_tail_marked_redelivered(conn: Connection) -> None:
+    queue = Queue(f"tail-{uuid.uuid4().hex[:6]}")
+    producer = conn.Producer()
+    for label in ("a", "b"):
+        producer.publish(label, routing_key=queue.name, declare=[queue])
+    channel = conn.channel()
+    first = queue(channel).get()
+    assert first is not None and first.payload == "a"
+    first.requeue()
+    received = collect(conn, queue, 2)
+    assert [(m.payload, bool(m.redelivered)) for m in received] == [("b", False), ("a", True)]
+
+
+def test_counts_leave_out_messages_in_flight_and_purge_keeps_them(
+    conn: Connection, raw: redis.Redis, prefix: str
+) -> None:
+    queue = Queue(f"count-{uuid.uuid4().hex[:6]}")
+    producer = conn.Producer()
+    for n in range(4):
+        producer.publish(n, routing_key=queue.name, declare=[queue])
+    bound = queue(conn.channel())
+    held = bound.get()
+    assert held is not None
+    assert bound.queue_declare(passive=True).message_count == 3
+    assert bound.purge() == 3
+    assert bound.queue_declare(passive=True).message_count == 0
+    held.ack()  # its entry survived the purge and goes now
+    assert raw.xlen(StreamKeys(prefix).stream(queue.name)) == 0
+
+
+def test_acked_entries_leave_the_stream(conn: Connection, raw: redis.Redis, prefix: str) -> None:
+    queue = Queue(f"shrink-{uuid.uuid4().hex[:6]}", max_priority=3)
+    producer = conn.Producer()
+    for n in range(20):
+        producer.publish(n, routing_key=queue.name, declare=[queue], priority=n % 4)
+    assert len(collect(conn, queue, 20)) == 20
+    keys = StreamKeys(prefix)
+    assert [raw.xlen(stream) for stream in keys.streams(queue.name, 3)] == [0, 0, 0, 0]
+
+
+def test_published_before_declared_is_delivered(conn: Connection) -> None:
+    queue = Queue(f"early-{uuid.uuid4().hex[:6]}")
+    conn.Producer().publish("early", routing_key=queue.name)
+    [message] = collect(conn, queue, 1)
+    assert message.payload == "early"
+
+
+def test_fanout_copies_reach_queues_nobody_consumes(conn: Connection) -> None:
+    tag = uuid.uuid4().hex[:6]
+    exchange = Exchange(f"fan-{tag}", type="fanout")
+    queues = [Queue(f"fan-{tag}-{n}", exchange) for n in range(3)]
+    for queue in queues:
+        queue(conn.default_channel).declare()
+    conn.Producer().publish({"all": 1}, exchange=exchange, routing_key="ignored")
+    for queue in queues:
+        assert [m.payload for m in collect(conn, queue, 1)] == [{"all": 1}]
+
+
+def test_binding_made_by_another_connection_routes_the_next_publish(redis_url: str, prefix: str) -> None:
+    url = redis_url.replace("redis://", "redis+streams://", 1)
+    options: dict[str, Any] = {"global_keyprefix": prefix}
+    tag = uuid.uuid4().hex[:6]
+    exchange = Exchange(f"topic-{tag}", type="topic")
+    queue = Queue(f"topic-{tag}", exchange, routing_key="a.#")
+    with Connection(url, transport_options=options) as publisher, Connection(url, transport_options=options) as other:
+        producer = publisher.Producer()
+        producer.publish("nowhere", exchange=exchange, routing_key="a.b", declare=[exchange])
+        queue(other.default_channel).declare()
+        producer.publish("routed", exchange=exchange, routing_key="a.b")
+        assert [m.payload for m in collect(other, queue, 1)] == ["routed"]
