@@ -28,10 +28,12 @@ so it runs on one cluster slot; key names come from the caller (``keys.py`` owns
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -41,11 +43,13 @@ __all__ = [
     "ETA_HEADER",
     "MOVE_BATCH",
     "MOVE_DUE",
+    "PURGE_DELAYED",
     "RECHECK_INTERVAL",
     "SCHEDULE",
     "SCHEDULE_BATCH",
     "Delay",
     "DelayedScripts",
+    "DueWatch",
     "MoveResult",
     "decode_member",
     "delay_of",
@@ -65,6 +69,8 @@ SCHEDULE_BATCH = 1000
 RECHECK_INTERVAL = 0.5
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+logger = logging.getLogger("kombu_like.transport.redis_streams")
 
 
 class Delay(NamedTuple):
@@ -253,6 +259,15 @@ return {#due, next_due, now, more}
 """
 
 
+#: Delete the delayed set KEYS[1]; returns how many members it held (one step: a member
+#: scheduled meanwhile is either counted and deleted or kept).
+PURGE_DELAYED = """
+local held = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1])
+return held
+"""
+
+
 @dataclass
 class DelayedScripts:
     """The delayed-delivery scripts registered on one redis-py client (``redis.Redis`` or
@@ -263,6 +278,11 @@ class DelayedScripts:
     def __post_init__(self) -> None:
         self._schedule = self.client.register_script(SCHEDULE)
         self._move_due = self.client.register_script(MOVE_DUE)
+        self._purge = self.client.register_script(PURGE_DELAYED)
+
+    def purge(self, delayed_key: str) -> int:
+        """Delete the delayed set ``delayed_key``; how many messages it held."""
+        return int(self._purge(keys=[delayed_key]))
 
     def schedule(self, delayed_key: str, items: Iterable[tuple[Delay, bytes]], pipeline: Any = None) -> None:
         """Add ``(delay, member)`` items to the delayed set ``delayed_key`` (one queue's),
@@ -298,3 +318,92 @@ def parse_move_reply(reply: Sequence[Any]) -> MoveResult:
     """A :class:`MoveResult` from :data:`MOVE_DUE`'s reply (for a caller that pipelines it)."""
     moved, next_due, now, more = (int(part) for part in reply)
     return MoveResult(moved, None if next_due < 0 else next_due, now, bool(more))
+
+
+#: ``streams_of(queue)``: the queue's delayed set key and its ``(level, stream key)`` pairs
+StreamsOf = Callable[[str], tuple[str, Sequence[tuple[int, str]]]]
+
+
+class DueWatch:
+    """When each consumed queue's delayed set is next worth a look, and the looks.
+
+    :meth:`run` moves what is due in the queues whose look is due and answers how long
+    until the next look: the time until the earliest delayed message of those queues is
+    due, never more than ``longest`` (a message another process schedules earlier than
+    any seen is found that late at most), 0 when a queue had more due than one batch.
+    Thread-safe: the store's puts call :meth:`nudge` from any thread.
+    """
+
+    def __init__(
+        self,
+        scripts: DelayedScripts,
+        streams_of: StreamsOf,
+        field: str = "payload",
+        longest: float = RECHECK_INTERVAL,
+        count: int = MOVE_BATCH,
+    ) -> None:
+        self.scripts = scripts
+        self.streams_of = streams_of
+        self.field = field
+        self.longest = longest
+        self.count = count
+        self._lock = threading.Lock()
+        #: queue -> when (monotonic) its delayed set is next worth a look
+        self._next_look: dict[str, float] = {}
+        #: called when a nudge brings a look forward (wakes the store's maintenance thread)
+        self.waker: Callable[[], None] | None = None
+
+    def nudge(self, queue: str, due_in: float = 0.0) -> None:
+        """A message for ``queue`` was scheduled ``due_in`` seconds ahead by this process:
+        look no later than then, and call :attr:`waker` when that is sooner than planned."""
+        at = time.monotonic() + max(0.0, due_in)
+        with self._lock:
+            planned = self._next_look.get(queue)
+            if planned is None or planned <= at:
+                return  # not consumed here yet (looked at first thing), or looked at by then
+            self._next_look[queue] = at
+        if self.waker is not None:
+            self.waker()
+
+    def run(self, queues: Iterable[str]) -> float:
+        """Move the due messages of ``queues`` whose look is due; seconds until the next look."""
+        wanted = list(dict.fromkeys(queues))
+        wait = self.longest
+        for queue in wanted:
+            now = time.monotonic()
+            with self._lock:
+                look_at = self._next_look.get(queue, 0.0)
+            if look_at > now:
+                wait = min(wait, look_at - now)
+                continue
+            delayed_key, streams = self.streams_of(queue)
+            try:
+                result = self.scripts.move_due(delayed_key, streams, self.field, self.count)
+            except Exception as exc:
+                if not _queue_level_error(exc):
+                    raise  # the connection: the caller's error handling (reconnects) decides
+                # one queue's keys in a bad state must not keep the others' messages waiting
+                logger.warning("could not move the due delayed messages of queue %r: %s", queue, exc)
+                queue_wait = self.longest
+            else:
+                queue_wait = result.wait(self.longest)
+                if result.moved:
+                    logger.debug("%d delayed message(s) of queue %r are due: moved", result.moved, queue)
+            with self._lock:
+                at = time.monotonic() + queue_wait
+                current = self._next_look.get(queue, look_at)
+                # a nudge that came during the run stays when it is earlier
+                self._next_look[queue] = at if current == look_at else min(current, at)
+            wait = min(wait, queue_wait)
+        with self._lock:
+            for queue in [q for q in self._next_look if q not in wanted]:
+                del self._next_look[queue]
+        return wait
+
+
+def _queue_level_error(exc: BaseException) -> bool:
+    """An error about one queue's keys (a reply error), not about the connection."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError, TimeoutError
+
+    return isinstance(exc, ResponseError) and not isinstance(exc, (RedisConnectionError, TimeoutError))

@@ -146,12 +146,21 @@ def _missing_key(reply: Exception) -> bool:
 
 
 class Maintenance:
-    """One thread that runs ``work`` every ``interval`` seconds until stopped."""
+    """One thread that runs ``work`` every ``interval`` seconds until stopped.
 
-    def __init__(self, name: str, interval: float, work: Callable[[], None]) -> None:
+    A ``work`` that returns a number of seconds runs again after that long when it is
+    sooner than ``interval`` (a delayed message is due); :meth:`wake` runs it at once.
+    The first run comes ``first`` seconds after :meth:`start` (default: ``interval``).
+    """
+
+    def __init__(
+        self, name: str, interval: float, work: Callable[[], float | None], first: float | None = None
+    ) -> None:
         self.interval = interval
         self.work = work
+        self.first = interval if first is None else first
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     @property
@@ -161,15 +170,29 @@ class Maintenance:
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run the work now (from any thread)."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.first
+        while True:
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            wait = self.interval
             try:
-                self.work()
+                again = self.work()
             except Exception as exc:  # a broken connection: the next round tries again
                 logger.warning("lease maintenance failed (retried in %.1f s): %s", self.interval, exc)
+                continue
+            if again is not None:
+                wait = min(wait, max(0.0, again))
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread and wait for it (a round in progress finishes first)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)

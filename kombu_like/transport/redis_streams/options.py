@@ -43,6 +43,12 @@ class StreamsOptions(TransportOptions):
         "message is dead-lettered instead of delivered again (None: no limit)",
     )
     claim_count: int = option(1000, "Most messages of one queue whose lapsed leases one maintenance round takes back")
+    # -- delayed delivery --
+    eta_delivery: bool = option(
+        True,
+        "A message whose ``eta`` header (Celery's ISO-8601 time) is in the future waits in Redis "
+        "until then, like one with ``x-delay`` (ms); off: the header is left to the consumer",
+    )
     # -- keys --
     global_keyprefix: str = option(
         "",

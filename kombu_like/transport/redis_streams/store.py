@@ -9,7 +9,9 @@ per queue.
   acked and deleted (one script); reject: to the queue's dead-letter exchange, or its
   ``:dead`` stream;
 * a delivered message is leased to its consumer (:mod:`.lease`); waiting on empty queues
-  does not take (:mod:`.watch`).
+  does not take (:mod:`.watch`);
+* a message with ``x-delay`` or a future ``eta`` waits in the queue's delayed set until a
+  consumer of the queue moves it into its stream when due (:mod:`.delayed`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..virtual.routing import route
 from . import scripts
 from .bindings import StreamBindings
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
+from .delayed import RECHECK_INTERVAL, Delay, DelayedScripts, DueWatch, delay_of, encode_member
 from .keys import GROUP, StreamKeys
 from .lease import Leases, Maintenance
 from .options import StreamsOptions
@@ -81,6 +84,10 @@ class StreamsStore(QueueStore):
         self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
         self.watcher = Watcher(watch_connection, self._unblock, int(options.block_interval * 1000))
         self._specs: dict[str, QueueSpec] = {}
+        self.delayed = DelayedScripts(client)
+        #: when the delayed sets of the queues taken from are next worth a look
+        self.due = DueWatch(self.delayed, self._delayed_streams)
+        self._next_lease_round = 0.0
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
         self._maintenance: Maintenance | None = None
@@ -159,9 +166,37 @@ class StreamsStore(QueueStore):
             return
         pipe = self.client.pipeline(transaction=False)
         now = _now_ms()
+        delayed: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
+        eta_delivery = self.options.eta_delivery
         for queue, payload, priority in items:
-            self._append(pipe, queue, payload, priority, now)
+            delay = delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue)
+            if delay is None:
+                self._append(pipe, queue, payload, priority, now)
+            else:
+                delayed[queue].append((delay, self._delayed_member(pipe, queue, payload, priority, delay, now)))
+        for queue, members in delayed.items():
+            self.delayed.schedule(self.keys.delayed(queue), members, pipe)
         pipe.execute()
+        for queue, members in delayed.items():
+            soonest = min(d.ms if d.relative else d.ms - now for d, _ in members)
+            self.due.nudge(queue, soonest / 1000)
+
+    def _delayed_member(
+        self, pipe: Any, queue: str, payload: dict[str, Any], priority: int, delay: Delay, now: int
+    ) -> bytes:
+        """The delayed-set member of ``payload``; a time to live counts from when it is due."""
+        spec = self.spec(queue)
+        fields = self._fields(queue, spec, payload, now + delay.ms if delay.relative else delay.ms)
+        named = dict(zip(fields[::2], fields[1::2], strict=True))
+        expires = named.get("exp")
+        if expires is not None and spec.ttl_ms is None:
+            pipe.hset(self.keys.meta(queue), "expiring", 1)
+        return encode_member(level_of(spec, priority), named["payload"], expires)
+
+    def _delayed_streams(self, queue: str) -> tuple[str, list[tuple[int, str]]]:
+        """``queue``'s delayed set and its ``(level, stream)`` pairs."""
+        levels = range(self.spec(queue).max_priority + 1)
+        return self.keys.delayed(queue), [(level, self.keys.stream(queue, level)) for level in levels]
 
     # -- taking ------------------------------------------------------------------------
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
@@ -185,7 +220,10 @@ class StreamsStore(QueueStore):
             self.watcher.wait(streams, ids, remaining)
 
     def _take(self, queue: str, max_count: int) -> list[Delivery]:
-        self._queues[queue] = None
+        if queue not in self._queues:
+            self._queues[queue] = None
+            if self._maintenance is not None:
+                self._maintenance.wake()  # its delayed messages may be due already
         streams = self.streams(queue)
         reply = self.scripts["TAKE"](keys=streams, args=[GROUP, self.consumer, max_count, _now_ms()])
         if not reply:
@@ -329,7 +367,11 @@ class StreamsStore(QueueStore):
 
     # -- counting and removing ---------------------------------------------------------
     def purge(self, queue: str) -> int:
-        return int(self.scripts["PURGE"](keys=self.streams(queue), args=[GROUP, _now_ms()]))
+        """Remove the ready messages of ``queue`` and the delayed ones (nothing the purge
+        saw arrives later); how many there were of both."""
+        # the delayed set first: a message moved meanwhile is in a stream, purged next
+        delayed = self.delayed.purge(self.keys.delayed(queue))
+        return delayed + int(self.scripts["PURGE"](keys=self.streams(queue), args=[GROUP, _now_ms()]))
 
     def size(self, queue: str) -> int:
         spec = self.spec(queue)
@@ -358,11 +400,29 @@ class StreamsStore(QueueStore):
         streams = [stream for queue in list(self._queues) for stream in self.streams(queue)]
         self.leases.claim(streams)
 
+    def move_due(self) -> float:
+        """Move the due delayed messages of the queues taken from into their streams;
+        seconds until their delayed sets are next worth a look."""
+        return self.due.run(list(self._queues))
+
+    def _maintenance_round(self) -> float:
+        """A round of the maintenance thread: the lease work once a renew interval, the
+        delayed moves when due; seconds until the next round."""
+        if time.monotonic() >= self._next_lease_round:
+            self._next_lease_round = time.monotonic() + self.options.renew_interval
+            self.maintain()
+        return min(self.move_due(), max(0.0, self._next_lease_round - time.monotonic()))
+
     def _start_maintenance(self) -> None:
         if self._maintenance is None and not self._closed:
+            self._next_lease_round = time.monotonic() + self.options.renew_interval
             self._maintenance = Maintenance(
-                f"kombu_like-streams-leases-{self.consumer}", self.options.renew_interval, self.maintain
+                f"kombu_like-streams-leases-{self.consumer}",
+                self.options.renew_interval,
+                self._maintenance_round,
+                first=0.0,
             )
+            self.due.waker = self._maintenance.wake
             self._maintenance.start()
 
     def _stop_maintenance(self) -> None:
@@ -385,8 +445,9 @@ class StreamsStore(QueueStore):
     def on_readable(self, fd: int) -> bool:
         return self.watcher.on_readable()
 
-    def periodic(self) -> Sequence[tuple[float, Callable[[], None]]]:
-        return [(self.options.renew_interval, self.maintain)]
+    def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
+        # the delayed moves answer when they are next due: the loop runs them then too
+        return [(self.options.renew_interval, self.maintain), (RECHECK_INTERVAL, self.move_due)]
 
     def unwatch(self) -> None:
         self.watcher.cancel()
