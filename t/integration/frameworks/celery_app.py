@@ -6,7 +6,9 @@ task queue) and ``KL_NAMESPACE`` (control/event exchange names, unique per test 
 concurrent runs on the same broker never see each other's workers).  ``KL_CONNECTION_NAME``,
 when set, names every broker connection the process opens (Redis ``CLIENT SETNAME``, the
 AMQP ``connection_name`` client property), so a test can cut exactly that process's
-connections.
+connections.  ``KL_RECEIPTS_KEY``, when set, names a Redis list (on the result backend's
+Redis) the worker appends ``[task id, time]`` to whenever a task message reaches it, so a
+test can tell when the broker delivered a task, not only when it ran.
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ if os.environ.get("KL_CONNECTION_NAME"):
         app.conf.broker_transport_options = {"client_name": _name}
     else:
         app.conf.broker_transport_options = {"client_properties": {"connection_name": _name}}
+
+
+if os.environ.get("KL_RECEIPTS_KEY"):
+    from celery.signals import task_received
+
+    @task_received.connect
+    def _record_receipt(request: Any, **kwargs: Any) -> None:
+        import json
+
+        import redis
+
+        with redis.Redis.from_url(app.conf.result_backend) as client:
+            client.rpush(os.environ["KL_RECEIPTS_KEY"], json.dumps([request.id, time.time()]))
 
 
 @inspect_command()

@@ -368,3 +368,49 @@ def migrate_between_queues(n: int) -> dict[str, Any]:
         "results": [r.get(interval=POLL, timeout=TIMEOUT) for r in results],
         "by_id": one_more.get(interval=POLL, timeout=TIMEOUT),
     }
+
+
+# -- ETA tasks on a broker that delays messages itself (redis+streams://) -------------------
+def eta_waits_in_the_broker(destination: str, seconds: float, delayed_key: str, receipts_key: str) -> dict[str, Any]:
+    """An ETA task sent ``seconds`` ahead: whether it waits in the broker's delayed set
+    (``delayed_key``) or in the worker (``inspect scheduled``/``reserved``), when the
+    worker received it (from the receipts the worker appends to ``receipts_key``) and ran it."""
+    import json
+
+    import redis
+
+    eta = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    result = stamp.apply_async(eta=eta)
+    task_id = result.id.encode()
+    with redis.Redis.from_url(app.conf.result_backend) as client:
+        # while the task waits: the broker holds it, the worker does not
+        in_delayed_set = any(task_id in member for member in client.zrange(delayed_key, 0, -1))
+        inspector = app.control.inspect(destination=[destination], timeout=1.0)
+        held = [entry for entry in (inspector.scheduled() or {}).get(destination, [])]
+        held += [entry for entry in (inspector.reserved() or {}).get(destination, [])]
+        still_waiting = time.time() < eta.timestamp()
+        ran = result.get(interval=POLL, timeout=TIMEOUT + seconds)
+        receipts = [json.loads(raw) for raw in client.lrange(receipts_key, 0, -1)]
+    return {
+        "eta": eta.timestamp(),
+        "in_delayed_set": in_delayed_set,
+        "held_by_worker": [str(entry.get("request", entry).get("id")) for entry in held],
+        "looked_before_eta": still_waiting,
+        "received": [at for received_id, at in receipts if received_id == result.id],
+        "ran": ran,
+    }
+
+
+def revoke_eta_in_the_broker(seconds: float, delayed_key: str) -> dict[str, Any]:
+    """Revoke a task that waits ``seconds`` in the broker's delayed set, then wait past
+    its ETA: where it was, and its state once the worker received it."""
+    import redis
+
+    result = add.apply_async((1, 1), countdown=seconds)
+    task_id = result.id.encode()
+    app.control.revoke(result.id)
+    with redis.Redis.from_url(app.conf.result_backend) as client:
+        waiting = any(task_id in member for member in client.zrange(delayed_key, 0, -1))
+        time.sleep(seconds + 1.0)
+        left = any(task_id in member for member in client.zrange(delayed_key, 0, -1))
+    return {"id": result.id, "waited_in_delayed_set": waiting, "left_delayed_set": not left, "state": result.state}

@@ -1,0 +1,118 @@
+"""Celery 5.7 on ``redis+streams://``: a real prefork worker, tasks, retries, ETA, revoke.
+
+One worker for the module (``celery -A app worker -P prefork -c 2`` under
+``python -m kombu_like.alias``), as in :mod:`.test_celery`.  ETA and countdown tasks
+wait in their queue's delayed sorted set in Redis, not in the worker's memory: the tests
+check where a waiting task is and when the worker received it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from kombu_like.transport.redis_streams.keys import StreamKeys
+
+from .frameworks.harness import Driver, Worker, unique_suffix
+from .test_celery import APP, READY, CeleryRun, _worker_cmd
+
+pytestmark = [pytest.mark.timeout(900), pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+def celery_python() -> Path:
+    from .frameworks.venvs import framework_python
+
+    return framework_python("celery")
+
+
+@pytest.fixture(scope="module")
+def streams_run(redis_url: str, celery_python: Path) -> Iterator[CeleryRun]:
+    namespace = f"kl{unique_suffix()}"
+    env = {
+        "KL_BROKER_URL": redis_url.replace("redis://", "redis+streams://", 1),
+        "KL_NAMESPACE": namespace,
+        "KL_QUEUE": f"{namespace}.tasks",
+        "KL_RESULT_BACKEND": redis_url,
+        "KL_RECEIPTS_KEY": f"{namespace}.receipts",
+    }
+    hostname = f"{namespace}@localhost"
+    options = ("-c", "2", "--without-mingle", "--without-gossip")
+    worker = Worker(_worker_cmd(celery_python, hostname, "prefork", *options), env, ready_pattern=READY)
+    driver = Driver(celery_python, "t.integration.frameworks.celery_scenarios", env)
+    try:
+        yield CeleryRun("redis+streams", env, driver, hostname, worker)
+    finally:
+        driver.close()
+        code = worker.stop()
+        with redis.Redis.from_url(redis_url) as client:
+            keys = [key for key in client.scan_iter(f"*{namespace}*", count=1000)]
+            if keys:
+                client.delete(*keys)
+        assert code == 0, f"worker did not shut down cleanly ({code}):\n{worker.output.tail()}"
+
+
+def _log(run: CeleryRun) -> str:
+    return run.worker.output.tail() if run.worker else ""
+
+
+def test_worker_runs_its_event_loop_on_the_streams_transport(streams_run: CeleryRun) -> None:
+    driver = streams_run.driver
+    libraries = driver.call("libraries")
+    assert libraries["client"]["kombu"] == "kombu_like"
+    assert libraries["worker"]["kombu"] == "kombu_like"
+    assert libraries["worker"]["transport"] == "kombu_like.transport.redis_streams"
+    assert driver.call("worker_loop", streams_run.hostname) == {"loop": "asynloop", "hub": True}
+
+
+def test_tasks_chords_and_failures(streams_run: CeleryRun) -> None:
+    driver = streams_run.driver
+    assert driver.call("delay_get", 2, 3) == 5
+    assert driver.call("group_of_adds", 4) == [0, 2, 4, 6]
+    assert driver.call("chord_sum", 4) == 12
+    outcome = driver.call("failure", "on streams")
+    assert (outcome["type"], outcome["message"], outcome["state"]) == ("ValueError", "on streams", "FAILURE")
+
+
+def test_retries_wait_in_the_broker_and_succeed(streams_run: CeleryRun) -> None:
+    # each retry is a new message with a 0.2 s countdown: delayed by the transport
+    assert streams_run.driver.call("retry", 2) == 2, _log(streams_run)
+
+
+def test_eta_task_waits_in_redis_and_reaches_the_worker_at_its_eta(streams_run: CeleryRun) -> None:
+    delayed_key = StreamKeys().delayed(streams_run.env["KL_QUEUE"])
+    outcome = streams_run.driver.call(
+        "eta_waits_in_the_broker", streams_run.hostname, 2.0, delayed_key, streams_run.env["KL_RECEIPTS_KEY"]
+    )
+    assert outcome["looked_before_eta"], "the machine was too slow to look before the ETA"
+    assert outcome["in_delayed_set"], outcome
+    assert outcome["held_by_worker"] == [], outcome
+    [received] = outcome["received"]
+    # delivered when due (the Redis server's clock is this machine's), not at the send
+    assert outcome["eta"] - 0.05 <= received <= outcome["eta"] + 1.0, outcome
+    assert outcome["eta"] - 0.05 <= outcome["ran"], outcome
+
+
+def test_countdown_task_runs_no_earlier_than_asked(streams_run: CeleryRun) -> None:
+    times = streams_run.driver.call("countdown", 0.5)
+    assert times["ran"] - times["sent"] >= 0.5 - 0.05
+
+
+def test_revoked_eta_task_is_not_run(streams_run: CeleryRun) -> None:
+    outcome = streams_run.driver.call("revoke_before_eta", 1.0)
+    assert outcome == {"revoked": True, "state": "REVOKED", "error": "TaskRevokedError"}, _log(streams_run)
+    # Celery marks it revoked at once; the message itself reaches the worker at its ETA
+    delayed_key = StreamKeys().delayed(streams_run.env["KL_QUEUE"])
+    outcome = streams_run.driver.call("revoke_eta_in_the_broker", 0.5, delayed_key)
+    assert outcome["waited_in_delayed_set"] and outcome["left_delayed_set"], outcome
+    assert outcome["state"] == "REVOKED", outcome
+    assert streams_run.worker is not None
+    assert streams_run.worker.output.wait_for(f"Discarding revoked task.*{outcome['id']}", 10), _log(streams_run)
+
+
+def test_registered_tasks(streams_run: CeleryRun) -> None:
+    registered = streams_run.driver.call("registered", streams_run.hostname)
+    assert {f"{APP}.add", f"{APP}.stamp"} <= {n.split(" ")[0] for n in registered[streams_run.hostname]}
