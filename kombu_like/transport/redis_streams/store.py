@@ -435,7 +435,8 @@ class StreamsStore(QueueStore):
         if not self._looping:
             self._looping = True
             self._stop_maintenance()  # periodic() does its work now
-        return [self.watcher.socket()]
+        sock = self.watcher.socket()
+        return [sock] if sock is not None else []
 
     def watch(self, queues: Sequence[str]) -> bool:
         streams, ids = self._watch_points(queues)

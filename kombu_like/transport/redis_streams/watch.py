@@ -40,6 +40,8 @@ class Watcher:
         self._client_id: int | None = None
         #: the streams of the wait sent and not answered yet (under an event loop)
         self.armed: tuple[str, ...] | None = None
+        #: the connection was lost, and no wait made a new one yet
+        self.lost = False
 
     # -- the connection ------------------------------------------------------------------
     def _connection(self) -> Any:
@@ -53,10 +55,12 @@ class Watcher:
                 conn.disconnect()
                 raise
             self._conn = conn
+            self.lost = False
         return self._conn
 
-    def _drop(self) -> None:
+    def _drop(self, lost: bool = True) -> None:
         conn, self._conn = self._conn, None
+        self.lost = lost
         self._client_id = None
         self.armed = None
         if conn is not None:
@@ -85,8 +89,12 @@ class Watcher:
 
     # -- under an event loop ---------------------------------------------------------------
     def socket(self) -> Any:
-        """The watch connection's socket (connecting first)."""
+        """The watch connection's socket, connecting first; ``None`` after a connection
+        was lost, until the next :meth:`arm` connects again (the lost one's socket leaves
+        the loop with the error)."""
         with self._lock:
+            if self._conn is None and self.lost:
+                return None
             return socket_of(self._connection())
 
     def arm(self, streams: Sequence[str], ids: Sequence[str]) -> None:
@@ -137,4 +145,4 @@ class Watcher:
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            self._drop(lost=False)

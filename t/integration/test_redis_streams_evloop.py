@@ -1,0 +1,149 @@
+"""The Redis Streams transport driven by Kombu's Hub: leases renewed and lapsed leases taken
+back from the loop's timer (no thread), and a watch connection cut while the loop waits.
+
+The conformance suite (``EventLoopTests``) covers delivery, prefetch, stopping and closing
+under the loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from kombu_like import Connection, Consumer, Message, Queue
+from kombu_like.asynchronous import Hub
+from t.faultproxy import FaultProxy
+from t.integration.test_redis_streams_leases import LEASE, SLACK, hold_and_kill
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    loop = Hub()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    name = f"klevl-{uuid.uuid4().hex[:8]}:"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{name}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def url(redis_url: str) -> str:
+    return redis_url.replace("redis://", "redis+streams://", 1)
+
+
+def run_until(hub: Hub, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    tick = hub.call_repeatedly(0.05, lambda: None)  # bounds each round's wait
+    try:
+        while not done():
+            assert time.monotonic() < deadline, f"condition not met within {timeout}s of running the loop"
+            hub.run_once()
+    finally:
+        tick.cancel()
+
+
+def lease_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("kombu_like-streams-leases-")}
+
+
+def test_loop_consumer_renews_from_its_timer(hub: Hub, url: str, prefix: str) -> None:
+    queue = Queue(f"evl-hold-{uuid.uuid4().hex[:6]}")
+    options = {"global_keyprefix": prefix, "lease": LEASE}
+    held: list[Message] = []
+    before = lease_threads()
+    with Connection(url, transport_options=options) as conn, Connection(url, transport_options=options) as other:
+        conn.Producer().publish("mine", routing_key=queue.name, declare=[queue])
+        conn.register_with_event_loop(hub)
+        elsewhere: list[Message] = []
+        with Consumer(conn, [queue], on_message=held.append), Consumer(other, [queue], on_message=elsewhere.append):
+            run_until(hub, lambda: bool(held))
+            assert lease_threads() == before, "the loop's connection renews on a thread"
+            # three leases: the loop's timer renews, the other consumer's claims find nothing
+            end = time.monotonic() + 3 * LEASE
+            while time.monotonic() < end:
+                hub.run_once()
+                try:
+                    other.drain_events(timeout=0.05)
+                except TimeoutError:
+                    pass
+            assert elsewhere == []
+            assert len(held) == 1, "the lease lapsed: the message was delivered again"
+            held[0].ack()
+            acked_by = time.monotonic() + 0.1
+            run_until(hub, lambda: time.monotonic() >= acked_by)  # the ack goes out with the loop's round
+        assert queue(other.default_channel).queue_declare(passive=True).message_count == 0
+
+
+def test_loop_consumer_takes_back_a_killed_consumers_messages(hub: Hub, url: str, prefix: str) -> None:
+    queue = Queue(f"evl-crash-{uuid.uuid4().hex[:6]}")
+    options = {"global_keyprefix": prefix, "lease": LEASE}
+    with Connection(url, transport_options=options) as conn:
+        producer = conn.Producer()
+        for n in range(3):
+            producer.publish({"id": n}, routing_key=queue.name, declare=[queue])
+    held, killed_at = hold_and_kill(url, queue, 3, options)
+    assert held == {0, 1, 2}
+    before = lease_threads()
+    got: list[tuple[int, bool]] = []
+
+    def on_message(message: Message) -> None:
+        got.append((message.payload["id"], bool(message.redelivered)))
+        message.ack()
+
+    with Connection(url, transport_options=options) as conn:
+        conn.register_with_event_loop(hub)
+        with Consumer(conn, [queue], on_message=on_message):
+            run_until(hub, lambda: len(got) >= 3, timeout=LEASE + SLACK)
+            assert lease_threads() == before
+            end = time.monotonic() + 0.3
+            run_until(hub, lambda: time.monotonic() >= end)
+    assert sorted(got) == [(0, True), (1, True), (2, True)]
+    assert time.time() - killed_at <= LEASE + SLACK + 1
+
+
+def test_watch_connection_cut_under_the_loop_loses_nothing(hub: Hub, url: str, prefix: str) -> None:
+    queue = Queue(f"evl-cut-{uuid.uuid4().hex[:6]}")
+    options = {"global_keyprefix": prefix, "lease": LEASE}
+    received: list[tuple[Any, bool]] = []
+
+    def on_message(message: Message) -> None:
+        received.append((message.payload, bool(message.redelivered)))
+        message.ack()
+
+    with FaultProxy("127.0.0.1", 6379) as proxy, Connection(url, transport_options=options) as direct:
+        queue(direct.default_channel).declare()
+        conn = Connection(proxy.url_for(url), transport_options=options)
+        try:
+            conn.register_with_event_loop(hub)
+            with Consumer(conn, [queue], on_message=on_message):
+                end = time.monotonic() + 0.3
+                run_until(hub, lambda: time.monotonic() >= end)  # idle, the watch armed
+                proxy.cut()
+                direct.Producer().publish("during the cut", routing_key=queue.name)
+                with pytest.raises(conn.recoverable_connection_errors):
+                    run_until(hub, lambda: False, timeout=5)
+                assert not hub.readers, "the cut connection's socket is still watched"
+        finally:
+            conn.collect()
+        again = Connection(proxy.url_for(url), transport_options=options)
+        try:
+            again.register_with_event_loop(hub)
+            with Consumer(again, [queue], on_message=on_message):
+                run_until(hub, lambda: bool(received))
+        finally:
+            again.release()
+    assert received == [("during the cut", False)]
