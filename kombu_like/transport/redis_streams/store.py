@@ -29,10 +29,10 @@ from typing import Any
 from ...exceptions import PreconditionFailed
 from ..base import Capabilities
 from ..virtual import Delivery, QueueStore
-from ..virtual.routing import route
 from . import scripts
 from .bindings import StreamBindings
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
+from .deadletter import DeadLetters
 from .delayed import RECHECK_INTERVAL, Delay, DelayedScripts, DueWatch, delay_of, encode_member
 from .keys import GROUP, StreamKeys
 from .lease import Leases, Maintenance
@@ -84,6 +84,7 @@ class StreamsStore(QueueStore):
         self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
         self.watcher = Watcher(watch_connection, self._unblock, int(options.block_interval * 1000))
         self._specs: dict[str, QueueSpec] = {}
+        self.dead_letters = DeadLetters(self)
         self.delayed = DelayedScripts(client)
         #: when the delayed sets of the queues taken from are next worth a look
         self.due = DueWatch(self.delayed, self._delayed_streams)
@@ -243,7 +244,7 @@ class StreamsStore(QueueStore):
                 queue,
                 delivery.receipt.deliveries,
             )
-        self._dead_letter(spent, "delivery_limit")
+        self.dead_letters.send(spent, "delivery_limit")
         return [d for d in deliveries if d.receipt.deliveries < limit]
 
     def _watch_points(self, queues: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -304,66 +305,7 @@ class StreamsStore(QueueStore):
                     delivery.receipt.entry_id,
                     delivery.queue,
                 )
-        self._dead_letter(deliveries, "rejected")
-
-    def _dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
-        """Send ``deliveries`` to their queue's dead-letter exchange where it declares one,
-        else to its ``:dead`` stream (a copy first, then the original goes)."""
-        by_queue: dict[str, list[Delivery]] = defaultdict(list)
-        for delivery in deliveries:
-            by_queue[delivery.queue].append(delivery)
-        for queue, items in by_queue.items():
-            spec = self.spec(queue)
-            if spec.dead_letter_exchange is not None:
-                unrouted = self._to_exchange(queue, spec, items, reason)
-                self.ack([d for d in items if d not in unrouted])
-                items = unrouted
-            grouped = self._by_stream(items)
-            if not grouped:
-                continue
-            pipe = self.client.pipeline(transaction=False)
-            for stream, ids in grouped.items():
-                self.scripts["DEAD"](keys=[stream, self.keys.dead(queue)], args=[GROUP, reason, *ids], client=pipe)
-            pipe.execute()
-            self.leases.remove(d.receipt for d in items if isinstance(d.receipt, Receipt))
-
-    def _to_exchange(self, queue: str, spec: QueueSpec, items: list[Delivery], reason: str) -> list[Delivery]:
-        """Publish copies of ``items`` to ``queue``'s dead-letter exchange; the ones no
-        queue is bound for are returned (they go to the ``:dead`` stream)."""
-        exchange = spec.dead_letter_exchange or ""
-        info = self.bindings.exchange(exchange) if exchange else None
-        bindings = self.bindings.get_bindings(exchange) if exchange else []
-        out: list[tuple[str, dict[str, Any], int]] = []
-        unrouted: list[Delivery] = []
-        for delivery in items:
-            payload = delivery.payload
-            props = dict(payload.get("properties") or {})
-            original = dict(props.get("delivery_info") or {})
-            routing_key = spec.dead_letter_routing_key or str(original.get("routing_key") or "")
-            headers = dict(payload.get("headers") or {})
-            if exchange:
-                targets = route(info.type if info else "direct", bindings, routing_key, headers)
-            else:
-                targets = [routing_key] if routing_key else []
-            if not targets:
-                logger.warning(
-                    "message %s of queue %r: dead-letter exchange %r routes it nowhere; kept in %r",
-                    getattr(delivery.receipt, "entry_id", "?"),
-                    queue,
-                    exchange,
-                    self.keys.dead(queue),
-                )
-                unrouted.append(delivery)
-                continue
-            deaths = list(headers.get("x-death") or [])
-            deaths.insert(0, {"queue": queue, "reason": reason, "count": 1, "exchange": original.get("exchange", "")})
-            headers["x-death"] = deaths
-            props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
-            copy = {**payload, "headers": headers, "properties": props}
-            out.extend((target, copy, int(props.get("priority") or 0)) for target in targets)
-        if out:
-            self.put_many(out)
-        return unrouted
+        self.dead_letters.send(deliveries, "rejected")
 
     # -- counting and removing ---------------------------------------------------------
     def purge(self, queue: str) -> int:
