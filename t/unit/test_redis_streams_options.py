@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from kombu_like import Connection
-from kombu_like.transport.redis_streams import SentinelTransport, StreamKeys, StreamsOptions, Transport
+from kombu_like.exceptions import VersionMismatch
+from kombu_like.transport.redis_streams import (
+    SentinelTransport,
+    StreamKeys,
+    StreamsOptions,
+    Transport,
+    check_server_version,
+)
 
 
 @pytest.mark.parametrize("scheme", ["redis+streams", "rediss+streams"])
@@ -55,3 +62,18 @@ def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
     assert names == ["app:{q}", "app:{q}:p3", "app:{q}:meta", "app:{q}:delayed", "app:{q}:dead"]
     assert keys.streams("q", 2) == ["app:{q}:p2", "app:{q}:p1", "app:{q}"]
     assert all(name.startswith("app:") for name in (keys.exchange("x"), keys.exchanges, keys.queues))
+
+
+def test_cluster_is_refused_until_supported() -> None:
+    conn = Connection("redis+streams://127.0.0.1:1/0?cluster=true")
+    with pytest.raises(ValueError, match="cluster"):
+        conn.transport.create_store()
+
+
+@pytest.mark.parametrize(("version", "refused"), [("6.0.16", True), ("6.2.0", False), ("7.0.15", False)])
+def test_old_servers_are_refused(version: str, refused: bool) -> None:
+    if refused:
+        with pytest.raises(VersionMismatch, match="6.2"):
+            check_server_version(version)
+    else:
+        check_server_version(version)

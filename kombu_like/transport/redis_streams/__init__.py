@@ -19,10 +19,11 @@ Transport options are the fields of :class:`StreamsOptions`.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ...exceptions import KombuError
+from ...exceptions import KombuError, VersionMismatch
 from ..redis import DEFAULT_PORT, DEFAULT_SENTINEL_PORT, _driver, database_number
 from ..redis import Transport as _RedisTransport
 from ..virtual import VirtualTransport
@@ -33,13 +34,27 @@ from .store import StreamsStore
 if TYPE_CHECKING:
     from ...connection import Connection as ClientConnection
 
-__all__ = ["SentinelTransport", "StreamKeys", "StreamsOptions", "StreamsStore", "Transport"]
+__all__ = ["SentinelTransport", "StreamKeys", "StreamsOptions", "StreamsStore", "Transport", "check_server_version"]
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
 #: the URL schemes of this transport, and the TLS one among them
 SCHEMES = ("redis+streams", "rediss+streams", "sentinel+streams")
 TLS_SCHEME = "rediss+streams"
+
+
+#: the oldest Redis with every command the transport uses (XAUTOCLAIM, exclusive ranges)
+MIN_SERVER_VERSION = (6, 2)
+
+
+def check_server_version(version: str) -> None:
+    """Refuse a Redis older than :data:`MIN_SERVER_VERSION` with a clear error."""
+    found = tuple(int(part) for part in re.findall(r"\d+", str(version))[:2])
+    if found and found < MIN_SERVER_VERSION:
+        raise VersionMismatch(
+            f"the Redis Streams transport needs Redis {'.'.join(map(str, MIN_SERVER_VERSION))} or later "
+            f"(XAUTOCLAIM); the server runs {version}"
+        )
 
 
 class Transport(VirtualTransport):
@@ -128,11 +143,18 @@ class Transport(VirtualTransport):
         return _driver().ConnectionPool(connection_class=connection_class, **kwargs)
 
     def create_store(self) -> StreamsStore:
+        options = self.options
+        if options.cluster or options.wait_replicas:
+            # refused, not ignored: a cluster URL read as one server would write elsewhere
+            raise ValueError(
+                "Redis Streams transport options 'cluster' and 'wait_replicas' are not supported yet by this version"
+            )
         pool = self.connection_pool()
         client = _driver().Redis(connection_pool=pool)
-        store = StreamsStore(client, self.options, pool.make_connection)
+        store = StreamsStore(client, options, pool.make_connection)
         try:
-            client.ping()  # connect now: a bad URL fails here, within connect_timeout
+            # connect now: a bad URL fails here, within connect_timeout
+            check_server_version(client.info("server").get("redis_version", ""))
         except BaseException:
             store.close()
             pool.disconnect()
