@@ -268,3 +268,37 @@ def test_many_delayed_messages_leave_the_consumer_flat_and_the_due_ones_on_time(
         assert published[body] + delays[body] - EARLY <= at <= scheduled + delays[body] + LATE, body
     # the consumer never held the waiting messages (100,000 envelopes: tens of MB)
     assert peak - before < 5_000_000, (before, after, peak)
+
+
+def test_time_to_live_counts_from_when_a_delayed_message_is_due(url: str, prefix: str) -> None:
+    # due after 1 s with 0.6 s to live: counted from the publish it would expire first
+    queue = Queue("dq-ttl", message_ttl=0.6)
+    received: list[str] = []
+    with _connection(url, prefix) as conn:
+        Producer(conn).publish("late", routing_key=queue.name, declare=[queue], headers={"x-delay": 1000})
+        with Consumer(conn, [queue], callbacks=[lambda body, message: (received.append(body), message.ack())]):
+            _drain_until(conn, lambda: bool(received), timeout=10)
+    assert received == ["late"]
+
+
+def test_a_rejected_delayed_message_is_dead_lettered_at_once(url: str, redis_url: str, prefix: str) -> None:
+    dead = Queue("dq-dead")
+    queue = Queue("dq-dlx", queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead.name})
+    seen: list[str] = []
+    after_reject: list[int] = []
+
+    def on_message(message: Message) -> None:
+        seen.append(message.delivery_info["routing_key"])
+        if message.delivery_info["routing_key"] == queue.name:
+            message.reject()
+            after_reject.append(_delayed_count(redis_url, prefix, dead.name))
+        else:
+            message.ack()
+
+    with _connection(url, prefix) as conn:
+        Producer(conn).publish("x", routing_key=queue.name, declare=[queue, dead], headers={"x-delay": 200})
+        with Consumer(conn, [queue, dead], on_message=on_message):
+            _drain_until(conn, lambda: len(seen) == 2, timeout=10)
+    # its x-delay was served once: the dead-letter copy went straight to its queue
+    assert seen == [queue.name, dead.name]
+    assert after_reject == [0]

@@ -187,3 +187,21 @@ def test_a_bad_eta_is_an_error_naming_it_and_the_option() -> None:
     with pytest.raises(ValueError, match=r"'eta'.*'tomorrow'.*queue 'q2'.*eta_delivery"):
         delay_of({"eta": "tomorrow"}, queue="q2")
     assert delay_of({"eta": "tomorrow"}, eta_delivery=False) is None
+
+
+def test_a_queue_with_max_length_drops_its_oldest_undelivered_when_due_ones_arrive(
+    client: redis.Redis, queue_keys: dict[str, str]
+) -> None:
+    scripts = DelayedScripts(client)
+    for n in range(3):
+        client.xadd(queue_keys["p0"], {FIELD: _envelope(100 + n)})
+    client.xadd(queue_keys["p6"], {FIELD: _envelope(600)})
+    past = _server_ms(client) - 10
+    scripts.schedule(
+        queue_keys["delayed"], [(Delay(False, past + n), encode_member(0, _envelope(n))) for n in range(3)]
+    )
+    result = scripts.move_due(queue_keys["delayed"], _streams(queue_keys), FIELD, max_length=5)
+    assert result.moved == 3
+    # 7 waiting, 5 allowed: the two oldest of the highest level first, as a publish drops them
+    assert _bodies(client, queue_keys["p6"]) == []
+    assert _bodies(client, queue_keys["p0"]) == ["101", "102", "0", "1", "2"]

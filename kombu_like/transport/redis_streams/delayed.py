@@ -38,6 +38,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from .keys import GROUP
+from .scripts import _PRELUDE
+
 __all__ = [
     "DELAY_HEADER",
     "ETA_HEADER",
@@ -51,6 +54,7 @@ __all__ = [
     "DelayedScripts",
     "DueWatch",
     "MoveResult",
+    "QueueTarget",
     "decode_member",
     "delay_of",
     "encode_member",
@@ -206,24 +210,31 @@ return added
 """
 
 #: Move up to ARGV[1] due members (score <= the server's clock) of the delayed set KEYS[1],
-#: earliest first, into the streams KEYS[2..]: ARGV[3..] are the priority levels of those
+#: earliest first, into the streams KEYS[2..]: ARGV[5..] are the priority levels of those
 #: streams, in the same order.  A member goes to the stream of its level, or of the highest
 #: level below it when its own is not one of them (the queue was declared again with other
 #: levels), or else of the lowest level.  Each becomes one stream entry whose field ARGV[2]
 #: holds the envelope; a member not written by encode_member is moved whole to the lowest
 #: level's stream, where the consumer reports it as bad input instead of it waiting forever.
+#: ARGV[3] is the queue's consumer group and ARGV[4] its x-max-length ('' for none): with
+#: one, the oldest messages not delivered yet are dropped (highest level first) while more
+#: wait, as a publish into the queue drops them (``PUT_LIMITED``).
 #: Returns {moved, next due score or -1, the server's clock, 1 when due members are left}.
-MOVE_DUE = """
+MOVE_DUE = (
+    _PRELUDE
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local field = ARGV[2]
+local group = ARGV[3]
+local max_length = tonumber(ARGV[4])
 local levels = {}
 local lowest = 2
 for i = 2, #KEYS do
-  local level = tonumber(ARGV[i + 1])
+  local level = tonumber(ARGV[i + 3])
   levels[#levels + 1] = {level, KEYS[i]}
-  if level < tonumber(ARGV[lowest + 1]) then lowest = i end
+  if level < tonumber(ARGV[lowest + 3]) then lowest = i end
 end
 local function stream_for(level)
   local best, best_level = nil, nil
@@ -248,6 +259,26 @@ end
 if #due > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #due - 1)
 end
+if #due > 0 and max_length then
+  table.sort(levels, function(a, b) return a[1] > b[1] end)
+  local ready = 0
+  for _, pair in ipairs(levels) do
+    if redis.call('EXISTS', pair[2]) == 1 then
+      ready = ready + redis.call('XLEN', pair[2]) - pending_count(pair[2], group)
+    end
+  end
+  local excess = ready - max_length
+  for _, pair in ipairs(levels) do
+    if excess <= 0 then break end
+    if redis.call('EXISTS', pair[2]) == 1 then
+      local start = '(' .. last_delivered(pair[2], group)
+      for _, entry in ipairs(redis.call('XRANGE', pair[2], start, '+', 'COUNT', excess)) do
+        redis.call('XDEL', pair[2], entry[1])
+        excess = excess - 1
+      end
+    end
+  end
+end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local next_due = -1
 local more = 0
@@ -257,6 +288,7 @@ if head[2] then
 end
 return {#due, next_due, now, more}
 """
+)
 
 
 #: Delete the delayed set KEYS[1]; returns how many members it held (one step: a member
@@ -302,14 +334,17 @@ class DelayedScripts:
         streams: Sequence[tuple[int, str]],
         field: str,
         count: int = MOVE_BATCH,
+        max_length: int | None = None,
     ) -> MoveResult:
         """Move up to ``count`` due members of ``delayed_key`` into ``streams``
-        (``(level, stream key)`` pairs of the same queue), earliest first."""
+        (``(level, stream key)`` pairs of the same queue), earliest first; with
+        ``max_length``, the queue then holds at most that many messages not delivered."""
         if not streams:
             raise ValueError("move_due needs at least one stream to move into")
+        limit = "" if max_length is None else max_length
         reply = self._move_due(
             keys=[delayed_key, *(key for _, key in streams)],
-            args=[count, field, *(level for level, _ in streams)],
+            args=[count, field, GROUP, limit, *(level for level, _ in streams)],
         )
         return parse_move_reply(reply)
 
@@ -320,8 +355,19 @@ def parse_move_reply(reply: Sequence[Any]) -> MoveResult:
     return MoveResult(moved, None if next_due < 0 else next_due, now, bool(more))
 
 
-#: ``streams_of(queue)``: the queue's delayed set key and its ``(level, stream key)`` pairs
-StreamsOf = Callable[[str], tuple[str, Sequence[tuple[int, str]]]]
+class QueueTarget(NamedTuple):
+    """Where a queue's due delayed messages go."""
+
+    #: the queue's delayed set
+    delayed_key: str
+    #: ``(level, stream key)``: the queue's priority level streams
+    streams: Sequence[tuple[int, str]]
+    #: the queue's x-max-length, if it has one
+    max_length: int | None = None
+
+
+#: ``streams_of(queue)``: where ``queue``'s due delayed messages go
+StreamsOf = Callable[[str], QueueTarget]
 
 
 class DueWatch:
@@ -376,9 +422,11 @@ class DueWatch:
             if look_at > now:
                 wait = min(wait, look_at - now)
                 continue
-            delayed_key, streams = self.streams_of(queue)
+            target = self.streams_of(queue)
             try:
-                result = self.scripts.move_due(delayed_key, streams, self.field, self.count)
+                result = self.scripts.move_due(
+                    target.delayed_key, target.streams, self.field, self.count, target.max_length
+                )
             except Exception as exc:
                 if not _queue_level_error(exc):
                     raise  # the connection: the caller's error handling (reconnects) decides

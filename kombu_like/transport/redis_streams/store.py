@@ -33,7 +33,7 @@ from . import scripts
 from .bindings import StreamBindings
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
 from .deadletter import DeadLetters
-from .delayed import RECHECK_INTERVAL, Delay, DelayedScripts, DueWatch, delay_of, encode_member
+from .delayed import RECHECK_INTERVAL, Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
 from .keys import GROUP, StreamKeys
 from .lease import Leases, Maintenance
 from .options import StreamsOptions
@@ -194,10 +194,11 @@ class StreamsStore(QueueStore):
             pipe.hset(self.keys.meta(queue), "expiring", 1)
         return encode_member(level_of(spec, priority), named["payload"], expires)
 
-    def _delayed_streams(self, queue: str) -> tuple[str, list[tuple[int, str]]]:
-        """``queue``'s delayed set and its ``(level, stream)`` pairs."""
-        levels = range(self.spec(queue).max_priority + 1)
-        return self.keys.delayed(queue), [(level, self.keys.stream(queue, level)) for level in levels]
+    def _delayed_streams(self, queue: str) -> QueueTarget:
+        """Where ``queue``'s due delayed messages go."""
+        spec = self.spec(queue)
+        streams = [(level, self.keys.stream(queue, level)) for level in range(spec.max_priority + 1)]
+        return QueueTarget(self.keys.delayed(queue), streams, spec.max_length)
 
     # -- taking ------------------------------------------------------------------------
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
