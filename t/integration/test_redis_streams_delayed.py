@@ -302,3 +302,44 @@ def test_a_rejected_delayed_message_is_dead_lettered_at_once(url: str, redis_url
     # its x-delay was served once: the dead-letter copy went straight to its queue
     assert seen == [queue.name, dead.name]
     assert after_reject == [0]
+
+
+def test_a_consumer_publishing_delayed_messages_to_its_own_queue_gets_them_when_due(url: str, prefix: str) -> None:
+    # as a Celery worker retrying a task with a countdown: its own next look comes by then
+    queue = Queue("dq-self")
+    arrived: dict[str, float] = {}
+
+    def on_message(message: Message) -> None:
+        arrived[message.payload] = time.monotonic()
+        message.ack()
+
+    with _connection(url, prefix) as conn:
+        with Consumer(conn, [queue], on_message=on_message):
+            Producer(conn).publish("first", routing_key=queue.name, declare=[queue])
+            _drain_until(conn, lambda: "first" in arrived, timeout=10)
+            due = _publish_delays(conn, queue, [150, 50])
+            _drain_until(conn, lambda: len(arrived) == 3, timeout=10)
+    for body in due:
+        assert due[body] - EARLY <= arrived[body] <= due[body] + LATE, (body, arrived[body] - due[body])
+
+
+def test_delayed_messages_on_the_asyncio_api(url: str, prefix: str) -> None:
+    import asyncio
+
+    from kombu_like.aio import Connection as AsyncConnection
+
+    queue = Queue("dq-aio")
+
+    async def main() -> tuple[float, float]:
+        options = {"global_keyprefix": prefix, "lease": 2}
+        async with AsyncConnection(url, transport_options=options) as conn:
+            await conn.Producer().publish("later", routing_key=queue.name, declare=[queue], headers={"x-delay": 300})
+            due = time.monotonic() + 0.3
+            async with conn.Consumer([queue]) as consumer:
+                async for message in consumer:
+                    await message.ack()
+                    return due, time.monotonic()
+        raise AssertionError("the consumer ended without a message")
+
+    due, arrived = asyncio.run(asyncio.wait_for(main(), 10))
+    assert due - EARLY <= arrived <= due + LATE
