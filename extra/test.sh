@@ -4,6 +4,11 @@
 # docs with warnings as errors and runs their examples, t/unit/test_docs.py).
 # Extra arguments go to pytest (e.g. `extra/test.sh t/unit -x`).
 #
+# pytest runs in KOMBU_LIKE_TEST_WORKERS processes (default 3; 0 runs it in this one):
+# most tests wait on brokers, timers and worker processes rather than on the CPU, so
+# three share two cores well. Tests that must share one process (a session's cluster of
+# redis-servers, say) are marked `xdist_group` and stay together.
+#
 #   --differential-long   run the differential tests against Kombu (t/differential) with
 #                         the long hypothesis profile: random seeds, many more and longer
 #                         scenarios (KOMBU_LIKE_DIFFERENTIAL=long); with no other arguments
@@ -38,4 +43,8 @@ echo "== ruff"
 echo "== mypy"
 "$VENV/bin/mypy" kombu_like
 echo "== pytest"
+WORKERS="${KOMBU_LIKE_TEST_WORKERS:-3}"
+if [ "$WORKERS" != "0" ]; then
+    PYTEST_ARGS=(-n "$WORKERS" --dist loadgroup ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"})
+fi
 exec "$VENV/bin/python" -m pytest ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"}

@@ -5,11 +5,13 @@ A test module declares its run as an :class:`Early` (the tests that check it, an
 start it in a directory of its own); ``t/conftest.py`` starts the declared runs after
 collection and closes them when the session ends.  The test takes the session's run with
 :meth:`Early.run`, which starts one itself when the session did not (a run of that test
-alone, say).
+alone, say).  Under pytest-xdist every worker collects every test but only one runs it, so
+there the test starts its run itself while the other workers go on with theirs.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +37,10 @@ class Early:
     key: pytest.StashKey[Run] = field(default_factory=pytest.StashKey)
 
     def begin(self, session: pytest.Session) -> None:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            # every worker collects every test, but only one runs it: the test starts its
+            # run itself, while the other workers go on with theirs
+            return
         if any(item.nodeid.endswith(self.tests) for item in session.items):
             workdir = Path(tempfile.mkdtemp(prefix=f"kl-{self.name}-"))
             try:
