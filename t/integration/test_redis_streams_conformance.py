@@ -10,13 +10,15 @@ from types import MappingProxyType
 import pytest
 import redis
 
-from kombu_like.testing.conformance import TransportConformance
+from kombu_like import Connection
+from kombu_like.testing.conformance import AsyncAPITests, TransportConformance
+from kombu_like.testing.hostile import HostileInputTests
 
 pytestmark = pytest.mark.redis
 
 
-class TestRedisStreamsConformance(TransportConformance):
-    """Every conformance test, on both APIs (the asyncio one through the I/O-thread driver)."""
+class _OnStreams:
+    """Connections to ``redis+streams://`` under a key prefix of the test's own."""
 
     redelivery_wait = 10.0
 
@@ -40,3 +42,24 @@ class TestRedisStreamsConformance(TransportConformance):
             for key in client.scan_iter(match=f"{prefix}*"):
                 client.delete(key)
             client.close()
+
+
+class TestRedisStreamsConformance(_OnStreams, TransportConformance, AsyncAPITests):
+    """Every conformance test, on both APIs (the asyncio one through the I/O-thread driver)."""
+
+    @pytest.mark.skip(
+        reason="messages taken and given back unseen (a SimpleQueue closed with prefetched "
+        "messages) go to the stream's tail, after messages never taken: a stream cannot put an "
+        "entry back at its head (documented in docs/transports/redis-streams.rst, Limits)"
+    )
+    def test_async_simple_queue(self) -> None:
+        pass
+
+
+class TestRedisStreamsHostileInput(_OnStreams, HostileInputTests):
+    """Hostile messages, some of them added to the queue's stream by another program."""
+
+    def write_raw(self, conn: Connection, queue: str, raw: str) -> bool:
+        store = conn.default_channel.store  # type: ignore[attr-defined]
+        store.client.xadd(store.keys.stream(queue), {"payload": raw.encode("utf-8", "surrogatepass")})
+        return True
