@@ -86,7 +86,8 @@ class Leases:
         for stream, ids in snapshot:
             for start in range(0, len(ids), RENEW_CHUNK):
                 chunk = ids[start : start + RENEW_CHUNK]
-                pipe.execute_command("XCLAIM", stream, GROUP, self.consumer, 0, *chunk, "JUSTID")
+                # parse_justid: redis-py would read the reply (ids) as entries otherwise
+                pipe.execute_command("XCLAIM", stream, GROUP, self.consumer, 0, *chunk, "JUSTID", parse_justid=True)
                 asked.append((stream, chunk))
         replies = pipe.execute(raise_on_error=False)
         renewed = 0
