@@ -1,5 +1,6 @@
 """Client connections cut over and over (``CLIENT KILL TYPE normal``) while a
-``ConsumerMixin`` consumes and a producer publishes with ``retry=True``: nothing is lost.
+``ConsumerMixin`` consumes and a producer publishes with ``retry=True``: nothing is lost,
+on the list transport (``redis://``) and on the streams transport (``redis+streams://``).
 
 Two consumer states are cut: waiting on an empty queue (messages trickle in, so the
 consumer is asleep on its take connection at almost every cut) and mid-batch (the queue
@@ -82,7 +83,14 @@ class CutRun:
 
 
 def run_cuts(
-    library: str, port: int, queue_name: str, total: int, cut_every: float, mode: str, drain_timeout: float = 60.0
+    library: str,
+    port: int,
+    queue_name: str,
+    total: int,
+    cut_every: float,
+    mode: str,
+    drain_timeout: float = 60.0,
+    scheme: str = "redis",
 ) -> CutRun:
     """Publish ``total`` messages while cutting every client connection every ``cut_every`` s.
 
@@ -91,8 +99,10 @@ def run_cuts(
     """
     lib: ModuleType = importlib.import_module(library)
     mixins: Any = importlib.import_module(f"{library}.mixins")
-    url = f"redis://127.0.0.1:{port}/0"
-    options = {"visibility_timeout": 3600}
+    url = f"{scheme}://127.0.0.1:{port}/0"
+    # a message comes back only when its connection's close or a cut gives it back, never
+    # because its consumer was slow
+    options = {"lease": 3600} if scheme == "redis+streams" else {"visibility_timeout": 3600}
     run = CutRun(total)
     lock = threading.Lock()
     queue = lib.Queue(queue_name, routing_key=queue_name)
@@ -160,11 +170,24 @@ def run_cuts(
         consumer_thread.join(15)
         consumer_conn.release()
     run.seconds = time.monotonic() - started
-    check = redis.Redis(port=port)
-    run.left_in_queue = int(check.llen(queue_name))
-    run.left_unacked = int(check.hlen("unacked"))
-    check.close()
+    run.left_in_queue, run.left_unacked = _left(port, queue_name, scheme)
     return run
+
+
+def _left(port: int, queue_name: str, scheme: str) -> tuple[int, int]:
+    """Messages left in the queue, and delivered but not acknowledged."""
+    check = redis.Redis(port=port)
+    try:
+        if scheme == "redis":
+            return int(check.llen(queue_name)), int(check.hlen("unacked"))
+        from kombu_like.transport.redis_streams.keys import GROUP, StreamKeys
+
+        stream = StreamKeys().stream(queue_name)
+        pending = check.xpending(stream, GROUP)["pending"]
+        waiting = int(check.xlen(stream)) - int(pending)  # acked entries are deleted
+        return waiting, int(pending)
+    finally:
+        check.close()
 
 
 def assert_nothing_lost(run: CutRun) -> None:
@@ -178,12 +201,13 @@ def assert_nothing_lost(run: CutRun) -> None:
     assert run.left_unacked == 0
 
 
+@pytest.mark.parametrize("scheme", ["redis", "redis+streams"])
 @pytest.mark.parametrize("mode", ["idle", "busy"])
-def test_cut_connections_lose_nothing(tmp_path: Path, unique_name: str, mode: str) -> None:
+def test_cut_connections_lose_nothing(tmp_path: Path, unique_name: str, mode: str, scheme: str) -> None:
     total, cut_every = (25_000, 0.4) if LONG else ((1500, 0.2) if mode == "idle" else (6000, 0.1))
     with redis_server(tmp_path / "cuts") as port:
-        run = run_cuts("kombu_like", port, unique_name, total, cut_every, mode)
-    print(run.summary("kombu_like", mode))  # noqa: T201 - the long run reports its figures
+        run = run_cuts("kombu_like", port, unique_name, total, cut_every, mode, scheme=scheme)
+    print(run.summary(f"kombu_like {scheme}", mode))  # noqa: T201 - the long run reports its figures
     assert_nothing_lost(run)
     if mode == "idle":
         assert run.consumer_restarts >= 3, "no cut reached the waiting consumer"
