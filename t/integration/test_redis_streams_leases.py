@@ -74,14 +74,21 @@ def hold_and_kill(url: str, queue: Queue, count: int, opts: dict[str, Any]) -> t
             proc.wait(10)
 
 
-def consume(conn: Connection, queues: list[Queue], until: Any, seconds: float) -> list[tuple[Any, bool, float, str]]:
+def consume(
+    conn: Connection, queues: list[Queue], until: Any, seconds: float, hold: Any = None
+) -> list[tuple[Any, bool, float, str]]:
     """(payload, redelivered, when, queue) of what arrives until ``until(received)`` and
-    then for a quiet half second more (a second copy would arrive there)."""
+    then for a quiet half second more (a second copy would arrive there).  Messages whose
+    payload ``hold`` accepts are held unacknowledged until the end."""
     received: list[tuple[Any, bool, float, str]] = []
+    held: list[Message] = []
 
     def on_message(message: Message) -> None:
         received.append((message.payload, bool(message.redelivered), time.time(), message.delivery_info["routing_key"]))
-        message.ack()
+        if hold is not None and hold(message.payload):
+            held.append(message)
+        else:
+            message.ack()
 
     with conn.Consumer(queues, on_message=on_message, prefetch_count=100):
         deadline = time.monotonic() + seconds
@@ -96,10 +103,14 @@ def consume(conn: Connection, queues: list[Queue], until: Any, seconds: float) -
                 conn.drain_events(timeout=0.1)
             except socket.timeout:
                 pass
+        for message in held:
+            message.ack()
     return received
 
 
-def test_killed_consumers_messages_go_to_another_consumer_once(url: str, prefix: str) -> None:
+def test_killed_consumers_messages_go_to_another_consumer_once(
+    url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
     queue = Queue(f"crash-{uuid.uuid4().hex[:6]}")
     opts = options(prefix)
     held_count = 500
@@ -109,9 +120,17 @@ def test_killed_consumers_messages_go_to_another_consumer_once(url: str, prefix:
             producer.publish({"id": n}, routing_key=queue.name, declare=[queue] if n == 0 else [])
     held, killed_at = hold_and_kill(url, queue, held_count, opts)
     assert held == set(range(held_count))
-    with Connection(url, transport_options=opts) as conn:
-        received = consume(conn, [queue], lambda got: len(got) >= held_count, LEASE + SLACK + 3)
-        queue(conn.default_channel).delete()
+    with caplog.at_level(logging.WARNING, "kombu_like.transport.redis_streams"):
+        with Connection(url, transport_options=opts) as conn:
+            # the consumer that takes them back holds a message of its own meanwhile: its
+            # renewals and its claims run on the same rounds
+            conn.Producer().publish({"id": -1}, routing_key=queue.name)
+            until_all = lambda got: len(got) > held_count  # noqa: E731
+            received = consume(conn, [queue], until_all, LEASE + SLACK + 3, hold=lambda p: p["id"] == -1)
+            queue(conn.default_channel).delete()
+    assert not [r for r in caplog.records if "maintenance failed" in r.getMessage()]
+    assert received[0][:2] == ({"id": -1}, False)
+    received = received[1:]
     ids = [payload["id"] for payload, _, _, _ in received]
     assert sorted(ids) == sorted(held), f"{len(ids)} delivered, {len(set(ids))} distinct of {len(held)} held"
     assert all(redelivered for _, redelivered, _, _ in received)

@@ -339,9 +339,12 @@ class StreamsStore(QueueStore):
     # -- leases ------------------------------------------------------------------------
     def maintain(self) -> None:
         """Renew the leases held, take back lapsed ones of the queues taken from."""
-        self.leases.renew()
-        streams = [stream for queue in list(self._queues) for stream in self.streams(queue)]
-        self.leases.claim(streams)
+        try:
+            self.leases.renew()
+        finally:
+            # taking back others' lapsed leases does not wait for our own renewals to work
+            streams = [stream for queue in list(self._queues) for stream in self.streams(queue)]
+            self.leases.claim(streams)
 
     def move_due(self) -> float:
         """Move the due delayed messages of the queues taken from into their streams;
