@@ -15,10 +15,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from t.early import Early
+
+if TYPE_CHECKING:
+    from t.redis_cluster import RedisClusterNodes
 
 AMQP_URL = os.environ.get("KOMBU_LIKE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("KOMBU_LIKE_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -122,6 +126,26 @@ def own_unacked(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
     keys = own_unacked_keys(unique_name)
     yield keys
     delete_unacked_keys(redis_url, keys)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster (3 masters, 3 replicas) of the tests' own, started once per session
+    when a test first asks for it (see ``t/redis_cluster.py``)."""
+    from t.redis_cluster import start_cluster
+
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: RedisClusterNodes) -> RedisClusterNodes:
+    """The session's Redis Cluster, whole: a node an earlier test killed is running again."""
+    redis_cluster_session.heal()
+    return redis_cluster_session
 
 
 # -- slow runs a test only checks, started as soon as the session knows it will need them (t/early.py)

@@ -64,10 +64,16 @@ def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
     assert all(name.startswith("app:") for name in (keys.exchange("x"), keys.exchanges, keys.queues))
 
 
-def test_cluster_is_refused_until_supported() -> None:
-    conn = Connection("redis+streams://127.0.0.1:1/0?cluster=true")
-    with pytest.raises(ValueError, match="cluster"):
+def test_cluster_url_naming_a_database_is_refused() -> None:
+    # a Redis Cluster has database 0 only: said before any node is asked
+    conn = Connection("redis+streams://127.0.0.1:1/3?cluster=true")
+    with pytest.raises(ValueError, match="database 0 only"):
         conn.transport.create_store()
+
+
+def test_wait_timeout_must_be_shorter_than_the_socket_timeout() -> None:
+    with pytest.raises(ValueError, match="wait_timeout"):
+        StreamsOptions.from_transport_options({"wait_replicas": 1, "wait_timeout": 5, "socket_timeout": 5})
 
 
 @pytest.mark.parametrize(("version", "refused"), [("6.0.16", True), ("6.2.0", False), ("7.0.15", False)])

@@ -19,7 +19,15 @@ from redis import exceptions as rexc
 
 from ...exceptions import VersionMismatch
 
-__all__ = ["SUPPORTED", "check_version", "finish_handshake", "handshake_bounded", "socket_of"]
+__all__ = [
+    "SUPPORTED",
+    "check_version",
+    "dedicated_node_connection",
+    "finish_handshake",
+    "handshake_bounded",
+    "reload_slots",
+    "socket_of",
+]
 
 #: redis-py versions whose internals this module was checked against: [lowest, first unsupported)
 SUPPORTED = ((4, 5, 2), (9, 0, 0))
@@ -80,3 +88,20 @@ def handshake_bounded(connection: Any) -> Iterator[float | None]:
         sock = getattr(connection, "_sock", None)
         if sock is not None:
             sock.settimeout(normal)
+
+
+# -- Redis Cluster (redis.cluster.RedisCluster) ------------------------------------------
+
+
+def reload_slots(cluster: Any) -> None:
+    """Make a cluster client read the slot map again now (after ``MOVED`` met outside its
+    own command path, such as on a node's own pipeline)."""
+    cluster.nodes_manager.initialize()
+
+
+def dedicated_node_connection(cluster: Any, node: Any) -> Any:
+    """A new connection to cluster ``node``, made with the settings of that node's pool
+    (credentials, TLS, timeouts) but not part of the pool: the caller owns it (a blocking
+    ``XREAD`` must not hold a pooled connection) and disconnects it."""
+    pool = cluster.get_redis_connection(node).connection_pool
+    return pool.make_connection()

@@ -12,6 +12,8 @@ URLs::
     redis+streams://[USER:PASSWORD@]HOST[:PORT][/DB]
     rediss+streams://[USER:PASSWORD@]HOST[:PORT][/DB]?ssl_cert_reqs=required&...
     sentinel+streams://HOST[:PORT];sentinel+streams://HOST2[:PORT]   (master_name option)
+    redis+streams://HOST:PORT[;redis+streams://HOST2:PORT2...]         (cluster option:
+                                                                     startup nodes)
 
 Transport options are the fields of :class:`StreamsOptions`.
 """
@@ -94,6 +96,11 @@ class Transport(VirtualTransport):
         """Map redis-py's exceptions onto the library's tree, as the Redis transport does."""
         from redis import exceptions as rexc
 
+        from .cluster import cluster_error
+
+        translated = cluster_error(exc, self.client.as_uri(), lambda text: self._scrub(text))  # type: ignore[misc]
+        if translated is not None:
+            return translated
         if isinstance(exc, rexc.RedisError | KombuError | socket.timeout):
             return _RedisTransport.translate_error(self, exc)  # type: ignore[arg-type]
         return super().translate_error(exc)
@@ -144,11 +151,8 @@ class Transport(VirtualTransport):
 
     def create_store(self) -> StreamsStore:
         options = self.options
-        if options.cluster or options.wait_replicas:
-            # refused, not ignored: a cluster URL read as one server would write elsewhere
-            raise ValueError(
-                "Redis Streams transport options 'cluster' and 'wait_replicas' are not supported yet by this version"
-            )
+        if options.cluster:
+            return self._create_cluster_store()
         pool = self.connection_pool()
         client = _driver().Redis(connection_pool=pool)
         store = StreamsStore(client, options, pool.make_connection)
@@ -161,11 +165,32 @@ class Transport(VirtualTransport):
             raise
         return store
 
+    def _create_cluster_store(self) -> StreamsStore:
+        """A store on a Redis Cluster: the URL's hosts are startup nodes."""
+        from .cluster import cluster_client, startup_nodes
+        from .cluster_watch import ClusterWatcher
+
+        kwargs = self._connection_kwargs()
+        if kwargs.get("db"):
+            raise ValueError(f"a Redis Cluster has database 0 only; the URL names database {kwargs['db']}")
+        nodes = startup_nodes(self.client.alt or [], self.client.hostname, self.client.port, self.default_port)
+        client = cluster_client(nodes, kwargs)  # reads the slot map: a bad URL fails here
+        try:
+            node = client.get_redis_connection(client.get_default_node())
+            check_server_version(node.info("server").get("redis_version", ""))
+        except BaseException:
+            client.close()
+            raise
+        watcher = ClusterWatcher(client, int(self.options.block_interval * 1000))
+        return StreamsStore(client, self.options, None, watcher)
+
     def close_store(self, store: Any) -> None:
         try:
             store.close()
         finally:
-            store.client.connection_pool.disconnect()
+            pool = getattr(store.client, "connection_pool", None)
+            if pool is not None:  # a cluster client closed its nodes' pools in close()
+                pool.disconnect()
 
     def collect_connection(self, connection: Any) -> None:
         """Close a connection that failed; its held messages come back as leases lapse."""

@@ -116,6 +116,9 @@ class StreamsOptions(TransportOptions):
             self.refuse("wait_replicas", "a number of replicas, not negative")
         if self.wait_timeout <= 0:
             self.refuse("wait_timeout", "a positive number of seconds")
+        if self.wait_replicas and self.socket_timeout is not None and self.wait_timeout >= self.socket_timeout:
+            # WAIT answers after up to wait_timeout: the socket must not give up first
+            self.refuse("wait_timeout", f"shorter than socket_timeout ({self.socket_timeout:g} s)")
         if "{" in self.global_keyprefix or "}" in self.global_keyprefix:
             self.refuse("global_keyprefix", "free of '{' and '}' (the queue name is the keys' hash tag)")
 

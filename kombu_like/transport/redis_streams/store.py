@@ -31,6 +31,7 @@ from ..base import Capabilities
 from ..virtual import Delivery, QueueStore
 from . import scripts
 from .bindings import StreamBindings
+from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
 from .deadletter import DeadLetters
 from .delayed import RECHECK_INTERVAL, Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
@@ -55,7 +56,9 @@ def _text(value: Any) -> str:
 class StreamsStore(QueueStore):
     """Queues as Redis streams, through a redis-py client (thread-safe: a connection pool).
 
-    ``watch_connection`` makes the dedicated connection that waits for entries.
+    ``watch_connection`` makes the dedicated connection that waits for entries; a Redis
+    Cluster's store is given its ``watcher`` instead (one watch connection per master,
+    :class:`.cluster_watch.ClusterWatcher`).
     """
 
     capabilities = Capabilities(
@@ -65,11 +68,17 @@ class StreamsStore(QueueStore):
         fanout=True,
         batch_publish=True,
         asynchronous=True,
-        extra={"leases": True, "delay": True, "dead_letter": True, "cluster": False},
+        extra={"leases": True, "delay": True, "dead_letter": True, "cluster": True},
     )
     body_encoding = "base64"
 
-    def __init__(self, client: Any, options: StreamsOptions, watch_connection: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        options: StreamsOptions,
+        watch_connection: Callable[[], Any] | None,
+        watcher: Any = None,
+    ) -> None:
         super().__init__()
         self.client = client
         self.options = options
@@ -82,7 +91,10 @@ class StreamsStore(QueueStore):
             for name in ("TAKE", "REQUEUE", "DEAD", "CLAIM", "SIZE", "PURGE", "PUT_LIMITED")
         }
         self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
-        self.watcher = Watcher(watch_connection, self._unblock, int(options.block_interval * 1000))
+        if watcher is None:
+            assert watch_connection is not None, "a store needs a watch connection or a watcher"
+            watcher = Watcher(watch_connection, self._unblock, int(options.block_interval * 1000))
+        self.watcher = watcher
         self._specs: dict[str, QueueSpec] = {}
         self.dead_letters = DeadLetters(self)
         self.delayed = DelayedScripts(client)
@@ -165,22 +177,48 @@ class StreamsStore(QueueStore):
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         if not items:
             return
-        pipe = self.client.pipeline(transaction=False)
         now = _now_ms()
         delayed: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
+        if self.options.wait_replicas:
+            # one pipeline per slot, each followed by WAIT on its master's connection:
+            # returns once the replicas have every write, or raises MessageNacked
+            put_confirmed(
+                self.client,
+                items,
+                lambda item: self.keys.tag(item[0]),
+                lambda pipe, group: self._write(pipe, group, now, delayed),
+                self.options.wait_replicas,
+                self.options.wait_timeout,
+                cluster=self.options.cluster,
+            )
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self._write(pipe, items, now, delayed)
+            pipe.execute()
+        for queue, members in delayed.items():
+            soonest = min(d.ms if d.relative else d.ms - now for d, _ in members)
+            self.due.nudge(queue, soonest / 1000)
+
+    def _write(
+        self,
+        pipe: Any,
+        items: Sequence[tuple[str, dict[str, Any], int]],
+        now: int,
+        delayed: dict[str, list[tuple[Delay, bytes]]],
+    ) -> None:
+        """Queue on ``pipe`` the commands that store ``items``; the delayed ones are added
+        to ``delayed`` too (by queue)."""
+        scheduled: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
         eta_delivery = self.options.eta_delivery
         for queue, payload, priority in items:
             delay = delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue)
             if delay is None:
                 self._append(pipe, queue, payload, priority, now)
             else:
-                delayed[queue].append((delay, self._delayed_member(pipe, queue, payload, priority, delay, now)))
-        for queue, members in delayed.items():
+                scheduled[queue].append((delay, self._delayed_member(pipe, queue, payload, priority, delay, now)))
+        for queue, members in scheduled.items():
             self.delayed.schedule(self.keys.delayed(queue), members, pipe)
-        pipe.execute()
-        for queue, members in delayed.items():
-            soonest = min(d.ms if d.relative else d.ms - now for d, _ in members)
-            self.due.nudge(queue, soonest / 1000)
+            delayed[queue].extend(members)
 
     def _delayed_member(
         self, pipe: Any, queue: str, payload: dict[str, Any], priority: int, delay: Delay, now: int
@@ -381,8 +419,7 @@ class StreamsStore(QueueStore):
         if not self._looping:
             self._looping = True
             self._stop_maintenance()  # periodic() does its work now
-        sock = self.watcher.socket()
-        return [sock] if sock is not None else []
+        return list(self.watcher.sockets())
 
     def watch(self, queues: Sequence[str]) -> bool:
         streams, ids = self._watch_points(queues)
@@ -390,7 +427,7 @@ class StreamsStore(QueueStore):
         return False
 
     def on_readable(self, fd: int) -> bool:
-        return self.watcher.on_readable()
+        return bool(self.watcher.on_readable(fd))
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
         # the delayed moves answer when they are next due: the loop runs them then too

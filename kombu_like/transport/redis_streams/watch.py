@@ -97,6 +97,11 @@ class Watcher:
                 return None
             return socket_of(self._connection())
 
+    def sockets(self) -> list[Any]:
+        """The store's event descriptors: the one watch socket (none while lost)."""
+        sock = self.socket()
+        return [sock] if sock is not None else []
+
     def arm(self, streams: Sequence[str], ids: Sequence[str]) -> None:
         """Send the wait for ``streams``; its reply makes the socket readable."""
         key = tuple(streams)
@@ -111,7 +116,7 @@ class Watcher:
                 raise
             self.armed = key
 
-    def on_readable(self) -> bool:
+    def on_readable(self, fd: Any = None) -> bool:
         """Read the wait's reply; True (a take may find something now)."""
         with self._lock:
             if self.armed is None:

@@ -1,0 +1,263 @@
+"""``redis+streams://`` on a Redis Cluster (three masters, three replicas, started by the
+tests: ``t/redis_cluster.py``): the conformance suite, replication-confirmed publishes
+(``wait_replicas``) and a master failing over under publishers and consumers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+import redis
+
+from kombu_like import Connection, Consumer, Message, Queue
+from kombu_like.exceptions import IrrecoverableConnectionError, MessageNacked
+from kombu_like.testing.conformance import TransportConformance
+from kombu_like.transport.redis_streams.keys import StreamKeys
+from t.redis_cluster import RedisClusterNodes
+
+pytestmark = pytest.mark.redis
+
+
+def delete_prefixed(cluster: RedisClusterNodes, prefix: str) -> None:
+    """Delete every key under ``prefix`` on every master."""
+    for port in cluster.masters():
+        with contextlib.closing(cluster.node(port).client()) as client:
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(key)
+
+
+class TestRedisStreamsClusterConformance(TransportConformance):
+    """Every conformance test on the blocking API, the keys spread over three masters.
+    (The asyncio API drives the same store through a thread: the single-server suite
+    covers it.)"""
+
+    apis = ("sync",)
+    redelivery_wait = 10.0
+
+    @pytest.fixture(autouse=True)
+    def _cluster(self, redis_cluster: RedisClusterNodes) -> Iterator[None]:
+        prefix = f"klcluster-{uuid.uuid4().hex[:8]}:"
+        self.url = redis_cluster.url()
+        self.transport_options = MappingProxyType({"cluster": True, "global_keyprefix": prefix, "lease": 2.0})
+        yield
+        delete_prefixed(redis_cluster, prefix)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def names_on_distinct_masters(cluster: RedisClusterNodes, prefix: str, base: str, count: int) -> list[str]:
+    """``count`` queue names whose streams live on ``count`` different masters."""
+    found: dict[int, str] = {}
+    for n in range(1000):
+        name = f"{base}.{n}"
+        master = cluster.master_of_key(StreamKeys(prefix).stream(name))
+        found.setdefault(master, name)
+        if len(found) == count:
+            return list(found.values())
+    raise AssertionError(f"no {count} queue names on distinct masters")
+
+
+def drain(conn: Connection, done: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        with contextlib.suppress(socket.timeout):
+            conn.drain_events(timeout=0.5)
+
+
+def names_spread(cluster: RedisClusterNodes, prefix: str, base: str) -> list[str]:
+    """Four queue names: three on distinct masters, and a fourth in another slot of the
+    first one's master (one XREAD may not name two slots, even on one master)."""
+    first, *others = names_on_distinct_masters(cluster, prefix, base, 3)
+    keys = StreamKeys(prefix)
+    master = cluster.master_of_key(keys.stream(first))
+    for n in range(1000):
+        name = f"{base}.same.{n}"
+        if cluster.master_of_key(keys.stream(name)) == master and name != first:
+            return [first, *others, name]
+    raise AssertionError("no second queue name on one master")
+
+
+@pytest.fixture
+def prefix(redis_cluster: RedisClusterNodes) -> Iterator[str]:
+    """A key prefix of this test's own, its keys deleted when it ends."""
+    value = f"klcluster-{uuid.uuid4().hex[:8]}:"
+    yield value
+    redis_cluster.heal()
+    delete_prefixed(redis_cluster, value)
+
+
+# -- routing and waiting across masters ---------------------------------------------------
+
+
+def test_a_consumer_of_queues_on_three_masters_wakes_for_each(
+    redis_cluster: RedisClusterNodes, prefix: str, unique_name: str
+) -> None:
+    # the wait for messages is one XREAD BLOCK per slot: each must wake the consumer
+    names = names_spread(redis_cluster, prefix, unique_name)
+    queues = [Queue(name, routing_key=name) for name in names]
+    options = {"cluster": True, "global_keyprefix": prefix}
+    got: list[str] = []
+
+    def on_message(message: Message) -> None:
+        got.append(message.payload)
+        message.ack()
+
+    with Connection(redis_cluster.url(), transport_options=options) as conn:
+        with Connection(redis_cluster.url(), transport_options=options) as publisher:
+            producer = publisher.Producer()
+            for queue in queues:
+                queue(conn.default_channel).declare()
+            with Consumer(conn, queues, on_message=on_message):
+                for name in reversed(names):  # the last-listed queue first
+                    # published while the consumer waits (a message already there when
+                    # the wait starts would not show that the wait wakes)
+                    timer = threading.Timer(0.3, producer.publish, args=(name,), kwargs={"routing_key": name})
+                    timer.start()
+                    started = len(got)
+                    drain(conn, lambda started=started: len(got) > started, 10)
+                    timer.join()
+                    assert got[-1:] == [name]
+    assert sorted(got) == sorted(names)
+
+
+def test_event_loop_consumer_of_queues_on_three_masters(
+    redis_cluster: RedisClusterNodes, prefix: str, unique_name: str
+) -> None:
+    from kombu_like.asynchronous import Hub
+
+    names = names_spread(redis_cluster, prefix, unique_name)
+    queues = [Queue(name, routing_key=name) for name in names]
+    options = {"cluster": True, "global_keyprefix": prefix}
+    got: list[str] = []
+
+    def on_message(message: Message) -> None:
+        got.append(message.payload)
+        message.ack()
+
+    hub = Hub()
+    try:
+        with Connection(redis_cluster.url(), transport_options=options) as conn:
+            with Connection(redis_cluster.url(), transport_options=options) as publisher:
+                producer = publisher.Producer()
+                for queue in queues:
+                    queue(conn.default_channel).declare()
+                with Consumer(conn, queues, on_message=on_message):
+                    conn.register_with_event_loop(hub)
+                    for name in reversed(names):
+                        started = len(got)
+                        hub.call_later(0.2, lambda name=name: producer.publish(name, routing_key=name))
+                        deadline = time.monotonic() + 10
+                        while len(got) == started and time.monotonic() < deadline:
+                            hub.run_once()
+                        assert got[-1:] == [name]
+    finally:
+        hub.close()
+    assert sorted(got) == sorted(names)
+
+
+def test_startup_nodes_any_one_answering_is_enough(redis_cluster: RedisClusterNodes, prefix: str) -> None:
+    from t.conftest import free_port
+
+    dead = f"redis+streams://127.0.0.1:{free_port()}"
+    url = f"{dead};{redis_cluster.url()}"
+    queue = Queue(f"{prefix}q", routing_key=f"{prefix}q")
+    with Connection(url, transport_options={"cluster": True, "global_keyprefix": prefix}) as conn:
+        conn.Producer().publish({"n": 1}, routing_key=queue.name, declare=[queue])
+        with conn.SimpleQueue(queue) as simple:
+            message = simple.get(timeout=5)
+            assert message.payload == {"n": 1}
+            message.ack()
+
+
+def test_cluster_option_on_a_single_server_is_refused_at_once(redis_url: str) -> None:
+    url = redis_url.replace("redis://", "redis+streams://", 1)
+    conn = Connection(url, transport_options={"cluster": True})
+    with pytest.raises(IrrecoverableConnectionError, match="not a Redis Cluster node"):
+        conn.connect()
+    conn.release()
+
+
+# -- publishes confirmed by replicas ------------------------------------------------------
+
+
+def test_wait_replicas_publish_returns_once_replicated(redis_cluster: RedisClusterNodes, prefix: str) -> None:
+    names = names_on_distinct_masters(redis_cluster, prefix, "confirmed", 3)
+    options = {"cluster": True, "global_keyprefix": prefix, "wait_replicas": 1, "wait_timeout": 5}
+    with Connection(redis_cluster.url(), transport_options=options) as conn:
+        producer = conn.Producer()
+        for name in names:
+            producer.publish({"q": name}, routing_key=name, declare=[Queue(name, routing_key=name)])
+        with producer.batch():  # one pipeline and one WAIT per master
+            for n, name in enumerate(names * 2):
+                producer.publish({"n": n}, routing_key=name)
+            # a delayed message is confirmed the same way
+            producer.publish({"later": 1}, routing_key=names[0], headers={"x-delay": 60_000})
+    # each replica has what its master took: read it there, not from the master
+    keys = StreamKeys(prefix)
+    for name in names:
+        master = redis_cluster.master_of_key(keys.stream(name))
+        replica = redis_cluster.node(redis_cluster.replica_of(master)).client()
+        try:
+            replica.execute_command("READONLY")
+            assert replica.xlen(keys.stream(name)) == 3
+            assert replica.zcard(keys.delayed(name)) == (1 if name == names[0] else 0)
+        finally:
+            replica.close()
+
+
+def test_wait_replicas_shortfall_is_an_unconfirmed_publish(redis_cluster: RedisClusterNodes, prefix: str) -> None:
+    name = f"{prefix}short"
+    options = {"cluster": True, "global_keyprefix": prefix, "wait_replicas": 2, "wait_timeout": 0.2}
+    with Connection(redis_cluster.url(), transport_options=options) as conn:
+        producer = conn.Producer()
+        queue = Queue(name, routing_key=name)
+        with pytest.raises(MessageNacked, match=r"1 of the 2 replicas.*not confirmed") as info:
+            producer.publish({"n": 1}, routing_key=name, declare=[queue], retry=True)
+        assert repr(name) in str(info.value)
+        # not confirmed is not undone: the master took it, and a consumer gets it
+        with conn.SimpleQueue(queue) as simple:
+            message = simple.get(timeout=5)
+            assert message.payload == {"n": 1}
+            message.ack()
+
+
+def wait_online(master: redis.Redis, timeout: float = 10) -> None:
+    """Until ``master``'s replica acknowledges writes: a replica just synced may answer
+    its first ``WAIT`` only with its once-a-second acknowledgement."""
+    deadline = time.monotonic() + timeout
+    master.set("_kl_probe", 1)
+    while master.wait(1, 100) < 1:
+        assert time.monotonic() < deadline, "the replica does not acknowledge writes"
+    master.delete("_kl_probe")
+    master.close()
+
+
+def test_wait_replicas_on_a_single_server_with_a_replica(tmp_path: Path, unique_name: str) -> None:
+    from t.integration.test_redis_servers import redis_server
+
+    keys = StreamKeys("")
+    queue = Queue(unique_name, routing_key=unique_name)
+    with redis_server(tmp_path / "master", "--repl-diskless-sync-delay", "0") as master:
+        options = {"wait_replicas": 1, "wait_timeout": 0.5}
+        with Connection(f"redis+streams://127.0.0.1:{master}", transport_options=options) as conn:
+            producer = conn.Producer()
+            with redis_server(
+                tmp_path / "replica", "--replicaof", "127.0.0.1", str(master), "--repl-diskless-sync-delay", "0"
+            ) as replica_port:
+                replica = redis.Redis(port=replica_port)
+                wait_online(redis.Redis(port=master))
+                producer.publish({"n": 1}, routing_key=unique_name, declare=[queue])
+                assert replica.xlen(keys.stream(unique_name)) == 1  # there when publish returned
+                replica.close()
+            # the replica is gone: the next publish is written but not confirmed
+            with pytest.raises(MessageNacked, match="0 of the 1 replicas"):
+                producer.publish({"n": 2}, routing_key=unique_name)
