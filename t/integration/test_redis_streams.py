@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -196,3 +197,15 @@ def test_binding_made_by_another_connection_routes_the_next_publish(redis_url: s
         queue(other.default_channel).declare()
         producer.publish("routed", exchange=exchange, routing_key="a.b")
         assert [m.payload for m in collect(other, queue, 1)] == ["routed"]
+
+
+def test_queue_ttl_trims_what_nobody_reads(conn: Connection, raw: redis.Redis, prefix: str) -> None:
+    queue = Queue(f"ttl-trim-{uuid.uuid4().hex[:6]}", message_ttl=0.05)
+    producer = conn.Producer()
+    for n in range(300):
+        producer.publish(n, routing_key=queue.name, declare=[queue] if n == 0 else [])
+    time.sleep(1.2)  # past the TTL and the trim margin
+    producer.publish("fresh", routing_key=queue.name)
+    # trimmed by whole stream nodes (XTRIM ~): most of the expired entries are gone
+    assert raw.xlen(StreamKeys(prefix).stream(queue.name)) < 150
+    assert [m.payload for m in collect(conn, queue, 1)] == ["fresh"]

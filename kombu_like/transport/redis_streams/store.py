@@ -45,6 +45,11 @@ __all__ = ["StreamsStore"]
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
 
+#: entries are trimmed this much after their queue's TTL ran out (the ids carry the Redis
+#: server's clock, expiry is judged by the client's: a small difference must not trim early)
+TTL_TRIM_MARGIN_MS = 1000
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -162,14 +167,17 @@ class StreamsStore(QueueStore):
         stream = self.keys.stream(queue, level_of(spec, priority))
         if spec.max_length is None:
             pipe.execute_command("XADD", stream, "*", *fields)
-            if spec.ttl_ms is None and "exp" in fields:
-                # size() then counts entry by entry, leaving out expired ones
-                pipe.hset(self.keys.meta(queue), "expiring", 1)
         else:
             args = [GROUP, spec.max_length, *fields]
             self.scripts["PUT_LIMITED"](keys=[stream, *self.streams(queue)], args=args, client=pipe)
-            if spec.ttl_ms is None and "exp" in fields:
-                pipe.hset(self.keys.meta(queue), "expiring", 1)
+        if spec.ttl_ms is not None:
+            # entries written longer than the queue's TTL ago have expired, delivered or not:
+            # they go with the next publish, so a queue nobody reads (a dead worker's
+            # broadcast queue) does not grow without bound
+            pipe.execute_command("XTRIM", stream, "MINID", "~", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0))
+        elif "exp" in fields:
+            # size() then counts entry by entry, leaving out expired ones
+            pipe.hset(self.keys.meta(queue), "expiring", 1)
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         self.put_many([(queue, payload, priority)])
