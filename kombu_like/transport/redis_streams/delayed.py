@@ -68,8 +68,9 @@ ETA_HEADER = "eta"
 MOVE_BATCH = 500
 #: most members one run of :data:`SCHEDULE` adds
 SCHEDULE_BATCH = 1000
-#: longest time (seconds) between two looks at a queue's delayed set: a message another
-#: process schedules due earlier than anything seen so far is found within this time
+#: longest time (seconds) between two looks at a queue's delayed set by default (the
+#: transport option ``delayed_check_interval``): a message another process schedules due
+#: earlier than anything seen so far is found within this time
 RECHECK_INTERVAL = 0.5
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

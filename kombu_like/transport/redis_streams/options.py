@@ -49,6 +49,12 @@ class StreamsOptions(TransportOptions):
         "A message whose ``eta`` header (Celery's ISO-8601 time) is in the future waits in Redis "
         "until then, like one with ``x-delay`` (ms); off: the header is left to the consumer",
     )
+    delayed_check_interval: float = option(
+        0.5,
+        "Longest time, seconds, between a consumer's looks at the delayed messages of each queue "
+        "it consumes (one script call each): a delayed message another process scheduled due "
+        "earlier than any the consumer knows of reaches it at most this late",
+    )
     # -- keys --
     global_keyprefix: str = option(
         "",
@@ -105,6 +111,8 @@ class StreamsOptions(TransportOptions):
             self.refuse("claim_count", "a positive number")
         if self.block_interval <= 0:
             self.refuse("block_interval", "a positive number of seconds")
+        if self.delayed_check_interval <= 0:
+            self.refuse("delayed_check_interval", "a positive number of seconds")
         for name in ("socket_timeout", "socket_connect_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:

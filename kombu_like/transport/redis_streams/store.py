@@ -34,7 +34,7 @@ from .bindings import StreamBindings
 from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
 from .deadletter import DeadLetters
-from .delayed import RECHECK_INTERVAL, Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
+from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
 from .keys import GROUP, StreamKeys
 from .lease import Leases, Maintenance
 from .options import StreamsOptions
@@ -104,7 +104,7 @@ class StreamsStore(QueueStore):
         self.dead_letters = DeadLetters(self)
         self.delayed = DelayedScripts(client)
         #: when the delayed sets of the queues taken from are next worth a look
-        self.due = DueWatch(self.delayed, self._delayed_streams)
+        self.due = DueWatch(self.delayed, self._delayed_streams, longest=options.delayed_check_interval)
         self._next_lease_round = 0.0
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
@@ -439,7 +439,7 @@ class StreamsStore(QueueStore):
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
         # the delayed moves answer when they are next due: the loop runs them then too
-        return [(self.options.renew_interval, self.maintain), (RECHECK_INTERVAL, self.move_due)]
+        return [(self.options.renew_interval, self.maintain), (self.options.delayed_check_interval, self.move_due)]
 
     def unwatch(self) -> None:
         self.watcher.cancel()
