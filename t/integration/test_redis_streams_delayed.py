@@ -343,3 +343,41 @@ def test_delayed_messages_on_the_asyncio_api(url: str, prefix: str) -> None:
 
     due, arrived = asyncio.run(asyncio.wait_for(main(), 10))
     assert due - EARLY <= arrived <= due + LATE
+
+
+def test_delayed_messages_on_a_redis_cluster(redis_cluster: Any, unique_name: str) -> None:
+    # queues on three masters, their script caches empty (a master restarted or promoted):
+    # each queue's delayed set and streams share its slot, so each script runs on one node
+    import contextlib
+
+    from t.integration.test_redis_streams_cluster import delete_prefixed, names_on_distinct_masters
+
+    prefix = f"kldelayed-{unique_name}:"
+    names = names_on_distinct_masters(redis_cluster, prefix, "dq", 3)
+    queues = [Queue(name, routing_key=name, max_priority=5) for name in names]
+    arrived: dict[str, float] = {}
+
+    def on_message(message: Message) -> None:
+        arrived[message.payload] = time.monotonic()
+        message.ack()
+
+    options = {"cluster": True, "global_keyprefix": prefix, "lease": 2}
+    try:
+        for port in redis_cluster.masters():
+            with contextlib.closing(redis_cluster.node(port).client()) as client:
+                client.script_flush()
+        with Connection(redis_cluster.url(), transport_options=options) as conn:
+            producer = Producer(conn)
+            due: dict[str, float] = {}
+            for n, queue in enumerate(queues):
+                delay = 300 * (n + 1)
+                producer.publish(
+                    queue.name, routing_key=queue.name, declare=[queue], priority=n, headers={"x-delay": delay}
+                )
+                due[queue.name] = time.monotonic() + delay / 1000
+            with Consumer(conn, queues, on_message=on_message):
+                _drain_until(conn, lambda: len(arrived) == len(queues), timeout=10)
+    finally:
+        delete_prefixed(redis_cluster, prefix)
+    for name, at in arrived.items():
+        assert due[name] - EARLY <= at <= due[name] + LATE, (name, at - due[name])
