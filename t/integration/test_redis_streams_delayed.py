@@ -381,3 +381,21 @@ def test_delayed_messages_on_a_redis_cluster(redis_cluster: Any, unique_name: st
         delete_prefixed(redis_cluster, prefix)
     for name, at in arrived.items():
         assert due[name] - EARLY <= at <= due[name] + LATE, (name, at - due[name])
+
+
+def test_a_queue_whose_delayed_key_is_broken_does_not_hold_up_the_others(
+    url: str, redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, good = Queue("dq-broken"), Queue("dq-good")
+    received: list[str] = []
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(StreamKeys(prefix).delayed(broken.name), "not a sorted set")
+    with _connection(url, prefix) as conn:
+        Producer(conn).publish("later", routing_key=good.name, declare=[broken, good], headers={"x-delay": 200})
+        with caplog.at_level("WARNING", logger="kombu_like.transport.redis_streams"):
+            with Consumer(
+                conn, [broken, good], callbacks=[lambda body, message: (received.append(body), message.ack())]
+            ):
+                _drain_until(conn, lambda: bool(received), timeout=10)
+    assert received == ["later"]
+    assert any("dq-broken" in record.getMessage() for record in caplog.records)

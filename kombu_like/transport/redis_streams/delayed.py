@@ -19,9 +19,11 @@ made on the publisher's clock (an ``eta`` it sees as past goes straight to the s
 one the server sees as past is moved at the next run of the script).
 
 A member is ``<level>:<token>:<expires>:<envelope>``: the priority level stream it goes
-to, a random token that keeps two equal envelopes two members, when it expires (ms since
-the epoch, empty without a time to live) and the serialized envelope; it becomes an
-entry with the fields ``payload`` and ``exp`` (see :mod:`.scripts`).
+to, a token (the publisher's clock in ns, then random bits: members due in the same
+millisecond move in the order one publisher scheduled them, and two equal envelopes are
+two members), when it expires (ms since the epoch, empty without a time to live) and the
+serialized envelope; it becomes an entry with the fields ``payload`` and ``exp`` (see
+:mod:`.scripts`).
 Every key one script call touches belongs to one queue and carries its ``{q}`` hash tag,
 so it runs on one cluster slot; key names come from the caller (``keys.py`` owns them).
 """
@@ -444,15 +446,19 @@ class DueWatch:
                 # a nudge that came during the run stays when it is earlier
                 self._next_look[queue] = at if current == look_at else min(current, at)
             wait = min(wait, queue_wait)
+        consumed = set(wanted)
         with self._lock:
-            for queue in [q for q in self._next_look if q not in wanted]:
+            for queue in [q for q in self._next_look if q not in consumed]:
                 del self._next_look[queue]
         return wait
 
 
 def _queue_level_error(exc: BaseException) -> bool:
-    """An error about one queue's keys (a reply error), not about the connection."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import ResponseError, TimeoutError
+    """An error about one queue's keys (a key of another type, a script that failed on
+    them), not about the connection or the server's role (a replica, a moving slot)."""
+    from redis.exceptions import ResponseError
 
-    return isinstance(exc, ResponseError) and not isinstance(exc, (RedisConnectionError, TimeoutError))
+    if type(exc) is not ResponseError:  # its subclasses name the server's state
+        return False
+    text = str(exc)
+    return "WRONGTYPE" in text or "user_script" in text or "Error running script" in text
