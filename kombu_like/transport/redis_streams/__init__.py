@@ -178,6 +178,12 @@ class Transport(VirtualTransport):
         try:
             node = client.get_redis_connection(client.get_default_node())
             check_server_version(node.info("server").get("redis_version", ""))
+            # every master answers, or connecting fails (and is retried with the
+            # connection's intervals): during a failover the slot map names the dead
+            # master until its replica is promoted, and a store that connected then would
+            # fail its first command on that master's queues, again and again, at once
+            for primary in client.get_primaries():
+                client.get_redis_connection(primary).ping()
         except BaseException:
             client.close()
             raise
