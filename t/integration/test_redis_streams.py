@@ -209,3 +209,27 @@ def test_queue_ttl_trims_what_nobody_reads(conn: Connection, raw: redis.Redis, p
     # trimmed by whole stream nodes (XTRIM ~): most of the expired entries are gone
     assert raw.xlen(StreamKeys(prefix).stream(queue.name)) < 150
     assert [m.payload for m in collect(conn, queue, 1)] == ["fresh"]
+
+
+def test_acks_kept_during_a_handout_are_written_by_the_next_maintenance_round(
+    redis_url: str, raw: redis.Redis, prefix: str
+) -> None:
+    url = redis_url.replace("redis://", "redis+streams://", 1)
+    queue = Queue(f"kept-acks-{uuid.uuid4().hex[:6]}")
+    stream = StreamKeys(prefix).stream(queue.name)
+    with Connection(url, transport_options={"global_keyprefix": prefix, "lease": 0.6}) as conn:
+        producer = conn.Producer()
+        for n in range(5):
+            producer.publish(n, routing_key=queue.name, declare=[queue])
+        got: list[Message] = []
+        with conn.Consumer([queue], on_message=lambda m: (got.append(m), m.ack()), prefetch_count=5):  # type: ignore[func-returns-value]
+            conn.drain_events(timeout=5)  # one message of a take of five handed out, and acked
+            assert len(got) == 1
+            deadline = time.monotonic() + 5
+            while raw.xlen(stream) != 4:  # the ack goes out with the next round, not the take's end
+                assert time.monotonic() < deadline, "the kept ack was not written"
+                time.sleep(0.05)
+            assert raw.xpending(stream, "kombu_like")["pending"] == 4
+            while len(got) < 5:
+                conn.drain_events(timeout=5)
+        assert raw.xlen(stream) == 0

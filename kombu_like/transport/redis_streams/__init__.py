@@ -29,6 +29,7 @@ from ...exceptions import KombuError, VersionMismatch
 from ..redis import DEFAULT_PORT, DEFAULT_SENTINEL_PORT, _driver, database_number
 from ..redis import Transport as _RedisTransport
 from ..virtual import VirtualTransport
+from ..virtual.transport import VirtualConnection
 from .keys import StreamKeys
 from .options import StreamsOptions
 from .store import StreamsStore
@@ -59,6 +60,18 @@ def check_server_version(version: str) -> None:
         )
 
 
+class StreamsConnection(VirtualConnection):
+    """A connection whose acks made while a take is handed out go to Redis together."""
+
+    store: StreamsStore
+
+    def hold_acks(self) -> None:
+        self.store.hold_acks()
+
+    def write_held_acks(self) -> None:
+        self.store.write_held_acks()
+
+
 class Transport(VirtualTransport):
     """The ``redis+streams://`` and ``rediss+streams://`` transport."""
 
@@ -66,6 +79,7 @@ class Transport(VirtualTransport):
     driver_name = "redis"
     default_port = DEFAULT_PORT
     Store = StreamsStore
+    Connection = StreamsConnection
     Options = StreamsOptions
 
     connection_errors = VirtualTransport.connection_errors

@@ -47,7 +47,7 @@ class DeadLetters:
             spec = store.spec(queue)
             if spec.dead_letter_exchange is not None:
                 unrouted = self._to_exchange(queue, spec, items, reason)
-                store.ack([d for d in items if d not in unrouted])
+                store.write_acks([d for d in items if d not in unrouted])
                 items = unrouted
             grouped = store._by_stream(items)
             if not grouped:

@@ -30,6 +30,7 @@ from ...exceptions import PreconditionFailed
 from ..base import Capabilities
 from ..virtual import Delivery, QueueStore
 from . import scripts
+from .acks import AckBatch
 from .bindings import StreamBindings
 from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
@@ -102,6 +103,7 @@ class StreamsStore(QueueStore):
         self.watcher = watcher
         self._specs: dict[str, QueueSpec] = {}
         self.dead_letters = DeadLetters(self)
+        self.acks = AckBatch()
         self.delayed = DelayedScripts(client)
         #: when the delayed sets of the queues taken from are next worth a look
         self.due = DueWatch(self.delayed, self._delayed_streams, longest=options.delayed_check_interval)
@@ -323,6 +325,22 @@ class StreamsStore(QueueStore):
         return grouped
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
+        now = self.acks.add(deliveries)
+        if now:
+            self.write_acks(now)
+
+    def hold_acks(self) -> None:
+        """A take is handed out: keep the acks made meanwhile (see :mod:`.acks`)."""
+        self.acks.hold()
+
+    def write_held_acks(self) -> None:
+        """The take was handed out: write the acks kept."""
+        kept = self.acks.release()
+        if kept:
+            self.write_acks(kept)
+
+    def write_acks(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge ``deliveries`` in Redis now (``XACK`` and ``XDEL``, one pipeline)."""
         grouped = self._by_stream(deliveries)
         if not grouped:
             return
@@ -384,8 +402,12 @@ class StreamsStore(QueueStore):
 
     # -- leases ------------------------------------------------------------------------
     def maintain(self) -> None:
-        """Renew the leases held, take back lapsed ones of the queues taken from."""
+        """Write the acks kept, renew the leases held, take back lapsed ones of the queues
+        taken from."""
         try:
+            kept = self.acks.take()
+            if kept:
+                self.write_acks(kept)
             self.leases.renew()
         finally:
             # taking back others' lapsed leases does not wait for our own renewals to work
@@ -453,6 +475,9 @@ class StreamsStore(QueueStore):
         self._closed = True
         try:
             self._stop_maintenance()
+            kept = self.acks.release()
+            if kept:  # acknowledged: not among what goes back
+                self.write_acks(kept)
             held = self.leases.holding()
             if held:
                 self.requeue([Delivery("", {}, receipt) for receipt in held])
