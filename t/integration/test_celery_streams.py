@@ -52,6 +52,11 @@ def streams_run(redis_url: str, celery_python: Path) -> Iterator[CeleryRun]:
             keys = [key for key in client.scan_iter(f"*{namespace}*", count=1000)]
             if keys:
                 client.delete(*keys)
+            names = StreamKeys()
+            for listing in (names.queues, names.exchanges):
+                ours = [name for name in client.smembers(listing) if namespace.encode() in name]
+                if ours:
+                    client.srem(listing, *ours)
         assert code == 0, f"worker did not shut down cleanly ({code}):\n{worker.output.tail()}"
 
 
