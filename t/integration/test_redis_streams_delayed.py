@@ -399,3 +399,26 @@ def test_a_queue_whose_delayed_key_is_broken_does_not_hold_up_the_others(
                 _drain_until(conn, lambda: bool(received), timeout=10)
     assert received == ["later"]
     assert any("dq-broken" in record.getMessage() for record in caplog.records)
+
+
+def test_more_due_at_once_than_one_move_takes_all_arrive(url: str, prefix: str) -> None:
+    # 1,200 due together: moved 500 a run, the runs follow one another without a wait
+    queue = Queue("dq-burst")
+    received: set[str] = set()
+
+    def on_message(message: Message) -> None:
+        received.add(message.payload)
+        message.ack()
+
+    with _connection(url, prefix) as conn:
+        producer = Producer(conn)
+        producer.maybe_declare(queue)
+        with producer.batch():
+            for n in range(1200):
+                producer.publish(str(n), routing_key=queue.name, headers={"x-delay": 300})
+        due = time.monotonic() + 0.3
+        with Consumer(conn, [queue], on_message=on_message, prefetch_count=100):
+            _drain_until(conn, lambda: len(received) == 1200, timeout=20)
+        done = time.monotonic()
+    assert received == {str(n) for n in range(1200)}
+    assert done >= due - EARLY
