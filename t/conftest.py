@@ -165,3 +165,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for early in _early_runs():
         early.end(session)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist each worker has its own session: the tests of the session's Redis
+    Cluster run in one worker, so one cluster is started, not one per worker."""
+    for item in items:
+        if "redis_cluster_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
