@@ -72,6 +72,12 @@ def test_cluster_url_naming_a_database_is_refused() -> None:
         conn.transport.create_store()
 
 
+def test_cluster_with_sentinel_is_refused() -> None:
+    conn = Connection("sentinel+streams://127.0.0.1:1?cluster=true&master_name=m")
+    with pytest.raises(ValueError, match="exclude each other"):
+        conn.transport.create_store()
+
+
 def test_wait_timeout_must_be_shorter_than_the_socket_timeout() -> None:
     with pytest.raises(ValueError, match="wait_timeout"):
         StreamsOptions.from_transport_options({"wait_replicas": 1, "wait_timeout": 5, "socket_timeout": 5})

@@ -237,6 +237,12 @@ class SentinelTransport(Transport):
 
     default_port = DEFAULT_SENTINEL_PORT
 
+    def _create_cluster_store(self) -> StreamsStore:
+        raise ValueError(
+            "the cluster option and sentinel+streams:// exclude each other: a Redis Cluster "
+            "fails over by itself (list its nodes as redis+streams:// URLs)"
+        )
+
     def _sentinels(self) -> list[tuple[str, int]]:
         from ...utils.url import url_to_parts
 

@@ -84,7 +84,12 @@ class StreamsOptions(TransportOptions):
     )
     # -- Redis Cluster --
     cluster: bool = option(False, "The URL's hosts are startup nodes of a Redis Cluster (redis-py's cluster client)")
-    wait_replicas: int = option(0, "Replicas a publish waits for (``WAIT``) before it returns (0: does not wait)")
+    wait_replicas: int = option(
+        0,
+        "Replicas a publish waits for (``WAIT`` on the master that took it) before it returns; "
+        "fewer within ``wait_timeout``: :class:`~kombu_like.exceptions.MessageNacked`, the publish "
+        "is not confirmed (0: does not wait)",
+    )
     wait_timeout: float = option(1.0, "Seconds a publish waits for ``wait_replicas`` replicas")
     # -- Sentinel --
     master_name: str | None = option(None, "The Sentinel master's name (required with ``sentinel+streams://``)")
