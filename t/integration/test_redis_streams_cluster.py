@@ -366,3 +366,33 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
     assert len(confirmed) > before + 30  # confirmed publishes after the failover too
     lost = sorted(confirmed - received)
     assert not lost, f"{len(lost)} of {len(confirmed)} confirmed messages were never consumed: {lost[:20]}"
+
+
+def test_masters_that_lost_their_scripts_get_them_again(
+    redis_cluster: RedisClusterNodes, prefix: str, unique_name: str
+) -> None:
+    # a promoted replica or a restarted master has an empty script cache; redis-py's
+    # cluster pipeline leaves its NOSCRIPT replies to the caller
+
+    def forget_scripts() -> None:
+        for port in redis_cluster.masters():
+            with contextlib.closing(redis_cluster.node(port).client()) as client:
+                client.script_flush()
+
+    queue = Queue(unique_name, routing_key=unique_name, max_length=10)  # publishes run a script
+    with Connection(redis_cluster.url(), transport_options={"cluster": True, "global_keyprefix": prefix}) as conn:
+        producer = conn.Producer()
+        producer.publish({"n": 1}, routing_key=unique_name, declare=[queue])
+        forget_scripts()
+        producer.publish({"n": 2}, routing_key=unique_name)  # a pipelined script
+        with conn.SimpleQueue(queue) as simple:
+            forget_scripts()
+            first = simple.get(timeout=5)  # a script called alone
+            forget_scripts()
+            first.requeue()  # a pipelined script
+            got = []
+            for _ in range(2):
+                message = simple.get(timeout=5)
+                got.append(message.payload["n"])
+                message.ack()
+    assert sorted(got) == [1, 2]
