@@ -396,3 +396,68 @@ def test_masters_that_lost_their_scripts_get_them_again(
                 got.append(message.payload["n"])
                 message.ack()
     assert sorted(got) == [1, 2]
+
+
+def move_slot(cluster: RedisClusterNodes, slot: int, to_port: int) -> None:
+    """Move ``slot`` and its keys to the master on ``to_port``, as a resharding does."""
+    from_port = next(port for port in cluster.masters() if port != to_port and _owns(cluster, port, slot))
+    with contextlib.closing(cluster.node(to_port).client()) as target:
+        with contextlib.closing(cluster.node(from_port).client()) as source:
+            target_id = target.execute_command("CLUSTER MYID")
+            source_id = source.execute_command("CLUSTER MYID")
+            target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            keys = source.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+            if keys:
+                source.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *keys)
+            for client in (target, source):
+                client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+    for port in cluster.masters():
+        if port not in (from_port, to_port):
+            with contextlib.closing(cluster.node(port).client()) as client:
+                client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+    deadline = time.monotonic() + 10
+    while not all(_owns(cluster, port, slot, by=to_port) for port in cluster.masters()):
+        assert time.monotonic() < deadline, f"slot {slot} did not move to {to_port}"
+        time.sleep(0.05)
+
+
+def _owns(cluster: RedisClusterNodes, port: int, slot: int, by: int | None = None) -> bool:
+    """Whether the master on ``port`` says ``by`` (default: itself) serves ``slot``."""
+    with contextlib.closing(cluster.node(port).client()) as client:
+        for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(master[1]) == (by or port)
+    return False
+
+
+def test_confirmed_publish_follows_a_moved_slot(
+    redis_cluster: RedisClusterNodes, prefix: str, unique_name: str
+) -> None:
+    # the confirmed publish runs on a master's own connection (WAIT needs the writing
+    # connection): when the slot moved since the slot map was read, it reads the map
+    # again and goes to the new master
+    stream = StreamKeys(prefix).stream(unique_name)
+    queue = Queue(unique_name, routing_key=unique_name)
+    options = {"cluster": True, "global_keyprefix": prefix, "wait_replicas": 1, "wait_timeout": 5}
+    with Connection(redis_cluster.url(), transport_options=options) as conn:
+        producer = conn.Producer()
+        producer.publish({"n": 1}, routing_key=unique_name, declare=[queue])
+        with contextlib.closing(redis_cluster.node(redis_cluster.masters()[0]).client()) as any_node:
+            slot = int(any_node.execute_command("CLUSTER KEYSLOT", stream))
+        old = redis_cluster.master_of_key(stream)
+        new = next(port for port in redis_cluster.masters() if port != old)
+        move_slot(redis_cluster, slot, new)
+        try:
+            producer.publish({"n": 2}, routing_key=unique_name)
+            with contextlib.closing(redis_cluster.node(new).client()) as client:
+                assert client.xlen(stream) == 2
+            with conn.SimpleQueue(queue) as simple:
+                got = []
+                for _ in range(2):
+                    message = simple.get(timeout=5)
+                    got.append(message.payload["n"])
+                    message.ack()
+                assert sorted(got) == [1, 2]
+        finally:
+            move_slot(redis_cluster, slot, old)
