@@ -6,8 +6,9 @@ let a connection start while one of them is down) and redis-py's cluster client
 (:class:`redis.cluster.RedisCluster`) carries every command: it follows ``MOVED`` and
 ``ASK``, keeps a connection pool per node and reloads the slot map after a failover.
 Every key of a queue shares the queue's hash tag, so every command and script of the
-transport names keys of one slot; what touches several queues at once (a take from
-several queues) is split by slot first (:func:`by_slot`).
+transport names keys of one slot: takes go queue by queue, a wait for messages is split
+by slot (:mod:`.cluster_watch`), and so is a confirmed batch (:func:`by_slot`).  Its
+pipelines recover from masters that lost the scripts (:class:`ScriptedCluster`).
 
 A publish confirmed by replicas (``wait_replicas``) is written and followed by
 ``WAIT`` on the same connection of the node that took it (``WAIT`` counts the replicas
