@@ -172,5 +172,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist each worker has its own session: the tests of the session's Redis
     Cluster run in one worker, so one cluster is started, not one per worker."""
     for item in items:
-        if "redis_cluster_session" in getattr(item, "fixturenames", ()):
+        uses_cluster = "redis_cluster_session" in getattr(item, "fixturenames", ())
+        # a test that asks for the cluster only for some parameters says so with the mark
+        if uses_cluster or item.get_closest_marker("redis_cluster") is not None:
             item.add_marker(pytest.mark.xdist_group("redis-cluster"))

@@ -1,15 +1,23 @@
-"""Celery 5.7 on ``redis+streams://``: a real prefork worker, tasks, retries, ETA, revoke.
+"""Celery 5.7 on ``redis+streams://``: a real prefork worker, tasks, retries, ETA, revoke --
+on one Redis and on a Redis Cluster.
 
-One worker for the module (``celery -A app worker -P prefork -c 2`` under
-``python -m kombu_like.alias``), as in :mod:`.test_celery`.  ETA and countdown tasks
-wait in their queue's delayed sorted set in Redis, not in the worker's memory: the tests
-check where a waiting task is and when the worker received it.
+One worker per broker setup (``celery -A app worker -P prefork -c 2`` under
+``python -m kombu_like.alias``), as in :mod:`.test_celery`: on the Redis of the suite, and
+on the session's Redis Cluster (three masters, ``t/redis_cluster.py``) with the transport's
+``cluster`` option, where the task queue, the pidbox and reply queues of remote control
+and the exchanges' bindings spread over the masters.  Celery's Redis result backend has no
+cluster mode: the cluster run keeps its results on the suite's single Redis.  ETA and
+countdown tasks wait in their queue's delayed sorted set in Redis, not in the worker's
+memory: the tests check where a waiting task is and when the worker received it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -18,6 +26,9 @@ from kombu_like.transport.redis_streams.keys import StreamKeys
 
 from .frameworks.harness import Driver, Worker, unique_suffix
 from .test_celery import APP, READY, CeleryRun, _worker_cmd
+
+if TYPE_CHECKING:
+    from t.redis_cluster import RedisClusterNodes
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.redis]
 
@@ -29,35 +40,67 @@ def celery_python() -> Path:
     return framework_python("celery")
 
 
-@pytest.fixture(scope="module")
-def streams_run(redis_url: str, celery_python: Path) -> Iterator[CeleryRun]:
+def _delete_single(redis_url: str, namespace: str) -> None:
+    """The run's keys, and its queue and exchange names in the declared-names sets."""
+    with redis.Redis.from_url(redis_url) as client:
+        keys = [key for key in client.scan_iter(f"*{namespace}*", count=1000)]
+        if keys:
+            client.delete(*keys)
+        names = StreamKeys()
+        for listing in (names.queues, names.exchanges):
+            ours = [name for name in client.smembers(listing) if namespace.encode() in name]
+            if ours:
+                client.srem(listing, *ours)
+
+
+def _delete_cluster(cluster: RedisClusterNodes, prefix: str) -> None:
+    """Every key under the run's ``global_keyprefix``, on every master."""
+    for port in cluster.masters():
+        with contextlib.closing(cluster.node(port).client()) as client:
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(key)
+
+
+@pytest.fixture(scope="module", params=["single", pytest.param("cluster", marks=pytest.mark.redis_cluster)])
+def streams_run(request: pytest.FixtureRequest, redis_url: str, celery_python: Path) -> Iterator[CeleryRun]:
     namespace = f"kl{unique_suffix()}"
     env = {
-        "KL_BROKER_URL": redis_url.replace("redis://", "redis+streams://", 1),
         "KL_NAMESPACE": namespace,
         "KL_QUEUE": f"{namespace}.tasks",
         "KL_RESULT_BACKEND": redis_url,
         "KL_RECEIPTS_KEY": f"{namespace}.receipts",
     }
+    cluster: RedisClusterNodes | None = None
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster_session")
+        cluster.heal()  # a master an earlier test killed runs again
+        env["KL_BROKER_URL"] = cluster.url()
+        # the prefix lets the run's keys be found (and deleted) on every master
+        env["KL_BROKER_TRANSPORT_OPTIONS"] = json.dumps({"cluster": True, "global_keyprefix": f"{namespace}:"})
+    else:
+        env["KL_BROKER_URL"] = redis_url.replace("redis://", "redis+streams://", 1)
     hostname = f"{namespace}@localhost"
     options = ("-c", "2", "--without-mingle", "--without-gossip")
     worker = Worker(_worker_cmd(celery_python, hostname, "prefork", *options), env, ready_pattern=READY)
     driver = Driver(celery_python, "t.integration.frameworks.celery_scenarios", env)
     try:
-        yield CeleryRun("redis+streams", env, driver, hostname, worker)
+        yield CeleryRun(f"redis+streams ({request.param})", env, driver, hostname, worker)
     finally:
         driver.close()
         code = worker.stop()
         with redis.Redis.from_url(redis_url) as client:
-            keys = [key for key in client.scan_iter(f"*{namespace}*", count=1000)]
-            if keys:
-                client.delete(*keys)
-            names = StreamKeys()
-            for listing in (names.queues, names.exchanges):
-                ours = [name for name in client.smembers(listing) if namespace.encode() in name]
-                if ours:
-                    client.srem(listing, *ours)
+            client.delete(env["KL_RECEIPTS_KEY"])
+        if cluster is not None:
+            _delete_cluster(cluster, f"{namespace}:")
+        else:
+            _delete_single(redis_url, namespace)
         assert code == 0, f"worker did not shut down cleanly ({code}):\n{worker.output.tail()}"
+
+
+def _keys(run: CeleryRun) -> StreamKeys:
+    """The key names of the run's broker (its ``global_keyprefix``, if any)."""
+    options = json.loads(run.env.get("KL_BROKER_TRANSPORT_OPTIONS", "{}"))
+    return StreamKeys(options.get("global_keyprefix", ""))
 
 
 def _log(run: CeleryRun) -> str:
@@ -88,7 +131,7 @@ def test_retries_wait_in_the_broker_and_succeed(streams_run: CeleryRun) -> None:
 
 
 def test_eta_task_waits_in_redis_and_reaches_the_worker_at_its_eta(streams_run: CeleryRun) -> None:
-    delayed_key = StreamKeys().delayed(streams_run.env["KL_QUEUE"])
+    delayed_key = _keys(streams_run).delayed(streams_run.env["KL_QUEUE"])
     outcome = streams_run.driver.call(
         "eta_waits_in_the_broker", streams_run.hostname, 2.0, delayed_key, streams_run.env["KL_RECEIPTS_KEY"]
     )
@@ -110,7 +153,7 @@ def test_revoked_eta_task_is_not_run(streams_run: CeleryRun) -> None:
     outcome = streams_run.driver.call("revoke_before_eta", 1.0)
     assert outcome == {"revoked": True, "state": "REVOKED", "error": "TaskRevokedError"}, _log(streams_run)
     # Celery marks it revoked at once; the message itself reaches the worker at its ETA
-    delayed_key = StreamKeys().delayed(streams_run.env["KL_QUEUE"])
+    delayed_key = _keys(streams_run).delayed(streams_run.env["KL_QUEUE"])
     outcome = streams_run.driver.call("revoke_eta_in_the_broker", 0.5, delayed_key)
     assert outcome["waited_in_delayed_set"] and outcome["left_delayed_set"], outcome
     assert outcome["state"] == "REVOKED", outcome

@@ -9,10 +9,13 @@ AMQP ``connection_name`` client property), so a test can cut exactly that proces
 connections.  ``KL_RECEIPTS_KEY``, when set, names a Redis list (on the result backend's
 Redis) the worker appends ``[task id, time]`` to whenever a task message reaches it, so a
 test can tell when the broker delivered a task, not only when it ran.
+``KL_BROKER_TRANSPORT_OPTIONS``, when set, is a JSON object of broker transport options
+(the ``cluster`` option of ``redis+streams://``, a ``global_keyprefix``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -50,6 +53,11 @@ if os.environ.get("KL_CONNECTION_NAME"):
         app.conf.broker_transport_options = {"client_name": _name}
     else:
         app.conf.broker_transport_options = {"client_properties": {"connection_name": _name}}
+if os.environ.get("KL_BROKER_TRANSPORT_OPTIONS"):
+    app.conf.broker_transport_options = {
+        **(app.conf.broker_transport_options or {}),
+        **json.loads(os.environ["KL_BROKER_TRANSPORT_OPTIONS"]),
+    }
 
 
 if os.environ.get("KL_RECEIPTS_KEY"):
@@ -57,8 +65,6 @@ if os.environ.get("KL_RECEIPTS_KEY"):
 
     @task_received.connect
     def _record_receipt(request: Any, **kwargs: Any) -> None:
-        import json
-
         import redis
 
         with redis.Redis.from_url(app.conf.result_backend) as client:

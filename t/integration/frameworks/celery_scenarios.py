@@ -371,6 +371,18 @@ def migrate_between_queues(n: int) -> dict[str, Any]:
 
 
 # -- ETA tasks on a broker that delays messages itself (redis+streams://) -------------------
+def _broker_redis() -> Any:
+    """A plain redis-py client of the broker's Redis (or Redis Cluster), to look at its keys."""
+    import redis
+
+    url = str(app.conf.broker_url).split(";")[0].replace("redis+streams://", "redis://", 1)
+    if (app.conf.broker_transport_options or {}).get("cluster"):
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url)
+    return redis.Redis.from_url(url)
+
+
 def eta_waits_in_the_broker(destination: str, seconds: float, delayed_key: str, receipts_key: str) -> dict[str, Any]:
     """An ETA task sent ``seconds`` ahead: whether it waits in the broker's delayed set
     (``delayed_key``) or in the worker (``inspect scheduled``/``reserved``), when the
@@ -382,9 +394,9 @@ def eta_waits_in_the_broker(destination: str, seconds: float, delayed_key: str, 
     eta = datetime.now(timezone.utc) + timedelta(seconds=seconds)
     result = stamp.apply_async(eta=eta)
     task_id = result.id.encode()
-    with redis.Redis.from_url(app.conf.result_backend) as client:
+    with _broker_redis() as broker, redis.Redis.from_url(app.conf.result_backend) as client:
         # while the task waits: the broker holds it, the worker does not
-        in_delayed_set = any(task_id in member for member in client.zrange(delayed_key, 0, -1))
+        in_delayed_set = any(task_id in member for member in broker.zrange(delayed_key, 0, -1))
         inspector = app.control.inspect(destination=[destination], timeout=1.0)
         held = [entry for entry in (inspector.scheduled() or {}).get(destination, [])]
         held += [entry for entry in (inspector.reserved() or {}).get(destination, [])]
@@ -404,12 +416,10 @@ def eta_waits_in_the_broker(destination: str, seconds: float, delayed_key: str, 
 def revoke_eta_in_the_broker(seconds: float, delayed_key: str) -> dict[str, Any]:
     """Revoke a task that waits ``seconds`` in the broker's delayed set, then wait past
     its ETA: where it was, and its state once the worker received it."""
-    import redis
-
     result = add.apply_async((1, 1), countdown=seconds)
     task_id = result.id.encode()
     app.control.revoke(result.id)
-    with redis.Redis.from_url(app.conf.result_backend) as client:
+    with _broker_redis() as client:
         waiting = any(task_id in member for member in client.zrange(delayed_key, 0, -1))
         time.sleep(seconds + 1.0)
         left = any(task_id in member for member in client.zrange(delayed_key, 0, -1))
