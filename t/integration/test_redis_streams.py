@@ -4,9 +4,11 @@ durable fanout.  Every test under a key prefix of its own, removed afterwards.""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -233,3 +235,21 @@ def test_acks_kept_during_a_handout_are_written_by_the_next_maintenance_round(
             while len(got) < 5:
                 conn.drain_events(timeout=5)
         assert raw.xlen(stream) == 0
+
+
+def test_a_connection_dropped_without_closing_leaves_no_lease_thread(redis_url: str, prefix: str) -> None:
+    def lease_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("kombu_like-streams-leases-")}
+
+    before = lease_threads()
+    url = redis_url.replace("redis://", "redis+streams://", 1)
+    conn = Connection(url, transport_options={"global_keyprefix": prefix, "lease": 0.3})
+    queue = Queue(f"dropped-{uuid.uuid4().hex[:6]}")
+    assert queue(conn.channel()).get() is None  # a take starts the lease thread
+    [thread] = lease_threads() - before
+    del conn
+    deadline = time.monotonic() + 5
+    while thread.is_alive():
+        assert time.monotonic() < deadline, "the lease thread kept a dropped connection alive"
+        gc.collect()
+        thread.join(0.1)

@@ -17,8 +17,10 @@ maintenance thread per store runs it (:class:`Maintenance`), stopped and joined 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -159,6 +161,9 @@ class Maintenance:
     ) -> None:
         self.interval = interval
         self.work = work
+        self._work_ref: Callable[[], Callable[[], float | None] | None] = (
+            weakref.WeakMethod(work) if inspect.ismethod(work) else (lambda: work)  # type: ignore[assignment]
+        )
         self.first = interval if first is None else first
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -176,6 +181,10 @@ class Maintenance:
         self._wake.set()
 
     def _run(self) -> None:
+        # the thread holds its work weakly: a store its program dropped without closing
+        # it is collected, and the thread ends at its next round instead of keeping it
+        ref = self._work_ref
+        self.work = None  # type: ignore[assignment]
         wait = self.first
         while True:
             self._wake.wait(wait)
@@ -183,11 +192,16 @@ class Maintenance:
             if self._stop.is_set():
                 return
             wait = self.interval
+            work = ref()
+            if work is None:
+                return
             try:
-                again = self.work()
+                again = work()
             except Exception as exc:  # a broken connection: the next round tries again
                 logger.warning("lease maintenance failed (retried in %.1f s): %s", self.interval, exc)
                 continue
+            finally:
+                del work
             if again is not None:
                 wait = min(wait, max(0.0, again))
 
