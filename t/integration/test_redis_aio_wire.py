@@ -86,7 +86,7 @@ def test_a_take_whose_reply_was_lost_is_given_back_by_the_ledger_on_the_loop(
         try:
             score, data = taker.take_request(keys, names, 1, None, False)
             wire.execute_packed(data, 1)  # the take runs; its reply is never read
-            ledger.takes.append(score)
+            ledger.takes.append((score, queue))
             await adrive(wire, recover_conversation(ledger, store.keys))
         finally:
             wire.disconnect()

@@ -75,6 +75,42 @@ class TestRedisConformanceWithKeyprefix(RedisBroker, TransportConformance, Async
             client.close()
 
 
+class TestRedisConformanceClusterLayout(RedisBroker, TransportConformance, AsyncAPITests):
+    """The cluster key layout on one Redis: every key of a queue (lists, unacked store,
+    dead-letter list) and of an exchange's bindings carries its hash tag, under the
+    prefix; only the two declaration hashes are global."""
+
+    cancel_pause = 0.00025
+    cancel_count = 300
+
+    @pytest.fixture(autouse=True)
+    def _prefix(self, redis_url: str) -> Iterator[None]:
+        prefix = f"kltest-{uuid.uuid4().hex[:8]}:"
+        self.transport_options = MappingProxyType(
+            {**AMQP_SEMANTICS, "global_keyprefix": prefix, "key_layout": "cluster"}
+        )
+        yield
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = [key.decode() for key in client.scan_iter(match=f"{prefix}*")]
+            declarations = {f"{prefix}_kombu_like.queues", f"{prefix}_kombu_like.exchanges"}
+            untagged = [
+                key for key in keys if key not in declarations and not key.startswith(f"{prefix}{{") and "{" not in key
+            ]
+            assert not untagged, f"keys without a hash tag: {untagged[:5]}"
+            assert not [key for key in keys if key == f"{prefix}unacked" or key == f"{prefix}unacked_index"]
+            for key in keys:
+                client.delete(key)
+        finally:
+            client.close()
+
+
+class TestRedisHostileInputClusterLayout(RedisBroker, HostileInputTests):
+    """Hostile messages under the cluster layout (dead-letter lists carry the queue's tag)."""
+
+    transport_options = MappingProxyType({**AMQP_SEMANTICS, "key_layout": "cluster"})
+
+
 class TestRedisConformanceDurableFanout(RedisBroker, ExchangeTypeTests):
     """Fanout copied into every bound queue's list: it reaches queues nobody consumes."""
 

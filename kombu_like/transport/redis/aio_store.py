@@ -42,6 +42,7 @@ from .aio_wire import AsyncWire, Endpoint
 from .cache import SnapshotCache
 from .codec import check
 from .command import (
+    Ack,
     ack_conversation,
     connect_conversation,
     log_unsettled,
@@ -96,7 +97,7 @@ class AsyncRedisStore:
         #: the queues the loop's consumers take from (for the maintenance)
         self.queues: tuple[str, ...] = ()
         self._maintaining: asyncio.Future[None] | None = None
-        self._held: list[str] | None = None
+        self._held: list[Ack] | None = None
         self._collected: list[asyncio.Future[Any]] | None = None
         self.closed = False
 
@@ -267,22 +268,44 @@ class AsyncRedisStore:
         wire = self.take
         if not wire.connected:
             await wire.connect()  # first: connecting tells whether the take can watch
-        score, data = taker.take_request(keys, names, max_count, preloaded, True)
         taker.armed = None
+        deliveries: list[Delivery] = []
+        # one script, or with the cluster layout one per queue
+        for group_keys, group_names, group_preloaded in taker.take_groups(keys, names, preloaded):
+            left = max(max_count - len(deliveries), 0)
+            if not left and not group_preloaded:
+                break
+            try:
+                deliveries += await self._take_one(group_keys, group_names, left, group_preloaded)
+            except (rexc.ConnectionError, rexc.TimeoutError):
+                if not deliveries:
+                    raise
+                # what the round took is handed out; the next take reconnects
+                logger.warning("connection lost in a take; delivering the %d message(s) taken", len(deliveries))
+                wire.disconnect()
+                break
+        if not deliveries and taker.tracking:
+            taker.armed = (frozenset(queues), wire.generation)
+        return deliveries
+
+    async def _take_one(
+        self, keys: list[str], names: list[str], max_count: int, preloaded: list[tuple[int, bytes]]
+    ) -> list[Delivery]:
+        taker = self.taker
+        wire = self.take
+        score, data = taker.take_request(keys, names, max_count, preloaded, True)
         try:
             reply = await adrive(wire, take_conversation(data))
         except (rexc.ConnectionError, rexc.TimeoutError, asyncio.CancelledError):
             # the script may have run: its messages are found by their score and given
             # back before the next command (or by the next connection)
             if self.options.ack_emulation:
-                self.ledger.takes.append(score)
+                self.ledger.takes.append((score, names[0]))
             raise
         deliveries, unreadable = taker.deliveries(reply, keys, names)
         for queue, raw, tag, reason in unreadable:
             await adrive(self.cmd, script_conversation(*taker.quarantine_call(queue, raw, tag)))
             taker.quarantined(queue, raw, reason)
-        if not deliveries and taker.tracking:
-            taker.armed = (frozenset(queues), wire.generation)
         return deliveries
 
     def armed(self, queues: Sequence[str]) -> bool:
@@ -311,7 +334,7 @@ class AsyncRedisStore:
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not self.options.ack_emulation:
             return
-        tags = [d.receipt for d in deliveries if d.receipt is not None]
+        tags = [(d.queue, d.receipt) for d in deliveries if d.receipt is not None]
         if not tags:
             return
         if self._held is not None:
@@ -319,7 +342,7 @@ class AsyncRedisStore:
             return
         self._write_acks(tags)
 
-    def _write_acks(self, tags: list[str]) -> None:
+    def _write_acks(self, tags: list[Ack]) -> None:
         # a deferred write: the conversation runs here, on the asyncio wire, without waiting;
         # what cannot be written stays owed in the ledger and goes with the next command
         if self.cmd.connected:

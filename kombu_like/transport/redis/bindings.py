@@ -222,7 +222,7 @@ class Bindings:
             [
                 ("HDEL", keys.exchanges, name),
                 ("DEL", keys.table(name), keys.permanent(name)),
-                ("ZREM", keys.binding_deadlines, name),
+                ("ZREM", keys.deadlines(name), name),
             ]
         )
         self.cache.clear()
@@ -252,7 +252,7 @@ class Bindings:
             # Kombu's way for expiring queues: the table lives while it is refreshed
             ttl = binding_ttl(expires)
             yield from script_conversation(
-                scripts.REFRESH_BINDING, [table, keys.binding_deadlines], [member, exchange_name, ttl]
+                scripts.REFRESH_BINDING, [table, keys.deadlines(exchange_name)], [member, exchange_name, ttl]
             )
         else:
             # Kombu's sweep keeps a table while its permanent set has members
@@ -308,7 +308,7 @@ class Bindings:
             for binding in (yield from self.get_bindings_conversation(name)):
                 if binding.queue == queue:
                     _, member = yield from self.member_conversation(name, binding)
-                    table_keys = [keys.table(name), keys.binding_deadlines]
+                    table_keys = [keys.table(name), keys.deadlines(name)]
                     commands.append(
                         ("EVALSHA", script.sha, len(table_keys), *table_keys, member, name, binding_ttl(expires))
                     )

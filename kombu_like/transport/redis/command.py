@@ -26,6 +26,7 @@ from .wire import Wire
 
 __all__ = [
     "MAX_DEFERRED_REPLIES",
+    "Ack",
     "MIN_REDIS_VERSION",
     "CommandConnection",
     "Ledger",
@@ -45,6 +46,8 @@ MIN_REDIS_VERSION = (6, 2)
 MAX_DEFERRED_REPLIES = 2048
 
 Call = tuple[scripts.Script, Sequence[Any], Sequence[Any]]
+#: an acknowledgement: the queue the message came from and its delivery tag
+Ack = tuple[str, str]
 _T = TypeVar("_T")
 
 
@@ -67,8 +70,10 @@ class Ledger:
     so whatever a broken store could not finish, its successor does."""
 
     def __init__(self) -> None:
-        self.acks: list[str] = []
-        self.takes: list[float] = []
+        self.acks: list[Ack] = []
+        #: (score, a queue the take was from): the cluster layout finds it in that
+        #: queue's unacked index
+        self.takes: list[tuple[float, str]] = []
 
 
 def log_unsettled(ledger: Ledger, exc: BaseException) -> None:
@@ -127,11 +132,21 @@ def scripts_conversation(calls: Sequence[Call]) -> Conversation[list[Any]]:
     return replies  # type: ignore[no-any-return]
 
 
-def _ack_commands(keys: KeyLayout, tags: list[str]) -> list[tuple[Any, ...]]:
-    return [("ZREM", keys.unacked_index, *tags), ("HDEL", keys.unacked, *tags)]
+def _ack_commands(keys: KeyLayout, acks: list[Ack]) -> list[tuple[Any, ...]]:
+    if not keys.cluster:
+        tags = [tag for _, tag in acks]
+        return [("ZREM", keys.unacked_index, *tags), ("HDEL", keys.unacked, *tags)]
+    # the cluster layout: each queue's deliveries are in its own unacked store
+    by_queue: dict[str, list[str]] = {}
+    for queue, tag in acks:
+        by_queue.setdefault(queue, []).append(tag)
+    commands: list[tuple[Any, ...]] = []
+    for queue, tags in by_queue.items():
+        commands += [("ZREM", keys.unacked_index_of(queue), *tags), ("HDEL", keys.unacked_of(queue), *tags)]
+    return commands
 
 
-def ack_conversation(ledger: Ledger, keys: KeyLayout, tags: list[str]) -> Conversation[bool]:
+def ack_conversation(ledger: Ledger, keys: KeyLayout, tags: list[Ack]) -> Conversation[bool]:
     """Write the removal of ``tags`` (and of the acks the ledger owes) from the unacked
     store, replies read later; False, the tags owed in the ledger, when not written."""
     if ledger.acks:
@@ -162,19 +177,21 @@ def recover_conversation(ledger: Ledger, keys: KeyLayout) -> Conversation[None]:
         scores = ledger.takes[:]
         ledger.takes.clear()
         try:
-            for score in scores:
-                yield from _give_back_take(keys, score)
+            for score, queue in scores:
+                yield from _give_back_take(keys, score, queue)
         except BaseException:
             ledger.takes += scores
             raise
 
 
-def _give_back_take(keys: KeyLayout, score: float) -> Conversation[None]:
-    """Put back the messages of a take whose reply never arrived (found by its score)."""
-    tags = yield from call("ZRANGE", keys.unacked_index, repr(score), repr(score), "BYSCORE")
+def _give_back_take(keys: KeyLayout, score: float, owner: str) -> Conversation[None]:
+    """Put back the messages of a take whose reply never arrived (found by its score in
+    the unacked index of ``owner``, one of its queues)."""
+    unacked, index = keys.unacked_of(owner), keys.unacked_index_of(owner)
+    tags = yield from call("ZRANGE", index, repr(score), repr(score), "BYSCORE")
     if not tags:
         return
-    values = yield from call("HMGET", keys.unacked, *tags)
+    values = yield from call("HMGET", unacked, *tags)
     calls: list[Call] = []
     for tag, value in zip(tags, values, strict=True):
         if value is None:
@@ -185,7 +202,7 @@ def _give_back_take(keys: KeyLayout, score: float) -> Conversation[None]:
             continue
         priority = clamp_priority((payload.get("properties") or {}).get("priority"))
         key = keys.list_key(queue, priority)
-        calls.append((scripts.RESTORE, [keys.unacked, keys.unacked_index, key], [tag, dumps(payload), "head", "1"]))
+        calls.append((scripts.RESTORE, [unacked, index, key], [tag, dumps(payload), "head", "1"]))
     if calls:
         commands = [_evalsha(s, k, a) for s, k, a in reversed(calls)]
         check((yield from exchange(commands)), "giving back messages of an interrupted take")
@@ -328,8 +345,8 @@ class CommandConnection:
             return self.wire.generation
 
     # -- acknowledgements and the ledger -----------------------------------------------
-    def ack(self, tags: list[str]) -> None:
-        """Remove ``tags`` from the unacked store; the replies are read with a later command.
+    def ack(self, tags: list[Ack]) -> None:
+        """Remove ``tags`` (queue, delivery tag) from the unacked store; the replies are read with a later command.
 
         Tags that cannot be written now stay owed in the ledger.
         """
@@ -338,16 +355,17 @@ class CommandConnection:
                 if self.wire.deferred_replies > MAX_DEFERRED_REPLIES:
                     self.wire.read_deferred()
 
-    def owe_acks(self, tags: list[str]) -> None:
+    def owe_acks(self, tags: list[Ack]) -> None:
         """Note acks that could not be written, for the next command to carry."""
         with self._lock:
             self.ledger.acks.extend(tags)
 
-    def lost_take(self, score: float) -> None:
-        """Note a take whose reply was lost: its messages, found by ``score`` in the
-        unacked index, are given back before the next command."""
+    def lost_take(self, score: float, queue: str) -> None:
+        """Note a take from ``queue`` (one of its queues) whose reply was lost: its
+        messages, found by ``score`` in the unacked index, are given back before the next
+        command."""
         with self._lock:
-            self.ledger.takes.append(score)
+            self.ledger.takes.append((score, queue))
 
     def recover(self) -> None:
         """Resend acks whose fate is unknown and give back takes whose reply was lost."""

@@ -17,6 +17,13 @@ Every name here is part of the wire format shared with Kombu 5 (``kombu.transpor
 
 Keys that only this library writes live under ``_kombu_like.``: the exchange declarations
 (a hash), the declared queues (a hash) and the dead-letter lists of undecodable messages.
+
+The *cluster* layout (``key_layout="cluster"``) departs from Kombu's so that every key one
+script or multi-key command touches hashes to one Redis Cluster slot: each queue's keys
+carry the hash tag ``{<queue>}`` (``<prefix>{<queue>}`` and its priority lists, its own
+unacked hash ``<prefix>{<queue>}:<unacked>`` and index ``<prefix>{<queue>}:<unacked_index>``,
+its dead-letter list ``<prefix><deadletter_prefix>{<queue>}``), each exchange's binding
+sets and binding deadlines the tag ``{<exchange>}``.  Kombu does not read these keys.
 """
 
 from __future__ import annotations
@@ -25,10 +32,19 @@ from bisect import bisect
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DEFAULT_PRIORITY_STEPS", "DEFAULT_SEP", "KeyLayout", "clamp_priority", "topic_pattern"]
+__all__ = [
+    "DEFAULT_PRIORITY_STEPS",
+    "DEFAULT_SEP",
+    "KEY_LAYOUTS",
+    "KeyLayout",
+    "clamp_priority",
+    "topic_pattern",
+]
 
 DEFAULT_SEP = "\x06\x16"
 DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
+#: ``"kombu"``: Kombu's key names; ``"cluster"``: every queue's keys in one cluster slot
+KEY_LAYOUTS = ("kombu", "cluster")
 
 #: Kombu clamps message priorities into this range before choosing a step
 MIN_PRIORITY = 0
@@ -67,7 +83,11 @@ def topic_pattern(routing_key: str) -> str:
 
 
 class KeyLayout:
-    """Every Redis key name of one connection's configuration."""
+    """Every Redis key name of one connection's configuration.
+
+    With ``cluster`` the names of one queue (or one exchange's bindings) share a hash tag,
+    so what the transport does in one script or one command stays in one slot.
+    """
 
     def __init__(
         self,
@@ -79,7 +99,12 @@ class KeyLayout:
         fanout_prefix: str = "/0.",
         deadletter_prefix: str = "_kombu_like.deadletter.",
         lowest_priority_first: bool = True,
+        cluster: bool = False,
     ) -> None:
+        if cluster and "{" in prefix:
+            # the first "{" of a key opens its hash tag: the prefix's would put every key
+            # in one slot, or split a queue's keys across slots
+            raise ValueError(f"global_keyprefix must not contain '{{' with the cluster key layout, got {prefix!r}")
         steps = sorted({int(step) for step in priority_steps})
         if not steps or steps[0] != 0:
             raise ValueError(f"priority_steps must start at 0, got {list(priority_steps)!r}")
@@ -98,6 +123,14 @@ class KeyLayout:
         self.permanent_prefix = prefix + "_kombu.binding_permanent."
         self.binding_deadlines = prefix + "_kombu.binding_deadlines"
         self._list_cache: dict[tuple[str, int], str] = {}
+        self.cluster = cluster
+        self._unacked_name = unacked
+        self._unacked_index_name = unacked_index
+        #: the dead-letter list of a queue is ``deadletter_head + queue + deadletter_tail``
+        self.deadletter_head = self.deadletter_prefix + ("{" if cluster else "")
+        self.deadletter_tail = "}" if cluster else ""
+        self._bookkeeping_suffixes = (f"}}:{unacked}".encode(), f"}}:{unacked_index}".encode())
+        self._bookkeeping = frozenset((self.unacked.encode(), self.unacked_index.encode()))
 
     # -- queues ------------------------------------------------------------------------
     def step(self, priority: Any) -> int:
@@ -105,33 +138,68 @@ class KeyLayout:
         steps = self.steps
         return steps[bisect(steps, clamp_priority(priority)) - 1]
 
+    def _queue_key(self, queue: str) -> str:
+        # the name every key of the queue starts with
+        if not self.cluster:
+            return f"{self.prefix}{queue}"
+        if not queue:
+            # Redis hashes the whole key when the tag "{}" is empty: its keys would scatter
+            raise ValueError("a queue needs a name with the cluster key layout (its name is its keys' hash tag)")
+        return f"{self.prefix}{{{queue}}}"
+
     def list_key(self, queue: str, priority: Any = 0) -> str:
         """The list holding ``queue``'s messages of ``priority``."""
         step = self.step(priority) if priority else 0
         cache_key = (queue, step)
         key = self._list_cache.get(cache_key)
         if key is None:
-            key = f"{self.prefix}{queue}{self.sep}{step}" if step else f"{self.prefix}{queue}"
+            base = self._queue_key(queue)
+            key = f"{base}{self.sep}{step}" if step else base
             if len(self._list_cache) < 10_000:
                 self._list_cache[cache_key] = key
         return key
 
     def list_keys(self, queue: str) -> list[str]:
         """All priority lists of ``queue``, in the order a consumer pops them."""
-        return [
-            f"{self.prefix}{queue}{self.sep}{step}" if step else f"{self.prefix}{queue}" for step in self.consume_steps
-        ]
+        base = self._queue_key(queue)
+        return [f"{base}{self.sep}{step}" if step else base for step in self.consume_steps]
 
     def deadletter(self, queue: str) -> str:
         """Where undecodable entries found in ``queue`` are kept."""
-        return self.deadletter_prefix + queue
+        return self.deadletter_head + queue + self.deadletter_tail
+
+    # -- the unacked store -------------------------------------------------------------
+    def unacked_of(self, queue: str) -> str:
+        """The unacked hash recording ``queue``'s deliveries (the one global hash in
+        Kombu's layout)."""
+        return f"{self._queue_key(queue)}:{self._unacked_name}" if self.cluster else self.unacked
+
+    def unacked_index_of(self, queue: str) -> str:
+        """The sorted set of ``queue``'s delivery tags by delivery time."""
+        return f"{self._queue_key(queue)}:{self._unacked_index_name}" if self.cluster else self.unacked_index
+
+    def is_bookkeeping(self, key: bytes) -> bool:
+        """Whether ``key`` is an unacked hash or index (a change to it is no message)."""
+        if self.cluster:
+            return key.endswith(self._bookkeeping_suffixes)
+        return key in self._bookkeeping
 
     # -- bindings ----------------------------------------------------------------------
+    def _exchange_name(self, exchange: str) -> str:
+        return f"{{{exchange}}}" if self.cluster else exchange
+
     def table(self, exchange: str) -> str:
-        return self.binding_prefix + exchange
+        """The set of ``exchange``'s bindings."""
+        return self.binding_prefix + self._exchange_name(exchange)
 
     def permanent(self, exchange: str) -> str:
-        return self.permanent_prefix + exchange
+        """The set of ``exchange``'s bindings of queues that do not expire."""
+        return self.permanent_prefix + self._exchange_name(exchange)
+
+    def deadlines(self, exchange: str) -> str:
+        """The sorted set holding when ``exchange``'s binding table may be swept (Kombu's
+        one global set; in the cluster layout one per exchange, in its table's slot)."""
+        return f"{self.binding_deadlines}.{{{exchange}}}" if self.cluster else self.binding_deadlines
 
     def member(self, routing_key: str, pattern: str, queue: str) -> str:
         """A binding as Kombu stores it in the exchange's set."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from ..options import TransportOptions, option
-from .keys import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP
+from .keys import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP, KEY_LAYOUTS
 
 __all__ = ["RedisOptions"]
 
@@ -88,6 +88,15 @@ class RedisOptions(TransportOptions):
         "",
         "Prepended to every key and pub/sub channel, so several applications can share a "
         "database; Kombu processes must use the same prefix",
+    )
+    key_layout: str = option(
+        "kombu",
+        '*kombu_like only.*  ``"kombu"``: Kombu\'s key names, shared with Kombu processes; '
+        '``"cluster"``: every key one queue\'s scripts and commands touch shares the hash tag '
+        "``{<queue>}`` (its lists, its own unacked hash and index, its dead-letter list) and "
+        "each exchange's binding keys the tag ``{<exchange>}``, so nothing spans two Redis "
+        "Cluster slots.  Kombu cannot read that layout: a queue must not be shared with Kombu "
+        "processes, and every process using a database must use the same layout",
     )
     # -- fanout --
     fanout_prefix: bool | str = option(
@@ -200,6 +209,13 @@ class RedisOptions(TransportOptions):
             raise ValueError(f"priority_order must be one of {', '.join(PRIORITY_ORDERS)}, got {self.priority_order!r}")
         if self.reply_parser not in REPLY_PARSERS:
             raise ValueError(f"reply_parser must be one of {', '.join(REPLY_PARSERS)}, got {self.reply_parser!r}")
+        if self.key_layout not in KEY_LAYOUTS:
+            raise ValueError(f"key_layout must be one of {', '.join(KEY_LAYOUTS)}, got {self.key_layout!r}")
+        if self.key_layout == "cluster" and "{" in self.global_keyprefix:
+            raise ValueError(
+                "global_keyprefix must not contain '{' with key_layout='cluster' (a key's first '{' opens "
+                f"its cluster hash tag, which is the queue's name), got {self.global_keyprefix!r}"
+            )
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fanout_mode must be one of {', '.join(FANOUT_MODES)}, got {self.fanout_mode!r}")
         self.health_check_interval = float(self.health_check_interval or 0)

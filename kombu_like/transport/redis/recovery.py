@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..virtual.routing import route
@@ -63,34 +64,25 @@ class Restorer:
         self.options = options
         self.bindings = bindings
 
-    def sweep(self) -> int:
-        """Give back every message unacknowledged for longer than ``visibility_timeout``."""
-        return self.cmd.converse_in_steps(self.sweep_conversation(), self.bindings.lock)
+    def sweep(self, queues: Sequence[str] = ()) -> int:
+        """Give back every message unacknowledged for longer than ``visibility_timeout``
+        (with the cluster layout: of the declared queues and ``queues``)."""
+        return self.cmd.converse_in_steps(self.sweep_conversation(queues), self.bindings.lock)
 
-    def sweep_conversation(self) -> Conversation[int]:
+    def sweep_conversation(self, queues: Sequence[str] = ()) -> Conversation[int]:
+        """The sweep; with the cluster layout it looks at the unacked index of every queue
+        declared in the database (a dead consumer's included) and of ``queues``."""
         keys = self.keys
         limit = self.options.unacked_restore_limit
+        owners: list[str | None] = [None]
+        if keys.cluster:
+            declared = yield from call("HKEYS", keys.queues)
+            owners = [*sorted({text(name) for name in declared} | set(queues))]  # Kombu's one unacked store
         restored = 0
-        while limit is None or restored < limit:
-            ceiling = time.time() - self.options.visibility_timeout
-            chunk = SWEEP_CHUNK if limit is None else min(SWEEP_CHUNK, limit - restored)
-            [tags] = yield from exchange(
-                [("ZRANGE", keys.unacked_index, "-inf", repr(ceiling), "BYSCORE", "LIMIT", 0, chunk)]
-            )
-            if isinstance(tags, Exception):
-                raise tags
-            if not tags:
+        for owner in owners:
+            if limit is not None and restored >= limit:
                 break
-            values = yield from call("HMGET", keys.unacked, *tags)
-            # each script checks its message is still recorded: no lock held across these
-            calls = []
-            for tag, value in zip(tags, values, strict=True):
-                calls.append((yield from self._restore_call(text(tag), value)))
-            replies = yield from scripts_conversation(calls)
-            check(replies, "restoring unacknowledged messages")
-            restored += sum(1 for reply in replies if reply == 1)
-            if len(tags) < chunk:
-                break
+            restored += yield from self._sweep_store(owner, None if limit is None else limit - restored)
         if restored:
             logger.info(
                 "restored %d message(s) left unacknowledged for more than %ss",
@@ -99,21 +91,53 @@ class Restorer:
             )
         return restored
 
-    def _restore_call(self, tag: str, value: Any) -> Conversation[Call]:
+    def _sweep_store(self, owner: str | None, limit: int | None) -> Conversation[int]:
+        """Sweep one unacked store: Kombu's (``owner`` None) or queue ``owner``'s."""
         keys = self.keys
-        index = [keys.unacked, keys.unacked_index]
+        unacked = keys.unacked if owner is None else keys.unacked_of(owner)
+        index = keys.unacked_index if owner is None else keys.unacked_index_of(owner)
+        restored = 0
+        while limit is None or restored < limit:
+            ceiling = time.time() - self.options.visibility_timeout
+            chunk = SWEEP_CHUNK if limit is None else min(SWEEP_CHUNK, limit - restored)
+            [tags] = yield from exchange([("ZRANGE", index, "-inf", repr(ceiling), "BYSCORE", "LIMIT", 0, chunk)])
+            if isinstance(tags, Exception):
+                raise tags
+            if not tags:
+                break
+            values = yield from call("HMGET", unacked, *tags)
+            # each script checks its message is still recorded: no lock held across these
+            calls = []
+            for tag, value in zip(tags, values, strict=True):
+                calls.append((yield from self._restore_call(text(tag), value, owner)))
+            replies = yield from scripts_conversation(calls)
+            check(replies, "restoring unacknowledged messages")
+            restored += sum(1 for reply in replies if reply == 1)
+            if len(tags) < chunk:
+                break
+        return restored
+
+    def _restore_call(self, tag: str, value: Any, owner: str | None) -> Conversation[Call]:
+        keys = self.keys
+        if owner is None:
+            index = [keys.unacked, keys.unacked_index]
+        else:
+            index = [keys.unacked_of(owner), keys.unacked_index_of(owner)]
         if value is None:
             return scripts.RESTORE, index, [tag, "", "head", "1"]  # drops a stale index entry
         try:
             payload, exchange_name, routing_key = loads_plain(value)
             if not isinstance(payload, dict):
                 raise TypeError("the envelope is not an object")
-            if not exchange_name:
+            if owner is not None:
+                # the cluster layout: back to the queue whose store recorded it (its slot)
+                queues = [owner]
+            elif not exchange_name:
                 queues = [routing_key]
             else:
                 queues = yield from self._route_back(exchange_name, routing_key, payload)
         except Exception as exc:  # written by another program, or damaged
-            return self._unreadable(tag, value, exc)
+            return self._unreadable(tag, value, exc, index, owner)
         if not queues:
             dead = keys.deadletter(f"{exchange_name}:{routing_key}")
             logger.error(
@@ -129,13 +153,12 @@ class Restorer:
         lists = [keys.list_key(queue, priority) for queue in queues]
         return scripts.RESTORE, [*index, *lists], [tag, dumps(fresh), "head", "1"]
 
-    def _unreadable(self, tag: str, value: Any, exc: BaseException) -> Call:
-        keys = self.keys
-        dead = keys.deadletter("unacked")
+    def _unreadable(self, tag: str, value: Any, exc: BaseException, index: list[str], owner: str | None) -> Call:
+        dead = self.keys.deadletter("unacked" if owner is None else owner)
         logger.error(
             "Cannot read unacked entry %r (%s); moved it to the Redis list %r: %s", tag, exc, dead, preview(value)
         )
-        return scripts.RESTORE, [keys.unacked, keys.unacked_index, dead], [tag, value, "tail", "1"]
+        return scripts.RESTORE, [*index, dead], [tag, value, "tail", "1"]
 
     def _route_back(self, exchange_name: str, routing_key: str, payload: dict[str, Any]) -> Conversation[list[str]]:
         # Kombu records the exchange and routing key, not the queue: route it again

@@ -32,9 +32,11 @@ def _script(name: str, source: str) -> Script:
 #: ARGV[2] is the delivery time (index score); ARGV[3] '1' to read every list it found
 #: empty (LLEN) as the script's last step -- on a connection with ``CLIENT TRACKING``
 #: on, that asks Redis to say when any of them changes, with no window between the look
-#: and the watch; ARGV[4] the dead-letter key prefix, ARGV[5] '1' to record deliveries
-#: (ack emulation), ARGV[6 .. 5+N] the queue name of each list, then pairs (list number,
-#: message) already taken by BRPOP or received by pub/sub.
+#: and the watch; ARGV[4] and ARGV[6] what comes before and after a queue's name in its
+#: dead-letter list's key, ARGV[5] '1' to record deliveries (ack emulation), ARGV[7 .. 6+N]
+#: the queue name of each list, then pairs (list number, message) already taken by BRPOP
+#: or received by pub/sub.  (With the cluster key layout every key is one queue's: KEYS
+#: and the dead-letter list share its hash tag.)
 #:
 #: Returns {list number, message, status, delivery tag} per message: status 1 delivered;
 #: 0 not a Kombu envelope, moved to the queue's dead-letter list; 2 the list could not be
@@ -46,18 +48,19 @@ local left = tonumber(ARGV[1])
 local score = ARGV[2]
 local dead_prefix = ARGV[4]
 local record = ARGV[5] == '1'
+local dead_suffix = ARGV[6]
 local lists = #KEYS - 2
 local out = {}
 
 local function take(i, raw)
-  local queue = ARGV[5 + i]
+  local queue = ARGV[6 + i]
   local ok, msg = pcall(cjson.decode, raw)
   local tag = nil
   if ok and type(msg) == 'table' and type(msg['properties']) == 'table' then
     tag = msg['properties']['delivery_tag']
   end
   if type(tag) ~= 'string' or tag == '' then
-    redis.call('LPUSH', dead_prefix .. queue, raw)
+    redis.call('LPUSH', dead_prefix .. queue .. dead_suffix, raw)
     out[#out + 1] = {i, raw, 0, ''}
     return
   end
@@ -69,7 +72,7 @@ local function take(i, raw)
   left = left - 1
 end
 
-for j = 6 + lists, #ARGV, 2 do
+for j = 7 + lists, #ARGV, 2 do
   take(tonumber(ARGV[j]), ARGV[j + 1])
 end
 local drained = {}

@@ -37,7 +37,7 @@ from ..virtual.store import Delivery, QueueStore
 from . import scripts
 from .bindings import Bindings
 from .codec import check, dumps, loads, text
-from .command import CommandConnection, Ledger, log_unsettled, scripts_conversation
+from .command import Ack, CommandConnection, Ledger, log_unsettled, scripts_conversation
 from .conversation import Conversation, call, exchange
 from .fanout import FanoutListener
 from .keys import KeyLayout, clamp_priority
@@ -59,7 +59,7 @@ ACK_BATCH_DELAY = 0.5
 
 
 class _AckBatch(threading.local):
-    pending: list[str] | None = None
+    pending: list[Ack] | None = None
     since = 0.0
 
 
@@ -92,6 +92,7 @@ class RedisStore(QueueStore):
             fanout_prefix=options.fanout_prefix_for(db),
             deadletter_prefix=options.deadletter_prefix,
             lowest_priority_first=options.priority_order == "kombu",
+            cluster=options.key_layout == "cluster",
         )
         # the ledger (acks whose fate is unknown, takes whose reply was lost) is shared
         # with the stores the transport makes after this one
@@ -300,7 +301,7 @@ class RedisStore(QueueStore):
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not self.options.ack_emulation:
             return
-        tags = [d.receipt for d in deliveries if d.receipt is not None]
+        tags = [(d.queue, d.receipt) for d in deliveries if d.receipt is not None]
         if not tags:
             return
         batch = self._acks.pending
@@ -349,7 +350,7 @@ class RedisStore(QueueStore):
             payload = mark_redelivered(delivery.payload) if redelivered else delivery.payload
             priority = clamp_priority((payload.get("properties") or {}).get("priority"))
             key = self.keys.list_key(delivery.queue, priority)
-            keys = [self.keys.unacked, self.keys.unacked_index, key]
+            keys = [self.keys.unacked_of(delivery.queue), self.keys.unacked_index_of(delivery.queue), key]
             calls.append((scripts.RESTORE, keys, [delivery.receipt or "", dumps(payload), "head", record]))
         if not calls:
             return
@@ -387,7 +388,7 @@ class RedisStore(QueueStore):
         if self.options.ack_emulation and now >= self._next_sweep:
             assert self.options.unacked_restore_interval is not None
             self._next_sweep = now + self.options.unacked_restore_interval
-            yield from self.restorer.sweep_conversation()
+            yield from self.restorer.sweep_conversation(queues)
         if self.expires and now >= self._next_refresh:
             yield from self.refresh_expiring_conversation(queues)
 

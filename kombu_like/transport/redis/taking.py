@@ -121,8 +121,6 @@ class Taker:
         #: when a PING sent on the idle take connection (event loop) must be answered
         self.pong_due: float | None = None
         self._fetch_parts: dict[tuple[str, ...], tuple[bytes, bytes, int]] = {}
-        #: the unacked store's keys, whose invalidations tell of no list change
-        self._bookkeeping = frozenset(key.encode("utf-8") for key in (keys.unacked, keys.unacked_index))
 
     def _on_connect(self, wire: Wire) -> None:
         wire.client_id, problem = drive(wire, take_connect_conversation())
@@ -259,7 +257,8 @@ class Taker:
         keys = push[1] if len(push) > 1 else None
         if not keys:
             return True  # every key: a FLUSHDB, say
-        return any(key not in self._bookkeeping for key in keys)
+        bookkeeping = self.keys.is_bookkeeping
+        return not all(map(bookkeeping, keys))
 
     def finish_ping(self) -> None:
         """Read the answer to a PING sent while the loop watched the idle connection, so
@@ -294,6 +293,35 @@ class Taker:
             self.cmd.recover()
         if self.pong_due is not None:
             self.finish_ping()
+        groups = self.take_groups(keys, names, preloaded)
+        if len(groups) == 1:
+            taken = self._take_one(keys, names, max_count, preloaded, watch)
+            # pushes read before the reply tell of changes the take has seen already
+            wire.pushes.clear()
+            return taken
+        # the cluster layout: one script per queue (its keys share a slot).  Pushes read
+        # meanwhile may tell of a queue taken from earlier in the round: they are kept,
+        # costing at most one more take
+        deliveries: list[Delivery] = []
+        for group_keys, group_names, group_preloaded in groups:
+            left = max(max_count - len(deliveries), 0)
+            if not left and not group_preloaded:
+                break
+            try:
+                deliveries += self._take_one(group_keys, group_names, left, group_preloaded, watch)
+            except (rexc.ConnectionError, rexc.TimeoutError):
+                if not deliveries:
+                    raise
+                # what the round took is handed out; the next take reconnects
+                logger.warning("connection lost in a take; delivering the %d message(s) taken", len(deliveries))
+                wire.disconnect()
+                break
+        return deliveries
+
+    def _take_one(
+        self, keys: list[str], names: list[str], max_count: int, preloaded: Preloaded | None, watch: bool
+    ) -> list[Delivery]:
+        wire = self.wire
         score: float | None = None
         try:
             wire.connect()  # first: connecting tells whether the take can watch
@@ -303,15 +331,33 @@ class Taker:
             # the script may have run: its messages are found by their score and given
             # back by the next command (or the next connection)
             if self.options.ack_emulation and score is not None:
-                self.cmd.lost_take(score)
+                self.cmd.lost_take(score, names[0])
             raise
-        # pushes read before the reply tell of changes the take has seen already
-        wire.pushes.clear()
         deliveries, unreadable = self.deliveries(reply, keys, names)
         for queue, raw, tag, reason in unreadable:
             self.cmd.run(*self.quarantine_call(queue, raw, tag))
             self.quarantined(queue, raw, reason)
         return deliveries
+
+    def take_groups(
+        self, keys: list[str], names: list[str], preloaded: Preloaded | None
+    ) -> list[tuple[list[str], list[str], Preloaded]]:
+        """The takes one take is made of: all lists in one script, or with the cluster
+        layout one script per queue -- each with its lists, their queues and the
+        preloaded messages renumbered to its lists."""
+        if not self.keys.cluster or len(set(names)) == 1:
+            return [(keys, names, preloaded or [])]
+        grouped: dict[str, tuple[list[str], list[str], Preloaded]] = {}
+        renumber: dict[int, tuple[str, int]] = {}
+        for number, (key, queue) in enumerate(zip(keys, names, strict=True), 1):
+            group = grouped.setdefault(queue, ([], [], []))
+            group[0].append(key)
+            group[1].append(queue)
+            renumber[number] = (queue, len(group[0]))
+        for number, raw in preloaded or ():
+            queue, local = renumber[number]
+            grouped[queue][2].append((local, raw))
+        return list(grouped.values())
 
     def take_request(
         self, keys: list[str], names: list[str], max_count: int, preloaded: Preloaded | None, watch: bool
@@ -355,8 +401,11 @@ class Taker:
         static = self._fetch_parts.get(cache_key)
         if static is None:
             layout = self.keys
-            head = ["EVALSHA", scripts.FETCH.sha, len(keys) + 2, layout.unacked, layout.unacked_index, *keys]
-            rest = [layout.deadletter_prefix, "1" if self.options.ack_emulation else "0", *names]
+            # one queue's unacked store (with the cluster layout every name is one queue's)
+            unacked, index = layout.unacked_of(names[0]), layout.unacked_index_of(names[0])
+            head = ["EVALSHA", scripts.FETCH.sha, len(keys) + 2, unacked, index, *keys]
+            record = "1" if self.options.ack_emulation else "0"
+            rest = [layout.deadletter_head, record, layout.deadletter_tail, *names]
             # the three arguments between them (max_count, score, watch) change with every take
             static = (pack_args(head), pack_args(rest), len(head) + 3 + len(rest))
             if len(self._fetch_parts) > 256:
@@ -384,7 +433,7 @@ class Taker:
         layout = self.keys
         return (
             scripts.RESTORE,
-            [layout.unacked, layout.unacked_index, layout.deadletter(queue)],
+            [layout.unacked_of(queue), layout.unacked_index_of(queue), layout.deadletter(queue)],
             [tag, raw, "tail", "0"],
         )
 
