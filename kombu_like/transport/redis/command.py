@@ -32,7 +32,9 @@ __all__ = [
     "Ledger",
     "ack_conversation",
     "connect_conversation",
+    "evalsha_command",
     "recover_conversation",
+    "reloading_conversation",
     "script_conversation",
     "scripts_conversation",
     "server_version",
@@ -121,10 +123,33 @@ def script_conversation(script: scripts.Script, keys: Sequence[Any], args: Seque
 def scripts_conversation(calls: Sequence[Call]) -> Conversation[list[Any]]:
     """Run several scripts in one round trip; error replies come back in their place."""
     commands = [_evalsha(script, keys, args) for script, keys, args in calls]
+    return (yield from reloading_conversation(commands, [script for script, _, _ in calls], scripts.ALL))
+
+
+def evalsha_command(script: scripts.Script, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    """The ``EVALSHA`` command running ``script`` on ``keys`` and ``args``."""
+    return _evalsha(script, keys, args)
+
+
+def reloading_conversation(
+    commands: Sequence[Sequence[Any]],
+    run_scripts: Sequence[scripts.Script | None],
+    reload: Sequence[scripts.Script] | None = None,
+) -> Conversation[list[Any]]:
+    """Run ``commands`` in one round trip, error replies in their place; a command that
+    runs a script (``run_scripts[i]``, None for the others) and meets ``NOSCRIPT`` (a
+    ``SCRIPT FLUSH`` or a new server since we connected) is sent again once its script
+    is loaded -- with ``reload`` (every script of a transport) loaded too when given."""
     replies = yield from exchange(commands)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, rexc.NoScriptError)]
+    missing = [
+        i for i, reply in enumerate(replies) if isinstance(reply, rexc.NoScriptError) and run_scripts[i] is not None
+    ]
     if missing:
-        for script in scripts.ALL:
+        wanted = {script for i in missing if (script := run_scripts[i]) is not None}
+        for script in reload if reload is not None else ():
+            wanted.discard(script)
+            yield from call("SCRIPT", "LOAD", script.source)
+        for script in sorted(wanted, key=lambda s: s.name):
             yield from call("SCRIPT", "LOAD", script.source)
         again = yield from exchange([commands[i] for i in missing])
         for i, reply in zip(missing, again, strict=True):

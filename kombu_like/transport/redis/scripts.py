@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-__all__ = ["FETCH", "REFRESH_BINDING", "RESTORE", "Script"]
+__all__ = ["FETCH", "REFRESH_BINDING", "RESTORE", "Script", "make_script"]
 
 
 class Script(NamedTuple):
@@ -21,8 +21,12 @@ class Script(NamedTuple):
     sha: str
 
 
-def _script(name: str, source: str) -> Script:
+def make_script(name: str, source: str) -> Script:
+    """The :class:`Script` of Lua ``source`` (its SHA1 computed here)."""
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+
+
+_script = make_script
 
 
 #: Take up to ARGV[1] messages from the lists KEYS[3..] (in that order) and record each in

@@ -71,6 +71,12 @@ class StreamsConnection(VirtualConnection):
     def write_held_acks(self) -> None:
         self.store.write_held_acks()
 
+    def consumers_changed(self) -> None:
+        super().consumers_changed()
+        if self.is_open:
+            # a consumer was cancelled: the acks it made are confirmed, seen by every client
+            self.seam.call(self.store.settle)
+
 
 class Transport(VirtualTransport):
     """The ``redis+streams://`` and ``rediss+streams://`` transport."""

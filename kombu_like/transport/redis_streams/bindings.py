@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..virtual.routing import Binding, ExchangeInfo
@@ -58,11 +59,17 @@ def _parse(name: str, raw: dict[bytes, bytes]) -> tuple[ExchangeInfo | None, lis
 
 
 class StreamBindings:
-    """The :class:`~kombu_like.transport.virtual.store.BindingStore` of the transport."""
+    """The :class:`~kombu_like.transport.virtual.store.BindingStore` of the transport.
 
-    def __init__(self, client: Any, keys: StreamKeys) -> None:
+    ``read_hash`` reads one hash (an exchange's, on every publish): the store's hot path.
+    """
+
+    def __init__(
+        self, client: Any, keys: StreamKeys, read_hash: Callable[[str], dict[bytes, bytes]] | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
+        self._read_hash = read_hash or client.hgetall
         self._read = threading.local()
         self._reads = itertools.count()
         self._version = 0
@@ -88,7 +95,7 @@ class StreamBindings:
         self.client.sadd(self.keys.exchanges, info.name)
 
     def _load(self, name: str) -> tuple[ExchangeInfo | None, list[Binding]]:
-        return _parse(name, self.client.hgetall(self.keys.exchange(name)))
+        return _parse(name, self._read_hash(self.keys.exchange(name)))
 
     def exchange(self, name: str) -> ExchangeInfo | None:
         info, bindings = self._load(name)

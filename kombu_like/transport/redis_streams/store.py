@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from ...exceptions import PreconditionFailed
 from ..base import Capabilities
 from ..virtual import Delivery, QueueStore
@@ -36,6 +38,7 @@ from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
 from .deadletter import DeadLetters
 from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
+from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, take_call
 from .keys import GROUP, StreamKeys
 from .lease import Leases, Maintenance
 from .options import StreamsOptions
@@ -64,7 +67,9 @@ class StreamsStore(QueueStore):
 
     ``watch_connection`` makes the dedicated connection that waits for entries; a Redis
     Cluster's store is given its ``watcher`` instead (one watch connection per master,
-    :class:`.cluster_watch.ClusterWatcher`).
+    :class:`.cluster_watch.ClusterWatcher`).  On a single server the hot path -- publish,
+    take, ack -- runs on a RESP connection of its own made like the watch connection
+    (:mod:`.hotpath`); a cluster client runs it as everything else.
     """
 
     capabilities = Capabilities(
@@ -91,11 +96,18 @@ class StreamsStore(QueueStore):
         self.keys = StreamKeys(options.global_keyprefix)
         #: this store's consumer name in every group: unique per store
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.bindings: StreamBindings = StreamBindings(client, self.keys)
         self.scripts = {
             name: client.register_script(getattr(scripts, name))
             for name in ("TAKE", "REQUEUE", "DEAD", "CLAIM", "SIZE", "PURGE", "PUT_LIMITED")
         }
+        #: redis-py pipelines: batches with delayed messages or confirmed by replicas
+        self.pipelines = PipelineExecutor(client, self.scripts)
+        self.hot: PipelineExecutor | WireExecutor = (
+            WireExecutor(watch_connection, options)
+            if watch_connection is not None and not options.cluster
+            else self.pipelines
+        )
+        self.bindings: StreamBindings = StreamBindings(client, self.keys, self.hot.hgetall)
         self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
         if watcher is None:
             assert watch_connection is not None, "a store needs a watch connection or a watcher"
@@ -163,23 +175,22 @@ class StreamsStore(QueueStore):
     def _fields(self, queue: str, spec: QueueSpec, payload: dict[str, Any], now: int) -> list[Any]:
         return encode_fields(queue, spec, payload, now)
 
-    def _append(self, pipe: Any, queue: str, payload: dict[str, Any], priority: int, now: int) -> None:
+    def _append(self, queue: str, payload: dict[str, Any], priority: int, now: int) -> list[Step]:
+        """The commands storing ``payload`` in ``queue`` now (for either executor)."""
         spec = self.spec(queue)
         fields = self._fields(queue, spec, payload, now)
         stream = self.keys.stream(queue, level_of(spec, priority))
-        if spec.max_length is None:
-            pipe.execute_command("XADD", stream, "*", *fields)
-        else:
-            args = [GROUP, spec.max_length, *fields]
-            self.scripts["PUT_LIMITED"](keys=[stream, *self.streams(queue)], args=args, client=pipe)
+        level_streams = self.streams(queue) if spec.max_length is not None else ()
+        steps = [append_command(stream, fields, spec.max_length, level_streams)]
         if spec.ttl_ms is not None:
             # entries written longer than the queue's TTL ago have expired, delivered or not:
             # they go with the next publish, so a queue nobody reads (a dead worker's
             # broadcast queue) does not grow without bound
-            pipe.execute_command("XTRIM", stream, "MINID", "~", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0))
+            steps.append(("XTRIM", stream, "MINID", "~", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0)))
         elif "exp" in fields:
             # size() then counts entry by entry, leaving out expired ones
-            pipe.hset(self.keys.meta(queue), "expiring", 1)
+            steps.append(("HSET", self.keys.meta(queue), "expiring", 1))
+        return steps
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         self.put_many([(queue, payload, priority)])
@@ -188,6 +199,8 @@ class StreamsStore(QueueStore):
         if not items:
             return
         now = _now_ms()
+        if not self.options.wait_replicas and self._put_now(items, now):
+            return
         delayed: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
         if self.options.wait_replicas:
             # one pipeline per slot, each followed by WAIT on its master's connection:
@@ -209,6 +222,25 @@ class StreamsStore(QueueStore):
             soonest = min(d.ms if d.relative else d.ms - now for d, _ in members)
             self.due.nudge(queue, soonest / 1000)
 
+    def _put_now(self, items: Sequence[tuple[str, dict[str, Any], int]], now: int) -> bool:
+        """Store ``items`` in their streams in one round trip on the hot path; False (and
+        nothing sent) when one of them is delayed."""
+        eta_delivery = self.options.eta_delivery
+        steps: list[Step] = []
+        owners: list[str] = []
+        for queue, payload, priority in items:
+            if delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue) is not None:
+                return False
+            added = self._append(queue, payload, priority, now)
+            steps += added
+            owners += [queue] * len(added)
+        failed = [(owners[i], reply) for i, reply in enumerate(self.hot.run(steps)) if isinstance(reply, Exception)]
+        if failed:
+            queues = ", ".join(sorted({queue for queue, _ in failed}))
+            first = failed[0][1]
+            raise type(first)(f"publishing {len(items)} message(s) failed for queue(s) {queues}: {first}")
+        return True
+
     def _write(
         self,
         pipe: Any,
@@ -223,7 +255,8 @@ class StreamsStore(QueueStore):
         for queue, payload, priority in items:
             delay = delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue)
             if delay is None:
-                self._append(pipe, queue, payload, priority, now)
+                for step in self._append(queue, payload, priority, now):
+                    self.pipelines.add(pipe, step)
             else:
                 scheduled[queue].append((delay, self._delayed_member(pipe, queue, payload, priority, delay, now)))
         for queue, members in scheduled.items():
@@ -275,7 +308,7 @@ class StreamsStore(QueueStore):
             if self._maintenance is not None:
                 self._maintenance.wake()  # its delayed messages may be due already
         streams = self.streams(queue)
-        reply = self.scripts["TAKE"](keys=streams, args=[GROUP, self.consumer, max_count, _now_ms()])
+        reply = self.hot.script(take_call(streams, self.consumer, max_count, _now_ms()))
         if not reply:
             return []
         deliveries = [decode_entry(queue, streams[int(index) - 1], entry, fields) for index, entry, fields in reply]
@@ -298,6 +331,7 @@ class StreamsStore(QueueStore):
 
     def _watch_points(self, queues: Sequence[str]) -> tuple[list[str], list[str]]:
         """The streams of ``queues`` and the id after which an entry is news to the group."""
+        self.settle()  # about to wait: nothing acknowledged stays unconfirmed meanwhile
         streams = [stream for queue in queues for stream in self.streams(queue)]
         pipe = self.client.pipeline(transaction=False)
         for stream in streams:
@@ -340,16 +374,22 @@ class StreamsStore(QueueStore):
             self.write_acks(kept)
 
     def write_acks(self, deliveries: Sequence[Delivery]) -> None:
-        """Acknowledge ``deliveries`` in Redis now (``XACK`` and ``XDEL``, one pipeline)."""
+        """Acknowledge ``deliveries`` in Redis now (``XACK`` and ``XDEL`` in one write; on
+        the RESP connection their replies are read with a later command)."""
         grouped = self._by_stream(deliveries)
         if not grouped:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for stream, ids in grouped.items():
-            pipe.xack(stream, GROUP, *ids)
-            pipe.xdel(stream, *ids)
-        pipe.execute()
+        self.hot.ack(ack_commands(grouped))
         self.leases.remove(d.receipt for d in deliveries if isinstance(d.receipt, Receipt))
+
+    def settle(self) -> None:
+        """Read the replies of the acks written behind (an error reply is logged), so what
+        this store acknowledged is seen by every other connection (a count, another
+        client); acks a cut lost are sent again with the next command."""
+        try:
+            self.hot.settle()
+        except RedisError as exc:
+            logger.warning("could not confirm acknowledgements written to Redis (%s); they are sent again", exc)
 
     def requeue(self, deliveries: Sequence[Delivery], redelivered: bool = True) -> None:
         grouped = self._by_stream(deliveries)
@@ -376,11 +416,13 @@ class StreamsStore(QueueStore):
     def purge(self, queue: str) -> int:
         """Remove the ready messages of ``queue`` and the delayed ones (nothing the purge
         saw arrives later); how many there were of both."""
+        self.settle()
         # the delayed set first: a message moved meanwhile is in a stream, purged next
         delayed = self.delayed.purge(self.keys.delayed(queue))
         return delayed + int(self.scripts["PURGE"](keys=self.streams(queue), args=[GROUP, _now_ms()]))
 
     def size(self, queue: str) -> int:
+        self.settle()  # counted without what this store acknowledged
         spec = self.spec(queue)
         scan = spec.ttl_ms is not None or bool(self.client.hexists(self.keys.meta(queue), "expiring"))
         return int(self.scripts["SIZE"](keys=self.streams(queue), args=[GROUP, _now_ms(), "1" if scan else "0"]))
@@ -484,5 +526,8 @@ class StreamsStore(QueueStore):
         except Exception as exc:  # the leases lapse and the messages come back anyway
             logger.warning("could not give back held messages on close (their leases will lapse): %s", exc)
         finally:
-            self.watcher.close()
-            self.client.close()
+            try:
+                self.hot.close()  # the acks written behind are settled first
+            finally:
+                self.watcher.close()
+                self.client.close()
