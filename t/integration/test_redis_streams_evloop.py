@@ -147,3 +147,29 @@ def test_watch_connection_cut_under_the_loop_loses_nothing(hub: Hub, url: str, p
         finally:
             again.release()
     assert received == [("during the cut", False)]
+
+
+def test_silent_connection_under_the_loop_is_found_by_its_timer(hub: Hub, url: str, prefix: str) -> None:
+    # a half-open connection never turns readable: the lease work on the loop's timer
+    # must notice the missing answers within socket_timeout and raise a recoverable error
+    queue = Queue(f"evl-silent-{uuid.uuid4().hex[:6]}")
+    options = {"global_keyprefix": prefix, "lease": 0.6, "socket_timeout": 0.5}
+    got: list[Any] = []
+    with FaultProxy("127.0.0.1", 6379) as proxy, Connection(url, transport_options=options) as direct:
+        direct.Producer().publish("before", routing_key=queue.name, declare=[queue])
+        conn = Connection(proxy.url_for(url), transport_options=options)
+        try:
+            hub.propagate_errors = conn.connection_errors
+            conn.register_with_event_loop(hub)
+            with Consumer(conn, [queue], on_message=lambda m: (got.append(m.payload), m.ack())):  # type: ignore[func-returns-value]
+                run_until(hub, lambda: got == ["before"])
+                end = time.monotonic() + 0.1
+                run_until(hub, lambda: time.monotonic() >= end)  # idle, waiting on Redis
+                proxy.stall()
+                started = time.monotonic()
+                with pytest.raises(conn.recoverable_connection_errors):
+                    run_until(hub, lambda: False, timeout=5)
+                assert time.monotonic() - started < 3
+        finally:
+            proxy.stall(False)
+            conn.collect()

@@ -214,3 +214,22 @@ def test_connection_cut_while_waiting_on_an_empty_stream_loses_nothing(url: str,
         stream = StreamKeys(prefix).stream(queue.name)
         assert raw.xpending(stream, "kombu_like")["pending"] == 0
     raw.close()
+
+
+def test_silent_connection_while_waiting_raises_within_socket_timeout(url: str, prefix: str) -> None:
+    queue = Queue(f"silent-{uuid.uuid4().hex[:6]}")
+    opts = options(prefix, socket_timeout=0.5)
+    with FaultProxy("127.0.0.1", 6379) as proxy, Connection(url, transport_options=opts) as direct:
+        queue(direct.default_channel).declare()
+        with Connection(proxy.url_for(url), transport_options=opts) as consumer:
+            with consumer.Consumer([queue], on_message=lambda m: None):
+                with pytest.raises(socket.timeout):
+                    consumer.drain_events(timeout=0.3)  # waits on the empty stream
+                proxy.stall()
+                started = time.monotonic()
+                try:
+                    with pytest.raises(consumer.connection_errors):
+                        consumer.drain_events(timeout=10)
+                finally:
+                    proxy.stall(False)
+                assert time.monotonic() - started < 3
