@@ -178,6 +178,42 @@ def test_startup_nodes_any_one_answering_is_enough(redis_cluster: RedisClusterNo
             message.ack()
 
 
+@pytest.mark.parametrize("start", ["}", "~"])
+def test_a_queue_named_with_a_leading_brace_keeps_its_keys_in_one_slot(
+    redis_cluster: RedisClusterNodes, prefix: str, start: str
+) -> None:
+    # Redis hashes a whole key whose braces hold nothing ("{}x}"): such a name gets an
+    # encoded hash tag, else its priority streams, delayed set and metadata spread over
+    # slots and every script touching two of them fails with CROSSSLOT
+    name = f"{start}odd.{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, routing_key=name, max_priority=3)
+    options = {"cluster": True, "global_keyprefix": prefix}
+    with Connection(redis_cluster.url(), transport_options=options) as conn:
+        producer = conn.Producer()
+        producer.publish({"n": "later"}, routing_key=name, declare=[queue], headers={"x-delay": 100})
+        producer.publish({"n": "low"}, routing_key=name, priority=1)
+        producer.publish({"n": "high"}, routing_key=name, priority=3)
+        assert queue(conn.default_channel).queue_declare(passive=True).message_count == 2
+        with conn.SimpleQueue(queue) as simple:
+            got = []
+            for _ in range(3):
+                message = simple.get(timeout=5)
+                got.append(message.payload["n"])
+                message.ack()
+        assert got == ["high", "low", "later"]
+        queue(conn.default_channel).delete()
+        assert not redis_cluster_keys(redis_cluster, prefix)
+
+
+def redis_cluster_keys(cluster: RedisClusterNodes, prefix: str) -> list[bytes]:
+    """The keys under ``prefix`` on every master (the declared-names sets aside)."""
+    found: list[bytes] = []
+    for port in cluster.masters():
+        with contextlib.closing(cluster.node(port).client()) as client:
+            found += [key for key in client.scan_iter(match=f"{prefix}*", count=1000) if b"{_kls" not in key]
+    return found
+
+
 def test_cluster_option_on_a_single_server_is_refused_at_once(redis_url: str) -> None:
     url = redis_url.replace("redis://", "redis+streams://", 1)
     conn = Connection(url, transport_options={"cluster": True})

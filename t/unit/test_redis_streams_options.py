@@ -65,6 +65,23 @@ def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
     assert all(name.startswith("app:") for name in (keys.exchange("x"), keys.exchanges, keys.queues))
 
 
+def test_on_a_cluster_every_key_of_any_queue_shares_a_slot_and_no_two_queues_share_keys() -> None:
+    from redis.crc import key_slot
+
+    from kombu_like.transport.redis_streams.keys import queue_of_tag
+
+    keys = StreamKeys("app:", cluster=True)
+    names = ["q", "a}b", "a{b", "", "}", "}x", "~", "~7d78", "\u00e9}"]
+    for name in names:
+        every = [*keys.streams(name, 2), keys.meta(name), keys.delayed(name), keys.dead(name)]
+        assert len({key_slot(key.encode()) for key in every}) == 1, (name, every)
+        assert queue_of_tag(keys.tag(name)) == name
+    assert len({keys.stream(name) for name in names}) == len(names)
+    assert keys.stream("q") == "app:{q}" and keys.stream("}x") == "app:{~7d78}"
+    # one server has no slots: every name is its own tag there, as it always was
+    assert StreamKeys("app:").stream("}x") == "app:{}x}"
+
+
 def test_cluster_url_naming_a_database_is_refused() -> None:
     # a Redis Cluster has database 0 only: said before any node is asked
     conn = Connection("redis+streams://127.0.0.1:1/3?cluster=true")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ...exceptions import MessageNacked
+from .keys import queue_of_tag
 
 __all__ = [
     "ScriptedCluster",
@@ -271,20 +272,13 @@ def put_confirmed(
     master of that slot), one of each on a single server."""
     groups = by_slot(client, items, tag_of) if cluster else [list(items)]
     for group in groups:
-        queues = sorted({_queue_of(tag_of(item)) for item in group})
+        queues = sorted({queue_of_tag(tag_of(item)) for item in group})
         what = f"a publish of {len(group)} message(s) to queue(s) {', '.join(map(repr, queues))}"
 
         def write_group(pipe: Any, group: list[_K] = group) -> None:
             write(pipe, group)
 
         write_confirmed(client, tag_of(group[0]), write_group, replicas, timeout, cluster=cluster, what=what)
-
-
-def _queue_of(tag: str) -> str:
-    """The queue name inside a key's ``{...}`` hash tag."""
-    start = tag.find("{")
-    end = tag.find("}", start + 1)
-    return tag[start + 1 : end] if start >= 0 and end > start else tag
 
 
 def _where(node: Any) -> str:

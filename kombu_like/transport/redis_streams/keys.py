@@ -11,6 +11,13 @@ them together.  ``global_keyprefix`` ``P`` stays outside the braces::
     P{q}:dead       stream: messages rejected without a dead-letter exchange, or
                     delivered ``max_deliveries`` times
 
+Redis hashes the part between the first ``{`` and the next ``}``, and the whole key when
+that part is empty: on a cluster (``StreamKeys(cluster=True)``) a queue whose name is
+empty or starts with ``}`` would have its keys in different slots, so its tag is
+``~`` and the name's UTF-8 bytes in hex instead (``}x`` -> ``P{~7d78}``), and so is the
+tag of a name starting with ``~`` (no encoded tag is another queue's name).  Every other
+name is its own tag, on a cluster and on one server alike.
+
 Exchanges and bindings: one hash per exchange, ``P{_kls.exchange.<name>}`` (declaration
 and bindings together, so each command touches one key), with the names of declared
 exchanges and queues in ``P{_kls}.exchanges`` and ``P{_kls}.queues``.
@@ -18,24 +25,51 @@ exchanges and queues in ``P{_kls}.exchanges`` and ``P{_kls}.queues``.
 
 from __future__ import annotations
 
-__all__ = ["GROUP", "StreamKeys"]
+__all__ = ["GROUP", "StreamKeys", "cluster_tag", "queue_of_tag"]
 
 #: the consumer group every queue's streams have (one group per queue)
 GROUP = "kombu_like"
 
+#: first character of a hex-encoded hash tag (cluster only)
+_ENCODED = "~"
+
+
+def cluster_tag(queue: str) -> str:
+    """What goes between the braces of ``queue``'s keys on a Redis Cluster: the name, or
+    where Redis would read an empty hash tag from it (``""``, ``}...``) ``~`` and the
+    name in hex (and so for names starting with ``~``, so no two queues share keys)."""
+    if queue and queue[0] not in "}" + _ENCODED:
+        return queue
+    return _ENCODED + queue.encode("utf-8", "surrogatepass").hex()
+
+
+def queue_of_tag(key: str) -> str:
+    """The queue name inside a key's ``{...}`` (decoded where it is hex-encoded)."""
+    start = key.find("{")
+    end = key.rfind("}")
+    tag = key[start + 1 : end] if start >= 0 and end > start else key
+    if tag.startswith(_ENCODED):
+        try:
+            return bytes.fromhex(tag[1:]).decode("utf-8", "surrogatepass")
+        except ValueError:
+            return tag
+    return tag
+
 
 class StreamKeys:
-    """Key names under one ``global_keyprefix``."""
+    """Key names under one ``global_keyprefix``; ``cluster``: of a Redis Cluster (where
+    a queue's keys must share a slot, whatever its name)."""
 
-    __slots__ = ("prefix", "_streams")
+    __slots__ = ("prefix", "cluster", "_streams")
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", *, cluster: bool = False) -> None:
         self.prefix = prefix
+        self.cluster = cluster
         self._streams: dict[tuple[str, int], str] = {}
 
     def tag(self, queue: str) -> str:
         """``P{q}``: the start every key of ``queue`` shares."""
-        return f"{self.prefix}{{{queue}}}"
+        return f"{self.prefix}{{{cluster_tag(queue) if self.cluster else queue}}}"
 
     def stream(self, queue: str, level: int = 0) -> str:
         """The stream of ``queue`` holding priority ``level``."""

@@ -93,7 +93,7 @@ class StreamsStore(QueueStore):
         super().__init__()
         self.client = client
         self.options = options
-        self.keys = StreamKeys(options.global_keyprefix)
+        self.keys = StreamKeys(options.global_keyprefix, cluster=options.cluster)
         #: this store's consumer name in every group: unique per store
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.scripts = {
