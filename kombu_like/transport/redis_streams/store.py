@@ -40,9 +40,10 @@ from .deadletter import DeadLetters
 from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
 from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, take_call
 from .keys import GROUP, StreamKeys
-from .lease import Leases, Maintenance
+from .lease import Leases
 from .options import StreamsOptions
-from .watch import Watcher
+from .upkeep import Upkeep
+from .watch import Watcher, last_delivered_ids
 
 __all__ = ["StreamsStore"]
 
@@ -119,12 +120,9 @@ class StreamsStore(QueueStore):
         self.delayed = DelayedScripts(client)
         #: when the delayed sets of the queues taken from are next worth a look
         self.due = DueWatch(self.delayed, self._delayed_streams, longest=options.delayed_check_interval)
-        self._next_lease_round = 0.0
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
-        self._maintenance: Maintenance | None = None
-        #: driven by an event loop: its periodic() does the lease work
-        self._looping = False
+        self.upkeep = Upkeep(self)
         self._closed = False
 
     def _unblock(self, client_id: int) -> Any:
@@ -285,8 +283,8 @@ class StreamsStore(QueueStore):
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
         if not queues:
             return []
-        if not self._looping:
-            self._start_maintenance()
+        if not self._closed:
+            self.upkeep.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             for queue in queues:
@@ -305,8 +303,7 @@ class StreamsStore(QueueStore):
     def _take(self, queue: str, max_count: int) -> list[Delivery]:
         if queue not in self._queues:
             self._queues[queue] = None
-            if self._maintenance is not None:
-                self._maintenance.wake()  # its delayed messages may be due already
+            self.upkeep.wake()  # its delayed messages may be due already
         streams = self.streams(queue)
         reply = self.hot.script(take_call(streams, self.consumer, max_count, _now_ms()))
         if not reply:
@@ -333,20 +330,7 @@ class StreamsStore(QueueStore):
         """The streams of ``queues`` and the id after which an entry is news to the group."""
         self.settle()  # about to wait: nothing acknowledged stays unconfirmed meanwhile
         streams = [stream for queue in queues for stream in self.streams(queue)]
-        pipe = self.client.pipeline(transaction=False)
-        for stream in streams:
-            pipe.execute_command("XINFO", "GROUPS", stream)
-        ids = []
-        for reply in pipe.execute(raise_on_error=False):
-            last = "0-0"  # no stream, or no group yet: any entry is news
-            if not isinstance(reply, Exception):
-                for group in reply or ():
-                    info = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
-                    info = {_text(k): v for k, v in info.items()}
-                    if _text(info.get("name", b"")) == GROUP:
-                        last = _text(info["last-delivered-id"])
-            ids.append(last)
-        return streams, ids
+        return streams, last_delivered_ids(self.client, streams)
 
     # -- settling --------------------------------------------------------------------
     @staticmethod
@@ -442,55 +426,19 @@ class StreamsStore(QueueStore):
     def list_queues(self) -> list[str]:
         return sorted(_text(name) for name in self.client.smembers(self.keys.queues))
 
-    # -- leases ------------------------------------------------------------------------
+    # -- timed work (see .upkeep) ----------------------------------------------------------
+    def taken_from(self) -> list[str]:
+        """The queues this store took from: their lapsed leases are its to take back, their
+        due delayed messages its to move."""
+        return list(self._queues)
+
     def maintain(self) -> None:
-        """Write the acks kept, renew the leases held, take back lapsed ones of the queues
-        taken from."""
-        try:
-            kept = self.acks.take()
-            if kept:
-                self.write_acks(kept)
-            self.leases.renew()
-        finally:
-            # taking back others' lapsed leases does not wait for our own renewals to work
-            streams = [stream for queue in list(self._queues) for stream in self.streams(queue)]
-            self.leases.claim(streams)
-
-    def move_due(self) -> float:
-        """Move the due delayed messages of the queues taken from into their streams;
-        seconds until their delayed sets are next worth a look."""
-        return self.due.run(list(self._queues))
-
-    def _maintenance_round(self) -> float:
-        """A round of the maintenance thread: the lease work once a renew interval, the
-        delayed moves when due; seconds until the next round."""
-        if time.monotonic() >= self._next_lease_round:
-            self._next_lease_round = time.monotonic() + self.options.renew_interval
-            self.maintain()
-        return min(self.move_due(), max(0.0, self._next_lease_round - time.monotonic()))
-
-    def _start_maintenance(self) -> None:
-        if self._maintenance is None and not self._closed:
-            self._next_lease_round = time.monotonic() + self.options.renew_interval
-            self._maintenance = Maintenance(
-                f"kombu_like-streams-leases-{self.consumer}",
-                self.options.renew_interval,
-                self._maintenance_round,
-                first=0.0,
-            )
-            self.due.waker = self._maintenance.wake
-            self._maintenance.start()
-
-    def _stop_maintenance(self) -> None:
-        maintenance, self._maintenance = self._maintenance, None
-        if maintenance is not None:
-            maintenance.stop(timeout=(self.options.socket_timeout or 30.0) + 1.0)
+        """Write the acks kept, renew the leases held, take back lapsed ones."""
+        self.upkeep.maintain()
 
     # -- driven by an event loop ---------------------------------------------------------
     def event_fds(self) -> Sequence[Any]:
-        if not self._looping:
-            self._looping = True
-            self._stop_maintenance()  # periodic() does its work now
+        self.upkeep.enter_loop()  # periodic() does the timed work now
         return list(self.watcher.sockets())
 
     def watch(self, queues: Sequence[str]) -> bool:
@@ -502,12 +450,11 @@ class StreamsStore(QueueStore):
         return bool(self.watcher.on_readable(fd))
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
-        # the delayed moves answer when they are next due: the loop runs them then too
-        return [(self.options.renew_interval, self.maintain), (self.options.delayed_check_interval, self.move_due)]
+        return self.upkeep.periodic()
 
     def unwatch(self) -> None:
         self.watcher.cancel()
-        self._looping = False
+        self.upkeep.leave_loop()
 
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
@@ -516,7 +463,7 @@ class StreamsStore(QueueStore):
             return
         self._closed = True
         try:
-            self._stop_maintenance()
+            self.upkeep.stop()
             kept = self.acks.release()
             if kept:  # acknowledged: not among what goes back
                 self.write_acks(kept)

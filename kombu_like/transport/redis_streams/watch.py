@@ -21,10 +21,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..redis.compat import socket_of
+from .keys import GROUP
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "last_delivered_ids"]
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def last_delivered_ids(client: Any, streams: Sequence[str]) -> list[str]:
+    """Each stream's last-delivered-id in the consumer group (one pipeline): a wait from
+    there returns as soon as an entry no consumer was given exists.  ``0-0`` for a stream
+    or group that does not exist yet (any entry is news)."""
+    pipe = client.pipeline(transaction=False)
+    for stream in streams:
+        pipe.execute_command("XINFO", "GROUPS", stream)
+    ids = []
+    for reply in pipe.execute(raise_on_error=False):
+        last = "0-0"
+        if not isinstance(reply, Exception):
+            for group in reply or ():
+                info = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+                info = {_text(k): v for k, v in info.items()}
+                if _text(info.get("name", b"")) == GROUP:
+                    last = _text(info["last-delivered-id"])
+        ids.append(last)
+    return ids
 
 
 class Watcher:

@@ -1,0 +1,95 @@
+"""A store's timed work: acks kept too long written, leases renewed, lapsed leases taken
+back (:mod:`.lease`) and due delayed messages moved into their streams (:mod:`.delayed`).
+
+In the blocking API one maintenance thread per store runs it, started by the store's first
+take and stopped (joined) when the store closes; under an event loop the loop's timer runs
+it (:meth:`Upkeep.periodic`) and no thread is started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .lease import Maintenance
+
+if TYPE_CHECKING:
+    from .store import StreamsStore
+
+__all__ = ["Upkeep"]
+
+
+class Upkeep:
+    """The timed work of ``store``, and the thread that runs it outside an event loop."""
+
+    def __init__(self, store: StreamsStore) -> None:
+        self.store = store
+        self.options = store.options
+        self._thread: Maintenance | None = None
+        self._next_lease_round = 0.0
+        #: driven by an event loop: its timer runs the work, no thread does
+        self.looping = False
+
+    def maintain(self) -> None:
+        """Write the acks kept, renew the leases held, take back lapsed ones of the queues
+        the store took from."""
+        store = self.store
+        try:
+            kept = store.acks.take()
+            if kept:
+                store.write_acks(kept)
+            store.leases.renew()
+        finally:
+            # taking back others' lapsed leases does not wait for our own renewals to work
+            streams = [stream for queue in store.taken_from() for stream in store.streams(queue)]
+            store.leases.claim(streams)
+
+    def move_due(self) -> float:
+        """Move the due delayed messages of the queues taken from into their streams;
+        seconds until their delayed sets are next worth a look."""
+        return self.store.due.run(self.store.taken_from())
+
+    def round(self) -> float:
+        """A round of the maintenance thread: the lease work once a renew interval, the
+        delayed moves when due; seconds until the next round."""
+        if time.monotonic() >= self._next_lease_round:
+            self._next_lease_round = time.monotonic() + self.options.renew_interval
+            self.maintain()
+        return min(self.move_due(), max(0.0, self._next_lease_round - time.monotonic()))
+
+    def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
+        """The work as an event loop's timers run it."""
+        # the delayed moves answer when they are next due: the loop runs them then too
+        return [(self.options.renew_interval, self.maintain), (self.options.delayed_check_interval, self.move_due)]
+
+    def start(self) -> None:
+        """Run the work on a thread, unless an event loop or a thread already runs it."""
+        if self._thread is None and not self.looping:
+            self._next_lease_round = time.monotonic() + self.options.renew_interval
+            self._thread = Maintenance(
+                f"kombu_like-streams-leases-{self.store.consumer}", self.options.renew_interval, self.round, first=0.0
+            )
+            self.store.due.waker = self._thread.wake
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Run a round now (a new queue is taken from: its delayed messages may be due)."""
+        thread = self._thread
+        if thread is not None:
+            thread.wake()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (a round in progress finishes first)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop(timeout=(self.options.socket_timeout or 30.0) + 1.0)
+
+    def enter_loop(self) -> None:
+        """An event loop drives the store from now on: its timer runs the work."""
+        if not self.looping:
+            self.looping = True
+            self.stop()
+
+    def leave_loop(self) -> None:
+        self.looping = False
