@@ -214,6 +214,46 @@ def redis_cluster_keys(cluster: RedisClusterNodes, prefix: str) -> list[bytes]:
     return found
 
 
+def test_pidbox_broadcast_reaches_nodes_on_three_masters_and_every_reply_comes_back(
+    redis_cluster: RedisClusterNodes, prefix: str, unique_name: str
+) -> None:
+    # remote control as Celery's revoke and inspect use it: one fanout publish copied
+    # into each node's queue (one slot each), the replies routed to the caller's queue
+    from kombu_like import pidbox
+
+    keys = StreamKeys(prefix)
+    mailbox = pidbox.Mailbox(unique_name, type="fanout")
+    hostnames: dict[int, str] = {}
+    for n in range(1000):
+        hostname = f"n{n}@host"
+        hostnames.setdefault(redis_cluster.master_of_key(keys.stream(mailbox.get_queue(hostname).name)), hostname)
+        if len(hostnames) == 3:
+            break
+    assert len(hostnames) == 3, "no node names whose queues are on three masters"
+    options = {"cluster": True, "global_keyprefix": prefix}
+    with Connection(redis_cluster.url(), transport_options=options) as server:
+        with Connection(redis_cluster.url(), transport_options=options) as client:
+            for hostname in hostnames.values():
+                node = mailbox(server).Node(hostname, state={"name": hostname}, channel=server.channel())
+                node.handlers["whoami"] = lambda state: state["name"]
+                node.listen()
+            stop = threading.Event()
+
+            def serve() -> None:
+                while not stop.is_set():
+                    with contextlib.suppress(socket.timeout):
+                        server.drain_events(timeout=0.2)
+
+            serving = threading.Thread(target=serve)
+            serving.start()
+            try:
+                replies = mailbox(client).multi_call("whoami", timeout=5, limit=3)
+            finally:
+                stop.set()
+                serving.join(10)
+    assert sorted(replies, key=str) == sorted(({h: h} for h in hostnames.values()), key=str)
+
+
 def test_cluster_option_on_a_single_server_is_refused_at_once(redis_url: str) -> None:
     url = redis_url.replace("redis://", "redis+streams://", 1)
     conn = Connection(url, transport_options={"cluster": True})
