@@ -100,9 +100,10 @@ def run_cuts(
     lib: ModuleType = importlib.import_module(library)
     mixins: Any = importlib.import_module(f"{library}.mixins")
     url = f"{scheme}://127.0.0.1:{port}/0"
-    # a message comes back only when its connection's close or a cut gives it back, never
-    # because its consumer was slow
-    options = {"lease": 3600} if scheme == "redis+streams" else {"visibility_timeout": 3600}
+    # the list transport's messages come back only when a connection's close or a cut
+    # gives them back, never because the consumer was slow; a stream's message whose take
+    # reply a cut lost comes back when its lease lapses (the default, 10 s)
+    options = {} if scheme == "redis+streams" else {"visibility_timeout": 3600}
     run = CutRun(total)
     lock = threading.Lock()
     queue = lib.Queue(queue_name, routing_key=queue_name)
