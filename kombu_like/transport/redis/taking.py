@@ -217,16 +217,17 @@ class Taker:
                             return deliveries
                         continue
                 else:
-                    preloaded = self._wait(keys, numbers, wait, max_count)
+                    preloaded = self._wait(self.blocking_keys(keys, names), numbers, wait, max_count)
                     if preloaded:
                         return self._take(keys, names, max_count, preloaded)
             if deadline is not None and time.monotonic() >= deadline - MIN_BLOCK:
                 return []
             self.maintain(queues)
-            if self.tracking and wait >= MIN_BLOCK:
+            if (self.tracking or len(set(names)) > 1 and self.keys.cluster) and wait >= MIN_BLOCK:
                 # a look at the lists once per maintenance interval: a wake-up Redis
                 # never sent would cost at most that long, and the take connection
-                # shows it is alive even with health checks off
+                # shows it is alive even with health checks off (with the cluster
+                # layout's BRPOP, the queues it does not wait on are looked at here)
                 deliveries = self._take(keys, names, max_count, watch=True)
                 if deliveries:
                     return deliveries
@@ -528,6 +529,14 @@ class Taker:
         if message == b"PONG" and pong_due is not None:
             return None
         raise rexc.InvalidResponse(f"unexpected reply on the take connection while waiting: {message!r}")
+
+    def blocking_keys(self, keys: list[str], names: list[str]) -> list[str]:
+        """The lists one ``BRPOP`` waits on: all of them, or with the cluster layout those
+        of the first queue (one ``BRPOP`` may name keys of one slot only; the others are
+        looked at by the take after each maintenance round)."""
+        if not self.keys.cluster:
+            return keys
+        return [key for key, queue in zip(keys, names, strict=True) if queue == names[0]]
 
     def _wait(self, keys: list[str], numbers: dict[bytes, int], wait: float, max_count: int) -> Preloaded:
         """Block until a message arrives (BRPOP) or a fanout message is published."""
