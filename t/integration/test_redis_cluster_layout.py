@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from kombu_like import Connection, Consumer, Message, Producer, Queue
-from kombu_like.exceptions import ChannelError
+from kombu_like.exceptions import IrrecoverableConnectionError
 from kombu_like.testing.conformance import TransportConformance
 from t.conftest import free_port
 from t.integration.test_redis_conformance import AMQP_SEMANTICS
-from t.redis_cluster import ClusterNode
+from t.redis_cluster import ClusterNode, RedisClusterNodes
 
 pytestmark = pytest.mark.redis
 
@@ -70,13 +70,24 @@ class TestConformanceOnAClusterNode(TransportConformance):
 
 
 def test_kombus_layout_is_refused_by_a_cluster_node(cluster_node: ClusterNode, unique_name: str) -> None:
-    # what the cluster layout is for: Kombu's take script names the global unacked hash
-    # next to the queue's list
-    queue = Queue(unique_name, routing_key=unique_name)
+    # Kombu's take script names the global unacked hash next to the queue's list: the
+    # node would refuse it at the first take; connecting says what to set instead
     with Connection(f"redis://{cluster_node.address}/0") as conn:
-        Producer(conn).publish("x", routing_key=unique_name, declare=[queue])
-        with pytest.raises(ChannelError, match="CROSSSLOT"), Consumer(conn, [queue], callbacks=[]):
-            conn.drain_events(timeout=1)
+        with pytest.raises(IrrecoverableConnectionError, match="key_layout"):
+            conn.connect()
+
+
+@pytest.mark.xdist_group("redis-cluster")
+@pytest.mark.parametrize("key_layout", ["cluster", "kombu"])
+def test_a_cluster_of_several_masters_is_refused_when_connecting(
+    redis_cluster: RedisClusterNodes, key_layout: str
+) -> None:
+    # its connections talk to one node and follow no MOVED: a publish would go to the
+    # wrong node for most queues, so connecting fails at once, naming the way out
+    options = {"key_layout": key_layout}
+    with Connection(redis_cluster.url("redis"), transport_options=options) as conn:
+        with pytest.raises(IrrecoverableConnectionError, match="served by 3 masters"):
+            conn.connect()
 
 
 def test_without_client_tracking_a_consumer_of_several_queues_gets_every_queues_messages(

@@ -103,7 +103,7 @@ class AsyncRedisStore:
 
     # -- connections ----------------------------------------------------------------------
     async def _setup_command(self, wire: AsyncWire) -> None:
-        await adrive(wire, connect_conversation(), connect=False)
+        await adrive(wire, connect_conversation(self.keys.cluster), connect=False)
 
     async def _setup_take(self, wire: AsyncWire) -> None:
         wire.client_id, problem = await adrive(wire, take_connect_conversation(), connect=False)

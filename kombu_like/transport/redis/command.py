@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from redis import exceptions as rexc
 
-from ...exceptions import VersionMismatch
+from ...exceptions import IrrecoverableConnectionError, VersionMismatch
 from . import scripts
 from .codec import check, dumps, loads_plain
 from .conversation import Conversation, call, defer, drive, exchange, perform
@@ -31,6 +31,7 @@ __all__ = [
     "CommandConnection",
     "Ledger",
     "ack_conversation",
+    "check_cluster",
     "connect_conversation",
     "evalsha_command",
     "recover_conversation",
@@ -42,6 +43,8 @@ __all__ = [
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
+#: how many hash slots a Redis Cluster has
+CLUSTER_SLOTS = 16384
 #: the oldest Redis whose commands the transport uses
 MIN_REDIS_VERSION = (6, 2)
 #: acknowledgements written but whose replies are not read yet, before we read them
@@ -90,9 +93,10 @@ def log_unsettled(ledger: Ledger, exc: BaseException) -> None:
 
 
 # -- the command connection's conversations (see .conversation), for both drivers --------
-def connect_conversation() -> Conversation[None]:
+def connect_conversation(cluster_layout: bool = False) -> Conversation[None]:
     """Load the scripts once per server session (so EVALSHA never misses on the hot path)
-    and check the server is recent enough."""
+    and check the server is recent enough -- and, on a Redis Cluster node, that one
+    master serves every slot and the keys are laid out for a cluster (``cluster_layout``)."""
     info, *replies = yield from exchange([("INFO", "server"), *(("SCRIPT", "LOAD", s.source) for s in scripts.ALL)])
     check(replies, "loading the transport's Lua scripts")
     version = server_version(info)
@@ -100,6 +104,30 @@ def connect_conversation() -> Conversation[None]:
         raise VersionMismatch(
             f"Redis {'.'.join(map(str, version))} is too old for this transport: it needs Redis "
             f"{'.'.join(map(str, MIN_REDIS_VERSION))} or later (RPOP with a count, ZADD GT)"
+        )
+    if isinstance(info, bytes) and b"redis_mode:cluster" in info:
+        slots = yield from call("CLUSTER", "SLOTS")
+        check_cluster(slots, cluster_layout)
+
+
+def check_cluster(slots: Any, cluster_layout: bool) -> None:
+    """Refuse a Redis Cluster node the transport cannot work with: its connections talk
+    to one server and follow no redirection, so one master must serve every slot, and
+    Kombu's layout (scripts naming one global unacked hash) would be refused there."""
+    masters = {(master[0], master[1]) for _, _, master, *_ in slots or ()}
+    covered = sum(int(end) - int(start) + 1 for start, end, *_ in slots or ())
+    if len(masters) != 1 or covered != CLUSTER_SLOTS:
+        raise IrrecoverableConnectionError(
+            f"this Redis is a node of a Redis Cluster whose {covered} assigned slots are served by "
+            f"{len(masters)} masters: the list transport (redis://) talks to one server and follows no "
+            "cluster redirection, so it needs every slot on one master; for a cluster of several "
+            "masters use redis+streams:// with the cluster option"
+        )
+    if not cluster_layout:
+        raise IrrecoverableConnectionError(
+            "this Redis is a Redis Cluster node, which refuses commands whose keys span two slots "
+            "as Kombu's key layout's do: set transport_options={'key_layout': 'cluster'} (a layout "
+            "Kombu processes cannot share)"
         )
 
 
@@ -273,7 +301,7 @@ class CommandConnection:
 
     # -- the connection ----------------------------------------------------------------
     def _on_connect(self, wire: Wire) -> None:
-        drive(wire, connect_conversation())
+        drive(wire, connect_conversation(self.keys.cluster))
 
     def open(self) -> None:
         """Connect now and check the server answers."""
