@@ -2,12 +2,15 @@
 
 The node is a cluster of its own, serving every slot: it refuses any script or command
 whose keys span two slots (``CROSSSLOT``), as a cluster of many nodes does, and never
-redirects one.  The conformance suite runs on it with ``key_layout="cluster"``; with
-Kombu's layout the first take is refused.
+redirects one.  The conformance suite (and durable fanout) runs on it with
+``key_layout="cluster"``, and a killed consumer's message comes back from its queue's own
+unacked store; connecting with Kombu's layout is refused, as is connecting to the
+session's cluster of three masters (which the transport cannot route across).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +22,10 @@ import pytest
 
 from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.exceptions import IrrecoverableConnectionError
-from kombu_like.testing.conformance import TransportConformance
+from kombu_like.testing.conformance import ExchangeTypeTests, TransportConformance
 from t.conftest import free_port
 from t.integration.test_redis_conformance import AMQP_SEMANTICS
+from t.integration.test_redis_reliability import kill_consumer_holding
 from t.redis_cluster import ClusterNode, RedisClusterNodes
 
 pytestmark = pytest.mark.redis
@@ -137,3 +141,52 @@ def test_without_client_tracking_a_consumer_of_several_queues_gets_every_queues_
             finally:
                 timer.join(10)
     assert sorted(got) == sorted([q.name for q in queues] + [f"later {queues[0].name}", f"later {queues[2].name}"])
+
+
+class TestDurableFanoutOnAClusterNode(ExchangeTypeTests):
+    """Fanout copied into every bound queue's list, each copy in its queue's slot."""
+
+    redelivery_wait = 10.0
+    quiet = 0.2
+    transport_options = MappingProxyType({**AMQP_SEMANTICS, "key_layout": "cluster", "fanout_mode": "durable"})
+    apis = ("sync",)
+
+    @pytest.fixture(autouse=True)
+    def _broker(self, cluster_node: ClusterNode) -> None:
+        self.url = f"redis://{cluster_node.address}/0"
+
+
+def test_a_killed_consumers_message_comes_back_from_its_queues_own_unacked_store(
+    cluster_node: ClusterNode, unique_name: str
+) -> None:
+    # the sweep of a connection consuming another queue finds it: it reads the unacked
+    # index of every declared queue
+    url = f"redis://{cluster_node.address}/0"
+    options: dict[str, Any] = {"key_layout": "cluster"}
+    queue = Queue(unique_name, routing_key=unique_name)
+    with Connection(url, transport_options=options) as conn:
+        Producer(conn).publish({"n": 1}, routing_key=unique_name, declare=[queue], serializer="json")
+    kill_consumer_holding(url, unique_name, options=options)
+    client = cluster_node.client()
+    try:
+        assert client.llen(f"{{{unique_name}}}") == 0
+        assert client.hlen(f"{{{unique_name}}}:unacked") == 1
+        assert not client.exists("unacked") and not client.exists("unacked_index")
+        sweeping = {**options, "visibility_timeout": 1, "unacked_restore_interval": 0.2}
+        other = Queue(f"{unique_name}.other", routing_key=f"{unique_name}.other")
+        with Connection(url, transport_options=sweeping) as conn, Consumer(conn, [other], callbacks=[]):
+            deadline = time.monotonic() + 10
+            while client.llen(f"{{{unique_name}}}") == 0 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.3)
+        assert client.hlen(f"{{{unique_name}}}:unacked") == 0
+        got: list[Message] = []
+        with Connection(url, transport_options=options) as conn:
+            with Consumer(conn, [queue], on_message=lambda m: (got.append(m), m.ack())):
+                conn.drain_events(timeout=5)
+        [message] = got
+        assert message.payload == {"n": 1}
+        assert message.redelivered
+        assert client.hlen(f"{{{unique_name}}}:unacked") == 0
+    finally:
+        client.close()
