@@ -184,7 +184,7 @@ class StreamsStore(QueueStore):
             # entries written longer than the queue's TTL ago have expired, delivered or not:
             # they go with the next publish, so a queue nobody reads (a dead worker's
             # broadcast queue) does not grow without bound
-            steps.append(("XTRIM", stream, "MINID", "~", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0)))
+            steps.append(("XTRIM", stream, "MINID", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0)))
         elif "exp" in fields:
             # size() then counts entry by entry, leaving out expired ones
             steps.append(("HSET", self.keys.meta(queue), "expiring", 1))
