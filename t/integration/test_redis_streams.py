@@ -19,6 +19,7 @@ import redis
 
 from kombu_like import Connection, Exchange, Message, Queue
 from kombu_like.transport.redis_streams import StreamKeys
+from kombu_like.transport.redis_streams.watch import Watcher
 
 pytestmark = pytest.mark.redis
 
@@ -254,3 +255,26 @@ def test_a_connection_dropped_without_closing_leaves_no_lease_thread(redis_url: 
         assert time.monotonic() < deadline, "the lease thread kept a dropped connection alive"
         gc.collect()
         thread.join(0.1)
+
+
+def test_cancelling_a_wait_redis_has_not_read_yet_does_not_wait_it_out(raw: redis.Redis, prefix: str) -> None:
+    # CLIENT UNBLOCK answers 0 for a wait Redis has not read yet (here: held by a stalled
+    # proxy); the cancel must not then wait for that wait's whole block interval
+    from t.faultproxy import FaultProxy
+
+    stream = StreamKeys(prefix).stream("cancel")
+    with FaultProxy("127.0.0.1", 6379) as proxy:
+        pool = redis.ConnectionPool(host="127.0.0.1", port=proxy.port, socket_timeout=30)
+        watcher = Watcher(pool.make_connection, lambda client_id: raw.client_unblock(client_id), 20_000)
+        try:
+            assert watcher.socket() is not None  # connected (CLIENT ID answered)
+            proxy.stall()
+            watcher.arm([stream], ["0-0"])  # the wait is sent: the proxy holds it
+            started = time.monotonic()
+            watcher.cancel()
+            assert time.monotonic() - started < 2, "the cancel waited for the stalled wait"
+            assert watcher.armed is None
+        finally:
+            proxy.stall(False)
+            watcher.close()
+            pool.disconnect()

@@ -23,7 +23,10 @@ from typing import Any
 from ..redis.compat import socket_of
 from .keys import GROUP
 
-__all__ = ["Watcher", "last_delivered_ids"]
+__all__ = ["CANCEL_GRACE", "Watcher", "last_delivered_ids"]
+
+#: seconds a cancelled wait's reply may take to arrive before its connection is closed
+CANCEL_GRACE = 0.05
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
@@ -162,16 +165,27 @@ class Watcher:
             return True
 
     def cancel(self) -> None:
-        """End the wait in progress, if any, and read its (empty) reply."""
+        """End the wait in progress, if any, and read its reply.
+
+        ``CLIENT UNBLOCK`` ends a wait Redis is blocked in.  It answers 0 when there is
+        none: the wait was answered already (its reply is on its way), or Redis has not
+        read it yet -- then it would block for a whole block interval once read.  Unless
+        a reply comes at once, the connection is closed instead (the next wait makes a
+        new one): a cancel never waits out a block interval.
+        """
         with self._lock:
             if self.armed is None:
                 return
+            conn = self._conn
             try:
-                self.unblock(int(self._client_id or 0))
-                self._conn.read_response()
-                self.armed = None
+                ended = self.unblock(int(self._client_id or 0))
+                if ended or conn.can_read(timeout=CANCEL_GRACE):
+                    conn.read_response()
+                    self.armed = None
+                    return
             except Exception:
-                self._drop()
+                logger.debug("could not end the watch connection's wait", exc_info=True)
+            self._drop(lost=False)
 
     def close(self) -> None:
         with self._lock:
