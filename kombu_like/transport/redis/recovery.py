@@ -77,7 +77,9 @@ class Restorer:
         owners: list[str | None] = [None]
         if keys.cluster:
             declared = yield from call("HKEYS", keys.queues)
-            owners = [*sorted({text(name) for name in declared} | set(queues))]  # Kombu's one unacked store
+            owners = list(
+                (yield from self._owners_due(sorted({text(name) for name in declared} | set(queues))))
+            )  # Kombu's one unacked store
         restored = 0
         for owner in owners:
             if limit is not None and restored >= limit:
@@ -90,6 +92,21 @@ class Restorer:
                 self.options.visibility_timeout,
             )
         return restored
+
+    def _owners_due(self, names: list[str]) -> Conversation[list[str]]:
+        """Those of queues ``names`` whose unacked store holds an overdue message, looked
+        up in one round trip (one command per queue: each index is in its own slot)."""
+        if not names:
+            return []
+        ceiling = repr(time.time() - self.options.visibility_timeout)
+        index = self.keys.unacked_index_of
+        firsts = yield from exchange(
+            [("ZRANGE", index(name), "-inf", ceiling, "BYSCORE", "LIMIT", 0, 1) for name in names]
+        )
+        for reply in firsts:
+            if isinstance(reply, Exception):
+                raise reply
+        return [name for name, first in zip(names, firsts, strict=True) if first]
 
     def _sweep_store(self, owner: str | None, limit: int | None) -> Conversation[int]:
         """Sweep one unacked store: Kombu's (``owner`` None) or queue ``owner``'s."""
