@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from kombu_like import Connection, Message, Queue
+from kombu_like import Connection, Exchange, Message, Queue
 from kombu_like.transport.redis_streams import StreamKeys
 from t.faultproxy import FaultProxy
 from t.integration.test_redis_servers import redis_server
@@ -128,3 +128,23 @@ def test_scripts_are_loaded_again_after_the_script_cache_is_flushed(tmp_path: Pa
         # x-max-length 3 dropped the two oldest
         assert got == [{"n": 2}, {"n": 3}, {"n": 4}]
         raw.close()
+
+
+def test_cached_bindings_follow_changes_made_by_another_connection(redis_url: str, prefix: str) -> None:
+    url, opts = streams_url(redis_url), {"global_keyprefix": prefix}
+    tag = uuid.uuid4().hex[:6]
+    exchange = Exchange(f"cached-{tag}", type="direct")
+    first = Queue(f"first-{tag}", exchange, routing_key="k")
+    second = Queue(f"second-{tag}", exchange, routing_key="k")
+    with Connection(url, transport_options=opts) as publisher, Connection(url, transport_options=opts) as other:
+        producer = publisher.Producer()
+        first(publisher.default_channel).declare()
+        for n in range(3):  # routed from the cache after the first
+            producer.publish(n, exchange=exchange, routing_key="k", serializer="json")
+        bound = first(other.default_channel)
+        bound.unbind_from(exchange, routing_key="k")
+        second(other.default_channel).declare()
+        producer.publish("moved", exchange=exchange, routing_key="k", serializer="json")
+        assert drain(other, first, lambda g: len(g) >= 3, 5.0) == [0, 1, 2]
+        assert drain(other, second, lambda g: len(g) >= 1, 5.0) == ["moved"]
+        assert other.default_channel.queue_declare(first.name, passive=True).message_count == 0

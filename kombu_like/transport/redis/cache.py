@@ -23,23 +23,54 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis import exceptions as rexc
 
 from ..virtual.routing import Binding, ExchangeInfo
-from .keys import KeyLayout
-from .options import RedisOptions
 from .wire import Wire
 
 if TYPE_CHECKING:
     from .command import CommandConnection
 
-__all__ = ["BindingCache", "SnapshotCache"]
+__all__ = ["BindingCache", "CacheOptions", "SnapshotCache", "TrackedKeys", "TrackingConnection"]
 
 logger = logging.getLogger("kombu_like.transport.redis")
 
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
+
+
+class TrackedKeys(Protocol):
+    """The keys whose changes invalidate the cache (the list and the streams transports'
+    key layouts both have them)."""
+
+    @property
+    def binding_prefix(self) -> str:
+        """The start of every key holding bindings or an exchange's declaration."""
+
+    @property
+    def exchanges(self) -> str:
+        """The key of the declared exchanges."""
+
+
+class CacheOptions(Protocol):
+    """The transport options the cache reads."""
+
+    binding_cache: bool
+    socket_timeout: float | None
+    health_check_interval: float
+
+
+class TrackingConnection(Protocol):
+    """The connection whose reads are cached: it turns tracking on, and says when its
+    socket was replaced (tracking then starts again)."""
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the socket is replaced."""
+
+    def track(self, redirect: Any, prefixes: list[str]) -> int:
+        """Turn on broadcast tracking of ``prefixes``; the generation it holds for."""
 
 
 class _Pins(threading.local):
@@ -56,9 +87,9 @@ class BindingCache:
     def __init__(
         self,
         connection_factory: Callable[[], Any],
-        cmd: CommandConnection,
-        keys: KeyLayout,
-        options: RedisOptions,
+        cmd: CommandConnection | TrackingConnection,
+        keys: TrackedKeys,
+        options: CacheOptions,
         lock: threading.RLock,
     ) -> None:
         self.cmd = cmd
@@ -74,7 +105,8 @@ class BindingCache:
             "invalidation",
             options.socket_timeout,
             on_connect=self._on_inval_connect,
-            parser=options.reply_parser,
+            # a transport without the option parses as its other connections do
+            parser=getattr(options, "reply_parser", "auto"),
         )
         self._poller: Any = None
         self._recent = False

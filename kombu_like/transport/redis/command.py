@@ -39,6 +39,7 @@ __all__ = [
     "script_conversation",
     "scripts_conversation",
     "server_version",
+    "start_tracking",
 ]
 
 logger = logging.getLogger("kombu_like.transport.redis")
@@ -262,6 +263,22 @@ def _give_back_take(keys: KeyLayout, score: float, owner: str) -> Conversation[N
         logger.info("gave back %d message(s) whose delivery was interrupted by a lost connection", len(calls))
 
 
+def start_tracking(wire: Wire, redirect: Any, prefixes: Sequence[str]) -> int:
+    """Turn on broadcast client tracking of ``prefixes`` on ``wire``, invalidations sent to
+    client ``redirect``; the wire's :attr:`~.wire.Wire.generation` it holds for (raising
+    an error reply).  The caller holds the wire's lock."""
+    args: list[Any] = []
+    for prefix in prefixes:
+        args += ["PREFIX", prefix]
+    wire.connect()
+    _, on = wire.execute(
+        [("CLIENT", "TRACKING", "OFF"), ("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "BCAST", *args)]
+    )
+    if isinstance(on, Exception):
+        raise on
+    return wire.generation
+
+
 class CommandConnection:
     """One store's command connection, owning the socket, the lock and the ledger.
 
@@ -385,17 +402,8 @@ class CommandConnection:
     def track(self, redirect: Any, prefixes: Sequence[str]) -> int:
         """Turn on broadcast client tracking of ``prefixes``, invalidations sent to client
         ``redirect``; the :attr:`generation` it holds for (raising an error reply)."""
-        args: list[Any] = []
-        for prefix in prefixes:
-            args += ["PREFIX", prefix]
         with self._lock:
-            self.wire.connect()
-            _, on = self.wire.execute(
-                [("CLIENT", "TRACKING", "OFF"), ("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "BCAST", *args)]
-            )
-            if isinstance(on, Exception):
-                raise on
-            return self.wire.generation
+            return start_tracking(self.wire, redirect, prefixes)
 
     # -- acknowledgements and the ledger -----------------------------------------------
     def ack(self, tags: list[Ack]) -> None:

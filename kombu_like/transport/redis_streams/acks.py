@@ -47,6 +47,12 @@ class AckBatch:
             kept, self._kept = self._kept, []
         return kept
 
+    def keep(self, deliveries: Sequence[Delivery]) -> None:
+        """Keep ``deliveries`` again (writing them failed): the next write or maintenance
+        round carries them."""
+        with self._lock:
+            self._kept[:0] = deliveries
+
     def release(self) -> list[Delivery]:
         """The take was handed out: stop keeping acks; returns those kept."""
         self.holding = False

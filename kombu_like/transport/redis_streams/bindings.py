@@ -5,7 +5,10 @@ each, ``b:<JSON of queue, routing key, arguments>``, valued by when it was made,
 are listed in that order).  Every command touches one key, so it works unchanged on a
 Redis Cluster.  A publish reads the hash once: :meth:`StreamBindings.exchange` keeps the
 bindings it read for the :meth:`StreamBindings.get_bindings` call that follows on the same
-thread, and a binding made by another process is seen by the next publish.
+thread, and a binding made by another process is seen by the next publish.  With the
+``binding_cache`` option (on a single server) what was read is kept in a
+:class:`~kombu_like.transport.redis.cache.BindingCache`, which Redis's client-side caching
+invalidations keep fresh, so a publish reads nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..redis.cache import BindingCache, TrackingConnection
 from ..virtual.routing import Binding, ExchangeInfo
 from .keys import StreamKeys
 
@@ -62,23 +66,52 @@ class StreamBindings:
     """The :class:`~kombu_like.transport.virtual.store.BindingStore` of the transport.
 
     ``read_hash`` reads one hash (an exchange's, on every publish): the store's hot path.
+    ``tracking`` -- a factory of RESP2 connections for the invalidations, the connection
+    whose tracking they are redirected from, the options -- turns the cache on.
     """
 
     def __init__(
-        self, client: Any, keys: StreamKeys, read_hash: Callable[[str], dict[bytes, bytes]] | None = None
+        self,
+        client: Any,
+        keys: StreamKeys,
+        read_hash: Callable[[str], dict[bytes, bytes]] | None = None,
+        tracking: tuple[Callable[[], Any], TrackingConnection, Any] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
         self._read_hash = read_hash or client.hgetall
+        self.lock = threading.RLock()
+        self.cache: BindingCache | None = None
+        if tracking is not None:
+            factory, tracked, options = tracking
+            self.cache = BindingCache(factory, tracked, keys, options, self.lock)
         self._read = threading.local()
         self._reads = itertools.count()
         self._version = 0
 
     @property
     def version(self) -> int:
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            with self.lock:
+                # the exchange lookup just before looked for invalidations: it stands
+                cache.fresh(reuse=True)
+                return cache.version
         # bindings are read from Redis with every exchange lookup: what a route cache
         # holds is never reused past it
         return self._version
+
+    def _changed(self) -> None:
+        """This store changed an exchange or its bindings: seen by its next publish at once."""
+        self._version = next(self._reads)
+        if self.cache is not None:
+            with self.lock:
+                self.cache.clear()
+
+    def close(self) -> None:
+        """Close the cache's invalidation connection."""
+        if self.cache is not None:
+            self.cache.close()
 
     def declare_exchange(self, info: ExchangeInfo) -> None:
         declaration = json.dumps(
@@ -93,11 +126,25 @@ class StreamBindings:
         )
         self.client.hsetnx(self.keys.exchange(info.name), _DECLARED, declaration)
         self.client.sadd(self.keys.exchanges, info.name)
+        self._changed()
 
     def _load(self, name: str) -> tuple[ExchangeInfo | None, list[Binding]]:
         return _parse(name, self._read_hash(self.keys.exchange(name)))
 
     def exchange(self, name: str) -> ExchangeInfo | None:
+        cache = self.cache
+        if cache is not None:
+            with self.lock:
+                caching = cache.fresh()
+                if caching and name in cache.exchanges:  # every publish: nothing read
+                    self._read.last = (name, cache.tables[name])
+                    return cache.exchanges[name]
+                info, bindings = self._load(name)
+                if caching:
+                    cache.exchanges[name] = info
+                    cache.tables[name] = bindings
+                self._read.last = (name, bindings)
+                return info
         info, bindings = self._load(name)
         self._read.last = (name, bindings)
         self._version = next(self._reads)
@@ -106,16 +153,16 @@ class StreamBindings:
     def delete_exchange(self, name: str) -> None:
         self.client.delete(self.keys.exchange(name))
         self.client.srem(self.keys.exchanges, name)
-        self._version = next(self._reads)
+        self._changed()
 
     def bind(self, exchange: str, binding: Binding) -> None:
         self.client.hsetnx(self.keys.exchange(exchange), _binding_field(binding), repr(time.time()))
         self.client.sadd(self.keys.exchanges, exchange)
-        self._version = next(self._reads)
+        self._changed()
 
     def unbind(self, exchange: str, binding: Binding) -> None:
         self.client.hdel(self.keys.exchange(exchange), _binding_field(binding))
-        self._version = next(self._reads)
+        self._changed()
 
     def unbind_queue(self, queue: str) -> None:
         for raw in self.client.smembers(self.keys.exchanges):
@@ -124,7 +171,7 @@ class StreamBindings:
             gone = [_binding_field(b) for b in bindings if b.queue == queue]
             if gone:
                 self.client.hdel(self.keys.exchange(name), *gone)
-        self._version = next(self._reads)
+        self._changed()
 
     def get_bindings(self, exchange: str) -> list[Binding]:
         last = getattr(self._read, "last", None)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from redis import exceptions as rexc
 
-from ..redis.command import MAX_DEFERRED_REPLIES, evalsha_command, reloading_conversation
+from ..redis.command import MAX_DEFERRED_REPLIES, evalsha_command, reloading_conversation, start_tracking
 from ..redis.conversation import drive, exchange
 from ..redis.scripts import Script, make_script
 from ..redis.wire import Wire
@@ -42,6 +42,7 @@ __all__ = [
     "WireExecutor",
     "ack_commands",
     "append_command",
+    "resp2_connections",
     "take_call",
 ]
 
@@ -89,6 +90,19 @@ def ack_commands(grouped: Mapping[str, Sequence[str]]) -> list[Command]:
         commands.append(("XACK", stream, GROUP, *ids))
         commands.append(("XDEL", stream, *ids))
     return commands
+
+
+def resp2_connections(pool: Any) -> Callable[[], Any]:
+    """A factory of new connections made like ``pool``'s (server, TLS, credentials,
+    Sentinel's master) but speaking RESP2: the binding cache's invalidations come as
+    pub/sub messages there."""
+    connection_class = pool.connection_class
+    kwargs = {**pool.connection_kwargs, "protocol": 2}
+
+    def make() -> Any:
+        return connection_class(**kwargs)
+
+    return make
 
 
 # -- the executors ---------------------------------------------------------------------
@@ -173,6 +187,19 @@ class WireExecutor:
             if self._owed:
                 self._resend_owed()
             return drive(self.wire, reloading_conversation(commands, run_scripts))
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the socket is replaced (client tracking then starts again)."""
+        return self.wire.generation
+
+    def track(self, redirect: Any, prefixes: Sequence[str]) -> int:
+        """Turn on broadcast client tracking of ``prefixes``, invalidations sent to client
+        ``redirect``; the :attr:`generation` it holds for (raising an error reply)."""
+        with self._lock:
+            if self._owed:
+                self._resend_owed()
+            return start_tracking(self.wire, redirect, prefixes)
 
     def script(self, call: ScriptCall) -> Any:
         """Run one script; its reply (an error reply raised)."""

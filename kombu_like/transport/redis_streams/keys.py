@@ -101,6 +101,11 @@ class StreamKeys:
         return f"{self.prefix}{{_kls.exchange.{name}}}"
 
     @property
+    def binding_prefix(self) -> str:
+        """The start of every exchange's hash (what the binding cache watches)."""
+        return f"{self.prefix}{{_kls.exchange."
+
+    @property
     def exchanges(self) -> str:
         """Set of the declared exchanges' names."""
         return f"{self.prefix}{{_kls}}.exchanges"

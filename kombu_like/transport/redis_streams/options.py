@@ -60,6 +60,14 @@ class StreamsOptions(TransportOptions):
         "",
         "Prepended to every key (outside the ``{queue}`` hash tag), so several applications can share a database",
     )
+    # -- publishing --
+    binding_cache: bool = option(
+        True,
+        "Keep exchanges and bindings in memory, kept fresh by Redis's client-side caching "
+        "invalidations (``CLIENT TRACKING``), so a publish does not read them; a binding made by "
+        "any client is seen by the next publish.  False: read them on every publish.  Not on a "
+        "Redis Cluster (read on every publish there)",
+    )
     # -- waiting --
     block_interval: float = option(
         10.0,

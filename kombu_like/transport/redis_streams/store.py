@@ -38,7 +38,7 @@ from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
 from .deadletter import DeadLetters
 from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
-from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, take_call
+from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, resp2_connections, take_call
 from .keys import GROUP, StreamKeys
 from .lease import Leases
 from .options import StreamsOptions
@@ -49,6 +49,10 @@ __all__ = ["StreamsStore"]
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
+
+#: most entries per stream a closing store gives back from its pending list (more wait
+#: for their leases to lapse)
+CLOSE_GIVE_BACK = 10_000
 
 #: entries are trimmed this much after their queue's TTL ran out (the ids carry the Redis
 #: server's clock, expiry is judged by the client's: a small difference must not trim early)
@@ -108,7 +112,10 @@ class StreamsStore(QueueStore):
             if watch_connection is not None and not options.cluster
             else self.pipelines
         )
-        self.bindings: StreamBindings = StreamBindings(client, self.keys, self.hot.hgetall)
+        tracking = None
+        if isinstance(self.hot, WireExecutor) and options.binding_cache:
+            tracking = (resp2_connections(client.connection_pool), self.hot, options)
+        self.bindings: StreamBindings = StreamBindings(client, self.keys, self.hot.hgetall, tracking)
         self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
         if watcher is None:
             assert watch_connection is not None, "a store needs a watch connection or a watcher"
@@ -352,10 +359,15 @@ class StreamsStore(QueueStore):
         self.acks.hold()
 
     def write_held_acks(self) -> None:
-        """The take was handed out: write the acks kept."""
+        """The take was handed out: write the acks kept (kept on for the next round when
+        Redis cannot be reached: handing out goes on, the entries stay leased)."""
         kept = self.acks.release()
         if kept:
-            self.write_acks(kept)
+            try:
+                self.write_acks(kept)
+            except RedisError as exc:
+                self.acks.keep(kept)
+                logger.warning("could not acknowledge %d message(s) in Redis (%s); will retry", len(kept), exc)
 
     def write_acks(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge ``deliveries`` in Redis now (``XACK`` and ``XDEL`` in one write; on
@@ -457,6 +469,25 @@ class StreamsStore(QueueStore):
         self.upkeep.leave_loop()
 
     # -- closing -----------------------------------------------------------------------
+    def _pending_here(self) -> dict[tuple[str, str], Receipt]:
+        """What the group's pending lists hold for this store's consumer in the queues it
+        took from: its leases, and what a take whose reply a cut lost took unseen (which
+        would otherwise wait for the lease to lapse)."""
+        streams = [stream for queue in list(self._queues) for stream in self.streams(queue)]
+        if not streams:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xpending_range(stream, GROUP, "-", "+", CLOSE_GIVE_BACK, consumername=self.consumer)
+        found: dict[tuple[str, str], Receipt] = {}
+        for stream, entries in zip(streams, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(entries, Exception):
+                continue  # no stream or group (deleted meanwhile): nothing to give back
+            for entry in entries:
+                entry_id = _text(entry["message_id"])
+                found[stream, entry_id] = Receipt(stream, entry_id, int(entry.get("times_delivered") or 0))
+        return found
+
     def close(self) -> None:
         """Give back what is still held (marked redelivered), stop the lease work, close."""
         if self._closed:
@@ -467,13 +498,16 @@ class StreamsStore(QueueStore):
             kept = self.acks.release()
             if kept:  # acknowledged: not among what goes back
                 self.write_acks(kept)
-            held = self.leases.holding()
+            self.hot.settle()  # every ack is in before what is pending is looked at
+            held = {(r.stream, r.entry_id): r for r in self.leases.holding()}
+            held.update(self._pending_here())
             if held:
-                self.requeue([Delivery("", {}, receipt) for receipt in held])
+                self.requeue([Delivery("", {}, receipt) for receipt in held.values()])
         except Exception as exc:  # the leases lapse and the messages come back anyway
             logger.warning("could not give back held messages on close (their leases will lapse): %s", exc)
         finally:
             try:
+                self.bindings.close()
                 self.hot.close()  # the acks written behind are settled first
             finally:
                 self.watcher.close()
