@@ -1,6 +1,7 @@
 """Redis Streams transport behaviour beyond the conformance suite: dead-lettering,
 x-max-length, requeue order, counts with messages in flight, streams that do not grow,
 durable fanout.  Every test under a key prefix of its own, removed afterwards."""
+# ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
@@ -20,18 +21,9 @@ import redis
 from kombu_like import Connection, Exchange, Message, Queue
 from kombu_like.transport.redis_streams import StreamKeys
 from kombu_like.transport.redis_streams.watch import Watcher
+from t.integration.streams_fixtures import prefix
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    name = f"klst-{uuid.uuid4().hex[:8]}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{name}*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture

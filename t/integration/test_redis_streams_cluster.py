@@ -8,6 +8,7 @@ import contextlib
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -367,6 +368,7 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
     confirmed: set[int] = set()
     received: set[int] = set()
     errors: list[BaseException] = []
+    tracebacks: list[str] = []
     published_after_restart = threading.Event()
     restarted = threading.Event()
     stop_publishing = threading.Event()
@@ -394,8 +396,9 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
                             if confirmed_since_restart >= 30:
                                 published_after_restart.set()
                     n += 1
-        except BaseException as exc:  # reported by the test
+        except BaseException as exc:  # reported by the test, with where it was raised
             errors.append(exc)
+            tracebacks.append(f"{threading.current_thread().name}: {''.join(traceback.format_exception(exc))}")
 
     def consume() -> None:
         def on_message(message: Message) -> None:
@@ -411,10 +414,11 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
                     with contextlib.suppress(socket.timeout):
                         drain()
                 consumer.cancel()
-        except BaseException as exc:  # reported by the test
+        except BaseException as exc:  # reported by the test, with where it was raised
             errors.append(exc)
+            tracebacks.append(f"{threading.current_thread().name}: {''.join(traceback.format_exception(exc))}")
 
-    threads = [threading.Thread(target=publish), threading.Thread(target=consume)]
+    threads = [threading.Thread(target=publish, name="publisher"), threading.Thread(target=consume, name="consumer")]
     for thread in threads:
         thread.start()
     try:
@@ -437,7 +441,7 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
             time.sleep(0.05)
         stop_consuming.set()
         threads[1].join(30)
-    assert not errors, errors
+    assert not errors, "\n".join(tracebacks)
     assert not any(thread.is_alive() for thread in threads)
     assert len(confirmed) > before + 30  # confirmed publishes after the failover too
     lost = sorted(confirmed - received)

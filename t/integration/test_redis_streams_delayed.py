@@ -3,13 +3,14 @@
 Messages published with ``x-delay`` (ms) or Celery's ``eta`` wait in their queue's delayed
 set in Redis and reach consumers when due, on the blocking API and under the Hub.
 """
+# ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
 import gc
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis
 from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.asynchronous import Hub
 from kombu_like.transport.redis_streams.keys import StreamKeys
+from t.integration.streams_fixtures import prefix, url
 
 pytestmark = pytest.mark.redis
 
@@ -26,22 +28,6 @@ pytestmark = pytest.mark.redis
 LATE = 1.0
 #: how early: the due time is the server's clock, the check this machine's (the same one)
 EARLY = 0.05
-
-
-@pytest.fixture
-def url(redis_url: str) -> str:
-    return redis_url.replace("redis://", "redis+streams://", 1)
-
-
-@pytest.fixture
-def prefix(redis_url: str, unique_name: str) -> Iterator[str]:
-    """A key prefix of the test's own; every key under it is deleted afterwards."""
-    prefix = f"{unique_name}:"
-    yield prefix
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.unlink(*keys[start : start + 500])
 
 
 def _connection(url: str, prefix: str, **options: Any) -> Connection:

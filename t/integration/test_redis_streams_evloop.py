@@ -3,6 +3,7 @@ back from the loop's timer (no thread), and a watch connection cut while the loo
 
 The conformance suite (``EventLoopTests``) covers delivery, prefetch, stopping and closing
 under the loop."""
+# ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from kombu_like import Connection, Consumer, Message, Queue
 from kombu_like.asynchronous import Hub
 from t.faultproxy import FaultProxy
+from t.integration.streams_fixtures import prefix, url
 from t.integration.test_redis_streams_leases import LEASE, SLACK, hold_and_kill
 
 pytestmark = pytest.mark.redis
@@ -28,21 +29,6 @@ def hub() -> Iterator[Hub]:
     loop = Hub()
     yield loop
     loop.close()
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    name = f"klevl-{uuid.uuid4().hex[:8]}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{name}*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture
-def url(redis_url: str) -> str:
-    return redis_url.replace("redis://", "redis+streams://", 1)
 
 
 def run_until(hub: Hub, done: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -2,12 +2,12 @@
 written behind are settled when the connection closes, survive a cut (resent, or their
 messages come back: at-least-once), and the Lua scripts of publishes and takes are loaded
 again after the server's script cache is flushed."""
+# ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +17,12 @@ import redis
 from kombu_like import Connection, Exchange, Message, Queue
 from kombu_like.transport.redis_streams import StreamKeys
 from t.faultproxy import FaultProxy
+from t.integration.streams_fixtures import prefix
 from t.integration.test_redis_servers import redis_server
 
 pytestmark = pytest.mark.redis
 
 LEASE = 1.0
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    name = f"klhot-{uuid.uuid4().hex[:8]}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{name}*"):
-        client.delete(key)
-    client.close()
 
 
 def streams_url(url: str) -> str:

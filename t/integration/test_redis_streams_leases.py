@@ -3,6 +3,7 @@ another consumer once its lease lapses, each once; a live consumer keeps what it
 for as long as it holds it; a message whose consumers keep dying is dead-lettered after
 ``max_deliveries``; a connection cut while a consumer waits on an empty stream loses
 nothing (the wait takes nothing)."""
+# ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import redis
 from kombu_like import Connection, Exchange, Message, Queue
 from kombu_like.transport.redis_streams import StreamKeys
 from t.faultproxy import FaultProxy
+from t.integration.streams_fixtures import prefix, url
 
 pytestmark = pytest.mark.redis
 
@@ -33,21 +34,6 @@ HERE = Path(__file__).parent
 LEASE = 1.0
 #: seconds a consumer may need beyond the moment a lease lapses (a loaded machine)
 SLACK = 4.0
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    name = f"kllease-{uuid.uuid4().hex[:8]}:"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{name}*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture
-def url(redis_url: str) -> str:
-    return redis_url.replace("redis://", "redis+streams://", 1)
 
 
 def options(prefix: str, **more: Any) -> dict[str, Any]:
