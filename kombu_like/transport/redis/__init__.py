@@ -345,46 +345,60 @@ class SentinelTransport(Transport):
     default_port = DEFAULT_SENTINEL_PORT
 
     def _sentinels(self) -> list[tuple[str, int]]:
-        from ...utils.url import url_to_parts
-
-        found: list[tuple[str, int]] = []
-        for url in self.client.alt or []:
-            parts = url_to_parts(url)
-            if parts.scheme == "sentinel" and parts.hostname:
-                found.append((parts.hostname, parts.port or DEFAULT_SENTINEL_PORT))
-        if not found:
-            found.append((self.client.hostname or "127.0.0.1", self.client.port or DEFAULT_SENTINEL_PORT))
-        return found
+        return sentinel_addresses(self.client, "sentinel")
 
     def _connection_factory(self) -> tuple[Any, int, Any]:
-        _driver()
-        from redis import sentinel
+        pool, manager = sentinel_pool(self.options, self._connection_kwargs(), self._sentinels(), "sentinel")
+        return pool.make_connection, int(pool.connection_kwargs["db"]), getattr(manager, "close", None)
 
-        master_name = self.options.master_name
-        if not master_name:
-            raise ValueError(
-                "the sentinel:// transport needs the name of the master: "
-                "Connection(url, transport_options={'master_name': 'mymaster'})"
-            )
-        kwargs = self._connection_kwargs()
-        kwargs.pop("host", None)
-        kwargs.pop("port", None)
-        ssl = kwargs.pop("connection_class") is not _driver().Connection
-        managed = sentinel.SentinelManagedSSLConnection if ssl else sentinel.SentinelManagedConnection
-        kwargs["connection_class"] = managed
-        kwargs["redis_connect_func"] = _connected_to_master
-        # asking the Sentinels: one attempt each (a dead one is skipped at once), with the
-        # socket options of the data connections unless sentinel_kwargs says otherwise
-        sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
-        sentinel_kwargs.update(self.options.sentinel_kwargs or {})
-        manager = _sentinel_manager_class()(
-            self._sentinels(),
-            min_other_sentinels=int(self.options.min_other_sentinels or 0),
-            sentinel_kwargs=sentinel_kwargs,
+
+def sentinel_addresses(client: Any, scheme: str) -> list[tuple[str, int]]:
+    """The Sentinels ``client`` (a Connection) names: host and port of each of its
+    ``scheme://`` URLs, or its own host when it lists none."""
+    from ...utils.url import url_to_parts
+
+    found: list[tuple[str, int]] = []
+    for url in client.alt or []:
+        parts = url_to_parts(url)
+        if parts.scheme == scheme and parts.hostname:
+            found.append((parts.hostname, parts.port or DEFAULT_SENTINEL_PORT))
+    if not found:
+        found.append((client.hostname or "127.0.0.1", client.port or DEFAULT_SENTINEL_PORT))
+    return found
+
+
+def sentinel_pool(
+    options: Any, kwargs: dict[str, Any], sentinels: list[tuple[str, int]], scheme: str
+) -> tuple[Any, Any]:
+    """A redis-py pool of connections to the master the Sentinels at ``sentinels`` name,
+    and the Sentinel manager it asks; ``kwargs`` are the data connections' keyword
+    arguments (the transport's ``_connection_kwargs()``), ``options`` the transport's
+    options (``master_name``, ``min_other_sentinels``, ``sentinel_kwargs``)."""
+    _driver()
+    from redis import sentinel
+
+    master_name = options.master_name
+    if not master_name:
+        raise ValueError(
+            f"the {scheme}:// transport needs the name of the master: "
+            "Connection(url, transport_options={'master_name': 'mymaster'})"
         )
-        pool = sentinel.SentinelConnectionPool(master_name, manager, **kwargs)
-        close = getattr(manager, "close", None)
-        return pool.make_connection, int(kwargs["db"]), close
+    kwargs = dict(kwargs)
+    kwargs.pop("host", None)
+    kwargs.pop("port", None)
+    ssl = kwargs.pop("connection_class") is not _driver().Connection
+    kwargs["connection_class"] = sentinel.SentinelManagedSSLConnection if ssl else sentinel.SentinelManagedConnection
+    kwargs["redis_connect_func"] = _connected_to_master
+    # asking the Sentinels: one attempt each (a dead one is skipped at once), with the
+    # socket options of the data connections unless sentinel_kwargs says otherwise
+    sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
+    sentinel_kwargs.update(options.sentinel_kwargs or {})
+    manager = _sentinel_manager_class()(
+        sentinels,
+        min_other_sentinels=int(options.min_other_sentinels or 0),
+        sentinel_kwargs=sentinel_kwargs,
+    )
+    return sentinel.SentinelConnectionPool(master_name, manager, **kwargs), manager
 
 
 # -- Kombu's module-level names ----------------------------------------------------------

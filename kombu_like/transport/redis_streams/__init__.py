@@ -250,40 +250,12 @@ class SentinelTransport(Transport):
         )
 
     def _sentinels(self) -> list[tuple[str, int]]:
-        from ...utils.url import url_to_parts
+        from ..redis import sentinel_addresses
 
-        found: list[tuple[str, int]] = []
-        for url in self.client.alt or []:
-            parts = url_to_parts(url)
-            if parts.scheme == "sentinel+streams" and parts.hostname:
-                found.append((parts.hostname, parts.port or DEFAULT_SENTINEL_PORT))
-        if not found:
-            found.append((self.client.hostname or "127.0.0.1", self.client.port or DEFAULT_SENTINEL_PORT))
-        return found
+        return sentinel_addresses(self.client, "sentinel+streams")
 
     def connection_pool(self) -> Any:
-        from redis import sentinel
+        from ..redis import sentinel_pool
 
-        from ..redis import _connected_to_master, _sentinel_manager_class
-
-        master_name = self.options.master_name
-        if not master_name:
-            raise ValueError(
-                "the sentinel+streams:// transport needs the name of the master: "
-                "Connection(url, transport_options={'master_name': 'mymaster'})"
-            )
-        kwargs = self._connection_kwargs()
-        kwargs.pop("host", None)
-        kwargs.pop("port", None)
-        ssl = kwargs.pop("connection_class") is not _driver().Connection
-        managed = sentinel.SentinelManagedSSLConnection if ssl else sentinel.SentinelManagedConnection
-        kwargs["connection_class"] = managed
-        kwargs["redis_connect_func"] = _connected_to_master
-        sentinel_kwargs = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
-        sentinel_kwargs.update(self.options.sentinel_kwargs or {})
-        manager = _sentinel_manager_class()(
-            self._sentinels(),
-            min_other_sentinels=int(self.options.min_other_sentinels or 0),
-            sentinel_kwargs=sentinel_kwargs,
-        )
-        return sentinel.SentinelConnectionPool(master_name, manager, **kwargs)
+        pool, _manager = sentinel_pool(self.options, self._connection_kwargs(), self._sentinels(), "sentinel+streams")
+        return pool
