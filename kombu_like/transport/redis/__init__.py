@@ -155,37 +155,9 @@ class Transport(VirtualTransport):
 
     # -- connections ---------------------------------------------------------------------
     def _connection_kwargs(self) -> dict[str, Any]:
-        redis = _driver()
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        client = self.client
-        opts = self.options
-        kwargs: dict[str, Any] = {
-            "host": client.hostname or "127.0.0.1",
-            "port": client.port or self.default_port,
-            "db": database_number(client.virtual_host),
-            "username": client.userid or None,
-            "password": client.password or None,
-            "socket_timeout": opts.socket_timeout,
-            "socket_connect_timeout": opts.socket_connect_timeout or client.connect_timeout,
-            "client_name": opts.client_name,
-            # one attempt per connect: Connection.ensure_connection owns retrying
-            "retry": Retry(NoBackoff(), 0),
-            # replies are parsed by .wire, which speaks RESP2
-            "protocol": 2,
-            "connection_class": redis.Connection,
-        }
-        if opts.socket_keepalive is not None:
-            kwargs["socket_keepalive"] = bool(opts.socket_keepalive)
-        if opts.socket_keepalive_options:
-            kwargs["socket_keepalive_options"] = dict(opts.socket_keepalive_options)
-        ssl = client.ssl
-        if ssl or client.transport_cls == "rediss":
-            kwargs["connection_class"] = redis.SSLConnection
-            if isinstance(ssl, dict):
-                kwargs.update(ssl)
-        kwargs.update(opts.connection_kwargs)
+        tls = self.client.transport_cls == "rediss"
+        kwargs = connection_kwargs(self.client, self.options, self.default_port, tls=tls)
+        kwargs["protocol"] = 2  # replies are parsed by .wire, which speaks RESP2
         return kwargs
 
     def _connection_factory(self) -> tuple[Any, int, Any]:
@@ -331,6 +303,40 @@ def get_redis_error_classes() -> error_classes_t:
     )
     channel = (*Transport.channel_errors, rexc.DataError, rexc.InvalidResponse, rexc.ResponseError)
     return error_classes_t(connection, channel)
+
+
+def connection_kwargs(client: Any, opts: Any, default_port: int, tls: bool) -> dict[str, Any]:
+    """redis-py's keyword arguments for a connection of ``client`` (a Connection) with the
+    transport options ``opts``; ``tls`` when its scheme asks for TLS."""
+    redis = _driver()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kwargs: dict[str, Any] = {
+        "host": client.hostname or "127.0.0.1",
+        "port": client.port or default_port,
+        "db": database_number(client.virtual_host),
+        "username": client.userid or None,
+        "password": client.password or None,
+        "socket_timeout": opts.socket_timeout,
+        "socket_connect_timeout": opts.socket_connect_timeout or client.connect_timeout,
+        "client_name": opts.client_name,
+        # one attempt per command: a take or a requeue retried blindly could run twice;
+        # Connection.ensure_connection owns retrying
+        "retry": Retry(NoBackoff(), 0),
+        "connection_class": redis.Connection,
+    }
+    if opts.socket_keepalive is not None:
+        kwargs["socket_keepalive"] = bool(opts.socket_keepalive)
+    if opts.socket_keepalive_options:
+        kwargs["socket_keepalive_options"] = dict(opts.socket_keepalive_options)
+    ssl = client.ssl
+    if ssl or tls:
+        kwargs["connection_class"] = redis.SSLConnection
+        if isinstance(ssl, dict):
+            kwargs.update(ssl)
+    kwargs.update(opts.connection_kwargs)
+    return kwargs
 
 
 class SentinelTransport(Transport):

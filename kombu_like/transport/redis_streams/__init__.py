@@ -26,7 +26,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ...exceptions import KombuError, VersionMismatch
-from ..redis import DEFAULT_PORT, DEFAULT_SENTINEL_PORT, _driver, database_number
+from ..redis import DEFAULT_PORT, DEFAULT_SENTINEL_PORT, _driver
 from ..redis import Transport as _RedisTransport
 from ..virtual import VirtualTransport
 from ..virtual.transport import VirtualConnection
@@ -130,37 +130,11 @@ class Transport(VirtualTransport):
 
     # -- connections ---------------------------------------------------------------------
     def _connection_kwargs(self) -> dict[str, Any]:
-        redis = _driver()
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from ..redis import connection_kwargs
 
-        client = self.client
-        opts = self.options
-        kwargs: dict[str, Any] = {
-            "host": client.hostname or "127.0.0.1",
-            "port": client.port or self.default_port,
-            "db": database_number(client.virtual_host),
-            "username": client.userid or None,
-            "password": client.password or None,
-            "socket_timeout": opts.socket_timeout,
-            "socket_connect_timeout": opts.socket_connect_timeout or client.connect_timeout,
-            "client_name": opts.client_name,
-            "health_check_interval": opts.health_check_interval,
-            # one attempt per command: a take or a requeue retried blindly could run twice;
-            # Connection.ensure_connection owns retrying
-            "retry": Retry(NoBackoff(), 0),
-            "connection_class": redis.Connection,
-        }
-        if opts.socket_keepalive is not None:
-            kwargs["socket_keepalive"] = bool(opts.socket_keepalive)
-        if opts.socket_keepalive_options:
-            kwargs["socket_keepalive_options"] = dict(opts.socket_keepalive_options)
-        ssl = client.ssl
-        if ssl or client.transport_cls == TLS_SCHEME:
-            kwargs["connection_class"] = redis.SSLConnection
-            if isinstance(ssl, dict):
-                kwargs.update(ssl)
-        kwargs.update(opts.connection_kwargs)
+        tls = self.client.transport_cls == TLS_SCHEME
+        kwargs = connection_kwargs(self.client, self.options, self.default_port, tls=tls)
+        kwargs["health_check_interval"] = self.options.health_check_interval
         return kwargs
 
     def connection_pool(self) -> Any:
