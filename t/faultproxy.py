@@ -52,6 +52,7 @@ class FaultProxy:
         self._running = False
         self._thread: threading.Thread | None = None
         self.stalled = False
+        self.holding_replies = False
         self.refusing = False
         self.cuts = 0
         self.accepted = 0
@@ -94,6 +95,16 @@ class FaultProxy:
             if not on:
                 for pipe in [p for p in self._pipes if p.ended]:
                     self._close_pipe(pipe)
+
+        self._submit(do)
+
+    def hold_replies(self, on: bool = True) -> None:
+        """Forward what clients send, but hold (or again forward) what the broker answers:
+        a command runs on the broker and its client never sees the reply (until a cut
+        drops it)."""
+
+        def do() -> None:
+            self.holding_replies = on
 
         self._submit(do)
 
@@ -250,6 +261,8 @@ class FaultProxy:
 
     def _flush(self, pipe: _Pipe) -> None:
         for dest, buf in pipe.pending.items():
+            if self.holding_replies and dest is pipe.client:
+                continue
             while buf:
                 try:
                     sent = dest.send(buf)

@@ -33,6 +33,7 @@ from ..virtual.transport import VirtualConnection
 from .keys import StreamKeys
 from .options import StreamsOptions
 from .store import StreamsStore
+from .takeover import Predecessors
 
 if TYPE_CHECKING:
     from ...connection import Connection as ClientConnection
@@ -104,6 +105,9 @@ class Transport(VirtualTransport):
 
         check_version(version)
         super().__init__(client, **kwargs)
+        #: consumers of this connection's closed stores that may still hold entries: the
+        #: next store takes them over (another connection's consumers are never among them)
+        self.predecessors = Predecessors()
 
     @property
     def options(self) -> StreamsOptions:
@@ -146,18 +150,30 @@ class Transport(VirtualTransport):
     def create_store(self) -> StreamsStore:
         options = self.options
         if options.cluster:
-            return self._create_cluster_store()
-        pool = self.connection_pool()
-        client = _driver().Redis(connection_pool=pool)
-        store = StreamsStore(client, options, pool.make_connection)
-        try:
-            # connect now: a bad URL fails here, within connect_timeout
-            check_server_version(client.info("server").get("redis_version", ""))
-        except BaseException:
-            store.close()
-            pool.disconnect()
-            raise
+            store = self._create_cluster_store()
+        else:
+            pool = self.connection_pool()
+            client = _driver().Redis(connection_pool=pool)
+            store = StreamsStore(client, options, pool.make_connection, predecessors=self.predecessors)
+            try:
+                # connect now: a bad URL fails here, within connect_timeout
+                check_server_version(client.info("server").get("redis_version", ""))
+            except BaseException:
+                store.close()
+                pool.disconnect()
+                raise
+        self._take_over(store)
         return store
+
+    def _take_over(self, store: StreamsStore) -> None:
+        """What this connection's earlier stores still hold comes back now, not when their
+        leases lapse (what cannot be reached now is tried on the store's maintenance rounds)."""
+        if not self.predecessors:
+            return
+        try:
+            self.predecessors.take_over(store)
+        except Exception as exc:
+            logger.warning("could not take over the messages a cut connection held (retried): %s", exc)
 
     def _create_cluster_store(self) -> StreamsStore:
         """A store on a Redis Cluster: the URL's hosts are startup nodes."""
@@ -182,12 +198,14 @@ class Transport(VirtualTransport):
             client.close()
             raise
         watcher = ClusterWatcher(client, int(self.options.block_interval * 1000))
-        return StreamsStore(client, self.options, None, watcher)
+        return StreamsStore(client, self.options, None, watcher, predecessors=self.predecessors)
 
     def close_store(self, store: Any) -> None:
         try:
             store.close()
         finally:
+            if not store.gave_back:  # Redis could not be reached: the next store takes over
+                self.predecessors.remember(store.consumer, store.taken_from())
             pool = getattr(store.client, "connection_pool", None)
             if pool is not None:  # a cluster client closed its nodes' pools in close()
                 pool.disconnect()

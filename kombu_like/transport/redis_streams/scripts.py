@@ -11,7 +11,7 @@ before this entry was written: a requeue or a lapsed lease writes a copy).
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "DEAD", "PURGE", "PUT_LIMITED", "REQUEUE", "SIZE", "TAKE"]
+__all__ = ["CLAIM", "DEAD", "PURGE", "PUT_LIMITED", "REQUEUE", "SIZE", "TAKE", "TAKE_OVER"]
 
 #: shared helpers, prepended to every script
 _PRELUDE = """
@@ -53,6 +53,16 @@ local function copy_entry(key, fields, mark)
   if r then out[#out + 1] = 'r'; out[#out + 1] = r end
   if n > 0 then out[#out + 1] = 'n'; out[#out + 1] = tostring(n) end
   return redis.call('XADD', key, '*', unpack(out))
+end
+
+-- a pending entry written again at its stream's tail, marked redelivered with one more
+-- delivery counted, and the original acked and deleted; 1 when the entry was still there
+local function redeliver(key, group, id)
+  local found = redis.call('XRANGE', key, id, id)
+  if #found > 0 then copy_entry(key, found[1][2], '1') end
+  redis.call('XACK', key, group, id)
+  redis.call('XDEL', key, id)
+  return #found
 end
 
 local function expired(fields, now)
@@ -157,12 +167,7 @@ repeat
                           'COUNT', math.min(budget, 100), 'JUSTID')
   if not ok then return moved end
   start = reply[1]
-  for _, id in ipairs(reply[2]) do
-    local found = redis.call('XRANGE', KEYS[1], id, id)
-    if #found > 0 then copy_entry(KEYS[1], found[1][2], '1'); moved = moved + 1 end
-    redis.call('XACK', KEYS[1], group, id)
-    redis.call('XDEL', KEYS[1], id)
-  end
+  for _, id in ipairs(reply[2]) do moved = moved + redeliver(KEYS[1], group, id) end
   budget = budget - #reply[2]
 until start == '0-0' or budget <= 0
 local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], group)
@@ -173,6 +178,26 @@ for _, flat in ipairs(consumers) do
   end
 end
 return moved
+"""
+)
+
+#: KEYS: a stream.  ARGV: group, a consumer that is gone, most entries.  The consumer's
+#: pending entries are redelivered as lapsed leases are (whatever their idle time), and the
+#: consumer is removed from the group once it holds none -- in this one script, since
+#: XGROUP DELCONSUMER drops what the consumer still holds.  Returns {how many came back,
+#: 1 when more are left for another call}.
+TAKE_OVER = (
+    _PRELUDE
+    + """
+local group, consumer, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], group, '-', '+', budget, consumer)
+if not ok then return {0, 0} end
+local moved = 0
+for _, entry in ipairs(pending) do moved = moved + redeliver(KEYS[1], group, entry[1]) end
+if #pending >= budget then return {moved, 1} end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, consumer)
+return {moved, 0}
 """
 )
 

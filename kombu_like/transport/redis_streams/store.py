@@ -42,6 +42,7 @@ from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_
 from .keys import GROUP, StreamKeys
 from .lease import Leases
 from .options import StreamsOptions
+from .takeover import Predecessors
 from .upkeep import Upkeep
 from .watch import Watcher, last_delivered_ids
 
@@ -94,6 +95,7 @@ class StreamsStore(QueueStore):
         options: StreamsOptions,
         watch_connection: Callable[[], Any] | None,
         watcher: Any = None,
+        predecessors: Predecessors | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -103,7 +105,7 @@ class StreamsStore(QueueStore):
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("TAKE", "REQUEUE", "DEAD", "CLAIM", "SIZE", "PURGE", "PUT_LIMITED")
+            for name in ("TAKE", "REQUEUE", "DEAD", "CLAIM", "SIZE", "PURGE", "PUT_LIMITED", "TAKE_OVER")
         }
         #: redis-py pipelines: batches with delayed messages or confirmed by replicas
         self.pipelines = PipelineExecutor(client, self.scripts)
@@ -130,6 +132,10 @@ class StreamsStore(QueueStore):
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
         self.upkeep = Upkeep(self)
+        #: the consumers of its connection's earlier stores, whose entries it takes over
+        self.predecessors = Predecessors() if predecessors is None else predecessors
+        #: closed having given back everything it held (else its successor takes it over)
+        self.gave_back = False
         self._closed = False
 
     def _unblock(self, client_id: int) -> Any:
@@ -503,6 +509,7 @@ class StreamsStore(QueueStore):
             held.update(self._pending_here())
             if held:
                 self.requeue([Delivery("", {}, receipt) for receipt in held.values()])
+            self.gave_back = True
         except Exception as exc:  # the leases lapse and the messages come back anyway
             logger.warning("could not give back held messages on close (their leases will lapse): %s", exc)
         finally:

@@ -33,9 +33,11 @@ class Upkeep:
 
     def maintain(self) -> None:
         """Write the acks kept, renew the leases held, take back lapsed ones of the queues
-        the store took from."""
+        the store took from (and what the connection's earlier stores left there)."""
         store = self.store
         try:
+            if store.predecessors:  # the attempt when connecting could not reach them all
+                store.predecessors.take_over(store)
             kept = store.acks.take()
             if kept:
                 store.write_acks(kept)

@@ -1,0 +1,116 @@
+"""A connection cut right after a take whose reply never reached it, while Redis cannot be
+reached to give that take's messages back: once reconnected, the connection's new store
+takes them over at once (redelivered, each once), not when their lease lapses -- and never
+takes over another live connection's messages."""
+# ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from kombu_like import Connection, Message, Queue
+from kombu_like.transport.redis_streams import StreamKeys
+from kombu_like.transport.redis_streams.keys import GROUP
+from t.faultproxy import FaultProxy
+from t.integration.streams_fixtures import prefix, url
+
+pytestmark = pytest.mark.redis
+
+#: long: a lapsed lease cannot be what brings the messages back within the test
+LEASE = 60.0
+
+
+def publish(url: str, opts: dict[str, Any], queue: Queue, bodies: list[Any]) -> None:
+    with Connection(url, transport_options=opts) as conn:
+        producer = conn.Producer()
+        for body in bodies:
+            producer.publish(body, routing_key=queue.name, declare=[queue], serializer="json")
+
+
+def consumer_names(raw: redis.Redis, stream: str) -> set[str]:
+    return {c["name"].decode() for c in raw.xinfo_consumers(stream, GROUP)}
+
+
+def wait_for(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_take_lost_with_its_connection_comes_back_at_once_and_no_other_consumer_is_taken_over(
+    redis_url: str, url: str, prefix: str
+) -> None:
+    opts = {"global_keyprefix": prefix, "lease": LEASE, "socket_timeout": 3}
+    queue = Queue(f"takeover-{uuid.uuid4().hex[:6]}")
+    raw = redis.Redis.from_url(redis_url)
+    stream = StreamKeys(prefix).stream(queue.name)
+    publish(url, opts, queue, ["other-1", "other-2", "other-3"])
+
+    # another connection holds three messages, unacknowledged, while the cut happens
+    other_held: list[Message] = []
+    with Connection(url, transport_options=opts) as other:
+        other_consumer = other.Consumer([queue], on_message=other_held.append, prefetch_count=3, accept=["json"])
+        with other_consumer:
+            while len(other_held) < 3:
+                other.drain_events(timeout=5)
+            other_name = next(iter(consumer_names(raw, stream)))
+            assert raw.xpending(stream, GROUP)["pending"] == 3
+
+            bodies = list(range(5))
+            got: list[tuple[Any, bool]] = []
+
+            def on_message(message: Message) -> None:
+                got.append((message.payload, bool(message.delivery_info.get("redelivered"))))
+                message.ack()
+
+            with FaultProxy("127.0.0.1", raw.connection_pool.connection_kwargs["port"]) as proxy:
+                with Connection(proxy.url_for(url), transport_options=opts) as conn:
+                    consumer = conn.Consumer([queue], on_message=on_message, prefetch_count=10, accept=["json"])
+
+                    def cut_after_the_take() -> None:
+                        # the take ran in Redis (its entries are pending), its reply is held back;
+                        # the cut comes while no new connection can be made, so the old store's
+                        # close cannot give them back
+                        wait_for(lambda: raw.xpending(stream, GROUP)["pending"] == 3 + len(bodies))
+                        proxy.refuse(True)
+                        proxy.cut()  # the take's reply goes with it
+                        proxy.hold_replies(False)
+
+                    def on_connection_error(exc: BaseException, interval: float) -> None:
+                        proxy.refuse(False)  # the old store is closed: Redis can be reached again
+
+                    with consumer:
+                        with pytest.raises(TimeoutError):  # nothing to take: connected, waiting
+                            conn.drain_events(timeout=0.2)
+                        proxy.hold_replies(True)
+                        publish(url, opts, queue, bodies)
+                        cutter = threading.Thread(target=cut_after_the_take, daemon=True)
+                        cutter.start()
+                        drain = conn.ensure(consumer, conn.drain_events, errback=on_connection_error, max_retries=5)
+                        deadline = time.monotonic() + LEASE / 4
+                        while len(got) < len(bodies) and time.monotonic() < deadline:
+                            try:
+                                drain(timeout=0.5)
+                            except TimeoutError:
+                                pass
+                        cutter.join(10)
+                        assert proxy.cuts == 1
+                        assert sorted(got) == [(n, True) for n in bodies]  # each once, flagged
+                        # the cut connection's consumer left its group; the live one was not touched
+                        names = consumer_names(raw, stream)
+                        assert other_name in names and len(names) == 2, names
+                        held = {e["message_id"] for e in raw.xpending_range(stream, GROUP, "-", "+", 10, other_name)}
+                        assert len(held) == 3
+            for message in other_held:
+                message.ack()
+            assert [m.payload for m in other_held] == ["other-1", "other-2", "other-3"]
+    assert raw.xpending(stream, GROUP)["pending"] == 0
+    assert raw.xlen(stream) == 0
+    raw.close()
