@@ -139,3 +139,19 @@ def test_cached_bindings_follow_changes_made_by_another_connection(redis_url: st
         assert drain(other, first, lambda g: len(g) >= 3, 5.0) == [0, 1, 2]
         assert drain(other, second, lambda g: len(g) >= 1, 5.0) == ["moved"]
         assert other.default_channel.queue_declare(first.name, passive=True).message_count == 0
+
+
+def test_runs_on_redis_pys_own_resp2_parser(redis_url: str, prefix: str) -> None:
+    # without hiredis redis-py parses RESP2 in Python, and its pools set up maintenance
+    # notifications that only a RESP3 or hiredis parser takes: the transport's own
+    # connections (hot path, invalidations) must not inherit that from the pool
+    from redis._parsers import _RESP2Parser
+
+    exchange = Exchange(f"x-{uuid.uuid4().hex[:6]}", type="direct")
+    queue = Queue(f"resp2-{uuid.uuid4().hex[:6]}", exchange, routing_key="k")
+    options = {"global_keyprefix": prefix, "connection_kwargs": {"parser_class": _RESP2Parser}}
+    with Connection(redis_url.replace("redis://", "redis+streams://", 1), transport_options=options) as conn:
+        conn.Producer().publish({"n": 1}, exchange=exchange, routing_key="k", declare=[queue])
+        message = queue(conn.default_channel).get()
+        assert message is not None and message.payload == {"n": 1}
+        message.ack()

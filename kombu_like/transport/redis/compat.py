@@ -25,6 +25,7 @@ __all__ = [
     "dedicated_node_connection",
     "finish_handshake",
     "handshake_bounded",
+    "own_connection_kwargs",
     "reload_slots",
     "socket_of",
 ]
@@ -54,6 +55,30 @@ def socket_of(connection: Any) -> socket.socket:
     if sock is None:
         raise rexc.ConnectionError("redis-py reported the connection open but holds no socket")
     return sock  # type: ignore[no-any-return]
+
+
+#: what a redis-py 7/8 pool adds to the arguments of the connections it makes, for its own
+#: bookkeeping (maintenance notifications: the pool's handler, its config, the addresses
+#: it may move connections back to); a connection made outside the pool must not get them
+_POOL_BOOKKEEPING = (
+    "maint_notifications_pool_handler",
+    "maint_notifications_config",
+    "orig_host_address",
+    "orig_socket_timeout",
+    "orig_socket_connect_timeout",
+)
+
+
+def own_connection_kwargs(pool: Any, **changes: Any) -> dict[str, Any]:
+    """The arguments ``pool`` makes its connections with (server, TLS, credentials,
+    Sentinel's master), with ``changes``, for connections of one's own outside the pool.
+
+    Without the pool's bookkeeping: its maintenance-notifications config, made for the
+    pool's protocol, is refused by a connection of another protocol (RESP2 without
+    hiredis: "Maintenance notifications are only supported with hiredis and RESP3")."""
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _POOL_BOOKKEEPING}
+    kwargs.update(changes)
+    return kwargs
 
 
 def finish_handshake(connection: Any) -> None:

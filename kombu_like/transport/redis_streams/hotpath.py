@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from redis import exceptions as rexc
 
 from ..redis.command import MAX_DEFERRED_REPLIES, evalsha_command, reloading_conversation, start_tracking
+from ..redis.compat import own_connection_kwargs
 from ..redis.conversation import drive, exchange
 from ..redis.scripts import Script, make_script
 from ..redis.wire import Wire
@@ -97,7 +98,7 @@ def resp2_connections(pool: Any) -> Callable[[], Any]:
     Sentinel's master) but speaking RESP2: the binding cache's invalidations come as
     pub/sub messages there."""
     connection_class = pool.connection_class
-    kwargs = {**pool.connection_kwargs, "protocol": 2}
+    kwargs = own_connection_kwargs(pool, protocol=2)
 
     def make() -> Any:
         return connection_class(**kwargs)
