@@ -6,6 +6,8 @@ takes over another live connection's messages."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -113,4 +115,121 @@ def test_a_take_lost_with_its_connection_comes_back_at_once_and_no_other_consume
             assert [m.payload for m in other_held] == ["other-1", "other-2", "other-3"]
     assert raw.xpending(stream, GROUP)["pending"] == 0
     assert raw.xlen(stream) == 0
+    raw.close()
+
+
+class LiftOnFailedGiveBack(logging.Handler):
+    """Lets connections through the proxy again once a close failed to give back what it
+    held: the reconnect that follows can reach Redis."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.failed = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "could not give back held messages on close" in record.getMessage():
+            self.failed += 1
+            self.proxy.refuse(False)
+
+
+def test_on_the_asyncio_api_a_take_lost_with_its_connection_comes_back_at_once(
+    redis_url: str, url: str, prefix: str
+) -> None:
+    from kombu_like.aio import Connection as AsyncConnection
+
+    opts = {"global_keyprefix": prefix, "lease": LEASE, "socket_timeout": 3}
+    queue = Queue(f"takeover-aio-{uuid.uuid4().hex[:6]}")
+    raw = redis.Redis.from_url(redis_url)
+    stream = StreamKeys(prefix).stream(queue.name)
+    bodies = list(range(5))
+    got: list[tuple[Any, bool]] = []
+    log = logging.getLogger("kombu_like.transport.redis_streams")
+
+    async def main(proxy: FaultProxy) -> None:
+        async with AsyncConnection(proxy.url_for(url), transport_options=opts) as conn:
+            await queue(conn.default_channel).declare()
+
+            async def handle(body: Any, message: Any) -> None:
+                got.append((body, bool(message.delivery_info.get("redelivered"))))
+                await message.ack()
+
+            async with conn.Consumer([queue], callbacks=[handle], prefetch_count=10) as consumer:
+                with pytest.raises(TimeoutError):
+                    await conn.drain_events(timeout=0.2)  # nothing to take: connected, waiting
+                proxy.hold_replies(True)
+                publish(url, opts, queue, bodies)
+                await asyncio.to_thread(wait_for, lambda: raw.xpending(stream, GROUP)["pending"] == len(bodies))
+                proxy.refuse(True)  # lifted once the close failed to give back
+                proxy.cut()  # the take's reply goes with it
+                proxy.hold_replies(False)
+                deadline = time.monotonic() + LEASE / 4
+                while len(got) < len(bodies) and time.monotonic() < deadline:
+                    try:
+                        await conn.ensure(consumer, conn.drain_events, 0.5, max_retries=5, interval_start=0)
+                    except TimeoutError:
+                        pass
+
+    with FaultProxy("127.0.0.1", raw.connection_pool.connection_kwargs["port"]) as proxy:
+        lifter = LiftOnFailedGiveBack(proxy)
+        log.addHandler(lifter)
+        try:
+            asyncio.run(main(proxy))
+        finally:
+            log.removeHandler(lifter)
+    assert lifter.failed == 1
+    assert sorted(got) == [(n, True) for n in bodies]
+    assert raw.xpending(stream, GROUP)["pending"] == 0
+    assert len(consumer_names(raw, stream)) <= 1  # the cut connection's consumer left its group
+    raw.close()
+
+
+def test_a_new_connection_takes_over_what_a_cut_one_of_the_process_held(redis_url: str, url: str, prefix: str) -> None:
+    """Celery and ``ConsumerMixin`` reconnect with a new client connection (a clone)."""
+    opts = {"global_keyprefix": prefix, "lease": LEASE, "socket_timeout": 3}
+    queue = Queue(f"takeover-clone-{uuid.uuid4().hex[:6]}")
+    raw = redis.Redis.from_url(redis_url)
+    stream = StreamKeys(prefix).stream(queue.name)
+    bodies = list(range(5))
+    got: list[tuple[Any, bool]] = []
+
+    def on_message(message: Message) -> None:
+        got.append((message.payload, bool(message.delivery_info.get("redelivered"))))
+        message.ack()
+
+    with FaultProxy("127.0.0.1", raw.connection_pool.connection_kwargs["port"]) as proxy:
+        conn = Connection(proxy.url_for(url), transport_options=opts)
+        with conn.Consumer([queue], on_message=on_message, prefetch_count=10, accept=["json"]):
+            with pytest.raises(TimeoutError):  # nothing to take: connected, waiting
+                conn.drain_events(timeout=0.2)
+            proxy.hold_replies(True)
+            publish(url, opts, queue, bodies)
+            raised: list[BaseException] = []
+
+            def take() -> None:
+                try:
+                    conn.drain_events(timeout=5)
+                except BaseException as exc:
+                    raised.append(exc)
+
+            taker = threading.Thread(target=take, daemon=True)
+            taker.start()
+            wait_for(lambda: raw.xpending(stream, GROUP)["pending"] == len(bodies))
+            proxy.refuse(True)
+            proxy.cut()  # the take's reply goes with it
+            proxy.hold_replies(False)
+            taker.join(10)
+            assert len(raised) == 1 and isinstance(raised[0], conn.connection_errors), raised
+        conn.release()  # cannot give back: no connection can be made
+        proxy.refuse(False)
+        with conn.clone() as again, again.Consumer([queue], on_message=on_message, accept=["json"]):
+            deadline = time.monotonic() + LEASE / 4
+            while len(got) < len(bodies) and time.monotonic() < deadline:
+                try:
+                    again.drain_events(timeout=0.5)
+                except TimeoutError:
+                    pass
+    assert sorted(got) == [(n, True) for n in bodies]
+    assert raw.xpending(stream, GROUP)["pending"] == 0
+    assert len(consumer_names(raw, stream)) == 1  # the clone's; the cut one left the group
     raw.close()

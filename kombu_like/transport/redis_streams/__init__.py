@@ -105,9 +105,24 @@ class Transport(VirtualTransport):
 
         check_version(version)
         super().__init__(client, **kwargs)
-        #: consumers of this connection's closed stores that may still hold entries: the
-        #: next store takes them over (another connection's consumers are never among them)
-        self.predecessors = Predecessors()
+
+    @property
+    def predecessors(self) -> Predecessors:
+        """Consumers of this process's closed stores on the same Redis that may still hold
+        entries: the next store takes them over (a live consumer is never among them)."""
+        found: Predecessors | None = self.__dict__.get("_predecessors")
+        if found is None:
+            client = self.client
+            where = (
+                type(self).__name__,
+                client.hostname,
+                client.port,
+                tuple(client.alt or ()),
+                client.virtual_host,
+                self.options.global_keyprefix,
+            )
+            found = self.__dict__["_predecessors"] = Predecessors.of(where)
+        return found
 
     @property
     def options(self) -> StreamsOptions:

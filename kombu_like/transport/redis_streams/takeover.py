@@ -6,20 +6,22 @@ to give back what it held -- its leases, and what a take whose reply the cut los
 unseen.  Where that close cannot reach Redis, those entries stay pending under the old
 name until their lease lapses.
 
-The transport (one per client connection) remembers such predecessors
-(:class:`Predecessors`); its next store takes over their pending entries at once, as soon
-as it is connected (and again on its maintenance rounds while some are left): each is
-written again at its stream's tail marked redelivered, as a lapsed lease is, and the old
-consumer is removed from the group in the same script (``TAKE_OVER``).  Only the
-connection's own closed stores are taken over: never a consumer another connection or
-process may still be using.
+Such predecessors are remembered (:class:`Predecessors`) for the Redis they live on, by
+the process: a client connection that reconnects makes its next store through the same
+transport, but Celery and ``ConsumerMixin`` reconnect with a new client connection (a
+clone), whose store must take them over too.  That store takes over their pending entries
+at once, as soon as it is connected (and again on its maintenance rounds while some are
+left): each is written again at its stream's tail marked redelivered, as a lapsed lease
+is, and the old consumer is removed from the group in the same script (``TAKE_OVER``).
+Only consumers of this process's closed stores are remembered: never a consumer another
+connection or process may still be using.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING
 
 from .keys import GROUP
@@ -33,6 +35,9 @@ logger = logging.getLogger("kombu_like.transport.redis_streams")
 
 #: most entries one script call takes over from one consumer in one stream
 TAKE_OVER_COUNT = 1000
+#: most consumers remembered for one Redis (the oldest are forgotten first: theirs come
+#: back when their leases lapse)
+REMEMBERED = 1000
 
 
 class Predecessors:
@@ -51,6 +56,18 @@ class Predecessors:
             return
         with self._lock:
             self._left.setdefault(consumer, {}).update(dict.fromkeys(queues))
+            while len(self._left) > REMEMBERED:
+                del self._left[next(iter(self._left))]
+
+    @classmethod
+    def of(cls, where: Hashable) -> Predecessors:
+        """The predecessors remembered for the Redis ``where`` names (its addresses,
+        database and key prefix): one per process, shared by the client connections to it."""
+        with _REGISTRY_LOCK:
+            found = _REGISTRY.get(where)
+            if found is None:
+                found = _REGISTRY[where] = cls()
+            return found
 
     def __bool__(self) -> bool:
         with self._lock:
@@ -110,3 +127,10 @@ class Predecessors:
                 if not left:
                     del self._left[consumer]
         return moved
+
+
+#: the predecessors of the stores of this process, by the Redis they live on: state shared
+#: between client connections, since a reconnect is often made by a new one (Celery, a
+#: ConsumerMixin's clone) -- it names only closed stores, so it can never reach a live one
+_REGISTRY: dict[Hashable, Predecessors] = {}
+_REGISTRY_LOCK = threading.Lock()
