@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from kombu_like.transport.redis.command import Ledger, connect_conversation, rec
 from kombu_like.transport.redis.conversation import adrive, call
 
 from ..conftest import own_unacked_keys
+from .test_redis_servers import redis_server
 
 pytestmark = pytest.mark.redis
 
@@ -49,9 +51,19 @@ async def command_wire(conn: Connection) -> AsyncWire:
     return wire
 
 
+@pytest.fixture
+def own_server_conn(tmp_path: Path, unique_name: str) -> Iterator[Connection]:
+    """A connection to a Redis of the test's own (SCRIPT FLUSH reaches every client)."""
+    with redis_server(tmp_path / "redis") as port:
+        with Connection(f"redis://127.0.0.1:{port}/0", transport_options=own_unacked_keys(unique_name)) as conn:
+            conn.connect()
+            yield conn
+
+
 def test_no_thread_is_started_and_a_script_is_loaded_again_after_script_flush(
-    conn: Connection, unique_name: str
+    own_server_conn: Connection, unique_name: str
 ) -> None:
+    conn = own_server_conn
     threads = threading.active_count()
     keys = conn.connection.store.keys
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from kombu_like import Connection, Consumer, Exchange, Message, Queue
 from kombu_like.exceptions import ConnectionError as KLConnectionError
 from kombu_like.exceptions import OperationalError
 from t.faultproxy import FaultProxy
+from t.integration.test_redis_servers import redis_server
 
 pytestmark = pytest.mark.redis
 
@@ -525,11 +527,16 @@ def test_negative_reply_spin_is_refused_by_name(redis_url: str) -> None:
     conn.release()
 
 
-def test_reply_polling_stops_when_the_server_is_slow(redis_url: str, unique_name: str, client: redis.Redis) -> None:
+def test_reply_polling_stops_when_the_server_is_slow(tmp_path: Path, unique_name: str) -> None:
     # every publish waits ~40 ms for Redis (writes paused); polling up to 20 ms for each
-    # reply would burn 20 ms of CPU per publish, but after a few misses it stops
+    # reply would burn 20 ms of CPU per publish, but after a few misses it stops.  A
+    # server of the test's own: CLIENT PAUSE holds the writes of every client of a server
     publishes, spin = 20, 0.02
-    with Connection(redis_url, transport_options={"reply_spin": spin}) as conn:
+    with (
+        redis_server(tmp_path / "paused") as port,
+        redis.Redis(port=port) as client,
+        Connection(f"redis://127.0.0.1:{port}/0", transport_options={"reply_spin": spin}) as conn,
+    ):
         producer = conn.Producer()
         queue = Queue(unique_name, routing_key=unique_name)
         producer.publish({"n": -1}, routing_key=unique_name, declare=[queue])
@@ -590,7 +597,7 @@ def test_waiting_consumer_takes_nothing_and_wakes_on_a_kombu_publish(
                 assert time.monotonic() < deadline, ours
                 time.sleep(0.01)
             # no client blocked in a pop
-            assert not any("b" in c["flags"] for c in ours), ours
+            assert not any("b" in c["flags"] for c in ours), [(c["id"], c["flags"], c.get("cmd")) for c in ours]
             assert client.llen(unique_name) == 0
             with kombu.Connection(redis_url) as other:
                 sent = time.monotonic()
