@@ -1,13 +1,16 @@
 """A connection cut right after a take whose reply never reached it, while Redis cannot be
 reached to give that take's messages back: once reconnected, the connection's new store
 takes them over at once (redelivered, each once), not when their lease lapses -- and never
-takes over another live connection's messages."""
+takes over another live connection's messages.  On the blocking API (``ensure``, and a new
+client connection as Celery and ``ConsumerMixin`` make), under the Hub and on the asyncio
+API."""
 # ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import threading
 import time
 import uuid
@@ -16,11 +19,13 @@ from typing import Any
 import pytest
 import redis
 
-from kombu_like import Connection, Message, Queue
+from kombu_like import Connection, Consumer, Message, Queue
+from kombu_like.asynchronous import Hub
 from kombu_like.transport.redis_streams import StreamKeys
 from kombu_like.transport.redis_streams.keys import GROUP
 from t.faultproxy import FaultProxy
 from t.integration.streams_fixtures import prefix, url
+from t.integration.test_redis_streams_evloop import hub, run_until
 
 pytestmark = pytest.mark.redis
 
@@ -138,7 +143,8 @@ def test_on_the_asyncio_api_a_take_lost_with_its_connection_comes_back_at_once(
 ) -> None:
     from kombu_like.aio import Connection as AsyncConnection
 
-    opts = {"global_keyprefix": prefix, "lease": LEASE, "socket_timeout": 3}
+    # short: a maintenance round of the I/O thread may wait on a reply held back
+    opts = {"global_keyprefix": prefix, "lease": LEASE, "socket_timeout": 1}
     queue = Queue(f"takeover-aio-{uuid.uuid4().hex[:6]}")
     raw = redis.Redis.from_url(redis_url)
     stream = StreamKeys(prefix).stream(queue.name)
@@ -232,4 +238,56 @@ def test_a_new_connection_takes_over_what_a_cut_one_of_the_process_held(redis_ur
     assert sorted(got) == [(n, True) for n in bodies]
     assert raw.xpending(stream, GROUP)["pending"] == 0
     assert len(consumer_names(raw, stream)) == 1  # the clone's; the cut one left the group
+    raw.close()
+
+
+def test_under_the_hub_a_take_lost_with_its_connection_comes_back_at_once(
+    hub: Hub, redis_url: str, url: str, prefix: str
+) -> None:
+    opts = {"global_keyprefix": prefix, "lease": LEASE, "socket_timeout": 3}
+    queue = Queue(f"takeover-hub-{uuid.uuid4().hex[:6]}")
+    raw = redis.Redis.from_url(redis_url)
+    stream = StreamKeys(prefix).stream(queue.name)
+    bodies = list(range(5))
+    got: list[tuple[Any, bool]] = []
+
+    def on_message(message: Message) -> None:
+        got.append((message.payload, bool(message.delivery_info.get("redelivered"))))
+        message.ack()
+
+    def cut_after_the_take() -> None:
+        wait_for(lambda: raw.xpending(stream, GROUP)["pending"] == len(bodies))
+        proxy.refuse(True)
+        proxy.cut()  # the take's reply goes with it
+        proxy.hold_replies(False)
+
+    with FaultProxy("127.0.0.1", raw.connection_pool.connection_kwargs["port"]) as proxy:
+        conn = Connection(proxy.url_for(url), transport_options=opts)
+        try:
+            conn.register_with_event_loop(hub)
+            with Consumer(conn, [queue], on_message=on_message, prefetch_count=10):
+                end = time.monotonic() + 0.3
+                run_until(hub, lambda: time.monotonic() >= end)  # idle, the watch armed
+                publish(url, opts, queue, bodies)
+                # the watch's answer has come; the take it leads to runs, its reply held
+                readable, _, _ = select.select(list(hub.readers), [], [], 5)
+                assert readable
+                proxy.hold_replies(True)
+                cutter = threading.Thread(target=cut_after_the_take, daemon=True)
+                cutter.start()
+                with pytest.raises(conn.recoverable_connection_errors):
+                    run_until(hub, lambda: False, timeout=10)
+                cutter.join(10)
+        finally:
+            conn.collect()  # cannot give back: no connection can be made
+        proxy.refuse(False)
+        again = conn.clone()
+        try:
+            again.register_with_event_loop(hub)
+            with Consumer(again, [queue], on_message=on_message):
+                run_until(hub, lambda: len(got) >= len(bodies), timeout=LEASE / 4)
+        finally:
+            again.release()
+    assert sorted(got) == [(n, True) for n in bodies]
+    assert raw.xpending(stream, GROUP)["pending"] == 0
     raw.close()
