@@ -291,3 +291,38 @@ def test_under_the_hub_a_take_lost_with_its_connection_comes_back_at_once(
     assert sorted(got) == [(n, True) for n in bodies]
     assert raw.xpending(stream, GROUP)["pending"] == 0
     raw.close()
+
+
+def test_a_closed_connections_consumer_holding_nothing_leaves_its_group_after_idle_leases(
+    redis_url: str, url: str, prefix: str
+) -> None:
+    """A consumer nobody takes over (closed cleanly, or by a process gone) stays in its
+    groups until the queue's other consumers find it idle for 30 leases, holding nothing."""
+    opts = {"global_keyprefix": prefix, "lease": 0.05}  # forgotten after 1.5 s idle
+    queue = Queue(f"forget-{uuid.uuid4().hex[:6]}")
+    raw = redis.Redis.from_url(redis_url)
+    stream = StreamKeys(prefix).stream(queue.name)
+    publish(url, opts, queue, ["first"])
+    got: list[Any] = []
+
+    def on_message(message: Message) -> None:
+        got.append(message.payload)
+        message.ack()
+
+    with Connection(url, transport_options=opts) as first, first.Consumer([queue], on_message=on_message):
+        first.drain_events(timeout=5)
+    (gone,) = consumer_names(raw, stream)
+    publish(url, opts, queue, ["second"])
+    with Connection(url, transport_options=opts) as second, second.Consumer([queue], on_message=on_message):
+        second.drain_events(timeout=5)
+        assert gone in consumer_names(raw, stream)
+        deadline = time.monotonic() + 15
+        while gone in consumer_names(raw, stream) and time.monotonic() < deadline:
+            try:
+                second.drain_events(timeout=0.2)
+            except TimeoutError:
+                pass
+        names = consumer_names(raw, stream)
+    assert got == ["first", "second"]
+    assert gone not in names  # (the live one too may go while it holds nothing: a take makes it again)
+    raw.close()
