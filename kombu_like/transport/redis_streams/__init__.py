@@ -226,7 +226,8 @@ class Transport(VirtualTransport):
                 pool.disconnect()
 
     def collect_connection(self, connection: Any) -> None:
-        """Close a connection that failed; its held messages come back as leases lapse."""
+        """Close a connection that failed: it gives back what it held if Redis can be
+        reached, else the next store on that Redis takes it over (see :mod:`.takeover`)."""
         try:
             connection.close()
         except Exception:
