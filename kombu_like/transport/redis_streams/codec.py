@@ -10,13 +10,13 @@ from typing import Any, NamedTuple
 
 from ...exceptions import EncodeError
 from ..virtual import Delivery
+from ..virtual.store import unreadable_envelope
 
 __all__ = ["PLAIN", "QueueSpec", "Receipt", "decode_entry", "encode_fields"]
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
 #: bytes of an unreadable entry quoted in its error header
-PREVIEW_BYTES = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,20 +132,4 @@ def _b(value: Any) -> bytes:
 
 
 def _unreadable(queue: str, entry: str, text: bytes, exc: BaseException) -> dict[str, Any]:
-    problem = (
-        f"entry {entry} of queue {queue!r} is not a valid envelope "
-        f"({type(exc).__name__}: {exc}); raw bytes: {text[:PREVIEW_BYTES]!r}"
-    )
-    logger.debug("%s", problem)
-    return {
-        "body": text,
-        "content-type": "application/x-kombu-like-unreadable",
-        "content-encoding": "binary",
-        "headers": {"x-kombu-like-error": problem},
-        "properties": {
-            "body_encoding": None,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "delivery_tag": f"stream-{entry}",
-            "priority": 0,
-        },
-    }
+    return unreadable_envelope(f"entry {entry} of queue {queue!r}", queue, text, exc, f"stream-{entry}")

@@ -10,13 +10,14 @@ from typing import Any
 
 from ...exceptions import EncodeError
 from ..virtual import Delivery
+from ..virtual.store import UNREADABLE_PREVIEW, unreadable_envelope
 
 __all__ = ["PLAIN", "PREVIEW_BYTES", "QueueSpec", "decode_delivery", "encode_row"]
 
 logger = logging.getLogger("kombu_like.transport.sqlite")
 
 #: bytes of an unreadable row quoted in errors
-PREVIEW_BYTES = 80
+PREVIEW_BYTES = UNREADABLE_PREVIEW
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +84,4 @@ def decode_delivery(path: str, queue: str, lease: str, row: tuple[Any, ...]) -> 
 
 def _unreadable(path: str, queue: str, rowid: int, text: Any, exc: BaseException) -> dict[str, Any]:
     raw = text.encode("utf-8", "replace") if isinstance(text, str) else bytes(text)
-    problem = (
-        f"message {rowid} of queue {queue!r} in {path!r} is not a valid envelope "
-        f"({type(exc).__name__}: {exc}); raw bytes: {raw[:PREVIEW_BYTES]!r}"
-    )
-    # the consumer reports it, with this text, in its one line per bad message
-    logger.debug("%s", problem)
-    # delivered as opaque bytes so the consumer sees it (and may reject it) instead of
-    # it vanishing or blocking the queue
-    return {
-        "body": raw,
-        "content-type": "application/x-kombu-like-unreadable",
-        "content-encoding": "binary",
-        "headers": {"x-kombu-like-error": problem},
-        "properties": {
-            "body_encoding": None,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "delivery_tag": f"sqlite-{rowid}",
-            "priority": 0,
-        },
-    }
+    return unreadable_envelope(f"message {rowid} of queue {queue!r} in {path!r}", queue, raw, exc, f"sqlite-{rowid}")

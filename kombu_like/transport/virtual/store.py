@@ -27,6 +27,7 @@ A store that serializes them (Redis, SQS, sqlite) uses JSON, so a Kombu process 
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,7 @@ __all__ = [
     "InMemoryBindings",
     "QueueStore",
     "drives_event_loop",
+    "unreadable_envelope",
 ]
 
 
@@ -59,6 +61,37 @@ class Delivery:
     queue: str
     payload: dict[str, Any]
     receipt: Any = None
+
+
+logger = logging.getLogger("kombu_like.transport.virtual")
+
+#: content type of an entry a store could not read as an envelope: no consumer accepts
+#: it by accident
+UNREADABLE = "application/x-kombu-like-unreadable"
+#: bytes of such an entry quoted in its error
+UNREADABLE_PREVIEW = 80
+
+
+def unreadable_envelope(what: str, queue: str, raw: bytes, exc: BaseException, delivery_tag: str) -> dict[str, Any]:
+    """The envelope a store delivers for an entry of ``queue`` it cannot read (``what``
+    names it: "message 5 of queue 'q'"): the raw bytes, opaque, with the problem in a
+    header, so the consumer sees it (and may reject it) instead of it vanishing or
+    blocking the queue."""
+    problem = f"{what} is not a valid envelope ({type(exc).__name__}: {exc}); raw bytes: {raw[:UNREADABLE_PREVIEW]!r}"
+    # the consumer reports it, with this text, in its one line per bad message
+    logger.debug("%s", problem)
+    return {
+        "body": raw,
+        "content-type": UNREADABLE,
+        "content-encoding": "binary",
+        "headers": {"x-kombu-like-error": problem},
+        "properties": {
+            "body_encoding": None,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "delivery_tag": delivery_tag,
+            "priority": 0,
+        },
+    }
 
 
 @runtime_checkable
