@@ -44,6 +44,7 @@ def test_other_compound_schemes_are_still_read_kombus_way() -> None:
         ({"wait_replicas": -1}, "wait_replicas"),
         ({"lease": "soon"}, "lease"),
         ({"delayed_check_interval": 0}, "delayed_check_interval"),
+        ({"reply_spin": -0.001}, "reply_spin"),
     ],
 )
 def test_bad_options_are_refused_by_name(options: dict[str, object], named: str) -> None:

@@ -25,6 +25,12 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def default_reply_spin() -> float:
+    """Seconds to poll a connection for a reply before sleeping on its socket: 0.0001, or 0
+    when the process may run on one CPU only (the poll would hold the CPU Redis needs)."""
+    return 0.0001 if _usable_cpus() > 1 else 0.0
+
+
 @dataclass
 class RedisOptions(TransportOptions):
     """Every ``transport_options`` key the Redis transport reads (Kombu's names first).
@@ -139,7 +145,7 @@ class RedisOptions(TransportOptions):
         "(0.0001, or 0 when the process may run on one CPU only, where the poll would hold the "
         "CPU Redis needs).  Polling pauses by itself while replies keep taking longer; "
         "blocking pops and TLS never poll.  0 turns it off",
-        factory=lambda: 0.0001 if _usable_cpus() > 1 else 0.0,
+        factory=default_reply_spin,
     )
     client_name: str | None = option(None, "``CLIENT SETNAME`` for every connection")
     reply_parser: str = option(

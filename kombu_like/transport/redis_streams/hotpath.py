@@ -169,6 +169,7 @@ class WireExecutor:
             options.socket_timeout,
             options.health_check_interval,
             self._on_connect,
+            reply_spin=options.reply_spin,
         )
         #: acknowledgements whose fate is unknown (their connection dropped): resent first
         self._owed: list[Command] = []

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..options import TransportOptions, option
+from ..redis.options import default_reply_spin
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_MAX_DELIVERIES", "StreamsOptions"]
 
@@ -86,6 +87,13 @@ class StreamsOptions(TransportOptions):
     health_check_interval: float = option(
         25.0, "A pooled connection idle this long is checked with ``PING`` before it carries a command (0: off)"
     )
+    reply_spin: float = option(
+        doc="Seconds to poll the publishing connection for a reply before sleeping on its socket "
+        "(0.0001, or 0 when the process may run on one CPU only, where the poll would hold the "
+        "CPU Redis needs).  Polling pauses by itself while replies keep taking longer; TLS never "
+        "polls.  0 turns it off",
+        factory=default_reply_spin,
+    )
     client_name: str | None = option(None, "``CLIENT SETNAME`` for every connection")
     connection_kwargs: Mapping[str, Any] = option(
         doc="Anything else redis-py's connection accepts (``ssl_*`` and the like)", factory=dict
@@ -126,6 +134,9 @@ class StreamsOptions(TransportOptions):
             self.refuse("block_interval", "a positive number of seconds")
         if self.delayed_check_interval <= 0:
             self.refuse("delayed_check_interval", "a positive number of seconds")
+        self.reply_spin = float(self.reply_spin or 0)
+        if self.reply_spin < 0:
+            self.refuse("reply_spin", "zero or a positive number of seconds")
         for name in ("socket_timeout", "socket_connect_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
