@@ -92,15 +92,6 @@ class RedisConnection(VirtualConnection):
 
     store: RedisStore
 
-    def hold_acks(self) -> None:
-        # a take is handed out (one message a drain_events call, or all at once by the
-        # event loop): the acks made meanwhile go to Redis in one write once the last
-        # one was handed out
-        self.store.hold_acks()
-
-    def write_held_acks(self) -> None:
-        self.store.write_held_acks()
-
     def consumers_changed(self) -> None:
         super().consumers_changed()
         if self.is_open:

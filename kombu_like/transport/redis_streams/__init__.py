@@ -62,15 +62,9 @@ def check_server_version(version: str) -> None:
 
 
 class StreamsConnection(VirtualConnection):
-    """A connection whose acks made while a take is handed out go to Redis together."""
+    """A connection whose cancelled consumers leave their acks confirmed in Redis."""
 
     store: StreamsStore
-
-    def hold_acks(self) -> None:
-        self.store.hold_acks()
-
-    def write_held_acks(self) -> None:
-        self.store.write_held_acks()
 
     def consumers_changed(self) -> None:
         super().consumers_changed()

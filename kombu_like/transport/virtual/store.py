@@ -373,6 +373,19 @@ class QueueStore(ABC):
         """
         return None
 
+    # Acks made while one take is handed out: a store that writes acks in batches keeps
+    # them from hold_acks() until write_held_acks(), which writes them in one go.  Neither
+    # raises a driver error: acks that cannot be written are kept for a later write (or
+    # their messages come back, as unacknowledged ones do).
+    def hold_acks(self) -> object:
+        """Keep the acks made from now on until :meth:`write_held_acks` (a store that
+        batches them); by default each ack is written when it is made."""
+        return None
+
+    def write_held_acks(self) -> None:
+        """Write the acks kept since :meth:`hold_acks`."""
+        return None
+
     def close(self) -> None:
         """Release connections held by the store."""
         return None

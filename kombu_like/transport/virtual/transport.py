@@ -331,11 +331,14 @@ class VirtualConnection:
         return sum(1 for item in self.buffer.copy() if item[0].queue == queue)
 
     def hold_acks(self) -> None:
-        """A take is being handed out: a store that writes acks in batches may keep those
-        made meanwhile until :meth:`write_held_acks`."""
+        """A take is being handed out (one message a drain_events call, or all at once by
+        the event loop): the store may keep the acks made meanwhile
+        (:meth:`QueueStore.hold_acks <.store.QueueStore.hold_acks>`)."""
+        self.store.hold_acks()
 
     def write_held_acks(self) -> None:
-        """The last message of a take was handed out (or given back)."""
+        """The last message of a take was handed out (or given back): the acks kept go."""
+        self.store.write_held_acks()
 
     def close(self) -> None:
         if not self.is_open:
