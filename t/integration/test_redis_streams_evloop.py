@@ -19,27 +19,10 @@ from kombu_like import Connection, Consumer, Message, Queue
 from kombu_like.asynchronous import Hub
 from t.faultproxy import FaultProxy
 from t.integration.streams_fixtures import prefix, url
+from t.integration.test_redis_evloop import hub, run_until
 from t.integration.test_redis_streams_leases import LEASE, SLACK, hold_and_kill
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def hub() -> Iterator[Hub]:
-    loop = Hub()
-    yield loop
-    loop.close()
-
-
-def run_until(hub: Hub, done: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    tick = hub.call_repeatedly(0.05, lambda: None)  # bounds each round's wait
-    try:
-        while not done():
-            assert time.monotonic() < deadline, f"condition not met within {timeout}s of running the loop"
-            hub.run_once()
-    finally:
-        tick.cancel()
 
 
 def lease_threads() -> set[str]:
