@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from kombu_like import Connection, Exchange, Message, Queue
+from kombu_like.exceptions import ChannelError
 from kombu_like.transport.redis_streams import StreamKeys
 from t.faultproxy import FaultProxy
 from t.integration.streams_fixtures import prefix
@@ -155,3 +156,21 @@ def test_runs_on_redis_pys_own_resp2_parser(redis_url: str, prefix: str) -> None
         message = queue(conn.default_channel).get()
         assert message is not None and message.payload == {"n": 1}
         message.ack()
+
+
+def test_a_refused_publish_names_its_queue_and_the_connection_goes_on(redis_url: str, prefix: str) -> None:
+    # the stream key of one queue holds a string (another program's key): the one-XADD
+    # publish of a plain message and the pipelined publish of an expiring one are both
+    # refused with an error naming the queue, and the next publish elsewhere is stored
+    url, opts = streams_url(redis_url), {"global_keyprefix": prefix}
+    broken, fine = Queue(f"broken-{uuid.uuid4().hex[:6]}"), Queue(f"fine-{uuid.uuid4().hex[:6]}")
+    with Connection(url, transport_options=opts) as conn:
+        producer = conn.Producer()
+        fine(conn.default_channel).declare()
+        redis.Redis.from_url(redis_url).set(StreamKeys(prefix).stream(broken.name), "not a stream")
+        for extra in ({}, {"expiration": 60}):
+            with pytest.raises(ChannelError) as raised:
+                producer.publish({"n": 1}, routing_key=broken.name, serializer="json", **extra)
+            assert broken.name in str(raised.value) and "WRONGTYPE" in str(raised.value)
+        producer.publish({"n": 2}, routing_key=fine.name, serializer="json")
+        assert drain(conn, fine, lambda got: got, 5) == [{"n": 2}]

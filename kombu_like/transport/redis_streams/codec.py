@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ...exceptions import EncodeError
+from ..redis.codec import dumps
 from ..virtual import Delivery
 from ..virtual.store import unreadable_envelope
 
-__all__ = ["PLAIN", "QueueSpec", "Receipt", "decode_entry", "encode_fields"]
+__all__ = ["PLAIN", "QueueSpec", "Receipt", "decode_entry", "encode_fields", "envelope_text"]
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
@@ -67,16 +68,20 @@ class Receipt(NamedTuple):
     deliveries: int
 
 
-def encode_fields(queue: str, spec: QueueSpec, payload: dict[str, Any], now_ms: int) -> list[Any]:
-    """The field list of the entry ``payload`` becomes in ``queue``."""
+def envelope_text(queue: str, payload: dict[str, Any]) -> str:
+    """``payload`` (a message's envelope) as the JSON of its entry's ``payload`` field."""
     try:
-        text = json.dumps(payload, separators=(",", ":"))
+        return dumps(payload)
     except (TypeError, ValueError) as exc:
         raise EncodeError(
             f"cannot store a message for queue {queue!r} in a Redis stream: its headers and "
             f"properties must be JSON-serializable ({exc})"
         ) from exc
-    fields: list[Any] = ["payload", text]
+
+
+def encode_fields(queue: str, spec: QueueSpec, payload: dict[str, Any], now_ms: int) -> list[Any]:
+    """The field list of the entry ``payload`` becomes in ``queue``."""
+    fields: list[Any] = ["payload", envelope_text(queue, payload)]
     limits = []
     expiration = payload["properties"].get("expiration")
     if expiration is not None:

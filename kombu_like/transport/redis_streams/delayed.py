@@ -60,6 +60,7 @@ __all__ = [
     "decode_member",
     "delay_of",
     "encode_member",
+    "maybe_delayed",
 ]
 
 #: header naming a delay in milliseconds (RabbitMQ's delayed-message exchange convention)
@@ -155,6 +156,14 @@ def delay_of(
             if due > (time.time() if now is None else now) * 1000:
                 return Delay(False, due)
     return None
+
+
+def maybe_delayed(headers: Mapping[str, Any] | None) -> bool:
+    """False when a message with ``headers`` is certainly due now (it names no delay and
+    no ETA): the publish fast path's check; :func:`delay_of` tells the rest."""
+    if not headers:
+        return False
+    return DELAY_HEADER in headers or headers.get(ETA_HEADER) is not None
 
 
 def encode_member(level: int, envelope: str | bytes, expires_ms: int | None = None) -> bytes:

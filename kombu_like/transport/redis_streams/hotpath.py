@@ -190,6 +190,14 @@ class WireExecutor:
                 self._resend_owed()
             return drive(self.wire, reloading_conversation(commands, run_scripts))
 
+    def run_packed(self, data: bytes, count: int) -> list[Any]:
+        """Run ``count`` commands already encoded in ``data`` (none of them a script) in
+        one round trip; their replies, error replies in their place."""
+        with self._lock:
+            if self._owed:
+                self._resend_owed()
+            return self.wire.execute_packed(data, count)
+
     @property
     def generation(self) -> int:
         """Changes whenever the socket is replaced (client tracking then starts again)."""

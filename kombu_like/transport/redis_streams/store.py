@@ -30,14 +30,15 @@ from redis.exceptions import RedisError
 
 from ...exceptions import PreconditionFailed
 from ..base import Capabilities
+from ..redis.resp import command_head, with_bulk
 from ..virtual import Delivery, QueueStore
 from . import scripts
 from .acks import AckBatch
 from .bindings import StreamBindings
 from .cluster import put_confirmed
-from .codec import QueueSpec, Receipt, decode_entry, encode_fields, level_of
+from .codec import QueueSpec, Receipt, decode_entry, encode_fields, envelope_text, level_of
 from .deadletter import DeadLetters
-from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member
+from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member, maybe_delayed
 from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, resp2_connections, take_call
 from .keys import GROUP, StreamKeys
 from .lease import Leases
@@ -118,6 +119,9 @@ class StreamsStore(QueueStore):
         if isinstance(self.hot, WireExecutor) and options.binding_cache:
             tracking = (resp2_connections(client.connection_pool), self.hot, options)
         self.bindings: StreamBindings = StreamBindings(client, self.keys, self.hot.hgetall, tracking)
+        #: a publish of a message due now, to a queue without limits, is one pre-encoded XADD
+        self._plain_puts = self.hot if isinstance(self.hot, WireExecutor) and not options.wait_replicas else None
+        self._xadd_heads: dict[str, bytes] = {}
         self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
         if watcher is None:
             assert watch_connection is not None, "a store needs a watch connection or a watcher"
@@ -204,6 +208,27 @@ class StreamsStore(QueueStore):
         return steps
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
+        spec = self.spec(queue)
+        plain = self._plain_puts
+        if (
+            plain is not None
+            and spec.max_length is None
+            and spec.ttl_ms is None
+            and payload["properties"].get("expiration") is None
+            and not maybe_delayed(payload.get("headers"))
+        ):
+            # the usual publish: one XADD, encoded once from a cached head
+            stream = self.keys.stream(queue, level_of(spec, priority))
+            head = self._xadd_heads.get(stream)
+            if head is None:
+                head = command_head(5, ("XADD", stream, "*", "payload"))
+                if len(self._xadd_heads) < 10_000:
+                    self._xadd_heads[stream] = head
+            data = with_bulk(head, envelope_text(queue, payload).encode("utf-8"))
+            [reply] = plain.run_packed(data, 1)
+            if isinstance(reply, Exception):
+                raise type(reply)(f"publishing 1 message(s) failed for queue(s) {queue}: {reply}")
+            return
         self.put_many([(queue, payload, priority)])
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
