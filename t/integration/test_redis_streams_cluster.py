@@ -8,7 +8,6 @@ import contextlib
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,10 @@ import pytest
 import redis
 
 from kombu_like import Connection, Consumer, Message, Queue
-from kombu_like.exceptions import IrrecoverableConnectionError, MessageNacked, OperationalError
+from kombu_like.exceptions import IrrecoverableConnectionError, MessageNacked
 from kombu_like.testing.conformance import TransportConformance
 from kombu_like.transport.redis_streams.keys import StreamKeys
+from t.integration.failover_load import FailoverLoad, wait_online
 from t.redis_cluster import RedisClusterNodes
 
 pytestmark = pytest.mark.redis
@@ -307,17 +307,6 @@ def test_wait_replicas_shortfall_is_an_unconfirmed_publish(redis_cluster: RedisC
             message.ack()
 
 
-def wait_online(master: redis.Redis, timeout: float = 10) -> None:
-    """Until ``master``'s replica acknowledges writes: a replica just synced may answer
-    its first ``WAIT`` only with its once-a-second acknowledgement."""
-    deadline = time.monotonic() + timeout
-    master.set("_kl_probe", 1)
-    while master.wait(1, 100) < 1:
-        assert time.monotonic() < deadline, "the replica does not acknowledge writes"
-    master.delete("_kl_probe")
-    master.close()
-
-
 def test_wait_replicas_on_a_single_server_with_a_replica(tmp_path: Path, unique_name: str) -> None:
     from t.integration.test_redis_servers import redis_server
 
@@ -348,10 +337,10 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
 ) -> None:
     # a master is SIGKILLed while a publisher (wait_replicas=1) and a consumer run on its
     # queue and on queues of the other masters: every publish that returned is consumed
-    # (its replica had it when it returned), and both recover once the replica took over
+    # (its replica had it when it returned), both recover once the replica took over, and
+    # acks settled before the kill are not undone by it
     keys = StreamKeys(prefix)
     names = names_on_distinct_masters(redis_cluster, prefix, unique_name, 3)
-    queues = [Queue(name, routing_key=name) for name in names]
     victim = redis_cluster.master_of_key(keys.stream(names[0]))
     url = redis_cluster.url(all_nodes=True)
     options = {
@@ -365,87 +354,20 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
     }
     # an attempt per node listed in the URL, a pause once each was tried: 50 rounds
     policy = {"max_retries": 300, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.3}
-    confirmed: set[int] = set()
-    received: set[int] = set()
-    errors: list[BaseException] = []
-    tracebacks: list[str] = []
-    published_after_restart = threading.Event()
-    restarted = threading.Event()
-    stop_publishing = threading.Event()
-    stop_consuming = threading.Event()
-    with Connection(url, transport_options=options) as setup:
-        for queue in queues:
-            queue(setup.default_channel).declare()
-
-    def publish() -> None:
-        try:
-            with Connection(url, transport_options=options) as conn:
-                producer = conn.Producer()
-                n = 0
-                confirmed_since_restart = 0
-                while not stop_publishing.is_set() and n < 2000:
-                    name = names[n % len(names)]
-                    try:
-                        producer.publish({"n": n}, routing_key=name, retry=True, retry_policy=policy)
-                    except (MessageNacked, OperationalError):
-                        pass  # not confirmed: it may arrive or not
-                    else:
-                        confirmed.add(n)
-                        if restarted.is_set():
-                            confirmed_since_restart += 1
-                            if confirmed_since_restart >= 30:
-                                published_after_restart.set()
-                    n += 1
-        except BaseException as exc:  # reported by the test, with where it was raised
-            errors.append(exc)
-            tracebacks.append(f"{threading.current_thread().name}: {''.join(traceback.format_exception(exc))}")
-
-    def consume() -> None:
-        def on_message(message: Message) -> None:
-            received.add(message.payload["n"])
-            message.ack()
-
-        try:
-            with Connection(url, transport_options=options) as conn:
-                consumer = Consumer(conn, queues, on_message=on_message)
-                drain = conn.ensure(consumer, lambda: conn.drain_events(timeout=0.5), **policy)
-                consumer.consume()
-                while not stop_consuming.is_set():
-                    with contextlib.suppress(socket.timeout):
-                        drain()
-                consumer.cancel()
-        except BaseException as exc:  # reported by the test, with where it was raised
-            errors.append(exc)
-            tracebacks.append(f"{threading.current_thread().name}: {''.join(traceback.format_exception(exc))}")
-
-    threads = [threading.Thread(target=publish, name="publisher"), threading.Thread(target=consume, name="consumer")]
-    for thread in threads:
-        thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while len(received) < 30 and not errors:  # both run, and messages flow
-            assert time.monotonic() < deadline, f"nothing flows before the failover: {errors}"
-            time.sleep(0.05)
-        before = len(confirmed)
+    with FailoverLoad(url, options, names, policy) as load:
+        load.flowing(30)
+        acked = load.quiesce()
+        for name in names:  # the acks are on the replicas too
+            node = redis_cluster.node(redis_cluster.master_of_key(keys.stream(name)))
+            wait_online(node.client(), probe=f"{keys.tag(name)}:probe")
+        load.resume()
+        load.flowing(10)
         promoted = redis_cluster.kill_master(victim)
         assert redis_cluster.master_of_key(keys.stream(names[0])) == promoted
         # the promoted replica has no replica of its own until the killed node is back
         redis_cluster.restart(victim)
-        restarted.set()
-        assert published_after_restart.wait(30), f"publishing did not recover: {errors}"
-    finally:
-        stop_publishing.set()
-        threads[0].join(30)
-        deadline = time.monotonic() + 30
-        while not confirmed <= received and time.monotonic() < deadline and not errors:
-            time.sleep(0.05)
-        stop_consuming.set()
-        threads[1].join(30)
-    assert not errors, "\n".join(tracebacks)
-    assert not any(thread.is_alive() for thread in threads)
-    assert len(confirmed) > before + 30  # confirmed publishes after the failover too
-    lost = sorted(confirmed - received)
-    assert not lost, f"{len(lost)} of {len(confirmed)} confirmed messages were never consumed: {lost[:20]}"
+        load.restarted()
+    load.check(acked)
 
 
 def test_masters_that_lost_their_scripts_get_them_again(
