@@ -20,6 +20,7 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...exceptions import (
@@ -136,6 +137,8 @@ class Transport(VirtualTransport):
 
         # acks and interrupted takes a broken connection could not settle, for the next one
         self._ledger = Ledger()
+        #: the URL named a node of a Redis Cluster of several masters (found on connecting)
+        self._routed = False
         # capabilities describe the semantics the options select: AMQP priority order and
         # fanout that reaches queues nobody listens on are both opt-in
         self.capabilities = type(self).capabilities.replace(
@@ -163,16 +166,51 @@ class Transport(VirtualTransport):
         return factory, db, None
 
     def create_store(self) -> RedisStore:
+        from .command import SeveralMasters
+
+        if self.options.cluster or self._routed:
+            return self._connected_store(*self._cluster_factory())
+        try:
+            return self._connected_store(*self._connection_factory())
+        except SeveralMasters:
+            if type(self) is not Transport:
+                raise
+            # key_layout='cluster' on a cluster of several masters: route across them
+            # from now on, starting from the URL's hosts
+            self._routed = True
+            return self._connected_store(*self._cluster_factory())
+
+    def _connected_store(self, factory: Any, db: int, on_close: Any) -> RedisStore:
         from .store import RedisStore
 
-        factory, db, on_close = self._connection_factory()
-        store = RedisStore(self.options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger)
+        options = self.options
+        if self._routed or options.cluster:
+            # bindings are read on every publish: client tracking of the binding keys
+            # would need an invalidation connection per master
+            options = replace(options, binding_cache=False)
+        store = RedisStore(options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger)
         try:
             store.connect()
         except BaseException:
             store.close()
             raise
         return store
+
+    def _cluster_factory(self) -> tuple[Any, int, Any]:
+        """The topology of the Redis Cluster the URL's hosts belong to (see
+        :mod:`.cluster`): the routed connections' factory, database 0, no closer."""
+        from .cluster import ClusterTopology, startup_nodes
+
+        kwargs = self._connection_kwargs()
+        if kwargs.get("db"):
+            raise ValueError(f"a Redis Cluster has database 0 only; the URL names database {kwargs['db']}")
+        connection_class = kwargs.pop("connection_class")
+        nodes = startup_nodes(self.client.alt or [], self.client.hostname, self.client.port, self.default_port)
+
+        def connect_to(address: tuple[str, int]) -> Any:
+            return connection_class(**{**kwargs, "host": address[0], "port": address[1]})
+
+        return ClusterTopology(nodes, connect_to), 0, None
 
     def collect_connection(self, connection: VirtualConnection) -> None:
         """Close a connection that failed; its unacked messages go back if Redis answers."""
@@ -207,7 +245,7 @@ class Transport(VirtualTransport):
             return ConnectionError(f"Redis connection to {where} failed: {text}")
         if isinstance(exc, rexc.ResponseError):
             code = text.split(" ", 1)[0]
-            if code in ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "UNBLOCKED"):
+            if code in ("MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "UNBLOCKED", "MOVED", "ASK"):
                 return ConnectionError(f"Redis at {where} is not ready: {text}")
             if "WRONGTYPE" in text:
                 return PreconditionFailed(f"a key holds the wrong kind of value in Redis at {where}: {text}")
@@ -343,6 +381,12 @@ class SentinelTransport(Transport):
 
     def _sentinels(self) -> list[tuple[str, int]]:
         return sentinel_addresses(self.client, "sentinel")
+
+    def _cluster_factory(self) -> tuple[Any, int, Any]:
+        raise ValueError(
+            "the cluster option and sentinel:// exclude each other: a Redis Cluster fails over by itself; "
+            "name its nodes with redis:// URLs"
+        )
 
     def _connection_factory(self) -> tuple[Any, int, Any]:
         pool, manager = sentinel_pool(self.options, self._connection_kwargs(), self._sentinels(), "sentinel")

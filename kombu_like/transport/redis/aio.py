@@ -80,6 +80,8 @@ def endpoint(sync: SyncConnection) -> Endpoint | None:
     transport: Any = sync.transport
     if isinstance(transport, SentinelTransport) or transport.driver_type != "redis":
         return None
+    if transport.options.cluster or transport._routed:
+        return None  # a Redis Cluster of several masters: the blocking store, routed
     return endpoint_of(transport._connection_kwargs())
 
 

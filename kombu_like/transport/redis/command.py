@@ -29,6 +29,7 @@ __all__ = [
     "Ack",
     "MIN_REDIS_VERSION",
     "CommandConnection",
+    "SeveralMasters",
     "Ledger",
     "ack_conversation",
     "check_cluster",
@@ -94,10 +95,12 @@ def log_unsettled(ledger: Ledger, exc: BaseException) -> None:
 
 
 # -- the command connection's conversations (see .conversation), for both drivers --------
-def connect_conversation(cluster_layout: bool = False) -> Conversation[None]:
+def connect_conversation(cluster_layout: bool = False, routed: bool = False) -> Conversation[None]:
     """Load the scripts once per server session (so EVALSHA never misses on the hot path)
-    and check the server is recent enough -- and, on a Redis Cluster node, that one
-    master serves every slot and the keys are laid out for a cluster (``cluster_layout``)."""
+    and check the server is recent enough -- and, on a Redis Cluster node, that the keys
+    are laid out for a cluster (``cluster_layout``) and, unless the connection routes
+    commands across masters (``routed``, :mod:`.cluster`), that one master serves every
+    slot."""
     info, *replies = yield from exchange([("INFO", "server"), *(("SCRIPT", "LOAD", s.source) for s in scripts.ALL)])
     check(replies, "loading the transport's Lua scripts")
     version = server_version(info)
@@ -108,27 +111,36 @@ def connect_conversation(cluster_layout: bool = False) -> Conversation[None]:
         )
     if isinstance(info, bytes) and b"redis_mode:cluster" in info:
         slots = yield from call("CLUSTER", "SLOTS")
-        check_cluster(slots, cluster_layout)
+        check_cluster(slots, cluster_layout, routed)
+    elif routed:
+        raise IrrecoverableConnectionError(
+            "this Redis is no Redis Cluster node, but the cluster option is on: turn it off for a single server"
+        )
 
 
-def check_cluster(slots: Any, cluster_layout: bool) -> None:
-    """Refuse a Redis Cluster node the transport cannot work with: its connections talk
-    to one server and follow no redirection, so one master must serve every slot, and
-    Kombu's layout (scripts naming one global unacked hash) would be refused there."""
+class SeveralMasters(IrrecoverableConnectionError):
+    """A connection to one server met a Redis Cluster of several masters (the transport
+    connects again, routing across them, when the key layout allows it)."""
+
+
+def check_cluster(slots: Any, cluster_layout: bool, routed: bool = False) -> None:
+    """Refuse a Redis Cluster node the transport cannot work with: Kombu's layout
+    (scripts naming one global unacked hash) would be refused there, and a connection to
+    one server, which follows no redirection, needs one master serving every slot."""
     masters = {(master[0], master[1]) for _, _, master, *_ in slots or ()}
     covered = sum(int(end) - int(start) + 1 for start, end, *_ in slots or ())
-    if len(masters) != 1 or covered != CLUSTER_SLOTS:
-        raise IrrecoverableConnectionError(
+    if not routed and (len(masters) != 1 or covered != CLUSTER_SLOTS) and cluster_layout:
+        raise SeveralMasters(
             f"this Redis is a node of a Redis Cluster whose {covered} assigned slots are served by "
-            f"{len(masters)} masters: the list transport (redis://) talks to one server and follows no "
-            "cluster redirection, so it needs every slot on one master; for a cluster of several "
-            "masters use redis+streams:// with the cluster option"
+            f"{len(masters)} masters: a connection to one server cannot use it; connect with the "
+            "cluster option (transport_options={'cluster': True})"
         )
     if not cluster_layout:
         raise IrrecoverableConnectionError(
             "this Redis is a Redis Cluster node, which refuses commands whose keys span two slots "
             "as Kombu's key layout's do: set transport_options={'key_layout': 'cluster'} (a layout "
             "Kombu processes cannot share)"
+            + (f"; its {covered} assigned slots are served by {len(masters)} masters" if len(masters) > 1 else "")
         )
 
 
@@ -305,7 +317,10 @@ class CommandConnection:
         self.keys = keys
         self.options = options
         self._lock = threading.RLock()
-        self.wire = Wire(
+        # a Redis Cluster's topology (.cluster) routes each command to its slot's master
+        wire_class = getattr(connection_factory, "wire_class", Wire)
+        self.routed = wire_class is not Wire
+        self.wire: Wire = wire_class(
             connection_factory,
             "command",
             options.socket_timeout,
@@ -318,7 +333,7 @@ class CommandConnection:
 
     # -- the connection ----------------------------------------------------------------
     def _on_connect(self, wire: Wire) -> None:
-        drive(wire, connect_conversation(self.keys.cluster))
+        drive(wire, connect_conversation(self.keys.cluster, self.routed))
 
     def open(self) -> None:
         """Connect now and check the server answers."""

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis import exceptions as rexc
+from redis.crc import key_slot as _key_slot
 
 from ...exceptions import VersionMismatch
 
@@ -25,6 +26,7 @@ __all__ = [
     "dedicated_node_connection",
     "finish_handshake",
     "handshake_bounded",
+    "key_slot",
     "own_connection_kwargs",
     "reload_slots",
     "socket_of",
@@ -130,3 +132,8 @@ def dedicated_node_connection(cluster: Any, node: Any) -> Any:
     ``XREAD`` must not hold a pooled connection) and disconnects it."""
     pool = cluster.get_redis_connection(node).connection_pool
     return pool.make_connection()
+
+
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster hash slot of ``key`` (its hash tag's, when it has one)."""
+    return int(_key_slot(key))

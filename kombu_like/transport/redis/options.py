@@ -104,6 +104,13 @@ class RedisOptions(TransportOptions):
         "Cluster slots.  Kombu cannot read that layout: a queue must not be shared with Kombu "
         "processes, and every process using a database must use the same layout",
     )
+    cluster: bool = option(
+        False,
+        "*kombu_like only.*  The URL's hosts (one or several, ``;``-separated) are startup nodes "
+        "of a Redis Cluster of several masters: each command goes to the master of its key's "
+        "slot.  Implies ``key_layout='cluster'``.  With ``key_layout='cluster'`` a cluster of "
+        "several masters is found and used without it",
+    )
     # -- fanout --
     fanout_prefix: bool | str = option(
         True,
@@ -215,6 +222,8 @@ class RedisOptions(TransportOptions):
             raise ValueError(f"priority_order must be one of {', '.join(PRIORITY_ORDERS)}, got {self.priority_order!r}")
         if self.reply_parser not in REPLY_PARSERS:
             raise ValueError(f"reply_parser must be one of {', '.join(REPLY_PARSERS)}, got {self.reply_parser!r}")
+        if self.cluster:
+            self.key_layout = "cluster"
         if self.key_layout not in KEY_LAYOUTS:
             raise ValueError(f"key_layout must be one of {', '.join(KEY_LAYOUTS)}, got {self.key_layout!r}")
         if self.key_layout == "cluster" and "{" in self.global_keyprefix:

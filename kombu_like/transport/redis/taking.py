@@ -96,7 +96,8 @@ class Taker:
         self.fanout = fanout
         self.maintain = maintain
         self.next_maintenance = next_maintenance
-        self.wire = Wire(
+        # a Redis Cluster's topology (.cluster) routes each take to its queue's master
+        self.wire: Wire = getattr(connection_factory, "wire_class", Wire)(
             connection_factory,
             "take",
             options.socket_timeout,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ...exceptions import MessageNacked
+from ..redis.cluster import cluster_error, startup_nodes
 from .keys import queue_of_tag
 
 __all__ = [
@@ -40,59 +41,6 @@ _K = TypeVar("_K")
 
 #: attempts at a confirmed write whose slot moved meanwhile (a failover, a resharding)
 MOVED_ATTEMPTS = 3
-
-
-def cluster_error(exc: BaseException, where: str, scrub: Callable[[str], str]) -> BaseException | None:
-    """The library's error for a Redis Cluster error of redis-py, or None (not one).
-
-    What a failover or a resharding causes (a node gone, slots moving or uncovered, the
-    cluster down for a moment) is a recoverable connection error: the retry policy
-    reconnects, and the new client reads the new slot map.  A server that is no cluster
-    node at all cannot become one by retrying.
-    """
-    from redis import exceptions as rexc
-
-    from ...exceptions import AccessRefused, ChannelError, ConnectionError, IrrecoverableConnectionError
-
-    text = scrub(str(exc))
-    if isinstance(exc, rexc.AskError | rexc.TryAgainError | rexc.ClusterError | rexc.SlotNotCoveredError):
-        # MovedError is an AskError; ClusterDownError and MasterDownError ClusterErrors
-        return ConnectionError(f"Redis Cluster at {where} is changing its slot map (a failover?): {text}")
-    # redis-py 8 names an unreachable cluster (older ones raise RedisClusterException)
-    if isinstance(exc, getattr(rexc, "RedisClusterUnreachableError", ())):
-        return ConnectionError(f"no node of the Redis Cluster at {where} answers: {text}")
-    if isinstance(exc, rexc.RedisClusterException):
-        refused = (rexc.AuthenticationError, getattr(rexc, "AuthorizationError", rexc.AuthenticationError))
-        if isinstance(exc.__cause__, refused):
-            return AccessRefused(f"the Redis Cluster at {where} refused the credentials: {text}")
-        if "Cluster mode is not enabled" in text:
-            return IrrecoverableConnectionError(
-                f"Redis at {where} is not a Redis Cluster node, but the cluster option is on: "
-                f"turn it off for a single Redis server"
-            )
-        if "cannot be connected" in text or "could not agree" in text or "not covered" in text:
-            return ConnectionError(f"Redis Cluster at {where} cannot be used now: {text}")
-        return ChannelError(f"Redis Cluster client error for {where}: {text}")
-    return None
-
-
-def startup_nodes(
-    urls: Sequence[str], hostname: str | None, port: int | None, default_port: int
-) -> list[tuple[str, int]]:
-    """``(host, port)`` of every URL given (``;``-separated URLs or ``alternates``), else of
-    the connection's own host: where the cluster client first asks for the slot map."""
-    from ...utils.url import url_to_parts
-
-    found: list[tuple[str, int]] = []
-    for url in urls:
-        parts = url_to_parts(url)
-        if parts.hostname:
-            node = (parts.hostname, int(parts.port or default_port))
-            if node not in found:
-                found.append(node)
-    if not found:
-        found.append((hostname or "127.0.0.1", int(port or default_port)))
-    return found
 
 
 def cluster_client(nodes: Sequence[tuple[str, int]], connection_kwargs: dict[str, Any]) -> Any:

@@ -1,0 +1,639 @@
+"""Redis Cluster of several masters for the list transport: the slot map, and a wire
+that routes each command to the master of its key's slot.
+
+The cluster key layout (:mod:`.keys`) puts every key one script or command names in one
+slot, so a round of commands (:mod:`.conversation`) can be split command by command:
+:class:`ClusterWire` reads the commands back from the round's RESP bytes, sends each to
+the master serving its key's slot (a ``MULTI`` ... ``EXEC`` block goes whole with its
+first key), one write per master, and gives the replies back in the round's order.  It
+offers what the transport uses of :class:`~.wire.Wire`, so the command connection, the
+take connection (client tracking on each master) and their conversations run on it
+unchanged; a plain wire on a single server pays nothing for it.
+
+* ``MOVED``: the slot's new owner is noted and the command sent there;
+* ``ASK`` (a slot being migrated): ``ASKING`` and the command go to the target, once;
+* ``TRYAGAIN`` (a multi-key command while the slot's keys are half moved): sent again
+  shortly, a bounded number of times;
+* a socket error on any master drops every master's connection and the slot map, and is
+  raised as the connection error it is: the connection's retry policy reconnects, and
+  the reconnect reads the slot map again, from any node that answers (after a failover,
+  the promoted replica serves the slots).
+
+Waiting for messages watches the take connections of every master at once: their
+sockets sit in one ``epoll`` object whose descriptor is the wire's own, so the blocking
+take's ``poll()`` and Kombu's Hub watch one descriptor whatever the number of masters.
+
+Acknowledgements, written without waiting for their replies on one server, are sent and
+confirmed at once here: a reply read later could be a redirection, and an ack must not
+be dropped with it.  Pub/sub needs no routing (``PUBLISH`` reaches every node).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis import exceptions as rexc
+
+from .compat import key_slot
+from .resp import is_push, pack_commands
+from .wire import DEADLINE_GRACE, Wire
+
+__all__ = [
+    "ClusterTopology",
+    "ClusterWire",
+    "cluster_error",
+    "split_commands",
+    "startup_nodes",
+]
+
+logger = logging.getLogger("kombu_like.transport.redis")
+
+Address = tuple[str, int]
+
+#: how many hash slots a Redis Cluster has
+SLOTS = 16384
+#: redirections (MOVED, ASK) one command may follow before its reply is the redirection
+MAX_REDIRECTS = 5
+#: a TRYAGAIN is retried this often, this many seconds apart (a slot's keys being moved)
+TRYAGAIN_ATTEMPTS = 40
+TRYAGAIN_PAUSE = 0.05
+
+_REDIRECTS = (b"MOVED", b"ASK", b"TRYAGAIN")
+#: commands whose first argument is no key
+_KEYLESS = frozenset(
+    {b"PING", b"INFO", b"SCRIPT", b"CLUSTER", b"CLIENT", b"HELLO", b"PUBLISH", b"MULTI", b"EXEC", b"ECHO", b"ASKING"}
+)
+_SCRIPT_CALLS = frozenset({b"EVALSHA", b"EVAL", b"EVALSHA_RO", b"EVAL_RO", b"FCALL"})
+
+
+# -- shared with the Redis Streams transport ---------------------------------------------
+def cluster_error(exc: BaseException, where: str, scrub: Callable[[str], str]) -> BaseException | None:
+    """The library's error for a Redis Cluster error of redis-py, or None (not one).
+
+    What a failover or a resharding causes (a node gone, slots moving or uncovered, the
+    cluster down for a moment) is a recoverable connection error: the retry policy
+    reconnects, and the new client reads the new slot map.  A server that is no cluster
+    node at all cannot become one by retrying.
+    """
+    from ...exceptions import AccessRefused, ChannelError, ConnectionError, IrrecoverableConnectionError
+
+    text = scrub(str(exc))
+    if isinstance(exc, rexc.AskError | rexc.TryAgainError | rexc.ClusterError | rexc.SlotNotCoveredError):
+        # MovedError is an AskError; ClusterDownError and MasterDownError ClusterErrors
+        return ConnectionError(f"Redis Cluster at {where} is changing its slot map (a failover?): {text}")
+    # redis-py 8 names an unreachable cluster (older ones raise RedisClusterException)
+    if isinstance(exc, getattr(rexc, "RedisClusterUnreachableError", ())):
+        return ConnectionError(f"no node of the Redis Cluster at {where} answers: {text}")
+    if isinstance(exc, rexc.RedisClusterException):
+        refused = (rexc.AuthenticationError, getattr(rexc, "AuthorizationError", rexc.AuthenticationError))
+        if isinstance(exc.__cause__, refused):
+            return AccessRefused(f"the Redis Cluster at {where} refused the credentials: {text}")
+        if "Cluster mode is not enabled" in text:
+            return IrrecoverableConnectionError(
+                f"Redis at {where} is not a Redis Cluster node, but the cluster option is on: "
+                f"turn it off for a single Redis server"
+            )
+        if "cannot be connected" in text or "could not agree" in text or "not covered" in text:
+            return ConnectionError(f"Redis Cluster at {where} cannot be used now: {text}")
+        return ChannelError(f"Redis Cluster client error for {where}: {text}")
+    return None
+
+
+def startup_nodes(urls: Sequence[str], hostname: str | None, port: int | None, default_port: int) -> list[Address]:
+    """``(host, port)`` of every URL given (``;``-separated URLs or ``alternates``), else of
+    the connection's own host: where a cluster client first asks for the slot map."""
+    from ...utils.url import url_to_parts
+
+    found: list[Address] = []
+    for url in urls:
+        parts = url_to_parts(url)
+        if parts.hostname:
+            node = (parts.hostname, int(parts.port or default_port))
+            if node not in found:
+                found.append(node)
+    if not found:
+        found.append((hostname or "127.0.0.1", int(port or default_port)))
+    return found
+
+
+# -- reading commands back from a round ----------------------------------------------------
+def split_commands(data: bytes) -> list[list[bytes]]:
+    """The commands (each its arguments) RESP-encoded in ``data``."""
+    commands: list[list[bytes]] = []
+    pos, size = 0, len(data)
+    while pos < size:
+        end = data.index(b"\r\n", pos)
+        count = int(data[pos + 1 : end])
+        pos = end + 2
+        args: list[bytes] = []
+        for _ in range(count):
+            end = data.index(b"\r\n", pos)
+            length = int(data[pos + 1 : end])
+            pos = end + 2
+            args.append(data[pos : pos + length])
+            pos += length + 2
+        commands.append(args)
+    return commands
+
+
+def key_of(args: Sequence[bytes]) -> bytes | None:
+    """The key that decides where ``args`` runs (its first), None for a keyless command."""
+    name = args[0].upper()
+    if name in _SCRIPT_CALLS:
+        return args[3] if len(args) > 3 and int(args[2]) > 0 else None
+    if name in _KEYLESS or len(args) < 2:
+        return None
+    return args[1]
+
+
+def _redirect(reply: Any) -> tuple[bytes, list[str]] | None:
+    """``(kind, words)`` of a MOVED/ASK/TRYAGAIN error reply, else None."""
+    if not isinstance(reply, rexc.ResponseError):
+        return None
+    words = str(reply).split()
+    if not words or words[0].encode() not in _REDIRECTS:
+        return None
+    return words[0].encode(), words
+
+
+def _address(text: str) -> Address:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+class ClusterTopology:
+    """The slot map of one Redis Cluster, and how to connect to its nodes.
+
+    ``connect_to(address)`` returns a new, unconnected redis-py connection to one node
+    (the URL's credentials, TLS and timeouts).  Called with no argument the topology is a
+    connection factory itself, for connections any node serves (pub/sub).
+    """
+
+    #: the wire the command and take connections use on this cluster
+    wire_class: type[ClusterWire]
+
+    def __init__(self, startup: Sequence[Address], connect_to: Callable[[Address], Any]) -> None:
+        self.startup = list(startup)
+        self.connect_to = connect_to
+        self.owners: list[Address | None] = []
+        self.masters: list[Address] = []
+
+    def __call__(self) -> Any:
+        if not self.masters:
+            self.refresh()
+        return self.connect_to(self.masters[0])
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.masters)
+
+    def forget(self) -> None:
+        """Drop the slot map: the next connection reads it again."""
+        self.masters = []
+
+    def refresh(self) -> None:
+        """Read the slot map from the first node that answers: the masters known, then
+        the startup nodes."""
+        problems: list[str] = []
+        for address in dict.fromkeys([*self.masters, *self.startup]):
+            try:
+                slots = self._ask(address)
+            except rexc.ResponseError as exc:
+                from ...exceptions import IrrecoverableConnectionError
+
+                raise IrrecoverableConnectionError(
+                    f"Redis at {address[0]}:{address[1]} cannot tell its cluster's slot map ({exc}): with the "
+                    "cluster option the URL's hosts must be Redis Cluster nodes; turn it off for a single server"
+                ) from exc
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+                problems.append(f"{address[0]}:{address[1]}: {exc}")
+                continue
+            self._load(slots, address)
+            return
+        raise rexc.ConnectionError(f"no node of the Redis Cluster answers ({'; '.join(problems)})")
+
+    def _ask(self, address: Address) -> Any:
+        connection = self.connect_to(address)
+        try:
+            connection.connect()
+            connection.send_command("CLUSTER", "SLOTS")
+            return connection.read_response()
+        finally:
+            connection.disconnect()
+
+    def _load(self, slots: Any, asked: Address) -> None:
+        owners: list[Address | None] = [None] * SLOTS
+        masters: list[Address] = []
+        for start, end, master, *_ in slots or ():
+            host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
+            address = (host or asked[0], int(master[1]))
+            if address not in masters:
+                masters.append(address)
+            owners[int(start) : int(end) + 1] = [address] * (int(end) - int(start) + 1)
+        if not masters:
+            raise rexc.ConnectionError(f"the Redis Cluster node {asked[0]}:{asked[1]} serves no slot yet")
+        self.owners = owners
+        self.masters = masters
+
+    def owner(self, slot: int) -> Address:
+        """The master serving ``slot`` (the first master while the slot is uncovered:
+        it answers with the redirection or the error that says so)."""
+        if not self.masters:
+            self.refresh()
+        return self.owners[slot] or self.masters[0]
+
+    def moved(self, slot: int, address: Address) -> None:
+        """Note that ``slot`` is served by ``address`` now (a MOVED reply said so)."""
+        if self.owners:
+            self.owners[slot] = address
+        if address not in self.masters:
+            self.masters.append(address)
+
+
+class _NodeWire(Wire):
+    """The connection of one :class:`ClusterWire` to one master."""
+
+    def __init__(self, owner: ClusterWire, address: Address, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        self.address = address
+        self.registered: int | None = None
+
+    def disconnect(self) -> None:
+        self.owner.unregister(self)
+        super().disconnect()
+
+
+class _Unit:
+    """Commands that go to one node together: one command, or a MULTI ... EXEC block."""
+
+    __slots__ = ("ask", "first", "commands", "slot")
+
+    def __init__(self, first: int, commands: list[list[bytes]]) -> None:
+        self.first = first
+        self.commands = commands
+        key = next((k for k in map(key_of, commands) if k is not None), None)
+        self.slot = None if key is None else key_slot(key)
+        self.ask: Address | None = None
+
+
+class ClusterWire:
+    """A wire over every master of a Redis Cluster (see the module's docstring); built
+    with :class:`~.wire.Wire`'s arguments, ``topology`` in place of the factory."""
+
+    def __init__(
+        self,
+        topology: ClusterTopology,
+        name: str,
+        socket_timeout: float | None,
+        health_check_interval: float = 0,
+        on_connect: Callable[[Wire], None] | None = None,
+        reply_spin: float = 0.0,
+        parser: str = "auto",
+    ) -> None:
+        self.topology = topology
+        self.name = name
+        self.socket_timeout = socket_timeout
+        self.on_connect = on_connect
+        self._settings = (socket_timeout, health_check_interval, reply_spin, parser)
+        self.nodes: dict[Address, _NodeWire] = {}
+        #: push messages of every master's connection (one list, shared with them)
+        self.pushes: list[Any] = []
+        self.generation = 0
+        #: no one client id: a command naming one (CLIENT UNBLOCK) would reach one master
+        self.client_id: int | None = None
+        self._deadline: float | None = None
+        self._poller = select.epoll()
+        #: masters whose reply to a command written with :meth:`send` is still to be read
+        self._awaiting: list[_NodeWire] = []
+        self._connected = False
+
+    # -- connection --------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def sock(self) -> Any:
+        """What an event loop watches: the poller of every master's socket."""
+        return self._poller if self._connected else None
+
+    def fileno(self) -> int:
+        return self._poller.fileno()
+
+    def connect(self) -> None:
+        """Read the slot map (when not known) and connect to every master."""
+        if self._connected:
+            return
+        if not self.topology.loaded:
+            self.topology.refresh()
+        try:
+            for address in list(self.topology.masters):
+                self._node(address).connect()
+        except BaseException:
+            self.disconnect()
+            raise
+        self._connected = True
+
+    def disconnect(self) -> None:
+        """Drop every master's connection and the slot map."""
+        self._connected = False
+        nodes, self.nodes = self.nodes, {}
+        self._awaiting.clear()
+        for node in nodes.values():
+            node.disconnect()
+        self.pushes.clear()
+        self.topology.forget()
+
+    def close(self) -> None:
+        self.disconnect()
+        self._poller.close()
+
+    def _node(self, address: Address) -> _NodeWire:
+        node = self.nodes.get(address)
+        if node is None:
+            timeout, health, spin, parser = self._settings
+            topology = self.topology
+            node = _NodeWire(
+                self,
+                address,
+                lambda: topology.connect_to(address),
+                f"{self.name} ({address[0]}:{address[1]})",
+                timeout,
+                health,
+                self._node_connected,
+                reply_spin=spin,
+                parser=parser,
+            )
+            node.pushes = self.pushes
+            node.deadline = self._deadline
+            self.nodes[address] = node
+        return node
+
+    def _node_connected(self, wire: Wire) -> None:
+        if self.on_connect is not None:
+            self.on_connect(wire)
+        assert isinstance(wire, _NodeWire)
+        fd = wire.fileno()
+        try:
+            self._poller.register(fd, select.EPOLLIN | select.EPOLLPRI)
+        except FileExistsError:
+            self._poller.modify(fd, select.EPOLLIN | select.EPOLLPRI)
+        wire.registered = fd
+        self.generation += 1
+
+    def unregister(self, node: _NodeWire) -> None:
+        fd, node.registered = node.registered, None
+        if fd is not None:
+            try:
+                self._poller.unregister(fd)
+            except (OSError, ValueError):  # closed already: the kernel forgot it
+                pass
+
+    def _failed(self) -> None:
+        """After a socket error on any master: start again from a fresh slot map."""
+        logger.debug("a Redis Cluster %s connection failed; dropping every master's", self.name)
+        self.disconnect()
+
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self._deadline = value
+        for node in self.nodes.values():
+            node.deadline = value
+
+    def bounded(self, timeout: float | None | bool) -> float | None | bool:
+        """As :meth:`.wire.Wire.bounded`: ``timeout`` cut to the deadline."""
+        if self._deadline is None:
+            return timeout
+        left = max(self._deadline + DEADLINE_GRACE - time.monotonic(), 0.001)
+        current = self.socket_timeout if timeout is False else timeout
+        if current is not None and current is not True and current <= left:
+            return timeout
+        return left
+
+    @property
+    def last_io(self) -> float:
+        """When the least recently heard master last sent bytes."""
+        return min((node.last_io for node in self.nodes.values() if node.connected), default=time.monotonic())
+
+    @property
+    def deferred_replies(self) -> int:
+        return 0
+
+    def read_deferred(self) -> None:
+        """Nothing is deferred here (see the module's docstring)."""
+
+    def readable(self) -> bool:
+        return any(node.readable() for node in self.nodes.values())
+
+    def has_buffered(self) -> bool:
+        return any(node.connected and node.has_buffered() for node in self.nodes.values())
+
+    # -- routing -----------------------------------------------------------------------
+    def _route(self, unit: _Unit) -> _NodeWire:
+        if unit.ask is not None:
+            return self._node(unit.ask)
+        if unit.slot is None:
+            # keyless: any master (the least recently heard, so a PING checks each in turn)
+            connected = [node for node in self.nodes.values() if node.connected]
+            if connected:
+                return min(connected, key=lambda node: node.last_io)
+            return self._node(self.topology.masters[0] if self.topology.loaded else self.topology.owner(0))
+        return self._node(self.topology.owner(unit.slot))
+
+    @staticmethod
+    def _units(commands: list[list[bytes]]) -> list[_Unit]:
+        units: list[_Unit] = []
+        block: list[list[bytes]] | None = None
+        start = 0
+        for i, args in enumerate(commands):
+            name = args[0].upper()
+            if block is not None:
+                block.append(args)
+                if name == b"EXEC":
+                    units.append(_Unit(start, block))
+                    block = None
+            elif name == b"MULTI":
+                block, start = [args], i
+            else:
+                units.append(_Unit(i, [args]))
+        if block is not None:
+            units.append(_Unit(start, block))
+        return units
+
+    def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        return self.execute_packed(pack_commands(commands), len(commands))
+
+    def call(self, *args: Any) -> Any:
+        [reply] = self.execute([args])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def execute_counts(self, data: bytes, count: int) -> list[Any] | None:
+        replies = self.execute_packed(data, count)
+        return None if all(type(reply) is int for reply in replies) else replies
+
+    def execute_packed(self, data: bytes, count: int) -> list[Any]:
+        """Run the ``count`` commands encoded in ``data``, each on the master of its slot;
+        their replies in order (error replies in their place)."""
+        self.connect()
+        commands = split_commands(data)
+        if commands and commands[0][0].upper() == b"SCRIPT":
+            return self._everywhere(commands)
+        replies: list[Any] = [None] * len(commands)
+        pending = self._units(commands)
+        redirects = tryagain = 0
+        while pending:
+            retry: list[_Unit] = []
+            waiting = False
+            for unit, got in self._run(pending):
+                found = next((r for r in map(_redirect, got) if r is not None), None)
+                if found is None:
+                    replies[unit.first : unit.first + len(got)] = got
+                    continue
+                kind, words = found
+                logger.debug("Redis Cluster %s connection: %s", self.name, " ".join(words))
+                if kind == b"MOVED" and redirects < MAX_REDIRECTS:
+                    self.topology.moved(int(words[1]), _address(words[2]))
+                    unit.ask = None
+                elif kind == b"ASK" and len(unit.commands) == 1 and redirects < MAX_REDIRECTS:
+                    unit.ask = _address(words[2])
+                elif kind != b"MOVED" and tryagain < TRYAGAIN_ATTEMPTS:
+                    # TRYAGAIN, or ASK for a MULTI block: the slot's keys are being moved
+                    unit.ask = None
+                    waiting = True
+                else:
+                    replies[unit.first : unit.first + len(got)] = got
+                    continue
+                retry.append(unit)
+            if waiting:
+                tryagain += 1
+                time.sleep(TRYAGAIN_PAUSE)
+            elif retry:
+                redirects += 1
+            pending = retry
+        return replies
+
+    def _run(self, units: list[_Unit]) -> list[tuple[_Unit, list[Any]]]:
+        """Write ``units`` to their masters (one write per master), then read their replies."""
+        by_node: dict[Address, tuple[_NodeWire, list[_Unit]]] = {}
+        for unit in units:
+            node = self._route(unit)
+            by_node.setdefault(node.address, (node, []))[1].append(unit)
+        try:
+            for node, node_units in by_node.values():
+                payload: list[list[bytes]] = []
+                for unit in node_units:
+                    if unit.ask is not None:
+                        payload.append([b"ASKING"])
+                    payload += unit.commands
+                node.send_packed(pack_commands(payload))
+            results: list[tuple[_Unit, list[Any]]] = []
+            for node, node_units in by_node.values():
+                for unit in node_units:
+                    if unit.ask is not None:
+                        node.read()  # ASKING's OK
+                    results.append((unit, [node.read() for _ in unit.commands]))
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.InvalidResponse):
+            self._failed()
+            raise
+        return results
+
+    def _everywhere(self, commands: list[list[bytes]]) -> list[Any]:
+        """``SCRIPT LOAD`` (or flush) on every master; the first master's replies."""
+        data = pack_commands(commands)
+        first: list[Any] | None = None
+        try:
+            for node in list(self.nodes.values()):
+                replies = node.execute_packed(data, len(commands))
+                if first is None:
+                    first = replies
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.InvalidResponse):
+            self._failed()
+            raise
+        assert first is not None
+        return first
+
+    # -- writing now, reading later (a PING, a blocking pop) ----------------------------
+    def send(self, commands: Sequence[Sequence[Any]]) -> None:
+        self.send_packed(pack_commands(commands))
+
+    def send_packed(self, data: bytes) -> None:
+        """Write commands whose replies :meth:`read` returns later, each to its master."""
+        self.connect()
+        try:
+            for unit in self._units(split_commands(data)):
+                node = self._route(unit)
+                node.send_packed(pack_commands(unit.commands))
+                self._awaiting += [node] * len(unit.commands)
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            self._failed()
+            raise
+
+    def send_deferred_packed(self, data: bytes, count: int, on_lost: Callable[[], None]) -> None:
+        """Run the commands now (see the module's docstring); their error replies logged.
+        A command that may not have run raises, and the caller keeps what it owes."""
+        for reply in self.execute_packed(data, count):
+            if isinstance(reply, Exception):
+                logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
+
+    def send_deferred(self, commands: Sequence[Sequence[Any]], on_lost: Callable[[], None]) -> None:
+        self.send_deferred_packed(pack_commands(commands), len(commands), on_lost)
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, timeout: float | None | bool = False, pushes_too: bool = False) -> Any:
+        """The next reply of a command written with :meth:`send` (or, ``pushes_too``, the
+        first message of any master, a push or a reply)."""
+        if not self._connected:
+            raise rexc.ConnectionError(f"the Redis Cluster {self.name} connection is closed")
+        node = self._ready_node(timeout) if pushes_too else None
+        if node is None:
+            if not self._awaiting:
+                if pushes_too:
+                    raise rexc.TimeoutError(f"timed out reading from the Redis Cluster {self.name} connection")
+                raise rexc.InvalidResponse(f"no reply is awaited on the Redis Cluster {self.name} connection")
+            node = self._awaiting[0]
+        try:
+            message = node.read(timeout, pushes_too)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.InvalidResponse):
+            self._failed()
+            raise
+        if not is_push(message) and node in self._awaiting:
+            self._awaiting.remove(node)
+        return message
+
+    def read_message(self, timeout: float | None | bool = False) -> Any:
+        return self.read(timeout, pushes_too=True)
+
+    def _ready_node(self, timeout: float | None | bool) -> _NodeWire | None:
+        """A master with a message to read: one with bytes buffered or readable now, else
+        the first to become readable within ``timeout`` (None when a reply is awaited:
+        that master is read)."""
+        nodes = [node for node in self.nodes.values() if node.connected]
+        for node in nodes:
+            if node.has_buffered():
+                return node
+        for node in nodes:
+            if node.readable():
+                return node
+        if self._awaiting:
+            return None
+        wait = self.socket_timeout if timeout is False else timeout
+        events = self._poller.poll(-1 if wait is None or wait is True else max(float(wait), 0.0))
+        ready = {fd for fd, _ in events}
+        for node in nodes:
+            if node.registered in ready:
+                return node
+        return None
+
+
+ClusterTopology.wire_class = ClusterWire
