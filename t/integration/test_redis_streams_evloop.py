@@ -1,5 +1,6 @@
-"""The Redis Streams transport driven by Kombu's Hub: leases renewed and lapsed leases taken
-back from the loop's timer (no thread), and a watch connection cut while the loop waits.
+"""The Redis Streams transport driven by Kombu's Hub: leases renewed by a thread while a
+callback blocks the loop, lapsed leases taken back from the loop's timer, and a watch
+connection cut while the loop waits.
 
 The conformance suite (``EventLoopTests``) covers delivery, prefetch, stopping and closing
 under the loop."""
@@ -29,32 +30,50 @@ def lease_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("kombu_like-streams-leases-")}
 
 
-def test_loop_consumer_renews_from_its_timer(hub: Hub, url: str, prefix: str) -> None:
+def test_loop_consumer_keeps_its_message_while_a_callback_blocks_the_loop(hub: Hub, url: str, prefix: str) -> None:
+    # a task run in the loop's own thread (Celery's solo pool) blocks the loop for longer
+    # than the lease: the consumer lives, so a thread renews what it holds and the other
+    # consumer's claims find nothing; closing the connection leaves no thread behind
     queue = Queue(f"evl-hold-{uuid.uuid4().hex[:6]}")
     options = {"global_keyprefix": prefix, "lease": LEASE}
     held: list[Message] = []
+    elsewhere: list[Message] = []
     before = lease_threads()
-    with Connection(url, transport_options=options) as conn, Connection(url, transport_options=options) as other:
-        conn.Producer().publish("mine", routing_key=queue.name, declare=[queue])
-        conn.register_with_event_loop(hub)
-        elsewhere: list[Message] = []
-        with Consumer(conn, [queue], on_message=held.append), Consumer(other, [queue], on_message=elsewhere.append):
-            run_until(hub, lambda: bool(held))
-            assert lease_threads() == before, "the loop's connection renews on a thread"
-            # three leases: the loop's timer renews, the other consumer's claims find nothing
-            end = time.monotonic() + 3 * LEASE
-            while time.monotonic() < end:
-                hub.run_once()
+    other_done = threading.Event()
+
+    def consume_elsewhere(other: Connection) -> None:
+        with Consumer(other, [queue], on_message=elsewhere.append):
+            while not other_done.is_set():
                 try:
                     other.drain_events(timeout=0.05)
                 except TimeoutError:
                     pass
+
+    def on_message(message: Message) -> None:
+        held.append(message)
+        time.sleep(3 * LEASE)  # the loop runs nothing meanwhile
+
+    with Connection(url, transport_options=options) as conn, Connection(url, transport_options=options) as other:
+        conn.Producer().publish("mine", routing_key=queue.name, declare=[queue])
+        conn.register_with_event_loop(hub)
+        thread = threading.Thread(target=consume_elsewhere, args=(other,))
+        with Consumer(conn, [queue], on_message=on_message):
+            thread.start()
+            try:
+                run_until(hub, lambda: bool(held), timeout=5 + 3 * LEASE)
+                # once more past a lease, the loop free again: still nowhere else
+                end = time.monotonic() + LEASE
+                run_until(hub, lambda: time.monotonic() >= end)
+            finally:
+                other_done.set()
+                thread.join(5)
             assert elsewhere == []
             assert len(held) == 1, "the lease lapsed: the message was delivered again"
             held[0].ack()
             acked_by = time.monotonic() + 0.1
             run_until(hub, lambda: time.monotonic() >= acked_by)  # the ack goes out with the loop's round
         assert queue(other.default_channel).queue_declare(passive=True).message_count == 0
+    assert lease_threads() == before, "a lease thread outlived its connection"
 
 
 def test_loop_consumer_takes_back_a_killed_consumers_messages(hub: Hub, url: str, prefix: str) -> None:
@@ -77,9 +96,9 @@ def test_loop_consumer_takes_back_a_killed_consumers_messages(hub: Hub, url: str
         conn.register_with_event_loop(hub)
         with Consumer(conn, [queue], on_message=on_message):
             run_until(hub, lambda: len(got) >= 3, timeout=LEASE + SLACK)
-            assert lease_threads() == before
             end = time.monotonic() + 0.3
             run_until(hub, lambda: time.monotonic() >= end)
+    assert lease_threads() == before, "a lease thread outlived its connection"
     assert sorted(got) == [(0, True), (1, True), (2, True)]
     assert time.time() - killed_at <= LEASE + SLACK + 1
 

@@ -11,8 +11,9 @@ read it.  Its *idle time* says how long ago its consumer last showed it was aliv
   (``XAUTOCLAIM``) and writes it again at the stream's tail, marked redelivered with one
   more delivery counted (the ``CLAIM`` script, atomic on the queue's slot).
 
-Under an event loop the work runs from the store's ``periodic()``; in the blocking API one
-maintenance thread per store runs it (:class:`Maintenance`), stopped and joined on close.
+In the blocking API one maintenance thread per store runs the work (:class:`Maintenance`),
+stopped and joined on close; under an event loop the store's ``periodic()`` runs it and
+that thread only renews (see :mod:`.upkeep`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 back (:mod:`.lease`) and due delayed messages moved into their streams (:mod:`.delayed`).
 
 In the blocking API one maintenance thread per store runs it, started by the store's first
-take and stopped (joined) when the store closes; under an event loop the loop's timer runs
-it (:meth:`Upkeep.periodic`) and no thread is started.
+take and stopped (joined) when the store closes.  Under an event loop the loop's timer runs
+it (:meth:`Upkeep.periodic`) -- except the renewals: a thread renews what the store holds
+there too, because a loop busy with one long callback (a task run in the loop's thread, as
+Celery's solo pool does) is still a live consumer whose messages must stay with it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ class Upkeep:
         self.options = store.options
         self._thread: Maintenance | None = None
         self._next_lease_round = 0.0
-        #: driven by an event loop: its timer runs the work, no thread does
+        #: driven by an event loop: its timer runs the work, a thread only the renewals
         self.looping = False
 
-    def maintain(self) -> None:
-        """Write the acks kept, renew the leases held, take back lapsed ones of the queues
-        the store took from (and what the connection's earlier stores left there)."""
+    def maintain(self, renew: bool = True) -> None:
+        """Write the acks kept, renew the leases held (unless ``renew`` is false: a thread
+        of its own does), take back lapsed ones of the queues the store took from (and what
+        the connection's earlier stores left there)."""
         store = self.store
         try:
             if store.predecessors:  # the attempt when connecting could not reach them all
@@ -41,7 +44,8 @@ class Upkeep:
             kept = store.acks.take()
             if kept:
                 store.write_acks(kept)
-            store.leases.renew()
+            if renew:
+                store.leases.renew()
         finally:
             # taking back others' lapsed leases does not wait for our own renewals to work
             streams = [stream for queue in store.taken_from() for stream in store.streams(queue)]
@@ -61,37 +65,56 @@ class Upkeep:
         return min(self.move_due(), max(0.0, self._next_lease_round - time.monotonic()))
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
-        """The work as an event loop's timers run it."""
+        """The work as an event loop's timers run it (the renewals are the thread's)."""
         # the delayed moves answer when they are next due: the loop runs them then too
-        return [(self.options.renew_interval, self.maintain), (self.options.delayed_check_interval, self.move_due)]
+        return [
+            (self.options.renew_interval, self._maintain_in_loop),
+            (self.options.delayed_check_interval, self.move_due),
+        ]
+
+    def _maintain_in_loop(self) -> None:
+        self.maintain(renew=False)
+
+    def _renew(self) -> None:
+        self.store.leases.renew()
 
     def start(self) -> None:
-        """Run the work on a thread, unless an event loop or a thread already runs it."""
-        if self._thread is None and not self.looping:
-            self._next_lease_round = time.monotonic() + self.options.renew_interval
-            self._thread = Maintenance(
-                f"kombu_like-streams-leases-{self.store.consumer}", self.options.renew_interval, self.round, first=0.0
-            )
+        """Run the work on a thread -- under an event loop the renewals only -- unless a
+        thread already runs it."""
+        if self._thread is not None:
+            return
+        interval = self.options.renew_interval
+        name = f"kombu_like-streams-leases-{self.store.consumer}"
+        if self.looping:
+            self._thread = Maintenance(name, interval, self._renew)
+        else:
+            self._next_lease_round = time.monotonic() + interval
+            self._thread = Maintenance(name, interval, self.round, first=0.0)
             self.store.due.waker = self._thread.wake
-            self._thread.start()
+        self._thread.start()
 
     def wake(self) -> None:
         """Run a round now (a new queue is taken from: its delayed messages may be due)."""
         thread = self._thread
-        if thread is not None:
+        if thread is not None and not self.looping:
             thread.wake()
 
     def stop(self) -> None:
         """Stop the thread and wait for it (a round in progress finishes first)."""
         thread, self._thread = self._thread, None
+        self.store.due.waker = None
         if thread is not None:
             thread.stop(timeout=(self.options.socket_timeout or 30.0) + 1.0)
 
     def enter_loop(self) -> None:
-        """An event loop drives the store from now on: its timer runs the work."""
+        """An event loop drives the store from now on: its timer runs the work, and the
+        next take starts the thread of the renewals."""
         if not self.looping:
             self.looping = True
             self.stop()
 
     def leave_loop(self) -> None:
-        self.looping = False
+        """The loop lets go of the store: the next take starts the whole work's thread."""
+        if self.looping:
+            self.looping = False
+            self.stop()
