@@ -164,3 +164,43 @@ def test_revoked_eta_task_is_not_run(streams_run: CeleryRun) -> None:
 def test_registered_tasks(streams_run: CeleryRun) -> None:
     registered = streams_run.driver.call("registered", streams_run.hostname)
     assert {f"{APP}.add", f"{APP}.stamp"} <= {n.split(" ")[0] for n in registered[streams_run.hostname]}
+
+
+def test_a_task_longer_than_the_lease_runs_once_on_solo_workers(redis_url: str, celery_python: Path) -> None:
+    # the complaint leases answer: a task running longer than the visibility timeout is
+    # handed to a second worker.  Two solo-pool workers (each runs a task in its event
+    # loop's thread, so the loop does nothing else meanwhile) with a 1 s lease share a
+    # queue; a task of four leases is received once and runs once
+    namespace = f"kl{unique_suffix()}"
+    env = {
+        "KL_NAMESPACE": namespace,
+        "KL_QUEUE": f"{namespace}.tasks",
+        "KL_RESULT_BACKEND": redis_url,
+        "KL_RECEIPTS_KEY": f"{namespace}.receipts",
+        "KL_BROKER_URL": redis_url.replace("redis://", "redis+streams://", 1),
+        "KL_BROKER_TRANSPORT_OPTIONS": json.dumps({"lease": 1.0}),
+    }
+    options = ("--without-mingle", "--without-gossip", "--without-heartbeat")
+    started_key = f"{namespace}.started"
+    workers: list[Worker] = []
+    driver = None
+    try:
+        for n in range(2):
+            workers.append(
+                Worker(_worker_cmd(celery_python, f"{namespace}-{n}@localhost", "solo", *options), env, READY)
+            )
+        driver = Driver(celery_python, "t.integration.frameworks.celery_scenarios", env)
+        [task_id] = driver.call("send_sleepers", 1, 4.0, redis_url, started_key)
+        assert driver.call("collect", [task_id]) == [4.0]
+        with redis.Redis.from_url(redis_url) as client:
+            receipts = [json.loads(raw)[0] for raw in client.lrange(env["KL_RECEIPTS_KEY"], 0, -1)]
+            assert receipts == [task_id], "the task reached a worker more than once"
+            assert client.llen(started_key) == 0, "the task started a second time"
+    finally:
+        if driver is not None:
+            driver.close()
+        codes = [worker.stop() for worker in workers]
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(env["KL_RECEIPTS_KEY"], started_key)
+        _delete_single(redis_url, namespace)
+    assert codes == [0, 0], [worker.output.tail() for worker in workers]
