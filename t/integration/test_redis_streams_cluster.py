@@ -22,6 +22,7 @@ from kombu_like.exceptions import IrrecoverableConnectionError, MessageNacked
 from kombu_like.testing.conformance import TransportConformance
 from kombu_like.transport.redis_streams.keys import StreamKeys
 from t.integration.failover_load import FailoverLoad, wait_online
+from t.integration.test_redis_streams_conformance import StreamsAsyncAPITests
 from t.redis_cluster import RedisClusterNodes
 
 pytestmark = pytest.mark.redis
@@ -35,12 +36,9 @@ def delete_prefixed(cluster: RedisClusterNodes, prefix: str) -> None:
                 client.delete(key)
 
 
-class TestRedisStreamsClusterConformance(TransportConformance):
-    """Every conformance test on the blocking API, the keys spread over three masters.
-    (The asyncio API drives the same store through a thread: the single-server suite
-    covers it.)"""
+class TestRedisStreamsClusterConformance(TransportConformance, StreamsAsyncAPITests):
+    """Every conformance test on both APIs, the keys spread over three masters."""
 
-    apis = ("sync",)
     redelivery_wait = 10.0
 
     @pytest.fixture(autouse=True)
