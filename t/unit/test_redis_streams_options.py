@@ -55,7 +55,8 @@ def test_bad_options_are_refused_by_name(options: dict[str, object], named: str)
 def test_options_from_url_strings() -> None:
     options = StreamsOptions.from_transport_options({"lease": "1.5", "max_deliveries": "None", "cluster": "true"})
     assert (options.lease, options.max_deliveries, options.cluster) == (1.5, None, True)
-    assert options.lease_ms == 1500 and options.renew_interval == pytest.approx(0.5)
+    assert options.lease_ms == 1500 and options.renew_interval == pytest.approx(0.375)
+    assert options.lapse_ms == 1125
 
 
 def test_every_key_of_a_queue_shares_its_hash_tag() -> None:

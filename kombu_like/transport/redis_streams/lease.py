@@ -3,13 +3,15 @@
 A delivered entry stays in its stream's pending entries list (PEL) under the consumer that
 read it.  Its *idle time* says how long ago its consumer last showed it was alive:
 
-* a live consumer renews every entry it holds every third of the lease
+* a live consumer renews every entry it holds every quarter of the lease
   (``XCLAIM <stream> <group> <itself> 0 <ids> JUSTID`` resets the idle time without
   counting a delivery);
-* an entry idle longer than the lease belongs to a consumer that stopped renewing (its
-  process died, its connection was lost): any consumer of the queue takes it back
+* an entry idle longer than three quarters of the lease (``lapse_ms``) belongs to a
+  consumer that stopped renewing (its process died, its connection was lost): any
+  consumer of the queue, looking every quarter of the lease, takes it back
   (``XAUTOCLAIM``) and writes it again at the stream's tail, marked redelivered with one
-  more delivery counted (the ``CLAIM`` script, atomic on the queue's slot).
+  more delivery counted (the ``CLAIM`` script, atomic on the queue's slot).  So a stopped
+  consumer's messages are back within one lease of its last renewal.
 
 In the blocking API one maintenance thread per store runs the work (:class:`Maintenance`),
 stopped and joined on close; under an event loop the store's ``periodic()`` runs it and
@@ -44,10 +46,14 @@ class Leases:
     ``client`` is the store's redis-py client (thread-safe: a connection pool).
     """
 
-    def __init__(self, client: Any, consumer: str, lease_ms: int, claim: Any, claim_count: int) -> None:
+    def __init__(
+        self, client: Any, consumer: str, lease_ms: int, claim: Any, claim_count: int, lapse_ms: int | None = None
+    ) -> None:
         self.client = client
         self.consumer = consumer
         self.lease_ms = lease_ms
+        #: idle time after which an entry is taken back (the lease by default)
+        self.lapse_ms = lease_ms if lapse_ms is None else lapse_ms
         self.claim_script = claim
         self.claim_count = claim_count
         self._lock = threading.Lock()
@@ -131,7 +137,7 @@ class Leases:
         forget_ms = self.lease_ms * FORGET_AFTER_LEASES
         for stream in streams:
             self.claim_script(
-                keys=[stream], args=[GROUP, self.consumer, self.lease_ms, self.claim_count, forget_ms], client=pipe
+                keys=[stream], args=[GROUP, self.consumer, self.lapse_ms, self.claim_count, forget_ms], client=pipe
             )
         moved = 0
         for stream, reply in zip(streams, pipe.execute(raise_on_error=False), strict=True):

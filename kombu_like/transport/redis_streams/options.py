@@ -34,9 +34,10 @@ class StreamsOptions(TransportOptions):
     # -- leases --
     lease: float = option(
         DEFAULT_LEASE,
-        "Seconds a delivered, unacknowledged message stays with its consumer.  A live consumer "
-        "renews its leases every third of this; a consumer that stops renewing (a crashed "
-        "process, a lost connection) loses them and the messages go to other consumers",
+        "Seconds within which the unacknowledged messages of a consumer that stopped (a "
+        "crashed process, a lost connection) go to other consumers.  A live consumer renews "
+        "its leases every quarter of this, and a message whose lease was not renewed for "
+        "three quarters of it is taken back by the others, who look every quarter",
     )
     max_deliveries: int | None = option(
         DEFAULT_MAX_DELIVERIES,
@@ -161,5 +162,14 @@ class StreamsOptions(TransportOptions):
 
     @property
     def renew_interval(self) -> float:
-        """Seconds between renewals of the leases a consumer holds."""
-        return self.lease / 3
+        """Seconds between renewals of the leases a consumer holds, and between looks for
+        lapsed ones."""
+        return self.lease / 4
+
+    @property
+    def lapse_ms(self) -> int:
+        """Milliseconds without a renewal after which a message is taken back: three
+        quarters of the lease, so that a consumer looking every quarter of it takes back a
+        stopped consumer's messages within the lease of the stop, and a live consumer's
+        renewal may come half a lease late before it loses anything."""
+        return max(int(self.lease * 750), 1)

@@ -122,7 +122,9 @@ class StreamsStore(QueueStore):
         #: a publish of a message due now, to a queue without limits, is one pre-encoded XADD
         self._plain_puts = self.hot if isinstance(self.hot, WireExecutor) and not options.wait_replicas else None
         self._xadd_heads: dict[str, bytes] = {}
-        self.leases = Leases(client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count)
+        self.leases = Leases(
+            client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count, options.lapse_ms
+        )
         if watcher is None:
             assert watch_connection is not None, "a store needs a watch connection or a watcher"
             watcher = Watcher(watch_connection, self._unblock, int(options.block_interval * 1000))
