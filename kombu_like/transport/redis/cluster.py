@@ -160,6 +160,12 @@ def _redirect(reply: Any) -> tuple[bytes, list[str]] | None:
     return words[0].encode(), words
 
 
+def _node_address(entry: Sequence[Any], asked: Address) -> Address:
+    """The address of a node of a ``CLUSTER SLOTS`` entry (no host: the node asked)."""
+    host = entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0])
+    return host or asked[0], int(entry[1])
+
+
 def _address(text: str) -> Address:
     host, _, port = text.rpartition(":")
     return host, int(port)
@@ -181,6 +187,9 @@ class ClusterTopology:
         self.connect_to = connect_to
         self.owners: list[Address | None] = []
         self.masters: list[Address] = []
+        #: every node the slot maps named (masters and replicas): asked first next time,
+        #: so the map is found while the URL's host is down
+        self.known: list[Address] = []
 
     def __call__(self) -> Any:
         if not self.masters:
@@ -196,10 +205,10 @@ class ClusterTopology:
         self.masters = []
 
     def refresh(self) -> None:
-        """Read the slot map from the first node that answers: the masters known, then
+        """Read the slot map from the first node that answers: the nodes known, then
         the startup nodes."""
         problems: list[str] = []
-        for address in dict.fromkeys([*self.masters, *self.startup]):
+        for address in dict.fromkeys([*self.masters, *self.known, *self.startup]):
             try:
                 slots = self._ask(address)
             except rexc.ResponseError as exc:
@@ -228,12 +237,14 @@ class ClusterTopology:
     def _load(self, slots: Any, asked: Address) -> None:
         owners: list[Address | None] = [None] * SLOTS
         masters: list[Address] = []
-        for start, end, master, *_ in slots or ():
-            host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
-            address = (host or asked[0], int(master[1]))
+        for start, end, master, *replicas in slots or ():
+            address = _node_address(master, asked)
             if address not in masters:
                 masters.append(address)
             owners[int(start) : int(end) + 1] = [address] * (int(end) - int(start) + 1)
+            for node in (address, *(_node_address(replica, asked) for replica in replicas)):
+                if node not in self.known:
+                    self.known.append(node)
         if not masters:
             raise rexc.ConnectionError(f"the Redis Cluster node {asked[0]}:{asked[1]} serves no slot yet")
         self.owners = owners
@@ -531,6 +542,10 @@ class ClusterWire:
             by_node.setdefault(node.address, (node, []))[1].append(unit)
         try:
             for node, node_units in by_node.values():
+                if node.health_check_interval:
+                    # an idle connection that died silently is found before it is trusted
+                    # with commands whose fate could not be told afterwards
+                    node._maybe_check_health()
                 payload: list[list[bytes]] = []
                 for unit in node_units:
                     if unit.ask is not None:
