@@ -17,6 +17,7 @@ URLs::
 from __future__ import annotations
 
 import logging
+import select
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -139,6 +140,7 @@ class Transport(VirtualTransport):
         self._ledger = Ledger()
         #: the URL named a node of a Redis Cluster of several masters (found on connecting)
         self._routed = False
+        self._topology: Any = None
         # capabilities describe the semantics the options select: AMQP priority order and
         # fanout that reaches queues nobody listens on are both opt-in
         self.capabilities = type(self).capabilities.replace(
@@ -198,9 +200,21 @@ class Transport(VirtualTransport):
 
     def _cluster_factory(self) -> tuple[Any, int, Any]:
         """The topology of the Redis Cluster the URL's hosts belong to (see
-        :mod:`.cluster`): the routed connections' factory, database 0, no closer."""
+        :mod:`.cluster`): the routed connections' factory, database 0, no closer.  One per
+        transport: the nodes it learnt of are asked for the slot map by the stores made
+        after a failure, when the URL's hosts may be the nodes that failed."""
+        if self._topology is None:
+            self._topology = self._new_topology()
+        return self._topology, 0, None
+
+    def _new_topology(self) -> Any:
         from .cluster import ClusterTopology, startup_nodes
 
+        if not hasattr(select, "epoll"):
+            raise IrrecoverableConnectionError(
+                "redis:// on a Redis Cluster of several masters watches their connections with epoll, "
+                "which this platform lacks (Linux has it); use redis+streams:// with the cluster option"
+            )
         kwargs = self._connection_kwargs()
         if kwargs.get("db"):
             raise ValueError(f"a Redis Cluster has database 0 only; the URL names database {kwargs['db']}")
@@ -210,7 +224,7 @@ class Transport(VirtualTransport):
         def connect_to(address: tuple[str, int]) -> Any:
             return connection_class(**{**kwargs, "host": address[0], "port": address[1]})
 
-        return ClusterTopology(nodes, connect_to), 0, None
+        return ClusterTopology(nodes, connect_to)
 
     def collect_connection(self, connection: VirtualConnection) -> None:
         """Close a connection that failed; its unacked messages go back if Redis answers."""

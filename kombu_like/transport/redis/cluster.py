@@ -187,22 +187,21 @@ class ClusterTopology:
         self.connect_to = connect_to
         self.owners: list[Address | None] = []
         self.masters: list[Address] = []
+        #: the map is to be read again before it is used (never emptied meanwhile: the
+        #: command and take connections read it from their own threads)
+        self.stale = True
         #: every node the slot maps named (masters and replicas): asked first next time,
         #: so the map is found while the URL's host is down
         self.known: list[Address] = []
 
     def __call__(self) -> Any:
-        if not self.masters:
+        if self.stale:
             self.refresh()
         return self.connect_to(self.masters[0])
 
-    @property
-    def loaded(self) -> bool:
-        return bool(self.masters)
-
     def forget(self) -> None:
-        """Drop the slot map: the next connection reads it again."""
-        self.masters = []
+        """The slot map is to be read again before its next use."""
+        self.stale = True
 
     def refresh(self) -> None:
         """Read the slot map from the first node that answers: the nodes known, then
@@ -249,11 +248,12 @@ class ClusterTopology:
             raise rexc.ConnectionError(f"the Redis Cluster node {asked[0]}:{asked[1]} serves no slot yet")
         self.owners = owners
         self.masters = masters
+        self.stale = False
 
     def owner(self, slot: int) -> Address:
         """The master serving ``slot`` (the first master while the slot is uncovered:
         it answers with the redirection or the error that says so)."""
-        if not self.masters:
+        if self.stale:
             self.refresh()
         return self.owners[slot] or self.masters[0]
 
@@ -340,7 +340,7 @@ class ClusterWire:
         """Read the slot map (when not known) and connect to every master."""
         if self._connected:
             return
-        if not self.topology.loaded:
+        if self.topology.stale:
             self.topology.refresh()
         try:
             for address in list(self.topology.masters):
@@ -359,10 +359,6 @@ class ClusterWire:
             node.disconnect()
         self.pushes.clear()
         self.topology.forget()
-
-    def close(self) -> None:
-        self.disconnect()
-        self._poller.close()
 
     def _node(self, address: Address) -> _NodeWire:
         node = self.nodes.get(address)
@@ -457,7 +453,7 @@ class ClusterWire:
             connected = [node for node in self.nodes.values() if node.connected]
             if connected:
                 return min(connected, key=lambda node: node.last_io)
-            return self._node(self.topology.masters[0] if self.topology.loaded else self.topology.owner(0))
+            return self._node(self.topology.owner(0) if self.topology.stale else self.topology.masters[0])
         return self._node(self.topology.owner(unit.slot))
 
     @staticmethod
