@@ -62,12 +62,15 @@ def check_server_version(version: str) -> None:
 
 
 class StreamsConnection(VirtualConnection):
-    """A connection whose cancelled consumers leave their acks confirmed in Redis."""
+    """A connection whose cancelled consumers leave their acks confirmed in Redis (and
+    their expiring queues to expire)."""
 
     store: StreamsStore
 
     def consumers_changed(self) -> None:
         super().consumers_changed()
+        # an event loop renews the expiring queues it waits on: those still consumed
+        self.store.expiry.consumed(self.consumed_queues())
         if self.is_open:
             # a consumer was cancelled: the acks it made are confirmed, seen by every client
             self.seam.call(self.store.settle)

@@ -30,6 +30,8 @@ class QueueSpec:
     max_length: int | None = None
     dead_letter_exchange: str | None = None
     dead_letter_routing_key: str | None = None
+    #: ``x-expires``: the queue is deleted once unused this long (see :mod:`.expiry`)
+    expires_ms: int | None = None
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any] | None) -> QueueSpec:
@@ -39,6 +41,7 @@ class QueueSpec:
         length = arguments.get("x-max-length")
         exchange = arguments.get("x-dead-letter-exchange")
         routing_key = arguments.get("x-dead-letter-routing-key")
+        expires = arguments.get("x-expires")
         return cls(
             True,
             max(0, min(int(arguments.get("x-max-priority") or 0), 255)),
@@ -46,6 +49,7 @@ class QueueSpec:
             int(length) if length is not None else None,
             str(exchange) if exchange is not None else None,
             str(routing_key) if routing_key is not None else None,
+            int(float(expires)) if expires is not None else None,
         )
 
     @classmethod

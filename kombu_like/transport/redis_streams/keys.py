@@ -20,7 +20,8 @@ name is its own tag, on a cluster and on one server alike.
 
 Exchanges and bindings: one hash per exchange, ``P{_kls.exchange.<name>}`` (declaration
 and bindings together, so each command touches one key), with the names of declared
-exchanges and queues in ``P{_kls}.exchanges`` and ``P{_kls}.queues``.
+exchanges and queues in ``P{_kls}.exchanges`` and ``P{_kls}.queues``;
+``P{_kls}.expiry-sweep`` is there while a sweep of expired queues is recent.
 """
 
 from __future__ import annotations
@@ -114,3 +115,8 @@ class StreamKeys:
     def queues(self) -> str:
         """Set of the declared queues' names."""
         return f"{self.prefix}{{_kls}}.queues"
+
+    @property
+    def expiry_sweep(self) -> str:
+        """String expiring once the next sweep of expired queues is due (see :mod:`.expiry`)."""
+        return f"{self.prefix}{{_kls}}.expiry-sweep"

@@ -70,6 +70,13 @@ class StreamsOptions(TransportOptions):
         "any client is seen by the next publish.  False: read them on every publish.  Not on a "
         "Redis Cluster (read on every publish there)",
     )
+    # -- queue expiry --
+    expiry_sweep_interval: float = option(
+        30.0,
+        "Seconds between sweeps of what queues that expired (``x-expires``) leave behind: their "
+        "bindings, their names among the declared queues (one sweep per interval for all clients "
+        "of a Redis, run by a consumer's maintenance)",
+    )
     # -- waiting --
     block_interval: float = option(
         10.0,
@@ -133,6 +140,8 @@ class StreamsOptions(TransportOptions):
             self.refuse("claim_count", "a positive number")
         if self.block_interval <= 0:
             self.refuse("block_interval", "a positive number of seconds")
+        if self.expiry_sweep_interval <= 0:
+            self.refuse("expiry_sweep_interval", "a positive number of seconds")
         if self.delayed_check_interval <= 0:
             self.refuse("delayed_check_interval", "a positive number of seconds")
         self.reply_spin = float(self.reply_spin or 0)

@@ -11,7 +11,8 @@ per queue.
 * a delivered message is leased to its consumer (:mod:`.lease`); waiting on empty queues
   does not take (:mod:`.watch`);
 * a message with ``x-delay`` or a future ``eta`` waits in the queue's delayed set until a
-  consumer of the queue moves it into its stream when due (:mod:`.delayed`).
+  consumer of the queue moves it into its stream when due (:mod:`.delayed`);
+* a queue declared with ``x-expires`` is deleted once unused that long (:mod:`.expiry`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, envelope_text, level_of
 from .deadletter import DeadLetters
 from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member, maybe_delayed
+from .expiry import Expiry, check_expires
 from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, resp2_connections, take_call
 from .keys import GROUP, StreamKeys
 from .lease import Leases
@@ -137,6 +139,7 @@ class StreamsStore(QueueStore):
         self.due = DueWatch(self.delayed, self._delayed_streams, longest=options.delayed_check_interval)
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
+        self.expiry = Expiry(self)
         self.upkeep = Upkeep(self)
         #: the consumers of its connection's earlier stores, whose entries it takes over
         self.predecessors = Predecessors() if predecessors is None else predecessors
@@ -158,12 +161,18 @@ class StreamsStore(QueueStore):
             self._specs[queue] = spec
         return spec
 
+    def forget_spec(self, queue: str) -> QueueSpec | None:
+        """Drop what is known of ``queue``'s declaration (it went); what was known."""
+        self._queues.pop(queue, None)
+        return self._specs.pop(queue, None)
+
     def streams(self, queue: str) -> list[str]:
         """The level streams of ``queue``, highest priority first."""
         return self.keys.streams(queue, self.spec(queue).max_priority)
 
     def declare_queue(self, queue: str, arguments: Mapping[str, Any] | None = None) -> None:
         args = {k: v for k, v in (arguments or {}).items() if v is not None}
+        check_expires(queue, args.get("x-expires"))
         meta = self.keys.meta(queue)
         if not self.client.hsetnx(meta, "arguments", json.dumps(args, sort_keys=True, default=str)):
             existing = QueueSpec.from_meta(self.client.hgetall(meta))
@@ -182,6 +191,8 @@ class StreamsStore(QueueStore):
             # from 0: what was published before the declaration is delivered too
             pipe.execute_command("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
         pipe.sadd(self.keys.queues, queue)
+        for command in self.expiry.renewal(queue, spec):  # declaring is a use
+            pipe.execute_command(*command)
         for reply in pipe.execute(raise_on_error=False):
             if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
                 raise reply
@@ -327,6 +338,7 @@ class StreamsStore(QueueStore):
             self.upkeep.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            renew_in = self.expiry.used(queues)  # a get, or a consumer waiting: a use
             for queue in queues:
                 taken = self._take(queue, max_count)
                 if taken:
@@ -337,6 +349,8 @@ class StreamsStore(QueueStore):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
+            if renew_in is not None:  # wakes up to renew the expiring queues waited on
+                remaining = min(remaining, max(renew_in, 0.001))
             streams, ids = self._watch_points(queues)
             self.watcher.wait(streams, ids, remaining)
 
@@ -465,10 +479,11 @@ class StreamsStore(QueueStore):
             pipe.delete(key)  # one key per command: Redis Cluster runs it as it is
         pipe.srem(self.keys.queues, queue)
         pipe.execute()
-        self._specs.pop(queue, None)
-        self._queues.pop(queue, None)
+        self.forget_spec(queue)
+        self.expiry.forget(queue)
 
     def list_queues(self) -> list[str]:
+        self.expiry.sweep()  # not those that expired
         return sorted(_text(name) for name in self.client.smembers(self.keys.queues))
 
     # -- timed work (see .upkeep) ----------------------------------------------------------
@@ -487,6 +502,8 @@ class StreamsStore(QueueStore):
         return list(self.watcher.sockets())
 
     def watch(self, queues: Sequence[str]) -> bool:
+        self.expiry.watched = tuple(queues)
+        self.expiry.used(queues)
         streams, ids = self._watch_points(queues)
         self.watcher.arm(streams, ids)
         return False
@@ -498,6 +515,7 @@ class StreamsStore(QueueStore):
         return self.upkeep.periodic()
 
     def unwatch(self) -> None:
+        self.expiry.watched = ()
         self.watcher.cancel()
         self.upkeep.leave_loop()
 

@@ -1,5 +1,6 @@
 """A store's timed work: acks kept too long written, leases renewed, lapsed leases taken
-back (:mod:`.lease`) and due delayed messages moved into their streams (:mod:`.delayed`).
+back (:mod:`.lease`), due delayed messages moved into their streams (:mod:`.delayed`),
+expiring queues waited on renewed and expired ones swept (:mod:`.expiry`).
 
 In the blocking API one maintenance thread per store runs it, started by the store's first
 take and stopped (joined) when the store closes.  Under an event loop the loop's timer runs
@@ -19,7 +20,10 @@ from .lease import Maintenance
 if TYPE_CHECKING:
     from .store import StreamsStore
 
-__all__ = ["Upkeep"]
+__all__ = ["EXPIRY_CHECK", "Upkeep"]
+
+#: longest time, seconds, between an event loop's looks at the expiring queues it waits on
+EXPIRY_CHECK = 1.0
 
 
 class Upkeep:
@@ -50,6 +54,7 @@ class Upkeep:
             # taking back others' lapsed leases does not wait for our own renewals to work
             streams = [stream for queue in store.taken_from() for stream in store.streams(queue)]
             store.leases.claim(streams)
+            store.expiry.sweep_due()
 
     def move_due(self) -> float:
         """Move the due delayed messages of the queues taken from into their streams;
@@ -70,6 +75,8 @@ class Upkeep:
         return [
             (self.options.renew_interval, self._maintain_in_loop),
             (self.options.delayed_check_interval, self.move_due),
+            # expiring queues the loop waits on: renewed when due (they answer when)
+            (EXPIRY_CHECK, self.store.expiry.renew_watched),
         ]
 
     def _maintain_in_loop(self) -> None:
