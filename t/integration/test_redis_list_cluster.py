@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from kombu_like import Connection, Consumer, Message, Queue
+from kombu_like import Connection, Consumer, Message, Producer, Queue
 from kombu_like.aio import Connection as AsyncConnection
 from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import IrrecoverableConnectionError
@@ -228,8 +228,12 @@ def test_a_queues_slot_moved_to_another_master_under_load_loses_and_repeats_noth
     assert not traffic.errors, "\n".join(traffic.errors)
     lost = sorted(traffic.confirmed - set(traffic.received))
     assert not lost, f"{len(lost)} of {len(traffic.confirmed)} messages were never consumed: {lost[:20]}"
-    # no connection failed: nothing is delivered twice
+    # no connection failed: nothing is delivered twice, and every ack reached the master
+    # of its queue's slot (an ack written to the old one came back redirected)
     assert len(traffic.received) == len(set(traffic.received))
+    for queue in queues:
+        with contextlib.closing(redis_cluster.node(redis_cluster.master_of_key(f"{{{queue.name}}}")).client()) as c:
+            assert c.hlen(f"{{{queue.name}}}:unacked") == 0
     assert any("MOVED" in record.getMessage() for record in caplog.records)
 
 
@@ -310,3 +314,26 @@ def test_the_hub_is_woken_by_each_master_of_the_queues_it_waits_on(
                 producer.publish(queue.name, routing_key=queue.name)
                 run_until(loop, lambda n=number: len(received) == n, timeout=10)  # type: ignore[misc]
         assert received == [queue.name for queue in queues]
+
+
+def test_an_ack_written_to_the_master_a_slot_left_reaches_its_new_master(
+    redis_cluster: RedisClusterNodes, unique_name: str
+) -> None:
+    # acks are written without waiting for their replies: the MOVED read later sends the
+    # ack again, to the new master, instead of dropping it (the message would come back)
+    queue = Queue(unique_name, routing_key=unique_name)
+    tag = f"{{{unique_name}}}"
+    got: list[Message] = []
+    with Connection(redis_cluster.url("redis"), transport_options=OPTIONS) as conn:
+        Producer(conn).publish("held", routing_key=unique_name, declare=[queue])
+        with Consumer(conn, [queue], on_message=got.append):
+            conn.drain_events(timeout=5)
+            [message] = got
+            source = redis_cluster.master_of_key(tag)
+            target = next(port for port in redis_cluster.masters() if port != source)
+            move_slot(redis_cluster, key_slot(tag.encode()), source, target)
+            with contextlib.closing(redis_cluster.node(target).client()) as client:
+                assert client.hlen(f"{tag}:unacked") == 1
+            message.ack()  # written to the source, which answers MOVED; read with the next command
+    with contextlib.closing(redis_cluster.node(target).client()) as client:
+        assert client.hlen(f"{tag}:unacked") == 0

@@ -23,9 +23,9 @@ Waiting for messages watches the take connections of every master at once: their
 sockets sit in one ``epoll`` object whose descriptor is the wire's own, so the blocking
 take's ``poll()`` and Kombu's Hub watch one descriptor whatever the number of masters.
 
-Acknowledgements, written without waiting for their replies on one server, are sent and
-confirmed at once here: a reply read later could be a redirection, and an ack must not
-be dropped with it.  Pub/sub needs no routing (``PUBLISH`` reaches every node).
+Acknowledgements are written without waiting for their replies, as on one server, each
+to its master; a redirection read later sends the command again, to the slot's master
+then.  Pub/sub needs no routing (``PUBLISH`` reaches every node).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import select
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -273,10 +274,42 @@ class _NodeWire(Wire):
         self.owner = owner
         self.address = address
         self.registered: int | None = None
+        #: the commands of each deferred write, in order: a redirected one is sent again
+        self.deferred_commands: deque[list[list[bytes]]] = deque()
+
+    def send_deferred_commands(self, commands: list[list[bytes]], on_lost: Callable[[], None]) -> None:
+        self.send_deferred_packed(pack_commands(commands), len(commands), on_lost)
+        self.deferred_commands.append(commands)
+
+    def deferred_read(self, replies: list[Any], on_lost: Callable[[], None]) -> None:
+        commands = self.deferred_commands.popleft()
+        for command, reply in zip(commands, replies, strict=True):
+            if _redirect(reply) is not None:
+                # the slot moved since: not run here, it goes to the slot's new master
+                logger.debug("Redis Cluster %s: a deferred command met %s; sending it again", self.name, reply)
+                self.owner.redo.append((command, on_lost))
+            elif isinstance(reply, Exception):
+                logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
 
     def disconnect(self) -> None:
         self.owner.unregister(self)
+        self.deferred_commands.clear()
         super().disconnect()
+
+
+class _Once:
+    """Calls ``callback`` the first time it is called (a deferred write split across
+    masters is reported lost once)."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+    def __call__(self) -> None:
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
 
 
 class _Unit:
@@ -321,6 +354,8 @@ class ClusterWire:
         self._poller = select.epoll()
         #: masters whose reply to a command written with :meth:`send` is still to be read
         self._awaiting: list[_NodeWire] = []
+        #: deferred commands a master redirected (and their loss callbacks), to send again
+        self.redo: list[tuple[list[bytes], Callable[[], None]]] = []
         self._connected = False
 
     # -- connection --------------------------------------------------------------------
@@ -356,7 +391,10 @@ class ClusterWire:
         nodes, self.nodes = self.nodes, {}
         self._awaiting.clear()
         for node in nodes.values():
-            node.disconnect()
+            node.disconnect()  # reports the deferred writes whose replies were not read
+        redo, self.redo = self.redo, []
+        for _, on_lost in redo:
+            on_lost()
         self.pushes.clear()
         self.topology.forget()
 
@@ -433,10 +471,34 @@ class ClusterWire:
 
     @property
     def deferred_replies(self) -> int:
-        return 0
+        return sum(node.deferred_replies for node in self.nodes.values())
 
     def read_deferred(self) -> None:
-        """Nothing is deferred here (see the module's docstring)."""
+        """Read every master's deferred replies; send the redirected commands again."""
+        try:
+            for node in list(self.nodes.values()):
+                if node.deferred_replies:
+                    node.read_deferred()
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.InvalidResponse):
+            self._failed()
+            raise
+        self._redo()
+
+    def _redo(self) -> None:
+        """Run the deferred commands a master redirected, on the slot's master now."""
+        if not self.redo:
+            return
+        redo, self.redo = self.redo, []
+        commands = [command for command, _ in redo]
+        try:
+            replies = self.execute_packed(pack_commands(commands), len(commands))
+        except BaseException:
+            for _, on_lost in redo:  # each _Once: reported once
+                on_lost()
+            raise
+        for reply in replies:
+            if isinstance(reply, Exception):
+                logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
 
     def readable(self) -> bool:
         return any(node.readable() for node in self.nodes.values())
@@ -495,7 +557,9 @@ class ClusterWire:
         self.connect()
         commands = split_commands(data)
         if commands and commands[0][0].upper() == b"SCRIPT":
-            return self._everywhere(commands)
+            everywhere = self._everywhere(commands)
+            self._redo()
+            return everywhere
         replies: list[Any] = [None] * len(commands)
         pending = self._units(commands)
         redirects = tryagain = 0
@@ -528,6 +592,7 @@ class ClusterWire:
             elif retry:
                 redirects += 1
             pending = retry
+        self._redo()
         return replies
 
     def _run(self, units: list[_Unit]) -> list[tuple[_Unit, list[Any]]]:
@@ -550,6 +615,8 @@ class ClusterWire:
                 node.send_packed(pack_commands(payload))
             results: list[tuple[_Unit, list[Any]]] = []
             for node, node_units in by_node.values():
+                if node.deferred_replies:  # written before these commands: read first
+                    node.read_deferred()
                 for unit in node_units:
                     if unit.ask is not None:
                         node.read()  # ASKING's OK
@@ -591,11 +658,21 @@ class ClusterWire:
             raise
 
     def send_deferred_packed(self, data: bytes, count: int, on_lost: Callable[[], None]) -> None:
-        """Run the commands now (see the module's docstring); their error replies logged.
-        A command that may not have run raises, and the caller keeps what it owes."""
-        for reply in self.execute_packed(data, count):
-            if isinstance(reply, Exception):
-                logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
+        """Write commands whose replies are read later, each to its master; ``on_lost``
+        is called (once) if a master's connection drops before its replies were read.
+        A redirection read then sends the command again, to the slot's master now."""
+        self.connect()
+        once = _Once(on_lost)
+        by_node: dict[Address, tuple[_NodeWire, list[list[bytes]]]] = {}
+        for unit in self._units(split_commands(data)):
+            node = self._route(unit)
+            by_node.setdefault(node.address, (node, []))[1].extend(unit.commands)
+        try:
+            for node, commands in by_node.values():
+                node.send_deferred_commands(commands, once)
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            self._failed()
+            raise
 
     def send_deferred(self, commands: Sequence[Sequence[Any]], on_lost: Callable[[], None]) -> None:
         self.send_deferred_packed(pack_commands(commands), len(commands), on_lost)

@@ -332,9 +332,13 @@ class Wire:
                 raise
             self._deferred.popleft()
             self._deferred_replies -= count
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
+            self.deferred_read(replies, on_lost)
+
+    def deferred_read(self, replies: list[Any], on_lost: Callable[[], None]) -> None:
+        """The replies of one deferred write have been read: error replies are logged."""
+        for reply in replies:
+            if isinstance(reply, Exception):
+                logger.error("Redis rejected a deferred command on the %s connection: %s", self.name, reply)
 
     # -- commands ------------------------------------------------------------------------
     def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
