@@ -3,8 +3,9 @@ Redis Cluster of several masters)."""
 
 from __future__ import annotations
 
-from kombu_like.transport.redis.cluster import ClusterWire, key_of, split_commands
+from kombu_like.transport.redis.cluster import ClusterWire
 from kombu_like.transport.redis.resp import pack_commands
+from kombu_like.transport.redis.topology import key_of, split_commands
 
 
 def test_split_commands_gives_back_what_was_packed() -> None:

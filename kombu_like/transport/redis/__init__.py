@@ -208,7 +208,7 @@ class Transport(VirtualTransport):
         return self._topology, 0, None
 
     def _new_topology(self) -> Any:
-        from .cluster import ClusterTopology, startup_nodes
+        from .topology import ClusterTopology, startup_nodes
 
         if not hasattr(select, "epoll"):
             raise IrrecoverableConnectionError(

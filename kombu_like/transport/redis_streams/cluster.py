@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ...exceptions import MessageNacked
-from ..redis.cluster import cluster_error, startup_nodes
+from ..redis.topology import cluster_error, startup_nodes
 from .keys import queue_of_tag
 
 __all__ = [
