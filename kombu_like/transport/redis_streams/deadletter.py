@@ -1,12 +1,16 @@
-"""Dead-lettering: messages rejected without requeue, or delivered ``max_deliveries`` times.
+"""Dead-lettering: messages rejected without requeue, delivered ``max_deliveries`` times,
+or expired in a queue with a dead-letter exchange.
 
 A queue declared with ``x-dead-letter-exchange`` (and optionally
 ``x-dead-letter-routing-key``) sends them there, as RabbitMQ does: a copy is routed through
-the exchange's bindings with an ``x-death`` header naming the queue and the reason, then the
-original is acknowledged.  Any other queue, and a dead-letter exchange that routes a message
-nowhere, keep them in the queue's ``:dead`` stream (one script: copied with a ``reason``
-field, then acknowledged and deleted), with a log line naming queue and message id.
-Nothing is dropped silently.
+the exchange's bindings with an ``x-death`` header naming the queue and the reason
+(``rejected``, ``delivery_limit``, ``expired``), then the original is acknowledged.  A
+copy loses its per-message ``expiration`` (kept in ``x-death`` as
+``original-expiration``), as on RabbitMQ.  Any other queue, and a dead-letter exchange
+that routes a message nowhere, keep rejected and spent messages in the queue's ``:dead``
+stream (one script: copied with a ``reason`` field, then acknowledged and deleted), with a
+log line naming queue and message id.  Expired messages of a queue without a dead-letter
+exchange are dropped where a take, a count or a publish finds them, as on RabbitMQ.
 """
 
 from __future__ import annotations
@@ -89,8 +93,12 @@ class DeadLetters:
                 )
                 unrouted.append(delivery)
                 continue
+            death = {"queue": queue, "reason": reason, "count": 1, "exchange": original.get("exchange", "")}
+            if props.get("expiration") is not None:
+                # as RabbitMQ: the copy does not expire again where it is dead-lettered to
+                death["original-expiration"] = props.pop("expiration")
             deaths = list(headers.get("x-death") or [])
-            deaths.insert(0, {"queue": queue, "reason": reason, "count": 1, "exchange": original.get("exchange", "")})
+            deaths.insert(0, death)
             headers["x-death"] = deaths
             props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
             copy = {**payload, "headers": headers, "properties": props}

@@ -74,16 +74,19 @@ end
 """
 
 #: KEYS: a queue's level streams, highest priority first.  ARGV: group, consumer, count,
-#: now (ms).  Takes up to count entries, highest level first; expired ones are removed.
-#: Returns {key index, id, fields} per entry taken.
+#: now (ms), '1' to dead-letter expired entries.  Takes up to count entries, highest level
+#: first; expired ones are removed -- or, to be dead-lettered, taken too (up to
+#: EXPIRED_BATCH of them) and returned with their key index negated.  Returns
+#: {key index, id, fields} per entry taken.
 TAKE = (
     _PRELUDE
     + """
 local group, consumer, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local want = tonumber(ARGV[3])
+local dead_letter, spare = ARGV[5] == '1', 1000
 local out = {}
 for index, key in ipairs(KEYS) do
-  if want <= 0 then break end
+  if want <= 0 or spare <= 0 then break end
   if redis.call('EXISTS', key) == 1 then
     while want > 0 do
       local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer,
@@ -97,14 +100,18 @@ for index, key in ipairs(KEYS) do
       local entries = reply[1][2]
       if #entries == 0 then break end
       for _, entry in ipairs(entries) do
-        if expired(entry[2], now) then
-          redis.call('XACK', key, group, entry[1])
-          redis.call('XDEL', key, entry[1])
-        else
+        if not expired(entry[2], now) then
           out[#out + 1] = {index, entry[1], entry[2]}
           want = want - 1
+        elseif dead_letter then
+          out[#out + 1] = {-index, entry[1], entry[2]}
+          spare = spare - 1
+        else
+          redis.call('XACK', key, group, entry[1])
+          redis.call('XDEL', key, entry[1])
         end
       end
+      if spare <= 0 then break end
     end
   end
 end
@@ -202,12 +209,13 @@ return {moved, 0}
 )
 
 #: KEYS: a queue's level streams, highest priority first.  ARGV: group, now (ms), '1' to
-#: count entry by entry (some may have expired: those are removed).  Returns the number of
-#: entries not delivered yet.
+#: count entry by entry (some may have expired: those are removed, unless ARGV[4] is '1':
+#: their queue dead-letters them when taken).  Returns the number of entries not delivered
+#: and not expired.
 SIZE = (
     _PRELUDE
     + """
-local group, now, scan = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local group, now, scan, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 local total = 0
 for _, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
@@ -219,8 +227,8 @@ for _, key in ipairs(KEYS) do
         local entries = redis.call('XRANGE', key, start, '+', 'COUNT', 1000)
         if #entries == 0 then break end
         for _, entry in ipairs(entries) do
-          if expired(entry[2], now) then redis.call('XDEL', key, entry[1])
-          else total = total + 1 end
+          if not expired(entry[2], now) then total = total + 1
+          elseif not keep then redis.call('XDEL', key, entry[1]) end
         end
         start = '(' .. entries[#entries][1]
       end

@@ -4,7 +4,7 @@ per queue.
 * publish: ``XADD`` to the level stream of the message's priority (a script where the queue
   has ``x-max-length``), in one pipeline for a batch;
 * take: ``XREADGROUP ... >`` over the queue's level streams, highest first (one script on
-  the queue's slot, which also drops expired entries);
+  the queue's slot, which also drops expired entries, or takes them to be dead-lettered);
 * ack: ``XACK`` + ``XDEL``; requeue: a copy at the tail marked redelivered, the original
   acked and deleted (one script); reject: to the queue's dead-letter exchange, or its
   ``:dead`` stream;
@@ -210,10 +210,11 @@ class StreamsStore(QueueStore):
         stream = self.keys.stream(queue, level_of(spec, priority))
         level_streams = self.streams(queue) if spec.max_length is not None else ()
         steps = [append_command(stream, fields, spec.max_length, level_streams)]
-        if spec.ttl_ms is not None:
+        if spec.ttl_ms is not None and spec.dead_letter_exchange is None:
             # entries written longer than the queue's TTL ago have expired, delivered or not:
             # they go with the next publish, so a queue nobody reads (a dead worker's
-            # broadcast queue) does not grow without bound
+            # broadcast queue) does not grow without bound (with a dead-letter exchange they
+            # stay until a take dead-letters them)
             steps.append(("XTRIM", stream, "MINID", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0)))
         elif "exp" in fields:
             # size() then counts entry by entry, leaving out expired ones
@@ -359,10 +360,21 @@ class StreamsStore(QueueStore):
             self._queues[queue] = None
             self.upkeep.wake()  # its delayed messages may be due already
         streams = self.streams(queue)
-        reply = self.hot.script(take_call(streams, self.consumer, max_count, _now_ms()))
+        call = take_call(streams, self.consumer, max_count, _now_ms())
+        expiring_to_exchange = self.spec(queue).dead_letter_exchange is not None
+        if expiring_to_exchange:  # expired entries come too (index negated): dead-lettered
+            call = call._replace(args=[*call.args, "1"])
+        reply = self.hot.script(call)
         if not reply:
             return []
-        deliveries = [decode_entry(queue, streams[int(index) - 1], entry, fields) for index, entry, fields in reply]
+        if expiring_to_exchange:
+            taken = [(int(i) < 0, decode_entry(queue, streams[abs(int(i)) - 1], e, f)) for i, e, f in reply]
+            expired = [delivery for gone, delivery in taken if gone]
+            if expired:
+                self.dead_letters.send(expired, "expired")
+            deliveries = [delivery for gone, delivery in taken if not gone]
+        else:
+            deliveries = [decode_entry(queue, streams[int(i) - 1], e, f) for i, e, f in reply]
         self.leases.add(d.receipt for d in deliveries)
         limit = self.options.max_deliveries
         if limit is None:
@@ -468,7 +480,8 @@ class StreamsStore(QueueStore):
         self.settle()  # counted without what this store acknowledged
         spec = self.spec(queue)
         scan = spec.ttl_ms is not None or bool(self.client.hexists(self.keys.meta(queue), "expiring"))
-        return int(self.scripts["SIZE"](keys=self.streams(queue), args=[GROUP, _now_ms(), "1" if scan else "0"]))
+        keep = "1" if spec.dead_letter_exchange is not None else "0"  # dead-lettered when taken
+        return int(self.scripts["SIZE"](keys=self.streams(queue), args=[GROUP, _now_ms(), "1" if scan else "0", keep]))
 
     def delete_queue(self, queue: str) -> None:
         spec = self.spec(queue)
