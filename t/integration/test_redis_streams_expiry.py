@@ -1,11 +1,12 @@
 """Queues declared with ``x-expires`` (``Queue(expires=...)``) on ``redis+streams://``:
 deleted once unused that long -- messages and bindings with them -- and kept while a
-consumer waits on them (blocking API, Hub), while they are read with ``get`` or declared
+consumer waits on them (blocking API, Hub, asyncio API), while they are read with ``get`` or declared
 again."""
 # ruff: noqa: F401, F811 - the fixtures of streams_fixtures are imported and taken as parameters
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kombu_like import Connection, Consumer, Exchange, Message, Queue
+from kombu_like import Connection, Consumer, Exchange, Message, Queue, aio
 from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import MessageReturned, NotFound, PreconditionFailed
 from t.integration.streams_fixtures import prefix, url
@@ -58,8 +59,14 @@ def drain(conn: Connection, seconds: float) -> None:
 
 
 def options(prefix: str) -> dict[str, object]:
-    # the maintenance (and its sweep of expired queues) runs every lease / 3 seconds
+    # the maintenance (and its sweep of expired queues) runs every quarter of the lease
     return {"global_keyprefix": prefix, "lease": 0.6, "expiry_sweep_interval": 0.2}
+
+
+def loop_options(prefix: str) -> dict[str, object]:
+    # an event loop's other timers (each followed by a take, which renews too) come
+    # seldom: the renewals are the expiry's own
+    return {"global_keyprefix": prefix, "lease": 60.0, "delayed_check_interval": 60.0}
 
 
 def test_an_unused_queue_goes_with_its_messages_and_bindings(url: str, prefix: str, unique_name: str) -> None:
@@ -126,7 +133,7 @@ def test_a_waiting_consumer_keeps_its_queue(url: str, prefix: str, unique_name: 
 def test_a_loop_consumer_keeps_its_queue(hub: Hub, url: str, prefix: str, unique_name: str) -> None:
     queue = Queue(unique_name, routing_key=unique_name, expires=EXPIRES)
     with (
-        Connection(url, transport_options=options(prefix)) as conn,
+        Connection(url, transport_options=loop_options(prefix)) as conn,
         Connection(url, transport_options=options(prefix)) as probe,
     ):
         conn.register_with_event_loop(hub)
@@ -136,6 +143,35 @@ def test_a_loop_consumer_keeps_its_queue(hub: Hub, url: str, prefix: str, unique
             assert exists(probe, unique_name)
         assert exists(probe, unique_name)  # renewed while waited on: not gone at once
         run_until(hub, lambda: not exists(probe, unique_name))
+
+
+def test_an_asyncio_consumer_keeps_its_queue(url: str, prefix: str, unique_name: str) -> None:
+    queue = Queue(unique_name, routing_key=unique_name, expires=EXPIRES)
+
+    async def main() -> None:
+        async with aio.Connection(url, transport_options=loop_options(prefix)) as conn:
+            async with conn.Consumer([queue]):
+                with contextlib.suppress(socket.timeout):
+                    await conn.drain_events(timeout=2 * EXPIRES)  # nothing arrives: waiting is a use
+                assert await aio_exists(conn, unique_name)
+            assert await aio_exists(conn, unique_name)  # renewed while waited on: not gone at once
+            start = time.monotonic()
+            while await aio_exists(conn, unique_name):
+                assert time.monotonic() - start < 10, "the queue did not expire"
+                await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+async def aio_exists(conn: aio.Connection, name: str) -> bool:
+    channel = await conn.channel()
+    try:
+        await channel.queue_declare(name, passive=True)
+        return True
+    except NotFound:
+        return False
+    finally:
+        await channel.close()
 
 
 def test_gets_and_declarations_keep_a_queue(url: str, prefix: str, unique_name: str) -> None:

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EXPIRY_CHECK", "Upkeep"]
 
-#: longest time, seconds, between an event loop's looks at the expiring queues it waits on
+#: longest time, seconds, between an event loop's looks at the expiring queues it waits
+#: on (and at its delayed messages, which are cheap to look at before they are due)
 EXPIRY_CHECK = 1.0
 
 
@@ -71,13 +72,19 @@ class Upkeep:
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
         """The work as an event loop's timers run it (the renewals are the thread's)."""
-        # the delayed moves answer when they are next due: the loop runs them then too
+        # the delayed moves and the renewals answer when they are next due: the loop runs
+        # them then too (and at least every EXPIRY_CHECK, for queues declared meanwhile)
         return [
             (self.options.renew_interval, self._maintain_in_loop),
-            (self.options.delayed_check_interval, self.move_due),
-            # expiring queues the loop waits on: renewed when due (they answer when)
-            (EXPIRY_CHECK, self.store.expiry.renew_watched),
+            (min(self.options.delayed_check_interval, EXPIRY_CHECK), self._due_in_loop),
         ]
+
+    def _due_in_loop(self) -> float:
+        """Move the due delayed messages, renew the expiring queues the loop waits on;
+        seconds until either is next due."""
+        delayed = self.move_due()
+        renew = self.store.expiry.renew_watched()
+        return delayed if renew is None else min(delayed, renew)
 
     def _maintain_in_loop(self) -> None:
         self.maintain(renew=False)
