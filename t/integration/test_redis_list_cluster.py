@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from kombu_like import Connection, Consumer, Message, Producer, Queue
+from kombu_like import Connection, Consumer, Exchange, Message, Producer, Queue
 from kombu_like.aio import Connection as AsyncConnection
 from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import IrrecoverableConnectionError
@@ -337,3 +337,26 @@ def test_an_ack_written_to_the_master_a_slot_left_reaches_its_new_master(
             message.ack()  # written to the source, which answers MOVED; read with the next command
     with contextlib.closing(redis_cluster.node(target).client()) as client:
         assert client.hlen(f"{tag}:unacked") == 0
+
+
+def test_a_binding_made_elsewhere_reaches_a_publisher_whose_bindings_are_cached(
+    redis_cluster: RedisClusterNodes, unique_name: str
+) -> None:
+    # the binding cache is kept fresh by each master: the exchange's table is tracked on
+    # the master of its slot, whichever that is
+    url = redis_cluster.url("redis")
+    exchange = Exchange(unique_name, type="direct")
+    first, second = (Queue(f"{unique_name}.{i}", exchange, routing_key="k") for i in (1, 2))
+    with Connection(url, transport_options=OPTIONS) as publisher, Connection(url, transport_options=OPTIONS) as other:
+        producer = publisher.Producer()
+        producer.publish("one", exchange=exchange, routing_key="k", declare=[first])
+        producer.publish("two", exchange=exchange, routing_key="k")  # routed from the cache
+        second(other.default_channel).declare()  # bound by another connection
+        producer.publish("three", exchange=exchange, routing_key="k")
+        channel = other.default_channel
+        assert first(channel).queue_declare(passive=True).message_count == 3
+        assert second(channel).queue_declare(passive=True).message_count == 1
+        cache = publisher.default_channel.store.cache  # type: ignore[attr-defined]
+        assert cache.enabled and cache.tables  # it was used
+        for queue in (first, second):
+            queue(channel).delete()

@@ -21,7 +21,6 @@ import select
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...exceptions import (
@@ -185,12 +184,7 @@ class Transport(VirtualTransport):
     def _connected_store(self, factory: Any, db: int, on_close: Any) -> RedisStore:
         from .store import RedisStore
 
-        options = self.options
-        if self._routed or options.cluster:
-            # bindings are read on every publish: client tracking of the binding keys
-            # would need an invalidation connection per master
-            options = replace(options, binding_cache=False)
-        store = RedisStore(options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger)
+        store = RedisStore(self.options, factory, db, self.translate_error, self.capabilities, on_close, self._ledger)
         try:
             store.connect()
         except BaseException:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from redis import exceptions as rexc
 
 from ..virtual.routing import Binding, ExchangeInfo
+from .cluster import ClusterWire
 from .wire import Wire
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ class BindingCache:
         self.tables: dict[str, list[Binding]] = {}
         #: changes whenever what is cached may have changed
         self.version = 0
-        self.inval = Wire(
+        # on a Redis Cluster (.cluster) one connection per master, tracked each by its own
+        self.inval: Wire = getattr(connection_factory, "wire_class", Wire)(
             connection_factory,
             "invalidation",
             options.socket_timeout,
@@ -134,8 +136,15 @@ class BindingCache:
         self.clear()
         self._tracking = None
         try:
-            self.inval.connect()
-            generation = self.cmd.track(self.inval.client_id, [self.keys.binding_prefix, self.keys.exchanges])
+            inval = self.inval
+            redirect: Any
+            if isinstance(inval, ClusterWire):
+                inval.connect_every_master()  # a master the map gained since has its own
+                redirect = inval.client_ids
+            else:
+                inval.connect()
+                redirect = inval.client_id
+            generation = self.cmd.track(redirect, [self.keys.binding_prefix, self.keys.exchanges])
         except rexc.ResponseError as exc:
             logger.info("Redis refused client-side caching (%s); bindings are read on every publish", exc)
             self.enabled = False

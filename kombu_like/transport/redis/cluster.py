@@ -174,6 +174,36 @@ class ClusterWire:
             raise
         self._connected = True
 
+    def connect_every_master(self) -> None:
+        """Connect to every master of the slot map, those the map gained since too."""
+        self.connect()
+        try:
+            for address in list(self.topology.masters):
+                self._node(address).connect()
+        except BaseException:
+            self.disconnect()
+            raise
+
+    @property
+    def client_ids(self) -> dict[Address, int | None]:
+        """The client id of each master's connection."""
+        return {address: node.client_id for address, node in self.nodes.items() if node.connected}
+
+    def track_each(self, redirects: dict[Address, int | None], prefixes: Sequence[str]) -> int:
+        """Broadcast client tracking of ``prefixes`` on each master's connection, its
+        invalidations sent to that master's client in ``redirects``; the generation it
+        holds for (raising an error reply)."""
+        from .command import start_tracking
+
+        self.connect()
+        try:
+            for address, client_id in redirects.items():
+                start_tracking(self._node(address), client_id, prefixes)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.InvalidResponse):
+            self._failed()
+            raise
+        return self.generation
+
     def disconnect(self) -> None:
         """Drop every master's connection and the slot map."""
         self._connected = False
@@ -472,12 +502,11 @@ class ClusterWire:
         first message of any master, a push or a reply)."""
         if not self._connected:
             raise rexc.ConnectionError(f"the Redis Cluster {self.name} connection is closed")
-        node = self._ready_node(timeout) if pushes_too else None
+        # what no command asked for (a push, a pub/sub message) comes from any master
+        node = self._ready_node(timeout) if pushes_too or not self._awaiting else None
         if node is None:
             if not self._awaiting:
-                if pushes_too:
-                    raise rexc.TimeoutError(f"timed out reading from the Redis Cluster {self.name} connection")
-                raise rexc.InvalidResponse(f"no reply is awaited on the Redis Cluster {self.name} connection")
+                raise rexc.TimeoutError(f"timed out reading from the Redis Cluster {self.name} connection")
             node = self._awaiting[0]
         try:
             message = node.read(timeout, pushes_too)

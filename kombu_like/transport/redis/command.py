@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from redis import exceptions as rexc
 
@@ -23,6 +23,9 @@ from .conversation import Conversation, call, defer, drive, exchange, perform
 from .keys import KeyLayout, clamp_priority
 from .options import RedisOptions
 from .wire import Wire
+
+if TYPE_CHECKING:
+    from .cluster import ClusterWire
 
 __all__ = [
     "MAX_DEFERRED_REPLIES",
@@ -416,8 +419,11 @@ class CommandConnection:
 
     def track(self, redirect: Any, prefixes: Sequence[str]) -> int:
         """Turn on broadcast client tracking of ``prefixes``, invalidations sent to client
-        ``redirect``; the :attr:`generation` it holds for (raising an error reply)."""
+        ``redirect`` (on a Redis Cluster: a dict, the client on each master); the
+        :attr:`generation` it holds for (raising an error reply)."""
         with self._lock:
+            if isinstance(redirect, dict):
+                return cast("ClusterWire", self.wire).track_each(redirect, prefixes)
             return start_tracking(self.wire, redirect, prefixes)
 
     # -- acknowledgements and the ledger -----------------------------------------------
