@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ..redis.cache import BindingCache, TrackingConnection
@@ -165,10 +165,14 @@ class StreamBindings:
         self._changed()
 
     def unbind_queue(self, queue: str) -> None:
+        self.unbind_queues({queue})
+
+    def unbind_queues(self, queues: Collection[str]) -> None:
+        """Remove every binding of ``queues`` (each exchange read once)."""
         for raw in self.client.smembers(self.keys.exchanges):
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
             _, bindings = self._load(name)
-            gone = [_binding_field(b) for b in bindings if b.queue == queue]
+            gone = [_binding_field(b) for b in bindings if b.queue in queues]
             if gone:
                 self.client.hdel(self.keys.exchange(name), *gone)
         self._changed()

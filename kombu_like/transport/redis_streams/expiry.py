@@ -155,24 +155,27 @@ class Expiry:
         for name in names:
             pipe.exists(keys.meta(name))
         gone = [name for name, exists in zip(names, pipe.execute(), strict=True) if not exists]
-        collected = [name for name in gone if self._collect_one(name)]
-        if collected:
-            logger.info("%d expired queue(s) collected: %s", len(collected), ", ".join(map(repr, collected[:20])))
+        collected = [name for name in gone if self._collect_keys(name)]
+        if not collected:
+            return []
+        store.bindings.unbind_queues(set(collected))
+        store.client.srem(keys.queues, *collected)
+        pipe = store.client.pipeline(transaction=False)
+        for name in collected:
+            pipe.exists(keys.meta(name))
+        again = [name for name, exists in zip(collected, pipe.execute(), strict=True) if exists]
+        if again:
+            # declared again while their bindings went: listed again (a binding made in
+            # that moment is lost, as if made before the queue expired)
+            store.client.sadd(keys.queues, *again)
+        logger.info("%d expired queue(s) collected: %s", len(collected), ", ".join(map(repr, collected[:20])))
         return collected
 
-    def _collect_one(self, queue: str) -> bool:
-        store = self.store
-        spec = store.forget_spec(queue) or QueueSpec()
+    def _collect_keys(self, queue: str) -> bool:
+        """Delete what is left of ``queue`` unless it was declared again; whether it was not."""
+        spec = self.store.forget_spec(queue) or QueueSpec()
         self.forget(queue)
-        if not self._collect(keys=self.keys_of(queue, spec), args=[]):
-            return False  # declared again meanwhile
-        store.bindings.unbind_queue(queue)
-        store.client.srem(store.keys.queues, queue)
-        if store.client.exists(store.keys.meta(queue)):
-            # declared again while its bindings went: listed again (a binding it made in
-            # that moment is lost, as if made before the queue expired)
-            store.client.sadd(store.keys.queues, queue)
-        return True
+        return bool(self._collect(keys=self.keys_of(queue, spec), args=[]))
 
 
 def _text(value: Any) -> str:
