@@ -258,6 +258,11 @@ class ConformanceBase:
         kwargs.setdefault("exchange", queue.exchange)
         kwargs.setdefault("routing_key", queue.routing_key or queue.name)
         conn.Producer().publish(body, declare=[queue], **kwargs)
+        if getattr(conn, "publishes_handed_over", False):
+            # the publish returned before the store took it (the asyncio API's I/O thread):
+            # a call of the same connection made after it waits for it, so another
+            # connection finds the message once this returns, as after a blocking publish
+            self.message_count(conn, queue)
 
     # -- consuming -------------------------------------------------------------------
     def drain_until(self, conn: Connection, done: Callable[[], bool], timeout: float | None = None) -> None:
