@@ -11,7 +11,9 @@ when they are empty, and takes again when one of the store's descriptors turns r
 when an ack frees prefetch room or when consumers change (``loop.call_soon``).  The
 store's periodic work runs from the loop's timer (``loop.call_repeatedly``; a work that
 returns a number of seconds runs again that much later too, ``loop.call_later``, when it
-knows it is due sooner than its interval); no thread is started.
+knows it is due sooner than its interval, and at the next round when the store says after a
+take or a readable event that it is due now: ``QueueStore.periodic_due``); no thread is
+started.
 
 Each take is a round trip to the broker (unless the store says its calls cost nothing:
 ``QueueStore.costly_calls``), so the driver takes no more often than it must:
@@ -214,6 +216,7 @@ class LoopDriver:
         elif woken:
             self.schedule()
         if self.active:
+            self._run_due_work()
             self.sync_fds()
 
     def _hold_due(self) -> None:
@@ -255,11 +258,21 @@ class LoopDriver:
             if self.active:
                 self.sync_fds(ignore_errors=True)
             raise
+        self._run_due_work()
         if wake:
             self.idle = frozenset()
             self.take()
         else:
             self.sync_fds()
+
+    def _run_due_work(self) -> None:
+        """Run at the next round the periodic work the store says is due before its timer."""
+        due = getattr(self.connection.store, "periodic_due", None)  # a store of QueueStore's shape
+        for work in due() if due is not None else ():
+            earlier = self.sooner.pop(work, None)
+            if earlier is not None:
+                earlier.cancel()
+            self.sooner[work] = self.loop.call_later(0, self._periodic, work)
 
     def _periodic(self, work: Callable[[], float | None]) -> None:
         self.sooner.pop(work, None)

@@ -360,6 +360,13 @@ class QueueStore(ABC):
         interval ends: a delayed message); ``None`` leaves it to its interval."""
         raise NotImplementedError(f"{type(self).__name__} cannot be driven by an event loop")
 
+    def periodic_due(self) -> Sequence[Callable[[], float | None]]:
+        """Those of the :meth:`periodic` functions that something the store read or did
+        since it was last asked made due before their timer (a delayed message heard of);
+        the loop runs each at its next round.  Asked after every take and readable event;
+        must not block.  None by default."""
+        return ()
+
     def unwatch(self) -> None:
         """The loop lets go of the store (the connection closes or leaves the loop)."""
         return None
