@@ -34,7 +34,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 def queue_keys(client: redis.Redis) -> Iterator[dict[str, str]]:
     """A queue's delayed set and three level streams, all in its hash-tag slot."""
     tag = f"{{dly-{uuid.uuid4().hex}}}"
-    keys = {"delayed": f"{tag}:delayed", "p0": f"{tag}", "p3": f"{tag}:p3", "p6": f"{tag}:p6"}
+    keys = {"delayed": f"{tag}:delayed", "p0": f"{tag}", "p3": f"{tag}:p3", "p6": f"{tag}:p6", "sched": f"{tag}:sched"}
     yield keys
     client.delete(*keys.values())
 
@@ -68,7 +68,7 @@ def test_moves_exactly_the_due_members_in_due_order(client: redis.Redis, queue_k
     assert _bodies(client, queue_keys["p0"]) == ["3", "4", "5"]
     assert result.next_due_ms == now + 60_000
     assert 0 < result.wait(longest=120) <= 60
-    assert result.wait() == 0.5  # never waits longer than the recheck bound
+    assert result.wait(longest=0.5) == 0.5  # never waits longer than the bound given
     assert client.zcard(queue_keys["delayed"]) == 2
     # nothing more is due: a second run moves nothing
     assert scripts.move_due(queue_keys["delayed"], _streams(queue_keys), FIELD).moved == 0
@@ -205,3 +205,47 @@ def test_a_queue_with_max_length_drops_its_oldest_undelivered_when_due_ones_arri
     # 7 waiting, 5 allowed: the two oldest of the highest level first, as a publish drops them
     assert _bodies(client, queue_keys["p6"]) == []
     assert _bodies(client, queue_keys["p0"]) == ["101", "102", "0", "1", "2"]
+
+
+def test_a_schedule_before_every_waiting_member_is_told_on_the_schedule_stream(
+    client: redis.Redis, queue_keys: dict[str, str]
+) -> None:
+    # consumers wait on the schedule stream: an entry for each member due before all the
+    # others (the first one too), none for one due later, and a move writes none
+    scripts = DelayedScripts(client)
+    sched = queue_keys["sched"]
+    now = _server_ms(client)
+
+    def schedule(*dues: int) -> None:
+        items = [(Delay(False, due), encode_member(0, _envelope(due))) for due in dues]
+        scripts.schedule(queue_keys["delayed"], items, schedule_key=sched)
+
+    def told() -> list[int]:
+        return [int(fields[b"due"]) for _, fields in client.xrange(sched)]
+
+    schedule(now + 60_000)
+    assert told() == [now + 60_000]
+    schedule(now + 90_000, now + 120_000)  # due after the soonest waiting: nobody is told
+    assert told() == [now + 60_000]
+    schedule(now + 70_000, now - 10, now + 80_000)  # the soonest of a batch is told
+    assert told() == [now + 60_000, now - 10]
+    before = client.xrange(sched)
+    result = scripts.move_due(queue_keys["delayed"], _streams(queue_keys), FIELD, schedule_key=sched)
+    assert result.moved == 1
+    assert client.xrange(sched) == before
+    # the move read the stream's last id with the set: a later schedule entry is after it
+    assert result.schedule_id == before[-1][0].decode()
+    assert scripts.move_due(queue_keys["delayed"], _streams(queue_keys), FIELD).schedule_id is None
+    client.delete(sched)
+    assert scripts.move_due(queue_keys["delayed"], _streams(queue_keys), FIELD, schedule_key=sched).schedule_id == "0-0"
+
+
+def test_the_schedule_stream_stays_short(client: redis.Redis, queue_keys: dict[str, str]) -> None:
+    scripts = DelayedScripts(client)
+    now = _server_ms(client)
+    for n in range(1000):  # each due before the last: each is told
+        member = encode_member(0, _envelope(n))
+        scripts.schedule(
+            queue_keys["delayed"], [(Delay(False, now + 100_000 - n), member)], schedule_key=queue_keys["sched"]
+        )
+    assert 100 <= client.xlen(queue_keys["sched"]) < 300

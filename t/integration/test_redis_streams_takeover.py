@@ -165,16 +165,18 @@ def test_on_the_asyncio_api_a_take_lost_with_its_connection_comes_back_at_once(
                     await conn.drain_events(timeout=0.2)  # nothing to take: connected, waiting
                 proxy.hold_replies(True)
                 publish(url, opts, queue, bodies)
-                await asyncio.to_thread(wait_for, lambda: raw.xpending(stream, GROUP)["pending"] == len(bodies))
-                proxy.refuse(True)  # lifted once the close failed to give back
-                proxy.cut()  # the take's reply goes with it
-                proxy.hold_replies(False)
-                deadline = time.monotonic() + LEASE / 4
-                while len(got) < len(bodies) and time.monotonic() < deadline:
-                    try:
-                        await conn.ensure(consumer, conn.drain_events, 0.5, max_retries=5, interval_start=0)
-                    except TimeoutError:
-                        pass
+                # the wait's answer is held back too: a consumer starting makes the take
+                async with conn.Consumer([queue], callbacks=[handle], auto_declare=False):
+                    await asyncio.to_thread(wait_for, lambda: raw.xpending(stream, GROUP)["pending"] == len(bodies))
+                    proxy.refuse(True)  # lifted once the close failed to give back
+                    proxy.cut()  # the take's reply goes with it
+                    proxy.hold_replies(False)
+                    deadline = time.monotonic() + LEASE / 4
+                    while len(got) < len(bodies) and time.monotonic() < deadline:
+                        try:
+                            await conn.ensure(consumer, conn.drain_events, 0.5, max_retries=5, interval_start=0)
+                        except TimeoutError:
+                            pass
 
     with FaultProxy("127.0.0.1", raw.connection_pool.connection_kwargs["port"]) as proxy:
         lifter = LiftOnFailedGiveBack(proxy)

@@ -15,7 +15,7 @@ the sockets of every part are the store's event descriptors.
 from __future__ import annotations
 
 import select
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..redis.compat import dedicated_node_connection
@@ -54,6 +54,9 @@ class ClusterWatcher:
         #: a connection that waits for nothing, to the cluster's default node: the event
         #: descriptor before any slot is watched (a store under a loop always names one)
         self._standby: Watcher | None = None
+        #: handed to every slot's watcher (see :class:`~.watch.Watcher`)
+        self.on_reply: Callable[[Any], None] | None = None
+        self.on_connect: Callable[[], None] | None = None
 
     def _watcher(self, part: _Part) -> Watcher:
         known = self._watchers.get(part.slot)
@@ -67,6 +70,8 @@ class ClusterWatcher:
             return cluster.get_redis_connection(node).execute_command("CLIENT", "UNBLOCK", client_id)
 
         watcher = Watcher(lambda: dedicated_node_connection(cluster, node), unblock, self.block_ms)
+        watcher.on_reply = self.on_reply
+        watcher.on_connect = self.on_connect
         self._watchers[part.slot] = (node.name, watcher)
         return watcher
 
@@ -106,6 +111,11 @@ class ClusterWatcher:
                 watcher.cancel()  # nothing to do for those that answered
 
     # -- under an event loop ---------------------------------------------------------------
+    @property
+    def waiting(self) -> bool:
+        """A slot's wait was sent under an event loop and not answered yet."""
+        return any(watcher.waiting for _, watcher in self._watchers.values())
+
     def sockets(self) -> list[Any]:
         """The sockets of the slots' watch connections (none for a lost one, until its
         next wait connects again)."""

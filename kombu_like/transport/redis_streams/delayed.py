@@ -7,7 +7,9 @@ sorted set (``P{q}:delayed``), scored by the time it is due in milliseconds sinc
 epoch.  :data:`MOVE_DUE` moves due members into the queue's streams; a consumer runs it
 for the queues it consumes, so delayed messages survive restarts of every process (they
 live in Redis, never in a consumer's memory) and are delivered by whichever consumer of
-the queue runs first.
+the queue runs first.  A schedule that puts a message before every other one waiting
+also adds an entry to the queue's schedule stream (``P{q}:sched``), on which consumers
+wait with their queues' streams: that is how a consumer hears of it (:mod:`.due`).
 
 Clock: the Redis server's (``TIME``), for both sides.  ``x-delay`` is counted from the
 moment the server schedules the message, and a message is due when the server's clock
@@ -30,12 +32,10 @@ so it runs on one cluster slot; key names come from the caller (``keys.py`` owns
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -49,14 +49,12 @@ __all__ = [
     "MOVE_BATCH",
     "MOVE_DUE",
     "PURGE_DELAYED",
-    "RECHECK_INTERVAL",
     "SCHEDULE",
     "SCHEDULE_BATCH",
+    "SCHEDULE_KEPT",
     "Delay",
     "DelayedScripts",
-    "DueWatch",
     "MoveResult",
-    "QueueTarget",
     "decode_member",
     "delay_of",
     "encode_member",
@@ -71,14 +69,11 @@ ETA_HEADER = "eta"
 MOVE_BATCH = 500
 #: most members one run of :data:`SCHEDULE` adds
 SCHEDULE_BATCH = 1000
-#: longest time (seconds) between two looks at a queue's delayed set by default (the
-#: transport option ``delayed_check_interval``): a message another process schedules due
-#: earlier than anything seen so far is found within this time
-RECHECK_INTERVAL = 0.5
+#: entries a queue's schedule stream keeps at least (``XADD ... MAXLEN ~``): a consumer
+#: that reads this many at once may have missed older ones, and looks at the set itself
+SCHEDULE_KEPT = 100
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-logger = logging.getLogger("kombu_like.transport.redis_streams")
 
 
 class Delay(NamedTuple):
@@ -195,8 +190,11 @@ class MoveResult(NamedTuple):
     now_ms: int
     #: True when the run stopped at its count with due members left
     more: bool
+    #: the last entry id of the queue's schedule stream when the run read the set
+    #: (``0-0``: none), ``None`` when the run was not given that stream
+    schedule_id: str | None = None
 
-    def wait(self, longest: float = RECHECK_INTERVAL) -> float:
+    def wait(self, longest: float = math.inf) -> float:
         """Seconds until the queue's delayed set is worth another look (at most ``longest``):
         0 when due members are left, else the time until the earliest member is due."""
         if self.more:
@@ -207,23 +205,35 @@ class MoveResult(NamedTuple):
 
 
 #: Add members to the delayed set KEYS[1].  ARGV: triples (``r`` or ``a``, ms, member):
-#: ``r`` due ms after the server's clock now, ``a`` due at ms since the epoch.
+#: ``r`` due ms after the server's clock now, ``a`` due at ms since the epoch.  With the
+#: queue's schedule stream KEYS[2]: when the soonest member added is due before every
+#: member that waited (or none waited), an entry ``due <ms>`` is added to it, which wakes
+#: the queue's consumers (they wait on it); a member due later adds nothing (a consumer
+#: looks at the set when its soonest member is due, and finds the others then).
 #: Returns how many members were added.
 SCHEDULE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local added = 0
+local soonest = nil
 for i = 1, #ARGV, 3 do
   local score = tonumber(ARGV[i + 1])
   if ARGV[i] == 'r' then score = now + score end
   added = added + redis.call('ZADD', KEYS[1], score, ARGV[i + 2])
+  if soonest == nil or score < soonest then soonest = score end
+end
+if KEYS[2] and soonest and (head[2] == nil or soonest < tonumber(head[2])) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', SCHEDULE_KEPT, '*', 'due', string.format('%.0f', soonest))
 end
 return added
-"""
+""".replace("SCHEDULE_KEPT", str(SCHEDULE_KEPT))
 
 #: Move up to ARGV[1] due members (score <= the server's clock) of the delayed set KEYS[1],
-#: earliest first, into the streams KEYS[2..]: ARGV[5..] are the priority levels of those
-#: streams, in the same order.  A member goes to the stream of its level, or of the highest
+#: earliest first, into the streams KEYS[2..n+1]: ARGV[5..] are the priority levels of
+#: those n streams, in the same order; KEYS[n+2], when given, is the queue's schedule stream,
+#: whose last entry id the reply carries (read in the same step as the set: an entry added
+#: after it is news to the caller).  A member goes to the stream of its level, or of the highest
 #: level below it when its own is not one of them (the queue was declared again with other
 #: levels), or else of the lowest level.  Each becomes one stream entry whose field ARGV[2]
 #: holds the envelope; a member not written by encode_member is moved whole to the lowest
@@ -231,7 +241,9 @@ return added
 #: ARGV[3] is the queue's consumer group and ARGV[4] its x-max-length ('' for none): with
 #: one, the oldest messages not delivered yet are dropped (highest level first) while more
 #: wait, as a publish into the queue drops them (``PUT_LIMITED``).
-#: Returns {moved, next due score or -1, the server's clock, 1 when due members are left}.
+#: The script writes nothing to the schedule stream (a consumer's move wakes nobody).
+#: Returns {moved, next due score or -1, the server's clock, 1 when due members are left,
+#: the schedule stream's last entry id ('0-0': none; '' without the key)}.
 MOVE_DUE = (
     _PRELUDE
     + """
@@ -243,7 +255,8 @@ local group = ARGV[3]
 local max_length = tonumber(ARGV[4])
 local levels = {}
 local lowest = 2
-for i = 2, #KEYS do
+local nstreams = #ARGV - 4
+for i = 2, nstreams + 1 do
   local level = tonumber(ARGV[i + 3])
   levels[#levels + 1] = {level, KEYS[i]}
   if level < tonumber(ARGV[lowest + 3]) then lowest = i end
@@ -298,7 +311,13 @@ if head[2] then
   next_due = tonumber(head[2])
   if next_due <= now then more = 1 end
 end
-return {#due, next_due, now, more}
+local heard = ''
+if #KEYS > nstreams + 1 then
+  heard = '0-0'
+  local last = redis.call('XREVRANGE', KEYS[#KEYS], '+', '-', 'COUNT', 1)
+  if last[1] then heard = last[1][1] end
+end
+return {#due, next_due, now, more, heard}
 """
 )
 
@@ -328,17 +347,25 @@ class DelayedScripts:
         """Delete the delayed set ``delayed_key``; how many messages it held."""
         return int(self._purge(keys=[delayed_key]))
 
-    def schedule(self, delayed_key: str, items: Iterable[tuple[Delay, bytes]], pipeline: Any = None) -> None:
+    def schedule(
+        self,
+        delayed_key: str,
+        items: Iterable[tuple[Delay, bytes]],
+        pipeline: Any = None,
+        schedule_key: str | None = None,
+    ) -> None:
         """Add ``(delay, member)`` items to the delayed set ``delayed_key`` (one queue's),
-        :data:`SCHEDULE_BATCH` a call, on ``pipeline`` when given (its caller executes it)."""
+        :data:`SCHEDULE_BATCH` a call, on ``pipeline`` when given (its caller executes it);
+        the queue's consumers hear of a member due before the others on ``schedule_key``."""
+        keys = [delayed_key] if schedule_key is None else [delayed_key, schedule_key]
         args: list[Any] = []
         for delay, member in items:
             args += ("r" if delay.relative else "a", delay.ms, member)
             if len(args) >= 3 * SCHEDULE_BATCH:
-                self._schedule(keys=[delayed_key], args=args, client=pipeline or self.client)
+                self._schedule(keys=keys, args=args, client=pipeline or self.client)
                 args = []
         if args:
-            self._schedule(keys=[delayed_key], args=args, client=pipeline or self.client)
+            self._schedule(keys=keys, args=args, client=pipeline or self.client)
 
     def move_due(
         self,
@@ -347,15 +374,18 @@ class DelayedScripts:
         field: str,
         count: int = MOVE_BATCH,
         max_length: int | None = None,
+        schedule_key: str | None = None,
     ) -> MoveResult:
         """Move up to ``count`` due members of ``delayed_key`` into ``streams``
         (``(level, stream key)`` pairs of the same queue), earliest first; with
-        ``max_length``, the queue then holds at most that many messages not delivered."""
+        ``max_length``, the queue then holds at most that many messages not delivered.
+        With ``schedule_key`` the result carries that stream's last entry id."""
         if not streams:
             raise ValueError("move_due needs at least one stream to move into")
         limit = "" if max_length is None else max_length
+        extra = [] if schedule_key is None else [schedule_key]
         reply = self._move_due(
-            keys=[delayed_key, *(key for _, key in streams)],
+            keys=[delayed_key, *(key for _, key in streams), *extra],
             args=[count, field, GROUP, limit, *(level for level, _ in streams)],
         )
         return parse_move_reply(reply)
@@ -363,111 +393,7 @@ class DelayedScripts:
 
 def parse_move_reply(reply: Sequence[Any]) -> MoveResult:
     """A :class:`MoveResult` from :data:`MOVE_DUE`'s reply (for a caller that pipelines it)."""
-    moved, next_due, now, more = (int(part) for part in reply)
-    return MoveResult(moved, None if next_due < 0 else next_due, now, bool(more))
-
-
-class QueueTarget(NamedTuple):
-    """Where a queue's due delayed messages go."""
-
-    #: the queue's delayed set
-    delayed_key: str
-    #: ``(level, stream key)``: the queue's priority level streams
-    streams: Sequence[tuple[int, str]]
-    #: the queue's x-max-length, if it has one
-    max_length: int | None = None
-
-
-#: ``streams_of(queue)``: where ``queue``'s due delayed messages go
-StreamsOf = Callable[[str], QueueTarget]
-
-
-class DueWatch:
-    """When each consumed queue's delayed set is next worth a look, and the looks.
-
-    :meth:`run` moves what is due in the queues whose look is due and answers how long
-    until the next look: the time until the earliest delayed message of those queues is
-    due, never more than ``longest`` (a message another process schedules earlier than
-    any seen is found that late at most), 0 when a queue had more due than one batch.
-    Thread-safe: the store's puts call :meth:`nudge` from any thread.
-    """
-
-    def __init__(
-        self,
-        scripts: DelayedScripts,
-        streams_of: StreamsOf,
-        field: str = "payload",
-        longest: float = RECHECK_INTERVAL,
-        count: int = MOVE_BATCH,
-    ) -> None:
-        self.scripts = scripts
-        self.streams_of = streams_of
-        self.field = field
-        self.longest = longest
-        self.count = count
-        self._lock = threading.Lock()
-        #: queue -> when (monotonic) its delayed set is next worth a look
-        self._next_look: dict[str, float] = {}
-        #: called when a nudge brings a look forward (wakes the store's maintenance thread)
-        self.waker: Callable[[], None] | None = None
-
-    def nudge(self, queue: str, due_in: float = 0.0) -> None:
-        """A message for ``queue`` was scheduled ``due_in`` seconds ahead by this process:
-        look no later than then, and call :attr:`waker` when that is sooner than planned."""
-        at = time.monotonic() + max(0.0, due_in)
-        with self._lock:
-            planned = self._next_look.get(queue)
-            if planned is None or planned <= at:
-                return  # not consumed here yet (looked at first thing), or looked at by then
-            self._next_look[queue] = at
-        if self.waker is not None:
-            self.waker()
-
-    def run(self, queues: Iterable[str]) -> float:
-        """Move the due messages of ``queues`` whose look is due; seconds until the next look."""
-        wanted = list(dict.fromkeys(queues))
-        wait = self.longest
-        for queue in wanted:
-            now = time.monotonic()
-            with self._lock:
-                look_at = self._next_look.get(queue, 0.0)
-            if look_at > now:
-                wait = min(wait, look_at - now)
-                continue
-            target = self.streams_of(queue)
-            try:
-                result = self.scripts.move_due(
-                    target.delayed_key, target.streams, self.field, self.count, target.max_length
-                )
-            except Exception as exc:
-                if not _queue_level_error(exc):
-                    raise  # the connection: the caller's error handling (reconnects) decides
-                # one queue's keys in a bad state must not keep the others' messages waiting
-                logger.warning("could not move the due delayed messages of queue %r: %s", queue, exc)
-                queue_wait = self.longest
-            else:
-                queue_wait = result.wait(self.longest)
-                if result.moved:
-                    logger.debug("%d delayed message(s) of queue %r are due: moved", result.moved, queue)
-            with self._lock:
-                at = time.monotonic() + queue_wait
-                current = self._next_look.get(queue, look_at)
-                # a nudge that came during the run stays when it is earlier
-                self._next_look[queue] = at if current == look_at else min(current, at)
-            wait = min(wait, queue_wait)
-        consumed = set(wanted)
-        with self._lock:
-            for queue in [q for q in self._next_look if q not in consumed]:
-                del self._next_look[queue]
-        return wait
-
-
-def _queue_level_error(exc: BaseException) -> bool:
-    """An error about one queue's keys (a key of another type, a script that failed on
-    them), not about the connection or the server's role (a replica, a moving slot)."""
-    from redis.exceptions import ResponseError
-
-    if type(exc) is not ResponseError:  # its subclasses name the server's state
-        return False
-    text = str(exc)
-    return "WRONGTYPE" in text or "user_script" in text or "Error running script" in text
+    moved, next_due, now, more = (int(part) for part in reply[:4])
+    heard = reply[4] if len(reply) > 4 else b""
+    heard = heard.decode() if isinstance(heard, bytes) else str(heard)
+    return MoveResult(moved, None if next_due < 0 else next_due, now, bool(more), heard or None)

@@ -82,7 +82,13 @@ class Expiry:
     def keys_of(self, queue: str, spec: QueueSpec) -> list[str]:
         """Every key of ``queue`` (the metadata first)."""
         keys = self.store.keys
-        return [keys.meta(queue), *keys.streams(queue, spec.max_priority), keys.delayed(queue), keys.dead(queue)]
+        return [
+            keys.meta(queue),
+            *keys.streams(queue, spec.max_priority),
+            keys.delayed(queue),
+            keys.schedule(queue),
+            keys.dead(queue),
+        ]
 
     def renewal(self, queue: str, spec: QueueSpec) -> list[tuple[Any, ...]]:
         """The commands renewing ``queue``'s expiry now (none if it has none); the next

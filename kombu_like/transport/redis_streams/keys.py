@@ -8,6 +8,8 @@ them together.  ``global_keyprefix`` ``P`` stays outside the braces::
     P{q}:p<level>   the stream of priority level ``level`` (1 .. x-max-priority)
     P{q}:meta       hash: the queue's declared arguments
     P{q}:delayed    sorted set: messages not due yet (score: due time, ms)
+    P{q}:sched      stream: one short entry (field ``due``, ms) each time a message is
+                    scheduled due before every other one waiting; consumers wait on it
     P{q}:dead       stream: messages rejected without a dead-letter exchange, or
                     delivered ``max_deliveries`` times
 
@@ -92,6 +94,10 @@ class StreamKeys:
     def delayed(self, queue: str) -> str:
         """Sorted set of ``queue``'s messages not due yet."""
         return f"{self.tag(queue)}:delayed"
+
+    def schedule(self, queue: str) -> str:
+        """Stream telling ``queue``'s consumers of delayed messages due sooner than the others."""
+        return f"{self.tag(queue)}:sched"
 
     def dead(self, queue: str) -> str:
         """Stream of ``queue``'s dead-lettered messages (no dead-letter exchange)."""

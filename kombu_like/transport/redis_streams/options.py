@@ -53,9 +53,11 @@ class StreamsOptions(TransportOptions):
     )
     delayed_check_interval: float = option(
         0.5,
-        "Longest time, seconds, between a consumer's looks at the delayed messages of each queue "
-        "it consumes (one script call each): a delayed message another process scheduled due "
-        "earlier than any the consumer knows of reaches it at most this late",
+        "Seconds between a busy consumer's looks at the delayed messages of each queue it "
+        "consumes (one script call each).  A consumer waiting for messages hears of delayed "
+        "messages others schedule as they are scheduled and never looks at this interval; one "
+        "that finds messages at every take does not wait, so a message another process "
+        "scheduled due sooner than any it knows of reaches it at most this late",
     )
     # -- keys --
     global_keyprefix: str = option(

@@ -11,7 +11,8 @@ per queue.
 * a delivered message is leased to its consumer (:mod:`.lease`); waiting on empty queues
   does not take (:mod:`.watch`);
 * a message with ``x-delay`` or a future ``eta`` waits in the queue's delayed set until a
-  consumer of the queue moves it into its stream when due (:mod:`.delayed`);
+  consumer of the queue moves it into its stream when due (:mod:`.delayed`); consumers
+  hear of one due sooner than the others on the queue's schedule stream (:mod:`.due`);
 * a queue declared with ``x-expires`` is deleted once unused that long (:mod:`.expiry`).
 """
 
@@ -39,7 +40,8 @@ from .bindings import StreamBindings
 from .cluster import put_confirmed
 from .codec import QueueSpec, Receipt, decode_entry, encode_fields, envelope_text, level_of
 from .deadletter import DeadLetters
-from .delayed import Delay, DelayedScripts, DueWatch, QueueTarget, delay_of, encode_member, maybe_delayed
+from .delayed import Delay, DelayedScripts, delay_of, encode_member, maybe_delayed
+from .due import DueWatch, QueueTarget
 from .expiry import Expiry, check_expires
 from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, resp2_connections, take_call
 from .keys import GROUP, StreamKeys
@@ -136,7 +138,13 @@ class StreamsStore(QueueStore):
         self.acks = AckBatch()
         self.delayed = DelayedScripts(client)
         #: when the delayed sets of the queues taken from are next worth a look
-        self.due = DueWatch(self.delayed, self._delayed_streams, longest=options.delayed_check_interval)
+        self.due = DueWatch(self.delayed, self._delayed_streams)
+        # the waits name the queues' schedule streams too: what they say goes to due; a
+        # new watch connection may be to another server (a failover): look once
+        watcher.on_reply = self.due.hear
+        watcher.on_connect = self.due.nudge_all
+        #: when (monotonic) this store last waited for its queues, or took after a wait
+        self._listened = time.monotonic()
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
         self.expiry = Expiry(self)
@@ -310,7 +318,7 @@ class StreamsStore(QueueStore):
             else:
                 scheduled[queue].append((delay, self._delayed_member(pipe, queue, payload, priority, delay, now)))
         for queue, members in scheduled.items():
-            self.delayed.schedule(self.keys.delayed(queue), members, pipe)
+            self.delayed.schedule(self.keys.delayed(queue), members, pipe, self.keys.schedule(queue))
             delayed[queue].extend(members)
 
     def _delayed_member(
@@ -329,7 +337,7 @@ class StreamsStore(QueueStore):
         """Where ``queue``'s due delayed messages go."""
         spec = self.spec(queue)
         streams = [(level, self.keys.stream(queue, level)) for level in range(spec.max_priority + 1)]
-        return QueueTarget(self.keys.delayed(queue), streams, spec.max_length)
+        return QueueTarget(self.keys.delayed(queue), streams, spec.max_length, self.keys.schedule(queue))
 
     # -- taking ------------------------------------------------------------------------
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
@@ -337,6 +345,7 @@ class StreamsStore(QueueStore):
             return []
         if not self._closed:
             self.upkeep.start()
+        self._look_if_busy()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             renew_in = self.expiry.used(queues)  # a get, or a consumer waiting: a use
@@ -354,6 +363,7 @@ class StreamsStore(QueueStore):
                 remaining = min(remaining, max(renew_in, 0.001))
             streams, ids = self._watch_points(queues)
             self.watcher.wait(streams, ids, remaining)
+            self._listened = time.monotonic()
 
     def _take(self, queue: str, max_count: int) -> list[Delivery]:
         if queue not in self._queues:
@@ -393,10 +403,24 @@ class StreamsStore(QueueStore):
         return [d for d in deliveries if d.receipt.deliveries < limit]
 
     def _watch_points(self, queues: Sequence[str]) -> tuple[list[str], list[str]]:
-        """The streams of ``queues`` and the id after which an entry is news to the group."""
+        """The streams of ``queues`` and the id after which an entry is news to the group,
+        then the queues' schedule streams and the last entry heard of in each."""
         self.settle()  # about to wait: nothing acknowledged stays unconfirmed meanwhile
         streams = [stream for queue in queues for stream in self.streams(queue)]
-        return streams, last_delivered_ids(self.client, streams)
+        ids = last_delivered_ids(self.client, streams)
+        schedules, heard = self.due.schedule_points(queues)
+        return streams + schedules, ids + heard
+
+    def _look_if_busy(self) -> None:
+        """Look at the delayed sets of the queues taken from when this store did not wait
+        on their schedule streams for ``delayed_check_interval`` (it found messages at
+        every take): it cannot have heard of delayed messages others scheduled."""
+        now = time.monotonic()
+        if self.watcher.waiting:
+            self._listened = now
+        elif now - self._listened >= self.options.delayed_check_interval:
+            self._listened = now
+            self.due.nudge_all()
 
     # -- settling --------------------------------------------------------------------
     @staticmethod
@@ -486,7 +510,7 @@ class StreamsStore(QueueStore):
     def delete_queue(self, queue: str) -> None:
         spec = self.spec(queue)
         keys = [*self.keys.streams(queue, max(spec.max_priority, 0)), self.keys.meta(queue)]
-        keys += [self.keys.delayed(queue), self.keys.dead(queue)]
+        keys += [self.keys.delayed(queue), self.keys.schedule(queue), self.keys.dead(queue)]
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.delete(key)  # one key per command: Redis Cluster runs it as it is
@@ -522,10 +546,15 @@ class StreamsStore(QueueStore):
         return False
 
     def on_readable(self, fd: int) -> bool:
-        return bool(self.watcher.on_readable(fd))
+        woken = bool(self.watcher.on_readable(fd))
+        self._listened = time.monotonic()
+        return woken
 
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
         return self.upkeep.periodic()
+
+    def periodic_due(self) -> Sequence[Callable[[], float | None]]:
+        return self.upkeep.periodic_due()
 
     def unwatch(self) -> None:
         self.expiry.watched = ()

@@ -7,6 +7,10 @@ take and stopped (joined) when the store closes.  Under an event loop the loop's
 it (:meth:`Upkeep.periodic`) -- except the renewals: a thread renews what the store holds
 there too, because a loop busy with one long callback (a task run in the loop's thread, as
 Celery's solo pool does) is still a live consumer whose messages must stay with it.
+
+The delayed moves run when :class:`~.due.DueWatch` says a look is due; when it hears of one
+due sooner it wakes the thread, or under a loop asks the loop to run the moves at its next
+round (:meth:`Upkeep.periodic_due`), which then run again when they said they are due.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXPIRY_CHECK", "Upkeep"]
 
-#: longest time, seconds, between an event loop's looks at the expiring queues it waits
-#: on (and at its delayed messages, which are cheap to look at before they are due)
+#: longest time, seconds, between an event loop's looks at the expiring queues it waits on
 EXPIRY_CHECK = 1.0
 
 
@@ -37,6 +40,8 @@ class Upkeep:
         self._next_lease_round = 0.0
         #: driven by an event loop: its timer runs the work, a thread only the renewals
         self.looping = False
+        #: under a loop: the delayed moves are due before their timer
+        self._moves_due = False
 
     def maintain(self, renew: bool = True) -> None:
         """Write the acks kept, renew the leases held (unless ``renew`` is false: a thread
@@ -73,18 +78,24 @@ class Upkeep:
     def periodic(self) -> Sequence[tuple[float, Callable[[], float | None]]]:
         """The work as an event loop's timers run it (the renewals are the thread's)."""
         # the delayed moves and the renewals answer when they are next due: the loop runs
-        # them then too (and at least every EXPIRY_CHECK, for queues declared meanwhile)
+        # them then too
         return [
             (self.options.renew_interval, self._maintain_in_loop),
-            (min(self.options.delayed_check_interval, EXPIRY_CHECK), self._due_in_loop),
+            (self.store.due.longest, self.move_due),
+            # expiring queues the loop waits on: renewed when due (they answer when)
+            (EXPIRY_CHECK, self.store.expiry.renew_watched),
         ]
 
-    def _due_in_loop(self) -> float:
-        """Move the due delayed messages, renew the expiring queues the loop waits on;
-        seconds until either is next due."""
-        delayed = self.move_due()
-        renew = self.store.expiry.renew_watched()
-        return delayed if renew is None else min(delayed, renew)
+    def periodic_due(self) -> Sequence[Callable[[], float | None]]:
+        """The work an event made due before its timer (under a loop): the delayed moves
+        when a look was brought forward."""
+        if not self._moves_due:
+            return ()
+        self._moves_due = False
+        return [self.move_due]
+
+    def _bring_moves_forward(self) -> None:
+        self._moves_due = True
 
     def _maintain_in_loop(self) -> None:
         self.maintain(renew=False)
@@ -108,9 +119,13 @@ class Upkeep:
         self._thread.start()
 
     def wake(self) -> None:
-        """Run a round now (a new queue is taken from: its delayed messages may be due)."""
+        """Run a round now -- under a loop the delayed moves, at its next round (a new
+        queue is taken from: its delayed messages may be due)."""
+        if self.looping:
+            self._moves_due = True
+            return
         thread = self._thread
-        if thread is not None and not self.looping:
+        if thread is not None:
             thread.wake()
 
     def stop(self) -> None:
@@ -126,6 +141,7 @@ class Upkeep:
         if not self.looping:
             self.looping = True
             self.stop()
+        self.store.due.waker = self._bring_moves_forward
 
     def leave_loop(self) -> None:
         """The loop lets go of the store: the next take starts the whole work's thread."""

@@ -1,10 +1,12 @@
 """Waiting for messages without taking any: ``XREAD BLOCK`` on a connection of its own.
 
-The watch connection sends ``XREAD BLOCK <ms> STREAMS <streams...> <ids...>`` with each
-id the consumer group's last-delivered-id, so Redis answers as soon as an entry no
-consumer of the group was given exists, and nothing is delivered by the wait itself (no
-message can be lost in a wait cut short).  The blocking API waits on the reply with a
-timeout; under an event loop the connection's socket is the store's event descriptor:
+The watch connection sends ``XREAD COUNT <n> BLOCK <ms> STREAMS <streams...> <ids...>``
+with each id the consumer group's last-delivered-id, so Redis answers as soon as an entry
+no consumer of the group was given exists, and nothing is delivered by the wait itself (no
+message can be lost in a wait cut short).  The same wait names the queues' schedule
+streams, from the last entry heard of in each (:mod:`.due`): every reply goes to
+:attr:`Watcher.on_reply`, which reads what they say.  The blocking API waits on the reply
+with a timeout; under an event loop the connection's socket is the store's event descriptor:
 the wait is sent (:meth:`Watcher.arm`) and its reply read when the socket turns readable
 (:meth:`Watcher.on_readable`).  A wait for other streams replaces one in progress with
 ``CLIENT UNBLOCK``.
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..redis.compat import socket_of
+from .delayed import SCHEDULE_KEPT
 from .keys import GROUP
 
 __all__ = ["CANCEL_GRACE", "Watcher", "last_delivered_ids"]
@@ -66,10 +69,14 @@ class Watcher:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._client_id: int | None = None
-        #: the streams of the wait sent and not answered yet (under an event loop)
-        self.armed: tuple[str, ...] | None = None
+        #: the streams and ids of the wait sent and not answered yet (under an event loop)
+        self.armed: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         #: the connection was lost, and no wait made a new one yet
         self.lost = False
+        #: called with every reply of a wait (the entries that ended it)
+        self.on_reply: Callable[[Any], None] | None = None
+        #: called once a new connection is made (the server may have changed meanwhile)
+        self.on_connect: Callable[[], None] | None = None
 
     # -- the connection ------------------------------------------------------------------
     def _connection(self) -> Any:
@@ -84,6 +91,8 @@ class Watcher:
                 raise
             self._conn = conn
             self.lost = False
+            if self.on_connect is not None:
+                self.on_connect()
         return self._conn
 
     def _drop(self, lost: bool = True) -> None:
@@ -99,8 +108,21 @@ class Watcher:
 
     def _send(self, streams: Sequence[str], ids: Sequence[str], block_ms: int) -> Any:
         conn = self._connection()
-        conn.send_command("XREAD", "BLOCK", max(int(block_ms), 1), "STREAMS", *streams, *ids)
+        conn.send_command("XREAD", "COUNT", SCHEDULE_KEPT, "BLOCK", max(int(block_ms), 1), "STREAMS", *streams, *ids)
         return conn
+
+    def _read(self, conn: Any) -> Any:
+        """The reply of the wait sent on ``conn``, handed to :attr:`on_reply` (``None``:
+        the wait timed out or was ended)."""
+        reply = conn.read_response()
+        if reply is not None and self.on_reply is not None:
+            self.on_reply(reply)
+        return reply
+
+    @property
+    def waiting(self) -> bool:
+        """A wait was sent under an event loop and not answered yet."""
+        return self.armed is not None
 
     # -- the blocking API ------------------------------------------------------------------
     def wait(self, streams: Sequence[str], ids: Sequence[str], timeout: float) -> bool:
@@ -110,7 +132,7 @@ class Watcher:
             self.cancel()
             try:
                 conn = self._send(streams, ids, min(int(timeout * 1000), self.block_ms))
-                return conn.read_response() is not None
+                return self._read(conn) is not None
             except BaseException:
                 self._drop()  # a reply half read, or none: the next wait starts afresh
                 raise
@@ -132,7 +154,7 @@ class Watcher:
 
     def arm(self, streams: Sequence[str], ids: Sequence[str]) -> None:
         """Send the wait for ``streams``; its reply makes the socket readable."""
-        key = tuple(streams)
+        key = (tuple(streams), tuple(ids))
         with self._lock:
             if self.armed == key:
                 return  # the wait in progress already covers them
@@ -157,7 +179,7 @@ class Watcher:
                         raise
                 return True
             try:
-                self._conn.read_response()
+                self._read(self._conn)
             except BaseException:
                 self._drop()
                 raise
@@ -180,7 +202,7 @@ class Watcher:
             try:
                 ended = self.unblock(int(self._client_id or 0))
                 if ended or conn.can_read(timeout=CANCEL_GRACE):
-                    conn.read_response()
+                    self._read(conn)
                     self.armed = None
                     return
             except Exception:
