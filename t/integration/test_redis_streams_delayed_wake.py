@@ -29,10 +29,13 @@ pytestmark = pytest.mark.redis
 ON_TIME = 0.25
 #: how early: the due time is the server's clock, the check this machine's (the same one)
 EARLY = 0.05
-#: round trips a second an idle consumer may make (lease renewals, the wait renewed)
+#: round trips a second an idle consumer may make (lease work, the wait renewed)
 IDLE_ROUND_TRIPS = 2.0
 #: seconds of idling measured
-IDLE_FOR = 3.0
+IDLE_FOR = 4.0
+#: the lease work (a look for lapsed leases, the expired queues' sweep) comes every
+#: quarter of the lease: at most once in the time measured
+IDLE_OPTIONS = {"lease": 30.0}
 
 
 def _options(prefix: str = "", **more: Any) -> dict[str, Any]:
@@ -247,7 +250,7 @@ def _idle_commands(port: int, idle: Callable[[float], None]) -> list[str]:
 def test_an_idle_blocking_consumer_makes_few_round_trips(own_redis: int) -> None:
     url = f"redis+streams://127.0.0.1:{own_redis}/0"
     queue = Queue("dw-idle")
-    with Connection(url) as conn, Consumer(conn, [queue], on_message=lambda m: m.ack()):
+    with Connection(url, transport_options=IDLE_OPTIONS) as conn, Consumer(conn, [queue], on_message=lambda m: m.ack()):
 
         def idle(seconds: float) -> None:
             end = time.monotonic() + seconds
@@ -262,7 +265,7 @@ def test_an_idle_blocking_consumer_makes_few_round_trips(own_redis: int) -> None
 def test_an_idle_consumer_under_the_hub_makes_few_round_trips(hub: Hub, own_redis: int) -> None:
     url = f"redis+streams://127.0.0.1:{own_redis}/0"
     queue = Queue("dw-idle-hub")
-    with Connection(url) as conn:
+    with Connection(url, transport_options=IDLE_OPTIONS) as conn:
         conn.register_with_event_loop(hub)
         with Consumer(conn, [queue], on_message=lambda m: m.ack()):
 

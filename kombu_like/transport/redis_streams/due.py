@@ -89,6 +89,8 @@ class DueWatch:
         self._next_look: dict[str, float] = {}
         #: queue -> the last entry id of its schedule stream heard of
         self._heard: dict[str, str] = {}
+        #: changes whenever one of those ids does (a wait from the old ones is out of date)
+        self.heard_version = 0
         #: the server's clock less this machine's (seconds), from the last look
         self._offset = 0.0
         #: schedule stream -> its queue (for the replies of waits)
@@ -109,7 +111,8 @@ class DueWatch:
         self._wake()
 
     def nudge_all(self) -> None:
-        """Look at every queue consumed here now (the watch connection was made again)."""
+        """Look at every queue consumed here now (the watch connection was made again, or
+        the store kept taking without waiting)."""
         with self._lock:
             queues = list(self._next_look)
         for queue in queues:
@@ -132,7 +135,9 @@ class DueWatch:
                         due = 0.0  # not written by this transport: look now
                     soonest = due if soonest is None else min(soonest, due)
         with self._lock:
-            self._heard[queue] = _text(entries[-1][0])
+            if queue not in self._next_look:
+                return  # not consumed any more: a wait for it looks first
+            self._hear(queue, _text(entries[-1][0]))
             offset = self._offset
         if soonest is None or len(entries) >= SCHEDULE_KEPT:
             due_in = 0.0
@@ -214,7 +219,7 @@ class DueWatch:
                 with self._lock:
                     self._offset = result.now_ms / 1000.0 - time.time()
                     if result.schedule_id is not None:
-                        self._heard[queue] = result.schedule_id
+                        self._hear(queue, result.schedule_id)
             with self._lock:
                 at = time.monotonic() + queue_wait
                 current = self._next_look.get(queue, look_at)
@@ -222,6 +227,12 @@ class DueWatch:
                 self._next_look[queue] = at if current == look_at else min(current, at)
             wait = min(wait, queue_wait)
         return wait, looked
+
+    def _hear(self, queue: str, entry_id: str) -> None:
+        # with the lock held
+        if self._heard.get(queue) != entry_id:
+            self._heard[queue] = entry_id
+            self.heard_version += 1
 
     def _wake(self) -> None:
         waker = self.waker

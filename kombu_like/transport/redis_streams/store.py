@@ -145,6 +145,8 @@ class StreamsStore(QueueStore):
         watcher.on_connect = self.due.nudge_all
         #: when (monotonic) this store last waited for its queues, or took after a wait
         self._listened = time.monotonic()
+        #: under an event loop: the queues of the wait sent, and the schedule ids it names
+        self._armed: tuple[tuple[str, ...], int] | None = None
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
         self.expiry = Expiry(self)
@@ -540,12 +542,20 @@ class StreamsStore(QueueStore):
 
     def watch(self, queues: Sequence[str]) -> bool:
         self.expiry.watched = tuple(queues)
-        self.expiry.used(queues)
+        if self.expiry.used(queues) is not None:
+            self.upkeep.expiring_watched()
+        if self._armed == (tuple(queues), self.due.heard_version) and self.watcher.waiting:
+            # the wait sent holds: an entry it waits for would have answered it (a take
+            # after the loop's timer found nothing new), so its ids are still the ones
+            self.settle()
+            return False
         streams, ids = self._watch_points(queues)
         self.watcher.arm(streams, ids)
+        self._armed = (tuple(queues), self.due.heard_version)
         return False
 
     def on_readable(self, fd: int) -> bool:
+        self._armed = None
         woken = bool(self.watcher.on_readable(fd))
         self._listened = time.monotonic()
         return woken
@@ -557,6 +567,7 @@ class StreamsStore(QueueStore):
         return self.upkeep.periodic_due()
 
     def unwatch(self) -> None:
+        self._armed = None
         self.expiry.watched = ()
         self.watcher.cancel()
         self.upkeep.leave_loop()

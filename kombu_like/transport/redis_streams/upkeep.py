@@ -10,7 +10,9 @@ Celery's solo pool does) is still a live consumer whose messages must stay with 
 
 The delayed moves run when :class:`~.due.DueWatch` says a look is due; when it hears of one
 due sooner it wakes the thread, or under a loop asks the loop to run the moves at its next
-round (:meth:`Upkeep.periodic_due`), which then run again when they said they are due.
+round (:meth:`Upkeep.periodic_due`), which then run again when they said they are due.  So
+do an event loop's renewals of the expiring queues it waits on: the first wait on one
+starts them, and each says when the next is due.  Nothing runs at a short interval.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["EXPIRY_CHECK", "Upkeep"]
 
 #: longest time, seconds, between an event loop's looks at the expiring queues it waits on
-EXPIRY_CHECK = 1.0
+#: when none said it is due sooner (a wait on one starts the looks, each says when the next
+#: is due)
+EXPIRY_CHECK = 30.0
 
 
 class Upkeep:
@@ -40,8 +44,10 @@ class Upkeep:
         self._next_lease_round = 0.0
         #: driven by an event loop: its timer runs the work, a thread only the renewals
         self.looping = False
-        #: under a loop: the delayed moves are due before their timer
-        self._moves_due = False
+        #: under a loop: the work due before its timer
+        self._requested: dict[Callable[[], float | None], None] = {}
+        #: under a loop: the renewals of the expiring queues waited on say when they are due
+        self._renewing = False
 
     def maintain(self, renew: bool = True) -> None:
         """Write the acks kept, renew the leases held (unless ``renew`` is false: a thread
@@ -83,19 +89,29 @@ class Upkeep:
             (self.options.renew_interval, self._maintain_in_loop),
             (self.store.due.longest, self.move_due),
             # expiring queues the loop waits on: renewed when due (they answer when)
-            (EXPIRY_CHECK, self.store.expiry.renew_watched),
+            (EXPIRY_CHECK, self._renew_expiring),
         ]
 
     def periodic_due(self) -> Sequence[Callable[[], float | None]]:
         """The work an event made due before its timer (under a loop): the delayed moves
-        when a look was brought forward."""
-        if not self._moves_due:
-            return ()
-        self._moves_due = False
-        return [self.move_due]
+        when a look was brought forward, the renewals when an expiring queue is waited on."""
+        works, self._requested = list(self._requested), {}
+        return works
 
     def _bring_moves_forward(self) -> None:
-        self._moves_due = True
+        self._requested[self.move_due] = None
+
+    def expiring_watched(self) -> None:
+        """Under a loop: expiring queues are waited on; their renewals start, unless they run."""
+        if self.looping and not self._renewing:
+            self._renewing = True
+            self._requested[self._renew_expiring] = None
+
+    def _renew_expiring(self) -> float | None:
+        self._renewing = False  # a run that raises is started again by the next wait
+        again = self.store.expiry.renew_watched()
+        self._renewing = again is not None
+        return again
 
     def _maintain_in_loop(self) -> None:
         self.maintain(renew=False)
@@ -122,7 +138,7 @@ class Upkeep:
         """Run a round now -- under a loop the delayed moves, at its next round (a new
         queue is taken from: its delayed messages may be due)."""
         if self.looping:
-            self._moves_due = True
+            self._bring_moves_forward()
             return
         thread = self._thread
         if thread is not None:
@@ -140,6 +156,7 @@ class Upkeep:
         next take starts the thread of the renewals."""
         if not self.looping:
             self.looping = True
+            self._renewing = False
             self.stop()
         self.store.due.waker = self._bring_moves_forward
 
@@ -147,4 +164,5 @@ class Upkeep:
         """The loop lets go of the store: the next take starts the whole work's thread."""
         if self.looping:
             self.looping = False
+            self._renewing = False  # the loop's timers are gone
             self.stop()
