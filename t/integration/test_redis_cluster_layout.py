@@ -186,3 +186,10 @@ def test_a_killed_consumers_message_comes_back_from_its_queues_own_unacked_store
         assert client.hlen(f"{{{unique_name}}}:unacked") == 0
     finally:
         client.close()
+
+
+def test_the_cluster_option_on_a_server_that_is_no_cluster_node_is_refused(redis_url: str) -> None:
+    # retrying cannot make it one: the error says to turn the option off
+    with Connection(redis_url, transport_options={"cluster": True}) as conn:
+        with pytest.raises(IrrecoverableConnectionError, match="cluster option"):
+            conn.connect()
