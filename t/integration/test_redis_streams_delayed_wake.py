@@ -20,7 +20,7 @@ from kombu_like.asynchronous import Hub
 from t.faultproxy import FaultProxy
 from t.integration.streams_fixtures import prefix, url
 from t.integration.test_redis_evloop import hub, run_until
-from t.integration.test_redis_servers import redis_server
+from t.integration.test_redis_servers import redis_server, sentinel_setup
 
 pytestmark = pytest.mark.redis
 
@@ -46,17 +46,19 @@ class _Schedules:
     """Publishes delayed messages from a connection of its own; body -> (earliest, latest)
     monotonic time it may be due."""
 
-    def __init__(self, url: str, prefix: str, queue: Queue) -> None:
-        self.url, self.prefix, self.queue = url, prefix, queue
+    def __init__(self, url: str, prefix: str, queue: Queue, **options: Any) -> None:
+        self.url, self.queue = url, queue
+        self.options = _options(prefix, **options)
         self.due: dict[str, tuple[float, float]] = {}
 
-    def publish(self, delays_ms: list[int]) -> None:
-        with Connection(self.url, transport_options=_options(self.prefix)) as other:
+    def publish(self, delays_ms: list[int], queue: Queue | None = None) -> None:
+        queue = queue or self.queue
+        with Connection(self.url, transport_options=self.options) as other:
             producer = Producer(other)
             for delay in delays_ms:
-                body = f"in-{delay}"
+                body = f"{queue.name}-in-{delay}" if queue is not self.queue else f"in-{delay}"
                 before = time.monotonic()
-                producer.publish(body, routing_key=self.queue.name, declare=[self.queue], headers={"x-delay": delay})
+                producer.publish(body, routing_key=queue.name, declare=[queue], headers={"x-delay": delay})
                 self.due[body] = (before + delay / 1000, time.monotonic() + delay / 1000)
 
     def check(self, arrived: dict[str, float]) -> None:
@@ -201,6 +203,73 @@ def test_a_message_scheduled_while_the_watch_connection_is_cut_arrives_on_time(h
                 run_until(hub, lambda: bool(arrived))
         finally:
             again.release()
+    schedules.check(arrived)
+
+
+@pytest.mark.parametrize("driven", ["blocking", "hub"])
+def test_on_a_redis_cluster_a_consumer_hears_on_every_slot_it_waits_on(
+    redis_cluster: Any, unique_name: str, driven: str, request: pytest.FixtureRequest
+) -> None:
+    # one wait per slot: each names its queue's schedule stream with its streams
+    from t.integration.test_redis_streams_cluster import delete_prefixed, names_on_distinct_masters
+
+    prefix = f"kldw-{unique_name}:"
+    queues = [Queue(name) for name in names_on_distinct_masters(redis_cluster, prefix, "dw", 3)]
+    options = {"cluster": True, **NOT_POLLING}
+    schedules = _Schedules(redis_cluster.url(), prefix, queues[0], **options)
+    arrived, on_message = _recorder()
+    try:
+        with Connection(redis_cluster.url(), transport_options=_options(prefix, **options)) as conn:
+            for queue in queues:
+                queue(conn.default_channel).declare()
+            if driven == "hub":
+                loop: Hub = request.getfixturevalue("hub")
+                conn.register_with_event_loop(loop)
+            with Consumer(conn, queues, on_message=on_message):
+                if driven == "hub":
+                    idle = time.monotonic() + 0.2
+                    run_until(loop, lambda: time.monotonic() >= idle)  # idle, waiting on Redis
+                    for n, queue in enumerate(queues):
+                        schedules.publish([300 + 200 * n], queue)
+                    run_until(loop, lambda: len(arrived) == len(queues), timeout=10)
+                else:
+                    waiting = threading.Event()
+
+                    def publish() -> None:
+                        waiting.wait(10)
+                        for n, queue in enumerate(queues):
+                            schedules.publish([300 + 200 * n], queue)
+
+                    publisher = threading.Thread(target=publish)
+                    publisher.start()
+                    try:
+                        with contextlib.suppress(TimeoutError):
+                            conn.drain_events(timeout=0.2)  # idle
+                        waiting.set()
+                        _drain_until(conn, lambda: len(arrived) == len(queues), timeout=10)
+                    finally:
+                        waiting.set()
+                        publisher.join(10)
+    finally:
+        delete_prefixed(redis_cluster, prefix)
+    schedules.check(arrived)
+
+
+def test_through_sentinel_a_consumer_hears_of_messages_another_connection_schedules(
+    sentinel_setup: dict[str, int], unique_name: str
+) -> None:
+    url = f"sentinel+streams://127.0.0.1:{sentinel_setup['sentinel']}"
+    queue = Queue(f"dw-sentinel-{unique_name}")
+    options = {"master_name": "mymaster", **NOT_POLLING}
+    schedules = _Schedules(url, "", queue, **options)
+    arrived, on_message = _recorder()
+    with Connection(url, transport_options=options) as conn:
+        queue(conn.default_channel).declare()
+        with Consumer(conn, [queue], on_message=on_message):
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=0.2)  # looked at the queue when it started
+            schedules.publish([1000, 300])
+            _drain_until(conn, lambda: len(arrived) == 2, timeout=10)
     schedules.check(arrived)
 
 
