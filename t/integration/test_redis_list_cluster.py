@@ -24,7 +24,6 @@ import pytest
 from kombu_like import Connection, Consumer, Exchange, Message, Producer, Queue
 from kombu_like.aio import Connection as AsyncConnection
 from kombu_like.asynchronous import Hub
-from kombu_like.exceptions import IrrecoverableConnectionError
 from kombu_like.testing.conformance import ExchangeTypeTests, TransportConformance
 from kombu_like.transport.redis import looping
 from kombu_like.transport.redis.compat import key_slot
@@ -76,15 +75,21 @@ class TestAsyncioOnACluster(TransportConformance):
         self.url = redis_cluster.url("redis")
 
 
-def test_asyncio_without_the_cluster_option_is_refused_naming_it(redis_cluster: RedisClusterNodes) -> None:
-    # the asyncio loop's own connections talk to one server; the option selects the
-    # routed store (on the I/O-thread driver, as above)
-    async def connect() -> None:
-        async with AsyncConnection(redis_cluster.url("redis"), transport_options={"key_layout": "cluster"}) as conn:
-            await conn.connect()
+def test_asyncio_finds_a_cluster_of_several_masters_without_the_option(
+    redis_cluster: RedisClusterNodes, unique_name: str
+) -> None:
+    # the loop's own connection meets the cluster; the routed store takes over
+    async def round_trip() -> Any:
+        options = {"key_layout": "cluster"}
+        async with AsyncConnection(redis_cluster.url("redis"), transport_options=options) as conn:
+            queue = Queue(unique_name, routing_key=unique_name)
+            await conn.Producer().publish("there", routing_key=unique_name, declare=[queue])
+            async with conn.SimpleQueue(queue) as simple:
+                message = await simple.get(timeout=5)
+                await message.ack()
+                return message.payload
 
-    with pytest.raises(IrrecoverableConnectionError, match=r"served by 3 masters.*'cluster': True"):
-        asyncio.run(connect())
+    assert asyncio.run(round_trip()) == "there"
 
 
 # -- redirects and failover, for real ---------------------------------------------------

@@ -27,7 +27,9 @@ ledger.  Messages delivered and not acked when a channel closes go back to their
 **rediss://**, Sentinel, Unix sockets and connections with extra redis-py options
 (keepalive settings, a custom connection class) keep the I/O-thread driver
 (:mod:`kombu_like.aio.threaded`, :class:`ThreadedRedisDriver`): redis-py makes those
-connections, and its connect is blocking.
+connections, and its connect is blocking.  So does a Redis Cluster of several masters
+(the ``cluster`` option, or ``key_layout="cluster"`` on a node of one, found when the
+loop's connection meets it): the blocking store routes each command to its master.
 """
 
 from __future__ import annotations
@@ -95,14 +97,33 @@ class LoopDriver:
         self.store: AsyncRedisStore | None = None
         self.connection: AsyncRedisConnection | None = None
         self.hub: AsyncioHub | None = None
+        #: the I/O-thread driver this one hands over to on a Redis Cluster of several masters
+        self.routed: ThreadedRedisDriver | None = None
 
     @property
     def is_open(self) -> bool:
+        if self.routed is not None:
+            return bool(self.routed.is_open)
         connection = self.connection
         store = self.store
         return connection is not None and connection.is_open and store is not None and not store.closed
 
     async def connect(self) -> None:
+        from .command import SeveralMasters
+
+        try:
+            await self._connect()
+        except SeveralMasters:
+            # key_layout='cluster' on a node of a cluster of several masters: the loop's
+            # connections talk to one server, the blocking store routes across them; it
+            # runs on an I/O thread (as with the cluster option from the start)
+            transport: Any = self.sync.transport
+            transport._routed = True
+            routed = ThreadedRedisDriver(self.client, self.sync)
+            await routed.connect()
+            self.routed = routed
+
+    async def _connect(self) -> None:
         from .store import RedisStore
 
         transport: Any = self.sync.transport
@@ -141,6 +162,8 @@ class LoopDriver:
         driver.start()
 
     async def channel(self) -> Any:
+        if self.routed is not None:
+            return await self.routed.channel()
         connection = self.connection
         if connection is None or not self.is_open:
             raise ConnectionError("connection is closed")
@@ -150,6 +173,9 @@ class LoopDriver:
         return channel
 
     async def close(self) -> None:
+        if self.routed is not None:
+            await self.routed.close()
+            return
         connection, store = self.connection, self.store
         if store is None or store.closed:
             return
