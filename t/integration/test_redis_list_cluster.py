@@ -365,3 +365,40 @@ def test_a_binding_made_elsewhere_reaches_a_publisher_whose_bindings_are_cached(
         assert cache.enabled and cache.tables  # it was used
         for queue in (first, second):
             queue(channel).delete()
+
+
+def test_under_the_hub_a_killed_master_raises_recoverable_and_a_new_connection_carries_on(
+    redis_cluster: RedisClusterNodes, unique_name: str, loop: Hub
+) -> None:
+    # as a Celery worker sees it: the loop raises a recoverable error when the master of
+    # a consumed queue dies, the caller collects the connection and registers a new one
+    queue = Queue(unique_name, routing_key=unique_name)
+    victim = redis_cluster.master_of_key(f"{{{unique_name}}}")
+    url = redis_cluster.url("redis", all_nodes=True)
+    received: list[str] = []
+
+    def on_message(message: Message) -> None:
+        received.append(message.payload)
+        message.ack()
+
+    conn = Connection(url, transport_options=OPTIONS)
+    try:
+        conn.register_with_event_loop(loop)
+        with Consumer(conn, [queue], on_message=on_message):
+            Producer(conn).publish("before", routing_key=unique_name, declare=[queue])
+            run_until(loop, lambda: received == ["before"])
+            redis_cluster.kill_master(victim)
+            with pytest.raises(conn.recoverable_connection_errors):
+                run_until(loop, lambda: False, timeout=30)
+            assert not loop.readers, "the cut connections are still watched"
+    finally:
+        conn.collect()
+    again = Connection(url, transport_options=OPTIONS)
+    try:
+        again.ensure_connection(max_retries=50, interval_start=0.1, interval_step=0.1, interval_max=0.3)
+        again.register_with_event_loop(loop)
+        with Consumer(again, [queue], on_message=on_message):
+            Producer(again).publish("after", routing_key=unique_name)
+            run_until(loop, lambda: received == ["before", "after"])
+    finally:
+        again.release()
