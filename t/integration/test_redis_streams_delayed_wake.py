@@ -135,6 +135,32 @@ def test_a_consumer_under_the_hub_hears_of_messages_another_connection_schedules
     schedules.check(arrived)
 
 
+def test_an_asyncio_consumer_hears_of_messages_another_connection_schedules(url: str, prefix: str) -> None:
+    import asyncio
+
+    from kombu_like.aio import Connection as AsyncConnection
+
+    queue = Queue("dw-aio")
+    schedules = _Schedules(url, prefix, queue)
+    arrived: dict[str, float] = {}
+
+    async def main() -> None:
+        async with AsyncConnection(url, transport_options=_options(prefix, **NOT_POLLING)) as conn:
+            await queue(conn.default_channel).declare()
+            async with conn.Consumer([queue]) as consumer:
+                with contextlib.suppress(TimeoutError):
+                    await conn.drain_events(timeout=0.2)  # idle, waiting on Redis
+                await asyncio.to_thread(schedules.publish, DELAYS)
+                async for message in consumer:
+                    arrived[message.payload] = time.monotonic()
+                    await message.ack()
+                    if len(arrived) == len(DELAYS):
+                        return
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    schedules.check(arrived)
+
+
 @pytest.mark.parametrize("driven", ["blocking", "hub"])
 def test_a_busy_consumer_still_finds_messages_another_connection_schedules(
     url: str, prefix: str, driven: str, request: pytest.FixtureRequest
