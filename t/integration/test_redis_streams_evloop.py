@@ -49,16 +49,17 @@ def test_loop_consumer_keeps_its_message_while_a_callback_blocks_the_loop(hub: H
                 except TimeoutError:
                     pass
 
-    def on_message(message: Message) -> None:
-        held.append(message)
-        time.sleep(3 * LEASE)  # the loop runs nothing meanwhile
-
     with Connection(url, transport_options=options) as conn, Connection(url, transport_options=options) as other:
         conn.Producer().publish("mine", routing_key=queue.name, declare=[queue])
         conn.register_with_event_loop(hub)
         thread = threading.Thread(target=consume_elsewhere, args=(other,))
+
+        def on_message(message: Message) -> None:
+            held.append(message)
+            thread.start()  # the other consumer comes once the message is the loop's
+            time.sleep(3 * LEASE)  # the loop runs nothing meanwhile
+
         with Consumer(conn, [queue], on_message=on_message):
-            thread.start()
             try:
                 run_until(hub, lambda: bool(held), timeout=5 + 3 * LEASE)
                 # once more past a lease, the loop free again: still nowhere else
@@ -66,7 +67,8 @@ def test_loop_consumer_keeps_its_message_while_a_callback_blocks_the_loop(hub: H
                 run_until(hub, lambda: time.monotonic() >= end)
             finally:
                 other_done.set()
-                thread.join(5)
+                if thread.is_alive():
+                    thread.join(5)
             assert elsewhere == []
             assert len(held) == 1, "the lease lapsed: the message was delivered again"
             held[0].ack()
