@@ -19,7 +19,8 @@ the store:
   meanwhile go out together (one pipeline, one transaction, one batch call), and a
   failure is logged, raised by the next publish on the channel and by the connection's
   next wait.  ``mandatory`` publishes, and every publish with
-  ``transport_options={"confirm_publish": True}``, await the store instead; the queue of
+  ``transport_options={"confirm_publish": True}`` or ``wait_replicas``, await the store
+  instead; the queue of
   publishes not written yet is bounded (``backlog``);
 * acks, rejects and requeues are handed over and return;
 * deliveries come back to the loop's thread in one call per take.
@@ -46,7 +47,7 @@ import functools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..asynchronous.hub import Hub
@@ -353,6 +354,13 @@ def _write_acks(io: IOThread, acks: list[tuple[Any, int, bool]]) -> None:
         channel._sync_ack(delivery_tag, multiple)
 
 
+def publishes_awaited(transport_options: Mapping[str, Any]) -> bool:
+    """Whether a connection's publishes are awaited until the broker has them rather than
+    handed over: with ``confirm_publish``, and with ``wait_replicas`` (a publish confirmed
+    by Redis replicas returns once they have it)."""
+    return bool(transport_options.get("confirm_publish") or transport_options.get("wait_replicas"))
+
+
 def _handed_over(method: Callable[..., Any]) -> Callable[..., None]:
     @functools.wraps(method)
     def handed_over(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -545,7 +553,7 @@ class ThreadedDriver:
         channel = connection.channel(threaded_channel_class(transport.Channel))
         channel.aio_client = self.client
         channel._io = self.io
-        channel._confirm = bool(self.sync.transport_options.get("confirm_publish"))
+        channel._confirm = publishes_awaited(self.sync.transport_options)
         return channel
 
     def _shut(self) -> None:  # on the I/O thread

@@ -36,7 +36,7 @@ import pytest
 
 from ...aio import Connection as AsyncConnection
 from ...aio import Message as AsyncMessage
-from ...aio.threaded import ThreadedDriver
+from ...aio.threaded import ThreadedDriver, publishes_awaited
 from ...plan import Plan, arun
 
 __all__ = ["AioBridge", "BridgedChannel", "BridgedConnection", "BridgedMessage"]
@@ -317,8 +317,7 @@ class BridgedConnection(Bridged):
         I/O-thread driver without ``confirm_publish`` -- so a store error is raised by the
         channel's next publish and the connection's next wait, not by that publish."""
         driver = self._target._driver
-        confirmed = self._target.transport_options.get("confirm_publish")
-        return isinstance(driver, ThreadedDriver) and not confirmed
+        return isinstance(driver, ThreadedDriver) and not publishes_awaited(self._target.transport_options)
 
     def connect(self) -> BridgedConnection:
         if not self._target.connected:

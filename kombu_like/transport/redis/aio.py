@@ -13,8 +13,8 @@ loop's (:class:`~.aio_wire.AsyncWire`, the same RESP encoding and parsers).  The
   round of the loop are routed against one reading of the bindings and go out as one
   pipeline; a failure is raised by the next publish on the channel and by the
   connection's next wait.  ``mandatory`` publishes, and every publish with
-  ``transport_options={"confirm_publish": True}``, await Redis's reply instead; the
-  publishes not answered yet are bounded (``backlog``);
+  ``transport_options={"confirm_publish": True}`` or ``wait_replicas``, await Redis's
+  reply instead; the publishes not answered yet are bounded (``backlog``);
 * acks, rejects and requeues are written at once and return;
 * deliveries are taken by the blocking event-loop driver's logic, each take awaited;
   an empty queue is watched through client tracking, so a connection cut while a
@@ -39,7 +39,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...aio.hub import AsyncioHub
-from ...aio.threaded import MAX_UNSENT, IOThread, ThreadedDriver, threaded_channel_class
+from ...aio.threaded import MAX_UNSENT, IOThread, ThreadedDriver, publishes_awaited, threaded_channel_class
 from ...exceptions import ConnectionError
 from .aio_channel import AsyncLoopDriver, AsyncRedisChannel, AsyncRedisConnection, AsyncSeam, Publisher
 from .aio_store import AsyncRedisStore
@@ -169,7 +169,7 @@ class LoopDriver:
             raise ConnectionError("connection is closed")
         channel: Any = connection.channel(AsyncRedisChannel)
         channel.aio_client = self.client
-        channel._confirm = bool(self.sync.transport_options.get("confirm_publish"))
+        channel._confirm = publishes_awaited(self.sync.transport_options)
         return channel
 
     async def close(self) -> None:

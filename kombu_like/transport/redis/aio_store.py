@@ -71,6 +71,7 @@ class AsyncRedisStore:
     def __init__(self, store: RedisStore, endpoint: Endpoint, on_error: Callable[[BaseException], None]) -> None:
         self.blocking = store
         self.endpoint = endpoint
+        self._server = f"{endpoint.host}:{endpoint.port}"
         self.on_error = on_error
         self.options = store.options
         self.keys = store.keys
@@ -185,14 +186,16 @@ class AsyncRedisStore:
     # -- publishing (written at once, replies checked as they come) ---------------------------
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> asyncio.Future[Any]:
         data, count = self.blocking.put_request(queue, payload, priority)
-        return self._written(data, count, lambda replies: self.blocking.put_checked(replies, queue))
+        return self._written(data, count, lambda replies: self.blocking.put_checked(replies, queue, self._server))
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> asyncio.Future[Any] | None:
         if not items:
             return None
         data, owners = self.blocking.put_many_request(items)
         size = len(items)
-        return self._written(data, len(owners), lambda replies: self.blocking.put_many_checked(replies, owners, size))
+        return self._written(
+            data, len(owners), lambda replies: self.blocking.put_many_checked(replies, owners, size, self._server)
+        )
 
     def put_fanout(self, exchange_name: str, payload: dict[str, Any], routing_key: str) -> bool:
         if self.options.fanout_mode != "pubsub":

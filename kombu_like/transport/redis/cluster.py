@@ -104,7 +104,7 @@ class _Once:
 class _Unit:
     """Commands that go to one node together: one command, or a MULTI ... EXEC block."""
 
-    __slots__ = ("ask", "first", "commands", "slot")
+    __slots__ = ("ask", "first", "commands", "slot", "ran_on")
 
     def __init__(self, first: int, commands: list[list[bytes]]) -> None:
         self.first = first
@@ -112,6 +112,8 @@ class _Unit:
         key = next((k for k in map(key_of, commands) if k is not None), None)
         self.slot = None if key is None else key_slot(key)
         self.ask: Address | None = None
+        #: the master the unit last went to
+        self.ran_on: Address | None = None
 
 
 class ClusterWire:
@@ -372,13 +374,27 @@ class ClusterWire:
 
     def execute_packed(self, data: bytes, count: int) -> list[Any]:
         """Run the ``count`` commands encoded in ``data``, each on the master of its slot;
-        their replies in order (error replies in their place)."""
+        their replies in order (error replies in their place).
+
+        A ``WAIT`` that ends them (a publish confirmed by replicas) counts the replicas of
+        one master's connection: it goes to every master that took one of the commands
+        before it, and its reply is the fewest replicas any of them counted."""
         self.connect()
         commands = split_commands(data)
         if commands and commands[0][0].upper() == b"SCRIPT":
             everywhere = self._everywhere(commands)
             self._redo()
             return everywhere
+        if len(commands) > 1 and commands[-1][0].upper() == b"WAIT":
+            wait = commands.pop()
+            written: set[Address] = set()
+            replies = self._execute(commands, written)
+            return [*replies, self._wait_on(written, wait)]
+        return self._execute(commands, None)
+
+    def _execute(self, commands: list[list[bytes]], written: set[Address] | None) -> list[Any]:
+        """Run ``commands`` (see :meth:`execute_packed`); the masters that answered them
+        are added to ``written``."""
         replies: list[Any] = [None] * len(commands)
         pending = self._units(commands)
         redirects = tryagain = 0
@@ -389,6 +405,8 @@ class ClusterWire:
                 found = next((r for r in map(redirection, got) if r is not None), None)
                 if found is None:
                     replies[unit.first : unit.first + len(got)] = got
+                    if written is not None and unit.ran_on is not None:
+                        written.add(unit.ran_on)
                     continue
                 kind, words = found
                 logger.debug("Redis Cluster %s connection: %s", self.name, " ".join(words))
@@ -419,6 +437,7 @@ class ClusterWire:
         by_node: dict[Address, tuple[_NodeWire, list[_Unit]]] = {}
         for unit in units:
             node = self._route(unit)
+            unit.ran_on = node.address
             by_node.setdefault(node.address, (node, []))[1].append(unit)
         try:
             for node, node_units in by_node.values():
@@ -444,6 +463,28 @@ class ClusterWire:
             self._failed()
             raise
         return results
+
+    def _wait_on(self, masters: set[Address], wait: list[bytes]) -> Any:
+        """``WAIT`` on each of ``masters`` at once (on any master when none); the fewest
+        replicas counted, or the first error reply."""
+        nodes = [self._node(address) for address in masters]
+        if not nodes:
+            nodes = [self._route(_Unit(0, [wait]))]
+        data = pack_commands([wait])
+        try:
+            for node in nodes:
+                node.send_packed(data)
+            answers = [node.read() for node in nodes]
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.InvalidResponse):
+            self._failed()
+            raise
+        errors = [answer for answer in answers if isinstance(answer, Exception)]
+        return errors[0] if errors else min(int(answer) for answer in answers)
+
+    @property
+    def server(self) -> str:
+        """For messages: the masters the commands went to."""
+        return "the Redis Cluster masters that took it"
 
     def _everywhere(self, commands: list[list[bytes]]) -> list[Any]:
         """``SCRIPT LOAD`` (or flush) on every master; the first master's replies."""

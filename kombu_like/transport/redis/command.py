@@ -367,6 +367,18 @@ class CommandConnection:
                 self._recover()
             return self.wire.execute(commands)
 
+    def execute_packed(self, data: bytes, count: int) -> list[Any]:
+        """Run ``count`` commands encoded in ``data`` in one round trip; their replies."""
+        with self._lock:
+            if self.ledger.acks or self.ledger.takes:
+                self._recover()
+            return self.wire.execute_packed(data, count)
+
+    @property
+    def server(self) -> str:
+        """Where the commands go, for messages (no credentials)."""
+        return str(self.wire.server)
+
     def execute_counts(self, data: bytes, count: int) -> list[Any] | None:
         """Send ``count`` encoded commands whose replies are integers (publishes); the
         replies, or None when every one was a plain integer."""

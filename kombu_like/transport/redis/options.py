@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ..options import TransportOptions, option
 from .keys import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP, KEY_LAYOUTS
+from .replicas import WAIT_HELP, WAIT_TIMEOUT_HELP
 
 __all__ = ["RedisOptions"]
 
@@ -111,6 +112,8 @@ class RedisOptions(TransportOptions):
         "slot.  Implies ``key_layout='cluster'``.  With ``key_layout='cluster'`` a cluster of "
         "several masters is found and used without it",
     )
+    wait_replicas: int = option(0, "*kombu_like only.*  " + WAIT_HELP)
+    wait_timeout: float = option(1.0, WAIT_TIMEOUT_HELP)
     # -- fanout --
     fanout_prefix: bool | str = option(
         True,
@@ -233,6 +236,18 @@ class RedisOptions(TransportOptions):
             )
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fanout_mode must be one of {', '.join(FANOUT_MODES)}, got {self.fanout_mode!r}")
+        self.wait_replicas = int(self.wait_replicas or 0)
+        self.wait_timeout = float(self.wait_timeout)
+        if self.wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be a number of replicas, not negative, got {self.wait_replicas!r}")
+        if self.wait_timeout <= 0:
+            raise ValueError(f"wait_timeout must be a positive number of seconds, got {self.wait_timeout!r}")
+        if self.wait_replicas and self.socket_timeout is not None and self.wait_timeout >= float(self.socket_timeout):
+            # WAIT answers after up to wait_timeout: the socket must not give up first
+            raise ValueError(
+                f"wait_timeout must be shorter than socket_timeout ({float(self.socket_timeout):g} s), "
+                f"got {self.wait_timeout!r}"
+            )
         self.health_check_interval = float(self.health_check_interval or 0)
         self.reply_spin = float(self.reply_spin or 0)
         if self.reply_spin < 0:

@@ -44,6 +44,7 @@ from .keys import KeyLayout, clamp_priority
 from .looping import LoopHooks
 from .options import RedisOptions
 from .recovery import Restorer, mark_redelivered
+from .replicas import check_replicated, wait_packed
 from .resp import command_head, pack_commands, with_bulk
 from .taking import Taker
 
@@ -106,6 +107,8 @@ class RedisStore(QueueStore):
         self.restorer = Restorer(self.cmd, self.keys, options, self.bindings)
         self._acks = _AckBatch()
         self._lpush_prefixes: dict[tuple[str, Any], bytes] = {}
+        #: the WAIT that follows every publish (``wait_replicas``), encoded; empty: none
+        self._wait = wait_packed(options.wait_replicas, options.wait_timeout) if options.wait_replicas else b""
         self.taker = Taker(
             connection_factory, self.cmd, self.keys, options, self.fanout, self.maintain, self.next_maintenance
         )
@@ -231,6 +234,9 @@ class RedisStore(QueueStore):
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         data, count = self.put_request(queue, payload, priority)
+        if self._wait:  # WAIT's reply is a count to read, not only an integer
+            self.put_checked(self.cmd.execute_packed(data, count), queue)
+            return
         replies = self.cmd.execute_counts(data, count)
         if replies is not None:
             self.put_checked(replies, queue)
@@ -242,17 +248,35 @@ class RedisStore(QueueStore):
         if self.expires and queue in self.expires:
             data += self._expire_commands(queue)
             count += len(self.keys.steps)
+        if self._wait:
+            data += self._wait
+            count += 1
         return data, count
 
-    @staticmethod
-    def put_checked(replies: Sequence[Any], queue: str) -> None:
-        """Raise the error reply among a publish's ``replies``."""
-        check(replies, f"publishing to queue {queue!r}")
+    def put_checked(self, replies: Sequence[Any], queue: str, where: str | None = None) -> None:
+        """Raise the error reply among a publish's ``replies`` (or, with ``wait_replicas``,
+        :class:`~kombu_like.exceptions.MessageNacked` when too few replicas of the server
+        ``where`` -- the command connection's by default -- have it)."""
+        what = f"publishing to queue {queue!r}"
+        if self._wait:
+            self._check_replicated(replies, what, where)
+            return
+        check(replies, what)
+
+    def _check_replicated(self, replies: Sequence[Any], what: str, where: str | None) -> None:
+        """``replies`` end with a WAIT's: the writes' errors first, then the replicas'."""
+        check(replies[:-1], what)
+        options = self.options
+        server = self.cmd.server if where is None else where
+        check_replicated(replies[-1], options.wait_replicas, options.wait_timeout, what, server)
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         if not items:
             return
         data, owners = self.put_many_request(items)
+        if self._wait:
+            self.put_many_checked(self.cmd.execute_packed(data, len(owners)), owners, len(items))
+            return
         replies = self.cmd.execute_counts(data, len(owners))
         if replies is not None:
             self.put_many_checked(replies, owners, len(items))
@@ -272,13 +296,22 @@ class RedisStore(QueueStore):
             if expiring and queue in expiring:
                 parts.append(self._expire_commands(queue))
                 owners += [queue] * steps
+        if self._wait:  # one WAIT for the batch: it counts every write before it
+            parts.append(self._wait)
+            owners.append("")
         return b"".join(parts), owners
 
-    @staticmethod
-    def put_many_checked(replies: Sequence[Any], owners: Sequence[str], size: int) -> None:
-        """Raise the error replies among a batch's ``replies``, naming their queues."""
+    def put_many_checked(
+        self, replies: Sequence[Any], owners: Sequence[str], size: int, where: str | None = None
+    ) -> None:
+        """Raise the error replies among a batch's ``replies``, naming their queues (or,
+        with ``wait_replicas``, :class:`~kombu_like.exceptions.MessageNacked`)."""
         failed = sorted({owners[i] for i, reply in enumerate(replies) if isinstance(reply, Exception)})
-        check(replies, f"publishing a batch of {size} messages (failed for queue {', '.join(failed)})")
+        what = f"publishing a batch of {size} messages"
+        if self._wait:
+            self._check_replicated(replies, f"{what} (failed for queue {', '.join(failed)})" if failed else what, where)
+            return
+        check(replies, f"{what} (failed for queue {', '.join(failed)})")
 
     def put_fanout(self, exchange: str, payload: dict[str, Any], routing_key: str) -> bool:
         if self.options.fanout_mode != "pubsub":

@@ -137,6 +137,15 @@ class Wire:
 
     # -- connection ------------------------------------------------------------------
     @property
+    def server(self) -> str:
+        """``host:port`` (or the socket's path) of the server, for messages."""
+        conn = self.conn
+        host = getattr(conn, "host", None)
+        if host:
+            return f"{host}:{getattr(conn, 'port', '')}"
+        return str(getattr(conn, "path", None) or "the server")
+
+    @property
     def connected(self) -> bool:
         return self.sock is not None
 

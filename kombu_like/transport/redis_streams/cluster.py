@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ...exceptions import MessageNacked
+from ..redis.replicas import check_replicated, wait_command
 from ..redis.topology import cluster_error, startup_nodes
 from .keys import queue_of_tag
 
@@ -185,7 +185,7 @@ def write_confirmed(
         node = node_client_for(client, key) if cluster else client
         pipe = node.pipeline(transaction=False)
         write(pipe)
-        pipe.execute_command("WAIT", int(replicas), max(int(timeout * 1000), 1))
+        pipe.execute_command(*wait_command(replicas, timeout))
         try:
             replies = pipe.execute()
         except AskError:  # MovedError is one too
@@ -193,14 +193,7 @@ def write_confirmed(
                 raise
             reload_slots(client)
             continue
-        confirmed = int(replies[-1])
-        if confirmed < replicas:
-            where = _where(node)
-            raise MessageNacked(
-                f"{what}: written to Redis at {where}, but {confirmed} of the {replicas} replicas asked for "
-                f"(wait_replicas) confirmed it within {timeout:g} s (wait_timeout); the publish is not "
-                f"confirmed: a failover before the replicas catch up would lose it"
-            )
+        check_replicated(replies[-1], replicas, timeout, what, _where(node))
         return list(replies[:-1])
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from ..options import TransportOptions, option
 from ..redis.options import default_reply_spin
+from ..redis.replicas import WAIT_HELP, WAIT_TIMEOUT_HELP
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_MAX_DELIVERIES", "StreamsOptions"]
 
@@ -110,13 +111,8 @@ class StreamsOptions(TransportOptions):
     )
     # -- Redis Cluster --
     cluster: bool = option(False, "The URL's hosts are startup nodes of a Redis Cluster (redis-py's cluster client)")
-    wait_replicas: int = option(
-        0,
-        "Replicas a publish waits for (``WAIT`` on the master that took it) before it returns; "
-        "fewer within ``wait_timeout``: :class:`~kombu_like.exceptions.MessageNacked`, the publish "
-        "is not confirmed (0: does not wait)",
-    )
-    wait_timeout: float = option(1.0, "Seconds a publish waits for ``wait_replicas`` replicas")
+    wait_replicas: int = option(0, WAIT_HELP)
+    wait_timeout: float = option(1.0, WAIT_TIMEOUT_HELP)
     # -- Sentinel --
     master_name: str | None = option(None, "The Sentinel master's name (required with ``sentinel+streams://``)")
     min_other_sentinels: int = option(0, "Other Sentinels a Sentinel must know of before its answer is trusted")

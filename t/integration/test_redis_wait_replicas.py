@@ -1,0 +1,190 @@
+"""Publishes on the list transport (redis://) confirmed by replicas (``wait_replicas``):
+a publish returns once the replicas asked for have the message, and raises
+:class:`MessageNacked` when fewer confirm within ``wait_timeout`` -- on one server with a
+replica (blocking and asyncio API), and on the session's Redis Cluster, where a batch
+spread over several masters waits on each of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from kombu_like import Connection, Queue
+from kombu_like.aio import Connection as AsyncConnection
+from kombu_like.exceptions import MessageNacked
+from kombu_like.transport.redis.keys import KeyLayout
+from t.integration.failover_load import wait_online
+from t.integration.test_redis_list_cluster import names_on_distinct_masters
+from t.integration.test_redis_servers import redis_server
+from t.redis_cluster import RedisClusterNodes
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def master_and_replica(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A master and its replica, replication online."""
+    with redis_server(tmp_path / "master", "--repl-diskless-sync-delay", "0") as master:
+        with redis_server(
+            tmp_path / "replica", "--replicaof", "127.0.0.1", str(master), "--repl-diskless-sync-delay", "0"
+        ) as replica:
+            wait_online(redis.Redis(port=master))
+            yield master, replica
+
+
+def test_a_confirmed_publish_is_on_the_replica_when_it_returns(
+    master_and_replica: tuple[int, int], unique_name: str
+) -> None:
+    master, replica_port = master_and_replica
+    key = KeyLayout().list_key(unique_name)
+    queue = Queue(unique_name, routing_key=unique_name)
+    options = {"wait_replicas": 1, "wait_timeout": 2}
+    with (
+        Connection(f"redis://127.0.0.1:{master}", transport_options=options) as conn,
+        contextlib.closing(redis.Redis(port=replica_port)) as replica,
+    ):
+        producer = conn.Producer()
+        producer.publish({"n": 0}, routing_key=unique_name, declare=[queue])
+        assert replica.llen(key) == 1
+        with producer.batch():  # one WAIT after the batch's writes
+            for n in range(1, 4):
+                producer.publish({"n": n}, routing_key=unique_name)
+        assert replica.llen(key) == 4
+
+
+def test_too_few_replicas_is_an_unconfirmed_publish_that_was_still_written(
+    master_and_replica: tuple[int, int], unique_name: str
+) -> None:
+    master, _ = master_and_replica
+    queue = Queue(unique_name, routing_key=unique_name)
+    options = {"wait_replicas": 2, "wait_timeout": 0.2}
+    with Connection(f"redis://127.0.0.1:{master}", transport_options=options) as conn:
+        producer = conn.Producer()
+        with pytest.raises(MessageNacked, match=rf"'{unique_name}'.*127\.0\.0\.1:{master}.*1 of the 2 replicas"):
+            producer.publish({"n": 1}, routing_key=unique_name, declare=[queue])
+        with pytest.raises(MessageNacked, match="batch of 2 messages.*1 of the 2 replicas"):
+            with producer.batch():
+                producer.publish({"n": 2}, routing_key=unique_name)
+                producer.publish({"n": 3}, routing_key=unique_name)
+        # not confirmed is not undone: the master took them, and a consumer gets them
+        with conn.SimpleQueue(queue) as simple:
+            got = []
+            for _ in range(3):
+                message = simple.get(timeout=5)
+                got.append(message.payload["n"])
+                message.ack()
+        assert sorted(got) == [1, 2, 3]
+
+
+def test_the_asyncio_api_confirms_the_same_way(master_and_replica: tuple[int, int], unique_name: str) -> None:
+    master, replica_port = master_and_replica
+    key = KeyLayout().list_key(unique_name)
+
+    async def publish(replicas: int) -> None:
+        options = {"wait_replicas": replicas, "wait_timeout": 0.3}
+        async with AsyncConnection(f"redis://127.0.0.1:{master}", transport_options=options) as conn:
+            queue = Queue(unique_name, routing_key=unique_name)
+            await conn.Producer().publish("x", routing_key=unique_name, declare=[queue])
+
+    asyncio.run(publish(1))
+    with contextlib.closing(redis.Redis(port=replica_port)) as replica:
+        assert replica.llen(key) == 1
+    with pytest.raises(MessageNacked, match="1 of the 2 replicas"):
+        asyncio.run(publish(2))
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="wait_timeout must be shorter than socket_timeout"):
+        Connection("redis://127.0.0.1:6379/0", transport_options={"wait_replicas": 1, "socket_timeout": 1}).connect()
+    with pytest.raises(ValueError, match="wait_replicas must be a number of replicas"):
+        Connection("redis://127.0.0.1:6379/0", transport_options={"wait_replicas": -1}).connect()
+
+
+@pytest.mark.redis_cluster
+def test_on_a_cluster_each_master_that_took_a_write_waits_for_its_replica(
+    redis_cluster: RedisClusterNodes, unique_name: str
+) -> None:
+    names = names_on_distinct_masters(redis_cluster, unique_name, 3)
+    keys = KeyLayout(cluster=True)
+    options = {"key_layout": "cluster", "wait_replicas": 1, "wait_timeout": 5}
+    with Connection(redis_cluster.url("redis"), transport_options=options) as conn:
+        producer = conn.Producer()
+        for name in names:
+            producer.publish({"q": name}, routing_key=name, declare=[Queue(name, routing_key=name)])
+        with producer.batch():  # writes on three masters, a WAIT on each
+            for n, name in enumerate(names * 2):
+                producer.publish({"n": n}, routing_key=name)
+        # each replica has what its master took when the publish returned
+        for name in names:
+            master = redis_cluster.master_of_key(keys.list_key(name))
+            with contextlib.closing(redis_cluster.node(redis_cluster.replica_of(master)).client()) as replica:
+                replica.execute_command("READONLY")
+                assert replica.llen(keys.list_key(name)) == 3
+        options = {**options, "wait_replicas": 2, "wait_timeout": 0.2}
+    with Connection(redis_cluster.url("redis"), transport_options=options) as conn:
+        with pytest.raises(MessageNacked, match="Redis Cluster masters that took it.*1 of the 2 replicas"):
+            conn.Producer().publish({"n": -1}, routing_key=names[0])
+        for name in names:
+            conn.SimpleQueue(name).clear()
+
+
+def test_the_asyncio_api_awaits_replicas_on_redis_streams_too(
+    master_and_replica: tuple[int, int], unique_name: str
+) -> None:
+    # the I/O-thread driver hands publishes over unless they are confirmed: with
+    # wait_replicas the awaited publish is the confirmed one, its shortfall raised there
+    master, _ = master_and_replica
+
+    async def publish(replicas: int) -> None:
+        options = {"wait_replicas": replicas, "wait_timeout": 0.3}
+        async with AsyncConnection(f"redis+streams://127.0.0.1:{master}", transport_options=options) as conn:
+            queue = Queue(unique_name, routing_key=unique_name)
+            await conn.Producer().publish("x", routing_key=unique_name, declare=[queue])
+
+    asyncio.run(publish(1))
+    with pytest.raises(MessageNacked, match="1 of the 2 replicas"):
+        asyncio.run(publish(2))
+
+
+@pytest.mark.redis_cluster
+def test_a_master_killed_under_confirmed_publishes_loses_none_of_them(
+    redis_cluster: RedisClusterNodes, unique_name: str
+) -> None:
+    # a master is SIGKILLed while a publisher (wait_replicas=1) and a consumer run on its
+    # queue and on queues of the other masters: every publish that returned is consumed
+    # (its replica had it when it returned), both recover once the replica took over, and
+    # acks settled before the kill are not undone by it
+    from t.integration.failover_load import FailoverLoad
+
+    keys = KeyLayout(cluster=True)
+    names = names_on_distinct_masters(redis_cluster, unique_name, 3)
+    victim = redis_cluster.master_of_key(keys.list_key(names[0]))
+    options = {
+        "cluster": True,
+        "wait_replicas": 1,
+        "wait_timeout": 1.0,
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 1.0,
+        "visibility_timeout": 5.0,
+    }
+    # an attempt per node listed in the URL, a pause once each was tried: 50 rounds
+    policy = {"max_retries": 300, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.3}
+    with FailoverLoad(redis_cluster.url("redis", all_nodes=True), options, names, policy) as load:
+        load.flowing(30)
+        acked = load.quiesce()
+        for name in names:  # the acks are on the replicas too
+            node = redis_cluster.node(redis_cluster.master_of_key(keys.list_key(name)))
+            wait_online(node.client(), probe=f"{{{name}}}:probe")
+        load.resume()
+        load.flowing(10)
+        promoted = redis_cluster.kill_master(victim)
+        assert redis_cluster.master_of_key(keys.list_key(names[0])) == promoted
+        # the promoted replica has no replica of its own until the killed node is back
+        redis_cluster.restart(victim)
+        load.restarted()
+    load.check(acked)
