@@ -214,6 +214,18 @@ class RedisClusterNodes:
                         return int(master[1])
         raise RuntimeError(f"no master serves the slot of {key!r}")
 
+    def names_on_distinct_masters(self, base: str, count: int) -> list[str]:
+        """``count`` queue names (``base.N``) served by ``count`` different masters: in
+        either Redis transport's cluster layout every key of a queue is in the slot of its
+        ``{name}`` hash tag."""
+        found: dict[int, str] = {}
+        for n in range(1000):
+            name = f"{base}.{n}"
+            found.setdefault(self.master_of_key(f"{{{name}}}"), name)
+            if len(found) == count:
+                return list(found.values())
+        raise AssertionError(f"no {count} queue names on distinct masters")
+
     def replica_of(self, master_port: int) -> int:
         topology = self._topology()
         master_id = topology[master_port][0]

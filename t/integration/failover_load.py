@@ -18,15 +18,18 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from kombu_like import Connection, Consumer, Message, Queue
 from kombu_like.exceptions import MessageNacked, OperationalError
 
-__all__ = ["FailoverLoad", "wait_online"]
+__all__ = ["FAILOVER_POLICY", "FailoverLoad", "kill_a_master_under_load", "wait_online"]
+
+if TYPE_CHECKING:
+    from t.redis_cluster import RedisClusterNodes
 
 
 def wait_online(master: redis.Redis, timeout: float = 10, probe: str = "_kl_probe") -> None:
@@ -191,3 +194,33 @@ class FailoverLoad:
         assert not lost, f"{len(lost)} of {len(self.confirmed)} confirmed messages were never consumed: {lost[:20]}"
         again = sorted(n for n in acked_before if self.deliveries[n] > 1)
         assert not again, f"messages acknowledged before the failover were delivered again: {again[:20]}"
+
+
+#: an attempt per node listed in the URL, a pause once each was tried: 50 rounds
+FAILOVER_POLICY = MappingProxyType(
+    {"max_retries": 300, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.3}
+)
+
+
+def kill_a_master_under_load(
+    cluster: RedisClusterNodes, url: str, options: Mapping[str, Any], names: Sequence[str]
+) -> None:
+    """SIGKILL the master of ``names[0]`` (queues of the session's Redis Cluster, every
+    key of one in the slot of its ``{name}`` hash tag) while a publisher and a consumer
+    run on ``names``: every publish that returned is consumed, both recover once the
+    replica took over, and acks settled before the kill are not undone by it."""
+    victim = cluster.master_of_key(f"{{{names[0]}}}")
+    with FailoverLoad(url, options, names, FAILOVER_POLICY) as load:
+        load.flowing(30)
+        acked = load.quiesce()
+        for name in names:  # the acks are on the replicas too
+            node = cluster.node(cluster.master_of_key(f"{{{name}}}"))
+            wait_online(node.client(), probe=f"{{{name}}}:probe")
+        load.resume()
+        load.flowing(10)
+        promoted = cluster.kill_master(victim)
+        assert cluster.master_of_key(f"{{{names[0]}}}") == promoted
+        # the promoted replica has no replica of its own until the killed node is back
+        cluster.restart(victim)
+        load.restarted()
+    load.check(acked)

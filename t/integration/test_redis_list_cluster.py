@@ -270,17 +270,6 @@ def test_a_master_killed_under_load_loses_no_stored_message(redis_cluster: Redis
     assert not lost, f"{len(lost)} of {len(traffic.confirmed)} messages were never consumed: {lost[:20]}"
 
 
-def names_on_distinct_masters(cluster: RedisClusterNodes, base: str, count: int) -> list[str]:
-    """``count`` queue names whose keys live on ``count`` different masters."""
-    found: dict[int, str] = {}
-    for n in range(1000):
-        name = f"{base}.{n}"
-        found.setdefault(cluster.master_of_key(f"{{{name}}}"), name)
-        if len(found) == count:
-            return list(found.values())
-    raise AssertionError(f"no {count} queue names on distinct masters")
-
-
 @pytest.fixture
 def loop() -> Iterator[Hub]:
     hub = Hub()
@@ -297,7 +286,7 @@ def test_the_hub_is_woken_by_each_master_of_the_queues_it_waits_on(
     monkeypatch.setattr(looping, "MAINTENANCE_TICK", 30.0)
     url = redis_cluster.url("redis")
     options = {"key_layout": "cluster", "unacked_restore_interval": 30, "health_check_interval": 0}
-    queues = [Queue(name, routing_key=name) for name in names_on_distinct_masters(redis_cluster, unique_name, 3)]
+    queues = [Queue(name, routing_key=name) for name in redis_cluster.names_on_distinct_masters(unique_name, 3)]
     received: list[str] = []
 
     def on_message(message: Message) -> None:

@@ -21,7 +21,7 @@ from kombu_like import Connection, Consumer, Message, Queue
 from kombu_like.exceptions import IrrecoverableConnectionError, MessageNacked
 from kombu_like.testing.conformance import TransportConformance
 from kombu_like.transport.redis_streams.keys import StreamKeys
-from t.integration.failover_load import FailoverLoad, wait_online
+from t.integration.failover_load import kill_a_master_under_load, wait_online
 from t.integration.test_redis_streams_conformance import StreamsAsyncAPITests
 from t.redis_cluster import RedisClusterNodes
 
@@ -53,18 +53,6 @@ class TestRedisStreamsClusterConformance(TransportConformance, StreamsAsyncAPITe
 # -- helpers ------------------------------------------------------------------------------
 
 
-def names_on_distinct_masters(cluster: RedisClusterNodes, prefix: str, base: str, count: int) -> list[str]:
-    """``count`` queue names whose streams live on ``count`` different masters."""
-    found: dict[int, str] = {}
-    for n in range(1000):
-        name = f"{base}.{n}"
-        master = cluster.master_of_key(StreamKeys(prefix).stream(name))
-        found.setdefault(master, name)
-        if len(found) == count:
-            return list(found.values())
-    raise AssertionError(f"no {count} queue names on distinct masters")
-
-
 def drain(conn: Connection, done: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not done() and time.monotonic() < deadline:
@@ -75,7 +63,7 @@ def drain(conn: Connection, done: Any, timeout: float) -> None:
 def names_spread(cluster: RedisClusterNodes, prefix: str, base: str) -> list[str]:
     """Four queue names: three on distinct masters, and a fourth in another slot of the
     first one's master (one XREAD may not name two slots, even on one master)."""
-    first, *others = names_on_distinct_masters(cluster, prefix, base, 3)
+    first, *others = cluster.names_on_distinct_masters(base, 3)
     keys = StreamKeys(prefix)
     master = cluster.master_of_key(keys.stream(first))
     for n in range(1000):
@@ -265,7 +253,7 @@ def test_cluster_option_on_a_single_server_is_refused_at_once(redis_url: str) ->
 
 
 def test_wait_replicas_publish_returns_once_replicated(redis_cluster: RedisClusterNodes, prefix: str) -> None:
-    names = names_on_distinct_masters(redis_cluster, prefix, "confirmed", 3)
+    names = redis_cluster.names_on_distinct_masters("confirmed", 3)
     options = {"cluster": True, "global_keyprefix": prefix, "wait_replicas": 1, "wait_timeout": 5}
     with Connection(redis_cluster.url(), transport_options=options) as conn:
         producer = conn.Producer()
@@ -337,10 +325,6 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
     # queue and on queues of the other masters: every publish that returned is consumed
     # (its replica had it when it returned), both recover once the replica took over, and
     # acks settled before the kill are not undone by it
-    keys = StreamKeys(prefix)
-    names = names_on_distinct_masters(redis_cluster, prefix, unique_name, 3)
-    victim = redis_cluster.master_of_key(keys.stream(names[0]))
-    url = redis_cluster.url(all_nodes=True)
     options = {
         "cluster": True,
         "global_keyprefix": prefix,
@@ -350,22 +334,8 @@ def test_failover_under_publishers_and_consumers_loses_no_confirmed_message(
         "socket_timeout": 2.0,
         "socket_connect_timeout": 1.0,
     }
-    # an attempt per node listed in the URL, a pause once each was tried: 50 rounds
-    policy = {"max_retries": 300, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.3}
-    with FailoverLoad(url, options, names, policy) as load:
-        load.flowing(30)
-        acked = load.quiesce()
-        for name in names:  # the acks are on the replicas too
-            node = redis_cluster.node(redis_cluster.master_of_key(keys.stream(name)))
-            wait_online(node.client(), probe=f"{keys.tag(name)}:probe")
-        load.resume()
-        load.flowing(10)
-        promoted = redis_cluster.kill_master(victim)
-        assert redis_cluster.master_of_key(keys.stream(names[0])) == promoted
-        # the promoted replica has no replica of its own until the killed node is back
-        redis_cluster.restart(victim)
-        load.restarted()
-    load.check(acked)
+    names = redis_cluster.names_on_distinct_masters(unique_name, 3)
+    kill_a_master_under_load(redis_cluster, redis_cluster.url(all_nodes=True), options, names)
 
 
 def test_masters_that_lost_their_scripts_get_them_again(

@@ -336,10 +336,10 @@ def test_delayed_messages_on_a_redis_cluster(redis_cluster: Any, unique_name: st
     # each queue's delayed set and streams share its slot, so each script runs on one node
     import contextlib
 
-    from t.integration.test_redis_streams_cluster import delete_prefixed, names_on_distinct_masters
+    from t.integration.test_redis_streams_cluster import delete_prefixed
 
     prefix = f"kldelayed-{unique_name}:"
-    names = names_on_distinct_masters(redis_cluster, prefix, "dq", 3)
+    names = redis_cluster.names_on_distinct_masters("dq", 3)
     queues = [Queue(name, routing_key=name, max_priority=5) for name in names]
     arrived: dict[str, float] = {}
 

@@ -237,10 +237,10 @@ def test_on_a_redis_cluster_a_consumer_hears_on_every_slot_it_waits_on(
     redis_cluster: Any, unique_name: str, driven: str, request: pytest.FixtureRequest
 ) -> None:
     # one wait per slot: each names its queue's schedule stream with its streams
-    from t.integration.test_redis_streams_cluster import delete_prefixed, names_on_distinct_masters
+    from t.integration.test_redis_streams_cluster import delete_prefixed
 
     prefix = f"kldw-{unique_name}:"
-    queues = [Queue(name) for name in names_on_distinct_masters(redis_cluster, prefix, "dw", 3)]
+    queues = [Queue(name) for name in redis_cluster.names_on_distinct_masters("dw", 3)]
     options = {"cluster": True, **NOT_POLLING}
     schedules = _Schedules(redis_cluster.url(), prefix, queues[0], **options)
     arrived, on_message = _recorder()

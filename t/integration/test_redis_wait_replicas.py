@@ -18,8 +18,7 @@ from kombu_like import Connection, Queue
 from kombu_like.aio import Connection as AsyncConnection
 from kombu_like.exceptions import MessageNacked
 from kombu_like.transport.redis.keys import KeyLayout
-from t.integration.failover_load import wait_online
-from t.integration.test_redis_list_cluster import names_on_distinct_masters
+from t.integration.failover_load import kill_a_master_under_load, wait_online
 from t.integration.test_redis_servers import redis_server
 from t.redis_cluster import RedisClusterNodes
 
@@ -109,7 +108,7 @@ def test_options_are_checked() -> None:
 def test_on_a_cluster_each_master_that_took_a_write_waits_for_its_replica(
     redis_cluster: RedisClusterNodes, unique_name: str
 ) -> None:
-    names = names_on_distinct_masters(redis_cluster, unique_name, 3)
+    names = redis_cluster.names_on_distinct_masters(unique_name, 3)
     keys = KeyLayout(cluster=True)
     options = {"key_layout": "cluster", "wait_replicas": 1, "wait_timeout": 5}
     with Connection(redis_cluster.url("redis"), transport_options=options) as conn:
@@ -159,11 +158,6 @@ def test_a_master_killed_under_confirmed_publishes_loses_none_of_them(
     # queue and on queues of the other masters: every publish that returned is consumed
     # (its replica had it when it returned), both recover once the replica took over, and
     # acks settled before the kill are not undone by it
-    from t.integration.failover_load import FailoverLoad
-
-    keys = KeyLayout(cluster=True)
-    names = names_on_distinct_masters(redis_cluster, unique_name, 3)
-    victim = redis_cluster.master_of_key(keys.list_key(names[0]))
     options = {
         "cluster": True,
         "wait_replicas": 1,
@@ -172,19 +166,5 @@ def test_a_master_killed_under_confirmed_publishes_loses_none_of_them(
         "socket_connect_timeout": 1.0,
         "visibility_timeout": 5.0,
     }
-    # an attempt per node listed in the URL, a pause once each was tried: 50 rounds
-    policy = {"max_retries": 300, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.3}
-    with FailoverLoad(redis_cluster.url("redis", all_nodes=True), options, names, policy) as load:
-        load.flowing(30)
-        acked = load.quiesce()
-        for name in names:  # the acks are on the replicas too
-            node = redis_cluster.node(redis_cluster.master_of_key(keys.list_key(name)))
-            wait_online(node.client(), probe=f"{{{name}}}:probe")
-        load.resume()
-        load.flowing(10)
-        promoted = redis_cluster.kill_master(victim)
-        assert redis_cluster.master_of_key(keys.list_key(names[0])) == promoted
-        # the promoted replica has no replica of its own until the killed node is back
-        redis_cluster.restart(victim)
-        load.restarted()
-    load.check(acked)
+    names = redis_cluster.names_on_distinct_masters(unique_name, 3)
+    kill_a_master_under_load(redis_cluster, redis_cluster.url("redis", all_nodes=True), options, names)
