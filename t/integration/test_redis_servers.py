@@ -99,6 +99,13 @@ def roundtrip(conn: Connection, queue: Queue, bodies: list[Any], timeout: float 
 
 # -- Sentinel ---------------------------------------------------------------------------
 
+#: how long the Sentinel waits for a PONG before it judges a server down.  It must be well
+#: over a second: when a failover ends the Sentinel starts that clock for the promoted
+#: master at once, but opens its new link to it only a second after its last attempt to
+#: reach the dead master (it tries once a second), so with 1000 the promoted master is
+#: judged down now and then (a busy machine), and failed over again
+SENTINEL_DOWN_AFTER_MS = 2000
+
 
 @pytest.fixture
 def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, int]]:
@@ -118,7 +125,7 @@ def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, int]]:
             tmp_path / "sentinel",
             f"sentinel monitor mymaster 127.0.0.1 {master} 1",
             f"sentinel known-replica mymaster 127.0.0.1 {replica}",
-            "sentinel down-after-milliseconds mymaster 1000",
+            f"sentinel down-after-milliseconds mymaster {SENTINEL_DOWN_AFTER_MS}",
             "sentinel failover-timeout mymaster 5000",
             sentinel=True,
         ) as sentinel:
