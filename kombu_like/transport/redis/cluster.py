@@ -168,17 +168,15 @@ class ClusterWire:
             return
         if self.topology.stale:
             self.topology.refresh()
-        try:
-            for address in list(self.topology.masters):
-                self._node(address).connect()
-        except BaseException:
-            self.disconnect()
-            raise
+        self._connect_masters()
         self._connected = True
 
     def connect_every_master(self) -> None:
         """Connect to every master of the slot map, those the map gained since too."""
         self.connect()
+        self._connect_masters()
+
+    def _connect_masters(self) -> None:
         try:
             for address in list(self.topology.masters):
                 self._node(address).connect()
