@@ -1,8 +1,8 @@
 """The queue store on Redis Streams: one stream (per priority level) and one consumer group
 per queue.
 
-* publish: ``XADD`` to the level stream of the message's priority (a script where the queue
-  has ``x-max-length``), in one pipeline for a batch;
+* publish (:mod:`.publishing`): ``XADD`` to the level stream of the message's priority
+  (a script where the queue has ``x-max-length``), in one round trip for a batch;
 * take: ``XREADGROUP ... >`` over the queue's level streams, highest first (one script on
   the queue's slot, which also drops expired entries, or takes them to be dead-lettered);
 * ack: ``XACK`` + ``XDEL``; requeue: a copy at the tail marked redelivered, the original
@@ -32,21 +32,20 @@ from redis.exceptions import RedisError
 
 from ...exceptions import PreconditionFailed
 from ..base import Capabilities
-from ..redis.resp import command_head, with_bulk
 from ..virtual import Delivery, QueueStore
 from . import scripts
 from .acks import AckBatch
 from .bindings import StreamBindings
-from .cluster import put_confirmed
-from .codec import QueueSpec, Receipt, decode_entry, encode_fields, envelope_text, level_of
+from .codec import QueueSpec, Receipt, decode_entry
 from .deadletter import DeadLetters
-from .delayed import Delay, DelayedScripts, delay_of, encode_member, maybe_delayed
+from .delayed import DelayedScripts
 from .due import DueWatch, QueueTarget
 from .expiry import Expiry, check_expires
-from .hotpath import PipelineExecutor, Step, WireExecutor, ack_commands, append_command, resp2_connections, take_call
+from .hotpath import PipelineExecutor, WireExecutor, ack_commands, resp2_connections, take_call
 from .keys import GROUP, StreamKeys
 from .lease import Leases
 from .options import StreamsOptions
+from .publishing import Publishing, now_ms
 from .takeover import Predecessors
 from .upkeep import Upkeep
 from .watch import Watcher, last_delivered_ids
@@ -59,14 +58,6 @@ logger = logging.getLogger("kombu_like.transport.redis_streams")
 #: most entries per stream a closing store gives back from its pending list (more wait
 #: for their leases to lapse)
 CLOSE_GIVE_BACK = 10_000
-
-#: entries are trimmed this much after their queue's TTL ran out (the ids carry the Redis
-#: server's clock, expiry is judged by the client's: a small difference must not trim early)
-TTL_TRIM_MARGIN_MS = 1000
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _text(value: Any) -> str:
@@ -123,9 +114,6 @@ class StreamsStore(QueueStore):
         if isinstance(self.hot, WireExecutor) and options.binding_cache:
             tracking = (resp2_connections(client.connection_pool), self.hot, options)
         self.bindings: StreamBindings = StreamBindings(client, self.keys, self.hot.hgetall, tracking)
-        #: a publish of a message due now, to a queue without limits, is one pre-encoded XADD
-        self._plain_puts = self.hot if isinstance(self.hot, WireExecutor) and not options.wait_replicas else None
-        self._xadd_heads: dict[str, bytes] = {}
         self.leases = Leases(
             client, self.consumer, options.lease_ms, self.scripts["CLAIM"], options.claim_count, options.lapse_ms
         )
@@ -150,6 +138,7 @@ class StreamsStore(QueueStore):
         #: queues this store took from: their lapsed leases are its to take back
         self._queues: dict[str, None] = {}
         self.expiry = Expiry(self)
+        self.publishing = Publishing(self)
         self.upkeep = Upkeep(self)
         #: the consumers of its connection's earlier stores, whose entries it takes over
         self.predecessors = Predecessors() if predecessors is None else predecessors
@@ -210,130 +199,11 @@ class StreamsStore(QueueStore):
     def queue_exists(self, queue: str) -> bool:
         return bool(self.client.exists(self.keys.meta(queue), self.keys.stream(queue)))
 
-    def _fields(self, queue: str, spec: QueueSpec, payload: dict[str, Any], now: int) -> list[Any]:
-        return encode_fields(queue, spec, payload, now)
-
-    def _append(self, queue: str, payload: dict[str, Any], priority: int, now: int) -> list[Step]:
-        """The commands storing ``payload`` in ``queue`` now (for either executor)."""
-        spec = self.spec(queue)
-        fields = self._fields(queue, spec, payload, now)
-        stream = self.keys.stream(queue, level_of(spec, priority))
-        level_streams = self.streams(queue) if spec.max_length is not None else ()
-        steps = [append_command(stream, fields, spec.max_length, level_streams)]
-        if spec.ttl_ms is not None and spec.dead_letter_exchange is None:
-            # entries written longer than the queue's TTL ago have expired, delivered or not:
-            # they go with the next publish, so a queue nobody reads (a dead worker's
-            # broadcast queue) does not grow without bound (with a dead-letter exchange they
-            # stay until a take dead-letters them)
-            steps.append(("XTRIM", stream, "MINID", max(now - spec.ttl_ms - TTL_TRIM_MARGIN_MS, 0)))
-        elif "exp" in fields:
-            # size() then counts entry by entry, leaving out expired ones
-            steps.append(("HSET", self.keys.meta(queue), "expiring", 1))
-        return steps
-
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
-        spec = self.spec(queue)
-        plain = self._plain_puts
-        if (
-            plain is not None
-            and spec.max_length is None
-            and spec.ttl_ms is None
-            and payload["properties"].get("expiration") is None
-            and not maybe_delayed(payload.get("headers"))
-        ):
-            # the usual publish: one XADD, encoded once from a cached head
-            stream = self.keys.stream(queue, level_of(spec, priority))
-            head = self._xadd_heads.get(stream)
-            if head is None:
-                head = command_head(5, ("XADD", stream, "*", "payload"))
-                if len(self._xadd_heads) < 10_000:
-                    self._xadd_heads[stream] = head
-            data = with_bulk(head, envelope_text(queue, payload).encode("utf-8"))
-            [reply] = plain.run_packed(data, 1)
-            if isinstance(reply, Exception):
-                raise type(reply)(f"publishing 1 message(s) failed for queue(s) {queue}: {reply}")
-            return
-        self.put_many([(queue, payload, priority)])
+        self.publishing.put(queue, payload, priority)
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
-        if not items:
-            return
-        now = _now_ms()
-        if not self.options.wait_replicas and self._put_now(items, now):
-            return
-        delayed: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
-        if self.options.wait_replicas:
-            # one pipeline per slot, each followed by WAIT on its master's connection:
-            # returns once the replicas have every write, or raises MessageNacked
-            put_confirmed(
-                self.client,
-                items,
-                lambda item: self.keys.tag(item[0]),
-                lambda pipe, group: self._write(pipe, group, now, delayed),
-                self.options.wait_replicas,
-                self.options.wait_timeout,
-                cluster=self.options.cluster,
-            )
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            self._write(pipe, items, now, delayed)
-            pipe.execute()
-        for queue, members in delayed.items():
-            soonest = min(d.ms if d.relative else d.ms - now for d, _ in members)
-            self.due.nudge(queue, soonest / 1000)
-
-    def _put_now(self, items: Sequence[tuple[str, dict[str, Any], int]], now: int) -> bool:
-        """Store ``items`` in their streams in one round trip on the hot path; False (and
-        nothing sent) when one of them is delayed."""
-        eta_delivery = self.options.eta_delivery
-        steps: list[Step] = []
-        owners: list[str] = []
-        for queue, payload, priority in items:
-            if delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue) is not None:
-                return False
-            added = self._append(queue, payload, priority, now)
-            steps += added
-            owners += [queue] * len(added)
-        failed = [(owners[i], reply) for i, reply in enumerate(self.hot.run(steps)) if isinstance(reply, Exception)]
-        if failed:
-            queues = ", ".join(sorted({queue for queue, _ in failed}))
-            first = failed[0][1]
-            raise type(first)(f"publishing {len(items)} message(s) failed for queue(s) {queues}: {first}")
-        return True
-
-    def _write(
-        self,
-        pipe: Any,
-        items: Sequence[tuple[str, dict[str, Any], int]],
-        now: int,
-        delayed: dict[str, list[tuple[Delay, bytes]]],
-    ) -> None:
-        """Queue on ``pipe`` the commands that store ``items``; the delayed ones are added
-        to ``delayed`` too (by queue)."""
-        scheduled: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
-        eta_delivery = self.options.eta_delivery
-        for queue, payload, priority in items:
-            delay = delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue)
-            if delay is None:
-                for step in self._append(queue, payload, priority, now):
-                    self.pipelines.add(pipe, step)
-            else:
-                scheduled[queue].append((delay, self._delayed_member(pipe, queue, payload, priority, delay, now)))
-        for queue, members in scheduled.items():
-            self.delayed.schedule(self.keys.delayed(queue), members, pipe, self.keys.schedule(queue))
-            delayed[queue].extend(members)
-
-    def _delayed_member(
-        self, pipe: Any, queue: str, payload: dict[str, Any], priority: int, delay: Delay, now: int
-    ) -> bytes:
-        """The delayed-set member of ``payload``; a time to live counts from when it is due."""
-        spec = self.spec(queue)
-        fields = self._fields(queue, spec, payload, now + delay.ms if delay.relative else delay.ms)
-        named = dict(zip(fields[::2], fields[1::2], strict=True))
-        expires = named.get("exp")
-        if expires is not None and spec.ttl_ms is None:
-            pipe.hset(self.keys.meta(queue), "expiring", 1)
-        return encode_member(level_of(spec, priority), named["payload"], expires)
+        self.publishing.put_many(items)
 
     def _delayed_streams(self, queue: str) -> QueueTarget:
         """Where ``queue``'s due delayed messages go."""
@@ -372,7 +242,7 @@ class StreamsStore(QueueStore):
             self._queues[queue] = None
             self.upkeep.wake()  # its delayed messages may be due already
         streams = self.streams(queue)
-        call = take_call(streams, self.consumer, max_count, _now_ms())
+        call = take_call(streams, self.consumer, max_count, now_ms())
         expiring_to_exchange = self.spec(queue).dead_letter_exchange is not None
         if expiring_to_exchange:  # expired entries come too (index negated): dead-lettered
             call = call._replace(args=[*call.args, "1"])
@@ -500,14 +370,14 @@ class StreamsStore(QueueStore):
         self.settle()
         # the delayed set first: a message moved meanwhile is in a stream, purged next
         delayed = self.delayed.purge(self.keys.delayed(queue))
-        return delayed + int(self.scripts["PURGE"](keys=self.streams(queue), args=[GROUP, _now_ms()]))
+        return delayed + int(self.scripts["PURGE"](keys=self.streams(queue), args=[GROUP, now_ms()]))
 
     def size(self, queue: str) -> int:
         self.settle()  # counted without what this store acknowledged
         spec = self.spec(queue)
         scan = spec.ttl_ms is not None or bool(self.client.hexists(self.keys.meta(queue), "expiring"))
         keep = "1" if spec.dead_letter_exchange is not None else "0"  # dead-lettered when taken
-        return int(self.scripts["SIZE"](keys=self.streams(queue), args=[GROUP, _now_ms(), "1" if scan else "0", keep]))
+        return int(self.scripts["SIZE"](keys=self.streams(queue), args=[GROUP, now_ms(), "1" if scan else "0", keep]))
 
     def delete_queue(self, queue: str) -> None:
         spec = self.spec(queue)
