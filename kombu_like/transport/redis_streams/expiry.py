@@ -161,10 +161,16 @@ class Expiry:
         for name in names:
             pipe.exists(keys.meta(name))
         gone = [name for name, exists in zip(names, pipe.execute(), strict=True) if not exists]
+        if not gone:
+            return []
+        # the bindings go before the keys: a publish through one of them after the keys
+        # went would write a stream nothing collects, found by the queue declared again
+        # (what a publish that read a binding before it went writes after the keys went
+        # stays, as a message published to the default exchange with the gone queue's name)
+        store.bindings.unbind_queues(set(gone))
         collected = [name for name in gone if self._collect_keys(name)]
         if not collected:
             return []
-        store.bindings.unbind_queues(set(collected))
         store.client.srem(keys.queues, *collected)
         pipe = store.client.pipeline(transaction=False)
         for name in collected:
