@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import redis
 
 from kombu_like import Connection, Consumer, Exchange, Message, Queue, aio
 from kombu_like.asynchronous import Hub
 from kombu_like.exceptions import MessageReturned, NotFound, PreconditionFailed
+from kombu_like.transport.redis_streams.keys import StreamKeys
 from t.integration.streams_fixtures import prefix, url
 from t.integration.test_redis_evloop import hub, run_until
 from t.integration.test_redis_streams_cluster import delete_prefixed
@@ -110,6 +112,25 @@ def check_unused_queue_goes(url: str, transport_options: dict[str, object], uniq
         with pytest.raises(MessageReturned):
             producer.publish({"n": 3}, exchange=exchange, routing_key="k", mandatory=True)
         fresh(conn.default_channel).delete()
+
+
+def test_a_publish_in_flight_when_the_queue_went_leaves_nothing_in_the_queue_declared_again(
+    redis_url: str, url: str, prefix: str, unique_name: str
+) -> None:
+    # a publish that read the queue's binding before the sweep removed it writes the
+    # queue's stream after the sweep collected the queue: written here by hand, as it lands
+    keys = StreamKeys(prefix)
+    queue = Queue(unique_name, routing_key=unique_name, expires=EXPIRES)
+    other = Queue(f"{unique_name}-other")  # consumed: its maintenance sweeps expired queues
+    with Connection(url, transport_options=options(prefix)) as conn, redis.Redis.from_url(redis_url) as client:
+        conn.Producer().publish({"n": 1}, routing_key=unique_name, declare=[queue, other])
+        [(_, fields)] = client.xrange(keys.stream(unique_name))
+        with Consumer(conn, [other], on_message=lambda message: message.ack()):
+            within(10, lambda: bool(client.exists(keys.gone(unique_name))), lambda: drain(conn, 0.05))
+        client.xadd(keys.stream(unique_name), fields)
+        with conn.SimpleQueue(Queue(unique_name, routing_key=unique_name)) as simple:
+            assert simple.qsize() == 0
+            simple.queue.delete()
 
 
 def test_a_waiting_consumer_keeps_its_queue(url: str, prefix: str, unique_name: str) -> None:

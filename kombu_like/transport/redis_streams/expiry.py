@@ -36,11 +36,26 @@ logger = logging.getLogger("kombu_like.transport.redis_streams")
 #: part of ``x-expires`` a queue's keys outlive it by: they are renewed this often
 HEADROOM = 4
 
+#: milliseconds the mark of a collected queue stays (``P{q}:gone``): far longer than a
+#: publish in flight, from its read of the bindings to its write
+GONE_FOR_MS = 10_000
+
 #: deletes what an expired queue left (its metadata is gone: checked in the same script,
-#: so a queue declared again meanwhile keeps everything)
+#: so a queue declared again meanwhile keeps everything), and marks it gone (last key)
 COLLECT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 2, #KEYS - 1 do redis.call('DEL', KEYS[i]) end
+redis.call('SET', KEYS[#KEYS], 1, 'PX', ARGV[1])
+return 1
+"""
+
+#: creates a queue's metadata unless it exists (whether it did); a queue marked gone
+#: first loses what publishes through its old bindings wrote after the sweep collected it
+CREATE = """
+if redis.call('HSETNX', KEYS[1], 'arguments', ARGV[1]) == 0 then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then
+    for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+end
 return 1
 """
 
@@ -78,6 +93,7 @@ class Expiry:
         self.watched: tuple[str, ...] = ()
         self._next_sweep = 0.0
         self._collect = store.client.register_script(COLLECT)
+        self._create = store.client.register_script(CREATE)
 
     def keys_of(self, queue: str, spec: QueueSpec) -> list[str]:
         """Every key of ``queue`` (the metadata first)."""
@@ -89,6 +105,26 @@ class Expiry:
             keys.schedule(queue),
             keys.dead(queue),
         ]
+
+    def create(self, queue: str, spec: QueueSpec, arguments: str) -> bool:
+        """Create ``queue``'s metadata (its declared ``arguments``, JSON) unless it
+        exists; whether it did not.  A publish that read a binding of the queue before the
+        sweep removed it may have written its stream after the sweep collected it: a queue
+        declared again starts empty all the same (what it left at priority levels ``spec``
+        does not have stays unseen)."""
+        keys = self.store.keys
+        created = self._create(
+            keys=[
+                keys.meta(queue),
+                keys.gone(queue),
+                *keys.streams(queue, spec.max_priority),
+                keys.delayed(queue),
+                keys.schedule(queue),
+                keys.dead(queue),
+            ],
+            args=[arguments],
+        )
+        return bool(created)
 
     def renewal(self, queue: str, spec: QueueSpec) -> list[tuple[Any, ...]]:
         """The commands renewing ``queue``'s expiry now (none if it has none); the next
@@ -161,16 +197,16 @@ class Expiry:
         for name in names:
             pipe.exists(keys.meta(name))
         gone = [name for name, exists in zip(names, pipe.execute(), strict=True) if not exists]
-        if not gone:
-            return []
-        # the bindings go before the keys: a publish through one of them after the keys
-        # went would write a stream nothing collects, found by the queue declared again
-        # (what a publish that read a binding before it went writes after the keys went
-        # stays, as a message published to the default exchange with the gone queue's name)
-        store.bindings.unbind_queues(set(gone))
-        collected = [name for name in gone if self._collect_keys(name)]
+        # the keys go first, the queue marked gone with them; a publish through a binding
+        # before it went writes a stream again: the keys go once more after the bindings,
+        # and a declaration while the queue is marked deletes what comes later (CREATE)
+        specs = {name: store.forget_spec(name) or QueueSpec() for name in gone}
+        collected = [name for name in gone if self._collect_keys(name, specs[name])]
         if not collected:
             return []
+        store.bindings.unbind_queues(set(collected))
+        for name in collected:
+            self._collect_keys(name, specs[name])
         store.client.srem(keys.queues, *collected)
         pipe = store.client.pipeline(transaction=False)
         for name in collected:
@@ -183,11 +219,12 @@ class Expiry:
         logger.info("%d expired queue(s) collected: %s", len(collected), ", ".join(map(repr, collected[:20])))
         return collected
 
-    def _collect_keys(self, queue: str) -> bool:
-        """Delete what is left of ``queue`` unless it was declared again; whether it was not."""
-        spec = self.store.forget_spec(queue) or QueueSpec()
+    def _collect_keys(self, queue: str, spec: QueueSpec) -> bool:
+        """Delete what is left of ``queue`` unless it was declared again, and mark it
+        gone; whether it was not declared again."""
         self.forget(queue)
-        return bool(self._collect(keys=self.keys_of(queue, spec), args=[]))
+        keys = [*self.keys_of(queue, spec), self.store.keys.gone(queue)]
+        return bool(self._collect(keys=keys, args=[GONE_FOR_MS]))
 
 
 def _text(value: Any) -> str:

@@ -12,6 +12,8 @@ them together.  ``global_keyprefix`` ``P`` stays outside the braces::
                     scheduled due before every other one waiting; consumers wait on it
     P{q}:dead       stream: messages rejected without a dead-letter exchange, or
                     delivered ``max_deliveries`` times
+    P{q}:gone       string: there a while after the sweep collected the expired queue
+                    (see :mod:`.expiry`)
 
 Redis hashes the part between the first ``{`` and the next ``}``, and the whole key when
 that part is empty: on a cluster (``StreamKeys(cluster=True)``) a queue whose name is
@@ -102,6 +104,10 @@ class StreamKeys:
     def dead(self, queue: str) -> str:
         """Stream of ``queue``'s dead-lettered messages (no dead-letter exchange)."""
         return f"{self.tag(queue)}:dead"
+
+    def gone(self, queue: str) -> str:
+        """String there a while after the sweep collected ``queue`` (it expired)."""
+        return f"{self.tag(queue)}:gone"
 
     def exchange(self, name: str) -> str:
         """Hash of exchange ``name``: its declaration and its bindings."""

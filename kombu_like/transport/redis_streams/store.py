@@ -173,7 +173,8 @@ class StreamsStore(QueueStore):
         args = {k: v for k, v in (arguments or {}).items() if v is not None}
         check_expires(queue, args.get("x-expires"))
         meta = self.keys.meta(queue)
-        if not self.client.hsetnx(meta, "arguments", json.dumps(args, sort_keys=True, default=str)):
+        declared = QueueSpec.from_arguments(args)
+        if not self.expiry.create(queue, declared, json.dumps(args, sort_keys=True, default=str)):
             existing = QueueSpec.from_meta(self.client.hgetall(meta))
             wanted = args.get("x-max-priority")
             if wanted and int(wanted) != existing.max_priority:
@@ -183,7 +184,7 @@ class StreamsStore(QueueStore):
                 )
             spec = existing
         else:
-            spec = QueueSpec.from_arguments(args)
+            spec = declared
         self._specs[queue] = spec
         pipe = self.client.pipeline(transaction=False)
         for stream in self.keys.streams(queue, spec.max_priority):
