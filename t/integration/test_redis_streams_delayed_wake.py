@@ -252,30 +252,32 @@ def test_on_a_redis_cluster_a_consumer_hears_on_every_slot_it_waits_on(
                 loop: Hub = request.getfixturevalue("hub")
                 conn.register_with_event_loop(loop)
             with Consumer(conn, queues, on_message=on_message):
-                if driven == "hub":
-                    idle = time.monotonic() + 0.2
-                    run_until(loop, lambda: time.monotonic() >= idle)  # idle, waiting on Redis
+                waiting = threading.Event()
+
+                def publish() -> None:
+                    # on a thread of its own: publishing on the loop's thread would hold
+                    # the loop (a connection to the cluster may take most of a second on
+                    # a busy machine), and what fell due meanwhile would arrive late
+                    waiting.wait(10)
                     for n, queue in enumerate(queues):
                         schedules.publish([300 + 200 * n], queue)
-                    run_until(loop, lambda: len(arrived) == len(queues), timeout=10)
-                else:
-                    waiting = threading.Event()
 
-                    def publish() -> None:
-                        waiting.wait(10)
-                        for n, queue in enumerate(queues):
-                            schedules.publish([300 + 200 * n], queue)
-
-                    publisher = threading.Thread(target=publish)
-                    publisher.start()
-                    try:
+                publisher = threading.Thread(target=publish)
+                publisher.start()
+                try:
+                    if driven == "hub":
+                        idle = time.monotonic() + 0.2
+                        run_until(loop, lambda: time.monotonic() >= idle)  # idle, waiting on Redis
+                        waiting.set()
+                        run_until(loop, lambda: len(arrived) == len(queues), timeout=10)
+                    else:
                         with contextlib.suppress(TimeoutError):
                             conn.drain_events(timeout=0.2)  # idle
                         waiting.set()
                         _drain_until(conn, lambda: len(arrived) == len(queues), timeout=10)
-                    finally:
-                        waiting.set()
-                        publisher.join(10)
+                finally:
+                    waiting.set()
+                    publisher.join(10)
     finally:
         delete_prefixed(redis_cluster, prefix)
     schedules.check(arrived)
