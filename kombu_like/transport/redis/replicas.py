@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from ...exceptions import MessageNacked
-from .resp import pack_commands
 
 __all__ = ["WAIT_HELP", "WAIT_TIMEOUT_HELP", "check_replicated", "wait_command", "wait_packed"]
 
@@ -31,6 +30,10 @@ def wait_command(replicas: int, timeout: float) -> tuple[Any, ...]:
 
 def wait_packed(replicas: int, timeout: float) -> bytes:
     """:func:`wait_command`, RESP-encoded."""
+    # imported here: the options import this module, and must not need the driver (a
+    # missing redis-py is reported when the transport loads, naming the extra to install)
+    from .resp import pack_commands
+
     return pack_commands([wait_command(replicas, timeout)])
 
 
