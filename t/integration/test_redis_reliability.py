@@ -399,12 +399,13 @@ def test_socket_timeout_bounds_a_publish_to_a_silent_server(redis_url: str, uniq
                 Queue(unique_name)(direct.default_channel).delete()
 
 
-def test_missing_driver_names_the_extra_to_install() -> None:
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "redis+streams://127.0.0.1:6379/0"])
+def test_missing_driver_names_the_extra_to_install(url: str) -> None:
     code = (
         "import sys; sys.modules['redis'] = None\n"
         "from kombu_like import Connection\n"
         "try:\n"
-        "    Connection('redis://127.0.0.1:6379/0').connect()\n"
+        f"    Connection({url!r}).connect()\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )

@@ -30,10 +30,13 @@ from ..redis import DEFAULT_PORT, DEFAULT_SENTINEL_PORT, _driver
 from ..redis import Transport as _RedisTransport
 from ..virtual import VirtualTransport
 from ..virtual.transport import VirtualConnection
-from .keys import StreamKeys
-from .options import StreamsOptions
-from .store import StreamsStore
-from .takeover import Predecessors
+
+_driver()  # the store needs redis-py: a missing one is said in one line naming the extra to install
+
+from .keys import StreamKeys  # noqa: E402
+from .options import StreamsOptions  # noqa: E402
+from .store import StreamsStore  # noqa: E402
+from .takeover import Predecessors  # noqa: E402
 
 if TYPE_CHECKING:
     from ...connection import Connection as ClientConnection
