@@ -80,19 +80,25 @@ def test_too_few_replicas_is_an_unconfirmed_publish_that_was_still_written(
         assert sorted(got) == [1, 2, 3]
 
 
-def test_the_asyncio_api_confirms_the_same_way(master_and_replica: tuple[int, int], unique_name: str) -> None:
+@pytest.mark.parametrize("scheme", ["redis", "redis+streams"])
+def test_the_asyncio_api_awaits_the_replicas(
+    master_and_replica: tuple[int, int], unique_name: str, scheme: str
+) -> None:
+    # the native driver (redis://) and the I/O-thread driver (redis+streams://) hand
+    # publishes over unless they are confirmed: with wait_replicas the awaited publish is
+    # the confirmed one, its shortfall raised there
     master, replica_port = master_and_replica
-    key = KeyLayout().list_key(unique_name)
 
     async def publish(replicas: int) -> None:
         options = {"wait_replicas": replicas, "wait_timeout": 0.3}
-        async with AsyncConnection(f"redis://127.0.0.1:{master}", transport_options=options) as conn:
+        async with AsyncConnection(f"{scheme}://127.0.0.1:{master}", transport_options=options) as conn:
             queue = Queue(unique_name, routing_key=unique_name)
             await conn.Producer().publish("x", routing_key=unique_name, declare=[queue])
 
     asyncio.run(publish(1))
-    with contextlib.closing(redis.Redis(port=replica_port)) as replica:
-        assert replica.llen(key) == 1
+    if scheme == "redis":
+        with contextlib.closing(redis.Redis(port=replica_port)) as replica:
+            assert replica.llen(KeyLayout().list_key(unique_name)) == 1
     with pytest.raises(MessageNacked, match="1 of the 2 replicas"):
         asyncio.run(publish(2))
 
@@ -130,24 +136,6 @@ def test_on_a_cluster_each_master_that_took_a_write_waits_for_its_replica(
             conn.Producer().publish({"n": -1}, routing_key=names[0])
         for name in names:
             conn.SimpleQueue(name).clear()
-
-
-def test_the_asyncio_api_awaits_replicas_on_redis_streams_too(
-    master_and_replica: tuple[int, int], unique_name: str
-) -> None:
-    # the I/O-thread driver hands publishes over unless they are confirmed: with
-    # wait_replicas the awaited publish is the confirmed one, its shortfall raised there
-    master, _ = master_and_replica
-
-    async def publish(replicas: int) -> None:
-        options = {"wait_replicas": replicas, "wait_timeout": 0.3}
-        async with AsyncConnection(f"redis+streams://127.0.0.1:{master}", transport_options=options) as conn:
-            queue = Queue(unique_name, routing_key=unique_name)
-            await conn.Producer().publish("x", routing_key=unique_name, declare=[queue])
-
-    asyncio.run(publish(1))
-    with pytest.raises(MessageNacked, match="1 of the 2 replicas"):
-        asyncio.run(publish(2))
 
 
 @pytest.mark.redis_cluster
