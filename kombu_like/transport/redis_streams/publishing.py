@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Publishing", "TTL_TRIM_MARGIN_MS"]
 
+#: a message to publish (queue, envelope, priority) and how it is delayed (None: due now)
+_Timed = tuple[str, dict[str, Any], int, Delay | None]
+
 #: entries are trimmed this much after their queue's TTL ran out (the ids carry the Redis
 #: server's clock, expiry is judged by the client's: a small difference must not trim early)
 TTL_TRIM_MARGIN_MS = 1000
@@ -93,7 +96,14 @@ class Publishing:
         if not items:
             return
         now = now_ms()
-        if not store.options.wait_replicas and self._put_now(items, now):
+        eta, seconds = store.options.eta_delivery, now / 1000
+        # each message's delay is read once: it decides the path, and the path uses it
+        timed = [
+            (queue, payload, priority, delay_of(payload.get("headers"), eta_delivery=eta, now=seconds, queue=queue))
+            for queue, payload, priority in items
+        ]
+        if not store.options.wait_replicas and all(delay is None for *_, delay in timed):
+            self._put_now(timed, now)
             return
         delayed: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
         if store.options.wait_replicas:
@@ -101,7 +111,7 @@ class Publishing:
             # returns once the replicas have every write, or raises MessageNacked
             put_confirmed(
                 store.client,
-                items,
+                timed,
                 lambda item: store.keys.tag(item[0]),
                 lambda pipe, group: self._write(pipe, group, now, delayed),
                 store.options.wait_replicas,
@@ -110,22 +120,19 @@ class Publishing:
             )
         else:
             pipe = store.client.pipeline(transaction=False)
-            self._write(pipe, items, now, delayed)
+            self._write(pipe, timed, now, delayed)
             pipe.execute()
         for queue, members in delayed.items():
             soonest = min(d.ms if d.relative else d.ms - now for d, _ in members)
             store.due.nudge(queue, soonest / 1000)
 
-    def _put_now(self, items: Sequence[tuple[str, dict[str, Any], int]], now: int) -> bool:
-        """Store ``items`` in their streams in one round trip on the hot path; False (and
-        nothing sent) when one of them is delayed."""
+    def _put_now(self, items: Sequence[_Timed], now: int) -> None:
+        """Store ``items`` (none of them delayed) in their streams in one round trip on
+        the hot path."""
         store = self.store
-        eta_delivery = store.options.eta_delivery
         steps: list[Step] = []
         owners: list[str] = []
-        for queue, payload, priority in items:
-            if delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue) is not None:
-                return False
+        for queue, payload, priority, _ in items:
             added = self._append(queue, payload, priority, now)
             steps += added
             owners += [queue] * len(added)
@@ -134,22 +141,15 @@ class Publishing:
             queues = ", ".join(sorted({queue for queue, _ in failed}))
             first = failed[0][1]
             raise type(first)(f"publishing {len(items)} message(s) failed for queue(s) {queues}: {first}")
-        return True
 
     def _write(
-        self,
-        pipe: Any,
-        items: Sequence[tuple[str, dict[str, Any], int]],
-        now: int,
-        delayed: dict[str, list[tuple[Delay, bytes]]],
+        self, pipe: Any, items: Sequence[_Timed], now: int, delayed: dict[str, list[tuple[Delay, bytes]]]
     ) -> None:
         """Queue on ``pipe`` the commands that store ``items``; the delayed ones are added
         to ``delayed`` too (by queue)."""
         store = self.store
         scheduled: dict[str, list[tuple[Delay, bytes]]] = defaultdict(list)
-        eta_delivery = store.options.eta_delivery
-        for queue, payload, priority in items:
-            delay = delay_of(payload.get("headers"), eta_delivery=eta_delivery, now=now / 1000, queue=queue)
+        for queue, payload, priority, delay in items:
             if delay is None:
                 for step in self._append(queue, payload, priority, now):
                     store.pipelines.add(pipe, step)
