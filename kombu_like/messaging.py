@@ -421,6 +421,28 @@ class Producer:
                 ) from None
         if content_type is None and compression is None:
             content_type, content_encoding, body = dumps(body, serializer or self.serializer)
+            if (
+                own_headers
+                and priority is _DEFAULT_PRIORITY
+                and len(properties) == 1
+                and not (declare or retry or immediate)
+                and timeout is None
+                and confirm_timeout is None
+                and self._batch_local.current is None
+            ):
+                # a plain message (no headers, priority or property but delivery_mode): a
+                # virtual transport's channel routes and stores it without an envelope first
+                channel = self.channel
+                if getattr(type(channel), "publishes_plain", False):
+                    return channel.publish_plain(
+                        body,
+                        content_type,
+                        content_encoding,
+                        properties["delivery_mode"],
+                        exchange_name,
+                        routing_key,
+                        mandatory,
+                    )
         else:
             try:
                 body, content_type, content_encoding = self._prepare(

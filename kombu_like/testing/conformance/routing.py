@@ -262,7 +262,8 @@ class SeamTests(ConformanceBase):
         if store is None:
             pytest.skip(f"transport {conn.transport.driver_type!r} has no queue store to inject a fault into")
         raised: list[Exception] = []
-        originals = {name: getattr(store, name) for name in ("put", "put_many")}
+        # every way a store appends: put_plain too, which a plain publish may take
+        originals = {name: getattr(store, name) for name in ("put", "put_many", "put_plain") if hasattr(store, name)}
 
         def faulty(name: str) -> Callable[..., Any]:
             def call(*args: Any, **kwargs: Any) -> Any:

@@ -179,7 +179,7 @@ class BindingCache:
             return self.enabled
         if self._poller.poll(0) or inval.has_buffered():
             self._drain()
-        if self._health_interval and self._tracking is not None:
+        if self._health_interval and self._tracking is not None and time.monotonic() >= self._next_ping:
             self._check_health()
         self._recent = self._tracking is not None
         return self._recent

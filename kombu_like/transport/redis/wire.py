@@ -367,6 +367,8 @@ class Wire:
         read = self.read
         self._spin_now = self._can_spin
         try:
+            if count == 1:  # one command: the usual case
+                return [read()]
             return [read() for _ in range(count)]
         finally:
             self._spin_now = False

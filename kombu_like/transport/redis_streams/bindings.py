@@ -92,9 +92,10 @@ class StreamBindings:
     @property
     def version(self) -> int:
         cache = self.cache
-        if cache is not None and cache.enabled:
+        if cache is not None:
             with self.lock:
-                # the exchange lookup just before looked for invalidations: it stands
+                # the exchange lookup just before looked for invalidations: it stands (a
+                # cache Redis refused changes version with every look: nothing is reused)
                 cache.fresh(reuse=True)
                 return cache.version
         # bindings are read from Redis with every exchange lookup: what a route cache
@@ -132,23 +133,29 @@ class StreamBindings:
         return _parse(name, self._read_hash(self.keys.exchange(name)))
 
     def exchange(self, name: str) -> ExchangeInfo | None:
+        return self.exchange_versioned(name)[0]
+
+    def exchange_versioned(self, name: str) -> tuple[ExchangeInfo | None, int]:
+        """Exchange ``name`` and the :attr:`version` of the bindings read with it, in one
+        look at the cache (a publish needs both)."""
         cache = self.cache
         if cache is not None:
             with self.lock:
                 caching = cache.fresh()
                 if caching and name in cache.exchanges:  # every publish: nothing read
                     self._read.last = (name, cache.tables[name])
-                    return cache.exchanges[name]
+                    return cache.exchanges[name], cache.version
                 info, bindings = self._load(name)
                 if caching:
                     cache.exchanges[name] = info
                     cache.tables[name] = bindings
                 self._read.last = (name, bindings)
-                return info
+                # not caching: fresh() has changed the version, what was routed goes
+                return info, cache.version
         info, bindings = self._load(name)
         self._read.last = (name, bindings)
-        self._version = next(self._reads)
-        return info
+        self._version = version = next(self._reads)
+        return info, version
 
     def delete_exchange(self, name: str) -> None:
         self.client.delete(self.keys.exchange(name))

@@ -206,6 +206,21 @@ class StreamsStore(QueueStore):
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         self.publishing.put_many(items)
 
+    def put_plain(
+        self,
+        queue: str,
+        body: str,
+        content_type: str | None,
+        content_encoding: str | None,
+        delivery_mode: int,
+        exchange: str,
+        routing_key: str,
+        delivery_tag: str,
+    ) -> bool:
+        return self.publishing.put_plain(
+            queue, body, content_type, content_encoding, delivery_mode, exchange, routing_key, delivery_tag
+        )
+
     def _delayed_streams(self, queue: str) -> QueueTarget:
         """Where ``queue``'s due delayed messages go."""
         spec = self.spec(queue)

@@ -8,9 +8,11 @@ import logging
 import os
 import threading
 import uuid
+from binascii import b2a_base64
 from collections.abc import Callable, Mapping, Sequence
 from itertools import count
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...exceptions import ChannelError, DecodeError, MessageReturned, NotFound, PreconditionFailed
 from ...message import Message as BaseMessage
@@ -23,13 +25,49 @@ from .store import Delivery, GuardedStore, QueueStore
 if TYPE_CHECKING:
     from .transport import VirtualConnection
 
-__all__ = ["QoS", "VirtualChannel"]
+__all__ = ["QoS", "VirtualChannel", "plain_envelope"]
 
 logger = logging.getLogger(__name__)
 
 #: arguments that only make sense with one value per queue; redeclaring with another
 #: value is a precondition failure, as on RabbitMQ
 _STRICT_QUEUE_ARGS = ("x-max-priority",)
+
+
+#: an argument not given: the value is read where it is needed
+_UNREAD: Any = object()
+#: the headers of a plain message (never changed)
+_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+#: what a subclass leaves as it is for plain publishes to keep their shortcut
+_PUBLISHING = ("basic_publish", "prepare_message", "_finish_envelope", "lookup", "publish_plain")
+
+
+def plain_envelope(
+    body: Any,
+    content_type: str | None,
+    content_encoding: str | None,
+    delivery_mode: int,
+    body_encoding: str | None,
+    exchange: str,
+    routing_key: str,
+    delivery_tag: str,
+) -> dict[str, Any]:
+    """The envelope :meth:`VirtualChannel.basic_publish` stores for a plain message
+    (``body`` already encoded in ``body_encoding``): what a store's
+    :meth:`~.store.QueueStore.put_plain` writes."""
+    return {
+        "body": body,
+        "content-encoding": content_encoding,
+        "content-type": content_type,
+        "headers": {},
+        "properties": {
+            "delivery_mode": delivery_mode,
+            "priority": 0,
+            "body_encoding": body_encoding or "binary",
+            "delivery_info": {"exchange": exchange, "routing_key": routing_key},
+            "delivery_tag": delivery_tag,
+        },
+    }
 
 
 def encode_body(body: bytes | str, encoding: str | None) -> Any:
@@ -99,6 +137,13 @@ class VirtualChannel(Channel):
     Message = BaseMessage
     #: what :meth:`basic_publish` returns (the asyncio API's channels: an awaitable)
     published: Any = None
+    #: :class:`~kombu_like.Producer` hands plain publishes to :meth:`publish_plain`; False
+    #: for a subclass that changes how a message is built, routed or published
+    publishes_plain: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.publishes_plain = all(getattr(cls, name) is getattr(VirtualChannel, name) for name in _PUBLISHING)
 
     def __init__(self, connection: VirtualConnection, channel_id: int) -> None:
         self.connection = connection
@@ -124,6 +169,16 @@ class VirtualChannel(Channel):
         self._publish_seq = count(1)
         self._route_cache: dict[tuple[str, str], list[str]] = {}
         self._route_cache_version: Any = None
+        # the exchange and the bindings' version in one call, where the bindings offer it
+        self._exchange_versioned: Callable[[str], tuple[ExchangeInfo | None, Any]] | None = getattr(
+            self.seam.bindings, "exchange_versioned", None
+        )
+        # a store that appends plain messages without an envelope built first
+        self._put_plain = (
+            self.seam.put_plain
+            if getattr(type(self.store), "put_plain", QueueStore.put_plain) is not QueueStore.put_plain
+            else None
+        )
         self._exclusive: set[str] = set()
         self._auto_delete: set[str] = set()
 
@@ -353,6 +408,58 @@ class VirtualChannel(Channel):
             "properties": properties,
         }
 
+    def publish_plain(
+        self,
+        body: bytes | str,
+        content_type: str | None,
+        content_encoding: str | None,
+        delivery_mode: int,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+    ) -> Any:
+        """:meth:`basic_publish` of a plain message -- no headers, priority 0, no property
+        but ``delivery_mode`` -- what :class:`~kombu_like.Producer` publishes most.
+
+        Where the store takes plain messages (:meth:`~.store.QueueStore.put_plain`) and
+        the message goes to one queue, no envelope is built: the store writes the one
+        :func:`plain_envelope` describes.  Everything else goes through
+        :meth:`basic_publish` with that envelope.
+        """
+        put_plain = self._put_plain
+        if put_plain is not None and self.is_open:
+            exchange_name = exchange or ""
+            key = routing_key or ""
+            info: ExchangeInfo | None = None
+            version: Any = _UNREAD
+            if exchange_name:
+                if self._exchange_versioned is not None:
+                    info, version = self._exchange_versioned(exchange_name)
+                else:
+                    info = self.seam.bindings.exchange(exchange_name)
+            if info is None or info.type != "fanout":
+                queues = None
+                if info is not None and version is not _UNREAD and version == self._route_cache_version:
+                    if info.type != "headers":  # routed by each message's headers: never cached
+                        queues = self._route_cache.get((exchange_name, key))
+                if queues is None:
+                    queues = self.lookup(exchange_name, key, _NO_HEADERS, info, version)
+                body_encoding = self.body_encoding
+                encoded: str | None = None
+                if len(queues) == 1 and body_encoding == "base64":
+                    raw = body.encode() if isinstance(body, str) else body
+                    encoded = b2a_base64(raw, newline=False).decode("ascii")
+                elif len(queues) == 1 and body_encoding is None and isinstance(body, str):
+                    encoded = body
+                if encoded is not None:  # one queue, and a body the envelope's JSON can hold
+                    tag = f"{self._tag_prefix}{next(self._publish_seq):x}"
+                    if put_plain(
+                        queues[0], encoded, content_type, content_encoding, delivery_mode, exchange_name, key, tag
+                    ):
+                        return self.published
+        message = self.prepare_message(body, 0, content_type, content_encoding, {}, {"delivery_mode": delivery_mode})
+        return self.basic_publish(message, exchange, routing_key, mandatory)
+
     def _finish_envelope(self, message: dict[str, Any], exchange: str, routing_key: str) -> None:
         props = message["properties"]
         body_encoding = self.body_encoding
@@ -368,17 +475,21 @@ class VirtualChannel(Channel):
         routing_key: str,
         headers: Mapping[str, Any] | None = None,
         info: ExchangeInfo | None = None,
+        version: Any = _UNREAD,
     ) -> list[str]:
-        """Queues a message published to ``exchange`` with ``routing_key`` goes to."""
+        """Queues a message published to ``exchange`` with ``routing_key`` goes to
+        (``info`` and ``version``: the exchange and the bindings' version, when read)."""
         if not exchange:
             return [routing_key] if routing_key else []
         bindings = self.seam.bindings
         if info is None:
             info = bindings.exchange(exchange)
+            version = _UNREAD
         ex_type = info.type if info is not None else "direct"
         if ex_type == "headers":
             return route(ex_type, bindings.get_bindings(exchange), routing_key, headers)
-        version = bindings.version
+        if version is _UNREAD:
+            version = bindings.version
         if version != self._route_cache_version:
             self._route_cache.clear()
             self._route_cache_version = version
@@ -413,14 +524,20 @@ class VirtualChannel(Channel):
         if not self.is_open:
             self._check_open()
         seam = self.seam
-        info = seam.bindings.exchange(exchange) if exchange else None
+        version: Any = _UNREAD
+        if not exchange:
+            info = None
+        elif self._exchange_versioned is not None:
+            info, version = self._exchange_versioned(exchange)
+        else:
+            info = seam.bindings.exchange(exchange)
         if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
             return self.published
         # the envelope is finished, routed and put; one queue (nearly every publish) without a list
         exchange_name = exchange or ""
         key = routing_key or ""
         self._finish_envelope(message, exchange_name, key)
-        queues = self.lookup(exchange_name, key, message.get("headers"), info)
+        queues = self.lookup(exchange_name, key, message.get("headers"), info, version)
         if len(queues) == 1:
             seam.put(queues[0], message, message["properties"].get("priority") or 0)
         elif queues:

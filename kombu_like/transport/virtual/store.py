@@ -160,6 +160,9 @@ class InMemoryBindings:
     def exchange(self, name: str) -> ExchangeInfo | None:
         return self.exchanges.get(name)
 
+    def exchange_versioned(self, name: str) -> tuple[ExchangeInfo | None, int]:
+        return self.exchanges.get(name), self.version
+
     def delete_exchange(self, name: str) -> None:
         with self._lock:
             self.exchanges.pop(name, None)
@@ -254,6 +257,27 @@ class QueueStore(ABC):
         """Append many ``(queue, payload, priority)``; stores batch this in one round trip."""
         for queue, payload, priority in items:
             self.put(queue, payload, priority)
+
+    def put_plain(
+        self,
+        queue: str,
+        body: str,
+        content_type: str | None,
+        content_encoding: str | None,
+        delivery_mode: int,
+        exchange: str,
+        routing_key: str,
+        delivery_tag: str,
+    ) -> bool:
+        """Optional: append the plain message these fields describe, without an envelope
+        built first; False when this store does not (the caller then calls :meth:`put`).
+
+        A plain message is what most publishes are: no headers, priority 0, no property
+        but ``delivery_mode``.  Its envelope is :func:`~.channel.plain_envelope` of these
+        fields with ``body`` already encoded in :attr:`body_encoding`.  A store that takes
+        it stores exactly what :meth:`put` would store for that envelope.
+        """
+        return False
 
     @abstractmethod
     def get(self, queues: Sequence[str], timeout: float | None, max_count: int = 1) -> list[Delivery]:
@@ -436,11 +460,14 @@ class _Seam:
 class GuardedBindings:
     """A :class:`BindingStore` whose every call goes through the error seam."""
 
-    __slots__ = ("_bindings", "_fail")
+    __slots__ = ("_bindings", "_fail", "_versioned")
 
     def __init__(self, bindings: BindingStore, seam: _Seam) -> None:
         self._bindings = bindings
         self._fail = seam.fail
+        self._versioned: Callable[[str], tuple[ExchangeInfo | None, Any]] | None = getattr(
+            bindings, "exchange_versioned", None
+        )
 
     def declare_exchange(self, info: ExchangeInfo) -> None:
         try:
@@ -451,6 +478,17 @@ class GuardedBindings:
     def exchange(self, name: str) -> ExchangeInfo | None:
         try:
             return self._bindings.exchange(name)
+        except Exception as exc:
+            self._fail(exc)
+
+    def exchange_versioned(self, name: str) -> tuple[ExchangeInfo | None, Any]:
+        """Exchange ``name`` and the :attr:`version` its bindings were read at: one call
+        where the store offers ``exchange_versioned`` (a publish needs both)."""
+        try:
+            if self._versioned is not None:
+                return self._versioned(name)
+            bindings = self._bindings
+            return bindings.exchange(name), bindings.version
         except Exception as exc:
             self._fail(exc)
 
@@ -538,6 +576,24 @@ class GuardedStore:
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         try:
             self.store.put(queue, payload, priority)
+        except Exception as exc:
+            self._fail(exc, queue)
+
+    def put_plain(
+        self,
+        queue: str,
+        body: str,
+        content_type: str | None,
+        content_encoding: str | None,
+        delivery_mode: int,
+        exchange: str,
+        routing_key: str,
+        delivery_tag: str,
+    ) -> bool:
+        try:
+            return self.store.put_plain(
+                queue, body, content_type, content_encoding, delivery_mode, exchange, routing_key, delivery_tag
+            )
         except Exception as exc:
             self._fail(exc, queue)
 
