@@ -26,7 +26,10 @@ from ..utils.objects import cached_property
 from .timer import Entry, Timer
 from .wakeup import WakeupFd
 
-__all__ = ["Hub", "Stop", "get_event_loop", "set_event_loop"]
+__all__ = ["MAX_HELD_ROUNDS", "Hub", "Stop", "get_event_loop", "set_event_loop"]
+
+#: rounds that find events at once that work deferred until the loop waits may wait at most
+MAX_HELD_ROUNDS = 8
 
 logger = get_logger(__name__)
 
@@ -113,6 +116,11 @@ class Hub:
         self._loop: Generator[None, None, None] | None = None
         self._dispatching = False
         self._after_dispatch: list[Callable[[], Any]] = []
+        #: callbacks to run before the loop next waits for events, and the rounds they waited
+        self._before_wait: list[Callable[[], Any]] = []
+        self._held_rounds = 0
+        #: events a look before waiting found (the round handles them without waiting)
+        self._found: Any = None
 
     # -- the poller ----------------------------------------------------------------
     @property
@@ -293,6 +301,17 @@ class Hub:
     # -- running ---------------------------------------------------------------------
     def create_loop(self) -> Generator[None, None, None]:
         """A generator doing one round of the loop per ``next()``."""
+        try:
+            yield from self._rounds()
+        finally:
+            # the loop ends (stopped, failed or dropped): what waited for it to wait goes now
+            if self._before_wait:
+                try:
+                    self._run_before_wait()
+                except Exception as exc:
+                    logger.error("Error in a callback run as the loop ended: %r", exc, exc_info=True)
+
+    def _rounds(self) -> Generator[None, None, None]:
         waker = self._ensure_waker()
         waker_fd = waker.fileno()
         readers, writers = self.readers, self.writers
@@ -314,15 +333,19 @@ class Hub:
                 tick()
             if self._ready:
                 timeout = 0  # a callback queued more work: do not sleep on it
-            if readers or writers:
-                try:
+            if self._before_wait:
+                timeout = self._before_waiting(timeout)
+            try:
+                if self._found is not None:
+                    events, self._found = self._found, None
+                elif readers or writers:
                     events = self.poller.poll(timeout)
-                except ValueError:  # a descriptor was closed under us; start a new round
-                    return
-            else:
-                # nothing to watch yet (start-up): the poller is not asked, as in Kombu; the
-                # loop waits for the timers or a wake-up (call_soon, a descriptor added)
-                events = self._wait_for_wakeup(waker_fd, timeout)
+                else:
+                    # nothing to watch yet (start-up): the poller is not asked, as in Kombu;
+                    # the loop waits for the timers or a wake-up (call_soon, a descriptor added)
+                    events = self._wait_for_wakeup(waker_fd, timeout)
+            except ValueError:  # a descriptor was closed under us; start a new round
+                return
             self._dispatching = True
             try:
                 self._dispatch(events, waker, waker_fd)
@@ -375,6 +398,51 @@ class Hub:
         self._after_dispatch.append(callback)
         return True
 
+    def defer_until_wait(self, callback: Callable[[], Any]) -> bool:
+        """Run ``callback`` before the loop next waits for events -- within
+        ``MAX_HELD_ROUNDS`` rounds, and when :meth:`run_once` or :meth:`run_forever`
+        returns -- if the calling thread is the loop's (else ``False``).
+
+        For work that is cheaper done once for many rounds than once per round, and that
+        nothing waits for while the loop has events to handle: a connection's acks, which
+        the broker needs only to send more (it is sent more when the loop runs dry).
+        """
+        if threading.get_ident() != self._loop_thread:
+            return False
+        self._before_wait.append(callback)
+        return True
+
+    def _before_waiting(self, timeout: float) -> float:
+        """Run what waits for the loop to wait (a connection's acks), unless a look finds
+        events at once -- kept in :attr:`_found` -- and it has not been held for
+        ``MAX_HELD_ROUNDS`` rounds; the timeout of this round's wait."""
+        self._held_rounds += 1
+        if timeout and self._held_rounds < MAX_HELD_ROUNDS and (self.readers or self.writers):
+            try:
+                found = self.poller.poll(0)
+            except ValueError:  # a descriptor was closed under us: the round's wait says so
+                found = None
+            if found:
+                self._found = found
+                return 0
+        self._run_before_wait()
+        return 0 if self._ready else timeout
+
+    def _run_before_wait(self) -> None:
+        self._held_rounds = 0
+        callbacks, self._before_wait = self._before_wait, []
+        error: BaseException | None = None
+        for callback in callbacks:
+            try:
+                callback()
+            except BaseException as exc:
+                if error is None:
+                    error = exc
+                else:
+                    logger.error("Error in a callback run before waiting: %r", exc, exc_info=True)
+        if error is not None:
+            raise error
+
     def _end_dispatch(self, failing: bool = False) -> None:
         self._dispatching = False
         if not self._after_dispatch:
@@ -426,19 +494,28 @@ class Hub:
         return self._loop
 
     def run_once(self) -> None:
-        """One round of the loop."""
+        """One round of the loop (nothing deferred to the next wait is left held)."""
         try:
             next(self.loop)
         except StopIteration:
             self._loop = None
+        finally:
+            if self._before_wait:
+                self._run_before_wait()
 
     def run_forever(self) -> None:
         """Run rounds until :meth:`stop` is called."""
         try:
             while True:
-                self.run_once()
+                try:
+                    next(self.loop)
+                except StopIteration:
+                    self._loop = None
         except Stop:
             pass
+        finally:
+            if self._before_wait:
+                self._run_before_wait()
 
     def stop(self) -> None:
         """Stop :meth:`run_forever` (from any thread)."""

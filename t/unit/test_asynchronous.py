@@ -335,3 +335,79 @@ def test_lax_bounded_semaphore() -> None:
 def test_dummy_lock_is_a_context_manager() -> None:
     with DummyLock() as lock:
         assert isinstance(lock, DummyLock)
+
+
+# -- work deferred until the loop waits (a connection's acks) --------------------------
+def test_work_deferred_until_the_loop_waits_runs_before_it_waits() -> None:
+    hub = Hub()
+    quiet, other = socket.socketpair()
+    ran: list[float] = []
+    try:
+        hub.add_reader(quiet.fileno(), lambda: None)
+        hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append(time.monotonic())))
+        hub.call_later(0.3, lambda: None)  # the round then waits up to 0.3 s
+        loop = hub.create_loop()
+        started = time.monotonic()
+        next(loop)  # runs the callback, then waits
+        ended = time.monotonic()
+        assert len(ran) == 1
+        assert ran[0] - started < 0.1 and ended - ran[0] > 0.15  # run first, then the wait
+    finally:
+        hub.close()
+        quiet.close()
+        other.close()
+
+
+def test_deferred_work_waits_while_events_keep_coming_but_a_few_rounds_at_most() -> None:
+    from kombu_like.asynchronous.hub import MAX_HELD_ROUNDS
+
+    hub = Hub()
+    busy, other = socket.socketpair()
+    other.sendall(b"x")  # never read: readable every round
+    rounds: list[int] = []
+    ran: list[int] = []
+    try:
+        hub.add_reader(busy.fileno(), lambda: rounds.append(1))
+        hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append(len(rounds))))
+        loop = hub.create_loop()
+        for _ in range(MAX_HELD_ROUNDS - 1):
+            next(loop)
+        assert ran == []  # every round found events at once: nothing waited yet
+        next(loop)
+        assert ran == [MAX_HELD_ROUNDS - 1]
+        assert len(rounds) == MAX_HELD_ROUNDS
+    finally:
+        hub.close()
+        busy.close()
+        other.close()
+
+
+def test_deferred_work_runs_when_the_loop_stops_or_a_single_round_ends() -> None:
+    hub = Hub()
+    busy, other = socket.socketpair()
+    other.sendall(b"x")
+    ran: list[str] = []
+    try:
+        hub.add_reader(busy.fileno(), lambda: None)
+
+        def defer_and_stop() -> None:
+            hub.defer_until_wait(lambda: ran.append("stopped"))
+            hub.stop()
+
+        hub.call_soon(defer_and_stop)
+        hub.run_forever()
+        assert ran == ["stopped"]
+        hub.run_once()  # the stopped loop's last word (as Kombu's): a new loop starts next
+        hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append("once")))
+        hub.run_once()
+        assert ran == ["stopped", "once"]
+        # another thread cannot defer: it is told so, and does the work itself
+        answers: list[bool] = []
+        thread = threading.Thread(target=lambda: answers.append(hub.defer_until_wait(lambda: None)))
+        thread.start()
+        thread.join(5)
+        assert answers == [False]
+    finally:
+        hub.close()
+        busy.close()
+        other.close()

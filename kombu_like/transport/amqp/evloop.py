@@ -125,11 +125,14 @@ class LoopReader:
         round's acks cost one system call.  Any other write on the connection (a publish,
         a close) sends held frames first, so their order is kept.
         """
-        defer_to_round_end = getattr(self.loop, "defer_to_round_end", None)
-        if self._closed or defer_to_round_end is None:
+        # sent when the loop is about to wait (or after a few busy rounds), where the hub
+        # offers it: RabbitMQ needs them only to send more, and it is sent more as the
+        # consumer runs dry; else at the end of this round
+        defer = getattr(self.loop, "defer_until_wait", None) or getattr(self.loop, "defer_to_round_end", None)
+        if self._closed or defer is None:
             return False
         if not self._flush_pending:
-            if not defer_to_round_end(self.flush):
+            if not defer(self.flush):
                 return False
             self._flush_pending = True
         self.connection.buffered_transport.hold(frame)
