@@ -13,6 +13,7 @@ import errno
 import os
 import select
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import suppress
 from queue import Empty
@@ -26,10 +27,12 @@ from ..utils.objects import cached_property
 from .timer import Entry, Timer
 from .wakeup import WakeupFd
 
-__all__ = ["MAX_HELD_ROUNDS", "Hub", "Stop", "get_event_loop", "set_event_loop"]
+__all__ = ["MAX_HELD_ROUNDS", "MAX_HELD_SECONDS", "Hub", "Stop", "get_event_loop", "set_event_loop"]
 
-#: rounds that find events at once that work deferred until the loop waits may wait at most
+#: work deferred until the loop waits waits no more than this many rounds that find events
+#: at once, nor this long (a slow callback -- a task run in the loop's thread -- ends it)
 MAX_HELD_ROUNDS = 8
+MAX_HELD_SECONDS = 0.01
 
 logger = get_logger(__name__)
 
@@ -119,6 +122,7 @@ class Hub:
         #: callbacks to run before the loop next waits for events, and the rounds they waited
         self._before_wait: list[Callable[[], Any]] = []
         self._held_rounds = 0
+        self._held_since = 0.0
         #: events a look before waiting found (the round handles them without waiting)
         self._found: Any = None
 
@@ -400,8 +404,8 @@ class Hub:
 
     def defer_until_wait(self, callback: Callable[[], Any]) -> bool:
         """Run ``callback`` before the loop next waits for events -- within
-        ``MAX_HELD_ROUNDS`` rounds, and when :meth:`run_once` or :meth:`run_forever`
-        returns -- if the calling thread is the loop's (else ``False``).
+        ``MAX_HELD_ROUNDS`` rounds or ``MAX_HELD_SECONDS``, and when :meth:`run_once` or
+        :meth:`run_forever` returns -- if the calling thread is the loop's (else ``False``).
 
         For work that is cheaper done once for many rounds than once per round, and that
         nothing waits for while the loop has events to handle: a connection's acks, which
@@ -409,6 +413,8 @@ class Hub:
         """
         if threading.get_ident() != self._loop_thread:
             return False
+        if not self._before_wait:
+            self._held_since = time.monotonic()
         self._before_wait.append(callback)
         return True
 
@@ -417,7 +423,12 @@ class Hub:
         events at once -- kept in :attr:`_found` -- and it has not been held for
         ``MAX_HELD_ROUNDS`` rounds; the timeout of this round's wait."""
         self._held_rounds += 1
-        if timeout and self._held_rounds < MAX_HELD_ROUNDS and (self.readers or self.writers):
+        if (
+            timeout
+            and self._held_rounds < MAX_HELD_ROUNDS
+            and (self.readers or self.writers)
+            and time.monotonic() - self._held_since < MAX_HELD_SECONDS
+        ):
             try:
                 found = self.poller.poll(0)
             except ValueError:  # a descriptor was closed under us: the round's wait says so

@@ -411,3 +411,31 @@ def test_deferred_work_runs_when_the_loop_stops_or_a_single_round_ends() -> None
         hub.close()
         busy.close()
         other.close()
+
+
+def test_deferred_work_held_by_a_slow_round_goes_before_the_next_one() -> None:
+    # a callback that takes long (a task run in the loop's thread) must not keep the work
+    # it deferred -- a connection's ack -- held through the rounds after it
+    hub = Hub()
+    busy, other = socket.socketpair()
+    other.sendall(b"x")  # readable every round: the loop never waits
+    ran: list[int] = []
+    rounds: list[int] = []
+    try:
+
+        def on_readable() -> None:
+            rounds.append(1)
+            if len(rounds) == 1:  # the first message: acked, then a slow task
+                hub.defer_until_wait(lambda: ran.append(len(rounds)))
+                time.sleep(0.05)
+
+        hub.add_reader(busy.fileno(), on_readable)
+        loop = hub.create_loop()
+        next(loop)
+        assert ran == []
+        next(loop)  # held longer than MAX_HELD_SECONDS: run before this round's look
+        assert ran == [1]
+    finally:
+        hub.close()
+        busy.close()
+        other.close()
