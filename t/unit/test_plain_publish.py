@@ -113,3 +113,18 @@ def test_plain_and_enveloped_publishes_deliver_the_same_message(
         }
         assert plain.delivery_info["routing_key"] == enveloped.delivery_info["routing_key"] == "k"
         assert plain.delivery_info["exchange"] == enveloped.delivery_info["exchange"] == name
+
+
+def test_a_basic_publish_patched_on_the_channel_sees_plain_publishes() -> None:
+    with Connection("memory://") as conn:
+        channel = conn.default_channel
+        seen: list[Any] = []
+        original = channel.basic_publish
+
+        def spy(message: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(message)
+            return original(message, *args, **kwargs)
+
+        channel.basic_publish = spy
+        conn.Producer().publish({"x": 1}, routing_key="patched-plain")
+        assert len(seen) == 1 and seen[0]["headers"] == {}
