@@ -123,6 +123,8 @@ class Hub:
         self._before_wait: list[Callable[[], Any]] = []
         self._held_rounds = 0
         self._held_since = 0.0
+        #: the loop's thread is in one of its rounds (not between them, nor after the last)
+        self._in_round = False
         #: events a look before waiting found (the round handles them without waiting)
         self._found: Any = None
 
@@ -308,6 +310,7 @@ class Hub:
         try:
             yield from self._rounds()
         finally:
+            self._in_round = False
             # the loop ends (stopped, failed or dropped): what waited for it to wait goes now
             if self._before_wait:
                 try:
@@ -321,6 +324,7 @@ class Hub:
         readers, writers = self.readers, self.writers
         self._loop_thread = threading.get_ident()
         while True:
+            self._in_round = True
             if self._ready:
                 self._dispatching = True
                 try:
@@ -359,6 +363,7 @@ class Hub:
             self._dispatching = False
             if self._after_dispatch:
                 self._end_dispatch()
+            self._in_round = False
             yield
 
     def _dispatch(self, events: Any, waker: WakeupFd, waker_fd: int) -> None:
@@ -405,13 +410,14 @@ class Hub:
     def defer_until_wait(self, callback: Callable[[], Any]) -> bool:
         """Run ``callback`` before the loop next waits for events -- within
         ``MAX_HELD_ROUNDS`` rounds or ``MAX_HELD_SECONDS``, and when :meth:`run_once` or
-        :meth:`run_forever` returns -- if the calling thread is the loop's (else ``False``).
+        :meth:`run_forever` returns -- if called by the loop's thread during a round (else
+        ``False``: the caller does the work now).
 
         For work that is cheaper done once for many rounds than once per round, and that
         nothing waits for while the loop has events to handle: a connection's acks, which
         the broker needs only to send more (it is sent more when the loop runs dry).
         """
-        if threading.get_ident() != self._loop_thread:
+        if not self._in_round or threading.get_ident() != self._loop_thread:
             return False
         if not self._before_wait:
             self._held_since = time.monotonic()

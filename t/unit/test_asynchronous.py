@@ -439,3 +439,15 @@ def test_deferred_work_held_by_a_slow_round_goes_before_the_next_one() -> None:
         hub.close()
         busy.close()
         other.close()
+
+
+def test_outside_a_round_nothing_is_deferred() -> None:
+    # after the loop stopped (or between rounds) the work is done at once by the caller:
+    # no later wait of the loop is certain to come
+    hub = Hub()
+    try:
+        hub.call_soon(hub.stop)
+        hub.run_forever()
+        assert hub.defer_until_wait(lambda: None) is False
+    finally:
+        hub.close()
