@@ -13,7 +13,7 @@ from ...exceptions import EncodeError
 from ..redis.codec import dumps
 from ..virtual import Delivery
 from ..virtual.channel import plain_envelope
-from ..virtual.store import unreadable_envelope
+from ..virtual.store import PlainShape, unreadable_envelope
 
 __all__ = [
     "PLAIN",
@@ -103,21 +103,11 @@ class PlainTemplate(NamedTuple):
         return f"{self.head}{encode(body)}{self.middle}{encode(delivery_tag)}{self.tail}"
 
 
-def plain_template(
-    content_type: str | None,
-    content_encoding: str | None,
-    delivery_mode: int,
-    body_encoding: str | None,
-    exchange: str,
-    routing_key: str,
-) -> PlainTemplate | None:
-    """The template of plain envelopes with these fields; None when they cannot make one
-    (a field holding one of the marks, or not JSON): such messages are encoded whole."""
+def plain_template(shape: PlainShape, body_encoding: str | None) -> PlainTemplate | None:
+    """The template of plain envelopes of ``shape``; None when it cannot make one (a
+    field holding one of the marks, or not JSON): such messages are encoded whole."""
     try:
-        envelope = plain_envelope(
-            _BODY_MARK, content_type, content_encoding, delivery_mode, body_encoding, exchange, routing_key, _TAG_MARK
-        )
-        text = dumps(envelope)
+        text = dumps(plain_envelope(_BODY_MARK, _TAG_MARK, shape, body_encoding))
     except (TypeError, ValueError):
         return None
     if text.count(_BODY_GAP) != 1 or text.count(_TAG_GAP) != 1 or text.index(_BODY_GAP) > text.index(_TAG_GAP):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..redis.resp import command_head, with_bulk
+from ..virtual.store import PlainShape
 from .cluster import put_confirmed
 from .codec import PlainTemplate, encode_fields, envelope_text, level_of, plain_template
 from .delayed import Delay, delay_of, encode_member, maybe_delayed
@@ -49,9 +50,8 @@ class Publishing:
         #: a publish of a message due now, to a queue without limits, is one pre-encoded XADD
         self._plain_puts = hot if isinstance(hot, WireExecutor) and not store.options.wait_replicas else None
         self._xadd_heads: dict[str, bytes] = {}
-        #: (queue, content type, content encoding, delivery mode, exchange, routing key) ->
-        #: the XADD head and envelope template of plain messages sent that way
-        self._plain: dict[tuple[Any, ...], tuple[bytes, PlainTemplate] | None] = {}
+        #: (queue, shape) -> the XADD head and envelope template of plain messages
+        self._plain: dict[tuple[str, PlainShape], tuple[bytes, PlainTemplate] | None] = {}
 
     def _append(self, queue: str, payload: dict[str, Any], priority: int, now: int) -> list[Step]:
         """The commands storing ``payload`` in ``queue`` now (for either executor)."""
@@ -97,31 +97,20 @@ class Publishing:
             return
         self.put_many([(queue, payload, priority)])
 
-    def put_plain(
-        self,
-        queue: str,
-        body: str,
-        content_type: str | None,
-        content_encoding: str | None,
-        delivery_mode: int,
-        exchange: str,
-        routing_key: str,
-        delivery_tag: str,
-    ) -> bool:
+    def put_plain(self, queue: str, body: str, delivery_tag: str, shape: PlainShape) -> bool:
         """Store a plain message (see :meth:`~..virtual.store.QueueStore.put_plain`) in
         ``queue`` as one XADD, its envelope from a template; False where :meth:`put` is
-        needed (a queue with a length limit or a TTL, or fields no template fits)."""
+        needed (a queue with a length limit or a TTL, or a shape no template fits)."""
         plain = self._plain_puts
         if plain is None:
             return False
         spec = self.store.spec(queue)
         if spec.max_length is not None or spec.ttl_ms is not None:
             return False
-        key = (queue, content_type, content_encoding, delivery_mode, exchange, routing_key)
         try:
-            found = self._plain[key]
+            found = self._plain[queue, shape]
         except KeyError:
-            found = self._plain_template(key)
+            found = self._plain_template(queue, shape)
         except TypeError:  # an unhashable field: not what a plain message has
             return False
         if found is None:
@@ -132,17 +121,14 @@ class Publishing:
             raise type(reply)(f"publishing 1 message(s) failed for queue(s) {queue}: {reply}")
         return True
 
-    def _plain_template(self, key: tuple[Any, ...]) -> tuple[bytes, PlainTemplate] | None:
-        queue, content_type, content_encoding, delivery_mode, exchange, routing_key = key
-        template = plain_template(
-            content_type, content_encoding, delivery_mode, self.store.body_encoding, exchange, routing_key
-        )
+    def _plain_template(self, queue: str, shape: PlainShape) -> tuple[bytes, PlainTemplate] | None:
+        template = plain_template(shape, self.store.body_encoding)
         found = None
         if template is not None:
             found = (command_head(5, ("XADD", self.store.keys.stream(queue, 0), "*", "payload")), template)
         if len(self._plain) >= _PLAIN_TEMPLATES:
             self._plain.clear()
-        self._plain[key] = found
+        self._plain[queue, shape] = found
         return found
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:

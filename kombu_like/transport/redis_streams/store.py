@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from ...exceptions import PreconditionFailed
 from ..base import Capabilities
 from ..virtual import Delivery, QueueStore
+from ..virtual.store import PlainShape
 from . import scripts
 from .acks import AckBatch
 from .bindings import StreamBindings
@@ -206,20 +207,8 @@ class StreamsStore(QueueStore):
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         self.publishing.put_many(items)
 
-    def put_plain(
-        self,
-        queue: str,
-        body: str,
-        content_type: str | None,
-        content_encoding: str | None,
-        delivery_mode: int,
-        exchange: str,
-        routing_key: str,
-        delivery_tag: str,
-    ) -> bool:
-        return self.publishing.put_plain(
-            queue, body, content_type, content_encoding, delivery_mode, exchange, routing_key, delivery_tag
-        )
+    def put_plain(self, queue: str, body: str, delivery_tag: str, shape: PlainShape) -> bool:
+        return self.publishing.put_plain(queue, body, delivery_tag, shape)
 
     def _delayed_streams(self, queue: str) -> QueueTarget:
         """Where ``queue``'s due delayed messages go."""

@@ -20,12 +20,12 @@ from ...message import received
 from ...plan import Plan, call, run
 from ..base import Channel, queue_declare_ok_t
 from .routing import Binding, ExchangeInfo, route
-from .store import Delivery, GuardedStore, QueueStore
+from .store import Delivery, GuardedStore, PlainShape, QueueStore
 
 if TYPE_CHECKING:
     from .transport import VirtualConnection
 
-__all__ = ["QoS", "VirtualChannel", "plain_envelope"]
+__all__ = ["PlainShape", "QoS", "VirtualChannel", "plain_envelope"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,19 +44,11 @@ _PATCHABLE = frozenset(("basic_publish", "prepare_message"))
 _PUBLISHING = ("basic_publish", "prepare_message", "_finish_envelope", "lookup", "publish_plain")
 
 
-def plain_envelope(
-    body: Any,
-    content_type: str | None,
-    content_encoding: str | None,
-    delivery_mode: int,
-    body_encoding: str | None,
-    exchange: str,
-    routing_key: str,
-    delivery_tag: str,
-) -> dict[str, Any]:
-    """The envelope :meth:`VirtualChannel.basic_publish` stores for a plain message
-    (``body`` already encoded in ``body_encoding``): what a store's
+def plain_envelope(body: Any, delivery_tag: str, shape: PlainShape, body_encoding: str | None) -> dict[str, Any]:
+    """The envelope :meth:`VirtualChannel.basic_publish` stores for a plain message of
+    ``shape`` (``body`` already encoded in ``body_encoding``): what a store's
     :meth:`~.store.QueueStore.put_plain` writes."""
+    content_type, content_encoding, delivery_mode, exchange, routing_key = shape
     return {
         "body": body,
         "content-encoding": content_encoding,
@@ -457,9 +449,8 @@ class VirtualChannel(Channel):
                     encoded = body
                 if encoded is not None:  # one queue, and a body the envelope's JSON can hold
                     tag = f"{self._tag_prefix}{next(self._publish_seq):x}"
-                    if put_plain(
-                        queues[0], encoded, content_type, content_encoding, delivery_mode, exchange_name, key, tag
-                    ):
+                    shape = (content_type, content_encoding, delivery_mode, exchange_name, key)
+                    if put_plain(queues[0], encoded, tag, shape):
                         return self.published
         message = self.prepare_message(body, 0, content_type, content_encoding, {}, {"delivery_mode": delivery_mode})
         return self.basic_publish(message, exchange, routing_key, mandatory, False)

@@ -37,6 +37,10 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 from ..base import Capabilities
 from .routing import Binding, ExchangeInfo
 
+#: what the envelopes of plain messages differ in, besides the body and the delivery tag:
+#: (content type, content encoding, delivery mode, exchange, routing key)
+PlainShape = tuple[str | None, str | None, int, str, str]
+
 __all__ = [
     "BindingStore",
     "BindingTable",
@@ -44,6 +48,7 @@ __all__ = [
     "GuardedBindings",
     "GuardedStore",
     "InMemoryBindings",
+    "PlainShape",
     "QueueStore",
     "drives_event_loop",
     "unreadable_envelope",
@@ -258,24 +263,14 @@ class QueueStore(ABC):
         for queue, payload, priority in items:
             self.put(queue, payload, priority)
 
-    def put_plain(
-        self,
-        queue: str,
-        body: str,
-        content_type: str | None,
-        content_encoding: str | None,
-        delivery_mode: int,
-        exchange: str,
-        routing_key: str,
-        delivery_tag: str,
-    ) -> bool:
-        """Optional: append the plain message these fields describe, without an envelope
-        built first; False when this store does not (the caller then calls :meth:`put`).
+    def put_plain(self, queue: str, body: str, delivery_tag: str, shape: PlainShape) -> bool:
+        """Optional: append the plain message of ``shape`` without an envelope built first;
+        False when this store does not (the caller then calls :meth:`put`).
 
         A plain message is what most publishes are: no headers, priority 0, no property
         but ``delivery_mode``.  Its envelope is :func:`~.channel.plain_envelope` of these
-        fields with ``body`` already encoded in :attr:`body_encoding`.  A store that takes
-        it stores exactly what :meth:`put` would store for that envelope.
+        fields, ``body`` already encoded in :attr:`body_encoding`.  A store that takes it
+        stores exactly what :meth:`put` would store for that envelope.
         """
         return False
 
@@ -579,21 +574,9 @@ class GuardedStore:
         except Exception as exc:
             self._fail(exc, queue)
 
-    def put_plain(
-        self,
-        queue: str,
-        body: str,
-        content_type: str | None,
-        content_encoding: str | None,
-        delivery_mode: int,
-        exchange: str,
-        routing_key: str,
-        delivery_tag: str,
-    ) -> bool:
+    def put_plain(self, queue: str, body: str, delivery_tag: str, shape: PlainShape) -> bool:
         try:
-            return self.store.put_plain(
-                queue, body, content_type, content_encoding, delivery_mode, exchange, routing_key, delivery_tag
-            )
+            return self.store.put_plain(queue, body, delivery_tag, shape)
         except Exception as exc:
             self._fail(exc, queue)
 
