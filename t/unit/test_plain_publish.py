@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kombu_like import Connection, Exchange, Producer, Queue
-from kombu_like.transport.redis_streams.codec import plain_template
+from kombu_like.transport.redis.codec import plain_template
 from kombu_like.transport.virtual.channel import VirtualChannel, plain_envelope
 
 names = st.text(max_size=40) | st.sampled_from(["", "\x00kombu_like-body\x00", "\x00kombu_like-tag\x00", '"\\'])
@@ -96,7 +96,7 @@ def test_plain_and_enveloped_publishes_deliver_the_same_message(
         exchange = Exchange(name, "direct")
         queue = Queue(name, exchange, routing_key="k")
         queue(conn.default_channel).declare()
-        producer = conn.Producer(exchange=exchange, routing_key="k", serializer=serializer)
+        producer = conn.Producer(exchange=exchange, routing_key="k", serializer=serializer, auto_declare=False)
         producer.publish(body, delivery_mode=delivery_mode)
         producer.publish(body, delivery_mode=delivery_mode, headers={"enveloped": True})
         plain, enveloped = (queue(conn.default_channel).get(accept=[serializer]) for _ in range(2))

@@ -33,10 +33,10 @@ from redis import exceptions as rexc
 
 from ...exceptions import PreconditionFailed
 from ..base import Capabilities
-from ..virtual.store import Delivery, QueueStore
+from ..virtual.store import Delivery, PlainShape, QueueStore
 from . import scripts
 from .bindings import Bindings
-from .codec import check, dumps, loads, text
+from .codec import PlainTemplates, check, dumps, loads, text
 from .command import Ack, CommandConnection, Ledger, log_unsettled, scripts_conversation
 from .conversation import Conversation, call, exchange
 from .fanout import FanoutListener
@@ -107,6 +107,9 @@ class RedisStore(QueueStore):
         self.restorer = Restorer(self.cmd, self.keys, options, self.bindings)
         self._acks = _AckBatch()
         self._lpush_prefixes: dict[tuple[str, Any], bytes] = {}
+        self._plain = PlainTemplates(
+            lambda queue: command_head(3, ("LPUSH", self.keys.list_key(queue, 0))), self.body_encoding
+        )
         #: the WAIT that follows every publish (``wait_replicas``), encoded; empty: none
         self._wait = wait_packed(options.wait_replicas, options.wait_timeout) if options.wait_replicas else b""
         self.taker = Taker(
@@ -233,7 +236,18 @@ class RedisStore(QueueStore):
         return pack_commands([("PEXPIRE", key, expires) for key in self.keys.list_keys(queue)])
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
-        data, count = self.put_request(queue, payload, priority)
+        self._send_put(queue, *self.put_request(queue, payload, priority))
+
+    def put_plain(self, queue: str, body: str, delivery_tag: str, shape: PlainShape) -> bool:
+        """Publish a plain message (see :meth:`~..virtual.store.QueueStore.put_plain`): its
+        LPUSH with the envelope filled in from a template of ``shape``."""
+        data = self._plain.command(queue, body, delivery_tag, shape)
+        if data is None:
+            return False
+        self._send_put(queue, *self._with_extras(queue, data))
+        return True
+
+    def _send_put(self, queue: str, data: bytes, count: int) -> None:
         if self._wait:  # WAIT's reply is a count to read, not only an integer
             self.put_checked(self.cmd.execute_packed(data, count), queue)
             return
@@ -243,7 +257,11 @@ class RedisStore(QueueStore):
 
     def put_request(self, queue: str, payload: dict[str, Any], priority: int = 0) -> tuple[bytes, int]:
         """The commands of one publish to ``queue``, encoded, and how many they are."""
-        data = self._lpush(queue, priority, payload)
+        return self._with_extras(queue, self._lpush(queue, priority, payload))
+
+    def _with_extras(self, queue: str, data: bytes) -> tuple[bytes, int]:
+        """A publish's LPUSH ``data`` followed by what goes with it (the queue's expiry
+        renewed, ``WAIT``), and how many commands they are."""
         count = 1
         if self.expires and queue in self.expires:
             data += self._expire_commands(queue)

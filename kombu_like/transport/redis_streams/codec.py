@@ -6,25 +6,14 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
 from ...exceptions import EncodeError
 from ..redis.codec import dumps
 from ..virtual import Delivery
-from ..virtual.channel import plain_envelope
-from ..virtual.store import PlainShape, unreadable_envelope
+from ..virtual.store import unreadable_envelope
 
-__all__ = [
-    "PLAIN",
-    "PlainTemplate",
-    "QueueSpec",
-    "Receipt",
-    "decode_entry",
-    "encode_fields",
-    "envelope_text",
-    "plain_template",
-]
+__all__ = ["PLAIN", "QueueSpec", "Receipt", "decode_entry", "encode_fields", "envelope_text"]
 
 logger = logging.getLogger("kombu_like.transport.redis_streams")
 
@@ -81,40 +70,6 @@ class Receipt(NamedTuple):
     stream: str
     entry_id: str
     deliveries: int
-
-
-#: what no exchange name, content type or tag is: where a template leaves its gaps
-_BODY_MARK, _TAG_MARK = "\x00kombu_like-body\x00", "\x00kombu_like-tag\x00"
-_BODY_GAP, _TAG_GAP = encode_basestring_ascii(_BODY_MARK), encode_basestring_ascii(_TAG_MARK)
-
-
-class PlainTemplate(NamedTuple):
-    """The JSON of a plain message's envelope (:func:`~..virtual.channel.plain_envelope`),
-    cut around its body and its delivery tag: the rest is the same for every message one
-    producer sends along one route."""
-
-    head: str
-    middle: str
-    tail: str
-
-    def text(self, body: str, delivery_tag: str) -> str:
-        """The envelope's JSON with ``body`` and ``delivery_tag`` in their places."""
-        encode = encode_basestring_ascii
-        return f"{self.head}{encode(body)}{self.middle}{encode(delivery_tag)}{self.tail}"
-
-
-def plain_template(shape: PlainShape, body_encoding: str | None) -> PlainTemplate | None:
-    """The template of plain envelopes of ``shape``; None when it cannot make one (a
-    field holding one of the marks, or not JSON): such messages are encoded whole."""
-    try:
-        text = dumps(plain_envelope(_BODY_MARK, _TAG_MARK, shape, body_encoding))
-    except (TypeError, ValueError):
-        return None
-    if text.count(_BODY_GAP) != 1 or text.count(_TAG_GAP) != 1 or text.index(_BODY_GAP) > text.index(_TAG_GAP):
-        return None
-    head, rest = text.split(_BODY_GAP)
-    middle, tail = rest.split(_TAG_GAP)
-    return PlainTemplate(head, middle, tail)
 
 
 def envelope_text(queue: str, payload: dict[str, Any]) -> str:

@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..redis.codec import PlainTemplates
 from ..redis.resp import command_head, with_bulk
 from ..virtual.store import PlainShape
 from .cluster import put_confirmed
-from .codec import PlainTemplate, encode_fields, envelope_text, level_of, plain_template
+from .codec import encode_fields, envelope_text, level_of
 from .delayed import Delay, delay_of, encode_member, maybe_delayed
 from .hotpath import Step, WireExecutor, append_command
 
@@ -31,9 +32,6 @@ _Timed = tuple[str, dict[str, Any], int, Delay | None]
 #: entries are trimmed this much after their queue's TTL ran out (the ids carry the Redis
 #: server's clock, expiry is judged by the client's: a small difference must not trim early)
 TTL_TRIM_MARGIN_MS = 1000
-
-#: plain-message templates kept at most (one per queue, producer settings and route)
-_PLAIN_TEMPLATES = 1024
 
 
 def now_ms() -> int:
@@ -50,8 +48,9 @@ class Publishing:
         #: a publish of a message due now, to a queue without limits, is one pre-encoded XADD
         self._plain_puts = hot if isinstance(hot, WireExecutor) and not store.options.wait_replicas else None
         self._xadd_heads: dict[str, bytes] = {}
-        #: (queue, shape) -> the XADD head and envelope template of plain messages
-        self._plain: dict[tuple[str, PlainShape], tuple[bytes, PlainTemplate] | None] = {}
+        self._plain = PlainTemplates(
+            lambda queue: command_head(5, ("XADD", store.keys.stream(queue, 0), "*", "payload")), store.body_encoding
+        )
 
     def _append(self, queue: str, payload: dict[str, Any], priority: int, now: int) -> list[Step]:
         """The commands storing ``payload`` in ``queue`` now (for either executor)."""
@@ -107,29 +106,13 @@ class Publishing:
         spec = self.store.spec(queue)
         if spec.max_length is not None or spec.ttl_ms is not None:
             return False
-        try:
-            found = self._plain[queue, shape]
-        except KeyError:
-            found = self._plain_template(queue, shape)
-        except TypeError:  # an unhashable field: not what a plain message has
+        data = self._plain.command(queue, body, delivery_tag, shape)
+        if data is None:
             return False
-        if found is None:
-            return False
-        head, template = found
-        [reply] = plain.run_packed(with_bulk(head, template.text(body, delivery_tag).encode()), 1)
+        [reply] = plain.run_packed(data, 1)
         if isinstance(reply, Exception):
             raise type(reply)(f"publishing 1 message(s) failed for queue(s) {queue}: {reply}")
         return True
-
-    def _plain_template(self, queue: str, shape: PlainShape) -> tuple[bytes, PlainTemplate] | None:
-        template = plain_template(shape, self.store.body_encoding)
-        found = None
-        if template is not None:
-            found = (command_head(5, ("XADD", self.store.keys.stream(queue, 0), "*", "payload")), template)
-        if len(self._plain) >= _PLAIN_TEMPLATES:
-            self._plain.clear()
-        self._plain[queue, shape] = found
-        return found
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         store = self.store
