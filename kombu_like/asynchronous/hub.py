@@ -552,6 +552,12 @@ class Hub:
             self._waker = None
 
     def _close(self) -> None:
+        # work held until the loop waits (a connection's acks) goes before anything closes
+        if self._before_wait:
+            try:
+                self._run_before_wait()
+            except Exception as exc:
+                logger.error("Error in a callback run as the hub closed: %r", exc, exc_info=True)
         for fd in list(self.readers) + list(self.writers):
             self._unregister(fd)
         self.readers.clear()

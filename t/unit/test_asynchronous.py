@@ -451,3 +451,23 @@ def test_outside_a_round_nothing_is_deferred() -> None:
         assert hub.defer_until_wait(lambda: None) is False
     finally:
         hub.close()
+
+
+def test_closing_the_hub_runs_what_waited_for_it_to_wait_before_its_on_close() -> None:
+    hub = Hub()
+    busy, other = socket.socketpair()
+    other.sendall(b"x")
+    order: list[str] = []
+    try:
+        hub.add_reader(busy.fileno(), lambda: None)
+        hub.on_close.add(lambda h: order.append("closed"))
+        hub.call_soon(lambda: hub.defer_until_wait(lambda: order.append("acks")))
+        loop = hub.create_loop()
+        next(loop)  # the round found events at once: the acks are still held
+        assert order == []
+        hub.close()
+        assert order == ["acks", "closed"]
+        loop.close()
+    finally:
+        busy.close()
+        other.close()

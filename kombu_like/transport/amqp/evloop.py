@@ -117,17 +117,17 @@ class LoopReader:
 
     # -- writing ---------------------------------------------------------------------------
     def defer(self, frame: bytes) -> bool:
-        """Hold ``frame`` (an ack, reject or nack) to go out with the others of this loop
-        round, in one write, when the loop's thread is running its callbacks (``False``
-        otherwise: the caller writes it now).
+        """Hold ``frame`` (an ack, reject or nack) to go out with the others made until
+        the loop is about to wait, in one write, when the loop's thread is in one of its
+        rounds (``False`` otherwise: the caller writes it now).
 
-        Celery acks from callbacks it queues on the loop, one ack per callback: batched, a
-        round's acks cost one system call.  Any other write on the connection (a publish,
-        a close) sends held frames first, so their order is kept.
+        Celery acks from callbacks it queues on the loop, one ack per callback: batched,
+        a busy worker's acks cost a system call every few rounds.  Any other write on the
+        connection (a publish, a close) sends held frames first, so their order is kept.
         """
         # sent when the loop is about to wait (or after a few busy rounds), where the hub
-        # offers it: RabbitMQ needs them only to send more, and it is sent more as the
-        # consumer runs dry; else at the end of this round
+        # offers it -- RabbitMQ needs them only to send more, and is told as the consumer
+        # runs dry -- else at the end of this round
         defer = getattr(self.loop, "defer_until_wait", None) or getattr(self.loop, "defer_to_round_end", None)
         if self._closed or defer is None:
             return False
@@ -139,7 +139,9 @@ class LoopReader:
         return True
 
     def flush(self) -> None:
-        """Send held frames now."""
+        """Send held frames now (closing sent them already: nothing then)."""
+        if self._closed:
+            return
         self._flush_pending = False
         try:
             self.connection.buffered_transport.flush()
