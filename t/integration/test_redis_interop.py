@@ -316,3 +316,39 @@ def test_unacked_message_of_a_killed_consumer_is_restored(
     assert not client.hexists(prefix + "unacked", held[0])
     assert client.zscore(prefix + "unacked_index", held[0]) is None
     client.close()
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack"])
+def test_plain_publishes_reach_kombu_as_its_own_do(
+    redis_url: str, unique_name: str, cleanup: None, serializer: str
+) -> None:
+    # a plain message (no headers, priority or property but delivery_mode) skips building
+    # an envelope on kombu_like: Kombu must read it as it reads the same message of its own
+    exchange_name = f'{unique_name}-x\u00e9"q'
+    seen: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    queue_name = f"{unique_name}-q"
+    for name, lib in LIBS.items():  # one after the other, on the same queue and route
+        exchange = lib.Exchange(exchange_name, type="direct")
+        queue = lib.Queue(queue_name, exchange, routing_key="rk")
+        with lib.Connection(redis_url) as conn:
+            queue(conn.default_channel).declare()
+            producer = conn.Producer(exchange=exchange, routing_key="rk", serializer=serializer, auto_declare=False)
+            for mode in (2, 1, "transient"):
+                producer.publish({"n": mode, "text": 'h\u00e9llo "q" \\'}, delivery_mode=mode)
+        kombu_queue = kombu.Queue(queue_name, kombu.Exchange(exchange_name, type="direct"), routing_key="rk")
+        got = consume(kombu, redis_url, [kombu_queue], 3, accept=[serializer])
+        seen[name] = [
+            (
+                body,
+                {
+                    "content_type": message.content_type,
+                    "content_encoding": message.content_encoding,
+                    "headers": message.headers,
+                    "properties": {k: v for k, v in message.properties.items() if k != "delivery_tag"},
+                    "delivery_info": {k: message.delivery_info.get(k) for k in ("exchange", "redelivered")},
+                },
+            )
+            for body, message in got
+        ]
+    assert len(seen["kombu_like"]) == 3
+    assert seen["kombu_like"] == seen["kombu"]
