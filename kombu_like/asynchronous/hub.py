@@ -13,7 +13,6 @@ import errno
 import os
 import select
 import threading
-import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import suppress
 from queue import Empty
@@ -24,15 +23,11 @@ from ..log import get_logger
 from ..utils.compat import fileno
 from ..utils.eventio import ERR, READ, WRITE, poll
 from ..utils.objects import cached_property
+from .held import HeldWork
 from .timer import Entry, Timer
 from .wakeup import WakeupFd
 
-__all__ = ["MAX_HELD_ROUNDS", "MAX_HELD_SECONDS", "Hub", "Stop", "get_event_loop", "set_event_loop"]
-
-#: work deferred until the loop waits waits no more than this many rounds that find events
-#: at once, nor this long (a slow callback -- a task run in the loop's thread -- ends it)
-MAX_HELD_ROUNDS = 8
-MAX_HELD_SECONDS = 0.01
+__all__ = ["Hub", "Stop", "get_event_loop", "set_event_loop"]
 
 logger = get_logger(__name__)
 
@@ -119,10 +114,8 @@ class Hub:
         self._loop: Generator[None, None, None] | None = None
         self._dispatching = False
         self._after_dispatch: list[Callable[[], Any]] = []
-        #: callbacks to run before the loop next waits for events, and the rounds they waited
-        self._before_wait: list[Callable[[], Any]] = []
-        self._held_rounds = 0
-        self._held_since = 0.0
+        #: callbacks to run before the loop next waits for events
+        self._held = HeldWork()
         #: the loop's thread is in one of its rounds (not between them, nor after the last)
         self._in_round = False
         #: events a look before waiting found (the round handles them without waiting)
@@ -312,11 +305,7 @@ class Hub:
         finally:
             self._in_round = False
             # the loop ends (stopped, failed or dropped): what waited for it to wait goes now
-            if self._before_wait:
-                try:
-                    self._run_before_wait()
-                except Exception as exc:
-                    logger.error("Error in a callback run as the loop ended: %r", exc, exc_info=True)
+            self._held.run_quietly("the loop ended")
 
     def _rounds(self) -> Generator[None, None, None]:
         waker = self._ensure_waker()
@@ -341,7 +330,7 @@ class Hub:
                 tick()
             if self._ready:
                 timeout = 0  # a callback queued more work: do not sleep on it
-            if self._before_wait:
+            if self._held.callbacks:
                 timeout = self._before_waiting(timeout)
             try:
                 if self._found is not None:
@@ -409,9 +398,9 @@ class Hub:
 
     def defer_until_wait(self, callback: Callable[[], Any]) -> bool:
         """Run ``callback`` before the loop next waits for events -- within
-        ``MAX_HELD_ROUNDS`` rounds or ``MAX_HELD_SECONDS``, and when :meth:`run_once` or
-        :meth:`run_forever` returns -- if called by the loop's thread during a round (else
-        ``False``: the caller does the work now).
+        :data:`~.held.MAX_HELD_ROUNDS` rounds or :data:`~.held.MAX_HELD_SECONDS`, and
+        when :meth:`run_once` or :meth:`run_forever` returns or the hub closes -- if called
+        by the loop's thread during a round (else ``False``: the caller does the work now).
 
         For work that is cheaper done once for many rounds than once per round, and that
         nothing waits for while the loop has events to handle: a connection's acks, which
@@ -419,22 +408,14 @@ class Hub:
         """
         if not self._in_round or threading.get_ident() != self._loop_thread:
             return False
-        if not self._before_wait:
-            self._held_since = time.monotonic()
-        self._before_wait.append(callback)
+        self._held.add(callback)
         return True
 
     def _before_waiting(self, timeout: float) -> float:
         """Run what waits for the loop to wait (a connection's acks), unless a look finds
-        events at once -- kept in :attr:`_found` -- and it has not been held for
-        ``MAX_HELD_ROUNDS`` rounds; the timeout of this round's wait."""
-        self._held_rounds += 1
-        if (
-            timeout
-            and self._held_rounds < MAX_HELD_ROUNDS
-            and (self.readers or self.writers)
-            and time.monotonic() - self._held_since < MAX_HELD_SECONDS
-        ):
+        events at once -- kept in :attr:`_found` -- and it may wait longer; the timeout of
+        this round's wait."""
+        if timeout and self._held.may_wait() and (self.readers or self.writers):
             try:
                 found = self.poller.poll(0)
             except ValueError:  # a descriptor was closed under us: the round's wait says so
@@ -442,23 +423,8 @@ class Hub:
             if found:
                 self._found = found
                 return 0
-        self._run_before_wait()
+        self._held.run()
         return 0 if self._ready else timeout
-
-    def _run_before_wait(self) -> None:
-        self._held_rounds = 0
-        callbacks, self._before_wait = self._before_wait, []
-        error: BaseException | None = None
-        for callback in callbacks:
-            try:
-                callback()
-            except BaseException as exc:
-                if error is None:
-                    error = exc
-                else:
-                    logger.error("Error in a callback run before waiting: %r", exc, exc_info=True)
-        if error is not None:
-            raise error
 
     def _end_dispatch(self, failing: bool = False) -> None:
         self._dispatching = False
@@ -517,8 +483,8 @@ class Hub:
         except StopIteration:
             self._loop = None
         finally:
-            if self._before_wait:
-                self._run_before_wait()
+            if self._held.callbacks:
+                self._held.run()
 
     def run_forever(self) -> None:
         """Run rounds until :meth:`stop` is called."""
@@ -531,8 +497,8 @@ class Hub:
         except Stop:
             pass
         finally:
-            if self._before_wait:
-                self._run_before_wait()
+            if self._held.callbacks:
+                self._held.run()
 
     def stop(self) -> None:
         """Stop :meth:`run_forever` (from any thread)."""
@@ -553,11 +519,7 @@ class Hub:
 
     def _close(self) -> None:
         # work held until the loop waits (a connection's acks) goes before anything closes
-        if self._before_wait:
-            try:
-                self._run_before_wait()
-            except Exception as exc:
-                logger.error("Error in a callback run as the hub closed: %r", exc, exc_info=True)
+        self._held.run_quietly("the hub closed")
         for fd in list(self.readers) + list(self.writers):
             self._unregister(fd)
         self.readers.clear()

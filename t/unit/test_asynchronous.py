@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from kombu_like.asynchronous import ERR, READ, WRITE, Hub, get_event_loop, set_event_loop
+from kombu_like.asynchronous.held import MAX_HELD_ROUNDS
 from kombu_like.asynchronous.semaphore import DummyLock, LaxBoundedSemaphore
 from kombu_like.asynchronous.timer import Entry, Timer, to_timestamp
 from kombu_like.asynchronous.wakeup import WakeupFd
@@ -338,136 +340,121 @@ def test_dummy_lock_is_a_context_manager() -> None:
 
 
 # -- work deferred until the loop waits (a connection's acks) --------------------------
-def test_work_deferred_until_the_loop_waits_runs_before_it_waits() -> None:
-    hub = Hub()
-    quiet, other = socket.socketpair()
-    ran: list[float] = []
+class Watched(NamedTuple):
+    """A hub and a socket pair: ``near`` is the end it may watch."""
+
+    hub: Hub
+    near: socket.socket
+    far: socket.socket
+
+    def watch(self, callback: Any = lambda: None, busy: bool = False) -> None:
+        """Watch ``near``; ``busy``: with a byte never read, readable every round."""
+        if busy:
+            self.far.sendall(b"x")
+        self.hub.add_reader(self.near.fileno(), callback)
+
+
+@pytest.fixture
+def held_hub() -> Iterator[Watched]:
+    near, far = socket.socketpair()
+    watched = Watched(Hub(), near, far)
     try:
-        hub.add_reader(quiet.fileno(), lambda: None)
-        hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append(time.monotonic())))
-        hub.call_later(0.3, lambda: None)  # the round then waits up to 0.3 s
-        loop = hub.create_loop()
-        started = time.monotonic()
-        next(loop)  # runs the callback, then waits
-        ended = time.monotonic()
-        assert len(ran) == 1
-        assert ran[0] - started < 0.1 and ended - ran[0] > 0.15  # run first, then the wait
+        yield watched
     finally:
-        hub.close()
-        quiet.close()
-        other.close()
+        watched.hub.close()
+        near.close()
+        far.close()
 
 
-def test_deferred_work_waits_while_events_keep_coming_but_a_few_rounds_at_most() -> None:
-    from kombu_like.asynchronous.hub import MAX_HELD_ROUNDS
+def test_work_deferred_until_the_loop_waits_runs_before_it_waits(held_hub: Watched) -> None:
+    hub = held_hub.hub
+    ran: list[float] = []
+    held_hub.watch()
+    hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append(time.monotonic())))
+    hub.call_later(0.3, lambda: None)  # the round then waits up to 0.3 s
+    loop = hub.create_loop()
+    started = time.monotonic()
+    next(loop)  # runs the callback, then waits
+    ended = time.monotonic()
+    assert len(ran) == 1
+    assert ran[0] - started < 0.1 and ended - ran[0] > 0.15  # run first, then the wait
 
-    hub = Hub()
-    busy, other = socket.socketpair()
-    other.sendall(b"x")  # never read: readable every round
+
+def test_deferred_work_waits_while_events_keep_coming_but_a_few_rounds_at_most(
+    held_hub: Watched,
+) -> None:
+    hub = held_hub.hub
     rounds: list[int] = []
     ran: list[int] = []
-    try:
-        hub.add_reader(busy.fileno(), lambda: rounds.append(1))
-        hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append(len(rounds))))
-        loop = hub.create_loop()
-        for _ in range(MAX_HELD_ROUNDS - 1):
-            next(loop)
-        assert ran == []  # every round found events at once: nothing waited yet
+    held_hub.watch(lambda: rounds.append(1), busy=True)
+    hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append(len(rounds))))
+    loop = hub.create_loop()
+    for _ in range(MAX_HELD_ROUNDS - 1):
         next(loop)
-        assert ran == [MAX_HELD_ROUNDS - 1]
-        assert len(rounds) == MAX_HELD_ROUNDS
-    finally:
-        hub.close()
-        busy.close()
-        other.close()
+    assert ran == []  # every round found events at once: nothing waited yet
+    next(loop)
+    assert ran == [MAX_HELD_ROUNDS - 1]
+    assert len(rounds) == MAX_HELD_ROUNDS
 
 
-def test_deferred_work_runs_when_the_loop_stops_or_a_single_round_ends() -> None:
-    hub = Hub()
-    busy, other = socket.socketpair()
-    other.sendall(b"x")
+def test_deferred_work_runs_when_the_loop_stops_or_a_single_round_ends(held_hub: Watched) -> None:
+    hub = held_hub.hub
     ran: list[str] = []
-    try:
-        hub.add_reader(busy.fileno(), lambda: None)
+    held_hub.watch(busy=True)
 
-        def defer_and_stop() -> None:
-            hub.defer_until_wait(lambda: ran.append("stopped"))
-            hub.stop()
+    def defer_and_stop() -> None:
+        hub.defer_until_wait(lambda: ran.append("stopped"))
+        hub.stop()
 
-        hub.call_soon(defer_and_stop)
-        hub.run_forever()
-        assert ran == ["stopped"]
-        hub.run_once()  # the stopped loop's last word (as Kombu's): a new loop starts next
-        hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append("once")))
-        hub.run_once()
-        assert ran == ["stopped", "once"]
-        # another thread cannot defer: it is told so, and does the work itself
-        answers: list[bool] = []
-        thread = threading.Thread(target=lambda: answers.append(hub.defer_until_wait(lambda: None)))
-        thread.start()
-        thread.join(5)
-        assert answers == [False]
-    finally:
-        hub.close()
-        busy.close()
-        other.close()
+    hub.call_soon(defer_and_stop)
+    hub.run_forever()
+    assert ran == ["stopped"]
+    hub.run_once()  # the stopped loop's last word (as Kombu's): a new loop starts next
+    hub.call_soon(lambda: hub.defer_until_wait(lambda: ran.append("once")))
+    hub.run_once()
+    assert ran == ["stopped", "once"]
+    # another thread cannot defer: it is told so, and does the work itself
+    answers: list[bool] = []
+    thread = threading.Thread(target=lambda: answers.append(hub.defer_until_wait(lambda: None)))
+    thread.start()
+    thread.join(5)
+    assert answers == [False]
+    # nor can the loop's thread between rounds or after the last: no wait is certain to come
+    assert hub.defer_until_wait(lambda: None) is False
 
 
-def test_deferred_work_held_by_a_slow_round_goes_before_the_next_one() -> None:
+def test_deferred_work_held_by_a_slow_round_goes_before_the_next_one(held_hub: Watched) -> None:
     # a callback that takes long (a task run in the loop's thread) must not keep the work
     # it deferred -- a connection's ack -- held through the rounds after it
-    hub = Hub()
-    busy, other = socket.socketpair()
-    other.sendall(b"x")  # readable every round: the loop never waits
+    hub = held_hub.hub
     ran: list[int] = []
     rounds: list[int] = []
-    try:
 
-        def on_readable() -> None:
-            rounds.append(1)
-            if len(rounds) == 1:  # the first message: acked, then a slow task
-                hub.defer_until_wait(lambda: ran.append(len(rounds)))
-                time.sleep(0.05)
+    def on_readable() -> None:
+        rounds.append(1)
+        if len(rounds) == 1:  # the first message: acked, then a slow task
+            hub.defer_until_wait(lambda: ran.append(len(rounds)))
+            time.sleep(0.05)
 
-        hub.add_reader(busy.fileno(), on_readable)
-        loop = hub.create_loop()
-        next(loop)
-        assert ran == []
-        next(loop)  # held longer than MAX_HELD_SECONDS: run before this round's look
-        assert ran == [1]
-    finally:
-        hub.close()
-        busy.close()
-        other.close()
+    held_hub.watch(on_readable, busy=True)
+    loop = hub.create_loop()
+    next(loop)
+    assert ran == []
+    next(loop)  # held longer than MAX_HELD_SECONDS: run before this round's look
+    assert ran == [1]
 
 
-def test_outside_a_round_nothing_is_deferred() -> None:
-    # after the loop stopped (or between rounds) the work is done at once by the caller:
-    # no later wait of the loop is certain to come
-    hub = Hub()
-    try:
-        hub.call_soon(hub.stop)
-        hub.run_forever()
-        assert hub.defer_until_wait(lambda: None) is False
-    finally:
-        hub.close()
-
-
-def test_closing_the_hub_runs_what_waited_for_it_to_wait_before_its_on_close() -> None:
-    hub = Hub()
-    busy, other = socket.socketpair()
-    other.sendall(b"x")
+def test_closing_the_hub_runs_what_waited_for_it_to_wait_before_its_on_close(
+    held_hub: Watched,
+) -> None:
+    hub = held_hub.hub
     order: list[str] = []
-    try:
-        hub.add_reader(busy.fileno(), lambda: None)
-        hub.on_close.add(lambda h: order.append("closed"))
-        hub.call_soon(lambda: hub.defer_until_wait(lambda: order.append("acks")))
-        loop = hub.create_loop()
-        next(loop)  # the round found events at once: the acks are still held
-        assert order == []
-        hub.close()
-        assert order == ["acks", "closed"]
-        loop.close()
-    finally:
-        busy.close()
-        other.close()
+    held_hub.watch(busy=True)
+    hub.on_close.add(lambda h: order.append("closed"))
+    hub.call_soon(lambda: hub.defer_until_wait(lambda: order.append("acks")))
+    loop = hub.create_loop()
+    next(loop)  # the round found events at once: the acks are still held
+    assert order == []
+    hub.close()
+    assert order == ["acks", "closed"]
+    loop.close()
