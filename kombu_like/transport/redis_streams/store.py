@@ -199,7 +199,12 @@ class StreamsStore(QueueStore):
                 raise reply
 
     def queue_exists(self, queue: str) -> bool:
-        return bool(self.client.exists(self.keys.meta(queue), self.keys.stream(queue)))
+        exists = bool(self.client.exists(self.keys.meta(queue), self.keys.stream(queue)))
+        if exists:
+            # a passive declaration is a use of the queue, renewing its x-expires, as on
+            # RabbitMQ (where every queue.declare-ok counts)
+            self.expiry.used([queue])
+        return exists
 
     def put(self, queue: str, payload: dict[str, Any], priority: int = 0) -> None:
         self.publishing.put(queue, payload, priority)
