@@ -425,7 +425,7 @@ class Producer:
                 own_headers
                 and priority is _DEFAULT_PRIORITY
                 and len(properties) == 1
-                and not (declare or retry or immediate)
+                and not (declare or immediate)
                 and timeout is None
                 and confirm_timeout is None
                 and self._batch_local.current is None
@@ -434,15 +434,13 @@ class Producer:
                 # virtual transport's channel routes and stores it without an envelope first
                 channel = self.channel
                 if getattr(type(channel), "publishes_plain", False):
-                    return channel.publish_plain(
-                        body,
-                        content_type,
-                        content_encoding,
-                        properties["delivery_mode"],
-                        exchange_name,
-                        routing_key,
-                        mandatory,
-                    )
+                    plain = (body, content_type, content_encoding, properties["delivery_mode"])
+                    if retry:
+                        connection = self.connection
+                        assert connection is not None
+                        again = connection.ensure(self, self._publish_plain, **dict(retry_policy or {}))
+                        return again(*plain, exchange_name, routing_key, mandatory)
+                    return channel.publish_plain(*plain, exchange_name, routing_key, mandatory)
         else:
             try:
                 body, content_type, content_encoding = self._prepare(
@@ -506,6 +504,10 @@ class Producer:
             batch.add(message, exchange, routing_key, mandatory, options)
             return None
         return channel.basic_publish(message, exchange, routing_key, mandatory, **options)
+
+    def _publish_plain(self, *args: Any) -> Any:
+        # retried after a reconnection: on the channel revive() bound then
+        return self.channel.publish_plain(*args)
 
     def batch(self, max_size: int | None = None) -> _Batch:
         """Group publishes: ``with producer.batch(): producer.publish(...)``.
