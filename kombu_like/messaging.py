@@ -431,16 +431,17 @@ class Producer:
                 and self._batch_local.current is None
             ):
                 # a plain message (no headers, priority or property but delivery_mode): a
-                # virtual transport's channel routes and stores it without an envelope first
-                channel = self.channel
-                if getattr(type(channel), "publishes_plain", False):
+                # virtual transport's channel routes and stores it without an envelope first.
+                # (The channel is only looked at: binding or reviving one connects, which
+                # the long way does inside the retry policy.)
+                if getattr(type(self._channel), "publishes_plain", False):
                     plain = (body, content_type, content_encoding, properties["delivery_mode"])
                     if retry:
                         connection = self.connection
                         assert connection is not None
                         again = connection.ensure(self, self._publish_plain, **dict(retry_policy or {}))
                         return again(*plain, exchange_name, routing_key, mandatory)
-                    return channel.publish_plain(*plain, exchange_name, routing_key, mandatory)
+                    return self._publish_plain(*plain, exchange_name, routing_key, mandatory)
         else:
             try:
                 body, content_type, content_encoding = self._prepare(
@@ -506,7 +507,8 @@ class Producer:
         return channel.basic_publish(message, exchange, routing_key, mandatory, **options)
 
     def _publish_plain(self, *args: Any) -> Any:
-        # retried after a reconnection: on the channel revive() bound then
+        # the channel as _publish takes it (a lazy producer's closed one revived; retried
+        # after a reconnection, the one revive() bound)
         return self.channel.publish_plain(*args)
 
     def batch(self, max_size: int | None = None) -> _Batch:

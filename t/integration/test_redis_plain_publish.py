@@ -68,6 +68,7 @@ def test_a_plain_publish_stores_what_an_enveloped_one_does(
     with Connection(url, transport_options={"global_keyprefix": prefix}) as conn:
         queue(conn.default_channel).declare()
         producer = conn.Producer(exchange=exchange, routing_key=routing_key, serializer=serializer, auto_declare=False)
+        assert producer.channel is conn.default_channel  # bound: the first publish may take the shortcut
         store = conn.default_channel.store
         taken: list[bool] = []
         put_plain = store.put_plain
