@@ -441,7 +441,10 @@ class Producer:
                         assert connection is not None
                         again = connection.ensure(self, self._publish_plain, **dict(retry_policy or {}))
                         return again(*plain, exchange_name, routing_key, mandatory)
-                    return self._publish_plain(*plain, exchange_name, routing_key, mandatory)
+                    channel = self._channel
+                    if self._lazy and not channel.is_open:
+                        channel = self.channel  # revived, as _publish would have it
+                    return channel.publish_plain(*plain, exchange_name, routing_key, mandatory)
         else:
             try:
                 body, content_type, content_encoding = self._prepare(
@@ -507,8 +510,7 @@ class Producer:
         return channel.basic_publish(message, exchange, routing_key, mandatory, **options)
 
     def _publish_plain(self, *args: Any) -> Any:
-        # the channel as _publish takes it (a lazy producer's closed one revived; retried
-        # after a reconnection, the one revive() bound)
+        # retried after a reconnection: on the channel revive() bound
         return self.channel.publish_plain(*args)
 
     def batch(self, max_size: int | None = None) -> _Batch:

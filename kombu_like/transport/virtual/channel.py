@@ -38,8 +38,6 @@ _STRICT_QUEUE_ARGS = ("x-max-priority",)
 _UNREAD: Any = object()
 #: the headers of a plain message (never changed)
 _NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
-#: what, replaced on a channel, sees its publishes only through the long way
-_PATCHABLE = frozenset(("basic_publish", "prepare_message"))
 #: what a subclass leaves as it is for plain publishes to keep their shortcut
 _PUBLISHING = ("basic_publish", "prepare_message", "_finish_envelope", "lookup", "publish_plain")
 
@@ -423,7 +421,8 @@ class VirtualChannel(Channel):
         put_plain = self._put_plain
         # (a basic_publish or prepare_message replaced on the instance -- a test's patch --
         # sees every publish, as it would on Kombu)
-        if put_plain is not None and self.is_open and not _PATCHABLE & self.__dict__.keys():
+        own = self.__dict__
+        if put_plain is not None and self.is_open and "basic_publish" not in own and "prepare_message" not in own:
             exchange_name = exchange or ""
             key = routing_key or ""
             info: ExchangeInfo | None = None
