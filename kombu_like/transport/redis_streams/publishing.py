@@ -89,10 +89,7 @@ class Publishing:
                 head = command_head(5, ("XADD", stream, "*", "payload"))
                 if len(self._xadd_heads) < 10_000:
                     self._xadd_heads[stream] = head
-            data = with_bulk(head, envelope_text(queue, payload).encode("utf-8"))
-            [reply] = plain.run_packed(data, 1)
-            if isinstance(reply, Exception):
-                raise type(reply)(f"publishing 1 message(s) failed for queue(s) {queue}: {reply}")
+            self._xadd(plain, queue, with_bulk(head, envelope_text(queue, payload).encode("utf-8")))
             return
         self.put_many([(queue, payload, priority)])
 
@@ -109,10 +106,16 @@ class Publishing:
         data = self._plain.command(queue, body, delivery_tag, shape)
         if data is None:
             return False
+        self._xadd(plain, queue, data)
+        return True
+
+    @staticmethod
+    def _xadd(plain: WireExecutor, queue: str, data: bytes) -> None:
+        """Send the one encoded XADD ``data`` storing a message of ``queue`` on the hot
+        wire ``plain``; its error reply raised, naming the queue."""
         [reply] = plain.run_packed(data, 1)
         if isinstance(reply, Exception):
             raise type(reply)(f"publishing 1 message(s) failed for queue(s) {queue}: {reply}")
-        return True
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any], int]]) -> None:
         store = self.store

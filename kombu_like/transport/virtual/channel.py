@@ -425,20 +425,9 @@ class VirtualChannel(Channel):
         if put_plain is not None and self.is_open and "basic_publish" not in own and "prepare_message" not in own:
             exchange_name = exchange or ""
             key = routing_key or ""
-            info: ExchangeInfo | None = None
-            version: Any = _UNREAD
-            if exchange_name:
-                if self._exchange_versioned is not None:
-                    info, version = self._exchange_versioned(exchange_name)
-                else:
-                    info = self.seam.bindings.exchange(exchange_name)
+            info, version = self._exchange_info(exchange_name)
             if info is None or info.type != "fanout":
-                queues = None
-                if info is not None and version is not _UNREAD and version == self._route_cache_version:
-                    if info.type != "headers":  # routed by each message's headers: never cached
-                        queues = self._route_cache.get((exchange_name, key))
-                if queues is None:
-                    queues = self.lookup(exchange_name, key, _NO_HEADERS, info, version)
+                queues = self.lookup(exchange_name, key, _NO_HEADERS, info, version)
                 body_encoding = self.body_encoding
                 encoded: str | None = None
                 if len(queues) == 1 and body_encoding == "base64":
@@ -453,6 +442,16 @@ class VirtualChannel(Channel):
                         return self.published
         message = self.prepare_message(body, 0, content_type, content_encoding, {}, {"delivery_mode": delivery_mode})
         return self.basic_publish(message, exchange, routing_key, mandatory, False)
+
+    def _exchange_info(self, exchange: str) -> tuple[ExchangeInfo | None, Any]:
+        """The declaration of the exchange a publish goes to (None: the default exchange,
+        or one not declared) and the bindings' version read with it, where the bindings
+        give both in one call (else ``_UNREAD``: :meth:`lookup` reads it)."""
+        if not exchange:
+            return None, _UNREAD
+        if self._exchange_versioned is not None:
+            return self._exchange_versioned(exchange)
+        return self.seam.bindings.exchange(exchange), _UNREAD
 
     def _finish_envelope(self, message: dict[str, Any], exchange: str, routing_key: str) -> None:
         props = message["properties"]
@@ -518,13 +517,7 @@ class VirtualChannel(Channel):
         if not self.is_open:
             self._check_open()
         seam = self.seam
-        version: Any = _UNREAD
-        if not exchange:
-            info = None
-        elif self._exchange_versioned is not None:
-            info, version = self._exchange_versioned(exchange)
-        else:
-            info = seam.bindings.exchange(exchange)
+        info, version = self._exchange_info(exchange)
         if info is not None and info.type == "fanout" and self._broadcast(message, exchange, routing_key):
             return self.published
         # the envelope is finished, routed and put; one queue (nearly every publish) without a list
