@@ -120,9 +120,8 @@ class PlainTemplates:
             return None
         if found is None:
             return None
-        head, (start, middle, tail) = found
-        encode = encode_basestring_ascii  # PlainTemplate.text, inline: every publish
-        return with_bulk(head, f"{start}{encode(body)}{middle}{encode(delivery_tag)}{tail}".encode())
+        head, template = found
+        return with_bulk(head, template.text(body, delivery_tag).encode())
 
     def _make(self, queue: str, shape: PlainShape) -> tuple[bytes, PlainTemplate] | None:
         template = plain_template(shape, self._body_encoding)
